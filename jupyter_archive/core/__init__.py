@@ -1,0 +1,1 @@
+"""The archive itself: catalog, SQL pipeline, engines, formats. No tornado or Jupyter imports."""

@@ -1,0 +1,1 @@
+"""Storage backends: DuckDB (the embedded engine) and file directories ingested into it."""

@@ -1,0 +1,232 @@
+"""The metadata convention of the DuckDB files the archive mounts, and how such files are written.
+
+A database file may hold a schema ``archive_meta`` with three tables::
+
+    tables(table_name VARCHAR PRIMARY KEY, description VARCHAR)
+    columns(table_name VARCHAR, column_name VARCHAR, unit VARCHAR, ucd VARCHAR,
+            description VARCHAR, utype VARCHAR, xtype VARCHAR,
+            PRIMARY KEY (table_name, column_name))
+    info(key VARCHAR PRIMARY KEY, value VARCHAR)
+
+``table_name`` is the name of a table in schema ``main`` of the same file. ``info`` holds
+free-form facts about the file (which generator wrote it, from what). The archive hides
+``archive_meta`` from table listings; its content surfaces as table and column metadata.
+
+Also here: :func:`atomic_database`, the one way the archive writes such a file (build a
+temporary file beside it, then rename it into place), used by the demo and the file cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import duckdb
+
+from ..schema import META_KEYS
+
+log = logging.getLogger(__name__)
+
+META_SCHEMA = "archive_meta"
+
+_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {META_SCHEMA};
+CREATE TABLE IF NOT EXISTS {META_SCHEMA}.tables(
+    table_name VARCHAR PRIMARY KEY,
+    description VARCHAR);
+CREATE TABLE IF NOT EXISTS {META_SCHEMA}.columns(
+    table_name VARCHAR,
+    column_name VARCHAR,
+    unit VARCHAR,
+    ucd VARCHAR,
+    description VARCHAR,
+    utype VARCHAR,
+    xtype VARCHAR,
+    PRIMARY KEY (table_name, column_name));
+CREATE TABLE IF NOT EXISTS {META_SCHEMA}.info(
+    key VARCHAR PRIMARY KEY,
+    value VARCHAR);
+"""
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a DuckDB quoted identifier (safe for any string)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def is_hidden_schema(schema_name: str) -> bool:
+    """Whether table listings must leave out this schema (the metadata lives there)."""
+    return schema_name.lower() == META_SCHEMA
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``archive_meta`` and its tables in the connection's default database if missing."""
+    con.execute(_DDL)
+
+
+def write_metadata(
+    con: duckdb.DuckDBPyConnection,
+    table_name: str,
+    description: str | None = None,
+    columns: Mapping[str, Mapping[str, str | None]] | None = None,
+) -> None:
+    """Record the description and column metadata of ``main.<table_name>``.
+
+    ``columns`` maps a column name to ``{"unit": ..., "ucd": ..., "description": ...}``
+    (also ``utype``, ``xtype``; missing or ``None`` values are stored as NULL). This replaces
+    whatever was recorded for that table before.
+    """
+    ensure_schema(con)
+    rows = []
+    for column, meta in (columns or {}).items():
+        unknown = set(meta) - set(META_KEYS)
+        if unknown:
+            raise ValueError(f"unknown column metadata key(s) {sorted(unknown)} for {table_name}.{column}")
+        rows.append([table_name, column, *(_text(meta.get(k)) for k in META_KEYS)])
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            f"INSERT OR REPLACE INTO {META_SCHEMA}.tables VALUES (?, ?)", [table_name, _text(description)]
+        )
+        con.execute(f"DELETE FROM {META_SCHEMA}.columns WHERE table_name = ?", [table_name])
+        if rows:
+            con.executemany(
+                f"INSERT INTO {META_SCHEMA}.columns (table_name, column_name, {', '.join(META_KEYS)}) "
+                f"VALUES ({', '.join('?' * (2 + len(META_KEYS)))})",
+                rows,
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def read_metadata(con: duckdb.DuckDBPyConnection, catalog_alias: str | None = None) -> dict[str, dict]:
+    """All table metadata of a database: ``{table_name: {"description": str | None, "columns": {...}}}``.
+
+    ``catalog_alias`` names an ATTACHed database (``None``: the connection's current one).
+    Each ``columns`` value is ``{column_name: {key: value}}`` with only the non-empty keys of
+    :data:`~jupyter_archive.core.schema.META_KEYS`. Returns ``{}`` when there is no metadata.
+    """
+    catalog = catalog_alias or _current_catalog(con)
+    present = _meta_tables(con, catalog)
+    prefix = f"{quote_ident(catalog)}.{META_SCHEMA}"
+    out: dict[str, dict] = {}
+    if "tables" in present:
+        for table_name, description in con.execute(f"SELECT table_name, description FROM {prefix}.tables").fetchall():
+            out[table_name] = {"description": description, "columns": {}}
+    if "columns" in present:
+        rows = con.execute(
+            f"SELECT table_name, column_name, {', '.join(META_KEYS)} FROM {prefix}.columns"
+        ).fetchall()
+        for table_name, column_name, *values in rows:
+            entry = out.setdefault(table_name, {"description": None, "columns": {}})
+            entry["columns"][column_name] = {k: v for k, v in zip(META_KEYS, values) if v}
+    return out
+
+
+def set_info(con: duckdb.DuckDBPyConnection, key: str, value: object) -> None:
+    """Store ``info[key] = str(value)`` in the connection's default database."""
+    ensure_schema(con)
+    con.execute(f"INSERT OR REPLACE INTO {META_SCHEMA}.info VALUES (?, ?)", [key, _text(value)])
+
+
+def get_info(
+    con: duckdb.DuckDBPyConnection, key: str, catalog_alias: str | None = None, default: str | None = None
+) -> str | None:
+    """``info[key]`` of a database (``catalog_alias`` as in :func:`read_metadata`), else ``default``."""
+    return read_info(con, catalog_alias).get(key, default)
+
+
+def read_info(con: duckdb.DuckDBPyConnection, catalog_alias: str | None = None) -> dict[str, str]:
+    """The whole ``info`` table of a database as a dict (``{}`` when absent)."""
+    catalog = catalog_alias or _current_catalog(con)
+    if "info" not in _meta_tables(con, catalog):
+        return {}
+    rows = con.execute(f"SELECT key, value FROM {quote_ident(catalog)}.{META_SCHEMA}.info").fetchall()
+    return {k: v for k, v in rows}
+
+
+@contextlib.contextmanager
+def open_read_only(path: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+    """A private in-memory connection with the database file ``path`` attached read-only.
+
+    Yields ``(connection, alias)``. Attaching (rather than ``duckdb.connect(path)``) avoids
+    DuckDB's per-process instance cache, which refuses a second open with other options.
+    """
+    con = duckdb.connect(":memory:")
+    alias = "db_" + uuid.uuid4().hex[:12]
+    try:
+        con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(path)])
+        yield con, alias
+    finally:
+        con.close()
+
+
+@contextlib.contextmanager
+def atomic_database(path: Path) -> Iterator[Path]:
+    """Build a DuckDB file at ``path`` so readers only ever see a complete file.
+
+    Yields a fresh temporary path in the same directory (so the final rename stays on one
+    filesystem). The caller builds and closes its database there; on a clean exit the file
+    is moved over ``path`` with :func:`os.replace`, on an error it is deleted. Builders that
+    race each other simply replace in turn: each rename installs a complete file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        # A stale WAL beside the old file would be replayed onto the new one; ours was checkpointed.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(str(path) + ".wal")
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, Path(str(tmp) + ".wal")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+@contextlib.contextmanager
+def build_lock(path: Path) -> Iterator[None]:
+    """Serialise builders of ``path`` across processes (a lock file beside it).
+
+    Only an economy — it keeps two processes from doing the same expensive build at once;
+    correctness comes from :func:`atomic_database`. Without ``fcntl`` (Windows) it does nothing.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if text != "" else None
+
+
+def _current_catalog(con: duckdb.DuckDBPyConnection) -> str:
+    return con.execute("SELECT current_database()").fetchone()[0]
+
+
+def _meta_tables(con: duckdb.DuckDBPyConnection, catalog: str) -> set[str]:
+    rows = con.execute(
+        "SELECT lower(table_name) FROM duckdb_tables() WHERE database_name = ? AND lower(schema_name) = ?",
+        [catalog, META_SCHEMA],
+    ).fetchall()
+    return {r[0] for r in rows}

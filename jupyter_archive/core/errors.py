@@ -1,0 +1,46 @@
+"""The one error type the core raises; faces render it in their own shape."""
+
+from __future__ import annotations
+
+
+class ArchiveError(Exception):
+    """A failure the user caused or can act on.
+
+    ``code`` is a stable machine name (``syntax_error``, ``unknown_table``, ``permission``,
+    ``not_found``, ``bad_request``, ``time_limit``, ``too_large``, ``unbound_variable``,
+    ``malformed_variable``, ``not_acceptable``, ``conflict``, ``engine_error``).
+    ``status`` is the HTTP status a face should use unless its API dictates another.
+    ``position`` is ``(line, column)`` (1-based) for errors located in SQL text.
+    ``details`` carries extra fields a face may show (e.g. ``varName``).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int = 400,
+        *,
+        position: tuple[int, int] | None = None,
+        details: dict | None = None,
+    ):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.position = position
+        self.details = dict(details or {})
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.message
+
+
+def not_found(message: str, **details) -> ArchiveError:
+    return ArchiveError("not_found", message, 404, details=details)
+
+
+def permission(message: str, **details) -> ArchiveError:
+    return ArchiveError("permission", message, 403, details=details)
+
+
+def bad_request(message: str, **details) -> ArchiveError:
+    return ArchiveError("bad_request", message, 400, details=details)

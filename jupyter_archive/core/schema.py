@@ -1,0 +1,43 @@
+"""Column metadata carried on Arrow fields, so it travels with every streamed result.
+
+Unit, UCD, description, utype and xtype live in the Arrow field metadata under the keys
+below. Every writer in ``formats`` reads them from there; every backend puts them there.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+META_KEYS = ("unit", "ucd", "description", "utype", "xtype")
+
+
+def field_meta(field: pa.Field) -> dict[str, str]:
+    """The archive metadata of a field as a plain ``{key: value}`` dict (only keys present)."""
+    md = field.metadata or {}
+    out = {}
+    for key in META_KEYS:
+        value = md.get(key.encode())
+        if value:
+            out[key] = value.decode()
+    return out
+
+
+def with_meta(field: pa.Field, **meta: str | None) -> pa.Field:
+    """A copy of ``field`` with the given archive metadata set (``None`` values are dropped)."""
+    md = dict(field.metadata or {})
+    for key, value in meta.items():
+        if key not in META_KEYS:
+            raise ValueError(f"unknown column metadata key {key!r}")
+        if value:
+            md[key.encode()] = str(value).encode()
+    return field.with_metadata(md)
+
+
+def annotate(schema: pa.Schema, columns: dict[str, dict[str, str]]) -> pa.Schema:
+    """Attach metadata to the fields of ``schema`` by column name (case-insensitive)."""
+    lower = {k.lower(): v for k, v in columns.items()}
+    fields = []
+    for f in schema:
+        meta = lower.get(f.name.lower())
+        fields.append(with_meta(f, **{k: v for k, v in meta.items() if k in META_KEYS}) if meta else f)
+    return pa.schema(fields, metadata=schema.metadata)

@@ -1,0 +1,787 @@
+"""Media types -> streaming writers for query results.
+
+A result arrives as an Arrow schema plus an iterator of record batches; :class:`Format.encode`
+turns it into byte chunks for the HTTP socket. Writers hold one batch (cut into slices of a
+few MiB of output) at a time, never the whole result; only FITS, which needs the row count up
+front, spools to a temporary file (see ``formats_fits``). :func:`negotiate` picks a format from
+an Accept header or a ``?format=`` value; :func:`by_name` builds one directly.
+
+Text rendering is vectorised with pyarrow.compute: every column becomes a string array of
+ready-to-write literals and ``binary_join_element_wise`` glues them into rows, whose bytes are
+then taken straight from the Arrow value buffer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from .errors import ArchiveError
+from .schema import field_meta
+
+CHUNK = 64 * 1024  # smallest chunk handed to the socket (except the last)
+SLICE_BYTES = 4 * 1024 * 1024  # batches are cut so that one slice encodes to about this much
+
+
+@dataclass
+class ResultInfo:
+    """What a writer needs to know about a result besides its rows."""
+
+    truncated: bool = False  # the row limit cut the result (known before encoding starts)
+    table_name: str = "Table1"  # CasJobs TableName, VOTable TABLE name, XML row element
+    query: str | None = None  # the query text, for VOTable INFO QUERY
+    row_limit: int | None = None  # the limit that cut it, for messages
+
+
+@dataclass(frozen=True)
+class Format:
+    """A negotiated output format: its name, the Content-Type to send and writer options."""
+
+    name: str
+    media_type: str
+    options: dict = field(default_factory=dict)
+
+    def encode(self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], info: ResultInfo | None = None) -> Iterator[bytes]:
+        """Yield the encoded result as byte chunks; lazy: nothing runs before the first ``next``."""
+        return _coalesce(_WRITERS[self.name], schema, batches, info or ResultInfo(), dict(self.options))
+
+
+def _coalesce(writer, schema, batches, info, options) -> Iterator[bytes]:
+    # Writers yield pieces of any size; group the small ones so the socket sees ~64 KiB+ writes
+    # and never an empty chunk.
+    pending: list[bytes] = []
+    size = 0
+    for piece in writer(_plain_schema(schema), iter(batches), info, options):
+        if not piece:
+            continue
+        pending.append(piece)
+        size += len(piece)
+        if size >= CHUNK:
+            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+# ---------------------------------------------------------------------------------------------
+# Type normalisation and slicing
+
+
+def _plain_type(t: pa.DataType) -> pa.DataType:
+    """The type writers see: dictionaries decoded, large/view/fixed variants made plain."""
+    if pa.types.is_dictionary(t):
+        return _plain_type(t.value_type)
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t) or pa.types.is_fixed_size_binary(t):
+        return pa.binary()
+    if pa.types.is_float16(t):
+        return pa.float32()
+    if pa.types.is_date64(t):
+        return pa.date32()
+    return t
+
+
+def _plain_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f.with_type(_plain_type(f.type)) for f in schema], metadata=schema.metadata)
+
+
+def _plain(arr) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    t = _plain_type(arr.type)
+    return arr if t == arr.type else arr.cast(t)
+
+
+def slices(batches: Iterable, row_bytes: int, render, *, multiple: int = 1, rows: int | None = None) -> Iterator:
+    """Yield ``render(slice)`` for the incoming batches cut into slices of about SLICE_BYTES of
+    output (``row_bytes``: an estimate per row), or of ``rows`` rows; slice lengths are multiples
+    of ``multiple`` where the batch allows. Empty slices are skipped."""
+    rows = rows or max(1024, SLICE_BYTES // max(row_bytes, 1)) // multiple * multiple
+    it = iter(batches)
+    # Explicit dels: no reference to a finished batch may survive into the next fetch, so the
+    # producer (DuckDB) can build the next batch without two being alive at once.
+    while (b := next(it, None)) is not None:
+        parts = b.to_batches() if isinstance(b, pa.Table) else [b]
+        del b
+        while parts:
+            part = parts.pop(0)
+            for off in range(0, part.num_rows, rows):
+                out = render(part.slice(off, rows))
+                yield out
+                del out
+            del part
+
+
+def _text_row_bytes(schema: pa.Schema) -> int:
+    return sum(24 if _is_stringish(f.type) else 12 for f in schema) + 8
+
+
+def _is_stringish(t: pa.DataType) -> bool:
+    """Types rendered as quoted strings in JSON/CSV (text, times, base64 binary, JSON text)."""
+    return not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+                or pa.types.is_decimal(t) or pa.types.is_null(t))
+
+
+def joined_bytes(arr: pa.Array) -> bytes:
+    """The concatenated values of a string/binary array without nulls, straight from its buffer."""
+    n = len(arr)
+    if n == 0:
+        return b""
+    bufs = arr.buffers()
+    width = 8 if pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type) else 4
+    offs = np.frombuffer(bufs[1], dtype=np.int32 if width == 4 else np.int64, count=n + 1, offset=arr.offset * width)
+    if offs[0] == offs[-1]:  # all empty (the value buffer may be absent)
+        return b""
+    return bufs[2][int(offs[0]):int(offs[-1])].to_pybytes()
+
+
+def _any(mask) -> bool:
+    return bool(pc.any(mask).as_py())
+
+
+_NULL_STR = pa.scalar(None, pa.string())
+
+
+def text(arr: pa.Array, style: str = "csv") -> pa.Array:
+    """Render a column as a string array; nulls stay null.
+
+    ``style`` decides non-finite floats: 'csv'/'json' make them null, 'votable' writes
+    NaN/+Inf/-Inf, 'xml' writes NaN/INF/-INF (xs:double). Integers stay exact (no float
+    detour), floats are shortest round-trip, timestamps ISO-8601 with 'T', binary base64.
+    """
+    arr = _plain(arr)
+    t = arr.type
+    if pa.types.is_null(t):
+        return pa.nulls(len(arr), pa.string())
+    if pa.types.is_string(t):
+        return arr
+    if pa.types.is_boolean(t):
+        return pc.if_else(arr, "true", "false")
+    if pa.types.is_integer(t) or pa.types.is_decimal(t):
+        return pc.cast(arr, pa.string())
+    if pa.types.is_floating(t):
+        s = pc.cast(arr, pa.string())
+        finite = pc.is_finite(arr)
+        if not pc.all(finite).as_py():
+            if style in ("csv", "json"):
+                s = pc.if_else(finite, s, _NULL_STR)
+            else:
+                pos, nan = ("+Inf", "NaN") if style == "votable" else ("INF", "NaN")
+                s = pc.if_else(pc.is_nan(arr), nan, s)
+                s = pc.if_else(pc.and_(pc.is_inf(arr), pc.greater(arr, 0)), pos, s)
+                s = pc.if_else(pc.and_(pc.is_inf(arr), pc.less(arr, 0)), "-INF" if style == "xml" else "-Inf", s)
+        return s
+    if pa.types.is_timestamp(t):
+        naive = arr.view(pa.timestamp(t.unit)) if t.tz else arr  # keep the UTC instant
+        s = pc.replace_substring(pc.cast(naive, pa.string()), " ", "T", max_replacements=1)
+        if t.unit != "s":  # drop trailing zeros of the fraction: 10:30:00.500000 -> 10:30:00.5
+            s = pc.replace_substring_regex(s, r"\.0+$|(\.\d*?[1-9])0+$", r"\1")
+        return pc.binary_join_element_wise(s, "Z", "") if t.tz else s
+    if pa.types.is_date(t):
+        return pc.cast(arr, pa.string())
+    if pa.types.is_time(t):
+        s = pc.cast(arr, pa.string())
+        return pc.replace_substring_regex(s, r"\.0+$|(\.\d*?[1-9])0+$", r"\1") if t.unit != "s" else s
+    if pa.types.is_binary(t):
+        return pa.array([None if v is None else base64.b64encode(v).decode("ascii") for v in arr.to_pylist()], pa.string())
+    if pa.types.is_duration(t):
+        return pc.cast(arr.cast(pa.int64()), pa.string())
+    # Nested and exotic types: JSON text, built in Python (rare in archive results).
+    return pa.array([None if v is None else json.dumps(v, default=str, ensure_ascii=False) for v in arr.to_pylist()], pa.string())
+
+
+# ---------------------------------------------------------------------------------------------
+# Escaping
+
+
+def _replace_all(s: pa.Array, pairs) -> pa.Array:
+    for old, new in pairs:
+        s = pc.replace_substring(s, old, new)
+    return s
+
+
+_XML_BAD = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{fffe}\x{ffff}]"
+
+
+def xml_escape(s: pa.Array) -> pa.Array:
+    """Escape a string array for XML character data (CR kept as &#13;, illegal chars -> U+FFFD)."""
+    if not _any(pc.match_substring_regex(s, r"[&<>\r]|" + _XML_BAD)):
+        return s
+    s = _replace_all(s, (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;")))
+    return pc.replace_substring_regex(s, _XML_BAD, "\ufffd")
+
+
+def xml_attr(value: str) -> str:
+    """A Python string quoted for an XML attribute value (newlines preserved as char refs)."""
+    value = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]", "\ufffd", str(value))
+    for old, new in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"),
+                     ("\n", "&#10;"), ("\r", "&#13;"), ("\t", "&#9;")):
+        value = value.replace(old, new)
+    return f'"{value}"'
+
+
+def _json_quote(s: pa.Array) -> pa.Array:
+    if _any(pc.match_substring_regex(s, r'["\\\x00-\x1f]')):
+        s = _replace_all(s, (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")))
+        if _any(pc.match_substring_regex(s, r"[\x00-\x1f]")):  # rare control chars: Python
+            fix = lambda v: re.sub(r"[\x00-\x1f]", lambda m: "\\u%04x" % ord(m.group()), v)
+            s = pa.array([None if v is None else fix(v) for v in s.to_pylist()], pa.string())
+    return pc.binary_join_element_wise('"', s, '"', "")
+
+
+def json_values(arr: pa.Array) -> pa.Array:
+    """A column as JSON literals (no nulls left: NULL, NaN and inf become ``null``)."""
+    arr = _plain(arr)
+    t = arr.type
+    if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_decimal(t):
+        s = text(arr, "json")
+    elif pa.types.is_floating(t):
+        s = text(arr, "json")
+        # keep floats looking like floats ("1.0", not "1") so typed readers keep the dtype; the
+        # cheap numeric test first spares the regex for columns without integral values
+        if _any(pc.equal(pc.floor(arr), arr)):
+            s = pc.if_else(pc.match_substring_regex(s, r"^-?\d+$"), pc.binary_join_element_wise(s, ".0", ""), s)
+    elif pa.types.is_null(t):
+        s = pa.nulls(len(arr), pa.string())
+    elif pa.types.is_string(t) or pa.types.is_temporal(t) or pa.types.is_binary(t):
+        s = _json_quote(text(arr, "json"))
+    else:  # nested values are already JSON text
+        s = text(arr, "json")
+    return pc.fill_null(s, "null") if s.null_count else s
+
+
+def _encode_name(name: str) -> str:
+    """An XML element name for a column, escaped the way .NET's XmlConvert.EncodeLocalName does."""
+    out = []
+    for i, ch in enumerate(name or "_"):
+        ok = (ch.isalpha() or ch == "_") if i == 0 else (ch.isalnum() or ch in "._-")
+        if ch == "_" and re.match(r"_x[0-9A-Fa-f]{4}_", name[i:]):
+            ok = False  # a literal "_xHHHH_" would read as an escape
+        if ok:
+            out.append(ch)
+        else:
+            out.append(f"_x{ord(ch):04X}_" if ord(ch) <= 0xFFFF else f"_x{ord(ch):08X}_")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV / TSV
+
+
+def _csv_header(names, d, rd, q, e) -> bytes:
+    special = {d, q, e, "\n", "\r", *rd}
+    out = []
+    for n in names:
+        if any(c in special for c in n) or not n:
+            n = q + (n.replace(e, e + e) if e != q else n).replace(q, e + q) + q
+        out.append(n)
+    return (d.join(out) + rd).encode()
+
+
+def _write_csv(schema, batches, info, opt):
+    d = opt.get("delimiter", ",")
+    rd = opt.get("row_delimiter", "\n")
+    q = opt.get("quote_char", '"')
+    e = opt.get("escape_char", q)
+    yield _csv_header(schema.names, d, rd, q, e)
+    # pyarrow's writer quotes every string (and only strings) and escapes by doubling '"';
+    # a delimiter that could appear inside numbers or another quote/escape needs our own path.
+    fast = q == '"' and e == '"' and not (d.isalnum() or d in ".-+:")
+    opts = pacsv.WriteOptions(include_header=False, delimiter=d, eol=rd, quoting_style="needed")
+
+    def render(b):
+        if not fast:
+            return _delimited(b, d, rd, lambda a, t: _quote_csv(a, t, d, rd, q, e))
+        cols = []
+        for a in b.columns:
+            a = _plain(a)
+            t = a.type
+            if pa.types.is_floating(t):
+                finite = pc.is_finite(a)
+                if not pc.all(finite).as_py():
+                    a = pc.if_else(finite, a, pa.scalar(None, t))
+            elif not (pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
+                      or pa.types.is_date32(t) or pa.types.is_decimal(t)):
+                a = text(a, "csv")
+            cols.append(a)
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(pa.RecordBatch.from_arrays(cols, names=[f"c{i}" for i in range(len(cols))]), sink, opts)
+        return sink.getvalue().to_pybytes()
+
+    yield from slices(batches, _text_row_bytes(schema), render)
+
+
+def _quote_csv(s, t, d, rd, q, e):
+    raw = {d, q, e, "\n", "\r", *rd}
+    if not _is_stringish(t) and not raw & set("0123456789+-.eEinfatrulsINFA"):
+        return s  # numbers and booleans cannot contain any of the special characters
+    if e != q:
+        s = pc.replace_substring(s, e, e + e)
+    s = pc.replace_substring(s, q, e + q)
+    quoted = pc.binary_join_element_wise(q, s, q, "")
+    if _is_stringish(t):  # as pyarrow does: strings always quoted, so "" (empty) differs from NULL
+        return quoted
+    special = "".join(re.escape(c) for c in raw)
+    return pc.if_else(pc.match_substring_regex(s, f"[{special}]"), quoted, s)
+
+
+def _tsv_escape(s, t):
+    if _is_stringish(t) and _any(pc.match_substring_regex(s, r"[\\\t\n\r]")):
+        s = _replace_all(s, (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")))
+    return s
+
+
+def _delimited(b, d, rd, escape) -> bytes:
+    cols = []
+    for a in b.columns:
+        s = text(a, "csv")
+        s = escape(s, _plain_type(a.type))
+        cols.append(pc.fill_null(s, "") if s.null_count else s)
+    if not cols:
+        return b""
+    rows = pc.binary_join_element_wise(*cols, d) if len(cols) > 1 else cols[0]
+    return joined_bytes(pc.binary_join_element_wise(rows, rd, ""))
+
+
+def _write_tsv(schema, batches, info, opt):
+    esc = lambda n: n.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    yield ("\t".join(esc(n) for n in schema.names) + "\n").encode()
+    yield from slices(batches, _text_row_bytes(schema), lambda b: _delimited(b, "\t", "\n", _tsv_escape))
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON family
+
+
+def _json_rows(b: pa.RecordBatch, names, *, objects: bool, prefix: str, suffix: str) -> bytes:
+    """Rows as JSON objects or arrays, each wrapped in prefix/suffix, concatenated."""
+    open_, close = ("{", "}") if objects else ("[", "]")
+    keys = [json.dumps(n, ensure_ascii=False) + ":" if objects else "" for n in names]
+    parts: list = []
+    literal = prefix + open_
+    for key, a in zip(keys, b.columns):
+        parts += [literal + key, json_values(a)]
+        literal = ","
+    if not parts:  # no columns: every row is an empty object/array
+        return ((prefix + open_ + close + suffix) * b.num_rows).encode()
+    parts.append(close + suffix)
+    return joined_bytes(pc.binary_join_element_wise(*parts, ""))
+
+
+def _json_array_body(schema, batches, *, objects: bool, counter: list | None = None):
+    """The rows of a JSON array, comma-separated, streamed per slice."""
+    def render(b):
+        if counter is not None:
+            counter[0] += b.num_rows
+        return _json_rows(b, schema.names, objects=objects, prefix=",\n", suffix="")
+
+    first = True
+    for data in slices(batches, _text_row_bytes(schema) * 2, render):
+        if first:  # the very first row has no leading comma
+            data, first = data[1:], False
+        yield data
+
+
+def _write_json(schema, batches, info, opt):
+    yield b"["
+    yield from _json_array_body(schema, batches, objects=True)
+    yield b"\n]\n"
+
+
+def _write_ldjson(schema, batches, info, opt):
+    render = lambda b: _json_rows(b, schema.names, objects=True, prefix="", suffix="\n")
+    yield from slices(batches, _text_row_bytes(schema) * 2, render)
+
+
+def _write_casjobs(schema, batches, info, opt):
+    head = {"TableName": info.table_name, "Columns": schema.names}
+    yield ('{"Result":[' + json.dumps(head, ensure_ascii=False)[:-1] + ',"Data":[').encode()
+    yield from _json_array_body(schema, batches, objects=False)
+    yield ('],"Truncated":' + json.dumps(bool(info.truncated)) + "}]}\n").encode()
+
+
+def column_description(f: pa.Field) -> dict:
+    """A column as json-table describes it: name, VOTable datatype, Arrow type, metadata."""
+    from .formats_votable import votable_type
+
+    out = {"name": f.name, "datatype": votable_type(f.type)[0], "arrow_type": str(f.type)}
+    out.update(field_meta(f))
+    return out
+
+
+def _write_json_table(schema, batches, info, opt):
+    cols = [column_description(f) for f in schema]
+    yield ('{"columns":' + json.dumps(cols, ensure_ascii=False) + ',\n"data":[').encode()
+    counter = [0]
+    yield from _json_array_body(schema, batches, objects=False, counter=counter)
+    yield (f'],\n"rows":{counter[0]},"truncated":' + json.dumps(bool(info.truncated)) + "}\n").encode()
+
+
+# ---------------------------------------------------------------------------------------------
+# XML (.NET DataSet shape)
+
+
+def _write_xml(schema, batches, info, opt):
+    row = _encode_name(info.table_name or "Table1")
+    names = [_encode_name(n) for n in schema.names]
+    attr = ' truncated="true"' if info.truncated else ""
+    yield f'<?xml version="1.0" encoding="utf-8"?>\n<NewDataSet{attr}>\n'.encode()
+
+    def render(b):
+        parts: list = [f"<{row}>"]
+        for name, a in zip(names, b.columns):
+            s = text(a, "xml")
+            if _is_stringish(_plain_type(a.type)):
+                s = xml_escape(s)
+            cell = pc.binary_join_element_wise(f"<{name}>", s, f"</{name}>", "")
+            parts.append(pc.fill_null(cell, "") if cell.null_count else cell)  # NULL: element omitted
+        parts.append(f"</{row}>\n")
+        if len(parts) == 2:
+            return ("".join(parts) * b.num_rows).encode()
+        return joined_bytes(pc.binary_join_element_wise(*parts, ""))
+
+    yield from slices(batches, _text_row_bytes(schema) * 2, render)
+    yield b"</NewDataSet>\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Parquet / Arrow IPC
+
+
+class _Drain:
+    """A write-only file object whose contents are taken away after each batch."""
+
+    closed = False
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+        self.pos = 0
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        self.parts.append(data)
+        self.pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.pos
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def take(self) -> list[bytes]:
+        out, self.parts = self.parts, []
+        return out
+
+
+def _with_truncated(schema, info) -> pa.Schema:
+    md = dict(schema.metadata or {})
+    md[b"archive.truncated"] = b"true" if info.truncated else b"false"
+    return schema.with_metadata(md)
+
+
+def _binary_writer(make, rows: int | None):
+    def write(schema, batches, info, opt):
+        schema = _with_truncated(schema, info)
+        sink = _Drain()
+        writer = make(sink, schema)
+
+        def render(b):
+            writer.write_batch(pa.RecordBatch.from_arrays([_plain(c) for c in b.columns], schema=schema))
+            return sink.take()
+
+        try:
+            row_bytes = _text_row_bytes(schema)  # close enough to Arrow's own widths
+            for parts in slices(batches, row_bytes, render, rows=rows):
+                yield from parts
+        finally:
+            writer.close()
+        yield from sink.take()
+
+    return write
+
+
+def _parquet_writer(sink, schema):
+    import pyarrow.parquet as pq
+
+    return pq.ParquetWriter(sink, schema, compression="zstd")
+
+
+# Parquet: one row group per 122,880 rows (DuckDB's own row-group size): big enough for
+# readers, small enough that the writer's buffered row group stays a few tens of MB.
+_write_parquet = _binary_writer(_parquet_writer, 122_880)
+_write_arrow = _binary_writer(lambda sink, schema: pa.ipc.new_stream(sink, schema), None)
+
+
+def _write_votable(schema, batches, info, opt):
+    from .formats_votable import write_votable
+
+    return write_votable(schema, batches, info, opt)
+
+
+def _write_fits(schema, batches, info, opt):
+    from .formats_fits import write_fits
+
+    return write_fits(schema, batches, info, opt)
+
+
+_WRITERS = {
+    "csv": _write_csv, "tsv": _write_tsv, "json": _write_json, "json-table": _write_json_table,
+    "json-array-casjobs": _write_casjobs, "ldjson": _write_ldjson, "votable": _write_votable,
+    "fits": _write_fits, "parquet": _write_parquet, "arrow": _write_arrow, "xml": _write_xml,
+}
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Names, media types and negotiation
+
+_VOTABLE = ("votable", {"serialization": "binary2"})
+
+MEDIA_TYPES: dict[str, tuple[str, dict]] = {
+    "text/csv": ("csv", {}),
+    "text/plain": ("csv", {}),
+    "text/tab-separated-values": ("tsv", {}),
+    "application/json": ("json", {}),
+    "application/json+array": ("json-array-casjobs", {}),
+    "application/ldjson": ("ldjson", {}),
+    "application/x-ldjson": ("ldjson", {}),
+    "application/json;boundary=NL": ("ldjson", {}),
+    "application/x-votable+xml": _VOTABLE,
+    "application/votable+xml": _VOTABLE,
+    "text/xml;content=x-votable": _VOTABLE,
+    "application/fits": ("fits", {}),
+    "application/vnd.apache.parquet": ("parquet", {}),
+    "application/x-parquet": ("parquet", {}),
+    "application/parquet": ("parquet", {}),
+    "application/vnd.apache.arrow.stream": ("arrow", {}),
+    "text/xml": ("xml", {}),
+    "application/xml": ("xml", {}),
+    "application/vnd.archive.table+json": ("json-table", {}),
+}
+
+# The Content-Type a format carries when it was not asked for by one of its exact media types.
+_CANONICAL = {
+    "csv": "text/csv; charset=utf-8", "tsv": "text/tab-separated-values; charset=utf-8",
+    "json": "application/json", "json-table": "application/json",
+    "json-array-casjobs": "application/json", "ldjson": "application/ldjson; charset=UTF-8",
+    "votable": "application/x-votable+xml", "fits": "application/fits",
+    "parquet": "application/vnd.apache.parquet", "arrow": "application/vnd.apache.arrow.stream",
+    "xml": "text/xml; charset=utf-8",
+}
+
+# ?format= short values (TAP RESPONSEFORMAT style) -> (name, options)
+_SHORT = {
+    **{n: (n, {}) for n in _WRITERS},
+    "votable": _VOTABLE, "ndjson": ("ldjson", {}), "jsonl": ("ldjson", {}),
+    "casjobs": ("json-array-casjobs", {}), "json-array": ("json-array-casjobs", {}),
+    **{f"votable/{k}": ("votable", {"serialization": v}) for k, v in (
+        ("td", "tabledata"), ("tabledata", "tabledata"), ("b", "binary"), ("binary", "binary"),
+        ("b2", "binary2"), ("binary2", "binary2"))},
+}
+
+# Accept-header parameters that become writer options, per format (names compared lower-case).
+_PARAMS = {
+    "csv": {"columndelimiter": "delimiter", "rowdelimiter": "row_delimiter",
+            "quotechar": "quote_char", "escapechar": "escape_char"},
+    "votable": {"serialization": "serialization"},
+    "ldjson": {"mode": "mode"},
+}
+_OPTIONS = {"csv": {"delimiter", "row_delimiter", "quote_char", "escape_char"},
+            "votable": {"serialization"}, "ldjson": {"mode"}}
+_SERIALIZATIONS = {"tabledata": "tabledata", "td": "tabledata", "binary": "binary", "b": "binary",
+                   "binary2": "binary2", "b2": "binary2"}
+_UNESCAPE = {"\\n": "\n", "\\r": "\r", "\\t": "\t", "\\r\\n": "\r\n", "\\\\": "\\", '\\"': '"', "\\'": "'"}
+
+
+def _not_acceptable(message: str, allowed=None, *, listing: bool = True) -> ArchiveError:
+    names = set(_WRITERS) if allowed is None else set(allowed)
+    types = [mt.replace(";", "; ") for mt, (n, _) in MEDIA_TYPES.items() if n in names]
+    if listing:
+        message = f"{message}. Supported media types: {', '.join(types)}"
+    return ArchiveError("not_acceptable", message, 406, details={"supported": types})
+
+
+def _one_char(label: str, value, *, crlf: bool = False) -> str:
+    v = _UNESCAPE.get(value, value) if isinstance(value, str) else value
+    if not isinstance(v, str) or not (len(v) == 1 or (crlf and v == "\r\n")):
+        raise _not_acceptable(f"CSV {label} must be exactly one character, got {value!r}", listing=False)
+    return v
+
+
+def by_name(name: str, **options) -> Format:
+    """The format called ``name`` (or a ?format= short value) with validated writer options."""
+    key = str(name).strip().lower()
+    if key not in _SHORT:
+        raise _not_acceptable(f"Unknown format {name!r}")
+    name, defaults = _SHORT[key]
+    opts = {**defaults, **{k: v for k, v in options.items() if v is not None}}
+    unknown = set(opts) - _OPTIONS.get(name, set()) - {"disposition"}
+    if unknown:
+        raise _not_acceptable(f"Unknown option(s) for {name}: {', '.join(sorted(unknown))}", listing=False)
+    if name == "csv":
+        d = opts["delimiter"] = _one_char("column delimiter", opts.get("delimiter", ","))
+        rd = opts["row_delimiter"] = _one_char("row delimiter", opts.get("row_delimiter", "\n"), crlf=True)
+        q = opts["quote_char"] = _one_char("quote character", opts.get("quote_char", '"'))
+        e = opts["escape_char"] = _one_char("escape character", opts.get("escape_char", q))
+        if d in "\r\n" or q in "\r\n" or e in "\r\n" or len({d, q, rd}) < 3 or e in (d, *rd):
+            raise _not_acceptable(f"CSV delimiter {d!r}, row delimiter {rd!r}, quote {q!r} and "
+                                  f"escape {e!r} must differ and not be CR/LF", listing=False)
+    elif name == "votable":
+        ser = _SERIALIZATIONS.get(str(opts.get("serialization", "binary2")).lower())
+        if ser is None:
+            raise _not_acceptable(f"Unknown VOTable serialization {opts['serialization']!r} "
+                                  "(use tabledata, binary or binary2)", listing=False)
+        opts["serialization"] = ser
+    elif name == "ldjson" and str(opts.setdefault("mode", "precise")).lower() not in ("precise", "readable"):
+        raise _not_acceptable(f"Unknown ldjson mode {opts['mode']!r} (use precise or readable)", listing=False)
+    return Format(name, _CANONICAL[name], opts)
+
+
+def _quoted(s: str, i: int) -> tuple[str, int]:
+    """A parameter value starting at s[i]: quoted ("x", 'x', Quasar's "\\") or a bare token."""
+    n = len(s)
+    if i < n and s[i] in "\"'":
+        q = s[i]
+        # Quasar writes one-char values as qXq without escaping: "\"" is a backslash, """ a quote
+        if i + 2 < n and s[i + 2] == q and (i + 3 == n or s[i + 3] in ";&, \t"):
+            return s[i + 1], i + 3
+        out, j = [], i + 1
+        while j < n and s[j] != q:
+            if s[j] == "\\" and j + 1 < n and s[j + 1] in (q, "\\"):
+                j += 1
+            out.append(s[j])
+            j += 1
+        return "".join(out), j + 1
+    m = re.compile(r"[^\s,;&]*").match(s, i)
+    if not m.group() and i < n and s[i] in ",;&" and (i + 1 == n or s[i + 1] in ",;& \t"):
+        return s[i], i + 1  # a bare separator as the value: columnDelimiter=;
+    return m.group(), m.end()
+
+
+_TOKEN = re.compile(r"\s*([^\s,;&]*)\s*")
+_PNAME = re.compile(r"\s*([^\s=,;&]+)\s*(=\s*)?")
+
+
+def parse_accept(header: str) -> list[tuple[str, dict[str, str]]]:
+    """Media ranges of an Accept header in order: ``[(type/subtype, {param: value})]``.
+
+    Parameters may be separated by ``;`` or ``&`` (Quasar) and values may be quoted.
+    """
+    ranges, i, n = [], 0, len(header)
+    while i < n:
+        m = _TOKEN.match(header, i)
+        mt, i = m.group(1).lower(), m.end()
+        params: dict[str, str] = {}
+        while i < n and header[i] in ";&":
+            m = _PNAME.match(header, i + 1)
+            if not m:
+                i += 1
+                continue
+            i = m.end()
+            value = ""
+            if m.group(2) is not None:
+                value, i = _quoted(header, i)
+            params[m.group(1).lower()] = value
+            while i < n and header[i] in " \t":
+                i += 1
+        while i < n and header[i] != ",":  # skip junk up to the next range
+            i += 1
+        i += 1
+        if mt:
+            ranges.append((mt, params))
+    return ranges
+
+
+_LOWER_TYPES = {k.lower(): k for k in MEDIA_TYPES}
+
+
+def _lookup(mt: str, params: dict[str, str]) -> str | None:
+    """The MEDIA_TYPES key for an exact media range (parameterised keys first)."""
+    for k, v in params.items():
+        key = _LOWER_TYPES.get(f"{mt};{k}={v}".lower())
+        if key:
+            return key
+    return _LOWER_TYPES.get(mt)
+
+
+def _from_key(key: str, params: dict[str, str]) -> Format:
+    name, defaults = MEDIA_TYPES[key]
+    opts = dict(defaults)
+    for p, opt in {**_PARAMS.get(name, {}), "disposition": "disposition"}.items():
+        if p in params:
+            opts[opt] = params[p]
+    fmt = by_name(name, **opts)
+    if key == "application/json+array":
+        return fmt  # not a registered type; answer as plain JSON
+    media = key.replace(";", "; ") + ("; charset=utf-8" if key.startswith("text/") or key == "application/xml" else "")
+    return Format(fmt.name, media, fmt.options)
+
+
+def _resolve(ranges, default: str, names: set[str], what: str) -> Format:
+    entries = []
+    for pos, (mt, params) in enumerate(ranges):
+        params = dict(params)
+        try:
+            q = float(params.pop("q", "1") or 1)
+        except ValueError:
+            continue
+        spec = 0 if mt == "*/*" else 1 if mt.endswith("/*") else 2
+        entries.append((q, spec, pos, mt, params))
+    refused = {_lookup(mt, p) for q, spec, _, mt, p in entries if q <= 0 and spec == 2}
+    entries.sort(key=lambda e: (-e[0], -e[1], e[2]))
+    for q, spec, _, mt, params in entries:
+        if q <= 0:
+            continue
+        if spec == 2:
+            key = _lookup(mt, params)
+            if key and MEDIA_TYPES[key][0] in names and key not in refused:
+                return _from_key(key, params)
+            continue
+        # a wildcard: the default first, then the others, each with its own Content-Type
+        for name in sorted((n for n in _CANONICAL if n in names), key=lambda n: n != default):
+            canonical = _CANONICAL[name].split(";")[0]
+            if (spec == 0 or canonical.startswith(mt[:-1])) and canonical not in refused:
+                return by_name(name)
+    raise _not_acceptable(f"No supported format matches {what}", names)
+
+
+def negotiate(accept: str | None, format_param: str | None = None, *, default: str = "csv",
+              allowed: set[str] | None = None) -> Format:
+    """Choose the response format from ``?format=`` (wins) or the Accept header.
+
+    A missing, empty or ``*/*`` Accept gives ``default``; ``allowed`` limits the format names a
+    face supports. Raises ArchiveError('not_acceptable', status 406) when nothing fits.
+    """
+    names = set(_WRITERS) if allowed is None else set(allowed)
+    if default not in names:
+        default = next((n for n in _CANONICAL if n in names), default)
+    if format_param is not None and format_param.strip():
+        value = format_param.strip()
+        if value.lower() in _SHORT:
+            fmt = by_name(value)
+            if fmt.name not in names:
+                raise _not_acceptable(f"Format {value!r} is not available here", names)
+            return fmt
+        return _resolve(parse_accept(value), default, names, f"format {value!r}")
+    ranges = parse_accept(accept or "")
+    if not ranges:
+        if default not in names:
+            raise _not_acceptable("No format is available", names)
+        return by_name(default)
+    return _resolve(ranges, default, names, f"Accept {accept!r}")

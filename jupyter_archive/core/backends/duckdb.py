@@ -1,0 +1,141 @@
+"""The embedded DuckDB engine: one locked-down DuckDB instance per principal.
+
+Each principal (user, or the shared anonymous reader) gets its own in-memory DuckDB
+instance with the public mounts attached read-only and, for a user, their own MyDB file
+attached read-write as ``mydb``. Other users' MyDBs are never attached, so no SQL trick
+(``duckdb_tables()``, ``query_table``) can reach them. External file access is switched off
+and the configuration locked before any user SQL runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from ..errors import ArchiveError
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A database file attached to an engine under ``alias``."""
+
+    alias: str
+    path: Path
+    read_only: bool = True
+
+
+class Engine:
+    """One DuckDB instance; ``cursor()`` hands out thread-safe connections to it."""
+
+    def __init__(
+        self,
+        attachments: list[Attachment],
+        *,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        temp_dir: Path | None = None,
+        pool_size: int = 8,
+    ):
+        config = {}
+        if threads:
+            config["threads"] = int(threads)
+        if memory_limit:
+            config["memory_limit"] = str(memory_limit)
+        self._db = duckdb.connect(":memory:", config=config)
+        self._lock = threading.Lock()
+        self.attachments = {a.alias: a for a in attachments}
+        if temp_dir is not None:
+            temp_dir.mkdir(parents=True, exist_ok=True)
+            self._db.execute(f"SET temp_directory = {_quote_literal(str(temp_dir))}")
+        for a in attachments:
+            mode = " (READ_ONLY)" if a.read_only else ""
+            try:
+                self._db.execute(f"ATTACH {_quote_literal(str(a.path))} AS {_quote_ident(a.alias)}{mode}")
+            except duckdb.Error as exc:
+                self._db.close()
+                raise ArchiveError(
+                    "engine_error", f"cannot open database for {a.alias}: {exc}", 500
+                ) from exc
+        if temp_dir is not None:
+            # Spilling to disk stays possible for big sorts while every other file access is off.
+            self._db.execute(f"SET allowed_directories = [{_quote_literal(str(temp_dir))}]")
+        self._db.execute("SET enable_external_access = false")
+        self._db.execute("SET autoinstall_known_extensions = false")
+        self._db.execute("SET autoload_known_extensions = false")
+        # Progress (what job progress bars show) is a per-connection setting that the lock
+        # below freezes, so a pool of connections is configured before locking.
+        self._pool: list[duckdb.DuckDBPyConnection] = []
+        for _ in range(max(1, pool_size)):
+            con = self._db.cursor()
+            con.execute("SET enable_progress_bar = true")
+            con.execute("SET enable_progress_bar_print = false")
+            self._pool.append(con)
+        self._db.execute("SET lock_configuration = true")
+        self.closed = False
+
+    def cursor(self) -> Lease:
+        """A connection to this instance for one query in one thread; ``close()`` gives it back."""
+        with self._lock:
+            if self.closed:
+                raise ArchiveError("engine_error", "engine closed", 503)
+            con = self._pool.pop() if self._pool else None
+            if con is None:
+                # Pool exhausted: a plain connection works, only without progress reports.
+                return Lease(self, self._db.cursor(), pooled=False)
+            return Lease(self, con, pooled=True)
+
+    def _give_back(self, con: duckdb.DuckDBPyConnection) -> None:
+        with self._lock:
+            if not self.closed:
+                self._pool.append(con)
+                return
+        con.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if not self.closed:
+                self.closed = True
+                try:
+                    self._db.close()
+                except duckdb.Error:
+                    pass
+
+
+class Lease:
+    """A pooled engine connection lent for one query; every DuckDB method passes through."""
+
+    def __init__(self, engine: Engine, con: duckdb.DuckDBPyConnection, *, pooled: bool):
+        self._engine = engine
+        self._con = con
+        self._pooled = pooled
+        self._done = False
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+    def close(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._pooled:
+            self._engine._give_back(self._con)
+        else:
+            try:
+                self._con.close()
+            except duckdb.Error:
+                pass
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+quote_ident = _quote_ident
+quote_literal = _quote_literal

@@ -1,0 +1,189 @@
+"""The archive's namespace: mounts, contexts, per-user MyDBs and table metadata.
+
+A *mount* puts a data source at a path (``/demo``) under a *context* name (``DEMO``, the
+CasJobs word for it). Each user also has a context ``MyDB`` at ``/mydb``: their own
+DuckDB file, writable by them only. Context names and paths are case-insensitive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ArchiveError, not_found
+
+log = logging.getLogger(__name__)
+
+MYDB = "MyDB"
+MYDB_ALIAS = "mydb"
+_RESERVED_ALIASES = {"mydb", "memory", "system", "temp", "main", "archive_meta"}
+MOUNT_KINDS = ("duckdb", "files")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a named user (maybe admin) or the anonymous reader."""
+
+    name: str
+    admin: bool = False
+    anonymous: bool = False
+
+    @property
+    def key(self) -> str:
+        return "" if self.anonymous else self.name
+
+
+ANONYMOUS = Principal("anonymous", anonymous=True)
+
+
+@dataclass
+class Mount:
+    """A data source at a path of the namespace, known to CasJobs users as a context."""
+
+    path: str  # "/demo": normalised, lower-case-insensitive, no trailing slash
+    kind: str  # "duckdb" | "files"
+    location: Path  # database file or directory
+    context: str  # "DEMO"
+    read_only: bool = True
+    public: bool = True
+    description: str = ""
+    schema_name: str = ""  # the TAP schema name; defaults to the context in lower case
+    alias: str = ""  # the engine's database alias
+    engine_file: Path | None = None  # the DuckDB file attached (the cache for "files")
+
+    def __post_init__(self):
+        if not self.schema_name:
+            self.schema_name = self.context.lower()
+
+
+@dataclass
+class ColumnInfo:
+    name: str
+    datatype: str  # the engine's type name, e.g. BIGINT
+    unit: str | None = None
+    ucd: str | None = None
+    description: str | None = None
+    utype: str | None = None
+    xtype: str | None = None
+
+    def to_json(self) -> dict:
+        out = {"name": self.name, "datatype": self.datatype}
+        for k in ("unit", "ucd", "description", "utype", "xtype"):
+            v = getattr(self, k)
+            if v:
+                out[k] = v
+        return out
+
+
+@dataclass
+class TableInfo:
+    name: str  # the table's name in its context ("PhotoObj", "sub/stars")
+    context: str
+    rows: int | None = None
+    size_bytes: int | None = None
+    description: str | None = None
+    columns: list[ColumnInfo] = field(default_factory=list)
+    modified: float | None = None  # unix seconds, when known
+
+    def column_meta(self) -> dict[str, dict[str, str]]:
+        return {c.name: {k: v for k, v in c.to_json().items() if k not in ("name", "datatype")} for c in self.columns}
+
+    def to_json(self, columns: bool = True) -> dict:
+        out = {"name": self.name, "context": self.context, "rows": self.rows, "size": self.size_bytes}
+        if self.description:
+            out["description"] = self.description
+        if columns:
+            out["columns"] = [c.to_json() for c in self.columns]
+        return out
+
+
+def normalise_path(path: str) -> str:
+    """``/demo/`` -> ``/demo``; refuses ``..`` segments and empty names."""
+    parts = []
+    for seg in (path or "").replace("\\", "/").split("/"):
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            raise ArchiveError("bad_request", f"invalid path {path!r}: '..' is not allowed", 400)
+        parts.append(seg)
+    return "/" + "/".join(parts)
+
+
+def alias_for(context: str) -> str:
+    """A safe DuckDB database alias for a context name."""
+    alias = re.sub(r"[^a-z0-9_]", "_", context.lower()) or "ctx"
+    if alias[0].isdigit() or alias in _RESERVED_ALIASES:
+        alias = "ctx_" + alias
+    return alias
+
+
+def safe_user_file(name: str) -> str:
+    """A file name for a user's MyDB that cannot escape the MyDB folder."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60].lstrip(".") or "user"
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{stem}-{digest}.duckdb"
+
+
+class Catalog:
+    """Mounts by context name and path, and where each user's MyDB lives."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = Path(data_dir)
+        self.mydb_dir = self.data_dir / "mydb"
+        self.mydb_dir.mkdir(parents=True, exist_ok=True)
+        self._mounts: dict[str, Mount] = {}
+
+    # -- mounts ---------------------------------------------------------------------------
+    def add_mount(self, mount: Mount) -> Mount:
+        mount.path = normalise_path(mount.path)
+        if mount.path == "/" or mount.path.lower() == "/mydb":
+            raise ArchiveError("conflict", f"cannot mount at {mount.path}: reserved path", 409)
+        if mount.kind not in MOUNT_KINDS:
+            raise ArchiveError("bad_request", f"unknown mount type {mount.kind!r}; known: {', '.join(MOUNT_KINDS)}")
+        key = mount.context.lower()
+        if key == MYDB.lower():
+            raise ArchiveError("conflict", "the context name MyDB is reserved for users' own databases", 409)
+        for other in self._mounts.values():
+            if other.context.lower() == key:
+                raise ArchiveError("conflict", f"context {mount.context} already exists", 409)
+            if other.path.lower() == mount.path.lower():
+                raise ArchiveError("conflict", f"path {mount.path} is already mounted", 409)
+        mount.alias = alias_for(mount.context)
+        self._mounts[key] = mount
+        return mount
+
+    def mounts(self) -> list[Mount]:
+        return list(self._mounts.values())
+
+    def mount(self, context: str) -> Mount | None:
+        return self._mounts.get(context.lower())
+
+    def mount_at(self, path: str) -> tuple[Mount | None, str]:
+        """The mount holding ``path`` and the rest of the path inside it ("" for the mount itself)."""
+        path = normalise_path(path)
+        low = path.lower()
+        best = None
+        for m in self._mounts.values():
+            mp = m.path.lower()
+            if low == mp or low.startswith(mp + "/"):
+                if best is None or len(mp) > len(best.path):
+                    best = m
+        if best is None:
+            return None, path
+        return best, path[len(best.path) + 1 :]
+
+    def visible_mounts(self, principal: Principal) -> list[Mount]:
+        return [m for m in self._mounts.values() if m.public or not principal.anonymous]
+
+    # -- MyDB -----------------------------------------------------------------------------
+    def mydb_path(self, user: str) -> Path:
+        return self.mydb_dir / safe_user_file(user)
+
+    def require_mount(self, context: str, principal: Principal) -> Mount:
+        m = self.mount(context)
+        if m is None or (principal.anonymous and not m.public):
+            raise not_found(f"unknown context {context!r}", context=context)
+        return m

@@ -1,0 +1,234 @@
+"""Running compiled statements on an engine and streaming the rows out as Arrow batches."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import duckdb
+import pyarrow as pa
+
+from .errors import ArchiveError
+from .schema import annotate
+
+ROWS_AFFECTED = "Rows Affected"
+BATCH_ROWS = 131_072
+
+
+def engine_error(exc: Exception) -> ArchiveError:
+    """Turn a DuckDB exception into an ArchiveError whose message names the problem."""
+    text = str(exc).strip()
+    # DuckDB appends "LINE n: <engine SQL>" with a caret; that SQL is ours, not the user's.
+    first = text.split("\nLINE ", 1)[0].strip()
+    kind = type(exc).__name__
+    if isinstance(exc, duckdb.PermissionException):
+        return ArchiveError("permission", f"not allowed: {first}", 403)
+    if isinstance(exc, duckdb.ParserException):
+        return ArchiveError("syntax_error", first, 400)
+    if isinstance(exc, (duckdb.BinderException, duckdb.CatalogException)):
+        return ArchiveError("invalid_query", first, 400)
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return ArchiveError("too_large", f"the query needs more memory than the archive allows: {first}", 400)
+    if isinstance(exc, duckdb.TransactionException):
+        return ArchiveError("conflict", first, 409)
+    if isinstance(
+        exc,
+        (
+            duckdb.ConversionException,
+            duckdb.InvalidInputException,
+            duckdb.OutOfRangeException,
+            duckdb.ConstraintException,
+            duckdb.NotImplementedException,
+            duckdb.TypeMismatchException,
+            duckdb.DependencyException,
+            duckdb.ProgrammingError,
+        ),
+    ):
+        return ArchiveError("invalid_query", first, 400)
+    return ArchiveError("engine_error", f"{kind}: {first}", 500)
+
+
+class QueryResult:
+    """A running query's rows: schema known, batches pulled on demand, closed at the end.
+
+    ``truncated`` is known before the first byte is sent: with a row limit the first rows
+    (at most ``row_limit + 1``, a configured, bounded amount) are fetched up front.
+    """
+
+    def __init__(
+        self,
+        schema: pa.Schema,
+        prefetched: list[pa.RecordBatch],
+        reader: pa.RecordBatchReader | None,
+        *,
+        truncated: bool = False,
+        rows_affected: int | None = None,
+        on_close: Callable[[], None] | None = None,
+        check_interrupt: Callable[[BaseException], ArchiveError] | None = None,
+    ):
+        self.schema = schema
+        self.truncated = truncated
+        self.rows_affected = rows_affected
+        self._prefetched = prefetched
+        self._reader = reader
+        self._on_close = on_close
+        self._check = check_interrupt or engine_error
+        self.rows_sent = 0
+        self.closed = False
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            while self._prefetched:
+                b = self._prefetched.pop(0)
+                self.rows_sent += b.num_rows
+                yield b.cast(self.schema) if b.schema != self.schema else b
+            if self._reader is not None:
+                while True:
+                    try:
+                        b = self._reader.read_next_batch()
+                    except StopIteration:
+                        break
+                    except duckdb.Error as exc:
+                        raise self._check(exc) from None
+                    except pa.ArrowException as exc:
+                        raise self._check(exc) from None
+                    self.rows_sent += b.num_rows
+                    yield b.replace_schema_metadata(None).cast(self.schema) if b.schema != self.schema else b
+        finally:
+            self.close()
+
+    def to_table(self) -> pa.Table:
+        """All rows at once; for small results (tests, widgets), never for exports."""
+        return pa.Table.from_batches(list(self.batches()), schema=self.schema)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._prefetched = []
+        if self._reader is not None:
+            try:
+                self._reader.close()
+            except Exception:  # noqa: BLE001 - closing after an engine error may fail again
+                pass
+        if self._on_close:
+            self._on_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def rows_affected_result(count: int) -> QueryResult:
+    schema = pa.schema([pa.field(ROWS_AFFECTED, pa.int64())])
+    batch = pa.record_batch([pa.array([count], pa.int64())], schema=schema)
+    return QueryResult(schema, [batch], None, rows_affected=count)
+
+
+def execute(
+    cursor: duckdb.DuckDBPyConnection,
+    statements: list,
+    *,
+    row_limit: int | None = None,
+    time_limit: float | None = None,
+    column_meta: dict[str, dict[str, str]] | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> QueryResult:
+    """Run ``statements`` (``sql.Statement``) in order on ``cursor``; stream the last one's rows.
+
+    Earlier statements run for their effect. The cursor is closed when the result closes.
+    A time limit interrupts the engine, during execution or while rows are streamed.
+    """
+    timed_out = threading.Event()
+    timer = None
+    guard = threading.Lock()  # the timer must never interrupt the connection once it is given back
+    closed = []
+    if time_limit:
+
+        def _expire():
+            with guard:
+                if not closed:
+                    timed_out.set()
+                    cursor.interrupt()
+
+        timer = threading.Timer(time_limit, _expire)
+        timer.daemon = True
+        timer.start()
+
+    def _close():
+        with guard:
+            if closed:
+                return
+            closed.append(True)
+            if timer is not None:
+                timer.cancel()
+        try:
+            cursor.close()
+        except duckdb.Error:
+            pass
+
+    def _check(exc: BaseException) -> ArchiveError:
+        if isinstance(exc, duckdb.InterruptException) or "Interrupted" in str(exc):
+            if timed_out.is_set():
+                return ArchiveError(
+                    "time_limit",
+                    f"the query ran longer than the quick-query time limit of {time_limit:g} s; submit it as a job instead",
+                    400,
+                )
+            return ArchiveError("canceled", "the query was canceled", 409)
+        if isinstance(exc, ArchiveError):
+            return exc
+        return engine_error(exc)
+
+    try:
+        for st in statements[:-1]:
+            rel = cursor.sql(st.sql, params=st.params or None)
+            if rel is not None:
+                # Reads before the last statement have no effect; run them (bounded) so errors surface.
+                (rel.limit(1) if st.kind == "read" else rel).fetchall()
+        last = statements[-1]
+        rel = cursor.sql(last.sql, params=last.params or None)
+        if last.kind != "read" or rel is None:
+            count = 0
+            if rel is not None:
+                rows = rel.fetchall()
+                if rows and rows[0] and isinstance(rows[0][0], int):
+                    count = int(rows[0][0])
+            _close()
+            return rows_affected_result(count)
+        reader = rel.to_arrow_reader(batch_rows)
+        schema = reader.schema
+        if column_meta:
+            schema = annotate(schema, column_meta)
+        prefetched: list[pa.RecordBatch] = []
+        truncated = False
+        if row_limit is not None:
+            total = 0
+            while total <= row_limit:
+                try:
+                    b = reader.read_next_batch()
+                except StopIteration:
+                    break
+                prefetched.append(b)
+                total += b.num_rows
+            if total > row_limit:
+                truncated = True
+                keep = row_limit - (total - prefetched[-1].num_rows)
+                prefetched[-1] = prefetched[-1].slice(0, keep)
+            reader.close()
+            reader = None
+        else:
+            try:
+                prefetched.append(reader.read_next_batch())
+            except StopIteration:
+                reader.close()
+                reader = None
+        return QueryResult(schema, prefetched, reader, truncated=truncated, on_close=_close, check_interrupt=_check)
+    except ArchiveError:
+        _close()
+        raise
+    except (duckdb.Error, pa.ArrowException) as exc:
+        _close()
+        raise _check(exc) from None

@@ -1,0 +1,120 @@
+"""Query jobs: long queries run by the job system, their results kept as tables or files.
+
+A query job writes into the owner's MyDB when its query says ``INTO mydb.T`` or when the
+request names a target table (CasJobs ``CreateTable``/``TableName``, Quasar ``Destination``,
+a directive's target); otherwise its rows go to the result store.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from . import sql as sqlmod
+from .backends.duckdb import quote_ident
+from .errors import ArchiveError
+from .jobs import Job, JobContext
+from .query import execute
+
+if TYPE_CHECKING:
+    from .archive import Archive
+    from .catalog import Principal
+
+PROGRESS_INTERVAL = 0.1
+
+
+def query_request(
+    text: str,
+    language: str,
+    *,
+    context: str | None = None,
+    base_path: str | None = None,
+    variables: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+    target: str | tuple[str, ...] | None = None,
+    replace: bool = False,
+    **extra: Any,
+) -> dict:
+    """The request of a query job, as stored with the job (JSON-serialisable)."""
+    return {
+        "query": text,
+        "language": language,
+        "context": context,
+        "base_path": base_path,
+        "variables": variables or None,
+        "params": params or None,
+        "target": list(target) if isinstance(target, tuple) else target,
+        "replace": replace,
+        **extra,
+    }
+
+
+def compile_job(archive: Archive, principal: Principal, request: dict) -> tuple[sqlmod.Compiled, sqlmod.TableTarget | None]:
+    """Compile a query job's request; returns the compiled query and the table it writes (if any)."""
+    resolver = archive.resolver(principal, request.get("context"), request.get("base_path"))
+    compiled = sqlmod.compile_query(
+        request["query"],
+        request.get("language") or "sql",
+        resolver,
+        variables=request.get("variables"),
+        params=request.get("params"),
+        base_path=request.get("base_path"),
+    )
+    last = compiled.statements[-1]
+    target = request.get("target")
+    if target:
+        if last.kind != "read":
+            raise ArchiveError("bad_request", "a target table needs a query that returns rows (a SELECT)")
+        into = resolver.new_table(target if isinstance(target, str) else tuple(target), language=compiled.language)
+        verb = "CREATE OR REPLACE TABLE" if request.get("replace") else "CREATE TABLE"
+        name = f"{quote_ident(into.catalog)}.{quote_ident(into.schema)}.{quote_ident(into.name)}"
+        compiled.statements[-1] = sqlmod.Statement(
+            kind="write", sql=f"{verb} {name} AS {last.sql}", params=last.params, source=last.source, into=into, tables=last.tables
+        )
+        return compiled, into
+    writes = [st.into for st in compiled.statements if st.kind == "write" and st.into is not None]
+    return compiled, (writes[-1] if writes else None)
+
+
+def run_query_job(archive: Archive, job: Job, ctx: JobContext) -> dict:
+    """The work of a ``query`` job (also directives, which are saved queries)."""
+    principal = archive.principal(job.owner)
+    compiled, into = compile_job(archive, principal, job.request)
+    ctx.log(f"compiled {compiled.language}: {len(compiled.statements)} statement(s)")
+    cursor = archive.engine(principal).cursor()
+    ctx.on_cancel(cursor.interrupt)
+    done = threading.Event()
+
+    def poll_progress():
+        # DuckDB reports a percentage while a query runs (-1 when it cannot tell).
+        while not done.wait(PROGRESS_INTERVAL):
+            try:
+                pct = cursor.query_progress()
+            except Exception:  # noqa: BLE001 - the cursor may close under us
+                return
+            if pct is not None and pct >= 0:
+                ctx.set_progress(min(pct / 100.0, 0.99))
+
+    poller = threading.Thread(target=poll_progress, daemon=True)
+    poller.start()
+    try:
+        result = execute(cursor, compiled.statements, column_meta=archive.column_meta_for(principal, compiled.statements[-1]))
+        ctx.check()
+        if into is not None or compiled.statements[-1].kind != "read":
+            rows = result.rows_affected or 0
+            result.close()
+            out: dict[str, Any] = {"rows": rows}
+            if into is not None:
+                out["table"] = {"context": into.context, "name": into.name}
+                ctx.log(f"wrote {rows} rows into {into.context}.{into.name}")
+            return out
+        rows = archive.results.write(job.id, result.schema, result.batches(), on_rows=lambda n: ctx.check())
+        ctx.log(f"stored {rows} rows in the result store")
+        return {"rows": rows, "store": archive.results.path(job.id).name}
+    finally:
+        done.set()
+        ctx.on_cancel(None)
+        try:
+            cursor.close()
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,1 @@
+"""HTTP faces: each translates one published API to calls on the core Archive."""

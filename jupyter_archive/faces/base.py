@@ -1,0 +1,231 @@
+"""What every face shares: who is asking, errors in the face's shape, and streaming results.
+
+Authentication: a request is made by a Jupyter user (Jupyter's own auth: token or cookie),
+or by an archive user sending ``X-Auth-Token``; anonymous requests reach public,
+read-only contexts only when ``ArchiveApp.allow_anonymous`` is on. Requests authenticated
+by header skip the XSRF check (the header cannot be forged cross-site).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import uuid
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from ..core import formats
+from ..core.archive import Archive
+from ..core.catalog import ANONYMOUS, Principal
+from ..core.errors import ArchiveError
+from ..core.query import QueryResult
+
+AUTH_HEADER = "X-Auth-Token"
+
+
+def endpoint(*, anonymous: bool = False):
+    """Mark a handler method as an archive endpoint.
+
+    Jupyter's own check is replaced (``allow_unauthenticated``) by ours, which also accepts
+    archive tokens; ``anonymous`` lets unauthenticated callers in when the archive allows it.
+    """
+
+    def wrap(method: Callable):
+        @functools.wraps(method)
+        async def inner(self: ArchiveHandler, *args, **kwargs):
+            self.principal = self._authenticate(anonymous)
+            return await method(self, *args, **kwargs)
+
+        return allow_unauthenticated(inner)
+
+    return wrap
+
+
+class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
+    """Base of every archive handler; a face subclasses it and says how errors look."""
+
+    face = "native"
+    principal: Principal = ANONYMOUS
+
+    @property
+    def archive(self) -> Archive:
+        return self.settings["archive"]
+
+    @property
+    def archive_app(self):
+        return self.settings["archive_app"]
+
+    # -- auth ---------------------------------------------------------------------------------
+    def _authenticate(self, anonymous_ok: bool) -> Principal:
+        token = self.request.headers.get(AUTH_HEADER)
+        if token:
+            p = self.archive.principal_for_token(token)
+            if p is None:
+                raise ArchiveError("unauthorized", "invalid or expired X-Auth-Token", 401)
+            return p
+        user = self.current_user
+        if user is not None:
+            return self.archive_app.principal_for_jupyter_user(user)
+        if anonymous_ok and self.archive.config.allow_anonymous:
+            return ANONYMOUS
+        raise ArchiveError(
+            "permission", "authentication required: log in to Jupyter, pass its token, or send an X-Auth-Token header", 403
+        )
+
+    def check_xsrf_cookie(self) -> None:
+        # Header-authenticated and anonymous requests carry no cookie to forge.
+        if self.request.headers.get(AUTH_HEADER):
+            return None
+        if hasattr(self, "_jupyter_current_user") and self._jupyter_current_user is None:
+            return None
+        return super().check_xsrf_cookie()
+
+    # -- errors ---------------------------------------------------------------------------------
+    def error_body(self, err: ArchiveError) -> tuple[int, Any]:
+        """(status, JSON body) of an error in this face's shape."""
+        body: dict = {"code": err.code, "message": err.message}
+        if err.position:
+            body["position"] = {"line": err.position[0], "column": err.position[1]}
+        extra = {k: v for k, v in err.details.items() if k != "phases"}
+        if extra:
+            body["details"] = extra
+        if "phases" in err.details:
+            body["phases"] = err.details["phases"]
+        return err.status, {"error": body}
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ArchiveError):
+            err = exc
+        elif isinstance(exc, web.HTTPError):
+            code = {401: "unauthorized", 403: "permission", 404: "not_found", 405: "bad_request"}.get(
+                exc.status_code, "bad_request" if exc.status_code < 500 else "server_error"
+            )
+            err = ArchiveError(code, exc.log_message or exc.reason or f"HTTP {exc.status_code}", exc.status_code)
+        else:
+            err = ArchiveError("server_error", "internal error in the archive; the server log has the details", 500)
+        status, body = self.error_body(err)
+        self.clear_header("Content-Encoding")
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(body) if not isinstance(body, (str, bytes)) else body)
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, ArchiveError):
+            self.log.info("archive %s %s: %s", self.face, value.code, value.message)
+            return
+        super().log_exception(typ, value, tb)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    async def call(self, fn: Callable, *args, **kwargs):
+        """Run a blocking archive call in the archive's pool, off the tornado loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.archive.executor, functools.partial(fn, *args, **kwargs))
+
+    def json_body(self) -> dict:
+        """The request body as a JSON object, or form fields; keys as sent."""
+        body = self.request.body or b""
+        ctype = (self.request.headers.get("Content-Type") or "").lower()
+        # Clients label JSON bodies loosely (or as form data by default), so a body that
+        # looks like a JSON object is JSON whatever the Content-Type says.
+        looks_json = body.lstrip()[:1] in (b"{", b"[")
+        if not looks_json and ("application/x-www-form-urlencoded" in ctype or "multipart/form-data" in ctype):
+            return {k: v[-1].decode() for k, v in self.request.body_arguments.items()}
+        if not body.strip():
+            return {}
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ArchiveError("bad_request", f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ArchiveError("bad_request", "the request body must be a JSON object")
+        return data
+
+    def int_arg(self, name: str, default: int | None = None, *, minimum: int | None = None) -> int | None:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ArchiveError("bad_request", f"invalid {name}: {raw!r} (must be an integer)") from None
+        if minimum is not None and value < minimum:
+            raise ArchiveError("bad_request", f"invalid {name}: {value} (must be >= {minimum})")
+        return value
+
+    def negotiate(self, default: str, allowed: set[str] | None = None, media_map: dict[str, str] | None = None):
+        """The result format from ``?format=`` or ``Accept`` (``media_map`` lets a face rename media types)."""
+        accept = self.request.headers.get("Accept")
+        if media_map and accept:
+            for media, name in media_map.items():
+                if accept.split(";")[0].strip().lower() == media:
+                    return formats.by_name(name)
+        return formats.negotiate(accept, self.get_query_argument("format", None), default=default, allowed=allowed)
+
+    def send_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(data, default=str))
+
+    async def stream(self, result: QueryResult, fmt, info: formats.ResultInfo | None = None) -> None:
+        """Send a result in a format, chunk by chunk, encoded off the loop; gzip when asked."""
+        info = info or formats.ResultInfo()
+        info.truncated = info.truncated or result.truncated
+        self.set_header("Content-Type", fmt.media_type)
+        if result.truncated:
+            self.set_header("X-Archive-Truncated", "true")
+        disposition = fmt.options.get("disposition") if fmt.options else None
+        if disposition:
+            self.set_header("Content-Disposition", disposition)
+        gzip = None
+        if "gzip" in (self.request.headers.get("Accept-Encoding") or "").lower():
+            gzip = zlib.compressobj(6, zlib.DEFLATED, 31)
+            self.set_header("Content-Encoding", "gzip")
+            self.set_header("Vary", "Accept-Encoding")
+        chunks = fmt.encode(result.schema, result.batches(), info)
+        loop = asyncio.get_running_loop()
+        pool = self.archive.executor
+        sentinel = object()
+        try:
+            while True:
+                chunk = await loop.run_in_executor(pool, next, chunks, sentinel)
+                if chunk is sentinel:
+                    break
+                if gzip is not None:
+                    chunk = gzip.compress(chunk)
+                if chunk:
+                    self.write(chunk)
+                    await self.flush()
+            if gzip is not None:
+                self.write(gzip.flush())
+            self.finish()
+        except StreamClosedError:
+            pass  # the client went away
+        except ArchiveError as exc:
+            if not self._headers_written:
+                raise
+            # Once a 200 has gone out a failure can only cut the stream short.
+            self.log.warning("archive stream cut short: %s", exc.message)
+            self.request.connection.close()
+        finally:
+            await loop.run_in_executor(pool, _close_quietly, chunks, result)
+
+
+def _close_quietly(chunks, result: QueryResult) -> None:
+    try:
+        chunks.close()
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+    result.close()
+
+
+def log_message_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,217 @@
+"""The SDSS CasJobs REST face (``{base}archive/casjobs``), as SciServer's client speaks it.
+
+Routes are case-insensitive, unknown query parameters (``TaskName``) are ignored and every
+success is exactly 200, because the real clients test ``status_code != 200``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from ..core import formats
+from ..core.errors import ArchiveError
+from ..core.jobs import Job
+from .base import ArchiveHandler, endpoint, log_message_id
+
+ERROR_TYPES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    406: "NotAcceptable",
+    409: "Conflict",
+    413: "RequestEntityTooLarge",
+    500: "InternalServerError",
+}
+
+# CasJobs' Accept values; anything else falls back to the formats table.
+MEDIA = {
+    "application/json+array": "json-array-casjobs",
+    "application/json": "json-array-casjobs",
+    "text/plain": "csv",
+    "text/xml": "xml",
+    "application/xml": "xml",
+}
+
+
+def body_field(body: dict, name: str, default=None):
+    """A JSON body field, matched case-insensitively as ASP.NET's binder does."""
+    low = name.lower()
+    for k, v in body.items():
+        if k.lower() == low:
+            return v
+    return default
+
+
+class CasJobsHandler(ArchiveHandler):
+    face = "casjobs"
+
+    def error_body(self, err: ArchiveError):
+        return err.status, {
+            "Error Code": err.status,
+            "Error Type": ERROR_TYPES.get(err.status, "Error"),
+            "Error Message": err.message,
+            "LogMessageID": log_message_id(),
+        }
+
+
+class QuickQueryHandler(CasJobsHandler):
+    """``POST /contexts/{context}/query``: run a quick query, answer its rows in the Accept format."""
+
+    @endpoint(anonymous=True)
+    async def post(self, context: str):
+        body = self.json_body()
+        query = body_field(body, "Query")
+        if not query or not isinstance(query, str):
+            raise ArchiveError("bad_request", "the request body needs a Query")
+        principal = self.principal
+        owner = self.request.headers.get("X-Owner")
+        if owner:
+            if not principal.admin:
+                raise ArchiveError("permission", "X-Owner needs the admin role", 403)
+            principal = self.archive.principal(owner)
+        accept = (self.request.headers.get("Accept") or "").split(",")[0].split(";")[0].strip().lower()
+        if accept == "application/x-dataset":
+            raise ArchiveError("not_acceptable", "application/x-dataset (.NET DataSet) is not supported; use application/json+array, text/plain, application/fits or application/x-votable+xml", 406)
+        fmt = self.negotiate("csv", media_map=MEDIA)
+        result = await self.call(self.archive.query, principal, query, "tsql", context=context)
+        await self.stream(result, fmt, formats.ResultInfo(table_name="Table1", query=query))
+
+
+# CasJobs status codes (SOAP GetJobStatus): 0 ready, 1 started, 2 canceling, 3 cancelled, 4 failed, 5 finished.
+STATUS = {
+    "pending": 0, "scheduled": 0, "queued": 0, "running": 1, "canceling": 2,
+    "canceled": 3, "failed": 4, "completed": 5,
+}  # fmt: skip
+
+
+def web_services_id(user: str) -> int:
+    """A stable CasJobs-style WebServicesID for a user name (a large positive integer)."""
+    return 1_000_000_000 + int.from_bytes(hashlib.sha256(user.encode()).digest()[:4], "big") % 1_000_000_000
+
+
+def net_time(ts: float | None) -> str | None:
+    """.NET-style local ISO time: no zone, fraction without trailing zeros, none when whole seconds."""
+    if ts is None:
+        return None
+    text = dt.datetime.fromtimestamp(ts).isoformat(timespec="milliseconds")
+    whole, frac = text.split(".")
+    frac = frac.rstrip("0")
+    return f"{whole}.{frac}" if frac else whole
+
+
+def job_json(job: Job) -> dict:
+    """A job exactly as CasJobs' GET /jobs/{id} shows it."""
+    req = job.request
+    into = req.get("into") or {}
+    created = (job.results.get("table") or {}).get("name") or ""
+    query = req.get("query", "")
+    modified = req.get("modified_query") or query
+    if job.state == "completed":
+        message = "Query Complete"
+    elif job.state == "failed":
+        message = job.error_message or "Query failed"
+    elif job.state == "canceled":
+        message = "Query Canceled"
+    else:
+        message = ""
+    return {
+        "JobID": job.id,
+        "Rows": job.rows if job.state == "completed" else None,
+        "WebServicesID": web_services_id(job.owner),
+        "TimeSubmit": net_time(job.submitted),
+        "TimeStart": net_time(job.started),
+        "TimeEnd": net_time(job.ended),
+        "SendEmail": 0,
+        "Status": STATUS[job.state],
+        "AutoComplete": 0,
+        "Estimate": int(req.get("estimate") or 500),
+        "TaskName": req.get("task_name") or "REST Job Task",
+        "OutputLoc": "",
+        "HostIP": ("jupyter_archive " if job.started else " " * 16),
+        "Message": message,
+        "Query": query,
+        "ModifiedQuery": modified,
+        "Target": req.get("context") or "",
+        "OutputType": "QUERY",
+        "Params": "",
+        "Created_Table": created or ("" if job.state != "completed" else into.get("name", "")),
+    }
+
+
+class JobsHandler(CasJobsHandler):
+    """``PUT /contexts/{context}/jobs``: submit a long query; answers the bare integer id."""
+
+    @endpoint()
+    async def put(self, context: str):
+        body = self.json_body()
+        query = body_field(body, "Query")
+        if not query or not isinstance(query, str):
+            raise ArchiveError("bad_request", "the request body needs a Query")
+        target = None
+        create = body_field(body, "CreateTable", False)
+        table = body_field(body, "TableName")
+        if create in (True, "true", "True", 1, "1") and table:
+            target = ("MyDB", str(table))
+        elif create in (True, "true", "True", 1, "1"):
+            raise ArchiveError("bad_request", "CreateTable needs a TableName")
+        estimate = body_field(body, "Estimate")
+        job = await self.call(
+            self.archive.submit_query,
+            self.principal,
+            query,
+            "tsql",
+            face="casjobs",
+            context=context,
+            target=target,
+            task_name=body_field(body, "TaskName") or self.get_query_argument("TaskName", None) or "REST Job Task",
+            estimate=estimate if isinstance(estimate, int) else None,
+        )
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        self.finish(str(job.id))
+
+
+class JobListHandler(CasJobsHandler):
+    """``GET /jobs``: the caller's jobs, optionally between ``submittedFrom`` and ``submittedTo``."""
+
+    @endpoint()
+    async def get(self):
+        await self.send_job_list()
+
+    async def send_job_list(self):
+        bounds = {}
+        for arg, key in (("submittedFrom", "submitted_from"), ("submittedTo", "submitted_to")):
+            raw = self.get_query_argument(arg, None)
+            if raw and raw.lower() != "null":
+                try:
+                    bounds[key] = dt.datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+                except ValueError:
+                    raise ArchiveError("bad_request", f"invalid {arg}: {raw!r} (use an ISO date or time)") from None
+        jobs, _ = await self.call(self.archive.list_jobs, self.principal, **bounds)
+        self.send_json([job_json(j) for j in jobs])
+
+
+class JobHandler(JobListHandler):
+    """``GET /jobs/{id}``: the job's status (JSON whatever Accept says); ``DELETE``: cancel it."""
+
+    @endpoint()
+    async def get(self, job_id: str):
+        if not job_id:
+            return await self.send_job_list()
+        job = await self.call(self.archive.job, self.principal, job_id)
+        self.send_json(job_json(job))
+
+    @endpoint()
+    async def delete(self, job_id: str):
+        await self.call(self.archive.cancel_job, self.principal, job_id)
+        self.send_json(True)
+
+
+def casjobs_handlers() -> list[tuple[str, type]]:
+    return [
+        (r"(?i:archive/casjobs/contexts/(?P<context>[^/]+)/query)/?", QuickQueryHandler),
+        (r"(?i:archive/casjobs/contexts/(?P<context>[^/]+)/jobs)/?", JobsHandler),
+        (r"(?i:archive/casjobs/jobs)", JobListHandler),
+        (r"(?i:archive/casjobs/jobs)/(?P<job_id>[^/]*)", JobHandler),
+    ]

@@ -1,0 +1,167 @@
+"""The SlamData Quasar face (``{base}archive/quasar``): SQL² over a filesystem-like namespace.
+
+Paths in queries are relative to the request path; ``var.name=`` values are SQL literals
+bound as parameters. Errors are ``{"error": "<message>"}`` as the API document shows,
+with ``phases`` added where the document has them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..core import formats
+from ..core.catalog import normalise_path
+from ..core.errors import ArchiveError
+from .base import ArchiveHandler, endpoint
+
+DEFAULT_FORMAT = "ldjson"
+ALLOWED = None  # every format the archive writes
+
+
+class QuasarHandler(ArchiveHandler):
+    face = "quasar"
+
+    def error_body(self, err: ArchiveError):
+        body: dict = {"error": err.message}
+        for k, v in err.details.items():
+            body[k] = v
+        if err.position:
+            body["position"] = {"line": err.position[0], "column": err.position[1]}
+        return err.status, body
+
+    def fs_path(self, path: str | None) -> str:
+        return normalise_path(path or "")
+
+    def variables(self) -> dict[str, str]:
+        out = {}
+        for key, values in self.request.query_arguments.items():
+            if key.startswith("var."):
+                out[key[4:]] = values[-1].decode()
+        return out
+
+    def query_text(self) -> str:
+        qs = self.request.query_arguments.get("q", [])
+        if len(qs) > 1:
+            raise ArchiveError("bad_request", "Multiple SQL^2 queries submitted.", details={"queryCount": len(qs)})
+        if not qs or not qs[0].strip():
+            raise ArchiveError("bad_request", "No SQL^2 query found in URL.")
+        return qs[0].decode()
+
+    def paging(self) -> tuple[int | None, int | None]:
+        return self.int_arg("offset", None, minimum=0), self.int_arg("limit", None, minimum=1)
+
+
+class QueryHandler(QuasarHandler):
+    """``GET /query/fs/{path}?q=...``: a small query, rows in the Accept format (ldjson by default)."""
+
+    @endpoint(anonymous=True)
+    async def get(self, path: str | None = None):
+        base = self.fs_path(path)
+        text = self.query_text()
+        offset, limit = self.paging()
+        fmt = self.negotiate(DEFAULT_FORMAT)
+        result = await self.call(
+            self.archive.query, self.principal, text, "sql2", base_path=base, variables=self.variables(), offset=offset, limit=limit
+        )
+        await self.stream(result, fmt, formats.ResultInfo(query=text))
+
+
+class LargeQueryHandler(QueryHandler):
+    """``POST /query/fs/{path}`` with a ``Destination``: run the query as a job writing that path."""
+
+    @endpoint()
+    async def post(self, path: str | None = None):
+        base = self.fs_path(path)
+        text = (self.request.body or b"").decode("utf-8", "replace")
+        if not text.strip():
+            raise ArchiveError("bad_request", "No SQL^2 query found in message body.")
+        dest = self.request.headers.get("Destination")
+        if not dest:
+            raise ArchiveError("bad_request", "'Destination' header missing.", details={"headerName": "Destination"})
+        if dest.endswith("/"):
+            raise ArchiveError("bad_request", "Destination must be a file.", details={"destination": dest})
+        out = normalise_path(dest if dest.startswith("/") else base.rstrip("/") + "/" + dest)
+        variables = self.variables()
+        compiled = await self.call(self.archive.compile, self.principal, text, "sql2", base_path=base, variables=variables)
+        phases = [p.to_json() for p in compiled.phases]
+        try:
+            job = await self.call(
+                self.archive.submit_query, self.principal, text, "sql2", face="quasar", base_path=base, variables=variables,
+                target=out, replace=True,
+            )
+            while not job.final:
+                await asyncio.sleep(0.05)
+                job = await self.call(self.archive.job, self.principal, job.id)
+        except ArchiveError as exc:
+            exc.details["phases"] = phases + [{"name": "Execution", "error": exc.message}]
+            raise
+        if job.state != "completed":
+            raise ArchiveError(
+                job.error_code or "engine_error", job.error_message or f"the query job ended {job.state}",
+                400 if job.state == "failed" else 409,
+                details={"phases": phases + [{"name": "Execution", "error": job.error_message or job.state}]},
+            )
+        self.send_json({"out": out, "phases": phases})
+
+
+class CompileHandler(QuasarHandler):
+    """``GET|POST /compile/fs/{path}``: the plan, as the phases of the SQL pipeline."""
+
+    async def _compile(self, path: str | None, text: str):
+        base = self.fs_path(path)
+        offset, limit = self.paging()
+        compiled = await self.call(
+            self.archive.compile, self.principal, text, "sql2", base_path=base, variables=self.variables(), offset=offset, limit=limit
+        )
+        inputs = sorted({f"/{t.context.lower()}/{t.name}" if t.context != "MyDB" else f"/mydb/{t.name}" for st in compiled.statements for t in st.tables})
+        engine_sql = ";\n".join(st.sql for st in compiled.statements)
+        accept = (self.request.headers.get("Accept") or "").lower()
+        if accept.startswith("text/plain"):
+            self.set_header("Content-Type", "text/plain; charset=UTF-8")
+            self.finish(engine_sql + "\n")
+            return
+        self.send_json(
+            {
+                "inputs": inputs,
+                "physicalPlan": engine_sql,
+                "params": {k: repr(v) for st in compiled.statements for k, v in st.params.items()},
+                "phases": [p.to_json() for p in compiled.phases],
+            }
+        )
+
+    @endpoint(anonymous=True)
+    async def get(self, path: str | None = None):
+        await self._compile(path, self.query_text())
+
+    @endpoint(anonymous=True)
+    async def post(self, path: str | None = None):
+        text = (self.request.body or b"").decode("utf-8", "replace")
+        if not text.strip():
+            raise ArchiveError("bad_request", "No SQL^2 query found in message body.")
+        await self._compile(path, text)
+
+
+class DataHandler(QuasarHandler):
+    """``GET /data/fs/{path}``: a table's rows (paged) or a folder's children."""
+
+    @endpoint(anonymous=True)
+    async def get(self, path: str | None = None):
+        fs = self.fs_path(path)
+        offset, limit = self.paging()
+        found = await self.call(self.archive.resolve_table_path, self.principal, fs)
+        if found is None:
+            children = await self.call(self.archive.folder, self.principal, fs)
+            self.send_json({"children": children})
+            return
+        ref, table = found
+        fmt = self.negotiate(DEFAULT_FORMAT)
+        result = await self.call(self.archive.read_table, self.principal, ref, table, offset=offset, limit=limit)
+        await self.stream(result, fmt, formats.ResultInfo(table_name=table.split("/")[-1]))
+
+
+def quasar_handlers() -> list[tuple[str, type]]:
+    return [
+        (r"archive/quasar/query/fs/?(?P<path>.*)", LargeQueryHandler),
+        (r"archive/quasar/compile/fs/?(?P<path>.*)", CompileHandler),
+        (r"archive/quasar/data/fs/?(?P<path>.*)", DataHandler),
+    ]

@@ -1,0 +1,80 @@
+"""Shared fixtures: a real Jupyter server with the archive extension on a per-test data dir."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ("pytest_jupyter.jupyter_server",)
+
+DEMO_ROWS = 20_000
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    """The demo archive, made once per test session (the generator is deterministic)."""
+    from jupyter_archive.core.demo import ensure_demo
+
+    root = tmp_path_factory.mktemp("demo-data")
+    ensure_demo(root, rows=DEMO_ROWS)
+    return root / "demo"
+
+
+@pytest.fixture
+def archive_data_dir(tmp_path, demo_dir) -> Path:
+    """A fresh archive data dir holding a copy of the session's demo archive."""
+    data = tmp_path / "archive-data"
+    data.mkdir()
+    shutil.copytree(demo_dir, data / "demo")
+    return data
+
+
+@pytest.fixture
+def archive_config() -> dict:
+    """ArchiveApp settings a test may override."""
+    return {}
+
+
+@pytest.fixture
+def jp_server_config(archive_data_dir, archive_config):
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_archive": True},
+            "allow_unauthenticated_access": False,
+        },
+        "ArchiveApp": {"data_dir": str(archive_data_dir), "demo_rows": DEMO_ROWS, **archive_config},
+    }
+
+
+@pytest.fixture
+def archive(jp_serverapp):
+    """The server's Archive (for test set-up such as making tokens)."""
+    return jp_serverapp.web_app.settings["archive"]
+
+
+@pytest.fixture
+def demo_db(archive_data_dir):
+    """A direct DuckDB connection to the demo file: the reference the HTTP answers are compared to."""
+    import duckdb
+
+    con = duckdb.connect(str(archive_data_dir / "demo" / "demo.duckdb"), read_only=True)
+    yield con
+    con.close()
+
+
+@pytest.fixture
+def fetch(jp_fetch):
+    """jp_fetch that never raises on HTTP errors, so tests can assert on error replies."""
+
+    async def _fetch(*parts, **kwargs):
+        kwargs.setdefault("raise_error", False)
+        return await jp_fetch(*parts, **kwargs)
+
+    return _fetch
+
+
+def body_json(resp):
+    return json.loads(resp.body)

@@ -1,0 +1,122 @@
+"""The commands a user types: `jupyter archive`, `jupyter server`/`jupyter lab` with the extension, tokens."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def root_flags() -> list[str]:
+    return ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+
+
+class Server:
+    """A server process started from the command line, stopped at the end."""
+
+    def __init__(self, argv: list[str], port: int, token: str, log: Path):
+        self.port, self.token, self.log_path = port, token, log
+        self.url = f"http://127.0.0.1:{port}/"
+        self._log = open(log, "wb")
+        env = {**os.environ, "JUPYTER_PLATFORM_DIRS": "1"}
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def get(self, path: str, **kw):
+        return requests.get(self.url + path, headers={"Authorization": f"token {self.token}", **kw.pop("headers", {})}, timeout=30, **kw)
+
+    def wait(self, path="archive/api/contexts", timeout=90):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.log_text()}")
+            try:
+                r = self.get(path)
+                if r.status_code == 200:
+                    return r
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"server did not answer {path}: {self.log_text()}")
+
+    def log_text(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+
+
+@pytest.fixture
+def start(tmp_path):
+    servers = []
+
+    def _start(cmd: list[str], data_dir: Path, *extra: str) -> Server:
+        port, token = free_port(), "test-token-123"
+        argv = [*cmd, "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+                f"--ArchiveApp.data_dir={data_dir}", f"--ServerApp.root_dir={tmp_path}", *root_flags(), *extra]
+        s = Server(argv, port, token, tmp_path / f"server-{len(servers)}.log")
+        servers.append(s)
+        return s
+
+    yield _start
+    for s in servers:
+        s.stop()
+
+
+def test_jupyter_archive_starts_on_the_demo_and_prints_url_and_token(start, tmp_path):
+    data = tmp_path / "data"
+    s = start([str(BIN / "jupyter"), "archive"], data)
+    contexts = s.wait().json()["contexts"]
+    assert "DEMO" in [c["name"] for c in contexts]
+    r = requests.post(s.url + "archive/casjobs/contexts/DEMO/query", data=json.dumps({"Query": "SELECT TOP 10 objid, ra, dec FROM PhotoObj"}),
+                      headers={"Authorization": f"token {s.token}", "Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 200 and len(r.text.strip().splitlines()) == 11
+    assert (data / "demo" / "demo.duckdb").exists()
+    log = s.log_text()
+    assert f"127.0.0.1:{s.port}/" in log and "token=" in log
+
+
+@pytest.mark.parametrize("app", ["server", "lab"])
+def test_extension_loads_in_jupyter_server_and_lab(start, tmp_path, app):
+    # No explicit jpserver_extensions: the package's jupyter-config file enables it.
+    s = start([str(BIN / "jupyter"), app], tmp_path / "data", "--ArchiveApp.demo_rows=2000")
+    r = s.wait("archive/api/contexts/DEMO/tables")
+    assert {t["name"] for t in r.json()["tables"]} == {"PhotoObj", "SpecObj"}
+
+
+def test_token_create_then_x_auth_token(start, tmp_path):
+    data = tmp_path / "data"
+    out = subprocess.run([str(BIN / "jupyter"), "archive", "token", "create", "bob", f"--ArchiveApp.data_dir={data}"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    token = out.stdout.strip().splitlines()[-1]
+    assert len(token) >= 32
+    s = start([str(BIN / "jupyter"), "archive"], data, "--ArchiveApp.demo_rows=2000")
+    s.wait()
+    r = requests.post(s.url + "archive/api/query", json={"query": "CREATE TABLE t AS SELECT 42 AS answer", "context": "MyDB"},
+                      headers={"X-Auth-Token": token}, timeout=30)
+    assert r.status_code == 200, r.text
+    r = requests.post(s.url + "archive/api/query", json={"query": "SELECT answer FROM t", "context": "mydb"},
+                      headers={"X-Auth-Token": token}, timeout=30)
+    assert r.json()["data"] == [[42]]
+    assert requests.get(s.url + "archive/api/contexts", headers={"X-Auth-Token": "wrong"}, timeout=30).status_code == 401

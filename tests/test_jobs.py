@@ -1,0 +1,181 @@
+"""The one job system: state machine, persistence, scheduling, caps, cancel, restart, results."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_archive.core.archive import Archive, ArchiveConfig
+from jupyter_archive.core.errors import ArchiveError
+from jupyter_archive.core.jobs import RESTART_MESSAGE, JobRunner, JobStore
+
+SLOW = "SELECT count(*) FROM range(100000000000) a"
+
+
+@pytest.fixture
+def make_archive(archive_data_dir):
+    made = []
+
+    def _make(**kw) -> Archive:
+        a = Archive(ArchiveConfig(data_dir=archive_data_dir, demo_rows=20_000, **kw))
+        a.start()
+        made.append(a)
+        return a
+
+    yield _make
+    for a in made:
+        a.close()
+
+
+def test_illegal_transitions_are_refused(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job = store.create("u", "query", {}, face="native", state="queued", scheduled=None)
+    with pytest.raises(ArchiveError) as err:
+        store.transition(job.id, "completed")
+    assert err.value.status == 409 and "queued" in err.value.message
+    store.transition(job.id, "running", started=time.time())
+    store.transition(job.id, "completed", ended=time.time())
+    with pytest.raises(ArchiveError):
+        store.transition(job.id, "running")
+    store.close()
+
+
+def test_query_job_into_mydb_and_result_store(make_archive):
+    a = make_archive()
+    owner = a.principal("alice")
+    job = a.submit_query(owner, "SELECT objid, r FROM PhotoObj WHERE r < 19", "sql", context="DEMO", target=("MyDB", "Bright"))
+    job = a.wait_job(owner, job.id, timeout=30)
+    assert job.state == "completed", job.error_message
+    n = a.query(owner, "SELECT count(*) AS n FROM Bright", context="MyDB").to_table().column("n")[0].as_py()
+    assert job.rows == n > 0 and job.results["table"] == {"context": "MyDB", "name": "Bright"}
+    job2 = a.submit_query(owner, "SELECT objid FROM PhotoObj ORDER BY objid", "sql", context="DEMO")
+    job2 = a.wait_job(owner, job2.id, timeout=30)
+    assert job2.state == "completed" and job2.rows == 20_000
+    page = a.job_result(owner, job2.id, offset=10, limit=5).to_table()
+    want = a.query(owner, "SELECT objid FROM PhotoObj ORDER BY objid LIMIT 5 OFFSET 10", context="DEMO").to_table()
+    assert page.column("objid").to_pylist() == want.column("objid").to_pylist()
+
+
+def test_other_users_cannot_see_a_job(make_archive):
+    a = make_archive()
+    alice, bob = a.principal("alice"), a.principal("bob")
+    job = a.submit_query(alice, "SELECT 1 AS x", "sql", context="DEMO")
+    with pytest.raises(ArchiveError) as err:
+        a.job(bob, job.id)
+    assert err.value.status == 404
+    assert a.list_jobs(bob)[1] == 0
+    admin = a.principal("root", admin=True)
+    assert a.job(admin, job.id).owner == "alice"
+
+
+def test_cancel_stops_a_long_query_within_a_second(make_archive):
+    a = make_archive()
+    u = a.principal("carol")
+    job = a.submit_query(u, SLOW, "sql", context="DEMO")
+    a.wait_job(u, job.id, timeout=10, until=lambda j: j.state == "running")
+    time.sleep(0.3)
+    t = time.monotonic()
+    a.cancel_job(u, job.id)
+    job = a.wait_job(u, job.id, timeout=5)
+    assert job.state == "canceled"
+    assert time.monotonic() - t < 1.0
+    # the engine is free after
+    assert a.query(u, "SELECT 42 AS x", context="DEMO").to_table().column("x")[0].as_py() == 42
+
+
+def test_progress_moves_while_running(make_archive):
+    a = make_archive()
+    u = a.principal("dave")
+    job = a.submit_query(u, "SELECT sum(a.range * b.range) AS s FROM range(40000) a, range(20000) b", "sql", context="DEMO")
+    seen = set()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        j = a.job(u, job.id)
+        seen.add(round(j.progress, 2))
+        if j.final:
+            break
+        time.sleep(0.05)
+    assert j.state == "completed", j.error_message
+    assert any(0 < p < 1 for p in seen), seen
+
+
+def test_scheduled_job_does_not_start_early(make_archive):
+    a = make_archive()
+    u = a.principal("erin")
+    start = time.time() + 2
+    job = a.submit_query(u, "SELECT 1 AS x", "sql", context="DEMO", start_time=start)
+    assert job.state == "scheduled"
+    job = a.wait_job(u, job.id, timeout=10)
+    assert job.state == "completed"
+    assert job.started >= start
+
+
+def test_scheduled_job_can_be_canceled_before_it_runs(make_archive):
+    a = make_archive()
+    u = a.principal("fred")
+    job = a.submit_query(u, "SELECT 1 AS x", "sql", context="DEMO", start_time=time.time() + 30)
+    assert a.cancel_job(u, job.id).state == "canceled"
+
+
+def test_per_user_cap_and_many_jobs(make_archive):
+    a = make_archive(job_workers=3, jobs_per_user=1)
+    users = [a.principal(f"user{i}") for i in range(4)]
+    jobs = []
+    for i in range(200):
+        u = users[i % 4]
+        jobs.append((u, a.submit_query(u, f"SELECT {i} AS n, sum(range) AS s FROM range(20000)", "sql", context="DEMO").id))
+    max_running_per_user = 0
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        running, _ = a.jobs.store.list(states=["running"])
+        per = {}
+        for j in running:
+            per[j.owner] = per.get(j.owner, 0) + 1
+        max_running_per_user = max([max_running_per_user, *per.values()])
+        assert len(running) <= 3
+        if all(a.jobs.store.get(jid).final for _, jid in jobs[-4:]) and not a.jobs.store.list(states=["queued", "running"])[1]:
+            break
+        time.sleep(0.02)
+    states = [a.job(u, jid).state for u, jid in jobs]
+    assert states.count("completed") == 200
+    assert max_running_per_user <= 1
+
+
+def test_restart_fails_running_jobs_and_runs_queued_ones(archive_data_dir):
+    # Simulate a process death: the runner never ran, the store says "running".
+    store = JobStore(archive_data_dir / "jobs.sqlite")
+    running = store.create("gina", "query", {"query": "SELECT 1", "language": "sql", "context": "DEMO"}, face="native", state="queued", scheduled=None)
+    store.transition(running.id, "running", started=time.time())
+    queued = store.create("gina", "query", {"query": "SELECT 2 AS x", "language": "sql", "context": "DEMO"}, face="native", state="queued", scheduled=None)
+    store.close()
+    a = Archive(ArchiveConfig(data_dir=archive_data_dir, demo_rows=20_000))
+    a.start()
+    try:
+        u = a.principal("gina")
+        j = a.job(u, running.id)
+        assert j.state == "failed" and j.error_message == RESTART_MESSAGE
+        assert a.wait_job(u, queued.id, timeout=20).state == "completed"
+    finally:
+        a.close()
+
+
+def test_expiry_removes_results(make_archive):
+    a = make_archive(job_retention=0.5)
+    u = a.principal("hank")
+    job = a.wait_job(u, a.submit_query(u, "SELECT * FROM range(10)", "sql", context="DEMO").id, timeout=20)
+    path = a.results.path(job.id)
+    assert path.exists()
+    a.jobs._last_sweep = 0
+    time.sleep(0.7)
+    a.jobs._last_sweep = 0
+    a.jobs.wake()
+    deadline = time.time() + 5
+    while path.exists() and time.time() < deadline:
+        a.jobs._last_sweep = 0
+        a.jobs.wake()
+        time.sleep(0.1)
+    assert not path.exists()
+    with pytest.raises(ArchiveError):
+        a.job(u, job.id)

@@ -1,0 +1,119 @@
+"""Quick queries and exports through HTTP against DuckDB directly, in one run (issue: archive core).
+
+Run on demand: ``python -m tests.benchmarks.bench_quick [--rows 5000000] [--export-rows 1000000]``.
+Prints p50/p95 latencies and rows/s, each with its ratio to the raw engine, and the
+service's peak memory while exporting the whole table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+
+from .common import Server, demo_data, percentiles
+
+
+def time_calls(fn, n: int) -> list[float]:
+    for _ in range(10):  # warm-up
+        fn(0)
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=5_000_000, help="rows of the demo PhotoObj (the memory run exports them all)")
+    ap.add_argument("--export-rows", type=int, default=1_000_000)
+    ap.add_argument("--requests", type=int, default=300)
+    args = ap.parse_args(argv)
+
+    data = demo_data(args.rows)
+    db_file = data / "demo" / "demo.duckdb"
+    con = duckdb.connect(str(db_file), read_only=True)
+    ids = [r[0] for r in con.sql(f"SELECT objid FROM PhotoObj USING SAMPLE {args.requests} ROWS").fetchall()]
+    server = Server(data, f"--ArchiveApp.demo_rows={args.rows}", "--ArchiveApp.quick_row_limit=10000000")
+    s = server.session
+    try:
+        print(f"\n## quick queries ({args.requests} requests each; p50 / p95 in ms)")
+        point_sql = "SELECT * FROM PhotoObj WHERE objid = $id"
+
+        def engine_point(i):
+            con.sql(point_sql, params={"id": ids[i % len(ids)]}).fetchall()
+
+        def http_point(i):
+            r = s.post(server.url + "archive/api/query", json={"query": point_sql, "context": "DEMO", "params": {"id": ids[i % len(ids)]}})
+            assert r.status_code == 200 and r.json()["rows"] == 1, r.text
+
+        top_sql = "SELECT TOP 10 objid, ra, dec FROM PhotoObj"
+
+        def engine_top(i):
+            con.sql("SELECT objid, ra, dec FROM PhotoObj LIMIT 10").fetchall()
+
+        def http_top(i):
+            r = s.post(server.url + "archive/casjobs/contexts/DEMO/query", json={"Query": top_sql})
+            assert r.status_code == 200, r.text
+
+        for name, eng, http in (("point query by objid", engine_point, http_point), ("TOP 10 (CasJobs)", engine_top, http_top)):
+            e50, e95 = percentiles(time_calls(eng, args.requests))
+            h50, h95 = percentiles(time_calls(http, args.requests))
+            print(f"{name:24s} engine {e50:7.3f} / {e95:7.3f}   http {h50:7.3f} / {h95:7.3f}   "
+                  f"p50 overhead {h50 - e50:+.3f} ms (target <= 1.5)   ratio {h50 / e50:5.1f}x")
+
+        print(f"\n## export of {args.export_rows:,} rows (rows/s; ratio = http / engine COPY)")
+        with tempfile.TemporaryDirectory() as tmp:
+            copies = {}
+            for fmt, opts in (("csv", "(FORMAT csv, HEADER)"), ("parquet", "(FORMAT parquet)")):
+                t = time.perf_counter()
+                con.sql(f"COPY (SELECT * FROM PhotoObj LIMIT {args.export_rows}) TO '{Path(tmp) / ('x.' + fmt)}' {opts}")
+                copies[fmt] = args.export_rows / (time.perf_counter() - t)
+            for fmt, target in (("csv", "80% of COPY"), ("parquet", ""), ("votable/binary2", ">= 1,000,000 rows/s"),
+                                ("votable/tabledata", ""), ("fits", ">= 1,000,000 rows/s")):
+                t = time.perf_counter()
+                size = 0
+                with s.get(server.url + "archive/api/contexts/DEMO/tables/PhotoObj/rows",
+                           params={"limit": args.export_rows, "format": fmt}, stream=True) as r:
+                    assert r.status_code == 200, r.text[:500]
+                    for chunk in r.iter_content(1 << 20):
+                        size += len(chunk)
+                rate = args.export_rows / (time.perf_counter() - t)
+                ref = copies.get(fmt.split("/")[0], copies["csv"])
+                print(f"{fmt:18s} http {rate:12,.0f} rows/s  ({size / 1e6:8.1f} MB)   engine COPY {ref:12,.0f}   "
+                      f"ratio {rate / ref:5.2f}   {('target ' + target) if target else ''}")
+
+        print(f"\n## peak memory exporting all {args.rows:,} rows (target < 500 MB)")
+        for fmt in ("csv", "parquet", "votable/binary2", "fits"):
+            before = server.rss_mb()
+            peak = [before]
+            done = threading.Event()
+
+            def watch():
+                while not done.is_set():
+                    peak[0] = max(peak[0], server.rss_mb())
+                    time.sleep(0.05)
+
+            w = threading.Thread(target=watch)
+            w.start()
+            t = time.perf_counter()
+            with s.get(server.url + "archive/api/contexts/DEMO/tables/PhotoObj/rows", params={"limit": args.rows, "format": fmt}, stream=True) as r:
+                for _ in r.iter_content(1 << 20):
+                    pass
+            done.set()
+            w.join()
+            print(f"{fmt:18s} rss before {before:7.1f} MB   peak during {peak[0]:7.1f} MB   "
+                  f"{args.rows / (time.perf_counter() - t):12,.0f} rows/s")
+    finally:
+        server.stop()
+        con.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Shared pieces of the benchmarks: seeded data, a server started from the command line, timing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+BIN = Path(sys.executable).parent
+DATA_ROOT = Path(__file__).parent / "data"  # generated, git-ignored
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def demo_data(rows: int) -> Path:
+    """A data dir holding a demo archive of ``rows`` rows (made once, by the seeded generator)."""
+    from jupyter_archive.core.demo import ensure_demo
+
+    data = DATA_ROOT / f"demo-{rows}"
+    t = time.perf_counter()
+    ensure_demo(data, rows=rows)
+    print(f"# demo data: {rows:,} rows ready in {time.perf_counter() - t:.1f} s ({data})")
+    return data
+
+
+class Server:
+    """`jupyter archive` in a subprocess on a data dir; ``session`` is an authenticated requests session."""
+
+    def __init__(self, data_dir: Path, *extra: str, token: str = "bench-token"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        argv = [str(BIN / "jupyter"), "archive", "--no-browser", f"--port={self.port}", "--ServerApp.ip=127.0.0.1",
+                f"--IdentityProvider.token={token}", f"--ArchiveApp.data_dir={data_dir}", *extra]
+        if os.geteuid() == 0:
+            argv.append("--allow-root")
+        self.log = open(data_dir / "bench-server.log", "wb")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"token {token}"
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            try:
+                if self.session.get(self.url + "archive/api/contexts", timeout=5).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start")
+
+    def peak_rss_mb(self) -> float:
+        """Peak resident memory of the server process so far (VmHWM)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    s = sorted(samples)
+    return statistics.median(s), s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))]

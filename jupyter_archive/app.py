@@ -15,8 +15,10 @@ from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 from .core.archive import Archive, ArchiveConfig
 from .core.catalog import Principal
 from .faces.casjobs import casjobs_handlers
+from .faces.kasabi import kasabi_handlers
 from .faces.native import native_handlers
 from .faces.quasar import quasar_handlers
+from .faces.sas import sas_handlers
 
 
 class ArchiveApp(ExtensionApp):
@@ -97,7 +99,9 @@ class ArchiveApp(ExtensionApp):
         self.log.info("jupyter_archive: data in %s; contexts: %s", self.data_dir, ", ".join(c.name for c in self.archive.contexts(Principal(self.owner, admin=True))))
 
     def initialize_handlers(self):
-        self.handlers.extend(native_handlers() + casjobs_handlers() + quasar_handlers())
+        self.handlers.extend(
+            native_handlers() + casjobs_handlers() + quasar_handlers() + sas_handlers() + kasabi_handlers()
+        )
 
     def principal_for_jupyter_user(self, user) -> Principal:
         """The archive user a Jupyter-authenticated request acts as."""

@@ -22,6 +22,8 @@ from .catalog import MYDB, MYDB_ALIAS, Catalog, Mount, Principal, TableInfo, nor
 from .errors import ArchiveError, not_found, permission
 from .query import QueryResult, engine_error, execute
 from .resolver import Resolver, tables_in
+from .datasets import reset_dataset
+from .directives import DirectiveStore
 from .jobs import Job, JobRunner, JobStore
 from .query_jobs import compile_job, query_request, run_query_job
 from .results import ResultStore
@@ -111,6 +113,12 @@ class Archive:
             on_expire=self._forget_job_results,
         )
         self.jobs.register("query", lambda job, ctx: run_query_job(self, job, ctx))
+        # A directive is a saved query: its jobs do the same work.
+        self.jobs.register("directive", lambda job, ctx: run_query_job(self, job, ctx))
+        self.jobs.register("reset", lambda job, ctx: reset_dataset(self, job, ctx))
+        self.directives = DirectiveStore(self)
+        # Datasets being reset, as (owner or "", context lower-case): read-only until the reset ends.
+        self.resetting: set[tuple[str, str]] = set()
 
     def start(self) -> None:
         """Start background work (the job runner); call once the archive is set up."""
@@ -183,6 +191,7 @@ class Archive:
 
     def close(self) -> None:
         self.jobs.stop()
+        self.directives.close()
         self.jobs.store.close()
         self._drop_engines()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -464,6 +473,13 @@ class Archive:
         info = self._table_map(principal, ref).get(rest.lower())
         return (ref, info.name) if info else None
 
+
+    def dataset_key(self, principal: Principal, ref: ContextRef) -> tuple[str, str]:
+        """Which database a context is: a user's MyDB is theirs alone; a mount is shared."""
+        return (principal.name if ref.mount is None else "", ref.name.lower())
+
+    def is_resetting(self, principal: Principal, ref: ContextRef) -> bool:
+        return bool(self.resetting) and self.dataset_key(principal, ref) in self.resetting
 
     # -- jobs -------------------------------------------------------------------------------------
     def submit_query(

@@ -52,6 +52,10 @@ class Resolver:
         raise ArchiveError("unknown_table", f"cannot resolve table name {'.'.join(parts)!r}", 400)
 
     def _target(self, ref: ContextRef, name: str, write: bool, must_exist: bool = True) -> sqlmod.TableTarget:
+        if write and self.archive.is_resetting(self.principal, ref):
+            raise ArchiveError(
+                "conflict", f"{ref.name} is being reset and is read-only until the reset ends", 409, details={"context": ref.name}
+            )
         if write and not ref.writable:
             raise permission(
                 f"context {ref.name} is read-only; write into your MyDB instead (e.g. mydb.{name})", context=ref.name

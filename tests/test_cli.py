@@ -120,3 +120,40 @@ def test_token_create_then_x_auth_token(start, tmp_path):
                       headers={"X-Auth-Token": token}, timeout=30)
     assert r.json()["data"] == [[42]]
     assert requests.get(s.url + "archive/api/contexts", headers={"X-Auth-Token": "wrong"}, timeout=30).status_code == 401
+
+
+def test_jobs_survive_a_hard_kill(start, tmp_path):
+    """A running job is failed with the restart message; a queued one then runs; MyDB is intact."""
+    import signal
+
+    data = tmp_path / "data"
+    extra = ("--ArchiveApp.demo_rows=2000", "--ArchiveApp.job_workers=1")
+    s = start([str(BIN / "jupyter"), "archive"], data, *extra)
+    s.wait()
+    h = {"Authorization": f"token {s.token}"}
+    ok = requests.post(s.url + "archive/api/query", json={"query": "CREATE TABLE keep AS SELECT * FROM range(1000)", "context": "MyDB"},
+                       headers=h, timeout=30)
+    assert ok.status_code == 200, ok.text
+    slow = requests.post(s.url + "archive/api/jobs", json={"query": "SELECT count(*) FROM range(100000000000) a", "context": "DEMO"},
+                         headers=h, timeout=30).json()
+    queued = requests.post(s.url + "archive/api/jobs", json={"query": "SELECT 7 AS x", "context": "DEMO"}, headers=h, timeout=30).json()
+    deadline = time.time() + 30
+    while requests.get(s.url + f"archive/api/jobs/{slow['id']}", headers=h, timeout=30).json()["state"] != "running":
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert requests.get(s.url + f"archive/api/jobs/{queued['id']}", headers=h, timeout=30).json()["state"] == "queued"
+    s.proc.send_signal(signal.SIGKILL)
+    s.proc.wait(20)
+
+    s2 = start([str(BIN / "jupyter"), "archive"], data, *extra)
+    s2.wait()
+    h2 = {"Authorization": f"token {s2.token}"}
+    job = requests.get(s2.url + f"archive/api/jobs/{slow['id']}", headers=h2, timeout=30).json()
+    assert job["state"] == "failed" and job["error"]["message"] == "interrupted by server restart"
+    done = requests.get(s2.url + f"archive/api/jobs/{queued['id']}", params={"wait": "30"}, headers=h2, timeout=60).json()
+    assert done["state"] == "completed"
+    rows = requests.get(s2.url + f"archive/api/jobs/{queued['id']}/results", headers=h2, timeout=30).json()
+    assert rows["data"] == [[7]]
+    keep = requests.post(s2.url + "archive/api/query", json={"query": "SELECT count(*) AS n FROM keep", "context": "MyDB"},
+                         headers=h2, timeout=30).json()
+    assert keep["data"] == [[1000]]

@@ -34,6 +34,7 @@ async def test_casjobs_submit_status_and_created_table(fetch, demo_db):
     )
     assert resp.code == 200, resp.body
     job_id = int(resp.body.decode())  # SciScript: int(body)
+    assert resp.headers["Content-Type"].startswith("text/plain")
     job = await poll(fetch, "archive", "casjobs", "jobs", str(job_id), until=lambda j: j["Status"] in (3, 4, 5))
     assert job["JobID"] == job_id and isinstance(job["Status"], int)
     assert job["Status"] == 5, job["Message"]

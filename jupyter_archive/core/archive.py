@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from .users import UserStore
 log = logging.getLogger(__name__)
 
 DEFAULT = object()  # "use the configured limit"
+COMPILE_CACHE_SIZE = 512
 
 
 def _lit(text: str) -> str:
@@ -102,6 +104,8 @@ class Archive:
         self.executor = ThreadPoolExecutor(max(1, config.quick_workers), thread_name_prefix="archive-quick")
         self._engines: dict[str, Engine] = {}
         self._engines_lock = threading.Lock()
+        self._compile_cache: OrderedDict = OrderedDict()
+        self._cache_lock = threading.Lock()
         self._mount_tables: dict[str, dict[str, TableInfo]] = {}
         self._setup_mounts()
         self.results = ResultStore(self.data_dir / "results")
@@ -221,6 +225,8 @@ class Archive:
             return eng
 
     def _drop_engines(self) -> None:
+        with self._cache_lock:
+            self._compile_cache.clear()
         with self._engines_lock:
             engines, self._engines = list(self._engines.values()), {}
         for e in engines:
@@ -356,6 +362,28 @@ class Archive:
             row_limit = self.config.quick_row_limit
         if time_limit is DEFAULT:
             time_limit = self.config.quick_time_limit
+        compiled = self._compile_cached(
+            principal, text, language, context, base_path, variables, params, offset, limit, row_limit
+        )
+        return self.run(principal, compiled, row_limit=row_limit, time_limit=time_limit)
+
+    def _compile_cached(self, principal, text, language, context, base_path, variables, params, offset, limit, row_limit):
+        """Compile, reusing an earlier compile of the same text with new values when possible.
+
+        Only reads of mounted (read-only) tables are cached: their resolution cannot change
+        until the mounts do, which clears the cache. MyDB tables come and go, so queries
+        touching them are always compiled afresh.
+        """
+        key = (
+            principal.key, principal.anonymous, language, (context or "").lower(), base_path, text,
+            tuple(sorted(variables or ())), tuple(sorted(params or ())), offset, limit, row_limit,
+        )  # fmt: skip
+        with self._cache_lock:
+            hit = self._compile_cache.get(key)
+            if hit is not None:
+                self._compile_cache.move_to_end(key)
+        if hit is not None:
+            return sqlmod.rebind(hit, variables=variables, params=params)
         compiled = sqlmod.compile_query(
             text,
             language,
@@ -367,7 +395,15 @@ class Archive:
             limit=limit,
             row_limit=row_limit,
         )
-        return self.run(principal, compiled, row_limit=row_limit, time_limit=time_limit)
+        cacheable = all(
+            st.kind == "read" and all(t.catalog != MYDB_ALIAS for t in st.tables) for st in compiled.statements
+        )
+        if cacheable:
+            with self._cache_lock:
+                self._compile_cache[key] = compiled
+                while len(self._compile_cache) > COMPILE_CACHE_SIZE:
+                    self._compile_cache.popitem(last=False)
+        return compiled
 
     def run(self, principal: Principal, compiled: sqlmod.Compiled, *, row_limit=None, time_limit=None) -> QueryResult:
         """Execute an already compiled query on the principal's engine."""

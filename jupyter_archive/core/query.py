@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import duckdb
@@ -13,6 +15,58 @@ from .schema import annotate
 
 ROWS_AFFECTED = "Rows Affected"
 BATCH_ROWS = 131_072
+
+
+class Watchdog:
+    """One thread that fires callbacks at deadlines: the quick-query time limits.
+
+    A thread per query (``threading.Timer``) costs milliseconds to start under load;
+    this costs a heap push.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._canceled: set[int] = set()
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, delay: float, callback: Callable[[], None]) -> int:
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._heap, (time.monotonic() + delay, self._seq, callback))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="archive-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return self._seq
+
+    def cancel(self, handle: int) -> None:
+        with self._cond:
+            self._canceled.add(handle)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                when, handle, callback = self._heap[0]
+                now = time.monotonic()
+                if handle in self._canceled:
+                    heapq.heappop(self._heap)
+                    self._canceled.discard(handle)
+                    continue
+                if when > now:
+                    self._cond.wait(when - now)
+                    continue
+                heapq.heappop(self._heap)
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a failed interrupt must not stop the watchdog
+                pass
+
+
+WATCHDOG = Watchdog()
 
 
 def engine_error(exc: Exception) -> ArchiveError:
@@ -97,6 +151,11 @@ class QueryResult:
         finally:
             self.close()
 
+    @property
+    def complete(self) -> bool:
+        """All rows are already fetched (a small result): nothing more to pull from the engine."""
+        return self._reader is None
+
     def to_table(self) -> pa.Table:
         """All rows at once; for small results (tests, widgets), never for exports."""
         return pa.Table.from_batches(list(self.batches()), schema=self.schema)
@@ -143,7 +202,7 @@ def execute(
     """
     timed_out = threading.Event()
     timer = None
-    guard = threading.Lock()  # the timer must never interrupt the connection once it is given back
+    guard = threading.Lock()  # the watchdog must never interrupt the connection once it is given back
     closed = []
     if time_limit:
 
@@ -153,9 +212,7 @@ def execute(
                     timed_out.set()
                     cursor.interrupt()
 
-        timer = threading.Timer(time_limit, _expire)
-        timer.daemon = True
-        timer.start()
+        timer = WATCHDOG.schedule(time_limit, _expire)
 
     def _close():
         with guard:
@@ -163,7 +220,7 @@ def execute(
                 return
             closed.append(True)
             if timer is not None:
-                timer.cancel()
+                WATCHDOG.cancel(timer)
         try:
             cursor.close()
         except duckdb.Error:

@@ -133,6 +133,7 @@ class Compiled:
     statements: list[Statement]
     phases: list[Phase]
     modified_query: str
+    param_names: dict[str, str] = field(default_factory=dict)  # variable name -> engine parameter name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -546,10 +547,26 @@ def compile_query(
                 statements.append(Statement(p.kind, sql, dict(p.params), p.source, p.into, tables))
             ph.detail = ";\n".join(s.sql for s in statements)
 
-        return Compiled(spec.name, statements, run.phases, _modified_query(parsed, user_dialect))
+        return Compiled(spec.name, statements, run.phases, _modified_query(parsed, user_dialect), dict(binder.names))
     except ArchiveError as err:
         err.details.setdefault("phases", [p.to_json() for p in run.phases])
         raise
+
+
+def rebind(compiled: Compiled, *, variables: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> Compiled:
+    """The same compiled query with new values for its variables (a compile cache's hit).
+
+    Values are checked exactly as a fresh compile checks them; the SQL text is untouched.
+    """
+    binder = _Binder(variables, params)
+    values = {}
+    for name, pname in compiled.param_names.items():
+        values[pname] = binder._value(name)[0]
+    statements = [
+        Statement(st.kind, st.sql, {k: values[k] for k in st.params}, st.source, st.into, st.tables)
+        for st in compiled.statements
+    ]
+    return Compiled(compiled.language, statements, compiled.phases, compiled.modified_query, compiled.param_names)
 
 
 def _modified_query(parsed: list[_Parsed], dialect) -> str:

@@ -116,7 +116,10 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
         self.clear_header("Content-Encoding")
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(body) if not isinstance(body, (str, bytes)) else body)
+        if isinstance(body, (str, bytes)):
+            self.finish(body, set_content_type="text/plain; charset=UTF-8")
+        else:
+            self.finish(json.dumps(body))
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, ArchiveError):
@@ -187,13 +190,20 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
             self.set_header("Content-Disposition", disposition)
         gzip = None
         if "gzip" in (self.request.headers.get("Accept-Encoding") or "").lower():
-            gzip = zlib.compressobj(6, zlib.DEFLATED, 31)
+            gzip = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: exports stay fast
             self.set_header("Content-Encoding", "gzip")
             self.set_header("Vary", "Accept-Encoding")
         chunks = fmt.encode(result.schema, result.batches(), info)
         loop = asyncio.get_running_loop()
         pool = self.archive.executor
         sentinel = object()
+        if result.complete:
+            # A small result is already in memory: encode it in one go, one trip to the pool.
+            body = await loop.run_in_executor(pool, b"".join, chunks)
+            if gzip is not None:
+                body = gzip.compress(body) + gzip.flush()
+            self.finish(body, set_content_type=fmt.media_type)
+            return
         try:
             while True:
                 chunk = await loop.run_in_executor(pool, next, chunks, sentinel)
@@ -206,7 +216,7 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
                     await self.flush()
             if gzip is not None:
                 self.write(gzip.flush())
-            self.finish()
+            self.finish(set_content_type=fmt.media_type)
         except StreamClosedError:
             pass  # the client went away
         except ArchiveError as exc:

@@ -168,8 +168,7 @@ class JobsHandler(CasJobsHandler):
             task_name=body_field(body, "TaskName") or self.get_query_argument("TaskName", None) or "REST Job Task",
             estimate=estimate if isinstance(estimate, int) else None,
         )
-        self.set_header("Content-Type", "text/plain; charset=UTF-8")
-        self.finish(str(job.id))
+        self.finish(str(job.id), set_content_type="text/plain; charset=UTF-8")
 
 
 class JobListHandler(CasJobsHandler):

@@ -117,8 +117,7 @@ class CompileHandler(QuasarHandler):
         engine_sql = ";\n".join(st.sql for st in compiled.statements)
         accept = (self.request.headers.get("Accept") or "").lower()
         if accept.startswith("text/plain"):
-            self.set_header("Content-Type", "text/plain; charset=UTF-8")
-            self.finish(engine_sql + "\n")
+            self.finish(engine_sql + "\n", set_content_type="text/plain; charset=UTF-8")
             return
         self.send_json(
             {

@@ -173,6 +173,19 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
                     return formats.by_name(name)
         return formats.negotiate(accept, self.get_query_argument("format", None), default=default, allowed=allowed)
 
+    async def wait_job(self, job_id, timeout: float, until: Callable | None = None):
+        """Wait for a job to end (or ``until(job)``) without holding a thread: poll, 5 ms growing to 100 ms."""
+        until = until or (lambda j: j.final)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.005
+        job = await self.call(self.archive.job, self.principal, job_id)
+        while not until(job) and loop.time() < deadline:
+            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+            delay = min(delay * 1.5, 0.1)
+            job = await self.call(self.archive.job, self.principal, job_id)
+        return job
+
     def send_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")

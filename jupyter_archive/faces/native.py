@@ -8,7 +8,6 @@ format can be asked for with ``Accept`` or ``?format=``.
 from __future__ import annotations
 
 
-import asyncio
 import datetime as dt
 
 from ..core import formats
@@ -199,11 +198,7 @@ class JobHandler(NativeHandler):
                 timeout = min(float(wait), 60.0)
             except ValueError:
                 raise ArchiveError("bad_request", f"invalid wait: {wait!r} (seconds)") from None
-            job = await self.call(self.archive.job, self.principal, job_id)
-            deadline = asyncio.get_running_loop().time() + timeout
-            while not job.final and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.05)
-                job = await self.call(self.archive.job, self.principal, job_id)
+            job = await self.wait_job(job_id, timeout)
         else:
             job = await self.call(self.archive.job, self.principal, job_id)
         self.send_json(job_json(self, job))

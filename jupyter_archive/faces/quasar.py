@@ -7,7 +7,6 @@ with ``phases`` added where the document has them.
 
 from __future__ import annotations
 
-import asyncio
 
 from ..core import formats
 from ..core.catalog import normalise_path
@@ -89,9 +88,7 @@ class LargeQueryHandler(QueryHandler):
                 self.archive.submit_query, self.principal, text, "sql2", face="quasar", base_path=base, variables=variables,
                 target=out, replace=True,
             )
-            while not job.final:
-                await asyncio.sleep(0.05)
-                job = await self.call(self.archive.job, self.principal, job.id)
+            job = await self.wait_job(job.id, timeout=float("inf"))
         except ArchiveError as exc:
             exc.details["phases"] = phases + [{"name": "Execution", "error": exc.message}]
             raise

@@ -531,3 +531,33 @@ def test_csv_pipe_delimiter_fast_path():
     assert data.startswith("id|name\r\n9007199254740993|")
     df = pd.read_csv(io.StringIO(data), sep="|", dtype=str, keep_default_na=False)
     assert df["name"].tolist()[1] == TRICKY
+
+
+def test_small_json_batches_take_a_python_path_with_the_same_values():
+    """Small batches are encoded in plain Python (cheaper than per-column vector calls); the
+    values must be exactly those of the vectorised path."""
+    import json as _json
+
+    from jupyter_archive.core import formats as F
+
+    rng = np.random.default_rng(7)
+    n = 40
+    batch = pa.record_batch({
+        "i": pa.array(rng.integers(-2**62, 2**62, n)),
+        "f64": pa.array(np.concatenate([rng.normal(0, 1e3, n - 6) * 10.0 ** rng.integers(-30, 30, n - 6),
+                                        [1.0, 0.0, 1e20, 1e-7, float("nan"), 5e-324]])),
+        "f32": pa.array(np.concatenate([rng.normal(0, 30, n - 3), [1.0, 3.0e10, float("inf")]]).astype(np.float32)),
+        "s": pa.array([f'x"{i}\\\n\tü\x01' if i % 3 else None for i in range(n)]),
+        "b": pa.array([bool(i % 2) if i % 5 else None for i in range(n)]),
+    })
+    assert n <= F._SMALL_ROWS
+    small = F._json_rows(batch, batch.schema.names, objects=True, prefix="\n", suffix="")
+    saved, F._SMALL_ROWS = F._SMALL_ROWS, 0
+    try:
+        vector = F._json_rows(batch, batch.schema.names, objects=True, prefix="\n", suffix="")
+    finally:
+        F._SMALL_ROWS = saved
+    rows_small = [_json.loads(line) for line in small.decode().strip().splitlines()]
+    rows_vector = [_json.loads(line) for line in vector.decode().strip().splitlines()]
+    assert rows_small == rows_vector
+    assert all(isinstance(r["f64"], float) or r["f64"] is None for r in rows_small)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -362,10 +363,60 @@ def _write_tsv(schema, batches, info, opt):
 # JSON family
 
 
+_EXP_ZEROS = re.compile(r"e([+-])0+(?=\d)")
+_SMALL_ROWS = 64  # below this, per-column vectorised calls cost more than plain Python
+
+
+def _py_json_column(a: pa.Array) -> list[str] | None:
+    """A small column as JSON literals in Python, or None when its type needs the vectorised path.
+
+    Same text as ``json_values``: exact integers, shortest round-trip floats (float32 as
+    float32), integral floats kept as floats, non-finite floats as null.
+    """
+    t = a.type
+    values = a.to_pylist()
+    if pa.types.is_boolean(t):
+        return ["null" if v is None else ("true" if v else "false") for v in values]
+    if pa.types.is_integer(t):
+        return ["null" if v is None else str(v) for v in values]
+    if pa.types.is_floating(t):
+        single = pa.types.is_float32(t) or pa.types.is_float16(t)
+        out = []
+        for v in values:
+            if v is None or not math.isfinite(v):
+                out.append("null")
+            else:
+                r = str(np.float32(v)) if single else repr(v)
+                if "e" in r:  # Python writes 1e-07 where Arrow writes 1e-7
+                    r = _EXP_ZEROS.sub(r"e\1", r)
+                out.append(r if ("." in r or "e" in r) else r + ".0")
+        return out
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return ["null" if v is None else json.dumps(v, ensure_ascii=False) for v in values]
+    if pa.types.is_null(t):
+        return ["null"] * len(values)
+    return None
+
+
+def _json_rows_small(b: pa.RecordBatch, keys: list[str], open_: str, close: str, prefix: str, suffix: str) -> bytes | None:
+    cols = []
+    for a in b.columns:
+        col = _py_json_column(a)
+        if col is None:
+            return None
+        cols.append(col)
+    rows = [prefix + open_ + ",".join(k + v for k, v in zip(keys, row)) + close + suffix for row in zip(*cols)]
+    return "".join(rows).encode()
+
+
 def _json_rows(b: pa.RecordBatch, names, *, objects: bool, prefix: str, suffix: str) -> bytes:
     """Rows as JSON objects or arrays, each wrapped in prefix/suffix, concatenated."""
     open_, close = ("{", "}") if objects else ("[", "]")
     keys = [json.dumps(n, ensure_ascii=False) + ":" if objects else "" for n in names]
+    if 0 < b.num_rows <= _SMALL_ROWS and b.num_columns:
+        small = _json_rows_small(b, keys, open_, close, prefix, suffix)
+        if small is not None:
+            return small
     parts: list = []
     literal = prefix + open_
     for key, a in zip(keys, b.columns):

@@ -191,8 +191,25 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps(data, default=str))
 
-    async def stream(self, result: QueryResult, fmt, info: formats.ResultInfo | None = None) -> None:
-        """Send a result in a format, chunk by chunk, encoded off the loop; gzip when asked."""
+    async def query_and_stream(self, fmt, info: formats.ResultInfo, fn: Callable, *args, **kwargs) -> None:
+        """Run a query (``fn`` returns a QueryResult) and send it: a small result is run and
+        encoded in the same trip to the pool, a large one is streamed."""
+
+        def work():
+            result = fn(*args, **kwargs)
+            if not result.complete:
+                return result, None
+            info.truncated = info.truncated or result.truncated
+            return result, b"".join(fmt.encode(result.schema, result.batches(), info))
+
+        result, body = await self.call(work)
+        await self.stream(result, fmt, info, body=body)
+
+    async def stream(self, result: QueryResult, fmt, info: formats.ResultInfo | None = None, *, body: bytes | None = None) -> None:
+        """Send a result in a format, chunk by chunk, encoded off the loop; gzip when asked.
+
+        ``body`` is the whole encoded result when the caller already made it.
+        """
         info = info or formats.ResultInfo()
         info.truncated = info.truncated or result.truncated
         self.set_header("Content-Type", fmt.media_type)
@@ -206,17 +223,18 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
             gzip = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: exports stay fast
             self.set_header("Content-Encoding", "gzip")
             self.set_header("Vary", "Accept-Encoding")
-        chunks = fmt.encode(result.schema, result.batches(), info)
         loop = asyncio.get_running_loop()
         pool = self.archive.executor
-        sentinel = object()
-        if result.complete:
+        if body is None and result.complete:
             # A small result is already in memory: encode it in one go, one trip to the pool.
-            body = await loop.run_in_executor(pool, b"".join, chunks)
+            body = await loop.run_in_executor(pool, b"".join, fmt.encode(result.schema, result.batches(), info))
+        if body is not None:
             if gzip is not None:
                 body = gzip.compress(body) + gzip.flush()
             self.finish(body, set_content_type=fmt.media_type)
             return
+        chunks = fmt.encode(result.schema, result.batches(), info)
+        sentinel = object()
         try:
             while True:
                 chunk = await loop.run_in_executor(pool, next, chunks, sentinel)

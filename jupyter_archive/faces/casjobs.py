@@ -75,8 +75,8 @@ class QuickQueryHandler(CasJobsHandler):
         if accept == "application/x-dataset":
             raise ArchiveError("not_acceptable", "application/x-dataset (.NET DataSet) is not supported; use application/json+array, text/plain, application/fits or application/x-votable+xml", 406)
         fmt = self.negotiate("csv", media_map=MEDIA)
-        result = await self.call(self.archive.query, principal, query, "tsql", context=context)
-        await self.stream(result, fmt, formats.ResultInfo(table_name="Table1", query=query))
+        info = formats.ResultInfo(table_name="Table1", query=query)
+        await self.query_and_stream(fmt, info, self.archive.query, principal, query, "tsql", context=context)
 
 
 # CasJobs status codes (SOAP GetJobStatus): 0 ready, 1 started, 2 canceling, 3 cancelled, 4 failed, 5 finished.

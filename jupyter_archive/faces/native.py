@@ -101,8 +101,7 @@ class QueryHandler(NativeHandler):
         else:
             fmt = self.negotiate(DEFAULT_FORMAT, media_map=NATIVE_MEDIA)
         text, language = args.pop("text"), args.pop("language")
-        result = await self.call(self.archive.query, self.principal, text, language, **args)
-        await self.stream(result, fmt, formats.ResultInfo(query=text))
+        await self.query_and_stream(fmt, formats.ResultInfo(query=text), self.archive.query, self.principal, text, language, **args)
 
 
 class CompileHandler(NativeHandler):

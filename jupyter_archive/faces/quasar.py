@@ -59,10 +59,10 @@ class QueryHandler(QuasarHandler):
         text = self.query_text()
         offset, limit = self.paging()
         fmt = self.negotiate(DEFAULT_FORMAT)
-        result = await self.call(
-            self.archive.query, self.principal, text, "sql2", base_path=base, variables=self.variables(), offset=offset, limit=limit
+        await self.query_and_stream(
+            fmt, formats.ResultInfo(query=text),
+            self.archive.query, self.principal, text, "sql2", base_path=base, variables=self.variables(), offset=offset, limit=limit,
         )
-        await self.stream(result, fmt, formats.ResultInfo(query=text))
 
 
 class LargeQueryHandler(QueryHandler):

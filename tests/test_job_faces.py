@@ -143,3 +143,32 @@ async def test_native_jobs_api(fetch):
     assert (await fetch("archive", "api", "jobs", str(sched["id"]))).code == 404
     bad = await fetch("archive", "api", "jobs", str(job["id"]) + "x")
     assert bad.code == 404 and body_json(bad)["error"]["code"] == "not_found"
+
+
+async def test_200_jobs_from_4_users_at_once(fetch, archive):
+    """Load: every job completes, none is lost, and no user ever has more than the cap running."""
+    tokens = [archive.users.create_token(f"load{i}") for i in range(4)]
+    cap = archive.config.jobs_per_user
+
+    async def submit(i):
+        resp = await fetch("archive", "api", "jobs", method="POST",
+                           body=json.dumps({"query": f"SELECT {i} AS n, sum(range) AS s FROM range(50000)", "context": "DEMO"}),
+                           headers={"Authorization": "", "X-Auth-Token": tokens[i % 4]})
+        assert resp.code == 201, resp.body
+        return i % 4, body_json(resp)["id"]
+
+    submitted = await asyncio.gather(*(submit(i) for i in range(200)))
+    assert len({jid for _, jid in submitted}) == 200
+    done = []
+    for user, jid in submitted:
+        resp = await fetch("archive", "api", "jobs", str(jid), params={"wait": "60"},
+                           headers={"Authorization": "", "X-Auth-Token": tokens[user]})
+        job = body_json(resp)
+        assert job["state"] == "completed", job
+        assert job["rows"] == 1
+        done.append((job["owner"], job["started"], job["ended"]))
+    assert len(done) == 200
+    for owner in {o for o, _, _ in done}:
+        spans = sorted((s, e) for o, s, e in done if o == owner)
+        for s, _ in spans:  # how many of this user's jobs were running at each start
+            assert sum(1 for s2, e2 in spans if s2 <= s < e2) <= cap

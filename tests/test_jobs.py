@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
 from jupyter_archive.core.archive import Archive, ArchiveConfig
 from jupyter_archive.core.errors import ArchiveError
-from jupyter_archive.core.jobs import RESTART_MESSAGE, JobRunner, JobStore
+from jupyter_archive.core.jobs import RESTART_MESSAGE, JobStore
 
 SLOW = "SELECT count(*) FROM range(100000000000) a"
 

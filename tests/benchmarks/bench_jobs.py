@@ -7,7 +7,6 @@ engine time is measured in the same run; the target is submit-to-running under 2
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
 

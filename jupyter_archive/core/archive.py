@@ -8,6 +8,7 @@ synchronous and thread-safe; faces call it from a thread pool (``executor``).
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ from .directives import DirectiveStore
 from .jobs import Job, JobRunner, JobStore
 from .query_jobs import compile_job, query_request, run_query_job
 from .results import ResultStore
-from .users import UserStore
+from .users import UserStore, valid_password
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,37 @@ class Archive:
         """The principal of a user known by name (creating the user on first sight)."""
         return self.users.ensure_user(name, admin=admin)
 
+    def create_user(
+        self, name: str, *, full_name: str | None = None, email: str | None = None, password: str | None = None
+    ) -> Principal:
+        """Make a user (or update one) and their MyDB file: what an admin's CasJobs ``PUT /users`` does."""
+        if password is not None:
+            valid_password(password)  # refuse a bad password before anything is made
+        principal = self.users.ensure_user(name)
+        self.users.update_user(principal.name, full_name=full_name, email=email)
+        if password is not None:
+            self.users.set_password(principal.name, password)
+        self.engine(principal)  # attaching MyDB read-write creates its file now, not at first use
+        return principal
+
+    def delete_user(self, name: str) -> None:
+        """Remove a user: their tokens, jobs (canceled first), engine and MyDB file."""
+        if not self.users.delete_user(name):  # tokens go with the user, so no new request gets in
+            raise not_found(f"unknown user {name!r}", user=name)
+        jobs, _ = self.jobs.store.list(name)
+        for job in jobs:
+            self.jobs.delete(job.id)  # cancels a running job first: it might still write to MyDB
+        with self._engines_lock:
+            engine = self._engines.pop(name, None)
+        if engine is not None:
+            engine.close()  # DuckDB holds the file open until then
+        mydb = self.catalog.mydb_path(name)
+        for path in (mydb, mydb.with_name(mydb.name + ".wal")):
+            path.unlink(missing_ok=True)
+        tmp = self.data_dir / "tmp"
+        if (tmp / name).resolve().parent == tmp.resolve():  # never anything outside tmp/
+            shutil.rmtree(tmp / name, ignore_errors=True)
+
     # -- contexts and tables --------------------------------------------------------------------
     def contexts(self, principal: Principal) -> list[ContextRef]:
         refs = [self._mount_ref(m) for m in self.catalog.visible_mounts(principal)]
@@ -284,6 +316,23 @@ class Archive:
             raise not_found(f"unknown table {name!r} in context {ref.name}", table=name, context=ref.name)
         return info
 
+    def table_ddl(self, principal: Principal, context: str | ContextRef, name: str) -> str:
+        """The ``CREATE TABLE`` (or ``CREATE VIEW``) statement of a table, as the engine has it."""
+        ref = context if isinstance(context, ContextRef) else self.context(principal, context)
+        info = self.table(principal, ref, name)
+        cur = self.engine(principal).cursor()
+        try:
+            rows = cur.sql(
+                "SELECT sql FROM duckdb_tables() WHERE database_name = $db AND schema_name = 'main' AND table_name = $t "
+                "UNION ALL SELECT sql FROM duckdb_views() WHERE database_name = $db AND schema_name = 'main' AND view_name = $t",
+                params={"db": ref.alias, "t": info.name},
+            ).fetchall()
+        finally:
+            cur.close()
+        if not rows or not rows[0][0]:
+            raise not_found(f"unknown table {name!r} in context {ref.name}", table=name, context=ref.name)
+        return rows[0][0]
+
     def _table_map(self, principal: Principal, ref: ContextRef) -> dict[str, TableInfo]:
         if ref.mount is not None:
             return self._mount_tables.get(ref.name.lower(), {})
@@ -314,17 +363,7 @@ class Archive:
         explain: bool = True,
     ) -> sqlmod.Compiled:
         """Compile without running; with ``explain`` the engine's plan is the last phase."""
-        compiled = sqlmod.compile_query(
-            text,
-            language,
-            self.resolver(principal, context, base_path),
-            variables=variables,
-            params=params,
-            base_path=base_path,
-            offset=offset,
-            limit=limit,
-            row_limit=row_limit,
-        )
+        compiled = self._compile(principal, text, language, context, base_path, variables, params, offset, limit, row_limit)
         if explain:
             plans = []
             cur = self.engine(principal).cursor()
@@ -367,6 +406,19 @@ class Archive:
         )
         return self.run(principal, compiled, row_limit=row_limit, time_limit=time_limit)
 
+    def _compile(self, principal, text, language, context, base_path, variables, params, offset, limit, row_limit):
+        return sqlmod.compile_query(
+            text,
+            language,
+            self.resolver(principal, context, base_path),
+            variables=variables,
+            params=params,
+            base_path=base_path,
+            offset=offset,
+            limit=limit,
+            row_limit=row_limit,
+        )
+
     def _compile_cached(self, principal, text, language, context, base_path, variables, params, offset, limit, row_limit):
         """Compile, reusing an earlier compile of the same text with new values when possible.
 
@@ -384,17 +436,7 @@ class Archive:
                 self._compile_cache.move_to_end(key)
         if hit is not None:
             return sqlmod.rebind(hit, variables=variables, params=params)
-        compiled = sqlmod.compile_query(
-            text,
-            language,
-            self.resolver(principal, context, base_path),
-            variables=variables,
-            params=params,
-            base_path=base_path,
-            offset=offset,
-            limit=limit,
-            row_limit=row_limit,
-        )
+        compiled = self._compile(principal, text, language, context, base_path, variables, params, offset, limit, row_limit)
         cacheable = all(
             st.kind == "read" and all(t.catalog != MYDB_ALIAS for t in st.tables) for st in compiled.statements
         )

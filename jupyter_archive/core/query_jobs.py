@@ -84,10 +84,22 @@ def run_query_job(archive: Archive, job: Job, ctx: JobContext) -> dict:
     cursor = archive.engine(principal).cursor()
     ctx.on_cancel(cursor.interrupt)
     done = threading.Event()
+    guard = threading.Lock()
 
     def poll_progress():
         # DuckDB reports a percentage while a query runs (-1 when it cannot tell).
         while not done.wait(PROGRESS_INTERVAL):
+            if ctx.canceled.is_set():
+                # DuckDB forgets an interrupt sent before the query started: repeat it, but
+                # never once the connection may have gone back to the pool.
+                with guard:
+                    if done.is_set():
+                        return
+                    try:
+                        cursor.interrupt()
+                    except Exception:  # noqa: BLE001
+                        return
+                continue
             try:
                 pct = cursor.query_progress()
             except Exception:  # noqa: BLE001 - the cursor may close under us
@@ -112,7 +124,8 @@ def run_query_job(archive: Archive, job: Job, ctx: JobContext) -> dict:
         ctx.log(f"stored {rows} rows in the result store")
         return {"rows": rows, "store": archive.results.path(job.id).name}
     finally:
-        done.set()
+        with guard:
+            done.set()
         ctx.on_cancel(None)
         try:
             cursor.close()

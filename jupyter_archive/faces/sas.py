@@ -1,7 +1,489 @@
-"""The SAS Data Loader face (``{base}archive/sas``): directives and the jobs that run them."""
+"""The SAS Data Loader face (``{base}archive/sas``): directives and the jobs that run them.
+
+Resources carry HATEOAS ``links`` (``rel``, ``method``, ``href``, ``uri``, ``type``): ``href``
+is the absolute path on this server (base URL included), ``uri`` the path relative to the
+face's root, as SAS's ``/SASDataLoader/rest`` resources do. Lists are
+``vnd.sas.collection`` (version 2) pages; every failure is a ``vnd.sas.error`` (version 2).
+Status codes follow the Data Loader document: POST answers 200 with ``Location``, DELETE
+204; a missing resource is 404 (not the document's 500: errors are data here).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from ..core import formats
+from ..core.directives import Directive, iso_time
+from ..core.errors import ArchiveError, bad_request, not_found
+from ..core.jobs import Job
+from .base import ArchiveHandler, endpoint, log_message_id
+
+API = "application/vnd.sas.api"
+COLLECTION = "application/vnd.sas.collection"
+ERROR = "application/vnd.sas.error"
+DIRECTIVE = "application/vnd.sas.dataloader.directive"
+JOB = "application/vnd.sas.dataloader.job"
+JOB_RESULT = "application/vnd.sas.dataloader.job.result"
+LOG_LINE = "application/vnd.sas.compute.log.line"
+TEXT = "text/plain"
+VERSIONED = {COLLECTION: 2, ERROR: 2}
+
+DEFAULT_LIMIT = 10  # SAS's default page size
+MAX_LIMIT = 1000
+LOG_LIMIT = 1000  # a log is read whole unless the caller pages it
+
+# Our eight job states in SAS words: everything not yet running is pending.
+STATE = {
+    "pending": "pending", "scheduled": "pending", "queued": "pending", "running": "running",
+    "canceling": "canceling", "completed": "completed", "failed": "failed", "canceled": "canceled",
+}  # fmt: skip
+
+# vnd.sas.error's errorCode is an integer; one per archive error code, grouped by kind.
+ERROR_CODES = {
+    "bad_request": 1000, "syntax_error": 1001, "invalid_query": 1002, "unknown_table": 1003,
+    "unknown_context": 1004, "unbound_variable": 1005, "malformed_variable": 1006, "unsupported": 1007,
+    "engine_error": 1008, "unauthorized": 1100, "permission": 1101, "not_found": 1200, "conflict": 1300,
+    "not_acceptable": 1400, "too_large": 1500, "time_limit": 1501, "canceled": 1600, "interrupted": 1601,
+    "server_error": 1900,
+}  # fmt: skip
+REMEDIATION = {
+    "unauthorized": "Send a valid X-Auth-Token header or log in to Jupyter.",
+    "permission": "Use a resource you own; write query results into your MyDB.",
+    "not_found": "Check the id or path; list the collection to see what you can reach.",
+    "conflict": "Wait until the job has completed, or choose another name.",
+    "not_acceptable": "Ask for a media type this resource offers (see the link's type).",
+    "server_error": "Try again later; the server log has the details.",
+    "interrupted": "Run the directive again.",
+    "time_limit": "Run the directive again, or narrow its query.",
+}
+QUERY_CODES = {"syntax_error", "invalid_query", "unknown_table", "unknown_context", "unbound_variable",
+               "malformed_variable", "unsupported", "engine_error"}  # fmt: skip
+# Members a client may send back from a directive it read; they are ours to set.
+READ_ONLY = {"version", "type", "links", "createdBy", "modifiedBy"}
+
+
+def error_json(code: str, message: str, status: int, details: list[str]) -> dict:
+    """A ``vnd.sas.error`` (``status`` 0 when it is a job's error, not an HTTP reply's)."""
+    if code in QUERY_CODES:
+        remedy = "Correct the directive's query, context or target table and try again."
+    else:
+        remedy = REMEDIATION.get(code, "Correct the request and try again.")
+    return {
+        "version": 2,
+        "httpStatusCode": status,
+        "errorCode": ERROR_CODES.get(code, 1999),
+        "message": message,
+        "details": details,
+        "remediation": remedy,
+    }
+
+
+def http_date(ts: float) -> str:
+    return email.utils.formatdate(ts, usegmt=True)
+
+
+class SasHandler(ArchiveHandler):
+    """Base of the SAS handlers: links, collections, media types, SAS errors."""
+
+    face = "sas"
+    _sas_error = False
+
+    # -- errors -------------------------------------------------------------------------------
+    def error_body(self, err: ArchiveError) -> tuple[int, Any]:
+        details = [f"code: {err.code}"]
+        if err.position:
+            details.append(f"position: line {err.position[0]}, column {err.position[1]}")
+        details += [f"{k}: {v}" for k, v in err.details.items() if k != "phases"]
+        details += [f"path: {self.request.path}", f"correlator: {log_message_id()}"]
+        return err.status, error_json(err.code, err.message, err.status, details)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # The base writes the body; finish() below gives it the SAS error media type.
+        self._sas_error = True
+        for name in ("Last-Modified", "Location", "Cache-Control"):
+            self.clear_header(name)
+        super().write_error(status_code, **kwargs)
+
+    def finish(self, chunk=None, **kwargs):
+        if self._sas_error:
+            kwargs["set_content_type"] = self.content_type(ERROR)
+        return super().finish(chunk, **kwargs)
+
+    # -- rendering -----------------------------------------------------------------------------
+    @staticmethod
+    def content_type(media: str) -> str:
+        suffix = "" if media == TEXT else "+json"
+        version = f";version={VERSIONED[media]}" if media in VERSIONED else ""
+        return f"{media}{suffix};charset=utf-8{version}"
+
+    def accepts(self, media: str) -> bool:
+        """Does Accept name ``media`` itself (with or without ``+json``)?"""
+        ranges = formats.parse_accept(self.request.headers.get("Accept") or "")
+        return any(mt in (media, media + "+json") for mt, _ in ranges)
+
+    def send_sas(self, data: Any, media: str, status: int = 200) -> None:
+        """Send a SAS resource: its vnd media type, or plain JSON when that is all Accept allows."""
+        ranges = [mt for mt, _ in formats.parse_accept(self.request.headers.get("Accept") or "")]
+        ok = {media, media + "+json", "*/*", "application/*", "application/json"}
+        if ranges and not any(mt in ok for mt in ranges):
+            raise ArchiveError("not_acceptable", f"this resource is {media}+json (or application/json); Accept was {', '.join(ranges)}", 406)
+        plain = "application/json" in ranges and not any(mt in (media, media + "+json") for mt in ranges)
+        self.set_status(status)
+        self.finish(json.dumps(data, default=str), set_content_type="application/json" if plain else self.content_type(media))
+
+    def send_text(self, text: str, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(text, set_content_type=self.content_type(TEXT))
+
+    @property
+    def root(self) -> str:
+        return self.base_url.rstrip("/") + "/archive/sas"
+
+    def link(self, rel: str, uri: str, media: str | None = None, *, method: str = "GET", item_type: str | None = None) -> dict:
+        out = {"method": method, "rel": rel, "href": self.root + uri, "uri": uri}
+        if media:
+            out["type"] = media
+        if item_type:
+            out["itemType"] = item_type
+        return out
+
+    def page_args(self, default: int = DEFAULT_LIMIT) -> tuple[int, int]:
+        start = self.int_arg("start", 0, minimum=0)
+        limit = self.int_arg("limit", default, minimum=1)
+        return start, min(limit, MAX_LIMIT)
+
+    def collection(
+        self, uri: str, items: list, total: int, start: int, limit: int, item_type: str, *,
+        params: dict | None = None, up: dict | None = None,
+    ) -> dict:  # fmt: skip
+        """A ``vnd.sas.collection`` page with self/first/prev/next/last/up links (filters kept)."""
+
+        def at(rel: str, s: int) -> dict:
+            query = urlencode({**(params or {}), "start": s, "limit": limit})
+            return self.link(rel, f"{uri}?{query}", COLLECTION, item_type=item_type)
+
+        links = [at("self", start), at("first", 0)]
+        if start > 0:
+            links.append(at("prev", max(0, start - limit)))
+        if start + len(items) < total:
+            links.append(at("next", start + limit))
+        links.append(at("last", max(0, (total - 1) // limit * limit)))
+        if up:
+            links.append(up)
+        return {
+            "version": 2, "name": "items", "accept": item_type, "start": start, "limit": limit,
+            "count": total, "items": items, "links": links,
+        }  # fmt: skip
+
+    # -- resources -----------------------------------------------------------------------------
+    def directive_json(self, d: Directive) -> dict:
+        out = {"version": 1, **d.to_json(), "type": "query", "createdBy": d.owner, "modifiedBy": d.owner}
+        out.pop("owner")
+        uri = f"/directives/{d.id}"
+        out["links"] = [
+            self.link("up", "/directives", COLLECTION, item_type=DIRECTIVE),
+            self.link("self", uri, DIRECTIVE),
+            self.link("execute", "/jobs?" + urlencode({"directive": d.id}), JOB, method="POST"),
+        ]
+        return out
+
+    def job_json(self, job: Job) -> dict:
+        req = job.request
+        table = job.results.get("table")
+        uri = f"/jobs/{job.id}"
+        end = job.ended or (time.time() if job.started else None)
+        out = {
+            "version": 1,
+            "id": str(job.id),
+            "directiveId": req.get("directive"),
+            "directiveName": req.get("directive_name"),
+            "state": STATE[job.state],
+            "createdBy": job.owner,
+            "creationTimeStamp": iso_time(job.submitted),
+            "startedTimeStamp": iso_time(job.started),
+            "endedTimeStamp": iso_time(job.ended),
+            "elapsedTime": int((end - job.started) * 1000) if job.started and end else 0,  # milliseconds
+            "progress": int(round(job.progress * 100)),  # percent
+            "rows": job.rows,
+            "targetTable": f"{table['context']}.{table['name']}" if table else None,
+        }
+        links = [
+            self.link("self", uri, JOB),
+            self.link("up", "/jobs", COLLECTION, item_type=JOB),
+            self.link("state", uri + "/state", TEXT),
+        ]
+        if not job.final:
+            links.append(self.link("cancel", uri + "/state?value=canceled", TEXT, method="PUT"))
+        links += [
+            self.link("log", uri + "/log", COLLECTION, item_type=LOG_LINE),
+            self.link("error", uri + "/error", ERROR),
+        ]
+        if job.state == "completed":
+            links.append(self.link("results", uri + "/results", "application/json"))
+        links.append(self.link("delete", uri, method="DELETE"))
+        if req.get("directive"):
+            links.append(self.link("directive", f"/directives/{req['directive']}", DIRECTIVE))
+        out["links"] = links
+        return out
+
+    async def sas_job(self, job_id: str) -> Job:
+        """One of the caller's directive jobs (other jobs are not SAS's to show)."""
+        job = await self.call(self.archive.job, self.principal, job_id)
+        if job.kind != "directive":
+            raise not_found(f"unknown job {job_id}", job=job_id)
+        return job
+
+    def send_job(self, job: Job, status: int = 200) -> None:
+        stamps = [t for t in (job.submitted, job.started, job.ended) if t]
+        self.set_header("Last-Modified", http_date(max(stamps)))
+        if not job.final:
+            # elapsedTime changes on every request until the job ends
+            self.set_header("Cache-Control", "no-cache")
+        self.send_sas(self.job_json(job), JOB, status)
+
+
+class RootHandler(SasHandler):
+    """``GET /``: the top-level links."""
+
+    @endpoint()
+    async def get(self):
+        self.send_sas(
+            {
+                "version": 1,
+                "links": [
+                    self.link("directives", "/directives", COLLECTION, item_type=DIRECTIVE),
+                    self.link("createDirective", "/directives", DIRECTIVE, method="POST"),
+                    self.link("jobs", "/jobs", COLLECTION, item_type=JOB),
+                ],
+            },
+            API,
+        )
+
+    head = get
+
+
+class DirectivesHandler(SasHandler):
+    """``GET /directives`` (``directiveFolderPath`` | ``sasFolderPath``, ``start``, ``limit``); ``POST`` saves one."""
+
+    @endpoint()
+    async def get(self):
+        start, limit = self.page_args()
+        path = self.get_query_argument("directiveFolderPath", None)
+        folder = self.get_query_argument("sasFolderPath", None)
+        params = {}
+        if path:
+            params["directiveFolderPath"] = path
+            try:
+                found = [await self.call(self.archive.directives.by_path, self.principal, path)]
+            except ArchiveError as exc:
+                if exc.code != "not_found":
+                    raise
+                found = []  # a filter that matches nothing is an empty collection
+            items, total = found[start : start + limit], len(found)
+        else:
+            if folder:
+                params["sasFolderPath"] = folder
+            items, total = await self.call(self.archive.directives.list, self.principal, folder or None, start, limit)
+        up = self.link("up", "/", API)
+        body = self.collection("/directives", [self.directive_json(d) for d in items], total, start, limit, DIRECTIVE, params=params, up=up)
+        self.send_sas(body, COLLECTION)
+
+    head = get
+
+    @endpoint()
+    async def post(self):
+        fields = {k: v for k, v in self.json_body().items() if k not in READ_ONLY}
+        d = await self.call(self.archive.directives.create, self.principal, fields)
+        self.set_header("Location", self.root + f"/directives/{d.id}")
+        self.set_header("Last-Modified", http_date(d.modified))
+        self.send_sas(self.directive_json(d), DIRECTIVE)
+
+
+class DirectiveHandler(SasHandler):
+    """``GET /directives/{id}`` with ``Last-Modified`` (and 304 for ``If-Modified-Since``)."""
+
+    @endpoint()
+    async def get(self, directive_id: str):
+        d = await self.call(self.archive.directives.get, self.principal, directive_id)
+        self.set_header("Last-Modified", http_date(d.modified))
+        since = self.request.headers.get("If-Modified-Since")
+        if since:
+            try:
+                when = email.utils.parsedate_to_datetime(since)
+            except (TypeError, ValueError):
+                when = None
+            # HTTP dates have whole seconds: unchanged when modified in or before that second.
+            if when is not None and int(d.modified) <= when.replace(tzinfo=when.tzinfo or dt.timezone.utc).timestamp():
+                self.set_status(304)
+                self.finish()
+                return
+        self.send_sas(self.directive_json(d), DIRECTIVE)
+
+    head = get
+
+
+class JobsHandler(SasHandler):
+    """``POST /jobs?directive=ID|directivePath=PATH`` runs a directive; ``GET /jobs`` lists SAS jobs."""
+
+    @endpoint()
+    async def post(self):
+        directive = self.get_query_argument("directive", None)
+        path = self.get_query_argument("directivePath", None)
+        if not directive and not path:
+            raise bad_request("name the directive to run: ?directive=ID or ?directivePath=/folder/name")
+        job = await self.call(
+            self.archive.directives.run, self.principal, directive or path, by_path=not directive, face="sas"
+        )
+        self.set_header("Location", self.root + f"/jobs/{job.id}")
+        self.send_job(job)
+
+    @endpoint()
+    async def get(self):
+        start, limit = self.page_args()
+        jobs, total = await self.call(self.archive.list_jobs, self.principal, face="sas", offset=start, limit=limit)
+        body = self.collection("/jobs", [self.job_json(j) for j in jobs], total, start, limit, JOB, up=self.link("up", "/", API))
+        self.send_sas(body, COLLECTION)
+
+    head = get
+
+
+class JobHandler(SasHandler):
+    """``GET /jobs/{id}`` (also HEAD) and ``DELETE /jobs/{id}`` (204)."""
+
+    @endpoint()
+    async def get(self, job_id: str):
+        self.send_job(await self.sas_job(job_id))
+
+    head = get
+
+    @endpoint()
+    async def delete(self, job_id: str):
+        job = await self.sas_job(job_id)
+        await self.call(self.archive.delete_job, self.principal, job.id)
+        self.set_status(204)
+        self.finish()
+
+
+class JobStateHandler(SasHandler):
+    """``GET /jobs/{id}/state`` (text); ``PUT …/state?value=canceled`` cancels and answers the state."""
+
+    @endpoint()
+    async def get(self, job_id: str):
+        job = await self.sas_job(job_id)
+        self.send_text(STATE[job.state])
+
+    head = get
+
+    @endpoint()
+    async def put(self, job_id: str):
+        value = self.get_query_argument("value", None)
+        if value != "canceled":
+            raise bad_request(f"invalid value {value!r}: the only state a job can be set to is 'canceled'", value=value)
+        job = await self.sas_job(job_id)
+        job = await self.call(self.archive.cancel_job, self.principal, job.id)
+        self.send_text(STATE[job.state])
+
+
+class JobLogHandler(SasHandler):
+    """``GET /jobs/{id}/log``: a collection of ``{type, line}`` (``text/plain`` when asked)."""
+
+    @endpoint()
+    async def get(self, job_id: str):
+        job = await self.sas_job(job_id)
+        lines = await self.call(self.archive.job_log, self.principal, job.id)
+        entries = []
+        for _ts, line in lines:
+            kind = "error" if line.startswith("failed") else "note"
+            entries.append({"version": 1, "type": kind, "line": f"{kind.upper()}: {line}"})
+        if self.accepts(TEXT):
+            self.send_text("".join(e["line"] + "\n" for e in entries))
+            return
+        start, limit = self.page_args(LOG_LIMIT)
+        up = self.link("up", f"/jobs/{job.id}", JOB)
+        page = entries[start : start + limit]
+        self.send_sas(self.collection(f"/jobs/{job.id}/log", page, len(entries), start, limit, LOG_LINE, up=up), COLLECTION)
+
+    head = get
+
+
+class JobErrorHandler(SasHandler):
+    """``GET /jobs/{id}/error``: 204 when the job has no error, else its ``vnd.sas.error``."""
+
+    @endpoint()
+    async def get(self, job_id: str):
+        job = await self.sas_job(job_id)
+        if not job.error_message:
+            self.set_status(204)
+            self.finish()
+            return
+        details = [f"code: {job.error_code}", f"job: {job.id}"]
+        if job.request.get("directive"):
+            details.append(f"directive: {job.request['directive']}")
+        body = error_json(job.error_code or "server_error", job.error_message, 0, details)
+        body["links"] = [self.link("up", f"/jobs/{job.id}", JOB)]
+        self.send_sas(body, ERROR)
+
+    head = get
+
+
+class JobResultsHandler(SasHandler):
+    """``GET /jobs/{id}/results``: the rows (JSON by default, any archive format by Accept/``format``).
+
+    Asked for a ``vnd.sas.collection``, it answers the (unpaged) collection of the job's one
+    result with a ``view`` link to the rows, as Data Loader's job results collection does.
+    """
+
+    @endpoint()
+    async def get(self, job_id: str):
+        job = await self.sas_job(job_id)
+        if self.accepts(COLLECTION) and not self.get_query_argument("format", None):
+            if job.state != "completed":
+                raise ArchiveError("conflict", f"job {job.id} is {STATE[job.state]}; results exist once it has completed", 409)
+            table = job.results.get("table")
+            uri = f"/jobs/{job.id}/results"
+            item = {
+                "version": 1, "id": "0", "jobId": str(job.id), "type": "table" if table else "resultSet",
+                "name": f"{table['context']}.{table['name']}" if table else f"job{job.id}", "rows": job.rows,
+                "links": [self.link("view", uri + "?format=json", "application/json"), self.link("up", f"/jobs/{job.id}", JOB)],
+            }  # fmt: skip
+            body = self.collection(uri, [item], 1, 0, 1, JOB_RESULT, up=self.link("up", f"/jobs/{job.id}", JOB))
+            self.send_sas(body, COLLECTION)
+            return
+        fmt = self.negotiate("json")
+        start = self.int_arg("start", 0, minimum=0)
+        limit = self.int_arg("limit", None, minimum=1)
+        result = await self.call(self.archive.job_result, self.principal, job.id, offset=start, limit=limit)
+        await self.stream(result, fmt, formats.ResultInfo(table_name=f"job{job.id}"))
+
+
+class MissingHandler(SasHandler):
+    """Any other path under the face: a SAS 404, not the server's HTML page."""
+
+    @endpoint()
+    async def get(self, rest: str):
+        raise not_found(f"no SAS Data Loader resource at /{rest}", path="/" + rest)
+
+    head = post = put = delete = patch = get
+
 
 def sas_handlers() -> list[tuple[str, type]]:
-    return []
+    from .native_directives import native_directive_handlers
+
+    # The native directive routes ride along here so app.py needs no change.
+    return native_directive_handlers() + [
+        (r"archive/sas/?", RootHandler),
+        (r"archive/sas/directives/?", DirectivesHandler),
+        (r"archive/sas/directives/(?P<directive_id>[^/]+)/?", DirectiveHandler),
+        (r"archive/sas/jobs/?", JobsHandler),
+        (r"archive/sas/jobs/(?P<job_id>[^/]+)/?", JobHandler),
+        (r"archive/sas/jobs/(?P<job_id>[^/]+)/state/?", JobStateHandler),
+        (r"archive/sas/jobs/(?P<job_id>[^/]+)/log/?", JobLogHandler),
+        (r"archive/sas/jobs/(?P<job_id>[^/]+)/error/?", JobErrorHandler),
+        (r"archive/sas/jobs/(?P<job_id>[^/]+)/results/?", JobResultsHandler),
+        (r"archive/sas/(?P<rest>.*)", MissingHandler),
+    ]

@@ -14,7 +14,9 @@ from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 
 from .core.archive import Archive, ArchiveConfig
 from .core.catalog import Principal
+from .faces.auth import auth_handlers
 from .faces.casjobs import casjobs_handlers
+from .faces.casjobs_users import casjobs_user_handlers
 from .faces.kasabi import kasabi_handlers
 from .faces.native import native_handlers
 from .faces.quasar import quasar_handlers
@@ -50,6 +52,9 @@ class ArchiveApp(ExtensionApp):
     engine_memory_limit = Unicode("", config=True, help="DuckDB memory limit per engine, e.g. '2GB' (empty: DuckDB's default).")
     allow_anonymous = Bool(
         False, config=True, help="Let unauthenticated callers run quick queries on public, read-only contexts."
+    )
+    token_lifetime = Float(
+        24 * 3600.0, config=True, help="Seconds a token made by password login (archive/auth/tokens) stays valid (0: forever)."
     )
     owner = Unicode(config=True, help="The archive user that Jupyter-authenticated requests act as (an admin).")
     jupyter_user_mapping = Enum(
@@ -102,6 +107,10 @@ class ArchiveApp(ExtensionApp):
         self.handlers.extend(
             native_handlers() + casjobs_handlers() + quasar_handlers() + sas_handlers() + kasabi_handlers()
         )
+        self.handlers.extend(auth_handlers() + casjobs_user_handlers())
+        from .faces.dax import dax_handlers  # here, so adding the face is one edit
+
+        self.handlers.extend(dax_handlers())
 
     def principal_for_jupyter_user(self, user) -> Principal:
         """The archive user a Jupyter-authenticated request acts as."""

@@ -1,12 +1,21 @@
-"""Archive users and their access tokens, kept in the archive state (SQLite).
+"""Archive users, their passwords and access tokens, kept in the archive state (SQLite).
 
 Tokens are random 256-bit strings shown once at creation; only their SHA-256 is stored
 (a fast hash is enough for high-entropy secrets, unlike passwords).
+
+Passwords are stored as salted scrypt hashes (``hashlib.scrypt``, stdlib): the core then
+needs no third-party hashing library (argon2-cffi is only here because jupyter_server
+brings it, and the core must not lean on Jupyter's dependencies). The stored text names
+its parameters, ``scrypt$n$r$p$salt$hash``, so they can be raised later and old hashes
+are upgraded at the next successful login.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
+import hmac
 import secrets
 import sqlite3
 import threading
@@ -22,7 +31,8 @@ CREATE TABLE IF NOT EXISTS users (
     admin INTEGER NOT NULL DEFAULT 0,
     full_name TEXT NOT NULL DEFAULT '',
     email TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    password_hash TEXT
 );
 CREATE TABLE IF NOT EXISTS tokens (
     token_hash TEXT PRIMARY KEY,
@@ -34,19 +44,77 @@ CREATE TABLE IF NOT EXISTS tokens (
 """
 
 
+# scrypt cost: one of OWASP's equivalent settings (16 MiB, p=5), about 0.2 s a hash here;
+# 16 MiB per login keeps a burst of logins from eating the server's memory.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 5
+_SCRYPT_MAXMEM = 256 * 1024 * 1024
+MAX_PASSWORD_BYTES = 4096
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=_SCRYPT_MAXMEM, dklen=32)
+
+
+def hash_password(password: str) -> str:
+    """A salted scrypt hash of a password, as stored: ``scrypt$n$r$p$salt$hash`` (base64)."""
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def check_password(password: str, stored: str | None) -> bool:
+    """Whether ``password`` matches a stored hash (constant-time compare)."""
+    if not stored:
+        return False
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, base64.b64decode(digest))
+
+
+def _needs_rehash(stored: str) -> bool:
+    return not stored.startswith(f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}$")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Checked against when the user is unknown or has no password, so that a failed login
+    # costs the same either way and its timing does not tell which users exist. Made on
+    # first use: importing the core should not cost a scrypt hash.
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def valid_password(password) -> str:
+    """The password if it can be stored; refuses empty, non-text or absurdly long ones."""
+    if not isinstance(password, str) or not password:
+        raise ArchiveError("bad_request", "the password must be a non-empty string")
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise ArchiveError("bad_request", f"the password is too long (at most {MAX_PASSWORD_BYTES} bytes)")
+    return password
+
+
 def valid_user_name(name: str) -> str:
     name = (name or "").strip()
-    if not name or len(name) > 128 or any(c in name for c in "/\\\x00") or name.lower() == "anonymous":
+    # "." and ".." would name folders (the user's temp dir) outside their own.
+    if not name or len(name) > 128 or any(c in name for c in "/\\\x00") or name.lower() == "anonymous" or name in (".", ".."):
         raise ArchiveError("bad_request", f"invalid user name {name!r}")
     return name
 
 
 class UserStore:
-    """Users and tokens in ``state.sqlite`` of the data dir; safe to use from many threads."""
+    """Users, password hashes and tokens in ``state.sqlite`` of the data dir; safe to use from many threads."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -56,6 +124,9 @@ class UserStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(users)")}
+        if "password_hash" not in cols:  # state files made before passwords existed
+            self._db.execute("ALTER TABLE users ADD COLUMN password_hash TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -95,10 +166,97 @@ class UserStore:
             return None
         return Principal(row[0], admin=bool(row[1]))
 
+    def token_info(self, token: str) -> dict | None:
+        """Who a valid token belongs to and when it was made and expires; None if invalid or expired."""
+        if not token:
+            return None
+        with self._lock:
+            row = self._db.execute(
+                "SELECT u.name, u.admin, t.created, t.expires FROM tokens t JOIN users u ON u.name = t.user_name WHERE t.token_hash = ?",
+                (_hash(token.strip()),),
+            ).fetchone()
+        if row is None or (row[3] is not None and row[3] < time.time()):
+            return None
+        return {"name": row[0], "admin": bool(row[1]), "created": row[2], "expires": row[3]}
+
+    def revoke_token(self, token: str) -> bool:
+        """Forget one token (logout); True if it existed."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM tokens WHERE token_hash = ?", (_hash((token or "").strip()),))
+        return cur.rowcount > 0
+
     def revoke_tokens(self, name: str) -> int:
         with self._lock:
             cur = self._db.execute("DELETE FROM tokens WHERE user_name = ?", (name,))
         return cur.rowcount
+
+    def purge_expired_tokens(self) -> int:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM tokens WHERE expires IS NOT NULL AND expires < ?", (time.time(),))
+        return cur.rowcount
+
+    # -- passwords ----------------------------------------------------------------------------
+    def set_password(self, name: str, password: str) -> None:
+        """Store a new salted hash of the user's password (the user must exist)."""
+        stored = hash_password(valid_password(password))
+        with self._lock:
+            cur = self._db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (stored, name))
+        if cur.rowcount == 0:
+            raise ArchiveError("not_found", f"unknown user {name!r}", 404)
+
+    def verify_password(self, name: str, password: str) -> Principal | None:
+        """The user if ``password`` is theirs; None for a wrong password, unknown user or none set.
+
+        Costs one scrypt hash whatever the outcome, so timing does not reveal who exists.
+        """
+        if not isinstance(name, str) or not isinstance(password, str) or len(password.encode()) > MAX_PASSWORD_BYTES:
+            return None
+        with self._lock:
+            row = self._db.execute("SELECT name, admin, password_hash FROM users WHERE name = ?", (name,)).fetchone()
+        stored = row[2] if row is not None and row[2] else None
+        ok = check_password(password, stored or _dummy_hash())
+        if not ok or stored is None:
+            return None
+        if _needs_rehash(stored):
+            self.set_password(row[0], password)
+        return Principal(row[0], admin=bool(row[1]))
+
+    def login(self, name: str, password: str, *, lifetime: float | None) -> tuple[str, dict] | None:
+        """Check a password and make a token for it: ``(token, token_info)``, or None if refused."""
+        principal = self.verify_password(name, password)
+        if principal is None:
+            return None
+        self.purge_expired_tokens()
+        token = self.create_token(principal.name, label="login", lifetime=lifetime)
+        return token, self.token_info(token)
+
+    # -- users --------------------------------------------------------------------------------
+    def user(self, name: str) -> dict | None:
+        """A user's record (no secrets): name, admin, full_name, email, created, has_password."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name, admin, full_name, email, created, password_hash IS NOT NULL FROM users WHERE name = ?", (name,)
+            ).fetchone()
+        if row is None:
+            return None
+        return {
+            "name": row[0], "admin": bool(row[1]), "full_name": row[2], "email": row[3], "created": row[4],
+            "has_password": bool(row[5]),
+        }  # fmt: skip
+
+    def update_user(self, name: str, *, full_name: str | None = None, email: str | None = None) -> None:
+        """Change a user's full name and e-mail (None leaves a field as it is)."""
+        with self._lock:
+            if full_name is not None:
+                self._db.execute("UPDATE users SET full_name = ? WHERE name = ?", (str(full_name), name))
+            if email is not None:
+                self._db.execute("UPDATE users SET email = ? WHERE name = ?", (str(email), name))
+
+    def delete_user(self, name: str) -> bool:
+        """Forget a user and (by cascade) all their tokens; True if the user existed."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM users WHERE name = ?", (name,))
+        return cur.rowcount > 0
 
     def users(self) -> list[dict]:
         with self._lock:

@@ -1,0 +1,381 @@
+"""The LSST Data Access Services v0 face (``{base}archive/dax``): metaserv and dbserv sync.
+
+Metadata (metaserv v0) under ``meta/v0/db``: levels, databases of a level, a database,
+its tables, a table and its ``CREATE TABLE`` statement. Databases are contexts seen by
+*level*: ``L2`` holds the mounts (the demo archive is database ``DEMO``), ``L3`` holds the
+caller's own MyDB (database ``MyDB``; ``<user>_MyDB`` names it too). Answers use one
+envelope: ``{"results": [...]}`` for lists, ``{"result": ...}`` for single things; errors
+are ``{"exception": "<Kind>", "message": ...}``.
+
+Queries (dbserv v0): ``GET|POST db/v0/tap/sync`` with ``query`` runs MySQL-flavoured SQL
+(the archive's ``mysql`` language; tables named ``DEMO.PhotoObj``, or bare names with
+``db=DEMO``) and streams the rows as the document's VOTable-like JSON. Its errors are
+``{"error": "<Kind>", "message": ...}``, as dax_dbserv wrote them.
+
+The image service (imgserv) does not exist yet; ``meta/v0`` lists only ``db``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from tornado.httputil import split_host_and_port
+
+from ..core import formats
+from ..core.catalog import MYDB
+from ..core.errors import ArchiveError, bad_request, not_found
+from ..core.schema import field_meta
+from .base import ArchiveHandler, endpoint
+
+LEVELS = ("L2", "L3")
+PAGE_SIZE = 1000  # the document's default count (maxResultsPerPage)
+SLICE_ROWS = 8192  # rows rendered at a time by the dbserv JSON writer
+PUBLIC_OWNER = "archive"  # owner shown for mounts: they belong to the archive, not a person
+
+# Fixed listings of the service tree, by path below archive/dax.
+INDEX = {
+    "": {"results": ["db", "meta"]},
+    "meta": {"results": ["v0"]},
+    "meta/v0": {"results": ["db"]},
+    "db": {"results": ["v0"]},
+    "db/v0": {"results": ["tap"]},
+    "db/v0/tap": {"Links": "/tap/sync"},
+}
+
+# Archive error codes -> the exception-like kind names the DAX services answer with.
+KINDS = {
+    "bad_request": "ValueError",
+    "not_found": "NotFound",
+    "permission": "PermissionError",
+    "unauthorized": "AuthenticationError",
+    "server_error": "InternalError",
+    "syntax_error": "SyntaxError",
+}
+
+
+def error_kind(code: str) -> str:
+    """``unknown_table`` -> ``UnknownTable``; a few codes get Python-like names (``ValueError``)."""
+    return KINDS.get(code) or "".join(p.capitalize() for p in code.split("_")) or "Error"
+
+
+def _error_doc(err: ArchiveError, key: str) -> dict:
+    body = {key: error_kind(err.code), "message": err.message}
+    if err.position:
+        body["position"] = {"line": err.position[0], "column": err.position[1]}
+    return body
+
+
+def name_filter(containing: str | None):
+    """A case-insensitive substring test; ``%`` is a wildcard, as in SQL LIKE (``%Stripe82%``)."""
+    if not containing:
+        return lambda name: True
+    pattern = re.compile(".*".join(re.escape(p) for p in containing.split("%")), re.IGNORECASE | re.DOTALL)
+    return lambda name: pattern.search(name) is not None
+
+
+class DaxHandler(ArchiveHandler):
+    """metaserv: errors as ``{"exception", "message"}``."""
+
+    face = "dax"
+
+    def error_body(self, err: ArchiveError):
+        return err.status, _error_doc(err, "exception")
+
+    def page_args(self) -> tuple[int, int]:
+        """``start`` and ``count`` (non-negative integers) of a listing."""
+        out = []
+        for name, default in (("start", 0), ("count", PAGE_SIZE)):
+            raw = self.get_query_argument(name, None)
+            if raw is None or raw.strip() == "":
+                out.append(default)
+                continue
+            try:
+                value = int(raw)
+            except ValueError:
+                raise bad_request(f"invalid {name}: {raw!r} (must be a non-negative integer)") from None
+            if value < 0:
+                raise bad_request(f"invalid {name}: {value} (must be >= 0)")
+            out.append(value)
+        return out[0], out[1]
+
+    def send_page(self, names: list[str], *, stable: bool) -> None:
+        """A paged listing: rows as one-element arrays (as metaserv v0), plus the document's flags."""
+        start, count = self.page_args()
+        keep = name_filter(self.get_query_argument("containing", None))
+        names = [n for n in names if keep(n)]
+        page = names[start : start + count]
+        self.send_json({"results": [[n] for n in page], "more": start + count < len(names), "stable": stable})
+
+    # -- databases by level ---------------------------------------------------------------------
+    def databases(self, level: str) -> list:
+        """The contexts a level holds for the caller: mounts (L2) or the caller's MyDB (L3)."""
+        level = check_level(level)
+        refs = self.archive.contexts(self.principal)
+        if level == "L2":
+            return [r for r in refs if r.mount is not None]
+        return [r for r in refs if r.mount is None]
+
+    def database(self, level: str, db: str):
+        """One database of a level by name (case-insensitive), or 404."""
+        level = check_level(level)
+        low = db.lower()
+        if level == "L3" and low in (MYDB.lower(), f"{self.principal.name}_{MYDB}".lower()):
+            return self.archive.context(self.principal, MYDB)  # 403 for anonymous callers
+        for ref in self.databases(level):
+            if ref.name.lower() == low:
+                return ref
+        raise not_found(f"unknown database {db!r} in level {level}", level=level, db=db)
+
+
+def check_level(level: str) -> str:
+    up = level.upper()
+    if up not in LEVELS:
+        raise not_found(f"unknown level {level!r}; levels: {', '.join(LEVELS)}", level=level)
+    return up
+
+
+class IndexHandler(DaxHandler):
+    """``/``, ``/meta``, ``/meta/v0``, ``/db``, ``/db/v0``, ``/db/v0/tap``: what lies below."""
+
+    @endpoint(anonymous=True)
+    async def get(self, path: str):
+        self.send_json(INDEX[path.strip("/")])
+
+
+class LevelsHandler(DaxHandler):
+    """``GET /meta/v0/db``: the levels of databases."""
+
+    @endpoint(anonymous=True)
+    async def get(self):
+        self.send_json({"results": list(LEVELS)})
+
+
+class DatabasesHandler(DaxHandler):
+    """``GET /meta/v0/db/{level}``: database names (``containing``, ``start``, ``count``)."""
+
+    @endpoint(anonymous=True)
+    async def get(self, level: str):
+        refs = await self.call(self.databases, level)
+        self.send_page([r.name for r in refs], stable=all(not r.writable for r in refs))
+
+
+class DatabaseHandler(DaxHandler):
+    """``GET /meta/v0/db/{level}/{db}``: ``[{name, owner, host, port}, {annotations}]``."""
+
+    @endpoint(anonymous=True)
+    async def get(self, level: str, db: str):
+        ref = await self.call(self.database, level, db)
+        tables = await self.call(self.archive.tables, self.principal, ref)
+        host, port = split_host_and_port(self.request.host)
+        port = port or (443 if self.request.protocol == "https" else 80)
+        owner = self.principal.name if ref.mount is None else PUBLIC_OWNER
+        about = {k: v for k, v in ref.to_json().items() if k != "name"}
+        about.update(level=check_level(level), tables=len(tables))
+        self.send_json({"result": [{"name": ref.name, "owner": owner, "host": host, "port": str(port)}, about]})
+
+
+class TablesHandler(DaxHandler):
+    """``GET /meta/v0/db/{level}/{db}/tables``: table names, ordered (``containing``, ``start``, ``count``)."""
+
+    @endpoint(anonymous=True)
+    async def get(self, level: str, db: str):
+        ref = await self.call(self.database, level, db)
+        tables = await self.call(self.archive.tables, self.principal, ref)
+        self.send_page(sorted((t.name for t in tables), key=str.lower), stable=not ref.writable)
+
+
+class TableHandler(DaxHandler):
+    """``GET .../tables/{t}``: ``[{name, descr}, {columns, rows, ...}]``."""
+
+    @endpoint(anonymous=True)
+    async def get(self, level: str, db: str, table: str):
+        ref = await self.call(self.database, level, db)
+        info = await self.call(self.archive.table, self.principal, ref, table)
+        descr = info.description or ""
+        about = {"context": ref.name, "rows": info.rows, "columns": [c.to_json() for c in info.columns]}
+        # The document names the key "description" but its example shows "descr": send both.
+        self.send_json({"result": [{"name": info.name, "descr": descr, "description": descr}, about]})
+
+
+class SchemaHandler(DaxHandler):
+    """``GET .../tables/{t}/schema``: ``[name, "CREATE TABLE ..."]`` as the engine has it."""
+
+    @endpoint(anonymous=True)
+    async def get(self, level: str, db: str, table: str):
+        ref = await self.call(self.database, level, db)
+        info = await self.call(self.archive.table, self.principal, ref, table)
+        ddl = await self.call(self.archive.table_ddl, self.principal, ref, info.name)
+        self.send_json({"result": [info.name, ddl]})
+
+
+class NotFoundHandler(DaxHandler):
+    """Anything else under ``archive/dax``: 404 in the face's shape, not Jupyter's HTML page."""
+
+    async def _missing(self, path: str):
+        if path.strip("/").startswith("image") or path.strip("/") == "meta/v0/image":
+            raise not_found("the image service (imgserv) is not available in this archive", path=path)
+        raise not_found(f"no such DAX resource: /{path}", path=path)
+
+    get = endpoint(anonymous=True)(_missing)
+    post = put = delete = patch = get
+
+
+# -------------------------------------------------------------------------------------------------
+# dbserv
+
+
+def _datatype(t: pa.DataType) -> tuple[str, str | None]:
+    """An Arrow type as dbserv's ``(datatype, xtype)`` (seed-systems 2.2)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_integer(t):
+        return "long", None
+    if pa.types.is_floating(t):
+        return "double", None
+    if pa.types.is_decimal(t):
+        return ("double" if t.scale else "long"), None
+    if pa.types.is_boolean(t):
+        return "boolean", None
+    if pa.types.is_timestamp(t):
+        return "text", "timestamp"
+    if pa.types.is_date(t):
+        return "text", "date"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "binary", None  # base64, as dax_dbserv
+    return "text", None
+
+
+def _element(f: pa.Field) -> dict:
+    datatype, xtype = _datatype(f.type)
+    out = {"name": f.name, "datatype": datatype}
+    if xtype:
+        out["xtype"] = xtype
+    out.update({k: v for k, v in field_meta(f).items() if k in ("unit", "ucd", "description")})
+    return out
+
+
+def _json_column(arr: pa.Array, datatype: str) -> pa.Array:
+    t = arr.type.value_type if pa.types.is_dictionary(arr.type) else arr.type
+    if datatype == "text" and not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_temporal(t)):
+        # nested and exotic values as text, so every "text" cell is a JSON string
+        arr = formats.text(arr, "json")
+    return formats.json_values(arr)
+
+
+def _json_rows(batch: pa.RecordBatch, datatypes: list[str]) -> bytes:
+    """Rows as ``,[v1,v2,...]`` each, concatenated."""
+    if batch.num_rows == 0:
+        return b""
+    if batch.num_columns == 0:
+        return b",[]" * batch.num_rows
+    cols = [_json_column(a, dt) for a, dt in zip(batch.columns, datatypes)]
+    inner = pc.binary_join_element_wise(*cols, ",")
+    return formats.joined_bytes(pc.binary_join_element_wise(",[", inner, "]", ""))
+
+
+def dbserv_json(schema: pa.Schema, batches, info: formats.ResultInfo):
+    """The dbserv result document, streamed slice by slice.
+
+    ``{"result": {"metadata": {"elements"}, "table": {"metadata", "data"}, "truncated"}}``:
+    the project document puts ``metadata`` beside ``table``, dax_dbserv (2018) inside it;
+    it is small, so both places have it and clients of either read it.
+    """
+    elements = [_element(f) for f in schema]
+    datatypes = [e["datatype"] for e in elements]
+    meta = json.dumps({"elements": elements}, ensure_ascii=False)
+    yield ('{"result":{"metadata":' + meta + ',"table":{"metadata":' + meta + ',"data":[').encode()
+    first = True
+    for batch in batches:
+        for off in range(0, batch.num_rows, SLICE_ROWS):
+            data = _json_rows(batch.slice(off, SLICE_ROWS), datatypes)
+            if first and data:
+                data, first = data[1:], False  # the first row has no leading comma
+            if data:
+                yield data
+    yield ('\n]},"truncated":' + json.dumps(bool(info.truncated)) + "}}\n").encode()
+
+
+@dataclass(frozen=True)
+class DbservFormat:
+    """The dbserv JSON as a format the base handler can stream."""
+
+    name: str = "dax-json"
+    media_type: str = "application/json"
+    options: dict = field(default_factory=dict)
+
+    def encode(self, schema, batches, info=None):
+        return dbserv_json(schema, batches, info or formats.ResultInfo())
+
+
+DBSERV_JSON = DbservFormat()
+
+
+class DbservHandler(ArchiveHandler):
+    """dbserv: errors as ``{"error", "message"}``."""
+
+    face = "dax"
+
+    def error_body(self, err: ArchiveError):
+        return err.status, _error_doc(err, "error")
+
+
+class SyncHandler(DbservHandler):
+    """``GET|POST /db/v0/tap/sync?query=...[&db=DEMO]``: run a query, stream its rows.
+
+    ``query`` (or ``sql``) comes as a query-string or form field, or in a JSON body. The
+    document's JSON is the default; ``Accept`` or ``format`` may ask for another archive
+    format (CSV, VOTable, ...).
+    """
+
+    @endpoint(anonymous=True)
+    async def get(self):
+        await self._sync()
+
+    @endpoint(anonymous=True)
+    async def post(self):
+        await self._sync()
+
+    def _arg(self, body: dict, name: str) -> str | None:
+        value = self.get_argument(name, None)
+        if value is None:
+            value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise bad_request(f"'{name}' must be a string")
+        return value
+
+    async def _sync(self):
+        looks_json = (self.request.body or b"").lstrip()[:1] == b"{"
+        body = self.json_body() if self.request.method == "POST" and looks_json else {}
+        query = self._arg(body, "query") or self._arg(body, "sql")
+        if not query or not query.strip():
+            self.send_json({"Info": "Listing queries is not implemented"})
+            return
+        db = self._arg(body, "db") or None
+        if db and not self.principal.anonymous and db.lower() == f"{self.principal.name}_{MYDB}".lower():
+            db = MYDB  # the name metaserv also accepts for the caller's MyDB
+        fmt = formats.negotiate(self.request.headers.get("Accept"), self._arg(body, "format"), default="json")
+        if fmt.name == "json":
+            fmt = DBSERV_JSON
+        info = formats.ResultInfo(table_name="result", query=query)
+        await self.query_and_stream(fmt, info, self.archive.query, self.principal, query, "mysql", context=db)
+
+
+_DB = r"archive/dax/meta/v0/db/(?P<level>[^/]+)/(?P<db>[^/]+)"
+
+
+def dax_handlers() -> list[tuple[str, type]]:
+    return [
+        (r"archive/dax(?P<path>/?|/meta/?|/meta/v0/?|/db/?|/db/v0/?|/db/v0/tap/?)", IndexHandler),
+        (r"archive/dax/meta/v0/db/?", LevelsHandler),
+        (r"archive/dax/meta/v0/db/(?P<level>[^/]+)/?", DatabasesHandler),
+        (_DB + r"/?", DatabaseHandler),
+        (_DB + r"/tables/?", TablesHandler),
+        (_DB + r"/tables/(?P<table>.+)/schema/?", SchemaHandler),
+        (_DB + r"/tables/(?P<table>.+?)/?", TableHandler),
+        (r"archive/dax/db/v0/tap/sync/?", SyncHandler),
+        (r"archive/dax/(?P<path>.*)", NotFoundHandler),  # last: everything else under dax
+    ]

@@ -21,6 +21,7 @@ from .faces.kasabi import kasabi_handlers
 from .faces.native import native_handlers
 from .faces.quasar import quasar_handlers
 from .faces.sas import sas_handlers
+from .faces.tables import table_handlers
 
 
 class ArchiveApp(ExtensionApp):
@@ -48,6 +49,9 @@ class ArchiveApp(ExtensionApp):
     job_workers = Int(2, config=True, help="Jobs (long queries, resets, ...) running at once.")
     jobs_per_user = Int(2, config=True, help="Jobs one user may have running at once; more wait in the queue.")
     job_retention = Float(7 * 24 * 3600.0, config=True, help="Seconds finished jobs and their stored results are kept (0: forever).")
+    upload_limit = Int(
+        1 << 30, config=True, help="Bytes one table upload may have (CasJobs and native uploads); more is refused with 413."
+    )
     engine_threads = Int(0, config=True, help="DuckDB threads per engine (0: DuckDB's default, the core count).")
     engine_memory_limit = Unicode("", config=True, help="DuckDB memory limit per engine, e.g. '2GB' (empty: DuckDB's default).")
     allow_anonymous = Bool(
@@ -94,6 +98,7 @@ class ArchiveApp(ExtensionApp):
             job_workers=self.job_workers,
             jobs_per_user=self.jobs_per_user,
             job_retention=self.job_retention or None,
+            upload_limit=self.upload_limit,
         )
 
     def initialize_settings(self):
@@ -105,7 +110,8 @@ class ArchiveApp(ExtensionApp):
 
     def initialize_handlers(self):
         self.handlers.extend(
-            native_handlers() + casjobs_handlers() + quasar_handlers() + sas_handlers() + kasabi_handlers()
+            # table_handlers first: its routes add upload/drop to URLs native's GET-only handlers also match
+            table_handlers() + native_handlers() + casjobs_handlers() + quasar_handlers() + sas_handlers() + kasabi_handlers()
         )
         self.handlers.extend(auth_handlers() + casjobs_user_handlers())
         from .faces.dax import dax_handlers  # here, so adding the face is one edit

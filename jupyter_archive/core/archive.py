@@ -68,6 +68,7 @@ class ArchiveConfig:
     job_workers: int = 2
     jobs_per_user: int = 2
     job_retention: float | None = 7 * 24 * 3600
+    upload_limit: int = 1 << 30  # bytes one table upload may have
 
 
 @dataclass
@@ -338,7 +339,9 @@ class Archive:
             return self._mount_tables.get(ref.name.lower(), {})
         cur = self.engine(principal).cursor()
         try:
-            return tables_in(cur, MYDB_ALIAS, MYDB, {}, exact_rows=False)
+            from .backends.metadata import read_metadata
+
+            return tables_in(cur, MYDB_ALIAS, MYDB, read_metadata(cur, MYDB_ALIAS), exact_rows=False)
         finally:
             cur.close()
 

@@ -1,0 +1,233 @@
+"""Table endpoints that write: uploads into MyDB (CasJobs and native faces), drop and rename.
+
+CasJobs (``{base}archive/casjobs``, case-insensitive):
+
+* ``GET  contexts/{c}/tables``: ``[{"Name", "Rows", "Size" (KB), "Date" (.NET ticks)}]``
+* ``POST contexts/{c}/tables/{t}``: a CSV body (any or no Content-Type) creates table ``t``
+  in MyDB, or appends to it when it exists with the same columns; exactly 200 on success.
+
+Native (``{base}archive/api``):
+
+* ``GET    contexts/{c}/tables/{t}``: the table's info (as ``native.TableHandler``)
+* ``PUT    contexts/{c}/tables/{t}``: create or replace the table with the body, atomically
+* ``POST   contexts/{c}/tables/{t}?mode=auto|create|append|replace``: auto = create or append
+* ``DELETE contexts/{c}/tables/{t}``: drop (204)
+* ``POST   contexts/{c}/tables/{t}/rename`` with ``{"name": new}`` (409 if new exists)
+
+Upload formats: CSV, Parquet, line-delimited JSON, VOTable, FITS, from ``?format=``, else the
+Content-Type, else the body's first bytes. Bodies stream to a file (never whole in memory)
+up to ``ArchiveApp.upload_limit`` bytes; the caller is authenticated before the body is read.
+"""
+
+from __future__ import annotations
+
+from tornado import web
+
+from ..core import ingest
+from ..core.errors import ArchiveError
+from .base import endpoint
+from .casjobs import CasJobsHandler
+from .native import NativeHandler
+from .native import TableHandler as NativeTableHandler
+
+TICKS_AT_UNIX_EPOCH = 621_355_968_000_000_000  # .NET DateTime ticks (100 ns since 0001-01-01) at 1970-01-01
+# Chunked bodies are counted as they arrive; tornado cuts the connection a little past the
+# limit, so that our 413 (sent at the first byte over) goes out first.
+BODY_SLACK = 1 << 20
+
+
+def dotnet_ticks(unix_seconds: float) -> int:
+    return round(unix_seconds * 10**7) + TICKS_AT_UNIX_EPOCH
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+class UploadBody:
+    """Mixin for handlers whose PUT/POST body is a table upload, streamed to a temp file.
+
+    ``prepare()`` authenticates, checks the target and the declared size before any byte of
+    the body is read; ``data_received`` writes each chunk to disk and stops at the limit.
+    """
+
+    _upload = None
+    _upload_path = None
+    _received = 0
+
+    def upload_target(self) -> None:
+        """Checks that can refuse an upload before its body is read (the target context, name)."""
+
+    async def prepare(self):
+        await super().prepare()
+        if self._finished or self.request.method not in ("POST", "PUT"):
+            return
+        self.principal = self._authenticate(False)
+        self.upload_target()
+        limit = self.archive.config.upload_limit
+        declared = self.request.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise self.too_large(int(declared))
+        connection = self.request.connection
+        if hasattr(connection, "set_max_body_size"):
+            connection.set_max_body_size(limit + BODY_SLACK)
+        self._upload_path = ingest.upload_path(self.archive, self.principal)
+        self._upload = open(self._upload_path, "wb")  # noqa: SIM115, ASYNC230 - a local temp file; closed in body_file() or discard_upload()
+        self._received = 0
+
+    def too_large(self, size: int | None = None) -> ArchiveError:
+        limit = self.archive.config.upload_limit
+        what = f"the upload ({size} bytes)" if size is not None else "the upload"
+        return ArchiveError(
+            "too_large",
+            f"{what} is over the upload limit of {limit} bytes{f' ({human_bytes(limit)})' if limit >= 1024 else ''}; "
+            "split it into several appends, or ask the archive's admin to raise ArchiveApp.upload_limit",
+            413,
+            details={"limit": limit},
+        )
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._upload is None:
+            return  # refused already, or a method that takes no upload
+        self._received += len(chunk)
+        if self._received > self.archive.config.upload_limit:
+            self.discard_upload()
+            err = self.too_large()
+            # Answer now: the rest of the body is not worth reading.
+            self.send_error(err.status, exc_info=(type(err), err, None))
+            return
+        self._upload.write(chunk)
+
+    def body_file(self):
+        """The uploaded body's file, complete and closed."""
+        if self._upload is None:
+            raise ArchiveError("bad_request", "the request has no upload body")
+        self._upload.close()
+        self._upload = None
+        return self._upload_path
+
+    def body_head(self, n: int = 512) -> bytes:
+        with open(self._upload_path, "rb") as fh:
+            return fh.read(n)
+
+    def discard_upload(self) -> None:
+        if self._upload is not None:
+            self._upload.close()
+            self._upload = None
+        if self._upload_path is not None:
+            self._upload_path.unlink(missing_ok=True)
+            self._upload_path = None
+
+    def on_finish(self) -> None:
+        self.discard_upload()
+        super().on_finish()
+
+    def on_connection_close(self) -> None:
+        self.discard_upload()
+        super().on_connection_close()
+
+
+# -- CasJobs ----------------------------------------------------------------------------------------------
+class CasJobsTablesHandler(CasJobsHandler):
+    """``GET /contexts/{context}/tables``: the tables of any context the caller can see."""
+
+    @endpoint(anonymous=True)
+    async def get(self, context: str):
+        tables = await self.call(ingest.table_summaries, self.archive, self.principal, context)
+        self.send_json(
+            [{"Name": t["name"], "Rows": t["rows"], "Size": t["size_kb"], "Date": dotnet_ticks(t["modified"])} for t in tables]
+        )
+
+
+@web.stream_request_body
+class CasJobsUploadHandler(UploadBody, CasJobsHandler):
+    """``POST /contexts/{context}/tables/{table}``: a CSV body into MyDB (create, or append)."""
+
+    def upload_target(self) -> None:
+        ingest.writable_context(self.archive, self.principal, self.path_kwargs["context"])
+        ingest.check_table_name(self.path_kwargs["table"])
+
+    @endpoint()
+    async def post(self, context: str, table: str):
+        if self._finished:
+            return
+        try:
+            path = self.body_file()
+            # CasJobs uploads are CSV whatever the Content-Type says (clients send none, JSON, text).
+            result = await self.call(ingest.upload_table, self.archive, self.principal, context, table, path, "csv", "auto")
+        finally:
+            self.discard_upload()
+        self.send_json({"Name": result.table.name, "Rows": result.rows, "Created": result.created})
+
+
+# -- native -----------------------------------------------------------------------------------------------
+@web.stream_request_body
+class TableHandler(UploadBody, NativeTableHandler):
+    """A MyDB table: ``GET`` its info, ``PUT`` (replace), ``POST`` (``?mode=``) an upload, ``DELETE`` it."""
+
+    def upload_target(self) -> None:
+        ingest.writable_context(self.archive, self.principal, self.path_kwargs["context"])
+        ingest.check_table_name(self.path_kwargs["table"])
+        mode = self.get_query_argument("mode", "auto")
+        if mode not in ingest.MODES:
+            raise ArchiveError("bad_request", f"unknown mode {mode!r}; known: {', '.join(ingest.MODES)}")
+        fmt = self.get_query_argument("format", None)
+        if fmt or self.request.headers.get("Content-Type"):
+            ingest.upload_format(self.request.headers.get("Content-Type"), fmt)  # refuse unknown formats early
+
+    @endpoint()
+    async def put(self, context: str, table: str):
+        await self.upload(context, table, "replace")
+
+    @endpoint()
+    async def post(self, context: str, table: str):
+        await self.upload(context, table, self.get_query_argument("mode", "auto"))
+
+    async def upload(self, context: str, table: str, mode: str) -> None:
+        if self._finished:
+            return
+        try:
+            path = self.body_file()
+            fmt = ingest.upload_format(
+                self.request.headers.get("Content-Type"), self.get_query_argument("format", None), self.body_head()
+            )
+            result = await self.call(ingest.upload_table, self.archive, self.principal, context, table, path, fmt, mode)
+        finally:
+            self.discard_upload()
+        info = result.table.to_json()
+        info.update({"created": result.created, "mode": result.mode, "rowsWritten": result.rows, "format": fmt})
+        if result.created:
+            self.set_header("Location", self.request.path)
+        self.send_json(info, status=201 if result.created else 200)
+
+    @endpoint()
+    async def delete(self, context: str, table: str):
+        await self.call(ingest.drop_table, self.archive, self.principal, context, table)
+        self.set_status(204)
+        self.finish()
+
+
+class RenameHandler(NativeHandler):
+    """``POST /contexts/{context}/tables/{table}/rename`` with ``{"name": new}``."""
+
+    @endpoint()
+    async def post(self, context: str, table: str):
+        new = self.json_body().get("name")
+        if not isinstance(new, str):
+            raise ArchiveError("bad_request", "the request needs {\"name\": <the new table name>}")
+        info = await self.call(ingest.rename_table, self.archive, self.principal, context, table, new)
+        self.send_json(info.to_json())
+
+
+def table_handlers() -> list[tuple[str, type]]:
+    """Routes; they go before ``native_handlers()``, whose GET-only table route matches the same URLs."""
+    return [
+        (r"(?i:archive/casjobs/contexts/(?P<context>[^/]+)/tables)/?", CasJobsTablesHandler),
+        (r"(?i:archive/casjobs/contexts/(?P<context>[^/]+)/tables/(?P<table>[^/]+?))/?", CasJobsUploadHandler),
+        (r"archive/api/contexts/(?P<context>[^/]+)/tables/(?P<table>[^/]+)/rename/?", RenameHandler),
+        (r"archive/api/contexts/(?P<context>[^/]+)/tables/(?P<table>[^/]+?)/?", TableHandler),
+    ]

@@ -41,6 +41,11 @@ class ArchiveApp(ExtensionApp):
             "When empty (and demo is on) the embedded demo archive is mounted at /demo as context DEMO."
         ),
     )
+    mount_roots = List(
+        Unicode(),
+        config=True,
+        help="Directories whose files and databases admins may mount at run time (Quasar's /mount); default: the server's root_dir.",
+    )
     demo = Bool(True, config=True, help="Make and mount the demo archive when no mounts are configured.")
     demo_rows = Int(100_000, config=True, help="Rows of the demo PhotoObj table.")
     quick_row_limit = Int(100_000, config=True, help="Most rows a quick query returns; more sets the truncation flag.")
@@ -99,6 +104,7 @@ class ArchiveApp(ExtensionApp):
             jobs_per_user=self.jobs_per_user,
             job_retention=self.job_retention or None,
             upload_limit=self.upload_limit,
+            mount_roots=list(self.mount_roots) or [self.serverapp.root_dir],
         )
 
     def initialize_settings(self):

@@ -27,6 +27,7 @@ from .resolver import Resolver, tables_in
 from .datasets import reset_dataset
 from .directives import DirectiveStore
 from .jobs import Job, JobRunner, JobStore
+from .mounts import MountStore
 from .query_jobs import compile_job, query_request, run_query_job
 from .results import ResultStore
 from .users import UserStore, valid_password
@@ -69,6 +70,7 @@ class ArchiveConfig:
     jobs_per_user: int = 2
     job_retention: float | None = 7 * 24 * 3600
     upload_limit: int = 1 << 30  # bytes one table upload may have
+    mount_roots: list[str] = field(default_factory=list)  # directories run-time mounts may use
 
 
 @dataclass
@@ -109,6 +111,8 @@ class Archive:
         self._compile_cache: OrderedDict = OrderedDict()
         self._cache_lock = threading.Lock()
         self._mount_tables: dict[str, dict[str, TableInfo]] = {}
+        self._mount_specs: dict[str, dict] = {}
+        self.mount_store = MountStore(self.data_dir / "mounts.sqlite")
         self._setup_mounts()
         self.results = ResultStore(self.data_dir / "results")
         self.jobs = JobRunner(
@@ -133,7 +137,12 @@ class Archive:
     # -- set-up -------------------------------------------------------------------------------
     def _setup_mounts(self) -> None:
         for spec in self.config.mounts:
-            self.add_mount(spec)
+            self.add_mount({**spec, "configured": True})
+        for spec in self.mount_store.all():
+            try:
+                self.add_mount(spec)
+            except ArchiveError as exc:  # a stored mount whose file went away must not stop the archive
+                log.warning("mount %s not restored: %s", spec.get("path"), exc.message)
         if not self.config.mounts and self.config.demo:
             from .demo import ensure_demo
 
@@ -147,6 +156,7 @@ class Archive:
                     "readOnly": True,
                     "public": True,
                     "description": "The demo archive: SDSS-like photometry (PhotoObj) and spectra (SpecObj)",
+                    "configured": True,
                 }
             )
 
@@ -169,9 +179,12 @@ class Archive:
             description=spec.get("description", ""),
             schema_name=spec.get("schema", ""),
         )
+        if kind not in ("duckdb", "files"):
+            raise ArchiveError("bad_request", f"{kind} mounts are not available yet; mount a DuckDB file or a directory of files")
         if not location.exists():
             raise ArchiveError("bad_request", f"mount location {location} does not exist")
         mount = self.catalog.add_mount(mount)
+        self._mount_specs[mount.path.lower()] = dict(spec)
         if kind == "duckdb":
             mount.engine_file = location
         else:
@@ -180,9 +193,24 @@ class Archive:
             mount.engine_file = self.data_dir / "cache" / f"{mount.alias}.duckdb"
             mount.engine_file.parent.mkdir(parents=True, exist_ok=True)
             sync_cache(location, mount.engine_file)
-        self._mount_tables[mount.context.lower()] = self._scan_database(mount.engine_file, mount.context)
+        if mount.read_only:
+            self._mount_tables[mount.context.lower()] = self._scan_database(mount.engine_file, mount.context)
         self._drop_engines()
         return mount
+
+    def drop_mount(self, path: str) -> Mount | None:
+        """Unmount the mount at ``path`` (engines are rebuilt without it)."""
+        mount, rest = self.catalog.mount_at(path)
+        if mount is None or rest:
+            return None
+        self.catalog.remove_mount(mount.context)
+        self._mount_specs.pop(mount.path.lower(), None)
+        self._mount_tables.pop(mount.context.lower(), None)
+        self._drop_engines()
+        return mount
+
+    def mount_spec(self, path: str) -> dict | None:
+        return self._mount_specs.get(normalise_path(path).lower())
 
     def _scan_database(self, path: Path, context: str) -> dict[str, TableInfo]:
         """Tables, columns and metadata of a read-only database file, read once at mount time."""
@@ -198,6 +226,7 @@ class Archive:
     def close(self) -> None:
         self.jobs.stop()
         self.directives.close()
+        self.mount_store.close()
         self.jobs.store.close()
         self._drop_engines()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -209,11 +238,7 @@ class Archive:
         with self._engines_lock:
             eng = self._engines.get(key)
             if eng is None or eng.closed:
-                attachments = [
-                    Attachment(m.alias, m.engine_file, read_only=True)
-                    for m in self.catalog.visible_mounts(principal)
-                    if m.engine_file is not None
-                ]
+                attachments = self._read_only_attachments(principal)
                 if not principal.anonymous:
                     attachments.append(Attachment(MYDB_ALIAS, self.catalog.mydb_path(principal.name), read_only=False))
                 eng = Engine(
@@ -225,6 +250,53 @@ class Archive:
                 )
                 self._engines[key] = eng
             return eng
+
+    def _read_only_attachments(self, principal: Principal) -> list[Attachment]:
+        return [
+            Attachment(m.alias, m.engine_file, read_only=True)
+            for m in self.catalog.visible_mounts(principal)
+            if m.engine_file is not None and m.read_only
+        ]
+
+    def mount_engine(self, mount: Mount) -> Engine:
+        """The one engine that holds a writable mount's file read-write (DuckDB allows only one),
+        with the read-only mounts beside it; every query touching that mount runs here."""
+        key = "\x00mount:" + mount.alias
+        with self._engines_lock:
+            eng = self._engines.get(key)
+            if eng is None or eng.closed:
+                attachments = [Attachment(mount.alias, mount.engine_file, read_only=False)]
+                attachments += self._read_only_attachments(Principal("archive", admin=True))
+                eng = Engine(
+                    attachments,
+                    threads=self.config.engine_threads,
+                    memory_limit=self.config.engine_memory_limit,
+                    temp_dir=self.data_dir / "tmp" / ("_mount_" + mount.alias),
+                    pool_size=self.config.quick_workers + self.config.job_workers + 2,
+                )
+                self._engines[key] = eng
+            return eng
+
+    def engine_for(self, principal: Principal, statements) -> Engine:
+        """The engine a compiled query runs on: the principal's, or a writable mount's own."""
+        catalogs = set()
+        for st in statements:
+            catalogs.update(t.catalog for t in (st.tables or []))
+            if st.into is not None:
+                catalogs.add(st.into.catalog)
+        writable = {m.alias: m for m in self.catalog.mounts() if not m.read_only and m.alias in catalogs}
+        if not writable:
+            return self.engine(principal)
+        if len(writable) > 1:
+            names = ", ".join(sorted(m.context for m in writable.values()))
+            raise ArchiveError("bad_request", f"one query cannot combine the writable mounts {names}; copy the data into one of them first")
+        mount = next(iter(writable.values()))
+        if MYDB_ALIAS in catalogs:
+            raise ArchiveError(
+                "bad_request",
+                f"one query cannot combine your MyDB with the writable mount {mount.context}; copy the data into one of them first",
+            )
+        return self.mount_engine(mount)
 
     def _drop_engines(self) -> None:
         with self._cache_lock:
@@ -335,8 +407,16 @@ class Archive:
         return rows[0][0]
 
     def _table_map(self, principal: Principal, ref: ContextRef) -> dict[str, TableInfo]:
-        if ref.mount is not None:
+        if ref.mount is not None and ref.mount.read_only:
             return self._mount_tables.get(ref.name.lower(), {})
+        if ref.mount is not None:
+            from .backends.metadata import read_metadata
+
+            cur = self.mount_engine(ref.mount).cursor()
+            try:
+                return tables_in(cur, ref.mount.alias, ref.name, read_metadata(cur, ref.mount.alias), exact_rows=False)
+            finally:
+                cur.close()
         cur = self.engine(principal).cursor()
         try:
             from .backends.metadata import read_metadata
@@ -369,7 +449,7 @@ class Archive:
         compiled = self._compile(principal, text, language, context, base_path, variables, params, offset, limit, row_limit)
         if explain:
             plans = []
-            cur = self.engine(principal).cursor()
+            cur = self.engine_for(principal, compiled.statements).cursor()
             try:
                 for st in compiled.statements:
                     rows = cur.sql("EXPLAIN " + st.sql, params=st.params or None).fetchall()
@@ -440,9 +520,8 @@ class Archive:
         if hit is not None:
             return sqlmod.rebind(hit, variables=variables, params=params)
         compiled = self._compile(principal, text, language, context, base_path, variables, params, offset, limit, row_limit)
-        cacheable = all(
-            st.kind == "read" and all(t.catalog != MYDB_ALIAS for t in st.tables) for st in compiled.statements
-        )
+        read_only = {m.alias for m in self.catalog.mounts() if m.read_only}
+        cacheable = all(st.kind == "read" and all(t.catalog in read_only for t in st.tables) for st in compiled.statements)
         if cacheable:
             with self._cache_lock:
                 self._compile_cache[key] = compiled
@@ -453,7 +532,7 @@ class Archive:
     def run(self, principal: Principal, compiled: sqlmod.Compiled, *, row_limit=None, time_limit=None) -> QueryResult:
         """Execute an already compiled query on the principal's engine."""
         result = execute(
-            self.engine(principal).cursor(),
+            self.engine_for(principal, compiled.statements).cursor(),
             compiled.statements,
             row_limit=row_limit,
             time_limit=time_limit,
@@ -507,9 +586,9 @@ class Archive:
             text += f" LIMIT {int(limit)}"
         if offset:
             text += f" OFFSET {int(offset)}"
-        st = sqlmod.Statement(kind="read", sql=text, params={}, source=text, into=None, tables=[])
-        result = execute(self.engine(principal).cursor(), [st], column_meta=info.column_meta())
-        return result
+        target = sqlmod.TableTarget(ref.alias, "main", info.name, ref.name, ref.writable)
+        st = sqlmod.Statement(kind="read", sql=text, params={}, source=text, into=None, tables=[target])
+        return execute(self.engine_for(principal, [st]).cursor(), [st], column_meta=info.column_meta())
 
     def folder(self, principal: Principal, path: str) -> list[dict]:
         """The children of a namespace folder: ``[{"name", "type"}]`` (type directory | file | mount)."""

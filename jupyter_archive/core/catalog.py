@@ -155,6 +155,9 @@ class Catalog:
         self._mounts[key] = mount
         return mount
 
+    def remove_mount(self, context: str) -> None:
+        self._mounts.pop(context.lower(), None)
+
     def mounts(self) -> list[Mount]:
         return list(self._mounts.values())
 

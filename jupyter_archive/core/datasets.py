@@ -76,14 +76,8 @@ def check_resettable(archive: Archive, principal: Principal, ref: ContextRef) ->
             409,
             details={"dataset": ref.name},
         )
-    attached = archive.engine(principal).attachments.get(ref.alias)
-    if attached is None or attached.read_only:
-        raise ArchiveError(
-            "unsupported",
-            f"{ref.name} cannot be reset yet: mounts are attached read-only (writable mounts are not supported yet)",
-            409,
-            details={"dataset": ref.name},
-        )
+    if m.read_only:
+        raise ArchiveError("permission", f"{ref.name} is read-only", 403, details={"dataset": ref.name})
 
 
 def submit_reset(
@@ -144,10 +138,8 @@ def reset_dataset(archive: Archive, job: Job, ctx: JobContext) -> dict:
         archive.resetting.add(key)
     try:
         ctx.log(f"{ref.name} is read-only until the reset ends")
-        result = _drop_all(archive.engine(principal).cursor(), ref.alias, ctx)
-        if ref.mount is not None:
-            # The mount's table list is read once at mount time; an emptied dataset has none.
-            archive._mount_tables[ref.name.lower()] = {}
+        engine = archive.engine(principal) if ref.mount is None else archive.mount_engine(ref.mount)
+        result = _drop_all(engine.cursor(), ref.alias, ctx)
         ctx.log(f"{ref.name} emptied ({result['tables']} tables, {result['views']} views dropped); writable again")
         return result
     finally:

@@ -81,7 +81,7 @@ def run_query_job(archive: Archive, job: Job, ctx: JobContext) -> dict:
     principal = archive.principal(job.owner)
     compiled, into = compile_job(archive, principal, job.request)
     ctx.log(f"compiled {compiled.language}: {len(compiled.statements)} statement(s)")
-    cursor = archive.engine(principal).cursor()
+    cursor = archive.engine_for(principal, compiled.statements).cursor()
     ctx.on_cancel(cursor.interrupt)
     done = threading.Event()
     guard = threading.Lock()

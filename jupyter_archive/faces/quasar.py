@@ -8,9 +8,12 @@ with ``phases`` added where the document has them.
 from __future__ import annotations
 
 
+import json
+
 from ..core import formats
 from ..core.catalog import normalise_path
 from ..core.errors import ArchiveError
+from ..core.mounts import delete_mount, put_mount, quasar_view
 from .base import ArchiveHandler, endpoint
 
 DEFAULT_FORMAT = "ldjson"
@@ -155,9 +158,71 @@ class DataHandler(QuasarHandler):
         await self.stream(result, fmt, formats.ResultInfo(table_name=table.split("/")[-1]))
 
 
+class MountHandler(QuasarHandler):
+    """``GET|PUT|DELETE /mount/fs/{path}/``: mount configurations (changing them is for admins)."""
+
+    @endpoint()
+    async def get(self, path: str):
+        spec = self.archive.mount_spec(self.fs_path(path))
+        if spec is None:
+            raise ArchiveError("not_found", "Mount point not found.", 404, details={"path": self.fs_path(path) + "/"})
+        self.send_json(quasar_view(spec))
+
+    @endpoint()
+    async def put(self, path: str):
+        fs = self.fs_path(path)
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ArchiveError("bad_request", f"Malformed input: {exc}") from None
+        verb = await self.call(put_mount, self.archive, self.principal, fs, body)
+        self.finish(f"{verb} {fs}/", set_content_type="text/plain; charset=UTF-8")
+
+    @endpoint()
+    async def delete(self, path: str):
+        fs = self.fs_path(path)
+        if await self.call(delete_mount, self.archive, self.principal, fs):
+            self.finish(f"deleted {fs}/", set_content_type="text/plain; charset=UTF-8")
+        else:
+            self.set_status(204)  # no mount there: success, no content (Quasar's idempotent DELETE)
+            self.finish()
+
+
+class ServerPortHandler(QuasarHandler):
+    """``/server/port``: the port belongs to the Jupyter server, so it can be read but not changed here."""
+
+    def _refuse(self):
+        port = self.request.host.rsplit(":", 1)[-1] if ":" in self.request.host else None
+        raise ArchiveError(
+            "not_allowed",
+            f"the port ({port or 'this server'}) belongs to the Jupyter server hosting the archive; "
+            "change it with --ServerApp.port and restart Jupyter",
+            405,
+        )
+
+    @endpoint()
+    async def get(self):
+        port = self.settings.get("serverapp").port if self.settings.get("serverapp") else None
+        if not port and ":" in self.request.host:
+            port = int(self.request.host.rsplit(":", 1)[-1])
+        self.finish(str(port), set_content_type="text/plain; charset=UTF-8")
+
+    @endpoint()
+    async def put(self):
+        self.set_header("Allow", "GET")
+        self._refuse()
+
+    @endpoint()
+    async def delete(self):
+        self.set_header("Allow", "GET")
+        self._refuse()
+
+
 def quasar_handlers() -> list[tuple[str, type]]:
     return [
         (r"archive/quasar/query/fs/?(?P<path>.*)", LargeQueryHandler),
         (r"archive/quasar/compile/fs/?(?P<path>.*)", CompileHandler),
         (r"archive/quasar/data/fs/?(?P<path>.*)", DataHandler),
+        (r"archive/quasar/mount/fs/?(?P<path>.*)", MountHandler),
+        (r"archive/quasar/server/port/?", ServerPortHandler),
     ]

@@ -277,6 +277,13 @@ class Archive:
                 self._engines[key] = eng
             return eng
 
+    def context_engine(self, principal: Principal, ref: ContextRef) -> Engine:
+        """The engine holding a context's database for writing: the principal's for MyDB, a
+        writable mount's own engine for that mount."""
+        if ref.mount is not None and not ref.mount.read_only:
+            return self.mount_engine(ref.mount)
+        return self.engine(principal)
+
     def engine_for(self, principal: Principal, statements) -> Engine:
         """The engine a compiled query runs on: the principal's, or a writable mount's own."""
         catalogs = set()

@@ -112,18 +112,21 @@ def sniff_format(head: bytes) -> str:
     return "csv"
 
 
-def upload_path(archive: Archive, principal: Principal) -> Path:
-    """A fresh file name in the principal's engine temp dir, the one place its engine may read."""
-    # Same directory as Archive.engine() gives the engine as temp_directory / allowed_directories.
-    folder = archive.data_dir / "tmp" / (principal.key or "_anonymous")
+def upload_path(archive: Archive, principal: Principal, context: str | ContextRef | None = None) -> Path:
+    """A fresh file name in the temp dir of the engine that will load it: the one place it may read."""
+    ref = archive.context(principal, context) if isinstance(context, str) else context
+    engine = archive.engine(principal) if ref is None else archive.context_engine(principal, ref)
+    folder = engine.temp_dir
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"upload-{uuid.uuid4().hex}.dat"
 
 
-def writable_context(archive: Archive, principal: Principal, context: str) -> ContextRef:
-    """The context a write goes to, if the principal may write there: only their own MyDB."""
-    ref = archive.context(principal, context)
-    if ref.mount is not None:
+def writable_context(archive: Archive, principal: Principal, context: str | ContextRef) -> ContextRef:
+    """The context a write goes to, if the principal may write there: their MyDB or a writable mount."""
+    ref = archive.context(principal, context) if isinstance(context, str) else context
+    if principal.anonymous:
+        raise permission("writing needs a signed-in user", context=ref.name)
+    if ref.mount is not None and ref.mount.read_only:
         raise permission(f"context {ref.name} is read-only: upload into MyDB instead", context=ref.name)
     if archive.is_resetting(principal, ref):
         raise ArchiveError("conflict", f"{ref.name} is being reset and is read-only until the reset ends", 409)
@@ -317,17 +320,17 @@ def upload_table(
     path = Path(path)
     if path.stat().st_size == 0:
         raise bad_request("the upload is empty: send the table's data as the request body")
-    cur = archive.engine(principal).cursor()
+    cur = archive.context_engine(principal, ref).cursor()
     source = None
     try:
         try:
             source = _SOURCES[fmt](cur, path)
             if not source.columns:
                 raise bad_request("the upload has no columns")
-            _ensure_meta(cur)  # before the transaction: concurrent first uploads must not race on DDL
+            _ensure_meta(cur, ref.alias)  # before the transaction: concurrent first uploads must not race on DDL
             with _transaction(cur):
-                done, final, rows = _write(cur, source, name, mode)
-                _record(cur, final, source if done != "append" else None)
+                done, final, rows = _write(cur, source, name, mode, ref.alias)
+                _record(cur, final, source if done != "append" else None, ref.alias)
         except ArchiveError:
             raise
         except (duckdb.Error, pa.ArrowException) as exc:
@@ -341,27 +344,27 @@ def upload_table(
     return UploadResult(archive.table(principal, ref, final), done == "create", rows, done)
 
 
-def _write(cur, source: Source, name: str, mode: str) -> tuple[str, str, int]:
+def _write(cur, source: Source, name: str, mode: str, alias: str = MYDB_ALIAS) -> tuple[str, str, int]:
     """Create, replace or append inside the open transaction: (what was done, table name, rows)."""
-    existing = _existing(cur, name)
+    existing = _existing(cur, name, alias)
     select = f"SELECT * FROM {source.from_sql}"
     if existing is not None and existing[1] == "view":
         raise ArchiveError("conflict", f"{existing[0]} is a view in MyDB; drop it first to upload a table of that name", 409)
     if existing is None:
         if mode == "append":
             raise not_found(f"unknown table {name!r} in MyDB: nothing to append to", table=name)
-        rows = cur.execute(f"CREATE TABLE {_target(name)} AS {select}", source.params).fetchone()[0]
+        rows = cur.execute(f"CREATE TABLE {_target(name, alias)} AS {select}", source.params).fetchone()[0]
         return "create", name, int(rows or 0)
     if mode == "create":
         raise ArchiveError("conflict", f"table {existing[0]} already exists in MyDB; append to it or replace it", 409)
     if mode == "replace":
-        cur.execute(f"DROP TABLE {_target(existing[0])}")
-        rows = cur.execute(f"CREATE TABLE {_target(name)} AS {select}", source.params).fetchone()[0]
+        cur.execute(f"DROP TABLE {_target(existing[0], alias)}")
+        rows = cur.execute(f"CREATE TABLE {_target(name, alias)} AS {select}", source.params).fetchone()[0]
         return "replace", name, int(rows or 0)
     table_cols = cur.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
         "AND table_name = ? ORDER BY column_index",
-        [MYDB_ALIAS, existing[0]],
+        [alias, existing[0]],
     ).fetchall()
     by_name = {c.lower(): (c, t) for c, t in source.columns}
     want = {c.lower() for c, _ in table_cols}
@@ -375,7 +378,7 @@ def _write(cur, source: Source, name: str, mode: str) -> tuple[str, str, int]:
             f"{existing[0]} ({', '.join(c for c, _ in table_cols)}): {why}", table=existing[0])  # fmt: skip
     exprs = [_fit(by_name[c.lower()][0], by_name[c.lower()][1], c, t) for c, t in table_cols]
     rows = cur.execute(
-        f"INSERT INTO {_target(existing[0])} ({', '.join(quote_ident(c) for c, _ in table_cols)}) "
+        f"INSERT INTO {_target(existing[0], alias)} ({', '.join(quote_ident(c) for c, _ in table_cols)}) "
         f"SELECT {', '.join(exprs)} FROM {source.from_sql}",
         source.params,
     ).fetchone()[0]
@@ -400,15 +403,15 @@ def _fit(src: str, src_type: str | None, column: str, target_type: str) -> str:
 
 def drop_table(archive: Archive, principal: Principal, context: str, name: str) -> None:
     """Drop a MyDB table or view and its metadata."""
-    writable_context(archive, principal, context)
-    cur = archive.engine(principal).cursor()
+    ref = writable_context(archive, principal, context)
+    cur = archive.context_engine(principal, ref).cursor()
     try:
         with _transaction(cur):
-            existing = _existing(cur, name)
+            existing = _existing(cur, name, ref.alias)
             if existing is None:
-                raise not_found(f"unknown table {name!r} in MyDB", table=name)
-            cur.execute(f"DROP {existing[1].upper()} {_target(existing[0])}")
-            _forget(cur, existing[0])
+                raise not_found(f"unknown table {name!r} in {ref.name}", table=name)
+            cur.execute(f"DROP {existing[1].upper()} {_target(existing[0], ref.alias)}")
+            _forget(cur, existing[0], ref.alias)
     except duckdb.Error as exc:
         raise engine_error(exc) from None
     finally:
@@ -419,23 +422,23 @@ def rename_table(archive: Archive, principal: Principal, context: str, name: str
     """Rename a MyDB table (409 if another table has the new name); metadata follows it."""
     ref = writable_context(archive, principal, context)
     check_table_name(new_name)
-    cur = archive.engine(principal).cursor()
+    cur = archive.context_engine(principal, ref).cursor()
     try:
-        _ensure_meta(cur)
+        _ensure_meta(cur, ref.alias)
         with _transaction(cur):
-            existing = _existing(cur, name)
+            existing = _existing(cur, name, ref.alias)
             if existing is None:
-                raise not_found(f"unknown table {name!r} in MyDB", table=name)
-            other = _existing(cur, new_name)
+                raise not_found(f"unknown table {name!r} in {ref.name}", table=name)
+            other = _existing(cur, new_name, ref.alias)
             if other is not None and other[0].lower() != existing[0].lower():
-                raise ArchiveError("conflict", f"MyDB already has a {other[1]} named {other[0]}", 409, details={"table": other[0]})
+                raise ArchiveError("conflict", f"{ref.name} already has a {other[1]} named {other[0]}", 409, details={"table": other[0]})
             if existing[0] != new_name:
-                cur.execute(f"ALTER {existing[1].upper()} {_target(existing[0])} RENAME TO {quote_ident(new_name)}")
-                if _has_meta(cur):
+                cur.execute(f"ALTER {existing[1].upper()} {_target(existing[0], ref.alias)} RENAME TO {quote_ident(new_name)}")
+                if _has_meta(cur, ref.alias):
                     for t in ("tables", "columns"):
-                        cur.execute(f"UPDATE {_META}.{t} SET table_name = ? WHERE lower(table_name) = lower(?)", [new_name, existing[0]])
-                    cur.execute(f"DELETE FROM {_META}.info WHERE key = ?", [_modified_key(existing[0])])
-                _record(cur, new_name, None)
+                        cur.execute(f"UPDATE {_meta(ref.alias)}.{t} SET table_name = ? WHERE lower(table_name) = lower(?)", [new_name, existing[0]])
+                    cur.execute(f"DELETE FROM {_meta(ref.alias)}.info WHERE key = ?", [_modified_key(existing[0])])
+                _record(cur, new_name, None, ref.alias)
     except duckdb.Error as exc:
         raise engine_error(exc) from None
     finally:
@@ -443,19 +446,19 @@ def rename_table(archive: Archive, principal: Principal, context: str, name: str
     return archive.table(principal, ref, new_name)
 
 
-def _existing(cur, name: str) -> tuple[str, str] | None:
+def _existing(cur, name: str, alias: str = MYDB_ALIAS) -> tuple[str, str] | None:
     """(exact name, 'table' | 'view') of a MyDB table or view named ``name`` in any case."""
     row = cur.execute(
         "SELECT table_name, 'table' FROM duckdb_tables() WHERE database_name = $db AND schema_name = 'main' "
         "AND lower(table_name) = lower($n) UNION ALL SELECT view_name, 'view' FROM duckdb_views() "
         "WHERE database_name = $db AND schema_name = 'main' AND NOT internal AND lower(view_name) = lower($n)",
-        {"db": MYDB_ALIAS, "n": name},
+        {"db": alias, "n": name},
     ).fetchone()
     return (row[0], row[1]) if row else None
 
 
-def _target(name: str) -> str:
-    return f"{quote_ident(MYDB_ALIAS)}.main.{quote_ident(name)}"
+def _target(name: str, alias: str = MYDB_ALIAS) -> str:
+    return f"{quote_ident(alias)}.main.{quote_ident(name)}"
 
 
 @contextlib.contextmanager
@@ -473,13 +476,18 @@ def _transaction(cur):
 
 # -- metadata in MyDB's archive_meta (same shape as backends/metadata.py, but qualified with the
 # MyDB alias: the engine's pooled connections must not switch their default database) ------------
-_META = f"{quote_ident(MYDB_ALIAS)}.{META_SCHEMA}"
-_META_DDL = f"""
-CREATE SCHEMA IF NOT EXISTS {_META};
-CREATE TABLE IF NOT EXISTS {_META}.tables(table_name VARCHAR PRIMARY KEY, description VARCHAR);
-CREATE TABLE IF NOT EXISTS {_META}.columns(table_name VARCHAR, column_name VARCHAR, unit VARCHAR, ucd VARCHAR,
+def _meta(alias: str) -> str:
+    return f"{quote_ident(alias)}.{META_SCHEMA}"
+
+
+def _meta_ddl(alias: str) -> str:
+    m = _meta(alias)
+    return f"""
+CREATE SCHEMA IF NOT EXISTS {m};
+CREATE TABLE IF NOT EXISTS {m}.tables(table_name VARCHAR PRIMARY KEY, description VARCHAR);
+CREATE TABLE IF NOT EXISTS {m}.columns(table_name VARCHAR, column_name VARCHAR, unit VARCHAR, ucd VARCHAR,
     description VARCHAR, utype VARCHAR, xtype VARCHAR, PRIMARY KEY (table_name, column_name));
-CREATE TABLE IF NOT EXISTS {_META}.info(key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS {m}.info(key VARCHAR PRIMARY KEY, value VARCHAR);
 """
 
 
@@ -487,36 +495,36 @@ def _modified_key(name: str) -> str:
     return f"modified:{name.lower()}"
 
 
-def _has_meta(cur) -> bool:
+def _has_meta(cur, alias: str = MYDB_ALIAS) -> bool:
     return bool(cur.execute(
         "SELECT 1 FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = 'info'",
-        [MYDB_ALIAS, META_SCHEMA],
+        [alias, META_SCHEMA],
     ).fetchall())  # fmt: skip
 
 
-def _ensure_meta(cur) -> None:
-    if not _has_meta(cur):
-        cur.execute(_META_DDL)
+def _ensure_meta(cur, alias: str = MYDB_ALIAS) -> None:
+    if not _has_meta(cur, alias):
+        cur.execute(_meta_ddl(alias))
 
 
-def _record(cur, name: str, source: Source | None) -> None:
+def _record(cur, name: str, source: Source | None, alias: str = MYDB_ALIAS) -> None:
     """Note the table's write time; with ``source``, replace its metadata by the upload's."""
     if source is not None:
-        _forget(cur, name)
+        _forget(cur, name, alias)
         cols = [[name, c, *(m.get(k) or None for k in META_KEYS)] for c, m in source.column_meta.items() if m]
         if source.description or cols:
-            cur.execute(f"INSERT INTO {_META}.tables VALUES (?, ?)", [name, source.description])
+            cur.execute(f"INSERT INTO {_meta(alias)}.tables VALUES (?, ?)", [name, source.description])
         if cols:
-            cur.executemany(f"INSERT INTO {_META}.columns VALUES ({', '.join('?' * (2 + len(META_KEYS)))})", cols)
-    cur.execute(f"INSERT OR REPLACE INTO {_META}.info VALUES (?, ?)", [_modified_key(name), repr(time.time())])
+            cur.executemany(f"INSERT INTO {_meta(alias)}.columns VALUES ({', '.join('?' * (2 + len(META_KEYS)))})", cols)
+    cur.execute(f"INSERT OR REPLACE INTO {_meta(alias)}.info VALUES (?, ?)", [_modified_key(name), repr(time.time())])
 
 
-def _forget(cur, name: str) -> None:
-    if not _has_meta(cur):
+def _forget(cur, name: str, alias: str = MYDB_ALIAS) -> None:
+    if not _has_meta(cur, alias):
         return
     for t in ("tables", "columns"):
-        cur.execute(f"DELETE FROM {_META}.{t} WHERE lower(table_name) = lower(?)", [name])
-    cur.execute(f"DELETE FROM {_META}.info WHERE key = ?", [_modified_key(name)])
+        cur.execute(f"DELETE FROM {_meta(alias)}.{t} WHERE lower(table_name) = lower(?)", [name])
+    cur.execute(f"DELETE FROM {_meta(alias)}.info WHERE key = ?", [_modified_key(name)])
 
 
 # -- listings ---------------------------------------------------------------------------------------------
@@ -535,10 +543,10 @@ def table_summaries(archive: Archive, principal: Principal, context: str) -> lis
     else:
         mydb = archive.catalog.mydb_path(principal.name)
         files = [mydb, Path(str(mydb) + ".wal")]
-        cur = archive.engine(principal).cursor()
+        cur = archive.context_engine(principal, ref).cursor()
         try:
-            if _has_meta(cur):
-                for key, value in cur.execute(f"SELECT key, value FROM {_META}.info WHERE key LIKE 'modified:%'").fetchall():
+            if _has_meta(cur, ref.alias):
+                for key, value in cur.execute(f"SELECT key, value FROM {_meta(ref.alias)}.info WHERE key LIKE 'modified:%'").fetchall():
                     try:
                         recorded[key] = float(value)
                     except (TypeError, ValueError):

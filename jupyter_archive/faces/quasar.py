@@ -7,14 +7,16 @@ with ``phases`` added where the document has them.
 
 from __future__ import annotations
 
-
 import json
 
-from ..core import formats
+from tornado import web
+
+from ..core import formats, ingest
 from ..core.catalog import normalise_path
 from ..core.errors import ArchiveError
 from ..core.mounts import delete_mount, put_mount, quasar_view
 from .base import ArchiveHandler, endpoint
+from .tables import UploadBody
 
 DEFAULT_FORMAT = "ldjson"
 ALLOWED = None  # every format the archive writes
@@ -140,8 +142,45 @@ class CompileHandler(QuasarHandler):
         await self._compile(path, text)
 
 
-class DataHandler(QuasarHandler):
-    """``GET /data/fs/{path}``: a table's rows (paged) or a folder's children."""
+QUASAR_UPLOAD_TYPES = {"application/ldjson": "ldjson", "application/x-ldjson": "ldjson", "application/json": "ldjson", "text/csv": "csv"}
+
+
+@web.stream_request_body
+class DataHandler(UploadBody, QuasarHandler):
+    """``/data/fs/{path}``: ``GET`` reads a table (paged) or lists a folder; ``PUT`` replaces and
+    ``POST`` appends from line-delimited JSON or CSV (all or nothing); ``DELETE`` removes;
+    ``MOVE`` renames to the ``Destination`` path."""
+
+    SUPPORTED_METHODS = (*QuasarHandler.SUPPORTED_METHODS, "MOVE")
+
+    def _table_at(self, path: str | None):
+        fs = self.fs_path(path)
+        ref, rest = self.archive.context_at(self.principal, fs)
+        if ref is None or not rest:
+            raise ArchiveError("not_found", f"{fs}: doesn't exist", 404, details={"path": fs})
+        if "/" in rest:
+            raise ArchiveError("bad_request", f"Invalid path: {fs} (tables of a writable context sit directly in it)")
+        return fs, ref, rest
+
+    def upload_target(self) -> None:
+        _, ref, rest = self._table_at(self.path_kwargs.get("path"))
+        ingest.writable_context(self.archive, self.principal, ref)
+        ingest.check_table_name(rest)
+        self._upload_format()
+        self.upload_context = ref
+
+    def _upload_format(self) -> str:
+        ctype = (self.request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if not ctype:
+            raise ArchiveError(
+                "bad_request", "Media type missing.", details={"supportedMediaTypes": sorted(QUASAR_UPLOAD_TYPES)}
+            )
+        if ctype not in QUASAR_UPLOAD_TYPES:
+            raise ArchiveError(
+                "unsupported_format", "Unsupported Media Type", 415,
+                details={"requestedMediaType": ctype, "supportedMediaTypes": sorted(QUASAR_UPLOAD_TYPES)},
+            )
+        return QUASAR_UPLOAD_TYPES[ctype]
 
     @endpoint(anonymous=True)
     async def get(self, path: str | None = None):
@@ -156,6 +195,60 @@ class DataHandler(QuasarHandler):
         fmt = self.negotiate(DEFAULT_FORMAT)
         result = await self.call(self.archive.read_table, self.principal, ref, table, offset=offset, limit=limit)
         await self.stream(result, fmt, formats.ResultInfo(table_name=table.split("/")[-1]))
+
+    async def _write(self, path: str | None, mode: str):
+        if self._finished:
+            return
+        _, ref, table = self._table_at(path)
+        try:
+            body = self.body_file()
+            if body.stat().st_size == 0:
+                raise ArchiveError("bad_request", "Request has no body.")
+            try:
+                await self.call(ingest.upload_table, self.archive, self.principal, ref, table, body, self._upload_format(), mode)
+            except ArchiveError as exc:
+                if exc.status == 400:  # Quasar's shape for bad upload data: a summary, the reason in details
+                    raise ArchiveError(
+                        exc.code, "some uploaded value(s) could not be processed", exc.status, details={"details": [{"detail": exc.message}]}
+                    ) from None
+                raise
+        finally:
+            self.discard_upload()
+        self.set_status(200)
+        self.finish(b"", set_content_type="text/plain; charset=UTF-8")
+
+    @endpoint()
+    async def put(self, path: str | None = None):
+        await self._write(path, "replace")
+
+    @endpoint()
+    async def post(self, path: str | None = None):
+        await self._write(path, "auto")
+
+    async def _existing_table_at(self, path: str | None):
+        fs, ref, table = self._table_at(path)
+        if await self.call(self.archive.resolve_table_path, self.principal, fs) is None:
+            raise ArchiveError("not_found", f"{fs}: doesn't exist", 404, details={"path": fs})
+        return fs, ref, table
+
+    @endpoint()
+    async def delete(self, path: str | None = None):
+        _, ref, table = await self._existing_table_at(path)
+        await self.call(ingest.drop_table, self.archive, self.principal, ref, table)
+        self.finish(b"", set_content_type="text/plain; charset=UTF-8")
+
+    @endpoint()
+    async def move(self, path: str | None = None):
+        fs, ref, table = await self._existing_table_at(path)
+        dest = self.request.headers.get("Destination")
+        if not dest:
+            raise ArchiveError("bad_request", "'Destination' header missing.", details={"headerName": "Destination"})
+        target = normalise_path(dest if dest.startswith("/") else fs.rsplit("/", 1)[0] + "/" + dest)
+        dref, new_name = self.archive.context_at(self.principal, target)
+        if dref is None or dref.name != ref.name or not new_name or "/" in new_name:
+            raise ArchiveError("bad_request", f"Illegal move: {fs} can only be renamed within {ref.path}", details={"destination": dest})
+        await self.call(ingest.rename_table, self.archive, self.principal, ref, table, new_name)
+        self.finish(b"", set_content_type="text/plain; charset=UTF-8")
 
 
 class MountHandler(QuasarHandler):

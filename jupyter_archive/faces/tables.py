@@ -75,7 +75,9 @@ class UploadBody:
         connection = self.request.connection
         if hasattr(connection, "set_max_body_size"):
             connection.set_max_body_size(limit + BODY_SLACK)
-        self._upload_path = ingest.upload_path(self.archive, self.principal)
+        # The file goes where the engine that loads it may read: the user's, or a writable mount's.
+        context = getattr(self, "upload_context", None) or self.path_kwargs.get("context")
+        self._upload_path = ingest.upload_path(self.archive, self.principal, context)
         self._upload = open(self._upload_path, "wb")  # noqa: SIM115, ASYNC230 - a local temp file; closed in body_file() or discard_upload()
         self._received = 0
 

@@ -47,6 +47,7 @@ class Engine:
         self._db = duckdb.connect(":memory:", config=config)
         self._lock = threading.Lock()
         self.attachments = {a.alias: a for a in attachments}
+        self.temp_dir = temp_dir  # the one directory this engine's own code may read files from
         if temp_dir is not None:
             temp_dir.mkdir(parents=True, exist_ok=True)
             self._db.execute(f"SET temp_directory = {_quote_literal(str(temp_dir))}")

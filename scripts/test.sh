@@ -8,6 +8,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need=()
 command -v stilts >/dev/null 2>&1 || need+=(stilts)
+# tests/pg.py runs a real PostgreSQL server from /usr/lib/postgresql/<version>/bin.
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   as_root apt-get update -qq

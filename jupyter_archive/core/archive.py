@@ -18,9 +18,10 @@ from typing import Any
 
 import duckdb
 
+from . import pushdown
 from . import sql as sqlmod
 from .backends.duckdb import Attachment, Engine, quote_ident
-from .catalog import MYDB, MYDB_ALIAS, Catalog, Mount, Principal, TableInfo, normalise_path
+from .catalog import MYDB, MYDB_ALIAS, SQL_SERVER_KINDS, Catalog, Mount, Principal, TableInfo, normalise_path
 from .errors import ArchiveError, not_found, permission
 from .query import QueryResult, engine_error, execute
 from .resolver import Resolver, tables_in
@@ -112,6 +113,7 @@ class Archive:
         self._cache_lock = threading.Lock()
         self._mount_tables: dict[str, dict[str, TableInfo]] = {}
         self._mount_specs: dict[str, dict] = {}
+        self.backends: dict[str, Any] = {}  # mount alias -> SqlBackend (PostgreSQL, SQLite)
         self.mount_store = MountStore(self.data_dir / "mounts.sqlite")
         self._setup_mounts()
         self.results = ResultStore(self.data_dir / "results")
@@ -179,8 +181,8 @@ class Archive:
             description=spec.get("description", ""),
             schema_name=spec.get("schema", ""),
         )
-        if kind not in ("duckdb", "files"):
-            raise ArchiveError("bad_request", f"{kind} mounts are not available yet; mount a DuckDB file or a directory of files")
+        if kind in SQL_SERVER_KINDS:
+            return self._add_sql_mount(mount, spec)
         if not location.exists():
             raise ArchiveError("bad_request", f"mount location {location} does not exist")
         mount = self.catalog.add_mount(mount)
@@ -198,12 +200,33 @@ class Archive:
         self._drop_engines()
         return mount
 
+    def _add_sql_mount(self, mount: Mount, spec: dict) -> Mount:
+        """A PostgreSQL server or SQLite file, reached through SQLAlchemy; queries are pushed down."""
+        from .backends.sqlalchemy import SqlBackend
+
+        uri = str(spec["location"])
+        if mount.kind == "sqlite" and not uri.startswith("sqlite:"):
+            uri = "sqlite:///" + str(Path(uri).expanduser().resolve())
+        backend = SqlBackend(uri, context=mount.context, read_only=mount.read_only, pool_size=self.config.quick_workers)
+        try:
+            mount = self.catalog.add_mount(mount)
+        except ArchiveError:
+            backend.close()
+            raise
+        self._mount_specs[mount.path.lower()] = dict(spec)
+        self.backends[mount.alias] = backend
+        self._mount_tables[mount.context.lower()] = backend.tables()
+        return mount
+
     def drop_mount(self, path: str) -> Mount | None:
         """Unmount the mount at ``path`` (engines are rebuilt without it)."""
         mount, rest = self.catalog.mount_at(path)
         if mount is None or rest:
             return None
         self.catalog.remove_mount(mount.context)
+        backend = self.backends.pop(mount.alias, None)
+        if backend is not None:
+            backend.close()
         self._mount_specs.pop(mount.path.lower(), None)
         self._mount_tables.pop(mount.context.lower(), None)
         self._drop_engines()
@@ -227,6 +250,8 @@ class Archive:
         self.jobs.stop()
         self.directives.close()
         self.mount_store.close()
+        for backend in self.backends.values():
+            backend.close()
         self.jobs.store.close()
         self._drop_engines()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -261,6 +286,8 @@ class Archive:
     def mount_engine(self, mount: Mount) -> Engine:
         """The one engine that holds a writable mount's file read-write (DuckDB allows only one),
         with the read-only mounts beside it; every query touching that mount runs here."""
+        if mount.engine_file is None:
+            raise ArchiveError("bad_request", f"{mount.context} is a SQL server: change its data with SQL queries")
         key = "\x00mount:" + mount.alias
         with self._engines_lock:
             eng = self._engines.get(key)
@@ -291,7 +318,9 @@ class Archive:
             catalogs.update(t.catalog for t in (st.tables or []))
             if st.into is not None:
                 catalogs.add(st.into.catalog)
-        writable = {m.alias: m for m in self.catalog.mounts() if not m.read_only and m.alias in catalogs}
+        writable = {
+            m.alias: m for m in self.catalog.mounts() if not m.read_only and m.alias in catalogs and m.alias not in self.backends
+        }
         if not writable:
             return self.engine(principal)
         if len(writable) > 1:
@@ -416,6 +445,8 @@ class Archive:
     def _table_map(self, principal: Principal, ref: ContextRef) -> dict[str, TableInfo]:
         if ref.mount is not None and ref.mount.read_only:
             return self._mount_tables.get(ref.name.lower(), {})
+        if ref.mount is not None and ref.mount.alias in self.backends:
+            return self.backends[ref.mount.alias].tables(count_budget=0.5)
         if ref.mount is not None:
             from .backends.metadata import read_metadata
 
@@ -454,7 +485,10 @@ class Archive:
     ) -> sqlmod.Compiled:
         """Compile without running; with ``explain`` the engine's plan is the last phase."""
         compiled = self._compile(principal, text, language, context, base_path, variables, params, offset, limit, row_limit)
-        if explain:
+        backend = pushdown.backend_of(self, compiled.statements)
+        if backend is not None:
+            compiled.phases.append(sqlmod.Phase("Pushed SQL", detail=pushdown.pushed_sql(backend, compiled)))
+        elif explain:
             plans = []
             cur = self.engine_for(principal, compiled.statements).cursor()
             try:
@@ -537,7 +571,15 @@ class Archive:
         return compiled
 
     def run(self, principal: Principal, compiled: sqlmod.Compiled, *, row_limit=None, time_limit=None) -> QueryResult:
-        """Execute an already compiled query on the principal's engine."""
+        """Execute an already compiled query: on the principal's engine, or pushed to a SQL server."""
+        backend = pushdown.backend_of(self, compiled.statements)
+        if backend is not None:
+            result = pushdown.run(
+                self, principal, backend, compiled, row_limit=row_limit, time_limit=time_limit,
+                column_meta=self.column_meta_for(principal, compiled.statements[-1]),
+            )
+            result.compiled = compiled
+            return result
         result = execute(
             self.engine_for(principal, compiled.statements).cursor(),
             compiled.statements,
@@ -595,6 +637,8 @@ class Archive:
             text += f" OFFSET {int(offset)}"
         target = sqlmod.TableTarget(ref.alias, "main", info.name, ref.name, ref.writable)
         st = sqlmod.Statement(kind="read", sql=text, params={}, source=text, into=None, tables=[target])
+        if ref.mount is not None and ref.mount.alias in self.backends:
+            return self.backends[ref.mount.alias].run(text, {}, {(ref.alias, "main", info.name): info.name}, column_meta=info.column_meta())
         return execute(self.engine_for(principal, [st]).cursor(), [st], column_meta=info.column_meta())
 
     def folder(self, principal: Principal, path: str) -> list[dict]:

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 MYDB = "MyDB"
 MYDB_ALIAS = "mydb"
 _RESERVED_ALIASES = {"mydb", "memory", "system", "temp", "main", "archive_meta"}
-MOUNT_KINDS = ("duckdb", "files")
+MOUNT_KINDS = ("duckdb", "files", "sqlite", "postgresql")
+SQL_SERVER_KINDS = ("sqlite", "postgresql")
 
 
 @dataclass(frozen=True)

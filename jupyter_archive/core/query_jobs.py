@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from . import pushdown
 from . import sql as sqlmod
 from .backends.duckdb import quote_ident
 from .errors import ArchiveError
@@ -81,6 +82,15 @@ def run_query_job(archive: Archive, job: Job, ctx: JobContext) -> dict:
     principal = archive.principal(job.owner)
     compiled, into = compile_job(archive, principal, job.request)
     ctx.log(f"compiled {compiled.language}: {len(compiled.statements)} statement(s)")
+    backend = pushdown.backend_of(archive, compiled.statements)
+    if backend is not None:
+        ctx.log(f"pushed down to {backend.where}")
+        meta = archive.column_meta_for(principal, compiled.statements[-1])
+        result = pushdown.run(archive, principal, backend, compiled, column_meta=meta, on_cancel=ctx.on_cancel)
+        try:
+            return _keep(archive, job, ctx, result, compiled, into)
+        finally:
+            ctx.on_cancel(None)
     cursor = archive.engine_for(principal, compiled.statements).cursor()
     ctx.on_cancel(cursor.interrupt)
     done = threading.Event()
@@ -111,18 +121,7 @@ def run_query_job(archive: Archive, job: Job, ctx: JobContext) -> dict:
     poller.start()
     try:
         result = execute(cursor, compiled.statements, column_meta=archive.column_meta_for(principal, compiled.statements[-1]))
-        ctx.check()
-        if into is not None or compiled.statements[-1].kind != "read":
-            rows = result.rows_affected or 0
-            result.close()
-            out: dict[str, Any] = {"rows": rows}
-            if into is not None:
-                out["table"] = {"context": into.context, "name": into.name}
-                ctx.log(f"wrote {rows} rows into {into.context}.{into.name}")
-            return out
-        rows = archive.results.write(job.id, result.schema, result.batches(), on_rows=lambda n: ctx.check())
-        ctx.log(f"stored {rows} rows in the result store")
-        return {"rows": rows, "store": archive.results.path(job.id).name}
+        return _keep(archive, job, ctx, result, compiled, into)
     finally:
         with guard:
             done.set()
@@ -131,3 +130,20 @@ def run_query_job(archive: Archive, job: Job, ctx: JobContext) -> dict:
             cursor.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+def _keep(archive: Archive, job: Job, ctx: JobContext, result, compiled, into) -> dict:
+    """What a finished query job keeps: the table it wrote, or its rows in the result store."""
+    ctx.check()
+    if into is not None or compiled.statements[-1].kind != "read":
+        rows = result.rows_affected or 0
+        result.close()
+        out: dict[str, Any] = {"rows": rows}
+        if into is not None:
+            out["table"] = {"context": into.context, "name": into.name}
+            ctx.log(f"wrote {rows} rows into {into.context}.{into.name}")
+        return out
+    rows = archive.results.write(job.id, result.schema, result.batches(), on_rows=lambda n: ctx.check())
+    ctx.log(f"stored {rows} rows in the result store")
+    return {"rows": rows, "store": archive.results.path(job.id).name}
+

@@ -266,6 +266,25 @@ def _close_quietly(chunks, result: QueryResult) -> None:
     except Exception:  # noqa: BLE001 - best effort
         pass
     result.close()
+    _give_memory_back()
+
+
+def _give_memory_back() -> None:
+    """After a large export, hand freed heap back to the OS (glibc keeps it in per-thread
+    arenas otherwise, so the server's resident size creeps up export after export)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 def log_message_id() -> str:

@@ -34,7 +34,7 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, default=5_000_000, help="rows of the demo PhotoObj (the memory run exports them all)")
     ap.add_argument("--export-rows", type=int, default=1_000_000)
     ap.add_argument("--requests", type=int, default=300)
-    ap.add_argument("--engine-memory", default="128MB", help="engine memory limit of the server in the memory run")
+    ap.add_argument("--engine-memory", default="64MB", help="engine memory limit of the server in the memory run")
     args = ap.parse_args(argv)
 
     data = demo_data(args.rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 
 import duckdb
@@ -246,6 +247,14 @@ def execute(
                 # Reads before the last statement have no effect; run them (bounded) so errors surface.
                 (rel.limit(1) if st.kind == "read" else rel).fetchall()
         last = statements[-1]
+        if last.kind == "read" and row_limit is not None:
+            # A quick query's rows are all fetched up front anyway: the DB-API path skips the
+            # relation API's extra bind (~0.3 ms a query); its Arrow copy costs nothing here.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                cursor.execute(last.sql, last.params or None)
+                reader = cursor.to_arrow_reader(batch_rows)
+            return _prefetched(reader, row_limit, column_meta, _close, _check)
         rel = cursor.sql(last.sql, params=last.params or None)
         if last.kind != "read" or rel is None:
             count = 0
@@ -256,36 +265,42 @@ def execute(
             _close()
             return rows_affected_result(count)
         reader = rel.to_arrow_reader(batch_rows)
-        schema = reader.schema
-        if column_meta:
-            schema = annotate(schema, column_meta)
-        prefetched: list[pa.RecordBatch] = []
-        truncated = False
-        if row_limit is not None:
-            total = 0
-            while total <= row_limit:
-                try:
-                    b = reader.read_next_batch()
-                except StopIteration:
-                    break
-                prefetched.append(b)
-                total += b.num_rows
-            if total > row_limit:
-                truncated = True
-                keep = row_limit - (total - prefetched[-1].num_rows)
-                prefetched[-1] = prefetched[-1].slice(0, keep)
-            reader.close()
-            reader = None
-        else:
-            try:
-                prefetched.append(reader.read_next_batch())
-            except StopIteration:
-                reader.close()
-                reader = None
-        return QueryResult(schema, prefetched, reader, truncated=truncated, on_close=_close, check_interrupt=_check)
+        return _prefetched(reader, row_limit, column_meta, _close, _check)
     except ArchiveError:
         _close()
         raise
     except (duckdb.Error, pa.ArrowException) as exc:
         _close()
         raise _check(exc) from None
+
+def _prefetched(reader, row_limit, column_meta, on_close, check) -> QueryResult:
+    """A QueryResult over an engine reader: with a row limit every row (at most limit + 1) is
+    fetched now, so truncation is known before anything is sent; else the first batch, so
+    errors surface before the response starts."""
+    schema = reader.schema
+    if column_meta:
+        schema = annotate(schema, column_meta)
+    prefetched: list[pa.RecordBatch] = []
+    truncated = False
+    if row_limit is not None:
+        total = 0
+        while total <= row_limit:
+            try:
+                b = reader.read_next_batch()
+            except StopIteration:
+                break
+            prefetched.append(b)
+            total += b.num_rows
+        if total > row_limit:
+            truncated = True
+            keep = row_limit - (total - prefetched[-1].num_rows)
+            prefetched[-1] = prefetched[-1].slice(0, keep)
+        reader.close()
+        reader = None
+    else:
+        try:
+            prefetched.append(reader.read_next_batch())
+        except StopIteration:
+            reader.close()
+            reader = None
+    return QueryResult(schema, prefetched, reader, truncated=truncated, on_close=on_close, check_interrupt=check)

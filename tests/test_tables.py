@@ -357,3 +357,13 @@ async def test_upload_limit(fetch, alice, archive_config):
     resp = await fetch(*API, "MyDB", "tables", "Big", method="PUT", body_producer=producer)
     assert_native_error(resp, 413, "too_large")
     assert_native_error(await fetch(*API, "MyDB", "tables", "Big"), 404)
+
+
+async def test_a_late_fraction_is_not_rounded_into_an_integer_column(fetch, alice):
+    """Types come from a sample; a "1.5" far past it must make the column DOUBLE, never round to 2."""
+    body = "a,b\n" + "".join(f"{i},x\n" for i in range(50_000)) + "1.5,y\n"
+    resp = await casjobs_upload(fetch, alice, "late", body)
+    assert resp.code == 200, resp.body
+    cols, data = await casjobs_rows(fetch, alice, "SELECT typeof(a) AS t, a FROM late WHERE b = 'y'")
+    assert data == [["DOUBLE", 1.5]]
+    assert await count(fetch, alice, "late") == 50_001

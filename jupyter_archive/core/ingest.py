@@ -146,17 +146,36 @@ class Source:
     close: Callable[[], None] = lambda: None
 
 
-def _csv_source(cur, path: Path) -> Source:
+_INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+
+
+def _csv_source(cur, path: Path, *, full: bool = False) -> Source:
     # The dialect is pinned (comma, double quotes, a header): left free, the sniffer may
-    # "fit" a malformed file by skipping rows. Types are sniffed over the whole file, since a
-    # sample can miss a late "1.5" that DuckDB would then round into an integer column.
+    # "fit" a malformed file by skipping rows. Types come from a sample, which can miss a late
+    # "1.5" that DuckDB would round into an integer column: integer columns are therefore read
+    # as text and checked to be whole numbers while they load (an error then retries with
+    # ``full``, types sniffed over the whole file: one more pass, only for such files).
+    sample = ", sample_size = -1" if full else ""
     row = cur.execute(
-        f"SELECT Columns, DateFormat, TimestampFormat FROM sniff_csv(?, {_CSV_DIALECT}, sample_size = -1)", [str(path)]
+        f"SELECT Columns, DateFormat, TimestampFormat FROM sniff_csv(?, {_CSV_DIALECT}{sample})", [str(path)]
     ).fetchone()
     columns = [(c["name"], c["type"]) for c in row[0]]
-    spec = ", ".join(f"{quote_literal(n)}: {quote_literal(t)}" for n, t in columns)
     extra = "".join(f", {k} = {quote_literal(v)}" for k, v in (("dateformat", row[1]), ("timestampformat", row[2])) if v)
-    return Source(f"read_csv(?, auto_detect = false, {_CSV_DIALECT}, columns = {{{spec}}}{extra})", [str(path)], columns)
+    checked = [] if full else [n for n, t in columns if t in _INT_TYPES]
+    spec = ", ".join(f"{quote_literal(n)}: {quote_literal('VARCHAR' if n in checked else t)}" for n, t in columns)
+    reader = f"read_csv(?, auto_detect = false, {_CSV_DIALECT}, columns = {{{spec}}}{extra})"
+    if not checked:
+        return Source(reader, [str(path)], columns)
+    select = ", ".join(
+        f"CASE WHEN {quote_ident(n)} IS NULL OR regexp_full_match({quote_ident(n)}, '\\s*[+-]?[0-9]+\\s*') "
+        f"THEN CAST({quote_ident(n)} AS {t}) ELSE error({quote_literal(_NOT_WHOLE + n)}) END AS {quote_ident(n)}"
+        if n in checked else quote_ident(n)
+        for n, t in columns
+    )
+    return Source(f"(SELECT {select} FROM {reader}) AS _upload", [str(path)], columns)
+
+
+_NOT_WHOLE = "not a whole number in integer column "
 
 
 def _described(cur, from_sql: str, params: list) -> list[tuple[str, str]]:
@@ -324,13 +343,21 @@ def upload_table(
     source = None
     try:
         try:
-            source = _SOURCES[fmt](cur, path)
-            if not source.columns:
-                raise bad_request("the upload has no columns")
-            _ensure_meta(cur, ref.alias)  # before the transaction: concurrent first uploads must not race on DDL
-            with _transaction(cur):
-                done, final, rows = _write(cur, source, name, mode, ref.alias)
-                _record(cur, final, source if done != "append" else None, ref.alias)
+            for full in (False, True):
+                source = _csv_source(cur, path, full=full) if fmt == "csv" else _SOURCES[fmt](cur, path)
+                if not source.columns:
+                    raise bad_request("the upload has no columns")
+                _ensure_meta(cur, ref.alias)  # before the transaction: concurrent first uploads must not race on DDL
+                try:
+                    with _transaction(cur):
+                        done, final, rows = _write(cur, source, name, mode, ref.alias)
+                        _record(cur, final, source if done != "append" else None, ref.alias)
+                    break
+                except duckdb.Error as exc:
+                    if fmt != "csv" or full or _NOT_WHOLE not in str(exc):
+                        raise
+                    source.close()  # a late non-integer value: sniff the whole file and load again
+                    source = None
         except ArchiveError:
             raise
         except (duckdb.Error, pa.ArrowException) as exc:

@@ -20,16 +20,27 @@ import duckdb
 
 from . import pushdown
 from . import sql as sqlmod
-from .backends.duckdb import Attachment, Engine, quote_ident
-from .catalog import MYDB, MYDB_ALIAS, SQL_SERVER_KINDS, Catalog, Mount, Principal, TableInfo, normalise_path
-from .errors import ArchiveError, not_found, permission
-from .query import QueryResult, engine_error, execute
-from .resolver import Resolver, tables_in
+from .archive_engines import EnginesMixin
+from .archive_jobs import JobsMixin
+from .archive_mounts import MountsMixin
+from .backends.duckdb import Engine, quote_ident
+from .catalog import (
+    MYDB,
+    MYDB_ALIAS,
+    Catalog,
+    Mount,
+    Principal,
+    TableInfo,
+    normalise_path,
+)
 from .datasets import reset_dataset
 from .directives import DirectiveStore
-from .jobs import Job, JobRunner, JobStore
+from .errors import ArchiveError, not_found, permission
+from .jobs import JobRunner, JobStore
 from .mounts import MountStore
-from .query_jobs import compile_job, query_request, run_query_job
+from .query import QueryResult, engine_error, execute
+from .query_jobs import run_query_job
+from .resolver import Resolver, tables_in
 from .results import ResultStore
 from .users import UserStore, valid_password
 
@@ -37,10 +48,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT = object()  # "use the configured limit"
 COMPILE_CACHE_SIZE = 512
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _dedupe(kids: list[dict]) -> list[dict]:
@@ -97,7 +104,7 @@ class ContextRef:
         }
 
 
-class Archive:
+class Archive(MountsMixin, EnginesMixin, JobsMixin):
     """The archive: catalog + engines + users. One per server process."""
 
     def __init__(self, config: ArchiveConfig):
@@ -136,116 +143,6 @@ class Archive:
         """Start background work (the job runner); call once the archive is set up."""
         self.jobs.start()
 
-    # -- set-up -------------------------------------------------------------------------------
-    def _setup_mounts(self) -> None:
-        for spec in self.config.mounts:
-            self.add_mount({**spec, "configured": True})
-        for spec in self.mount_store.all():
-            try:
-                self.add_mount(spec)
-            except ArchiveError as exc:  # a stored mount whose file went away must not stop the archive
-                log.warning("mount %s not restored: %s", spec.get("path"), exc.message)
-        if not self.config.mounts and self.config.demo:
-            from .demo import ensure_demo
-
-            path = ensure_demo(self.data_dir, rows=self.config.demo_rows)
-            self.add_mount(
-                {
-                    "path": "/demo",
-                    "type": "duckdb",
-                    "location": str(path),
-                    "context": "DEMO",
-                    "readOnly": True,
-                    "public": True,
-                    "description": "The demo archive: SDSS-like photometry (PhotoObj) and spectra (SpecObj)",
-                    "configured": True,
-                }
-            )
-
-    def add_mount(self, spec: dict) -> Mount:
-        """Mount a data source from a config dict: path, type, location, context, readOnly, public."""
-        try:
-            kind = spec.get("type") or spec["kind"]
-            location = Path(spec["location"]).expanduser()
-            path = spec["path"]
-        except KeyError as exc:
-            raise ArchiveError("bad_request", f"mount configuration lacks {exc.args[0]!r}") from None
-        context = spec.get("context") or normalise_path(path).strip("/").split("/")[-1].upper()
-        mount = Mount(
-            path=path,
-            kind=kind,
-            location=location,
-            context=context,
-            read_only=bool(spec.get("readOnly", True)),
-            public=bool(spec.get("public", True)),
-            description=spec.get("description", ""),
-            schema_name=spec.get("schema", ""),
-        )
-        if kind in SQL_SERVER_KINDS:
-            return self._add_sql_mount(mount, spec)
-        if not location.exists():
-            raise ArchiveError("bad_request", f"mount location {location} does not exist")
-        mount = self.catalog.add_mount(mount)
-        self._mount_specs[mount.path.lower()] = dict(spec)
-        if kind == "duckdb":
-            mount.engine_file = location
-        else:
-            from .backends.files import sync_cache
-
-            mount.engine_file = self.data_dir / "cache" / f"{mount.alias}.duckdb"
-            mount.engine_file.parent.mkdir(parents=True, exist_ok=True)
-            sync_cache(location, mount.engine_file)
-        if mount.read_only:
-            self._mount_tables[mount.context.lower()] = self._scan_database(mount.engine_file, mount.context)
-        self._drop_engines()
-        return mount
-
-    def _add_sql_mount(self, mount: Mount, spec: dict) -> Mount:
-        """A PostgreSQL server or SQLite file, reached through SQLAlchemy; queries are pushed down."""
-        from .backends.sqlalchemy import SqlBackend
-
-        uri = str(spec["location"])
-        if mount.kind == "sqlite" and not uri.startswith("sqlite:"):
-            uri = "sqlite:///" + str(Path(uri).expanduser().resolve())
-        backend = SqlBackend(uri, context=mount.context, read_only=mount.read_only, pool_size=self.config.quick_workers)
-        try:
-            mount = self.catalog.add_mount(mount)
-        except ArchiveError:
-            backend.close()
-            raise
-        self._mount_specs[mount.path.lower()] = dict(spec)
-        self.backends[mount.alias] = backend
-        self._mount_tables[mount.context.lower()] = backend.tables()
-        return mount
-
-    def drop_mount(self, path: str) -> Mount | None:
-        """Unmount the mount at ``path`` (engines are rebuilt without it)."""
-        mount, rest = self.catalog.mount_at(path)
-        if mount is None or rest:
-            return None
-        self.catalog.remove_mount(mount.context)
-        backend = self.backends.pop(mount.alias, None)
-        if backend is not None:
-            backend.close()
-        self._mount_specs.pop(mount.path.lower(), None)
-        self._mount_tables.pop(mount.context.lower(), None)
-        self._drop_engines()
-        return mount
-
-    def mount_spec(self, path: str) -> dict | None:
-        return self._mount_specs.get(normalise_path(path).lower())
-
-    def _scan_database(self, path: Path, context: str) -> dict[str, TableInfo]:
-        """Tables, columns and metadata of a read-only database file, read once at mount time."""
-        from .backends.metadata import read_metadata
-
-        con = duckdb.connect(":memory:")
-        try:
-            con.execute(f"ATTACH {_lit(str(path))} AS src (READ_ONLY)")
-            return tables_in(con, "src", context, read_metadata(con, "src"), exact_rows=True)
-        finally:
-            con.close()
-
     def close(self) -> None:
         self.jobs.stop()
         self.directives.close()
@@ -256,91 +153,6 @@ class Archive:
         self._drop_engines()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.users.close()
-
-    # -- engines --------------------------------------------------------------------------------
-    def engine(self, principal: Principal) -> Engine:
-        key = principal.key
-        with self._engines_lock:
-            eng = self._engines.get(key)
-            if eng is None or eng.closed:
-                attachments = self._read_only_attachments(principal)
-                if not principal.anonymous:
-                    attachments.append(Attachment(MYDB_ALIAS, self.catalog.mydb_path(principal.name), read_only=False))
-                eng = Engine(
-                    attachments,
-                    threads=self.config.engine_threads,
-                    memory_limit=self.config.engine_memory_limit,
-                    temp_dir=self.data_dir / "tmp" / (key or "_anonymous"),
-                    pool_size=self.config.quick_workers + self.config.job_workers + 2,
-                )
-                self._engines[key] = eng
-            return eng
-
-    def _read_only_attachments(self, principal: Principal) -> list[Attachment]:
-        return [
-            Attachment(m.alias, m.engine_file, read_only=True)
-            for m in self.catalog.visible_mounts(principal)
-            if m.engine_file is not None and m.read_only
-        ]
-
-    def mount_engine(self, mount: Mount) -> Engine:
-        """The one engine that holds a writable mount's file read-write (DuckDB allows only one),
-        with the read-only mounts beside it; every query touching that mount runs here."""
-        if mount.engine_file is None:
-            raise ArchiveError("bad_request", f"{mount.context} is a SQL server: change its data with SQL queries")
-        key = "\x00mount:" + mount.alias
-        with self._engines_lock:
-            eng = self._engines.get(key)
-            if eng is None or eng.closed:
-                attachments = [Attachment(mount.alias, mount.engine_file, read_only=False)]
-                attachments += self._read_only_attachments(Principal("archive", admin=True))
-                eng = Engine(
-                    attachments,
-                    threads=self.config.engine_threads,
-                    memory_limit=self.config.engine_memory_limit,
-                    temp_dir=self.data_dir / "tmp" / ("_mount_" + mount.alias),
-                    pool_size=self.config.quick_workers + self.config.job_workers + 2,
-                )
-                self._engines[key] = eng
-            return eng
-
-    def context_engine(self, principal: Principal, ref: ContextRef) -> Engine:
-        """The engine holding a context's database for writing: the principal's for MyDB, a
-        writable mount's own engine for that mount."""
-        if ref.mount is not None and not ref.mount.read_only:
-            return self.mount_engine(ref.mount)
-        return self.engine(principal)
-
-    def engine_for(self, principal: Principal, statements) -> Engine:
-        """The engine a compiled query runs on: the principal's, or a writable mount's own."""
-        catalogs = set()
-        for st in statements:
-            catalogs.update(t.catalog for t in (st.tables or []))
-            if st.into is not None:
-                catalogs.add(st.into.catalog)
-        writable = {
-            m.alias: m for m in self.catalog.mounts() if not m.read_only and m.alias in catalogs and m.alias not in self.backends
-        }
-        if not writable:
-            return self.engine(principal)
-        if len(writable) > 1:
-            names = ", ".join(sorted(m.context for m in writable.values()))
-            raise ArchiveError("bad_request", f"one query cannot combine the writable mounts {names}; copy the data into one of them first")
-        mount = next(iter(writable.values()))
-        if MYDB_ALIAS in catalogs:
-            raise ArchiveError(
-                "bad_request",
-                f"one query cannot combine your MyDB with the writable mount {mount.context}; copy the data into one of them first",
-            )
-        return self.mount_engine(mount)
-
-    def _drop_engines(self) -> None:
-        with self._cache_lock:
-            self._compile_cache.clear()
-        with self._engines_lock:
-            engines, self._engines = list(self._engines.values()), {}
-        for e in engines:
-            e.close()
 
     # -- principals -----------------------------------------------------------------------------
     def principal_for_token(self, token: str) -> Principal | None:
@@ -691,81 +503,3 @@ class Archive:
 
     def is_resetting(self, principal: Principal, ref: ContextRef) -> bool:
         return bool(self.resetting) and self.dataset_key(principal, ref) in self.resetting
-
-    # -- jobs -------------------------------------------------------------------------------------
-    def submit_query(
-        self,
-        principal: Principal,
-        text: str,
-        language: str = "sql",
-        *,
-        face: str = "native",
-        start_time: float | None = None,
-        run: bool = True,
-        validate: bool = True,
-        **request: Any,
-    ) -> Job:
-        """Submit a query as a job (see ``query_jobs.query_request`` for the request fields).
-
-        With ``validate`` the query is compiled first, so bad SQL is refused at once; the
-        rewritten query is kept with the job (CasJobs shows it as ``ModifiedQuery``).
-        """
-        if principal.anonymous:
-            raise permission("jobs need a signed-in user: log in to Jupyter or send an X-Auth-Token")
-        req = query_request(text, language, **request)
-        if validate:
-            compiled, into = compile_job(self, principal, req)
-            req["modified_query"] = compiled.modified_query
-            if into is not None:
-                req["into"] = {"context": into.context, "name": into.name}
-        return self.jobs.submit(principal.name, "query", req, face=face, start_time=start_time, run=run)
-
-    def job(self, principal: Principal, job_id: int | str) -> Job:
-        """A job the principal may see (their own, or any for an admin)."""
-        try:
-            jid = int(job_id)
-        except (TypeError, ValueError):
-            raise not_found(f"unknown job {job_id!r}", job=job_id) from None
-        job = self.jobs.store.get(jid)
-        if job is None or (job.owner != principal.name and not principal.admin) or principal.anonymous:
-            raise not_found(f"unknown job {job_id}", job=job_id)
-        return job
-
-    def list_jobs(self, principal: Principal, *, all_users: bool = False, **filters: Any) -> tuple[list[Job], int]:
-        """The principal's jobs (every user's for an admin asking ``all_users``), newest first."""
-        if principal.anonymous:
-            return [], 0
-        owner = None if (all_users and principal.admin) else principal.name
-        return self.jobs.store.list(owner, **filters)
-
-    def cancel_job(self, principal: Principal, job_id: int | str) -> Job:
-        return self.jobs.cancel(self.job(principal, job_id).id)
-
-    def run_job(self, principal: Principal, job_id: int | str) -> Job:
-        return self.jobs.run_job(self.job(principal, job_id).id)
-
-    def delete_job(self, principal: Principal, job_id: int | str) -> None:
-        self.jobs.delete(self.job(principal, job_id).id)
-
-    def job_log(self, principal: Principal, job_id: int | str) -> list[tuple[float, str]]:
-        return self.jobs.store.log_lines(self.job(principal, job_id).id)
-
-    def wait_job(self, principal: Principal, job_id: int | str, timeout: float | None = None, until=None) -> Job:
-        return self.jobs.wait(self.job(principal, job_id).id, timeout, until=until)
-
-    def job_result(self, principal: Principal, job_id: int | str, *, offset: int | None = None, limit: int | None = None) -> QueryResult:
-        """The rows a completed job produced, paged: its MyDB table or its stored result."""
-        job = self.job(principal, job_id)
-        if job.state != "completed":
-            raise ArchiveError("conflict", f"job {job.id} is {job.state}; results exist once it has completed", 409)
-        if "store" in job.results:
-            return self.results.read(job.id, offset=offset or 0, limit=limit)
-        table = job.results.get("table")
-        if table:
-            owner = self.principal(job.owner)
-            return self.read_table(owner, table["context"], table["name"], offset=offset, limit=limit)
-        raise not_found(f"job {job.id} produced no rows to read", job=job.id)
-
-    def _forget_job_results(self, job: Job) -> None:
-        self.results.remove(job.id)
-

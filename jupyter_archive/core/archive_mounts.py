@@ -1,0 +1,129 @@
+"""The mount part of the Archive facade: mounting, unmounting and scanning data sources."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import duckdb
+
+from .backends.duckdb import quote_literal
+from .catalog import SQL_SERVER_KINDS, Mount, TableInfo, normalise_path
+from .errors import ArchiveError
+from .resolver import tables_in
+
+log = logging.getLogger(__name__)
+
+
+class MountsMixin:
+    """Mounts from configuration, from the /mount API (persisted) and the demo."""
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _setup_mounts(self) -> None:
+        for spec in self.config.mounts:
+            self.add_mount({**spec, "configured": True})
+        for spec in self.mount_store.all():
+            try:
+                self.add_mount(spec)
+            except ArchiveError as exc:  # a stored mount whose file went away must not stop the archive
+                log.warning("mount %s not restored: %s", spec.get("path"), exc.message)
+        if not self.config.mounts and self.config.demo:
+            from .demo import ensure_demo
+
+            path = ensure_demo(self.data_dir, rows=self.config.demo_rows)
+            self.add_mount(
+                {
+                    "path": "/demo",
+                    "type": "duckdb",
+                    "location": str(path),
+                    "context": "DEMO",
+                    "readOnly": True,
+                    "public": True,
+                    "description": "The demo archive: SDSS-like photometry (PhotoObj) and spectra (SpecObj)",
+                    "configured": True,
+                }
+            )
+
+    def add_mount(self, spec: dict) -> Mount:
+        """Mount a data source from a config dict: path, type, location, context, readOnly, public."""
+        try:
+            kind = spec.get("type") or spec["kind"]
+            location = Path(spec["location"]).expanduser()
+            path = spec["path"]
+        except KeyError as exc:
+            raise ArchiveError("bad_request", f"mount configuration lacks {exc.args[0]!r}") from None
+        context = spec.get("context") or normalise_path(path).strip("/").split("/")[-1].upper()
+        mount = Mount(
+            path=path,
+            kind=kind,
+            location=location,
+            context=context,
+            read_only=bool(spec.get("readOnly", True)),
+            public=bool(spec.get("public", True)),
+            description=spec.get("description", ""),
+            schema_name=spec.get("schema", ""),
+        )
+        if kind in SQL_SERVER_KINDS:
+            return self._add_sql_mount(mount, spec)
+        if not location.exists():
+            raise ArchiveError("bad_request", f"mount location {location} does not exist")
+        mount = self.catalog.add_mount(mount)
+        self._mount_specs[mount.path.lower()] = dict(spec)
+        if kind == "duckdb":
+            mount.engine_file = location
+        else:
+            from .backends.files import sync_cache
+
+            mount.engine_file = self.data_dir / "cache" / f"{mount.alias}.duckdb"
+            mount.engine_file.parent.mkdir(parents=True, exist_ok=True)
+            sync_cache(location, mount.engine_file)
+        if mount.read_only:
+            self._mount_tables[mount.context.lower()] = self._scan_database(mount.engine_file, mount.context)
+        self._drop_engines()
+        return mount
+
+    def _add_sql_mount(self, mount: Mount, spec: dict) -> Mount:
+        """A PostgreSQL server or SQLite file, reached through SQLAlchemy; queries are pushed down."""
+        from .backends.sqlalchemy import SqlBackend
+
+        uri = str(spec["location"])
+        if mount.kind == "sqlite" and not uri.startswith("sqlite:"):
+            uri = "sqlite:///" + str(Path(uri).expanduser().resolve())
+        backend = SqlBackend(uri, context=mount.context, read_only=mount.read_only, pool_size=self.config.quick_workers)
+        try:
+            mount = self.catalog.add_mount(mount)
+        except ArchiveError:
+            backend.close()
+            raise
+        self._mount_specs[mount.path.lower()] = dict(spec)
+        self.backends[mount.alias] = backend
+        self._mount_tables[mount.context.lower()] = backend.tables()
+        return mount
+
+    def drop_mount(self, path: str) -> Mount | None:
+        """Unmount the mount at ``path`` (engines are rebuilt without it)."""
+        mount, rest = self.catalog.mount_at(path)
+        if mount is None or rest:
+            return None
+        self.catalog.remove_mount(mount.context)
+        backend = self.backends.pop(mount.alias, None)
+        if backend is not None:
+            backend.close()
+        self._mount_specs.pop(mount.path.lower(), None)
+        self._mount_tables.pop(mount.context.lower(), None)
+        self._drop_engines()
+        return mount
+
+    def mount_spec(self, path: str) -> dict | None:
+        return self._mount_specs.get(normalise_path(path).lower())
+
+    def _scan_database(self, path: Path, context: str) -> dict[str, TableInfo]:
+        """Tables, columns and metadata of a read-only database file, read once at mount time."""
+        from .backends.metadata import read_metadata
+
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute(f"ATTACH {quote_literal(str(path))} AS src (READ_ONLY)")
+            return tables_in(con, "src", context, read_metadata(con, "src"), exact_rows=True)
+        finally:
+            con.close()

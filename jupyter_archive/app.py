@@ -17,6 +17,7 @@ from .core.catalog import Principal
 from .faces.auth import auth_handlers
 from .faces.casjobs import casjobs_handlers
 from .faces.casjobs_users import casjobs_user_handlers
+from .faces.dax import dax_handlers
 from .faces.kasabi import kasabi_handlers
 from .faces.native import native_handlers
 from .faces.quasar import quasar_handlers
@@ -119,10 +120,7 @@ class ArchiveApp(ExtensionApp):
             # table_handlers first: its routes add upload/drop to URLs native's GET-only handlers also match
             table_handlers() + native_handlers() + casjobs_handlers() + quasar_handlers() + sas_handlers() + kasabi_handlers()
         )
-        self.handlers.extend(auth_handlers() + casjobs_user_handlers())
-        from .faces.dax import dax_handlers  # here, so adding the face is one edit
-
-        self.handlers.extend(dax_handlers())
+        self.handlers.extend(auth_handlers() + casjobs_user_handlers() + dax_handlers())
 
     def principal_for_jupyter_user(self, user) -> Principal:
         """The archive user a Jupyter-authenticated request acts as."""

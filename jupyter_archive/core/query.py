@@ -250,11 +250,12 @@ def execute(
         if last.kind == "read" and row_limit is not None:
             # A quick query's rows are all fetched up front anyway: the DB-API path skips the
             # relation API's extra bind (~0.3 ms a query); its Arrow copy costs nothing here.
+            cursor.execute(last.sql, last.params or None)
+            first = _small_batch(cursor)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                cursor.execute(last.sql, last.params or None)
-                reader = cursor.to_arrow_reader(batch_rows)
-            return _prefetched(reader, row_limit, column_meta, _close, _check)
+                reader = None if first is not None and first.num_rows <= SMALL_ROWS else cursor.to_arrow_reader(batch_rows)
+            return _prefetched(reader, row_limit, column_meta, _close, _check, first=first)
         rel = cursor.sql(last.sql, params=last.params or None)
         if last.kind != "read" or rel is None:
             count = 0
@@ -273,18 +274,45 @@ def execute(
         _close()
         raise _check(exc) from None
 
-def _prefetched(reader, row_limit, column_meta, on_close, check) -> QueryResult:
-    """A QueryResult over an engine reader: with a row limit every row (at most limit + 1) is
-    fetched now, so truncation is known before anything is sent; else the first batch, so
-    errors surface before the response starts."""
-    schema = reader.schema
+SMALL_ROWS = 64
+# DuckDB types whose Python values convert to Arrow exactly as DuckDB's own Arrow export does.
+_SIMPLE_TYPES = {
+    "BIGINT": pa.int64(), "INTEGER": pa.int32(), "SMALLINT": pa.int16(), "TINYINT": pa.int8(),
+    "UBIGINT": pa.uint64(), "UINTEGER": pa.uint32(), "USMALLINT": pa.uint16(), "UTINYINT": pa.uint8(),
+    "DOUBLE": pa.float64(), "FLOAT": pa.float32(), "BOOLEAN": pa.bool_(), "VARCHAR": pa.string(),
+    "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us"),
+}  # fmt: skip
+
+
+def _small_batch(cursor) -> pa.RecordBatch | None:
+    """The first rows of an executed query as an Arrow batch built from Python values.
+
+    For a handful of rows this is much cheaper than DuckDB's Arrow export (about 0.5 ms a
+    query); a result with more rows continues through the Arrow reader after these (DuckDB
+    resumes where fetchmany stopped). None when a column type is not a plain one.
+    """
+    desc = cursor.description or []
+    types = [_SIMPLE_TYPES.get(str(d[1])) for d in desc]
+    if not desc or not all(types):
+        return None
+    rows = cursor.fetchmany(SMALL_ROWS + 1)
+    columns = list(zip(*rows)) if rows else [()] * len(desc)
+    arrays = [pa.array(col, type=t) for col, t in zip(columns, types, strict=True)]
+    return pa.record_batch(arrays, names=[d[0] for d in desc])
+
+
+def _prefetched(reader, row_limit, column_meta, on_close, check, *, first: pa.RecordBatch | None = None) -> QueryResult:
+    """A QueryResult over an engine reader (and/or a first batch already fetched): with a row
+    limit every row (at most limit + 1) is fetched now, so truncation is known before anything
+    is sent; else the first batch, so errors surface before the response starts."""
+    schema = first.schema if first is not None else reader.schema
     if column_meta:
         schema = annotate(schema, column_meta)
-    prefetched: list[pa.RecordBatch] = []
+    prefetched: list[pa.RecordBatch] = [first] if first is not None and first.num_rows else []
     truncated = False
     if row_limit is not None:
-        total = 0
-        while total <= row_limit:
+        total = sum(b.num_rows for b in prefetched)
+        while total <= row_limit and reader is not None:
             try:
                 b = reader.read_next_batch()
             except StopIteration:
@@ -295,8 +323,9 @@ def _prefetched(reader, row_limit, column_meta, on_close, check) -> QueryResult:
             truncated = True
             keep = row_limit - (total - prefetched[-1].num_rows)
             prefetched[-1] = prefetched[-1].slice(0, keep)
-        reader.close()
-        reader = None
+        if reader is not None:
+            reader.close()
+            reader = None
     else:
         try:
             prefetched.append(reader.read_next_batch())

@@ -139,7 +139,7 @@ def mydb_tables(con):
 
 
 def test_languages():
-    assert LANGUAGES == ("sql", "tsql", "sql2", "mysql")
+    assert LANGUAGES == ("sql", "tsql", "sql2", "mysql", "adql")
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError, TokenError, UnsupportedError
 from sqlglot.tokens import TokenType
 
+from . import adql
 from .errors import ArchiveError, bad_request
 from .sql_rewrite import (
     SQL2,
@@ -62,6 +63,7 @@ _SPECS: dict[str, LanguageSpec] = {
         statement_types=(exp.Query, exp.Values, exp.Insert, exp.Delete),
     ),
     "mysql": LanguageSpec("mysql", ArchiveMySQL, backslash_strings=True, backtick_idents=True, hash_comments=True),
+    "adql": LanguageSpec("adql", adql.ADQL, first_words=frozenset({"SELECT", "WITH", "("}), statement_types=(exp.Query,)),
 }
 LANGUAGES = tuple(_SPECS)
 
@@ -474,9 +476,12 @@ def compile_query(
     offset: int | None = None,
     limit: int | None = None,
     row_limit: int | None = None,
+    positional_index=None,
 ) -> Compiled:
     """Compile a query text into DuckDB statements with bound parameters.
 
+    ``positional_index`` (ADQL only): ``TableTarget -> adql.HealpixIndex | None``, enabling
+    HEALPix range filters for cone searches on tables stored in HEALPix-index order.
     Raises ``ArchiveError``; ``err.details["phases"]`` holds the phases computed so far,
     the failing one last with its ``error`` set.
     """
@@ -503,6 +508,8 @@ def compile_query(
             if not parsed:
                 raise bad_request("the query is empty")
             ph.tree = batch_tree([ast_tree(p.stmt, user_dialect) for p in parsed])
+            if spec.name == "adql":
+                adql.check_batch([p.stmt for p in parsed])
             for p in parsed:
                 try:
                     check_statement(p.stmt, spec, lambda node, p=p: _node_position(text, p.chunk, node))
@@ -526,6 +533,8 @@ def compile_query(
         with run.phase(PHASE_REWRITTEN) as ph:
             for p in parsed:
                 _rewrite_statement(p, spec)
+                if spec.name == "adql":
+                    p.stmt = adql.rewrite(p.stmt, p.refs, p.params, positional_index)
             reads = [i for i, p in enumerate(parsed) if p.kind == "read"]
             if reads:
                 last = parsed[reads[-1]]

@@ -1,0 +1,580 @@
+"""ADQL 2.1 on DuckDB: the dialect, the geometry translation and the HEALPix cone speed-up.
+
+``sql.py`` parses ADQL with :class:`ADQL`, calls :func:`check_batch` in its AST phase and
+:func:`rewrite` in its rewrite phase. Geometry never reaches the engine as a type: every
+ADQL geometry function becomes a plain DuckDB expression over the coordinates (degrees).
+
+Geometry definitions (all on the unit sphere, angles in degrees):
+
+- ``DISTANCE`` is the great-circle distance (haversine, clamped against rounding).
+- ``CIRCLE(c, r)`` holds the points whose distance to ``c`` is <= ``r``.
+- ``BOX(c, w, h)`` follows ADQL 2.0/STC: a cross through ``c`` with arms along the RA and Dec
+  directions of half-lengths ``w/2`` and ``h/2``, closed by four great circles meeting the arms
+  at right angles. That is exactly the rectangle ``|x| <= tan(w/2), |y| <= tan(h/2)`` of the
+  gnomonic projection about ``c``, i.e. the POLYGON of its four corners (w, h < 180).
+  DaCHS/pgsphere instead use an RA/Dec coordinate rectangle; both agree near the equator.
+- ``POLYGON`` has great-circle edges and is the smaller region (it must fit in a hemisphere):
+  a point is inside when the signed angles it subtends along the edges sum to +-360 deg
+  (winding number) and it lies in the hemisphere of the vertices' mean. This works for
+  non-convex polygons and across RA 0/360 and the poles.
+- ``AREA`` in square degrees: circle ``2 pi (1 - cos r)``, box ``4 asin(sin(w/2) sin(h/2))``,
+  polygon by the signed spherical excess of a fan of triangles (Eriksson's formula).
+- ``INTERSECTS`` with a POINT is CONTAINS (ADQL 2.1); CIRCLE/CIRCLE is supported; other pairs
+  are refused as unsupported. A geometry left in the SELECT list becomes a DALI array
+  (``[ra, dec]``, ``[ra, dec, r]``, ``[ra1, dec1, ...]``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import sqlglot
+from sqlglot import exp
+from sqlglot import tokens as sg_tokens
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.tokens import TokenType
+
+from .errors import ArchiveError
+
+if TYPE_CHECKING:  # sql.py imports this module
+    from .sql import TableTarget
+
+
+class ADQL(Dialect):
+    """ADQL 2.1 lexical rules on sqlglot's base dialect: ``SELECT TOP n``, ``OFFSET``,
+    double-quoted identifiers, single-quoted strings, ``||`` concatenation; no LIMIT."""
+
+    NULL_ORDERING = "nulls_are_last"  # ADQL leaves it open; keep DuckDB's default
+
+    class Tokenizer(sg_tokens.Tokenizer):
+        KEYWORDS = {**sg_tokens.Tokenizer.KEYWORDS, "TOP": TokenType.TOP}  # noqa: RUF012 (sqlglot's pattern)
+
+    class Parser(Dialect.parser_class):  # sqlglot's base parser
+        def _parse_limit(self, this=None, top=False, skip_limit_token=False):
+            if not top and not skip_limit_token and self._curr and self._curr.token_type == TokenType.LIMIT:
+                self.raise_error("LIMIT is not ADQL; use SELECT TOP n")
+            return super()._parse_limit(this, top=top, skip_limit_token=skip_limit_token)
+
+
+def unsupported(function: str, why: str) -> ArchiveError:
+    """The 400 'unsupported' error for a geometry use we do not translate, naming the function."""
+    return ArchiveError("unsupported", f"{function}: {why}", 400, details={"function": function})
+
+
+# ---------------------------------------------------------------------------------------------
+# Positional index convention
+# ---------------------------------------------------------------------------------------------
+
+#: ``archive_meta.info`` key ``healpix:<table>`` = ``"<column>,<order>,<shift>,<ra>,<dec>"``:
+#: ``column >> shift`` is the nested HEALPix index at ``order`` of (ra, dec), and the table is
+#: stored in ``column`` order so that ranges of it are cheap to read.
+HEALPIX_INFO_PREFIX = "healpix:"
+#: The demo's PhotoObj (see ``demo.OBJID_HEALPIX_ORDER`` / ``OBJID_SHIFT``).
+DEMO_PHOTOOBJ_HEALPIX = "objid,12,35,ra,dec"
+
+
+class HealpixIndex(NamedTuple):
+    """A column holding the nested HEALPix index (``column >> shift``, order ``order``) of the
+    position columns (``ra``, ``dec``) in degrees."""
+
+    column: str
+    order: int
+    shift: int
+    ra: str
+    dec: str
+
+
+def parse_healpix_spec(text: str) -> HealpixIndex:
+    """``"objid,12,35,ra,dec"`` -> HealpixIndex; ValueError if malformed."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) != 5 or not all(parts):
+        raise ValueError(f"healpix index spec must be 'column,order,shift,ra,dec', not {text!r}")
+    order, shift = int(parts[1]), int(parts[2])
+    if not (0 <= order <= 29 and 0 <= shift and shift + 4 + 2 * order <= 63):
+        raise ValueError(f"healpix order/shift out of range in {text!r}")
+    return HealpixIndex(parts[0], order, shift, parts[3], parts[4])
+
+
+def healpix_index_from_info(info: Mapping[str, str], table: str) -> HealpixIndex | None:
+    """The index a context's ``archive_meta.info`` declares for ``table`` (key matched
+    case-insensitively), or None. For wiring ``compile_query(positional_index=...)``."""
+    wanted = (HEALPIX_INFO_PREFIX + table).casefold()
+    for key, value in info.items():
+        if key.casefold() == wanted:
+            return parse_healpix_spec(value)
+    return None
+
+
+def healpix_ranges(index: HealpixIndex, ra: float, dec: float, radius: float, max_ranges: int = 48):
+    """Inclusive ``[(lo, hi), ...]`` ranges of ``index.column`` covering the cone, or None
+    when a range filter would not help (bad or huge cone)."""
+    import astropy.units as u
+    from astropy.coordinates import Latitude, Longitude
+    from cdshealpix.nested import cone_search
+
+    if not all(math.isfinite(v) for v in (ra, dec, radius)) or not (0 < radius <= 60 and -90 <= dec <= 90):
+        return None
+    # Cells about half the radius across (order-0 cells are ~58.6 deg): a few dozen cells.
+    depth = max(0, min(index.order, math.ceil(math.log2(117.3 / radius))))
+    ipix, depths, _ = cone_search(Longitude(ra % 360, u.deg), Latitude(dec, u.deg), radius * u.deg, depth)
+    cells = sorted(
+        (int(p) << (2 * (index.order - int(d))), (int(p) + 1) << (2 * (index.order - int(d)))) for p, d in zip(ipix, depths)
+    )
+    merged: list[list[int]] = []
+    for a, b in cells:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    while len(merged) > max_ranges:  # close the smallest gap: fewer ORs, a little more read
+        k = min(range(len(merged) - 1), key=lambda i: merged[i + 1][0] - merged[i][1])
+        merged[k][1] = merged.pop(k + 1)[1]
+    return [(a << index.shift, (b << index.shift) - 1) for a, b in merged]
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks (AST phase)
+# ---------------------------------------------------------------------------------------------
+
+
+def check_batch(stmts: list[exp.Expr]) -> None:
+    """ADQL is one read-only query: no batches, no SELECT ... INTO, no uploads yet."""
+    if len(stmts) > 1:
+        raise ArchiveError("bad_request", "an ADQL query is a single SELECT; remove the ';'-separated statements", 400)
+    for stmt in stmts:
+        if stmt.find(exp.Into) is not None:
+            raise ArchiveError("unsupported", "SELECT ... INTO is not ADQL", 400)
+        for table in stmt.find_all(exp.Table):
+            if table.args.get("db") is not None and table.db.casefold() == "tap_upload":
+                raise ArchiveError(
+                    "unsupported", f"uploads are not available yet (TAP_UPLOAD.{table.name})", 400,
+                    details={"table": table.name},
+                )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry values (compile time only) and their SQL
+# ---------------------------------------------------------------------------------------------
+
+_FRAMES = {"", "ICRS", "FK5", "J2000", "UNKNOWNFRAME"}  # no frame transforms: these are all ~ICRS
+_CONSTRUCTORS = {"point", "circle", "box", "polygon", "centroid"}
+_CONSUMERS = {"contains", "intersects", "distance", "coord1", "coord2", "coordsys", "area"}
+_REFUSED = {"region": "REGION is deprecated in ADQL 2.1 and not supported", "in_unit": "unit conversion is not supported"}
+
+
+@dataclass
+class Point:
+    ra: exp.Expr
+    dec: exp.Expr
+    frame: str = ""
+
+
+@dataclass
+class Circle:
+    center: Point
+    r: exp.Expr
+    frame: str = ""
+
+
+@dataclass
+class Box:
+    center: Point
+    w: exp.Expr
+    h: exp.Expr
+    frame: str = ""
+
+
+@dataclass
+class Polygon:
+    vertices: list[Point] = field(default_factory=list)
+    frame: str = ""
+
+
+def _s(node: exp.Expr) -> str:
+    """An expression as DuckDB text to splice into a formula (parenthesised unless a leaf)."""
+    text = node.sql(dialect="duckdb")
+    if isinstance(node, (exp.Column, exp.Placeholder)) or (isinstance(node, exp.Literal) and not text.startswith("-")):
+        return text
+    return "(" + text + ")"
+
+
+def _parse(text: str) -> exp.Expr:
+    return sqlglot.parse_one(text, read="duckdb")
+
+
+def _vec(p: Point) -> tuple[str, str, str]:
+    """Unit vector of a point, as three SQL texts."""
+    a, d = f"RADIANS({_s(p.ra)})", f"RADIANS({_s(p.dec)})"
+    return f"(COS({d}) * COS({a}))", f"(COS({d}) * SIN({a}))", f"SIN({d})"
+
+
+def _dot(u, v) -> str:
+    return "(" + " + ".join(f"{x} * {y}" for x, y in zip(u, v)) + ")"
+
+
+def _cross(u, v) -> tuple[str, str, str]:
+    return (
+        f"({u[1]} * {v[2]} - {u[2]} * {v[1]})",
+        f"({u[2]} * {v[0]} - {u[0]} * {v[2]})",
+        f"({u[0]} * {v[1]} - {u[1]} * {v[0]})",
+    )
+
+
+def distance_sql(p: Point, q: Point) -> str:
+    """Great-circle distance in degrees (haversine; LEAST guards ASIN against rounding)."""
+    a1, d1, a2, d2 = _s(p.ra), _s(p.dec), _s(q.ra), _s(q.dec)
+    return (
+        f"DEGREES(2 * ASIN(LEAST(1.0, SQRT(POWER(SIN(RADIANS({d2} - {d1}) / 2), 2) + "
+        f"COS(RADIANS({d1})) * COS(RADIANS({d2})) * POWER(SIN(RADIANS({a2} - {a1}) / 2), 2)))))"
+    )
+
+
+def in_circle_sql(p: Point, c: Circle) -> str:
+    # The Dec band is implied by the distance test but is cheap and lets zone maps skip data.
+    d, cd, r = _s(p.dec), _s(c.center.dec), _s(c.r)
+    return f"({d} BETWEEN {cd} - {r} AND {cd} + {r} AND {distance_sql(p, c.center)} <= {r})"
+
+
+def in_box_sql(p: Point, b: Box) -> str:
+    """Gnomonic rectangle about the box centre (see the module docstring)."""
+    a, d, a0, d0 = (f"RADIANS({_s(x)})" for x in (p.ra, p.dec, b.center.ra, b.center.dec))
+    tw, th = f"TAN(RADIANS({_s(b.w)}) / 2)", f"TAN(RADIANS({_s(b.h)}) / 2)"
+    cosc = f"(SIN({d}) * SIN({d0}) + COS({d}) * COS({d0}) * COS({a} - {a0}))"
+    x = f"(COS({d}) * SIN({a} - {a0}))"
+    y = f"(SIN({d}) * COS({d0}) - COS({d}) * SIN({d0}) * COS({a} - {a0}))"
+    reach = f"DEGREES(ATAN(SQRT({tw} * {tw} + {th} * {th})))"  # centre to corner: a Dec band prefilter
+    dd, dc = _s(p.dec), _s(b.center.dec)
+    return (
+        f"({dd} BETWEEN {dc} - {reach} AND {dc} + {reach} AND {cosc} > 0 "
+        f"AND ABS({x}) <= {tw} * {cosc} AND ABS({y}) <= {th} * {cosc})"
+    )
+
+
+def in_polygon_sql(p: Point, poly: Polygon) -> str:
+    """Winding number on the sphere: the signed angles at P between consecutive vertices."""
+    pv = _vec(p)
+    vs = [_vec(v) for v in poly.vertices]
+    terms = []
+    for i, vi in enumerate(vs):
+        vj = vs[(i + 1) % len(vs)]
+        # atan2(P.(Vi x Vj), Vi.Vj - (P.Vi)(P.Vj)): the angle at P of the triangle P, Vi, Vj.
+        terms.append(f"ATAN2({_dot(pv, _cross(vi, vj))}, {_dot(vi, vj)} - {_dot(pv, vi)} * {_dot(pv, vj)})")
+    mean = tuple("(" + " + ".join(v[k] for v in vs) + ")" for k in range(3))
+    return f"(ABS({' + '.join(terms)}) > PI() AND {_dot(pv, mean)} > 0)"
+
+
+def area_sql(g) -> str:
+    """Area in square degrees (DEGREES twice turns steradians into deg^2)."""
+    if isinstance(g, Point):
+        return "0.0"
+    if isinstance(g, Circle):
+        return f"DEGREES(DEGREES(2 * PI() * (1 - COS(RADIANS({_s(g.r)})))))"
+    if isinstance(g, Box):
+        return f"DEGREES(DEGREES(4 * ASIN(SIN(RADIANS({_s(g.w)}) / 2) * SIN(RADIANS({_s(g.h)}) / 2))))"
+    vs = [_vec(v) for v in g.vertices]
+    terms = []
+    for b, c in pairwise(vs[1:]):  # fan from the first vertex; signed excess per triangle
+        a = vs[0]
+        terms.append(f"2 * ATAN2({_dot(a, _cross(b, c))}, 1 + {_dot(a, b)} + {_dot(b, c)} + {_dot(c, a)})")
+    return f"DEGREES(DEGREES(ABS({' + '.join(terms)})))"
+
+
+# ---------------------------------------------------------------------------------------------
+# The rewrite
+# ---------------------------------------------------------------------------------------------
+
+
+def _const(node: exp.Expr, params: Mapping[str, Any], used: dict[str, Any]) -> float | None:
+    """A numeric constant known at compile time (literals, bound parameters, arithmetic)."""
+    if isinstance(node, exp.Paren):
+        return _const(node.this, params, used)
+    if isinstance(node, exp.Literal) and not node.is_string:
+        return float(node.this)
+    if isinstance(node, exp.Neg):
+        v = _const(node.this, params, used)
+        return None if v is None else -v
+    if isinstance(node, exp.Placeholder):
+        value = params.get(str(node.this))
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            used[str(node.this)] = value
+            return float(value)
+        return None
+    ops = {exp.Add: float.__add__, exp.Sub: float.__sub__, exp.Mul: float.__mul__, exp.Div: float.__truediv__}
+    for kind, op in ops.items():
+        if type(node) is kind:
+            a, b = _const(node.this, params, used), _const(node.expression, params, used)
+            if a is None or b is None or (kind is exp.Div and b == 0):
+                return None
+            return op(a, b)
+    return None
+
+
+@dataclass
+class _Cone:
+    """A top-level ``point in circle`` condition a HEALPix range filter may be ANDed to."""
+
+    node: exp.Expr  # the condition as it now stands in the tree
+    point: Point
+    center: Point
+    radius: exp.Expr
+
+
+class _Translator:
+    def __init__(self, params: Mapping[str, Any]):
+        self.params = params
+        self.cones: list[_Cone] = []
+
+    # --- reading geometry constructors --------------------------------------------------
+    def frame(self, name: str, node: exp.Expr) -> str:
+        if isinstance(node, exp.Placeholder):
+            value = self.params.get(str(node.this))
+            text = value if isinstance(value, str) else None
+        else:
+            text = node.this if isinstance(node, exp.Literal) and node.is_string else None
+        if text is None:
+            raise unsupported(name, "the coordinate system must be a string such as 'ICRS'")
+        words = text.upper().split()
+        if (words[0] if words else "") not in _FRAMES:
+            raise unsupported(name, f"coordinate system {text!r} is not supported (use 'ICRS')")
+        return text
+
+    def split_frame(self, name: str, args: list[exp.Expr], plain: int) -> tuple[str, list[exp.Expr]]:
+        """(frame, rest) for a constructor whose frame argument ADQL 2.1 made optional."""
+        if args and (
+            (isinstance(args[0], exp.Literal) and args[0].is_string)
+            or (len(args) > plain and isinstance(args[0], exp.Placeholder))
+        ):
+            return self.frame(name, args[0]), args[1:]
+        return "", args
+
+    def geom(self, node: exp.Expr):
+        """The geometry a constructor call builds, or None if ``node`` is not one."""
+        name = _fname(node)
+        if name not in _CONSTRUCTORS:
+            return None
+        args, up = list(node.expressions), name.upper()
+        if name == "centroid":
+            g = self.geom(args[0]) if len(args) == 1 else None
+            if isinstance(g, (Circle, Box)):
+                return g.center
+            if isinstance(g, Point):
+                return g
+            raise unsupported(up, "only the centroid of a CIRCLE, BOX or POINT is supported")
+        frame, rest = self.split_frame(up, args, {"point": 2, "circle": 3, "box": 4, "polygon": 6}[name])
+        if any(_fname(a) == "polygon" or _fname(a) in ("circle", "box") for a in rest):
+            raise unsupported(up, "arguments must be numbers or POINTs")
+        pts = [self.geom(a) for a in rest]
+        if any(p is not None and not isinstance(p, Point) for p in pts):
+            raise unsupported(up, "arguments must be numbers or POINTs")
+        if name == "point":
+            if len(rest) != 2 or any(pts):
+                raise unsupported(up, "expects POINT([coordsys,] ra, dec)")
+            return Point(rest[0], rest[1], frame)
+        if isinstance(pts[0] if pts else None, Point):
+            center, sizes = pts[0], rest[1:]
+        else:
+            center, sizes = (Point(rest[0], rest[1], frame) if len(rest) >= 2 else None), rest[2:]
+        if name == "circle":
+            if center is None or len(sizes) != 1 or any(pts[1:]):
+                raise unsupported(up, "expects CIRCLE([coordsys,] ra, dec, radius) or CIRCLE(point, radius)")
+            return Circle(center, sizes[0], frame)
+        if name == "box":
+            if center is None or len(sizes) != 2 or any(pts[1:]):
+                raise unsupported(up, "expects BOX([coordsys,] ra, dec, width, height) or BOX(point, width, height)")
+            return Box(center, sizes[0], sizes[1], frame)
+        if all(isinstance(p, Point) for p in pts) and len(pts) >= 3:
+            return Polygon(pts, frame)
+        if not any(pts) and len(rest) >= 6 and len(rest) % 2 == 0:
+            return Polygon([Point(rest[i], rest[i + 1], frame) for i in range(0, len(rest), 2)], frame)
+        raise unsupported(up, "expects at least 3 vertices, as ra, dec pairs or as POINTs")
+
+    def need(self, name: str, node: exp.Expr, kinds: tuple, what: str):
+        g = self.geom(node)
+        if not isinstance(g, kinds):
+            raise unsupported(name, f"the argument must be {what} (geometry columns are not supported yet)")
+        return g
+
+    # --- consumers ----------------------------------------------------------------------
+    def contains(self, name: str, inner, outer) -> str:
+        if isinstance(inner, Point):
+            if isinstance(outer, Circle):
+                return in_circle_sql(inner, outer)
+            if isinstance(outer, Box):
+                return in_box_sql(inner, outer)
+            if isinstance(outer, Polygon):
+                return in_polygon_sql(inner, outer)
+        if isinstance(inner, Circle) and isinstance(outer, Circle):
+            return f"({distance_sql(inner.center, outer.center)} + {_s(inner.r)} <= {_s(outer.r)})"
+        raise unsupported(name, f"{type(inner).__name__.upper()} in {type(outer).__name__.upper()} is not supported")
+
+    def translate(self, node: exp.Expr) -> None:
+        """Replace one consumer call (CONTAINS, DISTANCE, ...) by its DuckDB expression."""
+        name = _fname(node)
+        up = name.upper()
+        args = [node.this, node.expression] if isinstance(node, exp.Contains) else list(node.expressions)
+        if name in ("contains", "intersects"):
+            if len(args) != 2:
+                raise unsupported(up, "expects 2 geometries")
+            kinds = (Point, Circle, Box, Polygon)
+            a = self.need(up, args[0], kinds, "a POINT, CIRCLE, BOX or POLYGON")
+            b = self.need(up, args[1], kinds, "a POINT, CIRCLE, BOX or POLYGON")
+            if name == "intersects" and isinstance(a, Point) != isinstance(b, Point):
+                a, b = (a, b) if isinstance(a, Point) else (b, a)  # with a point it is CONTAINS
+            elif name == "intersects":
+                if not (isinstance(a, Circle) and isinstance(b, Circle)):
+                    pair = f"{type(a).__name__.upper()} and {type(b).__name__.upper()}"
+                    raise unsupported(up, f"{pair} is not supported (only CIRCLE/CIRCLE and with a POINT)")
+                cond = f"({distance_sql(a.center, b.center)} <= {_s(a.r)} + {_s(b.r)})"
+                self.emit_flag(node, cond, None)
+                return
+            self.emit_flag(node, self.contains(up, a, b), (a, b))
+            return
+        if name == "distance":
+            if len(args) == 4 and not any(self.geom(x) for x in args):
+                p, q = Point(args[0], args[1]), Point(args[2], args[3])
+            elif len(args) == 2:
+                p, q = (self.need(up, x, (Point,), "a POINT") for x in args)
+            else:
+                raise unsupported(up, "expects DISTANCE(point, point) or DISTANCE(ra1, dec1, ra2, dec2)")
+            new = _parse(distance_sql(p, q))
+            node.replace(new)
+            self.note_distance(new, p, q)
+            return
+        if name in ("coord1", "coord2"):
+            p = self.need(up, args[0], (Point,), "a POINT") if len(args) == 1 else None
+            node.replace(exp.Paren(this=(p.ra if name == "coord1" else p.dec).copy()))
+            return
+        if name == "coordsys":
+            g = self.need(up, args[0], (Point, Circle, Box, Polygon), "a geometry") if len(args) == 1 else None
+            node.replace(exp.Literal.string(g.frame))
+            return
+        if name == "area":
+            g = self.need(up, args[0], (Point, Circle, Box, Polygon), "a geometry") if len(args) == 1 else None
+            node.replace(_parse(area_sql(g)))
+
+    def emit_flag(self, node: exp.Expr, cond: str, pair) -> None:
+        """CONTAINS/INTERSECTS give 1/0; compared with a literal 1 or 0 they become the condition."""
+        parent, cond_node = node.parent, exp.Paren(this=_parse(cond))
+        if isinstance(parent, exp.EQ):
+            other = parent.expression if parent.this is node else parent.this
+            if isinstance(other, exp.Literal) and not other.is_string and other.this in ("1", "0"):
+                new = cond_node if other.this == "1" else exp.Not(this=cond_node)
+                parent.replace(new)
+                if other.this == "1" and pair and isinstance(pair[0], Point) and isinstance(pair[1], Circle):
+                    self.cones.append(_Cone(new, pair[0], pair[1].center, pair[1].r))
+                return
+        node.replace(exp.Cast(this=cond_node, to=exp.DataType.build("INTEGER")))
+
+    def note_distance(self, new: exp.Expr, p: Point, q: Point) -> None:
+        parent = new.parent
+        left = parent is not None and parent.this is new
+        if isinstance(parent, (exp.LT, exp.LTE)) and left or isinstance(parent, (exp.GT, exp.GTE)) and not left:
+            other = parent.expression if left else parent.this
+            for point, center in ((p, q), (q, p)):
+                self.cones.append(_Cone(parent, point, center, other))
+
+    def literal_geometry(self, node: exp.Expr) -> None:
+        """A geometry left as a value: a DALI array of doubles."""
+        g = self.geom(node)
+        if isinstance(g, Point):
+            items = [g.ra, g.dec]
+        elif isinstance(g, Circle):
+            items = [g.center.ra, g.center.dec, g.r]
+        elif isinstance(g, Polygon):
+            items = [c for v in g.vertices for c in (v.ra, v.dec)]
+        else:
+            raise unsupported(_fname(node).upper(), "a BOX cannot be returned as a value; use it in CONTAINS")
+        node.replace(_parse("CAST([" + ", ".join(_s(i) for i in items) + "] AS DOUBLE[])"))
+
+
+def _fname(node: exp.Expr) -> str:
+    if isinstance(node, exp.Contains):
+        return "contains"
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower()
+    return ""
+
+
+def _map_functions(stmt: exp.Expr) -> None:
+    """ADQL math names whose sqlglot node would mean something else in DuckDB."""
+    for node in list(stmt.find_all(exp.Log, exp.Rand, exp.Anonymous)):
+        if isinstance(node, exp.Log) and node.args.get("expression") is None:
+            node.replace(exp.Ln(this=node.this))  # ADQL LOG is natural; DuckDB's LOG(x) is base 10
+        elif isinstance(node, exp.Rand) and node.this is not None:
+            raise unsupported("RAND", "a seed is not supported; use RAND()")
+        elif isinstance(node, exp.Anonymous) and _fname(node) in _REFUSED:
+            raise unsupported(_fname(node).upper(), _REFUSED[_fname(node)])
+
+
+def rewrite(
+    stmt: exp.Expr,
+    refs: list,
+    params: Mapping[str, Any],
+    positional_index: Callable[[TableTarget], HealpixIndex | tuple | None] | None = None,
+) -> exp.Expr:
+    """Translate ADQL functions and geometry in a resolved statement into DuckDB expressions.
+
+    ``refs`` are the pipeline's ``(table node, TableTarget, role, written parts)``; ``params``
+    the bound values (``pN`` -> value). With ``positional_index`` (TableTarget -> HealpixIndex
+    or None), top-level cone conditions on an indexed table also get a range filter on the
+    index column. Bound parameters used for that filter are guarded in the SQL (``OR $pN IS
+    DISTINCT FROM value``) so that a compile cache rebinding other values stays correct.
+    """
+    _map_functions(stmt)
+    tr = _Translator(params)
+    for node in reversed(list(stmt.find_all(exp.Func, bfs=False))):  # innermost first
+        if _fname(node) in _CONSUMERS:
+            tr.translate(node)
+    for node in reversed(list(stmt.find_all(exp.Anonymous, bfs=False))):
+        if _fname(node) in _CONSTRUCTORS and node.parent is not None:
+            tr.literal_geometry(node)
+    if positional_index is not None:
+        done: set[int] = set()
+        for cone in tr.cones:  # a DISTANCE comparison is listed twice (either point may be the centre)
+            if id(cone.node) not in done and _speed_up(cone, refs, params, positional_index):
+                done.add(id(cone.node))
+    return stmt
+
+
+def _speed_up(cone: _Cone, refs: list, params: Mapping[str, Any], positional_index) -> bool:
+    """AND a HEALPix range filter to a cone condition that is a top-level WHERE conjunct."""
+    where = cone.node.parent
+    while isinstance(where, (exp.And, exp.Paren)):
+        where = where.parent
+    if not isinstance(where, exp.Where) or not isinstance(where.parent, exp.Select):
+        return False
+    ra, dec = cone.point.ra, cone.point.dec
+    if not (isinstance(ra, exp.Column) and isinstance(dec, exp.Column)) or ra.table != dec.table:
+        return False
+    used: dict[str, Any] = {}
+    values = [_const(x, params, used) for x in (cone.center.ra, cone.center.dec, cone.radius)]
+    if any(v is None for v in values):
+        return False
+    select = where.parent
+    from_ = select.args.get("from_") or select.args.get("from")
+    sources = [from_.this] if from_ is not None else []
+    sources += [j.this for j in select.args.get("joins") or []]
+    if ra.table:
+        sources = [s for s in sources if isinstance(s, exp.Table) and s.alias_or_name.casefold() == ra.table.casefold()]
+    if len(sources) != 1 or not isinstance(sources[0], exp.Table):
+        return False  # unqualified columns with several tables: not sure whose they are
+    target = next((t for node, t, role, _ in refs if node is sources[0] and role == "read"), None)
+    index = positional_index(target) if target is not None else None
+    if index is None:
+        return False
+    index = HealpixIndex(*index)
+    if (index.ra.casefold(), index.dec.casefold()) != (ra.name.casefold(), dec.name.casefold()):
+        return False
+    ranges = healpix_ranges(index, *values)
+    if ranges is None:
+        return False
+    col = exp.column(index.column, table=ra.table or None, quoted=True).sql(dialect="duckdb")
+    pred = " OR ".join(f"{col} BETWEEN {lo} AND {hi}" for lo, hi in ranges) or "FALSE"
+    for pname, value in used.items():  # the filter is only right for these values
+        pred += f" OR ${pname} IS DISTINCT FROM CAST('{float(value)!r}' AS DOUBLE)"
+    cone.node.replace(exp.And(this=exp.Paren(this=_parse(pred)), expression=exp.Paren(this=cone.node.copy())))
+    return True

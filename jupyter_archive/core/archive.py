@@ -120,6 +120,7 @@ class Archive(MountsMixin, EnginesMixin, JobsMixin):
         self._cache_lock = threading.Lock()
         self._mount_tables: dict[str, dict[str, TableInfo]] = {}
         self._mount_specs: dict[str, dict] = {}
+        self._mount_info: dict[str, dict[str, str]] = {}  # context -> its database's archive_meta.info
         self.backends: dict[str, Any] = {}  # mount alias -> SqlBackend (PostgreSQL, SQLite)
         self.mount_store = MountStore(self.data_dir / "mounts.sqlite")
         self._setup_mounts()
@@ -353,6 +354,7 @@ class Archive(MountsMixin, EnginesMixin, JobsMixin):
             offset=offset,
             limit=limit,
             row_limit=row_limit,
+            positional_index=self.positional_index,
         )
 
     def _compile_cached(self, principal, text, language, context, base_path, variables, params, offset, limit, row_limit):

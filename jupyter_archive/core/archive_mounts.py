@@ -119,11 +119,22 @@ class MountsMixin:
 
     def _scan_database(self, path: Path, context: str) -> dict[str, TableInfo]:
         """Tables, columns and metadata of a read-only database file, read once at mount time."""
-        from .backends.metadata import read_metadata
+        from .backends.metadata import read_info, read_metadata
 
         con = duckdb.connect(":memory:")
         try:
             con.execute(f"ATTACH {quote_literal(str(path))} AS src (READ_ONLY)")
+            self._mount_info[context.lower()] = read_info(con, "src")
             return tables_in(con, "src", context, read_metadata(con, "src"), exact_rows=True)
         finally:
             con.close()
+
+    def positional_index(self, target):
+        """The HEALPix index a mounted table declares (``healpix:<table>`` in its database's
+        archive_meta.info), for the ADQL planner's cone-search ranges; None when it has none."""
+        from .adql import healpix_index_from_info
+
+        for m in self.catalog.mounts():
+            if m.alias == target.catalog:
+                return healpix_index_from_info(self._mount_info.get(m.context.lower(), {}), target.name)
+        return None

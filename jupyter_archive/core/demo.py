@@ -102,6 +102,8 @@ def ensure_demo(
         "rows": str(rows),
         "seed": str(seed),
         "field": ",".join(repr(v) for v in field),
+        # PhotoObj's objid is a HEALPix-ordered index of (ra, dec): ADQL cone searches use it.
+        "healpix:PhotoObj": f"objid,{OBJID_HEALPIX_ORDER},{OBJID_SHIFT},ra,dec",
     }
     path = demo_path(data_dir)
     if _is_current(path, wanted):

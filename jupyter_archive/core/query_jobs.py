@@ -60,6 +60,7 @@ def compile_job(archive: Archive, principal: Principal, request: dict) -> tuple[
         variables=request.get("variables"),
         params=request.get("params"),
         base_path=request.get("base_path"),
+        positional_index=archive.positional_index,
     )
     last = compiled.statements[-1]
     target = request.get("target")

@@ -23,6 +23,7 @@ from .faces.native import native_handlers
 from .faces.quasar import quasar_handlers
 from .faces.sas import sas_handlers
 from .faces.tables import table_handlers
+from .faces.tap import tap_handlers
 
 
 class ArchiveApp(ExtensionApp):
@@ -120,7 +121,7 @@ class ArchiveApp(ExtensionApp):
             # table_handlers first: its routes add upload/drop to URLs native's GET-only handlers also match
             table_handlers() + native_handlers() + casjobs_handlers() + quasar_handlers() + sas_handlers() + kasabi_handlers()
         )
-        self.handlers.extend(auth_handlers() + casjobs_user_handlers() + dax_handlers())
+        self.handlers.extend(auth_handlers() + casjobs_user_handlers() + dax_handlers() + tap_handlers())
 
     def principal_for_jupyter_user(self, user) -> Principal:
         """The archive user a Jupyter-authenticated request acts as."""

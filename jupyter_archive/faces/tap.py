@@ -1,0 +1,380 @@
+"""The IVOA TAP 1.1 face (``{base}archive/tap``): sync queries and the VOSI documents.
+
+``sync`` (GET/POST, urlencoded or multipart) runs ADQL through the core and answers a
+VOTable (BINARY2 by default) or another ``RESPONSEFORMAT``; errors are DALI error VOTables.
+``capabilities``, ``availability``, ``tables``, ``tables/{name}`` and ``examples`` are the
+VOSI/DALI documents pyvo, TOPCAT and taplint read. Queries naming TAP_SCHEMA run over the
+caller's TAP_SCHEMA (``core.tap_schema``), which always equals ``/tables``.
+
+Not here yet: ``async`` (UWS) and ``UPLOAD`` (answered with a clear error).
+"""
+
+from __future__ import annotations
+
+import re
+from xml.sax.saxutils import escape, quoteattr
+
+from tornado import httputil, web
+
+from ..core import formats, tap_schema
+from ..core.errors import ArchiveError, bad_request, not_found
+from .base import ArchiveHandler, endpoint
+
+DEFAULT_MAXREC = 100_000
+HARD_MAXREC = 10_000_000
+LANGS = ("ADQL", "ADQL-2.0", "ADQL-2.1")
+VOTABLE_MEDIA = "application/x-votable+xml"
+# RESPONSEFORMAT values that TAP clients use for VOTable but our media table maps elsewhere
+_VOTABLE_ALIASES = {"text/xml", "application/xml", "votable/b2", "binary2"}
+TAP_FORMATS = {"votable", "csv", "tsv", "fits", "parquet", "json"}
+
+VR = "http://www.ivoa.net/xml/VOResource/v1.0"
+VS = "http://www.ivoa.net/xml/VODataService/v1.1"
+TR = "http://www.ivoa.net/xml/TAPRegExt/v1.0"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+GEOMETRY = ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2", "AREA")
+# (ivo-id or None, mime, aliases) of each output format, as capabilities declares them
+OUTPUTS = [
+    ("ivo://ivoa.net/std/TAPRegExt#output-votable-binary2", "application/x-votable+xml", ("votable", "votable/b2")),
+    ("ivo://ivoa.net/std/TAPRegExt#output-votable-td", "application/x-votable+xml;serialization=TABLEDATA", ("votable/td",)),
+    (None, "text/csv", ("csv",)),
+    (None, "text/tab-separated-values", ("tsv",)),
+    (None, "application/fits", ("fits",)),
+    (None, "application/vnd.apache.parquet", ("parquet",)),
+    (None, "application/json", ("json",)),
+]
+EXAMPLES = [
+    ("cone", "Cone search", "Objects within 0.1 degrees of (ra, dec) = (155, 5), nearest first.",
+     "SELECT objid, ra, dec, DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 155.0, 5.0)) AS dist\n"
+     "FROM demo.PhotoObj\nWHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 155.0, 5.0, 0.1)) = 1\nORDER BY dist"),
+    ("top", "First rows", "A first look at the photometric catalog.", "SELECT TOP 10 * FROM demo.PhotoObj"),
+    ("columns", "Column metadata", "Units and UCDs of the columns of demo.PhotoObj, from TAP_SCHEMA.",
+     "SELECT column_name, datatype, unit, ucd, description\nFROM TAP_SCHEMA.columns\nWHERE table_name = 'demo.PhotoObj'"),
+]
+
+
+def error_votable(message: str) -> bytes:
+    """A DALI error document: QUERY_STATUS=ERROR with the message as the INFO's text."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">\n'
+        '<RESOURCE type="results">\n'
+        f'<INFO name="QUERY_STATUS" value="ERROR">{escape(message)}</INFO>\n'
+        "</RESOURCE>\n</VOTABLE>\n"
+    ).encode()
+
+
+def tap_format(value: str | None) -> formats.Format:
+    """The result format for RESPONSEFORMAT/FORMAT (short name or media type; VOTable by default)."""
+    value = (value or "").strip()
+    if not value or value.lower() in _VOTABLE_ALIASES:
+        return formats.by_name("votable")
+    return formats.negotiate(None, value, default="votable", allowed=TAP_FORMATS)
+
+
+_DISPOSITION = re.compile(rb'name="([^"]*)"', re.IGNORECASE)
+
+
+def parse_multipart(ctype: str, body: bytes) -> dict[str, list[bytes]]:
+    """Form fields of a multipart body, read by hand: tornado >= 6.5 refuses the leading CRLF
+    preamble STILTS/TOPCAT send (and other quirks), so this is the fallback parser."""
+    boundary = None
+    for part in ctype.split(";")[1:]:
+        key, _, val = part.strip().partition("=")
+        if key.lower() == "boundary":
+            boundary = val.strip().strip('"').encode()
+    if not boundary:
+        raise bad_request("multipart/form-data body without a boundary")
+    fields: dict[str, list[bytes]] = {}
+    for chunk in body.split(b"--" + boundary)[1:]:
+        if chunk.startswith(b"--"):
+            break  # the closing delimiter
+        head, sep, data = chunk.lstrip(b"\r\n").partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        m = _DISPOSITION.search(head)
+        if m and b"filename=" not in head.lower():
+            fields.setdefault(m.group(1).decode("utf-8", "replace"), []).append(data.removesuffix(b"\r\n"))
+    return fields
+
+
+def _el(tag: str, text, **attrs) -> str:
+    """``<tag a="b">text</tag>``, or nothing when ``text`` is None."""
+    if text is None:
+        return ""
+    a = "".join(f" {k.replace('_', ':', 1) if k.startswith('xsi_') else k}={quoteattr(str(v))}" for k, v in attrs.items())
+    return f"<{tag}{a}>{escape(str(text))}</{tag}>"
+
+
+def table_xml(t: tap_schema.TableDesc, tag: str = "table", ns: str = "") -> str:
+    """A VODataService ``table`` element (``vosi:table`` with its namespaces for ``tables/{name}``)."""
+    out = [f'<{tag}{ns} type="{t.type}">', _el("name", t.name), _el("description", t.description)]
+    for c in t.columns:
+        out.append(f'<column std="{"true" if c.std else "false"}">')
+        out += [_el("name", c.name), _el("description", c.description), _el("unit", c.unit), _el("ucd", c.ucd),
+                _el("utype", c.utype)]
+        attrs = {"xsi_type": "vs:VOTableType"}
+        if c.arraysize:
+            attrs["arraysize"] = c.arraysize
+        if c.xtype:
+            attrs["extendedType"] = c.xtype
+        out.append(_el("dataType", c.datatype, **attrs))
+        out += [_el("flag", f) for f, on in (("indexed", c.indexed), ("principal", c.principal)) if on]
+        out.append("</column>")
+    for k in t.keys:
+        out.append("<foreignKey>" + _el("targetTable", k.target_table))
+        out += ["<fkColumn>" + _el("fromColumn", f) + _el("targetColumn", c) + "</fkColumn>" for f, c in k.columns]
+        out.append(_el("description", k.description) + "</foreignKey>")
+    out.append(f"</{tag}>")
+    return "".join(x for x in out if x)
+
+
+class TapHandler(ArchiveHandler):
+    """Base of the TAP handlers: errors are DALI error VOTables; user errors answer 400."""
+
+    face = "tap"
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ArchiveError):
+            status, message = exc.status, exc.message
+            if exc.position:
+                message = f"{message} (line {exc.position[0]}, column {exc.position[1]})"
+        elif isinstance(exc, web.HTTPError):
+            status, message = exc.status_code, exc.log_message or exc.reason or f"HTTP {exc.status_code}"
+        else:
+            status, message = 500, "internal error in the archive; the server log has the details"
+        if 400 <= status < 500 and status not in (401, 403, 404, 405):
+            status = 400  # DALI: parameter and query errors are 400, whatever the core's code
+        self.clear_header("Content-Encoding")
+        self.clear_header("Content-Disposition")
+        self.set_status(status)
+        self.finish(error_votable(message), set_content_type=VOTABLE_MEDIA)
+
+    @property
+    def tap_url(self) -> str:
+        """The service's base URL as clients reach it (…/archive/tap)."""
+        return f"{self.request.protocol}://{self.request.host}{self.base_url}archive/tap"
+
+    def send_xml(self, body: str, media: str = "text/xml; charset=UTF-8") -> None:
+        self.finish('<?xml version="1.0" encoding="UTF-8"?>\n' + body, set_content_type=media)
+
+
+@web.stream_request_body
+class SyncHandler(TapHandler):
+    """``GET|POST sync``: run one ADQL query and answer its rows."""
+
+    def prepare(self):
+        self._chunks: list[bytes] = []
+        return super().prepare()
+
+    def data_received(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+
+    def tap_params(self) -> tuple[dict[str, str], set[str]]:
+        """Parameters by upper-case name (query string, then body; the last value wins) and file part names."""
+        raw: dict[str, list[bytes]] = {k: list(v) for k, v in self.request.query_arguments.items()}
+        files: set[str] = set()
+        body = b"".join(getattr(self, "_chunks", []))
+        ctype = self.request.headers.get("Content-Type", "")
+        if body and ctype.lower().startswith("multipart/form-data"):
+            args: dict[str, list[bytes]] = {}
+            parts: dict = {}
+            try:
+                # the CRLF preamble STILTS sends is what tornado >= 6.5 refuses
+                httputil.parse_body_arguments(ctype, body.lstrip(b"\r\n"), args, parts, self.request.headers)
+            except httputil.HTTPInputError:
+                args, parts = parse_multipart(ctype, body), {}
+            files = {k.upper() for k in parts}
+            for k, v in args.items():
+                raw.setdefault(k, []).extend(v)
+        elif body:
+            args = {}
+            try:
+                httputil.parse_body_arguments(ctype, body, args, {}, self.request.headers)
+            except httputil.HTTPInputError as exc:
+                raise bad_request(f"cannot read the request body: {exc}") from None
+            for k, v in args.items():
+                raw.setdefault(k, []).extend(v)
+        params = {}
+        for k, values in raw.items():
+            if values:
+                params[k.upper()] = values[-1].decode("utf-8", "replace")
+        return params, files
+
+    @endpoint(anonymous=True)
+    async def get(self):
+        await self.sync()
+
+    @endpoint(anonymous=True)
+    async def post(self):
+        await self.sync()
+
+    async def sync(self) -> None:
+        params, _files = self.tap_params()
+        request = params.get("REQUEST")
+        if request is not None and request.strip() and request.strip().lower() != "doquery":
+            raise bad_request(f"unsupported REQUEST {request!r}: this service runs REQUEST=doQuery")
+        lang = (params.get("LANG") or "").strip()
+        if not lang:
+            raise bad_request(f"LANG is required (one of {', '.join(LANGS)})")
+        if lang.upper() not in LANGS:
+            raise bad_request(f"unsupported LANG {lang!r}; supported: {', '.join(LANGS)}")
+        if (params.get("UPLOAD") or "").strip():
+            raise bad_request("UPLOAD is not supported by this service yet; query the archive's tables instead")
+        query = params.get("QUERY") or ""
+        if not query.strip():
+            raise bad_request("QUERY is required: an ADQL SELECT statement")
+        maxrec = self.maxrec(params.get("MAXREC"))
+        fmt = tap_format(params.get("RESPONSEFORMAT") or params.get("FORMAT"))
+        info = formats.ResultInfo(table_name="result", query=query, row_limit=maxrec)
+        if tap_schema.mentions_tap_schema(query):
+            await self.query_and_stream(fmt, info, tap_schema.query, self.archive, self.principal, query,
+                                        row_limit=maxrec, time_limit=self.archive.config.quick_time_limit)
+        else:
+            await self.query_and_stream(fmt, info, self.archive.query, self.principal, query, "adql", row_limit=maxrec)
+
+    @staticmethod
+    def maxrec(raw: str | None) -> int:
+        """MAXREC as a row limit: the default when absent, capped at the hard limit."""
+        if raw is None or not raw.strip():
+            return DEFAULT_MAXREC
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise bad_request(f"invalid MAXREC {raw!r}: must be a non-negative integer") from None
+        if value < 0:
+            raise bad_request(f"invalid MAXREC {value}: must be a non-negative integer")
+        return min(value, HARD_MAXREC)
+
+
+class AsyncHandler(TapHandler):
+    """``async``: not offered yet; a clear error instead of a 404."""
+
+    @endpoint(anonymous=True)
+    async def get(self, rest: str = ""):
+        raise ArchiveError("not_implemented", "asynchronous TAP (UWS) is not available yet; use the sync endpoint", 501)
+
+    post = get
+
+
+class CapabilitiesHandler(TapHandler):
+    """``GET capabilities``: VOSI capabilities with the TAPRegExt TableAccess description."""
+
+    @endpoint(anonymous=True)
+    async def get(self):
+        base = escape(self.tap_url)
+        geo = "".join(f"<feature><form>{f}</form></feature>" for f in GEOMETRY)
+        outputs = []
+        for ivo_id, mime, aliases in OUTPUTS:
+            attr = f' ivo-id="{ivo_id}"' if ivo_id else ""
+            outputs.append(f"<outputFormat{attr}>{_el('mime', mime)}{''.join(_el('alias', a) for a in aliases)}</outputFormat>")
+        limits = self.archive.config
+
+        def vosi(std: str, path: str) -> str:
+            return (f'<capability standardID="ivo://ivoa.net/std/VOSI#{std}"><interface xsi:type="vs:ParamHTTP">'
+                    f'<accessURL use="full">{base}/{path}</accessURL></interface></capability>')
+
+        body = (
+            f'<vosi:capabilities xmlns:vosi="http://www.ivoa.net/xml/VOSICapabilities/v1.0" xmlns:vr="{VR}" '
+            f'xmlns:vs="{VS}" xmlns:tr="{TR}" xmlns:xsi="{XSI}">'
+            '<capability standardID="ivo://ivoa.net/std/TAP" xsi:type="tr:TableAccess">'
+            f'<interface xsi:type="vs:ParamHTTP" role="std" version="1.1"><accessURL use="base">{base}</accessURL></interface>'
+            "<language><name>ADQL</name>"
+            '<version ivo-id="ivo://ivoa.net/std/ADQL#v2.0">2.0</version>'
+            '<version ivo-id="ivo://ivoa.net/std/ADQL#v2.1">2.1</version>'
+            "<description>ADQL 2.1, compiled to the archive's SQL engine</description>"
+            f'<languageFeatures type="ivo://ivoa.net/std/TAPRegExt#features-adqlgeo">{geo}</languageFeatures>'
+            "</language>"
+            + "".join(outputs)
+            + f'<retentionPeriod><default>{int(limits.job_retention or 0)}</default></retentionPeriod>'
+            f"<executionDuration><default>{int(limits.quick_time_limit)}</default>"
+            f"<hard>{int(limits.quick_time_limit)}</hard></executionDuration>"
+            f'<outputLimit><default unit="row">{DEFAULT_MAXREC}</default><hard unit="row">{HARD_MAXREC}</hard></outputLimit>'
+            "</capability>"
+            + vosi("capabilities", "capabilities") + vosi("availability", "availability") + vosi("tables-1.1", "tables")
+            + '<capability standardID="ivo://ivoa.net/std/DALI#examples"><interface xsi:type="vr:WebBrowser">'
+            f'<accessURL use="full">{base}/examples</accessURL></interface></capability>'
+            "</vosi:capabilities>"
+        )
+        self.send_xml(body)
+
+
+class AvailabilityHandler(TapHandler):
+    """``GET availability``: the service is up whenever it answers."""
+
+    @endpoint(anonymous=True)
+    async def get(self):
+        self.send_xml('<vosi:availability xmlns:vosi="http://www.ivoa.net/xml/VOSIAvailability/v1.0">'
+                      "<vosi:available>true</vosi:available></vosi:availability>")
+
+
+class TablesHandler(TapHandler):
+    """``GET tables``: the VODataService tableset (columns always included, whatever ``detail``)."""
+
+    @endpoint(anonymous=True)
+    async def get(self):
+        schemas = await self.call(tap_schema.describe, self.archive, self.principal)
+        out = [f'<vosi:tableset xmlns:vosi="http://www.ivoa.net/xml/VOSITables/v1.0" xmlns:vs="{VS}" xmlns:xsi="{XSI}">']
+        for s in schemas:
+            out.append("<schema>" + _el("name", s.name) + _el("description", s.description))
+            out += [table_xml(t) for t in s.tables]
+            out.append("</schema>")
+        out.append("</vosi:tableset>")
+        self.send_xml("".join(out))
+
+
+class TableHandler(TapHandler):
+    """``GET tables/{name}``: one ``vosi:table`` (name compared case-insensitively)."""
+
+    @endpoint(anonymous=True)
+    async def get(self, name: str):
+        schemas = await self.call(tap_schema.describe, self.archive, self.principal)
+        table = tap_schema.find_table(schemas, name)
+        if table is None:
+            raise not_found(f"unknown table {name!r}")
+        ns = f' xmlns:vosi="http://www.ivoa.net/xml/VOSITables/v1.0" xmlns:vs="{VS}" xmlns:xsi="{XSI}"'
+        self.send_xml(table_xml(table, "vosi:table", ns))
+
+
+class ExamplesHandler(TapHandler):
+    """``GET examples``: DALI examples, an XHTML page with RDFa-marked runnable queries."""
+
+    @endpoint(anonymous=True)
+    async def get(self):
+        items = []
+        for ident, title, text, query in EXAMPLES:
+            items.append(
+                f'<div id="{ident}" resource="#{ident}" typeof="example"><h2 property="name">{escape(title)}</h2>'
+                f"<p>{escape(text)}</p>"
+                f'<pre class="dali-example-query-sql" property="query">{escape(query)}</pre></div>'
+            )
+        body = (
+            '<!DOCTYPE html>\n<html xmlns="http://www.w3.org/1999/xhtml" vocab="http://www.ivoa.net/rdf/examples#">'
+            "<head><title>TAP examples</title></head><body><h1>Example queries</h1>"
+            + "".join(items) + "</body></html>"
+        )
+        self.finish(body, set_content_type="application/xhtml+xml; charset=UTF-8")
+
+
+class NotFoundHandler(TapHandler):
+    """Everything else under ``archive/tap``: a 404 error VOTable."""
+
+    @endpoint(anonymous=True)
+    async def get(self, path: str):
+        raise not_found(f"no such TAP resource: {path!r} (try sync, capabilities, tables, availability, examples)")
+
+    post = get
+
+
+def tap_handlers() -> list[tuple[str, type]]:
+    return [
+        (r"archive/tap/sync/?", SyncHandler),
+        (r"archive/tap/async(?P<rest>/.*)?", AsyncHandler),
+        (r"archive/tap/capabilities/?", CapabilitiesHandler),
+        (r"archive/tap/availability/?", AvailabilityHandler),
+        (r"archive/tap/tables/?", TablesHandler),
+        (r"archive/tap/tables/(?P<name>[^/]+)/?", TableHandler),
+        (r"archive/tap/examples/?", ExamplesHandler),
+        (r"archive/tap(?P<path>/?.*)", NotFoundHandler),
+    ]

@@ -1,0 +1,443 @@
+"""ArchiveClient: the archive's Python API (pandas, astropy, pyarrow) over its native HTTP API.
+
+Everything goes through ``{base}archive/api/...`` of a running server; nothing reaches into
+the server process. The server is found in this order: explicit ``url``/``token``
+arguments, the ``JUPYTER_ARCHIVE_URL`` / ``JUPYTER_ARCHIVE_TOKEN`` environment (the Jupyter
+token; ``JUPYTER_ARCHIVE_AUTH_TOKEN`` for an archive token sent as ``X-Auth-Token``), then
+the running Jupyter servers (the one whose sessions hold this kernel, else the one whose
+root holds the working directory, else the newest).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import requests
+
+FORMATS = ("pandas", "astropy", "arrow")
+PARQUET = "application/vnd.apache.parquet"
+ARROW = "application/vnd.apache.arrow.stream"
+FINAL_STATES = frozenset({"completed", "failed", "canceled"})
+
+
+class ArchiveError(Exception):
+    """A failure the archive reported (its code and message), or a server that cannot be reached."""
+
+    def __init__(self, message: str, code: str = "error", status: int | None = None, details: dict | None = None):
+        super().__init__(message)
+        self.message, self.code, self.status, self.details = message, code, status, details or {}
+
+    def __str__(self) -> str:
+        return f"{self.message} [{self.code}]" if self.code != "error" else self.message
+
+
+# -- finding the server ----------------------------------------------------------------------------------
+def _kernel_id() -> str | None:
+    """This kernel's id when running inside an IPython kernel, from its connection file name."""
+    try:
+        from ipykernel.connect import get_connection_file
+
+        m = re.search(r"kernel-(.+)\.json$", os.path.basename(get_connection_file()))
+        return m.group(1) if m else None
+    except Exception:  # not in a kernel: no connection file
+        return None
+
+
+def find_server(kernel_id: str | None = None, runtime_dir: str | None = None) -> dict | None:
+    """The running Jupyter server (its ``list_running_servers()`` record) this code runs beside."""
+    from jupyter_server.serverapp import list_running_servers
+
+    servers = list(list_running_servers(runtime_dir) if runtime_dir else list_running_servers())
+    if not servers:
+        return None
+    kernel_id = kernel_id or _kernel_id()
+    if kernel_id:
+        for s in servers:
+            try:
+                r = requests.get(s["url"] + "api/sessions", headers={"Authorization": f"token {s.get('token', '')}"}, timeout=5)
+                if r.ok and any((x.get("kernel") or {}).get("id") == kernel_id for x in r.json()):
+                    return s
+            except (requests.RequestException, ValueError):
+                continue  # a stale record of a server that has gone
+    cwd = Path.cwd().resolve()
+    for s in servers:
+        root = Path(s.get("root_dir") or s.get("notebook_dir") or "/").resolve()
+        if root == cwd or root in cwd.parents:
+            return s
+    return servers[-1]
+
+
+# -- results -------------------------------------------------------------------------------------------
+def _column_meta(field: pa.Field) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
+
+
+def to_astropy(table: pa.Table):
+    """An astropy Table with the archive's units, UCDs and descriptions on its columns."""
+    import astropy.units as u
+    import numpy as np
+    from astropy.table import Column, MaskedColumn, Table
+
+    out = Table()
+    for field, col in zip(table.schema, table.columns, strict=True):
+        meta = _column_meta(field)
+        values = col.to_numpy(zero_copy_only=False)
+        kw: dict[str, Any] = {"name": field.name, "description": meta.get("description")}
+        if meta.get("unit"):
+            unit = u.Unit(meta["unit"], parse_strict="silent")
+            kw["unit"] = unit
+        if col.null_count:
+            mask = col.is_null().to_numpy(zero_copy_only=False)
+            if values.dtype == object and not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
+                values = np.asarray([0 if m else v for v, m in zip(values, mask)])
+            c = MaskedColumn(values, mask=mask, **kw)
+        else:
+            c = Column(values, **kw)
+        if meta.get("ucd"):
+            c.meta["ucd"] = meta["ucd"]
+        out.add_column(c)
+    out.meta.update({k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.startswith(b"archive.")})
+    return out
+
+
+def to_pandas(table: pa.Table):
+    """A DataFrame; column metadata (unit, ucd, description) is kept in ``df.attrs["columns"]``."""
+    df = table.to_pandas()
+    df.attrs["columns"] = {f.name: _column_meta(f) for f in table.schema}
+    df.attrs["truncated"] = (table.schema.metadata or {}).get(b"archive.truncated") == b"true"
+    return df
+
+
+def convert(table: pa.Table, fmt: str):
+    """An Arrow table as ``pandas`` (DataFrame), ``astropy`` (Table) or ``arrow`` (itself)."""
+    if fmt == "arrow":
+        return table
+    if fmt == "astropy":
+        return to_astropy(table)
+    if fmt == "pandas":
+        return to_pandas(table)
+    raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def _to_arrow(data) -> pa.Table:
+    """A DataFrame, astropy Table or Arrow table as an Arrow table (units kept as column metadata)."""
+    if isinstance(data, pa.Table):
+        return data
+    try:
+        from astropy.table import Table
+
+        if isinstance(data, Table):
+            arrays, fields = [], []
+            for col in data.itercols():
+                mask = getattr(col, "mask", None)
+                arr = pa.array(list(col) if col.dtype.kind in "OU" else col.data, mask=None if mask is None else mask.data if hasattr(mask, "data") else mask)
+                meta = {k: str(v) for k, v in (("unit", col.unit and col.unit.to_string()), ("description", col.description)) if v}
+                fields.append(pa.field(col.name, arr.type, metadata=meta or None))
+                arrays.append(arr)
+            return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    except ImportError:
+        pass
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    raise TypeError(f"cannot upload a {type(data).__name__}: give a pandas DataFrame, an astropy Table, an Arrow table or a file path")
+
+
+# -- jobs ----------------------------------------------------------------------------------------------
+class Job:
+    """A job of the archive (from any face) as the native API shows it: state, progress, rows, error."""
+
+    def __init__(self, client: ArchiveClient, data: dict):
+        self.client = client
+        self._set(data)
+
+    def _set(self, data: dict) -> None:
+        self.data = data
+        self.id = data["id"]
+        self.state: str = data["state"]
+        self.progress: float = data.get("progress") or 0.0
+        self.rows: int | None = data.get("rows")
+        self.error: dict | None = data.get("error")
+        self.elapsed: float | None = data.get("elapsed")
+        self.kind: str = data.get("kind", "query")
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.kind} {self.state} {self.progress:.0%}{'' if self.rows is None else f' {self.rows} rows'}>"
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def refresh(self, wait: float | None = None) -> Job:
+        """Read the job again; with ``wait``, the server holds the answer until the job ends (or ``wait`` s)."""
+        params = {"wait": f"{wait:g}"} if wait else None
+        self._set(self.client._json("GET", f"jobs/{self.id}", params=params))
+        return self
+
+    def wait(self, timeout: float | None = None, progress: bool = False, raise_error: bool = True) -> Job:
+        """Wait until the job ends; ``progress`` shows a live bar (a widget in a notebook, text elsewhere).
+
+        Raises ``ArchiveError`` with the server's message when the job failed (unless ``raise_error`` is false),
+        or when ``timeout`` seconds pass first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        view = _progress_view(self) if progress else None
+        while not self.done:
+            left = 10.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise ArchiveError(f"job {self.id} is still {self.state} after {timeout} s", "timeout")
+            # A short server-side wait while showing progress, so the bar moves; a long one otherwise.
+            self.refresh(wait=min(left, 0.5 if view else 10.0))
+            if view:
+                view(self)
+        if raise_error and self.state == "failed":
+            err = self.error or {}
+            raise ArchiveError(err.get("message") or f"job {self.id} failed", err.get("code") or "job_failed")
+        return self
+
+    def cancel(self) -> Job:
+        """Ask the server to cancel the job (harmless when it has ended)."""
+        self._set(self.client._json("POST", f"jobs/{self.id}/cancel"))
+        return self
+
+    def result(self, format: str = "pandas", offset: int = 0, limit: int | None = None):
+        """The rows the job produced (waits for it first)."""
+        self.wait()
+        params: dict[str, Any] = {"offset": offset}
+        if limit is not None:
+            params["limit"] = limit
+        return convert(self.client._arrow("GET", f"jobs/{self.id}/results", params=params), format)
+
+    def log(self) -> list[str]:
+        """The job's log lines."""
+        return [x["line"] for x in self.client._json("GET", f"jobs/{self.id}/log")["log"]]
+
+
+def _progress_view(job: Job):
+    """A function showing the job's progress: a JobProgress widget under IPython, else a text bar."""
+    try:
+        from IPython import get_ipython
+
+        if get_ipython() is not None and getattr(get_ipython(), "kernel", None) is not None:
+            from IPython.display import display
+
+            from .widgets import JobProgress
+
+            w = JobProgress(job, client=job.client, watch=False)
+            display(w)
+            return w.show
+    except ImportError:
+        pass
+
+    def text(j: Job) -> None:
+        bar = "#" * int(j.progress * 30)
+        end = "\n" if j.done else ""
+        print(f"\rjob {j.id} [{bar:<30}] {j.progress:4.0%} {j.state:<10}{end}", end="", file=sys.stderr, flush=True)
+
+    text(job)
+    return text
+
+
+# -- the client ----------------------------------------------------------------------------------------
+class ArchiveClient:
+    """The archive's Python API: queries, jobs, tables, uploads, mounts, directives and cutouts."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, *, archive_token: str | None = None,
+                 context: str = "DEMO", timeout: float = 120.0):
+        url = url or os.environ.get("JUPYTER_ARCHIVE_URL")
+        if url is None:
+            server = find_server()
+            if server is None:
+                raise ArchiveError("no archive server found: pass url=..., set JUPYTER_ARCHIVE_URL, or start "
+                                   "`jupyter archive` / `jupyter lab` with the extension", "not_found")
+            url, token = server["url"], token or server.get("token")
+        self.url = url if url.endswith("/") else url + "/"
+        token = token or os.environ.get("JUPYTER_ARCHIVE_TOKEN")
+        archive_token = archive_token or os.environ.get("JUPYTER_ARCHIVE_AUTH_TOKEN")
+        self.context, self.timeout = context, timeout
+        self.session = requests.Session()
+        if archive_token:
+            self.session.headers["X-Auth-Token"] = archive_token
+        elif token:
+            self.session.headers["Authorization"] = f"token {token}"
+
+    def __repr__(self) -> str:
+        return f"<ArchiveClient {self.url} context={self.context}>"
+
+    @property
+    def api(self) -> str:
+        return self.url + "archive/api/"
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kw) -> requests.Response:
+        url = path if path.startswith("http") else self.api + path
+        try:
+            r = self.session.request(method, url, timeout=kw.pop("timeout", self.timeout), **kw)
+        except requests.ConnectionError as e:
+            raise ArchiveError(f"cannot reach the archive at {self.url}: {e}", "unreachable") from None
+        if r.status_code >= 400:
+            raise _error(r)
+        return r
+
+    def _json(self, method: str, path: str, **kw) -> Any:
+        r = self._request(method, path, **kw)
+        return r.json() if r.content else None
+
+    def _arrow(self, method: str, path: str, **kw) -> pa.Table:
+        kw.setdefault("headers", {})["Accept"] = ARROW
+        r = self._request(method, path, **kw)
+        return pa.ipc.open_stream(io.BytesIO(r.content)).read_all()
+
+    # -- catalog ---------------------------------------------------------------------------------
+    def contexts(self) -> list[dict]:
+        """The contexts the caller can query (name, path, kind, readOnly, description)."""
+        return self._json("GET", "contexts")["contexts"]
+
+    def mounts(self) -> list[dict]:
+        """The mounted data sources (every context but the caller's own MyDB)."""
+        return [c for c in self.contexts() if c.get("kind") != "mydb"]
+
+    def tables(self, context: str | None = None) -> list[dict]:
+        """The tables of a context: name, rows, size and columns."""
+        return self._json("GET", f"contexts/{quote(context or self.context)}/tables")["tables"]
+
+    def schema(self, table: str, context: str | None = None):
+        """A table's columns as a DataFrame: name, datatype, unit, ucd, description (``attrs`` holds rows)."""
+        import pandas as pd
+
+        info = self._json("GET", f"contexts/{quote(context or self.context)}/tables/{quote(table)}")
+        df = pd.DataFrame(info["columns"]).reindex(columns=["name", "datatype", "unit", "ucd", "description"])
+        df.attrs.update({k: v for k, v in info.items() if k != "columns"})
+        return df
+
+    def rows(self, table: str, context: str | None = None, offset: int = 0, limit: int = 100,
+             order: str | None = None, descending: bool = False, format: str = "pandas"):
+        """A page of a table's rows, sorted and cut by the server."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if order:
+            params.update(order=order, desc=str(bool(descending)).lower())
+        return convert(self._arrow("GET", f"contexts/{quote(context or self.context)}/tables/{quote(table)}/rows", params=params), format)
+
+    # -- queries ---------------------------------------------------------------------------------
+    def _body(self, sql: str, context, language, params, variables) -> dict:
+        body: dict[str, Any] = {"query": sql, "context": context or self.context, "language": language}
+        if params:
+            body["params"] = {k: _plain(v) for k, v in params.items()}
+        if variables:
+            body["variables"] = {k: str(v) for k, v in variables.items()}
+        return body
+
+    def query(self, sql: str, context: str | None = None, *, language: str = "sql", params: dict | None = None,
+              variables: dict | None = None, limit: int | None = None, offset: int | None = None, format: str = "pandas"):
+        """Run a quick query; ``params`` are bound by name (``:name`` in the SQL), never pasted."""
+        body = self._body(sql, context, language, params, variables)
+        if limit is not None:
+            body["limit"] = int(limit)
+        if offset is not None:
+            body["offset"] = int(offset)
+        body["format"] = "arrow"
+        return convert(self._arrow("POST", "query", json=body), format)
+
+    def compile(self, sql: str, context: str | None = None, *, language: str = "sql", params: dict | None = None) -> dict:
+        """The phases of the SQL pipeline and the engine SQL, without running the query."""
+        return self._json("POST", "compile", json=self._body(sql, context, language, params, None))
+
+    def submit(self, sql: str, context: str | None = None, *, language: str = "sql", params: dict | None = None,
+               variables: dict | None = None, into: str | None = None, replace: bool = False,
+               start_time: str | float | None = None, run: bool = True) -> Job:
+        """Submit a query as a job (``into="mydb.T"`` keeps the rows in a table); returns the Job at once."""
+        body = self._body(sql, context, language, params, variables)
+        body.update({"into": into, "replace": replace, "run": run})
+        if start_time is not None:
+            body["startTime"] = start_time
+        return Job(self, self._json("POST", "jobs", json=body))
+
+    def job(self, job_id: int | str) -> Job:
+        """A job by id, whichever face submitted it."""
+        return Job(self, self._json("GET", f"jobs/{job_id}"))
+
+    def jobs(self, state: str | list[str] | None = None, kind: str | None = None, limit: int = 100) -> list[Job]:
+        """The caller's jobs, newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        if state:
+            params["state"] = state if isinstance(state, str) else ",".join(state)
+        if kind:
+            params["kind"] = kind
+        return [Job(self, j) for j in self._json("GET", "jobs", params=params)["jobs"]]
+
+    def cancel(self, job_id: int | str) -> Job:
+        """Cancel a job by id."""
+        return Job(self, self._json("POST", f"jobs/{job_id}/cancel"))
+
+    # -- tables ----------------------------------------------------------------------------------
+    def upload(self, data, table: str, context: str = "MyDB", mode: str = "auto") -> dict:
+        """Upload a DataFrame, astropy Table, Arrow table or file (path) as a table; returns its info.
+
+        ``mode``: auto (create or append), create, append, replace.
+        """
+        url = f"contexts/{quote(context)}/tables/{quote(table)}"
+        if isinstance(data, (str, os.PathLike)):
+            with open(data, "rb") as fh:
+                return self._json("POST", url, params={"mode": mode}, data=fh)
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(_to_arrow(data), buf)
+        return self._json("POST", url, params={"mode": mode}, data=buf.getvalue(), headers={"Content-Type": PARQUET})
+
+    def drop(self, table: str, context: str = "MyDB") -> None:
+        """Drop a table of MyDB (or of a writable mount)."""
+        self._request("DELETE", f"contexts/{quote(context)}/tables/{quote(table)}")
+
+    def rename(self, table: str, new_name: str, context: str = "MyDB") -> dict:
+        return self._json("POST", f"contexts/{quote(context)}/tables/{quote(table)}/rename", json={"name": new_name})
+
+    # -- directives ------------------------------------------------------------------------------
+    def directives(self, folder: str | None = None) -> list[dict]:
+        """The caller's saved directives (optionally those in one folder)."""
+        return self._json("GET", "directives", params={"folder": folder} if folder else None)["directives"]
+
+    def save_directive(self, name: str, query: str, *, context: str | None = None, language: str = "sql",
+                       folder: str = "/", description: str = "", into: str | None = None) -> dict:
+        """Save a query as a directive; its query is compiled (checked) by the server."""
+        body = {"name": name, "query": query, "context": context or self.context, "language": language,
+                "folderPath": folder, "description": description, "targetTable": into}
+        return self._json("POST", "directives", json={k: v for k, v in body.items() if v is not None})
+
+    def run_directive(self, directive_id: str) -> Job:
+        """Run a saved directive as a job."""
+        return Job(self, self._json("POST", f"directives/{quote(directive_id)}/run"))
+
+    def delete_directive(self, directive_id: str) -> None:
+        self._request("DELETE", f"directives/{quote(directive_id)}")
+
+
+def _plain(value):
+    """Numpy scalars and the like as JSON values."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str, bytes)):
+        return value.item()
+    return value
+
+
+def _error(r: requests.Response) -> ArchiveError:
+    try:
+        err = r.json().get("error")
+    except ValueError:
+        err = None
+    if isinstance(err, dict):
+        msg = err.get("message") or r.reason
+        if err.get("position"):
+            msg += f" (line {err['position'].get('line')}, column {err['position'].get('column')})"
+        return ArchiveError(msg, err.get("code") or "error", r.status_code, err.get("details"))
+    if isinstance(err, str):
+        return ArchiveError(err, "error", r.status_code)
+    return ArchiveError(f"HTTP {r.status_code} {r.reason}: {r.text[:300]}", "http", r.status_code)

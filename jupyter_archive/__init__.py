@@ -11,3 +11,10 @@ def _jupyter_server_extension_points():
     from .app import ArchiveApp
 
     return [{"module": "jupyter_archive.app", "app": ArchiveApp}]
+
+
+def load_ipython_extension(ip):
+    """``%load_ext jupyter_archive``: the ``%%archive`` magic."""
+    from .magic import load_ipython_extension as load
+
+    load(ip)

@@ -18,10 +18,12 @@ from .faces.auth import auth_handlers
 from .faces.casjobs import casjobs_handlers
 from .faces.casjobs_users import casjobs_user_handlers
 from .faces.dax import dax_handlers
+from .faces.dax_images import dax_image_handlers
 from .faces.kasabi import kasabi_handlers
 from .faces.native import native_handlers
 from .faces.quasar import quasar_handlers
 from .faces.sas import sas_handlers
+from .faces.soda import soda_handlers
 from .faces.tables import table_handlers
 from .faces.tap import tap_handlers
 
@@ -121,6 +123,8 @@ class ArchiveApp(ExtensionApp):
             # table_handlers first: its routes add upload/drop to URLs native's GET-only handlers also match
             table_handlers() + native_handlers() + casjobs_handlers() + quasar_handlers() + sas_handlers() + kasabi_handlers()
         )
+        # dax_image_handlers before dax_handlers, whose last route answers everything else under dax
+        self.handlers.extend(dax_image_handlers() + soda_handlers())
         self.handlers.extend(auth_handlers() + casjobs_user_handlers() + dax_handlers() + tap_handlers())
 
     def principal_for_jupyter_user(self, user) -> Principal:

@@ -55,9 +55,9 @@ async def make_mydb_table(fetch, sql="CREATE TABLE t AS SELECT 1 AS a"):
 
 
 async def test_service_tree_listings(fetch):
-    assert body_json(await fetch("archive", "dax"))["results"] == ["db", "meta"]
+    assert body_json(await fetch("archive", "dax"))["results"] == ["db", "image", "meta"]
     assert body_json(await fetch("archive", "dax", "meta")) == {"results": ["v0"]}
-    assert body_json(await meta(fetch)) == {"results": ["db"]}  # no image service yet
+    assert body_json(await meta(fetch)) == {"results": ["db", "image"]}
     assert body_json(await meta(fetch, "db")) == {"results": ["L2", "L3"]}
     assert body_json(await fetch("archive", "dax", "db", "v0", "tap")) == {"Links": "/tap/sync"}
 
@@ -180,7 +180,7 @@ async def test_other_users_mydb_is_not_found(fetch, archive):
         ("db", "L3", "DEMO"),  # a mount is not a level-3 database
         ("db", "L2", "DEMO", "tables", "Nope"),
         ("db", "L2", "DEMO", "tables", "Nope", "schema"),
-        ("image",),
+        ("image", "L9"),
         ("nonsense",),
     ],
 )

@@ -21,6 +21,7 @@ import duckdb
 from . import pushdown
 from . import sql as sqlmod
 from .archive_engines import EnginesMixin
+from .archive_images import ImagesMixin
 from .archive_jobs import JobsMixin
 from .archive_mounts import MountsMixin
 from .backends.duckdb import Engine, quote_ident
@@ -104,7 +105,7 @@ class ContextRef:
         }
 
 
-class Archive(MountsMixin, EnginesMixin, JobsMixin):
+class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
     """The archive: catalog + engines + users. One per server process."""
 
     def __init__(self, config: ArchiveConfig):
@@ -136,6 +137,7 @@ class Archive(MountsMixin, EnginesMixin, JobsMixin):
         # A directive is a saved query: its jobs do the same work.
         self.jobs.register("directive", lambda job, ctx: run_query_job(self, job, ctx))
         self.jobs.register("reset", lambda job, ctx: reset_dataset(self, job, ctx))
+        self.jobs.register("cutout", self.run_cutout_job)
         self.directives = DirectiveStore(self)
         # Datasets being reset, as (owner or "", context lower-case): read-only until the reset ends.
         self.resetting: set[tuple[str, str]] = set()

@@ -1,6 +1,7 @@
 """A synthetic SDSS-like demo archive, so a fresh server has something real-looking to query.
 
-:func:`ensure_demo` writes ``<data_dir>/demo/demo.duckdb`` with two tables:
+:func:`ensure_demo` writes ``<data_dir>/demo/demo.duckdb`` with two tables (and, beside it,
+the image collection of :mod:`.demo_images`, drawn from ``PhotoObj``):
 
 ``PhotoObj``
     ``rows`` photometric objects spread uniformly over the sphere within a field
@@ -106,15 +107,17 @@ def ensure_demo(
         "healpix:PhotoObj": f"objid,{OBJID_HEALPIX_ORDER},{OBJID_SHIFT},ra,dec",
     }
     path = demo_path(data_dir)
-    if _is_current(path, wanted):
-        return path
-    with md.build_lock(path):
-        if _is_current(path, wanted):  # another process built it while we waited
-            return path
-        log.info("building demo archive %s (rows=%d, seed=%d)", path, rows, seed)
-        photo, spec = generate(rows, seed, field)
-        with md.atomic_database(path) as tmp:
-            _write(tmp, photo, spec, wanted)
+    if not _is_current(path, wanted):
+        with md.build_lock(path):
+            if not _is_current(path, wanted):  # another process may have built it while we waited
+                log.info("building demo archive %s (rows=%d, seed=%d)", path, rows, seed)
+                photo, spec = generate(rows, seed, field)
+                with md.atomic_database(path) as tmp:
+                    _write(tmp, photo, spec, wanted)
+    # The image collection is drawn from the catalog, so it follows it (rebuilt when it changes).
+    from .demo_images import ensure_demo_images
+
+    ensure_demo_images(path, field)
     return path
 
 

@@ -12,7 +12,7 @@ Queries (dbserv v0): ``GET|POST db/v0/tap/sync`` with ``query`` runs MySQL-flavo
 ``db=DEMO``) and streams the rows as the document's VOTable-like JSON. Its errors are
 ``{"error": "<Kind>", "message": ...}``, as dax_dbserv wrote them.
 
-The image service (imgserv) does not exist yet; ``meta/v0`` lists only ``db``.
+Images (metaserv ``meta/v0/image`` and imgserv ``image/v0``) are in :mod:`.dax_images`.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ PUBLIC_OWNER = "archive"  # owner shown for mounts: they belong to the archive, 
 
 # Fixed listings of the service tree, by path below archive/dax.
 INDEX = {
-    "": {"results": ["db", "meta"]},
+    "": {"results": ["db", "image", "meta"]},
     "meta": {"results": ["v0"]},
-    "meta/v0": {"results": ["db"]},
+    "meta/v0": {"results": ["db", "image"]},
     "db": {"results": ["v0"]},
     "db/v0": {"results": ["tap"]},
     "db/v0/tap": {"Links": "/tap/sync"},

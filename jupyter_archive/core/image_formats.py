@@ -1,0 +1,131 @@
+"""Cutouts and whole images as bytes: FITS (one plane, or all as extensions), PNG and JPEG.
+
+FITS keeps every pixel and the cutout's WCS; ``LTV1``/``LTV2`` give the offset of the
+cutout in the original image (IRAF's physical coordinates, as LSST's afw writes them).
+PNG and JPEG show one plane as 8-bit grey, stretched for the eye: data and variance with
+zscale limits and an asinh stretch (astropy.visualization), the mask as set / not set;
+row 0 of the picture is the top of the image (FITS counts rows from the bottom).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from .errors import ArchiveError
+from .images import Cut
+
+MEDIA_TYPES = {"fits": "image/fits", "png": "image/png", "jpeg": "image/jpeg"}
+_ALIASES = {
+    "fits": "fits", "fit": "fits", "image/fits": "fits", "application/fits": "fits", "image/x-fits": "fits",
+    "png": "png", "image/png": "png", "jpeg": "jpeg", "jpg": "jpeg", "image/jpeg": "jpeg", "image/jpg": "jpeg",
+}  # fmt: skip
+_EXTNAMES = {"data": "IMAGE", "mask": "MASK", "variance": "VARIANCE"}
+
+
+def image_format(name: str | None = None, accept: str | None = None) -> str:
+    """``fits``, ``png`` or ``jpeg`` from a ``format`` value or an ``Accept`` header (FITS by default)."""
+    if name:
+        fmt = _ALIASES.get(name.strip().lower())
+        if fmt is None:
+            raise _not_acceptable(f"unknown image format {name!r}")
+        return fmt
+    if not accept:
+        return "fits"
+    ranked = []
+    for i, part in enumerate(accept.split(",")):
+        media, *params = [p.strip() for p in part.split(";")]
+        q = 1.0
+        for p in params:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        ranked.append((-q, i, media.lower()))
+    for _, _, media in sorted(ranked):
+        if media in _ALIASES:
+            return _ALIASES[media]
+        if media in ("*/*", "image/*", "application/*"):
+            return "fits"
+    raise _not_acceptable(f"cannot answer Accept: {accept}")
+
+
+def _not_acceptable(message: str) -> ArchiveError:
+    return ArchiveError(
+        "not_acceptable", f"{message}; images come as {', '.join(MEDIA_TYPES.values())}", 406,
+        details={"supported": list(MEDIA_TYPES.values())},
+    )  # fmt: skip
+
+
+def render(cut: Cut, fmt: str) -> bytes:
+    """A cutout (or whole image) as bytes of ``fmt``."""
+    if fmt == "fits":
+        return fits_bytes([cut])
+    return picture_bytes(cut, fmt)
+
+
+def _hdu_header(cut: Cut, plane: str):
+    header = cut.wcs.to_header()
+    header["EXTNAME"] = _EXTNAMES[plane]
+    header["LTV1"] = (-cut.origin[0], "cutout x offset in the original image")
+    header["LTV2"] = (-cut.origin[1], "cutout y offset in the original image")
+    header["IMAGEID"] = cut.image.id
+    header["KIND"] = cut.image.kind
+    header["COLLECT"] = (cut.image.collection, "image collection")
+    return header
+
+
+def fits_bytes(cuts: list[Cut], names: list[str] | None = None) -> bytes:
+    """FITS of cutouts: one plane of one cutout in the primary HDU; anything more as extensions
+    (``IMAGE``, ``MASK``, ``VARIANCE``; with several cutouts each EXTNAME gets the cutout's number)."""
+    from astropy.io import fits
+
+    parts = [(i, plane, data) for i, c in enumerate(cuts) for plane, data in c.planes.items()]
+    if len(parts) == 1:
+        i, plane, data = parts[0]
+        hdus = [fits.PrimaryHDU(data, header=_hdu_header(cuts[0], plane))]
+    else:
+        hdus = [fits.PrimaryHDU()]
+        for i, plane, data in parts:
+            header = _hdu_header(cuts[i], plane)
+            if len(cuts) > 1:
+                header["EXTNAME"] = f"{_EXTNAMES[plane]}{i + 1}"
+                header["EXTVER"] = i + 1
+                if names:
+                    header["SODAID"] = names[i]
+            hdus.append(fits.ImageHDU(data, header=header))
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf, output_verify="silentfix")
+    return buf.getvalue()
+
+
+def picture_bytes(cut: Cut, fmt: str) -> bytes:
+    """One plane (the first asked) as an 8-bit grey PNG or JPEG of the cutout's size."""
+    from PIL import Image as PILImage
+
+    plane, data = next(iter(cut.planes.items()))
+    grey = stretch(np.asarray(data), plane)
+    picture = PILImage.fromarray(np.ascontiguousarray(grey[::-1]), mode="L")
+    buf = io.BytesIO()
+    if fmt == "png":
+        picture.save(buf, format="PNG", compress_level=1)
+    else:
+        picture.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def stretch(data: np.ndarray, plane: str) -> np.ndarray:
+    """Pixels as uint8 for display: zscale + asinh for data and variance, set/not set for the mask."""
+    if plane == "mask":
+        return np.where(data != 0, 255, 0).astype(np.uint8)
+    from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
+
+    values = np.asarray(data, dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(values.shape, np.uint8)
+    values = np.where(finite, values, np.nanmin(values[finite]))
+    norm = ImageNormalize(values, interval=ZScaleInterval(), stretch=AsinhStretch(0.1), clip=True)
+    return (np.asarray(norm(values).filled(0.0)) * 255.0 + 0.5).astype(np.uint8)

@@ -1,0 +1,671 @@
+"""Survey images beside the catalogs: collections, planes, footprints and cutouts (astropy).
+
+An *image* is a FITS file with a celestial WCS. Its *planes* are its 2-d image HDUs: those
+named ``IMAGE``/``DATA``/``SCI`` (data), ``MASK`` and ``VARIANCE`` (``VAR``), or else the
+first, second and third image HDU in order (the layout of LSST's afw exposures). Images are
+grouped as ``level / collection / kind / id``: the level is ``L2`` (the archive's own
+releases), the collection is the context of the mount holding the file, the kind is the
+folder the file sits in (``calexp/1000.fits``; a ``KIND`` header keyword wins) and the id is
+the file's stem (or its ``IMAGEID`` keyword).
+
+A source may also declare its images in an index table ``images`` (columns ``id``, ``kind``,
+``path``; optionally ``footprint`` as ``ra1 dec1 ra2 dec2 ...`` degrees, ``owner``,
+``created``): those files are described by their rows and not by a scan.
+
+Every image's footprint (its four corner positions) is known from the headers alone, so
+"which images cover (ra, dec)" is answered without reading pixels. Cutouts are made with
+:class:`astropy.nddata.Cutout2D` on the data plane; the other planes are sliced the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ArchiveError, bad_request, not_found
+
+log = logging.getLogger(__name__)
+
+PLANES = ("data", "mask", "variance")
+_EXTNAMES = {
+    "data": ("IMAGE", "DATA", "SCI"),
+    "mask": ("MASK", "DQ"),
+    "variance": ("VARIANCE", "VAR"),
+}
+_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fz")
+DEFAULT_LEVEL = "L2"
+PUBLIC_OWNER = "archive"
+_LOADED_CACHE = 16  # open images kept for cutouts (files stay memory-mapped)
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """A folder of images (and maybe an index table) that belongs to one context."""
+
+    level: str
+    collection: str  # the mount's context name, e.g. "DEMO"
+    folder: Path
+    index_db: Path | None = None  # a DuckDB file that may hold an ``images`` table
+
+
+@dataclass
+class Image:
+    """One image as the archive lists it: where it is, its planes, size, WCS centre and footprint."""
+
+    level: str
+    collection: str
+    kind: str
+    id: str
+    path: Path
+    planes: dict[str, int]  # plane name -> HDU index
+    shape: tuple[int, int]  # (ny, nx)
+    centre: tuple[float, float]  # (ra, dec) of the middle pixel, degrees
+    footprint: list[tuple[float, float]]  # corners (ra, dec), degrees, in pixel order
+    owner: str = PUBLIC_OWNER
+    created: float = 0.0  # unix seconds
+    size: int = 0  # bytes of the file
+    band: str | None = None
+    header: dict = field(default_factory=dict)  # a few keywords worth showing
+
+    @property
+    def ref(self) -> str:
+        """``L2/DEMO/calexp/1000``: the image's path in the archive, also its SODA ``ID``."""
+        return f"{self.level}/{self.collection}/{self.kind}/{self.id}"
+
+    def to_json(self, url: str | None = None) -> dict:
+        ny, nx = self.shape
+        out = {
+            "id": self.id,
+            "level": self.level,
+            "collection": self.collection,
+            "kind": self.kind,
+            "url": url,
+            "owner": self.owner,
+            "created": dt.datetime.fromtimestamp(self.created, dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+            "size": self.size,
+            "width": nx,
+            "height": ny,
+            "planes": [p for p in PLANES if p in self.planes],
+            "ra": self.centre[0],
+            "dec": self.centre[1],
+            "footprint": [[ra, dec] for ra, dec in self.footprint],
+            "did": self.ref,
+        }
+        if self.band:
+            out["band"] = self.band
+        return out
+
+
+# -- discovery ------------------------------------------------------------------------------------
+
+
+def _is_image_file(name: str) -> bool:
+    low = name.lower()
+    return not name.startswith(".") and any(low.endswith(s) for s in _SUFFIXES)
+
+
+def _stem(name: str) -> str:
+    low = name.lower()
+    for s in sorted(_SUFFIXES, key=len, reverse=True):
+        if low.endswith(s):
+            return name[: -len(s)]
+    return name
+
+
+def plane_hdus(hdul) -> dict[str, int]:
+    """Which HDU holds which plane: by EXTNAME, else the 2-d image HDUs in order."""
+    images = [i for i, h in enumerate(hdul) if h.is_image and int(h.header.get("NAXIS", 0)) == 2]
+    planes: dict[str, int] = {}
+    for i in images:
+        name = str(hdul[i].header.get("EXTNAME", "")).strip().upper()
+        for plane, names in _EXTNAMES.items():
+            if name in names and plane not in planes:
+                planes[plane] = i
+    if "data" not in planes:
+        rest = [i for i in images if i not in planes.values()]
+        for plane, i in zip([p for p in PLANES if p not in planes], rest):
+            planes[plane] = i
+    return planes
+
+
+def celestial_wcs(header):
+    """The 2-d celestial WCS of a header, or None when it has none."""
+    from astropy.wcs import FITSFixedWarning, WCS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        try:
+            wcs = WCS(header)
+        except Exception:  # noqa: BLE001 - any unreadable WCS means "not an image" here
+            return None
+    if not wcs.has_celestial or wcs.naxis != 2:
+        return None
+    return wcs
+
+
+def _created(header, fallback: float) -> float:
+    for key in ("DATE", "DATE-OBS"):
+        value = header.get(key)
+        if value:
+            try:
+                t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+                return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp()
+            except ValueError:
+                continue
+    return fallback
+
+
+def describe_file(path: Path, rel: str, source: ImageSource) -> Image | None:
+    """An :class:`Image` from a FITS file's headers, or None when it is not an image."""
+    from astropy.io import fits
+
+    st = path.stat()
+    with fits.open(path, memmap=True, lazy_load_hdus=False) as hdul:
+        planes = plane_hdus(hdul)
+        if "data" not in planes:
+            return None
+        header = hdul[planes["data"]].header
+        primary = hdul[0].header
+        wcs = celestial_wcs(header)
+        if wcs is None:
+            return None
+        ny, nx = int(header["NAXIS2"]), int(header["NAXIS1"])
+
+        def keyword(name):
+            return header.get(name, primary.get(name))
+
+        parts = rel.split("/")
+        kind = str(keyword("KIND") or (parts[-2] if len(parts) > 1 else "image"))
+        return Image(
+            level=source.level,
+            collection=source.collection,
+            kind=kind,
+            id=str(keyword("IMAGEID") or _stem(parts[-1])),
+            path=path,
+            planes=planes,
+            shape=(ny, nx),
+            centre=_pixel_to_sky(wcs, (nx - 1) / 2, (ny - 1) / 2),
+            footprint=[(float(r), float(d)) for r, d in wcs.calc_footprint(axes=(nx, ny))],
+            owner=str(keyword("OWNER") or PUBLIC_OWNER),
+            created=_created(primary if primary.get("DATE") else header, st.st_mtime),
+            size=st.st_size,
+            band=str(keyword("FILTER") or keyword("BAND") or "") or None,
+        )
+
+
+def _pixel_to_sky(wcs, x: float, y: float) -> tuple[float, float]:
+    ra, dec = wcs.all_pix2world([[x, y]], 0)[0]
+    return float(ra) % 360.0, float(dec)
+
+
+class ImageCatalog:
+    """The images of a set of sources, described once per file version (path, size, mtime)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._described: dict[tuple[str, str], tuple[tuple, Image | None]] = {}
+        self._loaded: OrderedDict = OrderedDict()
+
+    def images(self, sources: Iterable[ImageSource]) -> list[Image]:
+        """Every image of the sources (index-declared first, then discovered), deduplicated by ref."""
+        out: dict[tuple[str, str, str, str], Image] = {}
+        for source in sources:
+            declared = _declared(source)
+            for img in declared:
+                out.setdefault(_key(img), img)
+            skip = {str(img.path) for img in declared}
+            for rel, path in _walk(source.folder):
+                if str(path) in skip:
+                    continue
+                img = self._describe(path, rel, source)
+                if img is not None:
+                    out.setdefault(_key(img), img)
+        return list(out.values())
+
+    def _describe(self, path: Path, rel: str, source: ImageSource) -> Image | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        stamp = (st.st_size, st.st_mtime_ns, source)
+        key = (str(path), source.collection)
+        with self._lock:
+            hit = self._described.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        try:
+            img = describe_file(path, rel, source)
+        except Exception as exc:  # noqa: BLE001 - an unreadable file is skipped, not fatal
+            log.warning("image %s skipped: %s", path, exc)
+            img = None
+        with self._lock:
+            self._described[key] = (stamp, img)
+        return img
+
+    def load(self, image: Image) -> LoadedImage:
+        """The image's planes and WCS, kept open (memory-mapped) for the next cutouts."""
+        from astropy.io import fits
+
+        try:
+            st = image.path.stat()
+        except OSError:
+            raise not_found(f"image {image.ref} is no longer readable", image=image.ref) from None
+        key = (str(image.path), st.st_mtime_ns, st.st_size)
+        with self._lock:
+            hit = self._loaded.get(key)
+            if hit is not None:
+                self._loaded.move_to_end(key)
+                return hit
+        hdul = fits.open(image.path, memmap=True)
+        planes = plane_hdus(hdul)
+        wcs = celestial_wcs(hdul[planes["data"]].header)
+        if wcs is None:
+            hdul.close()
+            raise not_found(f"image {image.ref} has no celestial WCS any more", image=image.ref)
+        loaded = LoadedImage(image, {p: hdul[i].data for p, i in planes.items()}, wcs, hdul)
+        with self._lock:
+            self._loaded[key] = loaded
+            while len(self._loaded) > _LOADED_CACHE:
+                _, old = self._loaded.popitem(last=False)
+                old.close()
+        return loaded
+
+
+def _key(img: Image) -> tuple[str, str, str, str]:
+    return (img.level.lower(), img.collection.lower(), img.kind.lower(), img.id)
+
+
+def _walk(folder: Path) -> Iterable[tuple[str, Path]]:
+    """``(relative path, path)`` of candidate image files under a folder, sorted, hidden ones left out."""
+    if not folder.is_dir():
+        return []
+    root = os.path.realpath(folder)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if _is_image_file(name):
+                path = Path(dirpath) / name
+                found.append((os.path.relpath(path, root).replace(os.sep, "/"), path))
+    return found
+
+
+def _declared(source: ImageSource) -> list[Image]:
+    """Images declared in the source's ``images`` index table (empty when it has none)."""
+    if source.index_db is None or not Path(source.index_db).exists():
+        return []
+    from .backends import metadata as md
+
+    with md.open_read_only(Path(source.index_db)) as (con, alias):
+        cols = {
+            r[0].lower(): r[0]
+            for r in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
+                "AND lower(table_name) = 'images'",
+                [alias],
+            ).fetchall()
+        }
+        if not {"id", "kind", "path"} <= set(cols):
+            return []
+        names = [n for n in ("id", "kind", "path", "footprint", "owner", "created") if n in cols]
+        rows = con.execute(
+            f"SELECT {', '.join(md.quote_ident(cols[n]) for n in names)} FROM {md.quote_ident(alias)}.main.images"
+        ).fetchall()
+    out = []
+    root = Path(os.path.realpath(source.folder))
+    for row in rows:
+        rec = dict(zip(names, row))
+        path = Path(os.path.realpath(root / str(rec["path"])))
+        if root not in path.parents or not path.is_file():
+            log.warning("index row %s of %s names no file inside the mount; skipped", rec["id"], source.collection)
+            continue
+        try:
+            img = describe_file(path, str(rec["path"]), source)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("indexed image %s skipped: %s", path, exc)
+            continue
+        if img is None:
+            continue
+        img.id, img.kind = str(rec["id"]), str(rec["kind"])
+        if rec.get("footprint"):
+            img.footprint = parse_polygon(str(rec["footprint"]))
+        if rec.get("owner"):
+            img.owner = str(rec["owner"])
+        if rec.get("created"):
+            created = rec["created"]
+            img.created = created.timestamp() if hasattr(created, "timestamp") else _created({"DATE": str(created)}, img.created)
+        out.append(img)
+    return out
+
+
+# -- footprints ------------------------------------------------------------------------------------
+
+
+def _unit_vectors(ra, dec) -> np.ndarray:
+    ra, dec = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
+    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=-1)
+
+
+def in_polygon(vertices: list[tuple[float, float]], ra: float, dec: float) -> bool:
+    """Whether (ra, dec) lies inside a spherical polygon smaller than a hemisphere (edges are great circles)."""
+    v = _unit_vectors([p[0] for p in vertices], [p[1] for p in vertices])
+    p = _unit_vectors(ra, dec)
+    centre = v.sum(axis=0)
+    if np.dot(p, centre) <= 0:
+        return False
+    # The point is inside when it lies on the same side of every edge's great circle as the centre.
+    for a, b in zip(v, np.roll(v, -1, axis=0)):
+        normal = np.cross(a, b)
+        if np.dot(normal, p) * np.dot(normal, centre) < 0:
+            return False
+    return True
+
+
+def parse_polygon(text: str) -> list[tuple[float, float]]:
+    """``[POLYGON [ICRS]] ra1 dec1 ra2 dec2 ...`` (degrees) as a list of vertices."""
+    words = text.replace(",", " ").split()
+    while words and not _is_number(words[0]):
+        words.pop(0)  # "POLYGON", "Polygon ICRS", ...
+    values = _numbers(words, "POLYGON")
+    if len(values) < 6 or len(values) % 2:
+        raise bad_request(f"a polygon needs at least 3 (ra, dec) pairs; got {text!r}")
+    return [(values[i] % 360.0, _dec(values[i + 1])) for i in range(0, len(values), 2)]
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+        return True
+    except ValueError:
+        return False
+
+
+def _numbers(words: list[str], what: str) -> list[float]:
+    try:
+        return [float(w) for w in words]
+    except ValueError:
+        raise bad_request(f"{what} values must be numbers; got {' '.join(words)!r}") from None
+
+
+def _dec(value: float) -> float:
+    if not -90.0 <= value <= 90.0:
+        raise bad_request(f"declination {value} is outside -90..90 degrees")
+    return value
+
+
+def covering(images: Iterable[Image], ra: float, dec: float) -> list[Image]:
+    """The images whose footprint holds (ra, dec), nearest centre first."""
+    hits = [img for img in images if in_polygon(img.footprint, ra, dec)]
+    p = _unit_vectors(ra, dec)
+    return sorted(hits, key=lambda img: -float(np.dot(_unit_vectors(*img.centre), p)))
+
+
+def check_position(ra: float, dec: float) -> tuple[float, float]:
+    if not (math.isfinite(ra) and math.isfinite(dec)):
+        raise bad_request("ra and dec must be finite numbers of degrees")
+    return ra % 360.0, _dec(dec)
+
+
+# -- cutouts ----------------------------------------------------------------------------------------
+
+
+class LoadedImage:
+    """An image opened for cutting: plane arrays (memory-mapped) and the data plane's WCS."""
+
+    def __init__(self, image: Image, planes: Mapping[str, np.ndarray], wcs, hdul=None):
+        self.image = image
+        self.planes = dict(planes)
+        self.wcs = wcs
+        self._hdul = hdul
+
+    def close(self) -> None:
+        if self._hdul is not None:
+            self._hdul.close()
+
+
+@dataclass
+class Cut:
+    """A cutout: the planes' pixels, its WCS, and where it lies in the original image."""
+
+    image: Image
+    planes: dict[str, np.ndarray]
+    wcs: object
+    origin: tuple[int, int]  # (x0, y0) of the cutout's first pixel in the image, 0-based
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return next(iter(self.planes.values())).shape
+
+
+def no_overlap(image: Image) -> ArchiveError:
+    return ArchiveError("no_overlap", f"the cutout lies outside image {image.ref}", 400, details={"image": image.ref})
+
+
+def cut(loaded: LoadedImage, request: Mapping, planes: Iterable[str] = PLANES) -> Cut:
+    """A cutout described by a request of :func:`cutout_request` (``None``/empty: the whole image)."""
+    from astropy.nddata import Cutout2D, NoOverlapError
+
+    image, wcs = loaded.image, loaded.wcs
+    planes = check_planes(image, planes)
+    data = loaded.planes["data"]
+    shape = (request or {}).get("shape")
+    if not shape:
+        return Cut(image, {p: np.asarray(loaded.planes[p]) for p in planes}, wcs, (0, 0))
+    if shape == "box":
+        ny, nx = data.shape
+        x0, x1 = max(0, int(request["x1"])), min(nx - 1, int(request["x2"]))
+        y0, y1 = max(0, int(request["y1"])), min(ny - 1, int(request["y2"]))
+        if x0 > x1 or y0 > y1:
+            raise no_overlap(image)
+        sl = (slice(y0, y1 + 1), slice(x0, x1 + 1))
+        return Cut(image, {p: np.asarray(loaded.planes[p][sl]) for p in planes}, wcs.slice(sl), (x0, y0))
+    if shape == "pixel":
+        position, size = (request["x"], request["y"]), (request["height"], request["width"])
+    else:  # "sky": ra, dec and a size in pixels or in arcsec
+        from astropy import units as u
+        from astropy.coordinates import SkyCoord
+
+        position = SkyCoord(request["ra"], request["dec"], unit="deg", frame="icrs")
+        if request.get("unit") == "pix":
+            size = (request["height"], request["width"])
+        else:
+            size = (request["height"] * u.arcsec, request["width"] * u.arcsec)
+        x, y = wcs.world_to_pixel(position)
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise no_overlap(image)
+    try:
+        c = Cutout2D(data, position, size, wcs=wcs, mode="trim", copy=False)
+    except (NoOverlapError, ValueError) as exc:
+        if isinstance(exc, NoOverlapError) or "overlap" in str(exc).lower():
+            raise no_overlap(image) from None
+        raise bad_request(f"cannot cut image {image.ref}: {exc}") from None
+    sl = c.slices_original
+    out = {p: (np.asarray(c.data) if p == "data" else np.asarray(loaded.planes[p][sl])) for p in planes}
+    return Cut(image, out, c.wcs, (sl[1].start, sl[0].start))
+
+
+def check_planes(image: Image, planes: Iterable[str]) -> list[str]:
+    """The asked planes in order, each one the image has (400 for an unknown plane name)."""
+    wanted = []
+    for p in planes:
+        name = str(p).strip().lower()
+        if name not in PLANES:
+            raise bad_request(f"unknown plane {p!r}; planes: {', '.join(PLANES)}", plane=p)
+        if name not in image.planes:
+            raise not_found(f"image {image.ref} has no {name} plane", image=image.ref, plane=name)
+        if name not in wanted:
+            wanted.append(name)
+    return wanted or ["data"]
+
+
+# Cutout parameters of LSST imgserv v0 (the document's I8..I12), in the order they are tried.
+_FORMS = (
+    (("x", "y", "width", "height"), "pixel"),
+    (("x1", "y1", "x2", "y2"), "box"),
+    (("ra", "dec", "deltaRa", "deltaDec"), "arcmin"),
+    (("ra", "dec", "widthAng", "heightAng"), "arcsec"),
+    (("ra", "dec", "widthPix", "heightPix"), "pix"),
+)
+CUTOUT_PARAMETERS = tuple(dict.fromkeys(n for names, _ in _FORMS for n in names))
+
+
+def cutout_request(params: Mapping[str, str]) -> dict:
+    """Parse imgserv cutout parameters into a JSON-able request for :func:`cut` (400 on bad input)."""
+    given = {k: v for k, v in params.items() if k in CUTOUT_PARAMETERS and v not in (None, "")}
+    for names, form in _FORMS:
+        if all(n in given for n in names):
+            values = {n: _number(n, given[n]) for n in names}
+            break
+    else:
+        forms = "; ".join(",".join(names) for names, _ in _FORMS)
+        raise bad_request(f"a cutout needs one of these parameter sets: {forms}; got {', '.join(sorted(given)) or 'none'}")
+    if form == "pixel":
+        w, h = _pixels("width", values["width"]), _pixels("height", values["height"])
+        return {"shape": "pixel", "x": values["x"], "y": values["y"], "width": w, "height": h}
+    if form == "box":
+        x1, x2 = sorted((values["x1"], values["x2"]))
+        y1, y2 = sorted((values["y1"], values["y2"]))
+        return {"shape": "box", "x1": int(math.floor(x1)), "y1": int(math.floor(y1)), "x2": int(math.floor(x2)), "y2": int(math.floor(y2))}
+    ra, dec = check_position(values["ra"], values["dec"])
+    if form == "arcmin":  # deltaRa/deltaDec are the box's full width and height in arcmin
+        w, h = 60.0 * _positive("deltaRa", values["deltaRa"]), 60.0 * _positive("deltaDec", values["deltaDec"])
+        return {"shape": "sky", "ra": ra, "dec": dec, "width": w, "height": h, "unit": "arcsec"}
+    if form == "arcsec":
+        w, h = _positive("widthAng", values["widthAng"]), _positive("heightAng", values["heightAng"])
+        return {"shape": "sky", "ra": ra, "dec": dec, "width": w, "height": h, "unit": "arcsec"}
+    w, h = _pixels("widthPix", values["widthPix"]), _pixels("heightPix", values["heightPix"])
+    return {"shape": "sky", "ra": ra, "dec": dec, "width": w, "height": h, "unit": "pix"}
+
+
+def _number(name: str, raw) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise bad_request(f"invalid {name}: {raw!r} (must be a number)") from None
+    if not math.isfinite(value):
+        raise bad_request(f"invalid {name}: {raw!r} (must be finite)")
+    return value
+
+
+def _positive(name: str, value: float) -> float:
+    if value <= 0:
+        raise bad_request(f"invalid {name}: {value:g} (must be > 0)")
+    return value
+
+
+def _pixels(name: str, value: float) -> int:
+    """A size in whole pixels (rounded), at least one."""
+    n = int(round(_positive(name, value)))
+    if n < 1:
+        raise bad_request(f"invalid {name}: {value:g} (must be at least 1 pixel)")
+    return n
+
+
+# -- SODA stencils ------------------------------------------------------------------------------
+
+
+def parse_stencil(kind: str, text: str) -> dict:
+    """A SODA stencil: ``POS`` (``CIRCLE ra dec r``, ``RANGE ra1 ra2 dec1 dec2``, ``POLYGON ...``),
+    ``CIRCLE`` (``ra dec r``) or ``POLYGON`` (``ra dec`` pairs); degrees, ICRS."""
+    words = (text or "").replace(",", " ").split()
+    kind = kind.upper()
+    if kind == "POS":
+        if not words:
+            raise bad_request("POS is empty; use CIRCLE ra dec r, RANGE ra1 ra2 dec1 dec2 or POLYGON ra1 dec1 ...")
+        kind, words = words[0].upper(), words[1:]
+        if kind not in ("CIRCLE", "RANGE", "POLYGON"):
+            raise bad_request(f"unknown POS shape {kind!r}; shapes: CIRCLE, RANGE, POLYGON")
+    if kind == "CIRCLE":
+        values = _numbers(words, "CIRCLE")
+        if len(values) != 3:
+            raise bad_request(f"CIRCLE needs ra dec radius (3 numbers); got {text!r}")
+        ra, dec = check_position(values[0], values[1])
+        if not 0 < values[2] <= 180:
+            raise bad_request(f"CIRCLE radius {values[2]:g} must be > 0 and <= 180 degrees")
+        return {"shape": "circle", "ra": ra, "dec": dec, "radius": values[2]}
+    if kind == "RANGE":
+        values = _range_numbers(words)
+        ra1, ra2, dec1, dec2 = values
+        if ra1 > ra2 or dec1 > dec2:
+            raise bad_request(f"RANGE needs ra1 <= ra2 and dec1 <= dec2; got {text!r}")
+        return {"shape": "range", "ra1": ra1, "ra2": ra2, "dec1": max(dec1, -90.0), "dec2": min(dec2, 90.0)}
+    if kind == "POLYGON":
+        return {"shape": "polygon", "vertices": parse_polygon(" ".join(words))}
+    raise bad_request(f"unknown stencil {kind!r}")
+
+
+def _range_numbers(words: list[str]) -> list[float]:
+    if len(words) != 4:
+        raise bad_request(f"RANGE needs ra1 ra2 dec1 dec2 (4 numbers); got {' '.join(words)!r}")
+    out = []
+    for w in words:
+        try:
+            value = float(w)  # "-Inf" and "+Inf" are allowed (open ranges)
+        except ValueError:
+            raise bad_request(f"RANGE values must be numbers; got {w!r}") from None
+        if math.isnan(value):
+            raise bad_request("RANGE values must not be NaN")
+        out.append(value)
+    return out
+
+
+def _stencil_points(stencil: dict, image: Image) -> np.ndarray:
+    """Sky points (ra, dec) outlining a stencil, for its bounding box in an image's pixels."""
+    t = np.linspace(0.0, 1.0, 33)
+    if stencil["shape"] == "polygon":
+        v = stencil["vertices"]
+        pts = []
+        for (ra1, dec1), (ra2, dec2) in zip(v, v[1:] + v[:1]):
+            dra = ((ra2 - ra1 + 180.0) % 360.0) - 180.0  # the short way round
+            pts.append(np.stack([ra1 + t * dra, dec1 + t * (dec2 - dec1)], axis=-1))
+        return np.concatenate(pts)
+    # RANGE: open or wide ranges are first clipped to the image's own span, padded a little.
+    fra = np.array([p[0] for p in image.footprint])
+    fdec = np.array([p[1] for p in image.footprint])
+    centre = image.centre[0]
+    rel = ((fra - centre + 180.0) % 360.0) - 180.0
+    pad = 0.01 + 0.1 * float(np.ptp(fdec))
+    lo_ra, hi_ra = centre + rel.min() - pad, centre + rel.max() + pad
+    ra1, ra2 = stencil["ra1"], stencil["ra2"]
+    if ra2 - ra1 < 360.0:
+        # move the range next to the image before clipping (ra wraps at 360)
+        shift = 360.0 * round((centre - (ra1 + ra2) / 2) / 360.0)
+        ra1, ra2 = ra1 + shift, ra2 + shift
+        lo_ra, hi_ra = max(lo_ra, ra1), min(hi_ra, ra2)
+    lo_dec, hi_dec = max(fdec.min() - pad, stencil["dec1"]), min(fdec.max() + pad, stencil["dec2"])
+    if lo_ra > hi_ra or lo_dec > hi_dec:
+        return np.zeros((0, 2))
+    ras, decs = lo_ra + t * (hi_ra - lo_ra), lo_dec + t * (hi_dec - lo_dec)
+    return np.concatenate([
+        np.stack([ras, np.full_like(ras, lo_dec)], -1), np.stack([ras, np.full_like(ras, hi_dec)], -1),
+        np.stack([np.full_like(decs, lo_ra), decs], -1), np.stack([np.full_like(decs, hi_ra), decs], -1),
+    ])  # fmt: skip
+
+
+def stencil_request(loaded: LoadedImage, stencil: dict) -> dict:
+    """The cutout request (for :func:`cut`) of a SODA stencil on one image: the stencil's
+    bounding box in the image's pixels (a CIRCLE is the square of side 2r, as Cutout2D cuts it)."""
+    image = loaded.image
+    if stencil["shape"] == "circle":
+        size = 2.0 * stencil["radius"] * 3600.0
+        return {"shape": "sky", "ra": stencil["ra"], "dec": stencil["dec"], "width": size, "height": size, "unit": "arcsec"}
+    pts = _stencil_points(stencil, image)
+    if len(pts) == 0:
+        raise no_overlap(image)
+    x, y = loaded.wcs.all_world2pix(pts[:, 0] % 360.0, pts[:, 1], 0)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        raise no_overlap(image)
+    x, y = x[ok], y[ok]
+    return {"shape": "box", "x1": int(math.floor(x.min() + 0.5)), "y1": int(math.floor(y.min() + 0.5)),
+            "x2": int(math.floor(x.max() + 0.5)), "y2": int(math.floor(y.max() + 0.5))}  # fmt: skip

@@ -1,0 +1,261 @@
+"""LSST DAX v0 images (``{base}archive/dax``): metaserv image listings and imgserv.
+
+metaserv (``meta/v0/image``): levels; collections of a level; kinds of a collection;
+images of a kind (``start``, ``count``, ``owner``, ``createdAfter``, ``createdBefore``, and
+``ra``/``dec`` for the images covering a position), as URLs of imgserv; one image's
+information (url, owner, size, WCS centre, footprint).
+
+imgserv (``image/v0``): ``{level}/{collection}/{kind}`` lists images as URLs;
+``.../{id}`` is the whole image (all planes as multi-extension FITS, or ``plane=data|mask|
+variance``, repeatable); ``.../{id}/cutout`` cuts by ``x,y,width,height`` (pixels, centred),
+``x1,y1,x2,y2`` (corners, inclusive), ``ra,dec,deltaRa,deltaDec`` (arcmin),
+``ra,dec,widthAng,heightAng`` (arcsec) or ``ra,dec,widthPix,heightPix``; pixel coordinates
+are 0-based (astropy's). ``Accept`` (or ``format``) picks FITS (default), PNG or JPEG.
+``POST`` of the same URLs makes a cutout job and answers its resource id; then
+``{id}/status``, ``{id}/results`` (URLs of the files), ``{id}/explain`` (a cost estimate).
+Errors are metaserv's ``{"exception", "message"}``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ..core import image_formats
+from ..core.archive_images import parse_time
+from ..core.errors import not_found
+from ..core.images import PLANES, cutout_request
+from .base import endpoint
+from .dax import DaxHandler
+
+_IMG = r"(?P<level>[^/]+)/(?P<collection>[^/]+)/(?P<kind>[^/]+)"
+
+
+class ImageHandler(DaxHandler):
+    """Shared helpers: absolute URLs and request arguments from the query string, a form or JSON."""
+
+    def url(self, *parts: str) -> str:
+        base = f"{self.request.protocol}://{self.request.host}{self.base_url.rstrip('/')}/archive/dax"
+        return base + "/" + "/".join(str(p) for p in parts)
+
+    def image_url(self, img) -> str:
+        return self.url("image", "v0", img.level, img.collection, img.kind, img.id)
+
+    def params(self) -> dict:
+        """Single-valued arguments (query string, form fields or a JSON body)."""
+        out = {k: self.get_argument(k) for k in self.request.query_arguments}
+        if self.request.method == "POST":
+            out.update({k: str(v) for k, v in self.json_body().items() if not isinstance(v, (list, dict))})
+        return out
+
+    def planes(self) -> list[str]:
+        """The ``plane`` arguments (repeatable, or comma-separated); all planes when none."""
+        values = [p for v in self.get_arguments("plane") for p in v.split(",") if p.strip()]
+        if not values and self.request.method == "POST":
+            body = self.json_body().get("plane")
+            values = body if isinstance(body, list) else ([body] if body else [])
+        return values or list(PLANES)
+
+    def fmt(self) -> str:
+        return image_formats.image_format(self.get_argument("format", None), self.request.headers.get("Accept"))
+
+    def send_image(self, data: bytes, fmt: str, name: str) -> None:
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        self.finish(data, set_content_type=image_formats.MEDIA_TYPES[fmt])
+
+
+# -- metaserv ---------------------------------------------------------------------------------------
+
+
+class MetaLevelsHandler(ImageHandler):
+    """``GET meta/v0/image``: the levels of images."""
+
+    @endpoint(anonymous=True)
+    async def get(self):
+        self.send_json({"results": self.archive.image_levels(self.principal)})
+
+
+class MetaCollectionsHandler(ImageHandler):
+    """``GET meta/v0/image/{level}``: the image collections of a level."""
+
+    @endpoint(anonymous=True)
+    async def get(self, level: str):
+        names = await self.call(self.archive.image_collections, self.principal, level)
+        self.send_page(names, stable=True)
+
+    def send_page(self, names, *, stable):
+        start, count = self.page_args()
+        self.send_json({"results": names[start : start + count], "more": start + count < len(names), "stable": stable})
+
+
+class MetaKindsHandler(MetaCollectionsHandler):
+    """``GET meta/v0/image/{level}/{collection}``: the kinds of images in a collection."""
+
+    @endpoint(anonymous=True)
+    async def get(self, level: str, collection: str):
+        self.send_page(await self.call(self.archive.image_kinds, self.principal, level, collection), stable=True)
+
+
+class MetaImagesHandler(MetaCollectionsHandler):
+    """``GET meta/v0/image/{level}/{collection}/{kind}``: URLs of the images of a kind (filtered, paged)."""
+
+    @endpoint(anonymous=True)
+    async def get(self, level: str, collection: str, kind: str):
+        images = await self.call(list_images, self, level, collection, kind)
+        start, count = self.page_args()
+        page = images[start : start + count]
+        self.send_json({
+            "results": [self.image_url(img) for img in page],
+            "ids": [img.id for img in page],
+            "more": start + count < len(images),
+            "stable": True,
+        })  # fmt: skip
+
+
+def list_images(handler: ImageHandler, level: str, collection: str, kind: str):
+    p = handler.params()
+    position = {}
+    for name in ("ra", "dec"):
+        if p.get(name):
+            try:
+                position[name] = float(p[name])
+            except ValueError:
+                from ..core.errors import bad_request
+
+                raise bad_request(f"invalid {name}: {p[name]!r} (must be a number of degrees)") from None
+    return handler.archive.list_images(
+        handler.principal, level, collection, kind, owner=p.get("owner") or None,
+        created_after=parse_time("createdAfter", p.get("createdAfter") or p.get("createAfter")),
+        created_before=parse_time("createdBefore", p.get("createdBefore") or p.get("createBefore")),
+        **position,
+    )  # fmt: skip
+
+
+class MetaImageHandler(ImageHandler):
+    """``GET meta/v0/image/{level}/{collection}/{kind}/{id}``: one image's information."""
+
+    @endpoint(anonymous=True)
+    async def get(self, level: str, collection: str, kind: str, image_id: str):
+        img = await self.call(self.archive.image, self.principal, level, collection, kind, image_id)
+        self.send_json({"result": img.to_json(self.image_url(img))})
+
+
+# -- imgserv --------------------------------------------------------------------------------------------
+
+
+class ImgservIndexHandler(ImageHandler):
+    """``GET image``, ``image/v0``: what lies below."""
+
+    @endpoint(anonymous=True)
+    async def get(self, version: str | None = None):
+        self.send_json({"results": ["v0"] if not version else self.archive.image_levels(self.principal)})
+
+
+class ImgservListHandler(ImageHandler):
+    """``GET image/v0/{level}/{collection}/{kind}``: the images of a kind as URLs (``start``, ``count``)."""
+
+    @endpoint(anonymous=True)
+    async def get(self, level: str, collection: str, kind: str):
+        images = await self.call(list_images, self, level, collection, kind)
+        start, count = self.page_args()
+        self.send_json([self.image_url(img) for img in images[start : start + count]])
+
+
+class ImgservImageHandler(ImageHandler):
+    """``GET|POST image/v0/{level}/{collection}/{kind}/{id}[/cutout]``: an image or a cutout, now or as a job."""
+
+    @endpoint(anonymous=True)
+    async def get(self, level: str, collection: str, kind: str, image_id: str, cutout: str | None = None):
+        img, planes, request, fmt = await self.call(self._parse, level, collection, kind, image_id, cutout)
+        data = await self.call(self.archive.image_bytes, img, planes, request, fmt)
+        what = "cutout" if request else "image"
+        self.send_image(data, fmt, f"{img.kind}-{img.id}-{what}.{'jpg' if fmt == 'jpeg' else fmt}")
+
+    @endpoint(anonymous=True)
+    async def post(self, level: str, collection: str, kind: str, image_id: str, cutout: str | None = None):
+        img, planes, request, fmt = await self.call(self._parse, level, collection, kind, image_id, cutout)
+        job = await self.call(self.archive.submit_cutout, self.principal, img, planes, request, fmt, face="dax")
+        status = self.url("image", "v0", job.id, "status")
+        self.set_header("Location", status)
+        self.send_json(
+            {"id": str(job.id), "status": status, "results": self.url("image", "v0", job.id, "results"),
+             "explain": self.url("image", "v0", job.id, "explain")},
+            status=202,
+        )  # fmt: skip
+
+    def _parse(self, level, collection, kind, image_id, cutout):
+        img = self.archive.image(self.principal, level, collection, kind, image_id)
+        request = cutout_request(self.params()) if cutout else None
+        return img, self.planes(), request, self.fmt()
+
+
+class ImgservJobHandler(ImageHandler):
+    """``GET image/v0/{id}/status|results|explain`` of an asynchronous request."""
+
+    @endpoint(anonymous=True)
+    async def get(self, job_id: str, what: str = "status"):
+        job = await self.call(self.archive.cutout_job, self.principal, job_id)
+        if what == "explain":
+            estimate = job.request.get("estimate") or {}
+            self.send_json({"result": estimate.get("text", ""), **{k: v for k, v in estimate.items() if k != "text"}})
+        elif what == "results":
+            await self.call(self.archive.cutout_result, self.principal, job_id)  # 409 until it has completed
+            self.send_json([self.url("image", "v0", job.id, "results", 0)])
+        else:
+            self.send_json(status_json(job))
+
+
+def status_json(job) -> dict:
+    """A job as the document's status dictionary (``status``, ``startTime``, ``progress``)."""
+
+    def when(t):
+        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y/%m/%d %H:%M:%S") if t else None
+
+    out = {"id": str(job.id), "status": job.state, "startTime": when(job.started), "progress": f"{round(job.progress * 100)}%"}
+    if job.ended:
+        out["endTime"] = when(job.ended)
+    if job.error_message:
+        out["error"] = job.error_message
+    return out
+
+
+class ImgservResultHandler(ImageHandler):
+    """``GET image/v0/{id}/results/0``: the file an asynchronous request made."""
+
+    @endpoint(anonymous=True)
+    async def get(self, job_id: str, n: str):
+        path, media, name = await self.call(self.archive.cutout_result, self.principal, job_id)
+        if n != "0":
+            raise not_found(f"cutout request {job_id} has one result (0)", job=job_id)
+        data = await self.call(path.read_bytes)
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        self.finish(data, set_content_type=media)
+
+
+class ImageNotFoundHandler(ImageHandler):
+    """Anything else under the image services: 404 in metaserv's shape."""
+
+    async def _missing(self, path: str):
+        raise not_found(f"no such image resource: /{path}", path=path)
+
+    get = endpoint(anonymous=True)(_missing)
+    post = put = delete = patch = get
+
+
+def dax_image_handlers() -> list[tuple[str, type]]:
+    """The routes; register them before ``dax_handlers`` (whose last route takes the rest of dax)."""
+    meta = r"archive/dax/meta/v0/image"
+    img = r"archive/dax/image/v0"
+    return [
+        (meta + r"/?", MetaLevelsHandler),
+        (meta + r"/(?P<level>[^/]+)/?", MetaCollectionsHandler),
+        (meta + r"/(?P<level>[^/]+)/(?P<collection>[^/]+)/?", MetaKindsHandler),
+        (meta + "/" + _IMG + r"/?", MetaImagesHandler),
+        (meta + "/" + _IMG + r"/(?P<image_id>[^/]+)/?", MetaImageHandler),
+        (r"archive/dax/image(?:/(?P<version>v0))?/?", ImgservIndexHandler),
+        (img + r"/(?P<job_id>\d+)/?", ImgservJobHandler),
+        (img + r"/(?P<job_id>\d+)/(?P<what>status|results|explain)/?", ImgservJobHandler),
+        (img + r"/(?P<job_id>\d+)/results/(?P<n>\d+)/?", ImgservResultHandler),
+        (img + "/" + _IMG + r"/?", ImgservListHandler),
+        (img + "/" + _IMG + r"/(?P<image_id>[^/]+)(?:/(?P<cutout>cutout))?/?", ImgservImageHandler),
+        (r"archive/dax/(?P<path>(?:meta/v0/)?image/.*)", ImageNotFoundHandler),
+    ]

@@ -129,8 +129,6 @@ def test_syntax_errors_with_position(resolver):
 def test_refusals(resolver):
     assert "single SELECT" in error(resolver, "SELECT 1; SELECT 2").message
     assert error(resolver, "SELECT ra INTO mydb.x FROM demo.PhotoObj").code == "unsupported"
-    err = error(resolver, "SELECT * FROM TAP_UPLOAD.mine")
-    assert err.code == "unsupported" and "uploads are not available yet" in err.message
     assert error(resolver, "DELETE FROM mydb.T").code == "unsupported"
     err = error(resolver, "SELECT POINT('GALACTIC', ra, dec) FROM demo.PhotoObj")
     assert err.code == "unsupported" and "GALACTIC" in err.message

@@ -177,7 +177,8 @@ async def test_capabilities_and_availability(fetch, jp_base_url):
     assert [v.text for v in tap.findall("language/version")] == ["2.0", "2.1"]
     forms = {f.text for f in tap.findall("language/languageFeatures/feature/form")}
     assert {"POINT", "CIRCLE", "CONTAINS", "DISTANCE", "AREA"} <= forms
-    assert tap.find("outputLimit/hard").text == "10000000" and tap.find("uploadMethod") is None
+    assert tap.find("outputLimit/hard").text == "10000000"
+    assert {m.get("ivo-id").split("#")[1] for m in tap.findall("uploadMethod")} == {"upload-inline", "upload-http"}
     avail = ET.fromstring((await fetch("archive", "tap", "availability")).body)
     assert avail.find("{http://www.ivoa.net/xml/VOSIAvailability/v1.0}available").text == "true"
     ex = await fetch("archive", "tap", "examples")

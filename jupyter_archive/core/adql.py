@@ -142,18 +142,12 @@ def healpix_ranges(index: HealpixIndex, ra: float, dec: float, radius: float, ma
 
 
 def check_batch(stmts: list[exp.Expr]) -> None:
-    """ADQL is one read-only query: no batches, no SELECT ... INTO, no uploads yet."""
+    """ADQL is one read-only query: no batches, no SELECT ... INTO."""
     if len(stmts) > 1:
         raise ArchiveError("bad_request", "an ADQL query is a single SELECT; remove the ';'-separated statements", 400)
     for stmt in stmts:
         if stmt.find(exp.Into) is not None:
             raise ArchiveError("unsupported", "SELECT ... INTO is not ADQL", 400)
-        for table in stmt.find_all(exp.Table):
-            if table.args.get("db") is not None and table.db.casefold() == "tap_upload":
-                raise ArchiveError(
-                    "unsupported", f"uploads are not available yet (TAP_UPLOAD.{table.name})", 400,
-                    details={"table": table.name},
-                )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

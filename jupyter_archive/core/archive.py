@@ -279,9 +279,9 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
             cur.close()
 
     # -- SQL --------------------------------------------------------------------------------------
-    def resolver(self, principal: Principal, context: str | None = None, base_path: str | None = None) -> Resolver:
+    def resolver(self, principal: Principal, context: str | None = None, base_path: str | None = None, uploads=None) -> Resolver:
         default = self.context(principal, context) if context else None
-        return Resolver(self, principal, default, base_path)
+        return Resolver(self, principal, default, base_path, uploads)
 
     def compile(
         self,
@@ -334,22 +334,31 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         limit: int | None = None,
         row_limit: int | None | object = DEFAULT,
         time_limit: float | None | object = DEFAULT,
+        uploads=None,
     ) -> QueryResult:
-        """Run a quick query and return its streamed result (``Rows Affected`` for writes)."""
+        """Run a quick query and return its streamed result (``Rows Affected`` for writes).
+
+        ``uploads`` (a ``tap_uploads.UploadSet``) makes its tables readable as ``TAP_UPLOAD.x``.
+        """
         if row_limit is DEFAULT:
             row_limit = self.config.quick_row_limit
         if time_limit is DEFAULT:
             time_limit = self.config.quick_time_limit
+        if uploads is not None:
+            compiled = self._compile(
+                principal, text, language, context, base_path, variables, params, offset, limit, row_limit, uploads.targets
+            )
+            return self.run(principal, compiled, row_limit=row_limit, time_limit=time_limit, column_meta=uploads.column_meta)
         compiled = self._compile_cached(
             principal, text, language, context, base_path, variables, params, offset, limit, row_limit
         )
         return self.run(principal, compiled, row_limit=row_limit, time_limit=time_limit)
 
-    def _compile(self, principal, text, language, context, base_path, variables, params, offset, limit, row_limit):
+    def _compile(self, principal, text, language, context, base_path, variables, params, offset, limit, row_limit, uploads=None):
         return sqlmod.compile_query(
             text,
             language,
-            self.resolver(principal, context, base_path),
+            self.resolver(principal, context, base_path, uploads),
             variables=variables,
             params=params,
             base_path=base_path,
@@ -386,13 +395,15 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
                     self._compile_cache.popitem(last=False)
         return compiled
 
-    def run(self, principal: Principal, compiled: sqlmod.Compiled, *, row_limit=None, time_limit=None) -> QueryResult:
-        """Execute an already compiled query: on the principal's engine, or pushed to a SQL server."""
+    def run(self, principal: Principal, compiled: sqlmod.Compiled, *, row_limit=None, time_limit=None, column_meta=None) -> QueryResult:
+        """Execute an already compiled query: on the principal's engine, or pushed to a SQL server.
+
+        ``column_meta`` adds units/UCDs for tables the catalog does not know (uploads)."""
+        meta = {**(column_meta or {}), **self.column_meta_for(principal, compiled.statements[-1])}
         backend = pushdown.backend_of(self, compiled.statements)
         if backend is not None:
             result = pushdown.run(
-                self, principal, backend, compiled, row_limit=row_limit, time_limit=time_limit,
-                column_meta=self.column_meta_for(principal, compiled.statements[-1]),
+                self, principal, backend, compiled, row_limit=row_limit, time_limit=time_limit, column_meta=meta
             )
             result.compiled = compiled
             return result
@@ -401,7 +412,7 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
             compiled.statements,
             row_limit=row_limit,
             time_limit=time_limit,
-            column_meta=self.column_meta_for(principal, compiled.statements[-1]),
+            column_meta=meta,
         )
         result.compiled = compiled
         return result

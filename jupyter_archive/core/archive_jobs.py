@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .catalog import ANONYMOUS
 from .errors import ArchiveError, not_found, permission
 from .jobs import Job
 from .query import QueryResult
 from .query_jobs import compile_job, query_request
+from .tap_uploads import discard as discard_uploads
+from .tap_uploads import upload_target
 
 if TYPE_CHECKING:
     from .catalog import Principal
+
+#: The owner of anonymous jobs (TAP async without a token, when anonymous access is on):
+#: no user can be named so (``users.valid_user_name``).
+ANONYMOUS_OWNER = "anonymous"
 
 
 class JobsMixin:
@@ -34,15 +41,30 @@ class JobsMixin:
         With ``validate`` the query is compiled first, so bad SQL is refused at once; the
         rewritten query is kept with the job (CasJobs shows it as ``ModifiedQuery``).
         """
-        if principal.anonymous:
+        if principal.anonymous and not self.config.allow_anonymous:
             raise permission("jobs need a signed-in user: log in to Jupyter or send an X-Auth-Token")
         req = query_request(text, language, **request)
-        if validate:
-            compiled, into = compile_job(self, principal, req)
+        if principal.anonymous and req.get("target"):
+            raise permission("writing tables needs a signed-in user: log in to Jupyter or send an X-Auth-Token")
+        if validate and not req.get("tap_schema"):
+            # uploads are loaded when the job runs; their names are what compiling needs now
+            uploads = {u["name"].lower(): upload_target(u["name"]) for u in req.get("uploads") or ()}
+            compiled, into = compile_job(self, principal, req, uploads)
+            if principal.anonymous and any(st.kind != "read" for st in compiled.statements):
+                raise permission("writing needs a signed-in user: log in to Jupyter or send an X-Auth-Token")
             req["modified_query"] = compiled.modified_query
             if into is not None:
                 req["into"] = {"context": into.context, "name": into.name}
-        return self.jobs.submit(principal.name, "query", req, face=face, start_time=start_time, run=run)
+        return self.jobs.submit(self.job_owner(principal), "query", req, face=face, start_time=start_time, run=run)
+
+    @staticmethod
+    def job_owner(principal: Principal) -> str:
+        """The owner recorded with a job: the user's name, or a name no user can have."""
+        return ANONYMOUS_OWNER if principal.anonymous else principal.name
+
+    def job_principal(self, job: Job) -> Principal:
+        """Whom a job runs as."""
+        return ANONYMOUS if job.owner == ANONYMOUS_OWNER else self.principal(job.owner)
 
     def job(self, principal: Principal, job_id: int | str) -> Job:
         """A job the principal may see (their own, or any for an admin)."""
@@ -51,16 +73,30 @@ class JobsMixin:
         except (TypeError, ValueError):
             raise not_found(f"unknown job {job_id!r}", job=job_id) from None
         job = self.jobs.store.get(jid)
-        if job is None or (job.owner != principal.name and not principal.admin) or principal.anonymous:
+        if job is None or (job.owner != self.job_owner(principal) and not principal.admin):
             raise not_found(f"unknown job {job_id}", job=job_id)
         return job
 
     def list_jobs(self, principal: Principal, *, all_users: bool = False, **filters: Any) -> tuple[list[Job], int]:
         """The principal's jobs (every user's for an admin asking ``all_users``), newest first."""
-        if principal.anonymous:
+        if principal.anonymous and not self.config.allow_anonymous:
             return [], 0
-        owner = None if (all_users and principal.admin) else principal.name
+        owner = None if (all_users and principal.admin) else self.job_owner(principal)
         return self.jobs.store.list(owner, **filters)
+
+    def update_job(self, principal: Principal, job_id: int | str, *, request: dict | None = None, destruction: float | None = None) -> Job:
+        """Change a job's request (only while it is pending: UWS parameters, execution duration)
+        or its destruction time (any time)."""
+        job = self.job(principal, job_id)
+        fields: dict[str, Any] = {}
+        if request is not None:
+            if job.state != "pending":
+                raise ArchiveError("conflict", f"job {job.id} is {job.state}; its parameters can change only while it is pending", 409)
+            fields["request"] = request
+        if destruction is not None:
+            fields["destruction"] = destruction
+        self.jobs.store.update(job.id, **fields)
+        return self.job(principal, job.id)
 
     def cancel_job(self, principal: Principal, job_id: int | str) -> Job:
         return self.jobs.cancel(self.job(principal, job_id).id)
@@ -92,3 +128,4 @@ class JobsMixin:
 
     def _forget_job_results(self, job: Job) -> None:
         self.results.remove(job.id)
+        discard_uploads(job.request.get("uploads"))

@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     rows INTEGER,
     error_code TEXT,
     error_message TEXT,
-    results TEXT NOT NULL DEFAULT '{}'
+    results TEXT NOT NULL DEFAULT '{}',
+    destruction REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, id);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);
@@ -64,7 +65,7 @@ CREATE INDEX IF NOT EXISTS job_log_job ON job_log(job_id, ts);
 """
 _COLUMNS = (
     "id", "owner", "kind", "face", "request", "state", "submitted", "scheduled", "started", "ended",
-    "progress", "rows", "error_code", "error_message", "results",
+    "progress", "rows", "error_code", "error_message", "results", "destruction",
 )  # fmt: skip
 
 
@@ -87,6 +88,7 @@ class Job:
     error_code: str | None = None
     error_message: str | None = None
     results: dict = field(default_factory=dict)
+    destruction: float | None = None  # when the job is removed, whatever its state (UWS destruction)
 
     @property
     def final(self) -> bool:
@@ -124,6 +126,9 @@ class JobStore:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "destruction" not in columns:  # a store made before jobs had a destruction time
+            self._db.execute("ALTER TABLE jobs ADD COLUMN destruction REAL")
 
     def close(self) -> None:
         with self._lock:
@@ -236,11 +241,13 @@ class JobStore:
                 self._db.execute("INSERT INTO job_log(job_id, ts, line) VALUES (?, ?, ?)", (job_id, now, RESTART_MESSAGE))
         return ids
 
-    def expired(self, before: float) -> list[Job]:
+    def expired(self, before: float | None, now: float) -> list[Job]:
+        """Jobs to remove: finished before ``before`` (None: kept forever), or past their destruction time."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE state IN ('completed', 'failed', 'canceled') AND ended < ?",
-                (before,),
+                f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE "
+                "(state IN ('completed', 'failed', 'canceled') AND ended < ?) OR destruction < ?",
+                (before if before is not None else float("-inf"), now),
             ).fetchall()
         return [Job.from_row(r) for r in rows]
 
@@ -317,6 +324,7 @@ class JobRunner:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
+        self.sweep_interval = 60.0  # seconds between looks for expired jobs
 
     def register(self, kind: str, work: Work) -> None:
         self._work[kind] = work
@@ -460,19 +468,31 @@ class JobRunner:
                 self._running[job.id] = ctx
                 per_owner[job.owner] = per_owner.get(job.owner, 0) + 1
                 self._pool.submit(self._execute, ctx)
-        if self.retention is not None and now - self._last_sweep > 60:
+        if now - self._last_sweep > self.sweep_interval:
             self._last_sweep = now
-            self._expire(now - self.retention)
+            self._expire(None if self.retention is None else now - self.retention, now)
         return max(0.01, next_due)
 
-    def _expire(self, before: float) -> None:
-        for job in self.store.expired(before):
+    def _expire(self, before: float | None, now: float) -> None:
+        for job in self.store.expired(before, now):
+            if not job.final:
+                # a destruction time reached while the job waits or runs: stop it, then forget it
+                threading.Thread(target=self._destroy, args=(job.id,), daemon=True).start()
+                continue
             try:
                 if self.on_expire is not None:
                     self.on_expire(job)
                 self.store.delete(job.id)
             except Exception:  # noqa: BLE001
                 log.exception("could not expire job %s", job.id)
+
+    def _destroy(self, job_id: int) -> None:
+        try:
+            self.delete(job_id)
+        except ArchiveError:
+            pass  # already gone
+        except Exception:  # noqa: BLE001
+            log.exception("could not destroy job %s", job_id)
 
     def _execute(self, ctx: JobContext) -> None:
         job = ctx.job

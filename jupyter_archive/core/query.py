@@ -174,6 +174,19 @@ class QueryResult:
         if self._on_close:
             self._on_close()
 
+    def also_on_close(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` when the result closes, after what already runs then (e.g. drop uploads)."""
+        before = self._on_close
+
+        def both():
+            try:
+                if before:
+                    before()
+            finally:
+                fn()
+
+        self._on_close = both
+
     def __enter__(self):
         return self
 

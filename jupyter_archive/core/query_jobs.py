@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from . import pushdown
+from . import pushdown, tap_schema
 from . import sql as sqlmod
 from .backends.duckdb import quote_ident
-from .errors import ArchiveError
+from .errors import ArchiveError, permission
 from .jobs import Job, JobContext
 from .query import execute
+from .tap_uploads import UploadSet
 
 if TYPE_CHECKING:
     from .archive import Archive
@@ -50,9 +51,11 @@ def query_request(
     }
 
 
-def compile_job(archive: Archive, principal: Principal, request: dict) -> tuple[sqlmod.Compiled, sqlmod.TableTarget | None]:
+def compile_job(
+    archive: Archive, principal: Principal, request: dict, uploads: dict | None = None
+) -> tuple[sqlmod.Compiled, sqlmod.TableTarget | None]:
     """Compile a query job's request; returns the compiled query and the table it writes (if any)."""
-    resolver = archive.resolver(principal, request.get("context"), request.get("base_path"))
+    resolver = archive.resolver(principal, request.get("context"), request.get("base_path"), uploads)
     compiled = sqlmod.compile_query(
         request["query"],
         request.get("language") or "sql",
@@ -60,6 +63,7 @@ def compile_job(archive: Archive, principal: Principal, request: dict) -> tuple[
         variables=request.get("variables"),
         params=request.get("params"),
         base_path=request.get("base_path"),
+        row_limit=request.get("row_limit"),
         positional_index=archive.positional_index,
     )
     last = compiled.statements[-1]
@@ -79,15 +83,38 @@ def compile_job(archive: Archive, principal: Principal, request: dict) -> tuple[
 
 
 def run_query_job(archive: Archive, job: Job, ctx: JobContext) -> dict:
-    """The work of a ``query`` job (also directives, which are saved queries)."""
-    principal = archive.principal(job.owner)
-    compiled, into = compile_job(archive, principal, job.request)
+    """The work of a ``query`` job (also directives, which are saved queries, and TAP async jobs:
+    their ``row_limit``, ``time_limit`` and ``uploads`` are request fields too)."""
+    principal = archive.job_principal(job)
+    request = job.request
+    if request.get("tap_schema"):
+        result = tap_schema.query(archive, principal, request["query"], row_limit=request.get("row_limit"),
+                                  time_limit=request.get("time_limit"))
+        return _keep(archive, job, ctx, result, None, None)
+    uploads = UploadSet(archive, principal, request["uploads"]) if request.get("uploads") else None
+    try:
+        return _run(archive, job, ctx, principal, uploads)
+    except ArchiveError as exc:
+        if exc.code == "time_limit" and not ctx.canceled.is_set():
+            limit = request.get("time_limit")
+            raise ArchiveError("time_limit", f"the job ran longer than its execution duration of {limit:g} s", 400) from None
+        raise
+    finally:
+        if uploads is not None:
+            uploads.close()
+
+
+def _run(archive: Archive, job: Job, ctx: JobContext, principal: Principal, uploads: UploadSet | None) -> dict:
+    compiled, into = compile_job(archive, principal, job.request, uploads.targets if uploads else None)
+    if principal.anonymous and any(st.kind != "read" for st in compiled.statements):
+        raise permission("writing needs a signed-in user: log in to Jupyter or send an X-Auth-Token")
     ctx.log(f"compiled {compiled.language}: {len(compiled.statements)} statement(s)")
     backend = pushdown.backend_of(archive, compiled.statements)
     if backend is not None:
         ctx.log(f"pushed down to {backend.where}")
         meta = archive.column_meta_for(principal, compiled.statements[-1])
-        result = pushdown.run(archive, principal, backend, compiled, column_meta=meta, on_cancel=ctx.on_cancel)
+        result = pushdown.run(archive, principal, backend, compiled, column_meta=meta, on_cancel=ctx.on_cancel,
+                              row_limit=job.request.get("row_limit"), time_limit=job.request.get("time_limit"))
         try:
             return _keep(archive, job, ctx, result, compiled, into)
         finally:
@@ -121,7 +148,9 @@ def run_query_job(archive: Archive, job: Job, ctx: JobContext) -> dict:
     poller = threading.Thread(target=poll_progress, daemon=True)
     poller.start()
     try:
-        result = execute(cursor, compiled.statements, column_meta=archive.column_meta_for(principal, compiled.statements[-1]))
+        meta = {**(uploads.column_meta if uploads else {}), **archive.column_meta_for(principal, compiled.statements[-1])}
+        result = execute(cursor, compiled.statements, column_meta=meta, row_limit=job.request.get("row_limit"),
+                         time_limit=job.request.get("time_limit"))
         return _keep(archive, job, ctx, result, compiled, into)
     finally:
         with guard:
@@ -136,7 +165,7 @@ def run_query_job(archive: Archive, job: Job, ctx: JobContext) -> dict:
 def _keep(archive: Archive, job: Job, ctx: JobContext, result, compiled, into) -> dict:
     """What a finished query job keeps: the table it wrote, or its rows in the result store."""
     ctx.check()
-    if into is not None or compiled.statements[-1].kind != "read":
+    if compiled is not None and (into is not None or compiled.statements[-1].kind != "read"):
         rows = result.rows_affected or 0
         result.close()
         out: dict[str, Any] = {"rows": rows}
@@ -144,7 +173,13 @@ def _keep(archive: Archive, job: Job, ctx: JobContext, result, compiled, into) -
             out["table"] = {"context": into.context, "name": into.name}
             ctx.log(f"wrote {rows} rows into {into.context}.{into.name}")
         return out
-    rows = archive.results.write(job.id, result.schema, result.batches(), on_rows=lambda n: ctx.check())
-    ctx.log(f"stored {rows} rows in the result store")
-    return {"rows": rows, "store": archive.results.path(job.id).name}
+    try:
+        rows = archive.results.write(job.id, result.schema, result.batches(), on_rows=lambda n: ctx.check())
+    finally:
+        result.close()
+    ctx.log(f"stored {rows} rows in the result store" + (" (cut at the row limit)" if result.truncated else ""))
+    out = {"rows": rows, "store": archive.results.path(job.id).name}
+    if result.truncated:
+        out["overflow"] = True
+    return out
 

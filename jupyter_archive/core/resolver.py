@@ -19,11 +19,19 @@ if TYPE_CHECKING:
 class Resolver:
     """Resolves table references of one request for the SQL pipeline (``sql.Resolver``)."""
 
-    def __init__(self, archive: Archive, principal: Principal, default: ContextRef | None, base_path: str | None):
+    def __init__(
+        self,
+        archive: Archive,
+        principal: Principal,
+        default: ContextRef | None,
+        base_path: str | None,
+        uploads: dict[str, sqlmod.TableTarget] | None = None,
+    ):
         self.archive = archive
         self.principal = principal
         self.default = default
         self.base_path = base_path
+        self.uploads = uploads  # TAP_UPLOAD.<name> tables of this request (tap_uploads.UploadSet)
 
     def _ctx(self, name: str) -> ContextRef:
         try:
@@ -71,8 +79,21 @@ class Resolver:
         return sqlmod.TableTarget(ref.alias, "main", info.name if info else name, ref.name, ref.writable)
 
     def resolve_name(self, parts, *, write: bool = False):
-        ref, name = self._split(tuple(parts))
+        parts = tuple(parts)
+        if len(parts) == 2 and parts[0].lower() == "tap_upload":
+            return self._upload(parts[1], write)
+        ref, name = self._split(parts)
         return self._target(ref, name, write)
+
+    def _upload(self, name: str, write: bool) -> sqlmod.TableTarget:
+        if write:
+            raise permission(f"TAP_UPLOAD.{name} is read-only: it lives only for this query")
+        target = (self.uploads or {}).get(name.lower())
+        if target is None:
+            have = ", ".join(t.name for t in (self.uploads or {}).values())
+            hint = f"uploaded: {have}" if have else "send it with UPLOAD=name,param:part"
+            raise ArchiveError("unknown_table", f"unknown table TAP_UPLOAD.{name}: no upload of that name ({hint})", 400)
+        return target
 
     def resolve_path(self, path: str, *, write: bool = False):
         ref, rest = self.archive.context_at(self.principal, path)

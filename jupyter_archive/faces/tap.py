@@ -2,11 +2,11 @@
 
 ``sync`` (GET/POST, urlencoded or multipart) runs ADQL through the core and answers a
 VOTable (BINARY2 by default) or another ``RESPONSEFORMAT``; errors are DALI error VOTables.
+``UPLOAD`` brings VOTables inline or by URL of one of our own results (``core.tap_uploads``).
 ``capabilities``, ``availability``, ``tables``, ``tables/{name}`` and ``examples`` are the
 VOSI/DALI documents pyvo, TOPCAT and taplint read. Queries naming TAP_SCHEMA run over the
-caller's TAP_SCHEMA (``core.tap_schema``), which always equals ``/tables``.
-
-Not here yet: ``async`` (UWS) and ``UPLOAD`` (answered with a clear error).
+caller's TAP_SCHEMA (``core.tap_schema``), which always equals ``/tables``. ``async`` (UWS)
+is ``tap_uws``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from tornado import httputil, web
 
-from ..core import formats, tap_schema
+from ..core import formats, tap_schema, tap_uploads
 from ..core.errors import ArchiveError, bad_request, not_found
 from .base import ArchiveHandler, endpoint
 
@@ -75,9 +75,9 @@ def tap_format(value: str | None) -> formats.Format:
 _DISPOSITION = re.compile(rb'name="([^"]*)"', re.IGNORECASE)
 
 
-def parse_multipart(ctype: str, body: bytes) -> dict[str, list[bytes]]:
-    """Form fields of a multipart body, read by hand: tornado >= 6.5 refuses the leading CRLF
-    preamble STILTS/TOPCAT send (and other quirks), so this is the fallback parser."""
+def parse_multipart(ctype: str, body: bytes) -> tuple[dict[str, list[bytes]], dict[str, bytes]]:
+    """Form fields and file parts of a multipart body, read by hand: tornado >= 6.5 refuses the
+    leading CRLF preamble STILTS/TOPCAT send (and other quirks), so this is the fallback parser."""
     boundary = None
     for part in ctype.split(";")[1:]:
         key, _, val = part.strip().partition("=")
@@ -86,6 +86,7 @@ def parse_multipart(ctype: str, body: bytes) -> dict[str, list[bytes]]:
     if not boundary:
         raise bad_request("multipart/form-data body without a boundary")
     fields: dict[str, list[bytes]] = {}
+    files: dict[str, bytes] = {}
     for chunk in body.split(b"--" + boundary)[1:]:
         if chunk.startswith(b"--"):
             break  # the closing delimiter
@@ -93,9 +94,14 @@ def parse_multipart(ctype: str, body: bytes) -> dict[str, list[bytes]]:
         if not sep:
             continue
         m = _DISPOSITION.search(head)
-        if m and b"filename=" not in head.lower():
-            fields.setdefault(m.group(1).decode("utf-8", "replace"), []).append(data.removesuffix(b"\r\n"))
-    return fields
+        if not m:
+            continue
+        name, data = m.group(1).decode("utf-8", "replace"), data.removesuffix(b"\r\n")
+        if b"filename=" in head.lower():
+            files[name] = data
+        else:
+            fields.setdefault(name, []).append(data)
+    return fields, files
 
 
 def _el(tag: str, text, **attrs) -> str:
@@ -160,79 +166,87 @@ class TapHandler(ArchiveHandler):
         self.finish('<?xml version="1.0" encoding="UTF-8"?>\n' + body, set_content_type=media)
 
 
-@web.stream_request_body
-class SyncHandler(TapHandler):
-    """``GET|POST sync``: run one ADQL query and answer its rows."""
+class TapParamsHandler(TapHandler):
+    """A TAP handler reading its own body (subclasses are ``@web.stream_request_body``): tornado's
+    parser refuses what STILTS sends, and uploads are bounded while they arrive."""
 
     def prepare(self):
         self._chunks: list[bytes] = []
+        self._size = 0
         return super().prepare()
 
     def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        limit = self.archive.config.upload_limit
+        if self._size > limit:
+            raise ArchiveError("too_large", f"the request body is over the upload limit of {limit} bytes", 413)
         self._chunks.append(chunk)
 
-    def tap_params(self) -> tuple[dict[str, str], set[str]]:
-        """Parameters by upper-case name (query string, then body; the last value wins) and file part names."""
+    def tap_params(self) -> tuple[dict[str, str], dict[str, bytes]]:
+        """Parameters by upper-case name (query string, then body; the last value wins) and the
+        body's file parts by name (inline uploads)."""
         raw: dict[str, list[bytes]] = {k: list(v) for k, v in self.request.query_arguments.items()}
-        files: set[str] = set()
+        files: dict[str, bytes] = {}
         body = b"".join(getattr(self, "_chunks", []))
         ctype = self.request.headers.get("Content-Type", "")
+        args: dict[str, list[bytes]] = {}
         if body and ctype.lower().startswith("multipart/form-data"):
-            args: dict[str, list[bytes]] = {}
             parts: dict = {}
             try:
                 # the CRLF preamble STILTS sends is what tornado >= 6.5 refuses
                 httputil.parse_body_arguments(ctype, body.lstrip(b"\r\n"), args, parts, self.request.headers)
+                files = {k: v[-1]["body"] for k, v in parts.items() if v}
             except httputil.HTTPInputError:
-                args, parts = parse_multipart(ctype, body), {}
-            files = {k.upper() for k in parts}
-            for k, v in args.items():
-                raw.setdefault(k, []).extend(v)
+                args, files = parse_multipart(ctype, body)
         elif body:
-            args = {}
             try:
                 httputil.parse_body_arguments(ctype, body, args, {}, self.request.headers)
             except httputil.HTTPInputError as exc:
                 raise bad_request(f"cannot read the request body: {exc}") from None
-            for k, v in args.items():
-                raw.setdefault(k, []).extend(v)
+        for k, v in args.items():
+            raw.setdefault(k, []).extend(v)
         params = {}
         for k, values in raw.items():
             if values:
                 params[k.upper()] = values[-1].decode("utf-8", "replace")
         return params, files
 
-    @endpoint(anonymous=True)
-    async def get(self):
-        await self.sync()
-
-    @endpoint(anonymous=True)
-    async def post(self):
-        await self.sync()
-
-    async def sync(self) -> None:
-        params, _files = self.tap_params()
+    def query_request(self, params: dict[str, str], files: dict[str, bytes], *, complete: bool = True) -> dict:
+        """The core's request for a TAP query (sync, or an async job), checked; inline uploads
+        are staged on disk. ``complete=False`` lets an async job be created without a query yet."""
         request = params.get("REQUEST")
         if request is not None and request.strip() and request.strip().lower() != "doquery":
             raise bad_request(f"unsupported REQUEST {request!r}: this service runs REQUEST=doQuery")
         lang = (params.get("LANG") or "").strip()
-        if not lang:
-            raise bad_request(f"LANG is required (one of {', '.join(LANGS)})")
-        if lang.upper() not in LANGS:
+        if lang and lang.upper() not in LANGS:
             raise bad_request(f"unsupported LANG {lang!r}; supported: {', '.join(LANGS)}")
-        if (params.get("UPLOAD") or "").strip():
-            raise bad_request("UPLOAD is not supported by this service yet; query the archive's tables instead")
         query = params.get("QUERY") or ""
-        if not query.strip():
-            raise bad_request("QUERY is required: an ADQL SELECT statement")
+        if complete:
+            if not lang:
+                raise bad_request(f"LANG is required (one of {', '.join(LANGS)})")
+            if not query.strip():
+                raise bad_request("QUERY is required: an ADQL SELECT statement")
         maxrec = self.maxrec(params.get("MAXREC"))
-        fmt = tap_format(params.get("RESPONSEFORMAT") or params.get("FORMAT"))
-        info = formats.ResultInfo(table_name="result", query=query, row_limit=maxrec)
-        if tap_schema.mentions_tap_schema(query):
-            await self.query_and_stream(fmt, info, tap_schema.query, self.archive, self.principal, query,
-                                        row_limit=maxrec, time_limit=self.archive.config.quick_time_limit)
-        else:
-            await self.query_and_stream(fmt, info, self.archive.query, self.principal, query, "adql", row_limit=maxrec)
+        fmt_value = params.get("RESPONSEFORMAT") or params.get("FORMAT")
+        tap_format(fmt_value)  # refuse an unknown format now, not when the result is read
+        specs = tap_uploads.parse(params.get("UPLOAD") or "")
+        uploads = tap_uploads.stage(self.archive, specs, files, self.job_of_url) if specs else []
+        return {
+            "query": query,
+            "row_limit": maxrec,
+            "format": fmt_value,
+            "uploads": uploads,
+            "tap_schema": tap_schema.mentions_tap_schema(query),
+            "tap": {k.lower(): v for k, v in params.items()},
+        }
+
+    def job_of_url(self, url: str) -> int | None:
+        """The job whose result ``url`` is, when it is a result URL of this very service."""
+        own = f"{self.request.protocol}://{self.request.host}{self.base_url}archive/"
+        if not url.startswith(own):
+            return None
+        m = re.fullmatch(r"(?:tap/async/(\d+)/results/result|api/jobs/(\d+)/results)/?", url[len(own):].split("?")[0])
+        return int(m.group(1) or m.group(2)) if m else None
 
     @staticmethod
     def maxrec(raw: str | None) -> int:
@@ -248,14 +262,27 @@ class SyncHandler(TapHandler):
         return min(value, HARD_MAXREC)
 
 
-class AsyncHandler(TapHandler):
-    """``async``: not offered yet; a clear error instead of a 404."""
+@web.stream_request_body
+class SyncHandler(TapParamsHandler):
+    """``GET|POST sync``: run one ADQL query and answer its rows."""
 
     @endpoint(anonymous=True)
-    async def get(self, rest: str = ""):
-        raise ArchiveError("not_implemented", "asynchronous TAP (UWS) is not available yet; use the sync endpoint", 501)
+    async def get(self):
+        await self.sync()
 
-    post = get
+    @endpoint(anonymous=True)
+    async def post(self):
+        await self.sync()
+
+    async def sync(self) -> None:
+        params, files = self.tap_params()
+        request = self.query_request(params, files)
+        try:
+            fmt = tap_format(request["format"])
+            info = formats.ResultInfo(table_name="result", query=request["query"], row_limit=request["row_limit"])
+            await self.query_and_stream(fmt, info, tap_uploads.run_sync, self.archive, self.principal, request)
+        finally:
+            tap_uploads.discard(request["uploads"])
 
 
 class CapabilitiesHandler(TapHandler):
@@ -287,10 +314,13 @@ class CapabilitiesHandler(TapHandler):
             f'<languageFeatures type="ivo://ivoa.net/std/TAPRegExt#features-adqlgeo">{geo}</languageFeatures>'
             "</language>"
             + "".join(outputs)
-            + f'<retentionPeriod><default>{int(limits.job_retention or 0)}</default></retentionPeriod>'
-            f"<executionDuration><default>{int(limits.quick_time_limit)}</default>"
-            f"<hard>{int(limits.quick_time_limit)}</hard></executionDuration>"
+            + '<uploadMethod ivo-id="ivo://ivoa.net/std/TAPRegExt#upload-inline"/>'
+            '<uploadMethod ivo-id="ivo://ivoa.net/std/TAPRegExt#upload-http"/>'
+            f'<retentionPeriod><default>{int(limits.job_retention or 0)}</default></retentionPeriod>'
+            # sync queries stop at the quick-query limit; async jobs run as long as they need (0)
+            f"<executionDuration><default>0</default></executionDuration>"
             f'<outputLimit><default unit="row">{DEFAULT_MAXREC}</default><hard unit="row">{HARD_MAXREC}</hard></outputLimit>'
+            f'<uploadLimit><hard unit="byte">{int(limits.upload_limit)}</hard></uploadLimit>'
             "</capability>"
             + vosi("capabilities", "capabilities") + vosi("availability", "availability") + vosi("tables-1.1", "tables")
             + '<capability standardID="ivo://ivoa.net/std/DALI#examples"><interface xsi:type="vr:WebBrowser">'
@@ -368,9 +398,10 @@ class NotFoundHandler(TapHandler):
 
 
 def tap_handlers() -> list[tuple[str, type]]:
-    return [
+    from .tap_uws import uws_handlers  # it builds on this module's handlers
+
+    return uws_handlers() + [
         (r"archive/tap/sync/?", SyncHandler),
-        (r"archive/tap/async(?P<rest>/.*)?", AsyncHandler),
         (r"archive/tap/capabilities/?", CapabilitiesHandler),
         (r"archive/tap/availability/?", AvailabilityHandler),
         (r"archive/tap/tables/?", TablesHandler),

@@ -1,0 +1,237 @@
+"""TAP queries in the core: the tables a query brings with it (``TAP_UPLOAD.<name>``) and the
+run of one sync query; async ones are query jobs (``query_jobs``) with the same fields.
+
+``UPLOAD=name,param:part[;name2,<URL>]`` names inline VOTables (multipart parts) or, by URL,
+results of this archive's own jobs (nothing is fetched from other hosts). ``stage`` keeps the
+inline ones on disk (an async job may run much later, or after a restart) and ``UploadSet``
+loads them into the caller's engine for one query or one job, then drops them.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import sql as sqlmod
+from .backends.duckdb import quote_ident
+from . import tap_schema
+from .errors import ArchiveError, bad_request
+from .query import QueryResult
+
+if TYPE_CHECKING:
+    from .archive import Archive
+    from .catalog import Principal
+
+SCHEMA = "TAP_UPLOAD"
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+# The engine's own in-memory catalog: user SQL can never name it (every table reference goes
+# through the resolver), so per-query schemas there are private to the query that made them.
+ENGINE_CATALOG = "memory"
+
+
+@dataclass(frozen=True)
+class UploadSpec:
+    """One item of UPLOAD: a table name and where its rows come from."""
+
+    name: str
+    kind: str  # "param" (an inline multipart part) | "url"
+    ref: str  # the part name, or the URL
+
+
+def parse(value: str) -> list[UploadSpec]:
+    """The items of an UPLOAD parameter (``name,param:part;name,http://...``)."""
+    specs: list[UploadSpec] = []
+    for item in (value or "").split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, uri = item.partition(",")
+        name, uri = name.strip(), uri.strip()
+        if not sep or not uri:
+            raise bad_request(f"UPLOAD item {item!r} must be name,URI (e.g. mine,param:mine)")
+        if not _NAME.match(name):
+            raise bad_request(f"UPLOAD table name {name!r} must be a letter then letters, digits or _ (at most 64)")
+        if any(s.name.lower() == name.lower() for s in specs):
+            raise bad_request(f"UPLOAD names the table {name!r} twice")
+        if uri.startswith("param:"):
+            specs.append(UploadSpec(name, "param", uri[len("param:") :]))
+        elif uri.lower().startswith(("http://", "https://")):
+            specs.append(UploadSpec(name, "url", uri))
+        else:
+            raise bad_request(f"UPLOAD {name}: unsupported URI {uri!r}; use param:<part> for an inline table or the URL of a result of this service")
+    return specs
+
+
+def stage(
+    archive: Archive, specs: list[UploadSpec], parts: dict[str, bytes], job_of_url: Any
+) -> list[dict]:
+    """Keep the uploads of a request: inline parts are written under the data dir, URLs are
+    turned into job ids by ``job_of_url(url) -> int | None``. Returns JSON-able entries."""
+    entries: list[dict] = []
+    folder: Path | None = None
+    try:
+        for spec in specs:
+            if spec.kind == "url":
+                job_id = job_of_url(spec.ref)
+                if job_id is None:
+                    raise bad_request(
+                        f"UPLOAD {spec.name}: {spec.ref} is not a result of this service; only this archive's own job results can be uploaded by URL"
+                    )
+                entries.append({"name": spec.name, "job": int(job_id)})
+                continue
+            data = parts.get(spec.ref)
+            if data is None:
+                lowered = {k.lower(): v for k, v in parts.items()}
+                data = lowered.get(spec.ref.lower())
+            if data is None:
+                have = ", ".join(sorted(parts)) or "none"
+                raise bad_request(f"UPLOAD {spec.name}: the request has no part named {spec.ref!r} (parts: {have})")
+            if folder is None:
+                folder = archive.data_dir / "tap_uploads" / uuid.uuid4().hex
+                folder.mkdir(parents=True)
+            path = folder / f"{spec.name}.vot"
+            path.write_bytes(data)
+            entries.append({"name": spec.name, "path": str(path)})
+    except BaseException:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return entries
+
+
+def discard(entries: list[dict] | None) -> None:
+    """Remove what ``stage`` wrote for these entries."""
+    for folder in {Path(e["path"]).parent for e in entries or () if e.get("path")}:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def upload_target(name: str, schema: str = "tap_upload") -> sqlmod.TableTarget:
+    """What ``TAP_UPLOAD.<name>`` resolves to: a table of a per-query schema of the engine."""
+    return sqlmod.TableTarget(ENGINE_CATALOG, schema, name, SCHEMA, False)
+
+
+class UploadSet:
+    """Staged uploads loaded into the principal's engine as ``TAP_UPLOAD.<name>`` tables.
+
+    ``targets`` is what the resolver maps ``TAP_UPLOAD.<name>`` to; ``close`` drops them.
+    """
+
+    def __init__(self, archive: Archive, principal: Principal, entries: list[dict]):
+        self.engine = archive.engine(principal)
+        self.schema = f"tap_upload_{uuid.uuid4().hex[:16]}"
+        self.targets: dict[str, sqlmod.TableTarget] = {}
+        self.column_meta: dict[str, dict[str, str]] = {}
+        self._closed = False
+        cur = self.engine.cursor()
+        try:
+            cur.execute(f"CREATE SCHEMA {ENGINE_CATALOG}.{quote_ident(self.schema)}")
+            for entry in entries:
+                table = _read_entry(archive, principal, entry)
+                self._load(cur, entry["name"], table)
+        except BaseException:
+            cur.close()
+            self.close()
+            raise
+        cur.close()
+
+    def _load(self, cur, name: str, table: pa.Table) -> None:
+        view = f"_upload_{uuid.uuid4().hex}"
+        cols = []
+        for f in table.schema:
+            md = {k.decode(): v.decode("utf-8", "replace") for k, v in (f.metadata or {}).items()}
+            meta = {k: md[k] for k in ("unit", "ucd", "description", "utype") if md.get(k)}
+            if meta:
+                self.column_meta[f.name] = meta
+            col = quote_ident(f.name)
+            if md.get("xtype", "").lower() == "timestamp" and pa.types.is_string(f.type):
+                # DALI timestamps travel as text; as TIMESTAMP they compare and sort as times
+                col = f"TRY_CAST({col} AS TIMESTAMP) AS {col}"
+            cols.append(col)
+        cur.register(view, table)
+        try:
+            cur.execute(
+                f"CREATE TABLE {ENGINE_CATALOG}.{quote_ident(self.schema)}.{quote_ident(name)} AS "
+                f"SELECT {', '.join(cols) or '*'} FROM {quote_ident(view)}"
+            )
+        finally:
+            cur.unregister(view)
+        self.targets[name.lower()] = upload_target(name, self.schema)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            cur = self.engine.cursor()
+        except ArchiveError:
+            return  # the engine is gone, and its in-memory tables with it
+        try:
+            cur.execute(f"DROP SCHEMA IF EXISTS {ENGINE_CATALOG}.{quote_ident(self.schema)} CASCADE")
+        except Exception:  # noqa: BLE001 - best effort: the schema dies with the engine anyway
+            pass
+        finally:
+            cur.close()
+
+
+def _read_entry(archive: Archive, principal: Principal, entry: dict) -> pa.Table:
+    """The rows of one staged upload as Arrow, with each column's VOTable metadata."""
+    if "job" in entry:
+        job = archive.job(principal, entry["job"])
+        if job.state != "completed" or "store" not in job.results:
+            raise bad_request(f"UPLOAD {entry['name']}: job {job.id} has no result to upload (it is {job.state})")
+        return pq.read_table(archive.results.path(job.id))
+    return read_votable(Path(entry["path"]), entry["name"])
+
+
+def read_votable(path: Path, name: str) -> pa.Table:
+    """A VOTable upload as an Arrow table; FIELD unit/ucd/xtype kept as field metadata."""
+    from astropy.io.votable import parse as parse_votable
+    from astropy.utils.exceptions import AstropyWarning
+
+    from .ingest import _one_line, _to_arrow
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)
+        try:
+            vot = parse_votable(str(path))
+            resource_table = vot.get_first_table()
+            table = resource_table.to_table(use_names_over_ids=True)
+        except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for bad XML
+            raise bad_request(f"UPLOAD {name}: not a valid VOTable: {_one_line(exc)}") from None
+    fields = []
+    arrays = []
+    for f, col in zip(resource_table.fields, table.colnames):
+        arr = _to_arrow(table[col])
+        if pa.types.is_null(arr.type):
+            arr = arr.cast(pa.string())
+        values = {"unit": f.unit, "ucd": f.ucd, "description": f.description, "utype": f.utype, "xtype": f.xtype}
+        md = {k: str(v) for k, v in values.items() if v not in (None, "")}
+        fields.append(pa.field(col, arr.type, metadata=md or None))
+        arrays.append(arr)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def run_sync(archive: Archive, principal: Principal, request: dict) -> QueryResult:
+    """One sync TAP query (``request`` as a TAP face builds it: query, row_limit, uploads,
+    tap_schema): over TAP_SCHEMA, or over the archive's tables plus the uploaded ones."""
+    if request.get("tap_schema"):
+        return tap_schema.query(archive, principal, request["query"], row_limit=request["row_limit"],
+                                time_limit=archive.config.quick_time_limit)
+    if not request.get("uploads"):
+        return archive.query(principal, request["query"], "adql", row_limit=request["row_limit"])
+    uploads = UploadSet(archive, principal, request["uploads"])
+    try:
+        result = archive.query(principal, request["query"], "adql", row_limit=request["row_limit"], uploads=uploads)
+    except BaseException:
+        uploads.close()
+        raise
+    result.also_on_close(uploads.close)
+    return result

@@ -133,6 +133,7 @@ async def test_full_image_has_all_planes(fetch, archive_data_dir):
     assert "attachment" in resp.headers["Content-Disposition"]
     planes, _ = reference(archive_data_dir)
     with read_fits(resp.body) as hdul:
+        hdul.verify("exception")  # valid FITS, as astropy checks it
         assert [h.name for h in hdul[1:]] == ["IMAGE", "MASK", "VARIANCE"]
         for plane, name in PLANES.items():
             np.testing.assert_array_equal(hdul[name].data, planes[plane])

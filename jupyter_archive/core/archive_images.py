@@ -29,9 +29,8 @@ from .images import (
     check_position,
     covering,
     cut,
-    parse_stencil,
-    stencil_request,
 )
+from .image_stencils import parse_stencil, stencil_request
 
 if TYPE_CHECKING:
     from .catalog import Principal

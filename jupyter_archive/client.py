@@ -420,6 +420,36 @@ class ArchiveClient:
     def delete_directive(self, directive_id: str) -> None:
         self._request("DELETE", f"directives/{quote(directive_id)}")
 
+    # -- images (the image service, LSST imgserv's URLs) ------------------------------------------------
+    def images(self, ra: float | None = None, dec: float | None = None, *, level: str = "L2",
+               collection: str = "DEMO", kind: str = "calexp") -> list[dict]:
+        """The images of a kind (those covering ``ra``, ``dec`` when given): id, size, centre, footprint, planes."""
+        meta = f"{self.url}archive/dax/meta/v0/image/{quote(level)}/{quote(collection)}/{quote(kind)}"
+        params = {"ra": ra, "dec": dec} if ra is not None and dec is not None else {}
+        ids = self._json("GET", meta, params={**params, "count": 1000})["ids"]
+        return [self._json("GET", f"{meta}/{quote(str(i))}")["result"] for i in ids]
+
+    def cutout(self, ra: float, dec: float, size: float = 30.0, *, image: str | None = None, plane: str = "data",
+               level: str = "L2", collection: str = "DEMO", kind: str = "calexp", format: str = "fits"):
+        """A square cutout ``size`` arcsec wide centred on ``ra``, ``dec`` (degrees).
+
+        ``image`` is an image id (default: the first image covering the position). FITS gives an
+        astropy ``HDUList`` (pixels and WCS); ``png`` and ``jpeg`` give the encoded bytes.
+        """
+        if image is None:
+            covering = self.images(ra, dec, level=level, collection=collection, kind=kind)
+            if not covering:
+                raise ArchiveError(f"no {kind} image of {level}/{collection} covers ra={ra}, dec={dec}", "not_found", 404)
+            image = covering[0]["id"]
+        url = f"{self.url}archive/dax/image/v0/{quote(level)}/{quote(collection)}/{quote(kind)}/{quote(str(image))}/cutout"
+        params = {"ra": ra, "dec": dec, "widthAng": size, "heightAng": size, "plane": plane, "format": format}
+        r = self._request("GET", url, params=params)
+        if format != "fits":
+            return r.content
+        from astropy.io import fits
+
+        return fits.open(io.BytesIO(r.content))
+
 
 def _plain(value):
     """Numpy scalars and the like as JSON values."""
@@ -440,4 +470,10 @@ def _error(r: requests.Response) -> ArchiveError:
         return ArchiveError(msg, err.get("code") or "error", r.status_code, err.get("details"))
     if isinstance(err, str):
         return ArchiveError(err, "error", r.status_code)
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("message"):  # metaserv/imgserv: {"exception", "message"}
+        return ArchiveError(body["message"], body.get("exception") or "error", r.status_code)
     return ArchiveError(f"HTTP {r.status_code} {r.reason}: {r.text[:300]}", "http", r.status_code)

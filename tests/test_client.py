@@ -201,3 +201,28 @@ def test_archive_token_in_x_auth_token(live_server):
     assert carol.session.headers["X-Auth-Token"] and "Authorization" not in carol.session.headers
     assert "Mine" in [t["name"] for t in carol.tables("MyDB")]
     assert "Mine" not in [t["name"] for t in live_server.client().tables("MyDB")]  # carol's own MyDB
+
+
+def test_images_and_cutouts(client):
+    from astropy.wcs import WCS
+
+    images = client.images()
+    assert images and {"id", "ra", "dec", "width", "height", "footprint", "planes"} <= set(images[0])
+    first = images[0]
+    ra, dec = first["ra"], first["dec"]
+    assert first["id"] in [i["id"] for i in client.images(ra, dec)]
+    hdus = client.cutout(ra, dec, 20.0, image=first["id"])
+    data, wcs = hdus[0].data if hdus[0].data is not None else hdus[1].data, None
+    header = hdus[0].header if hdus[0].data is not None else hdus[1].header
+    wcs = WCS(header)
+    assert data.ndim == 2 and 0 < data.shape[0] <= first["height"]
+    x, y = wcs.world_to_pixel_values(ra, dec)  # the position asked for is inside the cutout, near its middle
+    assert abs(x - (data.shape[1] - 1) / 2) <= 1 and abs(y - (data.shape[0] - 1) / 2) <= 1
+    png = client.cutout(ra, dec, 20.0, plane="variance", format="png")  # the covering image is found
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ArchiveError) as e:
+        client.cutout(ra, dec, 20.0, image="999999")
+    assert e.value.status == 404 and "999999" in e.value.message
+    with pytest.raises(ArchiveError) as e:
+        client.cutout(0.0, -89.0, 20.0)
+    assert "no calexp image" in e.value.message

@@ -29,6 +29,7 @@ class RaisingShell(InteractiveShell):
 @pytest.fixture(scope="module")
 def ip(live_server):
     HistoryAccessor.enabled = False  # no sqlite history file per shell
+    InteractiveShell.clear_instance()  # another test's formatting (ipywidgets' Output) may have made one
     shell = RaisingShell.instance()
     shell.run_cell("%load_ext jupyter_archive")
     shell.run_cell(f"%config Archive.url = {live_server.url!r}")

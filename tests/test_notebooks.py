@@ -15,7 +15,7 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
 def test_there_are_example_notebooks():
-    assert {"quickstart.ipynb", "jobs.ipynb"} <= {p.name for p in NOTEBOOKS}
+    assert {"quickstart.ipynb", "jobs.ipynb", "tap-and-pyvo.ipynb", "images.ipynb"} <= {p.name for p in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -131,3 +131,26 @@ def test_table_browser_pages_a_ten_million_row_table_on_the_server(client):
     tb.descending.value = True
     assert tb.page["i"].tolist()[:3] == [9_999_999, 9_999_998, 9_999_997]
     client.drop("Big")
+
+
+def test_cutout_viewer_cuts_and_switches_planes(client):
+    import io
+
+    from PIL import Image
+
+    from jupyter_archive.widgets import CutoutViewer
+
+    first = client.images()[0]
+    v = CutoutViewer(client, ra=first["ra"], dec=first["dec"], size=20.0)
+    v.cut_button.click()
+    assert v.error.value == "" and first["id"] in v.image_id.options and v.image_id.value
+    png = v.image.value
+    want = client.cutout(first["ra"], first["dec"], 20.0, image=v.image_id.value)
+    pixels = (want[0].data if want[0].data is not None else want[1].data).shape
+    assert Image.open(io.BytesIO(png)).size == (pixels[1], pixels[0])  # the PNG is the FITS cutout's size
+    assert "data" in v.info.value
+    v.plane.value = "variance"  # shows at once
+    assert v.image.value != png and "variance" in v.info.value
+    v.ra.value, v.dec.value = 0.0, -89.0
+    v.cut_button.click()
+    assert "no calexp image covers" in v.error.value and v.info.value == ""

@@ -189,8 +189,14 @@ async def test_uws_run_at_creation_error_and_delete(fetch):
     deleted = await fetch("archive", "tap", "async", job_id, method="DELETE", follow_redirects=False)
     assert deleted.code == 303
     assert (await fetch("archive", "tap", "async", job_id)).code == 404
-    bad = await fetch("archive", "tap", "async", **form({"LANG": "OOBLECK", "QUERY": QUERY}))
-    assert bad.code == 400 and "OOBLECK" in infos(bad.body)[0][2]
+    # a bad parameter still makes a job (UWS); running it fails with the message
+    bad = await fetch("archive", "tap", "async", **form({"LANG": "OOBLECK", "QUERY": QUERY, "PHASE": "RUN"}))
+    assert bad.code == 303
+    bad_id = bad.headers["Location"].rsplit("/", 1)[1]
+    doc = job_doc((await fetch("archive", "tap", "async", bad_id, params={"WAIT": "30", "PHASE": "QUEUED"})).body)
+    while doc.findtext(UWS + "phase") in ("QUEUED", "EXECUTING"):
+        doc = job_doc((await fetch("archive", "tap", "async", bad_id, params={"WAIT": "30"})).body)
+    assert doc.findtext(UWS + "phase") == "ERROR" and "OOBLECK" in doc.find(f"{UWS}errorSummary/{UWS}message").text
 
 
 async def test_wait_blocks_until_the_phase_changes(fetch):

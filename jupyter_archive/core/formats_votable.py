@@ -64,8 +64,16 @@ def votable_type(t: pa.DataType, serialization: str = "tabledata") -> tuple[str,
     return "char", "*", None
 
 
-def _field(f: pa.Field, serialization: str) -> str:
+def field_type(f: pa.Field, serialization: str) -> tuple[str, str | None, str | None]:
+    """``votable_type`` of a field, honouring a text column declared ``char`` (ASCII)."""
     datatype, arraysize, xtype = votable_type(f.type, serialization)
+    if datatype == "unicodeChar" and field_meta(f).get("datatype") == "char":
+        return "char", arraysize, xtype
+    return datatype, arraysize, xtype
+
+
+def _field(f: pa.Field, serialization: str) -> str:
+    datatype, arraysize, xtype = field_type(f, serialization)
     meta = field_meta(f)
     attrs = [f"name={xml_attr(f.name)}", f'datatype="{datatype}"']
     if arraysize:
@@ -118,9 +126,11 @@ def _plan(schema: pa.Schema) -> list[tuple]:
     """Per column: (kind, arrow type to cast to, numpy dtype, null sentinel for BINARY)."""
     plan = []
     for f in schema:
-        datatype, arraysize, _ = votable_type(f.type, "binary2")
+        datatype, arraysize, _ = field_type(f, "binary2")
         if datatype == "unicodeChar":
             plan.append(("utf16", None, None, None))
+        elif arraysize and votable_type(f.type, "binary2")[0] == "unicodeChar":
+            plan.append(("ascii", None, None, None))  # text declared char
         elif arraysize:
             plan.append(("var", None, None, None))
         elif datatype == "boolean":
@@ -165,8 +175,11 @@ def _binary_rows(b: pa.RecordBatch, plan: list, flags: bool):
             values.append(0)
     for col, (kind, cast, dt, sentinel) in zip(b.columns, plan):
         a = _plain(col)
-        if kind in ("var", "utf16"):
-            a = a if pa.types.is_binary(a.type) else text(a, "votable").cast(pa.binary())
+        if kind in ("var", "utf16", "ascii"):
+            a = text(a, "votable") if not pa.types.is_binary(a.type) else a
+            if kind == "ascii":  # a char field holds ASCII: anything else reads back as '?'
+                a = pc.replace_substring_regex(a, r"[^\x00-\x7f]", "?")
+            a = a if pa.types.is_binary(a.type) else a.cast(pa.binary())
             if a.null_count:
                 a = pc.fill_null(a, b"")
             count = pc.binary_length(a).to_numpy()

@@ -87,6 +87,8 @@ def run_query_job(archive: Archive, job: Job, ctx: JobContext) -> dict:
     their ``row_limit``, ``time_limit`` and ``uploads`` are request fields too)."""
     principal = archive.job_principal(job)
     request = job.request
+    if request.get("invalid"):  # a request its face found wrong but had to accept (UWS)
+        raise ArchiveError("bad_request", request["invalid"])
     if request.get("tap_schema"):
         result = tap_schema.query(archive, principal, request["query"], row_limit=request.get("row_limit"),
                                   time_limit=request.get("time_limit"))

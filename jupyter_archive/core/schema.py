@@ -9,13 +9,16 @@ from __future__ import annotations
 import pyarrow as pa
 
 META_KEYS = ("unit", "ucd", "description", "utype", "xtype")
+#: What result writers also read: ``datatype`` = "char" says a text column is declared ASCII
+#: (TAP_SCHEMA's own columns, uploaded ``char`` fields), so VOTable writes ``char`` for it.
+RESULT_KEYS = (*META_KEYS, "datatype")
 
 
 def field_meta(field: pa.Field) -> dict[str, str]:
     """The archive metadata of a field as a plain ``{key: value}`` dict (only keys present)."""
     md = field.metadata or {}
     out = {}
-    for key in META_KEYS:
+    for key in RESULT_KEYS:
         value = md.get(key.encode())
         if value:
             out[key] = value.decode()
@@ -26,7 +29,7 @@ def with_meta(field: pa.Field, **meta: str | None) -> pa.Field:
     """A copy of ``field`` with the given archive metadata set (``None`` values are dropped)."""
     md = dict(field.metadata or {})
     for key, value in meta.items():
-        if key not in META_KEYS:
+        if key not in RESULT_KEYS:
             raise ValueError(f"unknown column metadata key {key!r}")
         if value:
             md[key.encode()] = str(value).encode()
@@ -39,5 +42,5 @@ def annotate(schema: pa.Schema, columns: dict[str, dict[str, str]]) -> pa.Schema
     fields = []
     for f in schema:
         meta = lower.get(f.name.lower())
-        fields.append(with_meta(f, **{k: v for k, v in meta.items() if k in META_KEYS}) if meta else f)
+        fields.append(with_meta(f, **{k: v for k, v in meta.items() if k in RESULT_KEYS}) if meta else f)
     return pa.schema(fields, metadata=schema.metadata)

@@ -97,7 +97,9 @@ def votable_datatype(engine_type: str) -> tuple[str, str | None, str | None]:
         return "char", "*", "timestamp"
     if t in ("BLOB", "BYTEA"):
         return "unsignedByte", "*", None
-    return "char", "*", None  # VARCHAR, UBIGINT/HUGEINT (as text), and anything else
+    if t.startswith("VARCHAR") or t in ("TEXT", "STRING", "JSON") or t.startswith("STRUCT") or t.endswith("[]"):
+        return "unicodeChar", "*", None  # free text (UTF-8), as VOTable results carry it
+    return "char", "*", None  # UBIGINT/HUGEINT, UUID, times...: ASCII renderings
 
 
 def qualified(schema: str, table: str) -> str:
@@ -175,6 +177,8 @@ def _self_schema() -> SchemaDesc:
         descs = []
         for cname, ctype, text in cols:
             datatype, arraysize, xtype = votable_datatype(ctype)
+            if datatype == "unicodeChar":
+                datatype = "char"  # the standard declares TAP_SCHEMA's text columns char
             # "size" is an ADQL reserved word: TAP_SCHEMA stores it delimited (taplint CRSV)
             shown = '"size"' if cname == "size" else cname
             descs.append(ColumnDesc(shown, datatype, arraysize, xtype, description=text, principal=1, std=1))
@@ -284,6 +288,7 @@ def query(archive, principal: Principal, text: str, *, row_limit: int | None, ti
     except BaseException:
         con.close()
         raise
-    meta = {c: {"description": d} for cols in _SELF.values() for c, _, d in cols}
+    # TAP_SCHEMA declares its text columns char: results say so too
+    meta = {c: {"description": d, **({"datatype": "char"} if t == _V else {})} for cols in _SELF.values() for c, t, d in cols}
     # execute() closes what it is given when the result closes: here the whole in-memory engine.
     return execute(con, compiled.statements, row_limit=row_limit, time_limit=time_limit, column_meta=meta)

@@ -148,6 +148,8 @@ class UploadSet:
         for f in table.schema:
             md = {k.decode(): v.decode("utf-8", "replace") for k, v in (f.metadata or {}).items()}
             meta = {k: md[k] for k in ("unit", "ucd", "description", "utype") if md.get(k)}
+            if md.get("datatype") == "char":
+                meta["datatype"] = "char"  # comes back as it went: char, not unicodeChar
             if meta:
                 self.column_meta[f.name] = meta
             col = quote_ident(f.name)
@@ -212,7 +214,8 @@ def read_votable(path: Path, name: str) -> pa.Table:
         arr = _to_arrow(table[col])
         if pa.types.is_null(arr.type):
             arr = arr.cast(pa.string())
-        values = {"unit": f.unit, "ucd": f.ucd, "description": f.description, "utype": f.utype, "xtype": f.xtype}
+        values = {"unit": f.unit, "ucd": f.ucd, "description": f.description, "utype": f.utype, "xtype": f.xtype,
+                  "datatype": f.datatype}
         md = {k: str(v) for k, v in values.items() if v not in (None, "")}
         fields.append(pa.field(col, arr.type, metadata=md or None))
         arrays.append(arr)

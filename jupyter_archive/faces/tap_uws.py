@@ -184,7 +184,12 @@ class JobsHandler(UwsHandler):
     @endpoint(anonymous=True)
     async def post(self):
         params, files = self.tap_params()
-        request = self.query_request(params, files, complete=False)
+        try:
+            request = self.query_request(params, files, complete=False)
+        except ArchiveError as exc:
+            # UWS creates the job anyway; it fails with this message when run (what taplint expects)
+            request = {"query": params.get("QUERY") or "", "uploads": [], "invalid": exc.message,
+                       "tap": {k.lower(): v for k, v in params.items()}}
         run = (params.get("PHASE") or "").strip().upper() == "RUN"
         try:
             job = await self.call(

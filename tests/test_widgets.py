@@ -154,3 +154,12 @@ def test_cutout_viewer_cuts_and_switches_planes(client):
     v.ra.value, v.dec.value = 0.0, -89.0
     v.cut_button.click()
     assert "no calexp image covers" in v.error.value and v.info.value == ""
+
+
+def test_job_progress_for_a_job_another_face_submitted(client, live_server):
+    import requests
+
+    r = requests.put(live_server.url + "archive/casjobs/contexts/DEMO/jobs", json={"Query": "SELECT TOP 4 objid FROM PhotoObj"},
+                     headers={"Authorization": f"token {live_server.token}", "Accept": "text/plain"}, timeout=30)
+    w = JobProgress(int(r.text), client=client)  # a CasJobs job id, followed through the native API
+    assert w.join(60).state == "completed" and "4 rows" in w.status.value

@@ -170,7 +170,10 @@ async def test_capabilities_and_availability(fetch, jp_base_url):
     root = ET.fromstring(resp.body)
     caps = {c.get("standardID"): c for c in root.findall("capability")}
     assert set(caps) >= {"ivo://ivoa.net/std/TAP", "ivo://ivoa.net/std/VOSI#capabilities",
-                         "ivo://ivoa.net/std/VOSI#availability", "ivo://ivoa.net/std/VOSI#tables-1.1"}
+                         "ivo://ivoa.net/std/VOSI#availability", "ivo://ivoa.net/std/VOSI#tables-1.1",
+                         "ivo://ivoa.net/std/SODA#sync-1.0"}
+    soda = caps["ivo://ivoa.net/std/SODA#sync-1.0"].find("interface/accessURL").text
+    assert soda.endswith(f"{jp_base_url}archive/soda/sync")
     tap = caps["ivo://ivoa.net/std/TAP"]
     assert tap.get(XSI_TYPE) == "tr:TableAccess"
     assert tap.find("interface/accessURL").text.endswith(f"{jp_base_url}archive/tap")

@@ -162,6 +162,11 @@ class TapHandler(ArchiveHandler):
         """The service's base URL as clients reach it (…/archive/tap)."""
         return f"{self.request.protocol}://{self.request.host}{self.base_url}archive/tap"
 
+    @property
+    def soda_url(self) -> str:
+        """The SODA sync endpoint of the same server (image cutouts)."""
+        return f"{self.request.protocol}://{self.request.host}{self.base_url}archive/soda/sync"
+
     def send_xml(self, body: str, media: str = "text/xml; charset=UTF-8") -> None:
         self.finish('<?xml version="1.0" encoding="UTF-8"?>\n' + body, set_content_type=media)
 
@@ -323,6 +328,9 @@ class CapabilitiesHandler(TapHandler):
             f'<uploadLimit><hard unit="byte">{int(limits.upload_limit)}</hard></uploadLimit>'
             "</capability>"
             + vosi("capabilities", "capabilities") + vosi("availability", "availability") + vosi("tables-1.1", "tables")
+            # image cutouts of the same archive (faces/soda.py)
+            + '<capability standardID="ivo://ivoa.net/std/SODA#sync-1.0"><interface xsi:type="vs:ParamHTTP" role="std">'
+            f'<accessURL use="base">{escape(self.soda_url)}</accessURL></interface></capability>'
             + '<capability standardID="ivo://ivoa.net/std/DALI#examples"><interface xsi:type="vr:WebBrowser">'
             f'<accessURL use="full">{base}/examples</accessURL></interface></capability>'
             "</vosi:capabilities>"

@@ -47,7 +47,7 @@ def _kernel_id() -> str | None:
 
         m = re.search(r"kernel-(.+)\.json$", os.path.basename(get_connection_file()))
         return m.group(1) if m else None
-    except Exception:  # not in a kernel: no connection file
+    except (ImportError, RuntimeError):  # not in a kernel: no connection file
         return None
 
 

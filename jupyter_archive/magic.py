@@ -27,7 +27,7 @@ from .client import FORMATS, ArchiveClient, ArchiveError
 LANGUAGES = ("sql", "tsql", "adql", "sql2", "mysql")
 COMMANDS = ("tables", "contexts", "jobs", "job", "cancel", "editor", "browse")
 # SQL pieces where a ':' or '{' is text, not a parameter: strings, quoted names, comments.
-_SKIP = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\[[^\]]*\]|`[^`]*`|--[^\n]*|/\*.*?\*/", re.S)
+_SKIP = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\[[^\]]*\]|`[^`]*`|--[^\n]*|/\*.*?\*/", re.DOTALL)
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)|\{([A-Za-z_]\w*)\}")
 
 

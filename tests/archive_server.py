@@ -12,21 +12,19 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from .conftest import DEMO_ROWS
-from .test_cli import free_port, root_flags
+from .test_cli import Server, free_port, root_flags
 
 TOKEN = "client-test-token"
 _shared: dict = {}
 
 
-class LiveServer:
-    """A `jupyter archive` process: its URL, Jupyter token, data dir and runtime dir."""
+class LiveServer(Server):
+    """A `jupyter archive` process: its URL, Jupyter token, data dir and runtime dir (``wait``, ``stop`` as in test_cli)."""
 
     def __init__(self, root: Path, demo_dir: Path):
         self.root = root
@@ -42,41 +40,15 @@ class LiveServer:
         # Its own runtime dir, so that list_running_servers() in a test finds exactly this server.
         env = {**os.environ, "JUPYTER_PLATFORM_DIRS": "1", "JUPYTER_RUNTIME_DIR": str(self.runtime_dir)}
         argv = [str(Path(sys.executable).parent / "jupyter"), "archive", "--no-browser", f"--port={self.port}",
-                "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={self.token}", f"--ArchiveApp.data_dir={self.data_dir}", f"--ArchiveApp.demo_rows={DEMO_ROWS}",
-                f"--ServerApp.root_dir={self.work_dir}", *root_flags()]
+                "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={self.token}",
+                f"--ArchiveApp.data_dir={self.data_dir}", f"--ArchiveApp.demo_rows={DEMO_ROWS}", f"--ServerApp.root_dir={self.work_dir}", *root_flags()]
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        self._wait()
-
-    def _wait(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"archive server exited: {self.log_text()}")
-            try:
-                r = requests.get(self.url + "archive/api/contexts", headers={"Authorization": f"token {self.token}"}, timeout=10)
-                if r.status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"archive server did not answer: {self.log_text()}")
-
-    def log_text(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-4000:]
+        self.wait(timeout=120)
 
     def client(self, **kw):
         from jupyter_archive.client import ArchiveClient
 
         return ArchiveClient(self.url, self.token, **kw)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self._log.close()
 
 
 @pytest.fixture(scope="session")

@@ -84,4 +84,3 @@ class CutoutViewer(w.VBox):
     def _fail(self, err) -> None:
         self.error.value = f'<span style="color:#b00">{html.escape(str(err))}</span>'
         self.info.value = ""
-        return None

@@ -93,8 +93,9 @@ def test_config_changes_the_defaults(ip):
         ip.run_cell("%config Archive.format = 'pandas'")
 
 
-def test_job_into_mydb_with_progress(ip, client):
+def test_job_into_mydb_with_progress(ip, client, capsys):
     ip.run_cell("%%archive --job --into mydb.MagicBright -o job\nSELECT TOP 15 objid, r FROM PhotoObj WHERE r < 19")
+    assert "JobProgress(" in capsys.readouterr().out  # the widget was displayed (as text, outside a kernel)
     job = ip.user_ns["job"].wait(timeout=60)
     assert job.state == "completed" and job.rows == 15
     assert client.query("SELECT count(*) AS n FROM MagicBright", context="MyDB")["n"][0] == 15

@@ -28,6 +28,7 @@ class RaisingShell(InteractiveShell):
 
 @pytest.fixture(scope="module")
 def ip(live_server):
+    history = HistoryAccessor.enabled
     HistoryAccessor.enabled = False  # no sqlite history file per shell
     InteractiveShell.clear_instance()  # another test's formatting (ipywidgets' Output) may have made one
     shell = RaisingShell.instance()
@@ -36,6 +37,7 @@ def ip(live_server):
     shell.run_cell(f"%config Archive.token = {live_server.token!r}")
     yield shell
     RaisingShell.clear_instance()
+    HistoryAccessor.enabled = history
 
 
 def test_cell_query_shows_and_keeps_a_dataframe(ip):

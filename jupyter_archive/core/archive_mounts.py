@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 
 from .backends.duckdb import quote_literal
-from .catalog import SQL_SERVER_KINDS, Mount, TableInfo, normalise_path
+from .catalog import MYDB_ALIAS, SQL_SERVER_KINDS, Mount, Principal, TableInfo, normalise_path
 from .errors import ArchiveError
 from .resolver import tables_in
 
@@ -129,12 +129,27 @@ class MountsMixin:
         finally:
             con.close()
 
-    def positional_index(self, target):
-        """The HEALPix index a mounted table declares (``healpix:<table>`` in its database's
-        archive_meta.info), for the ADQL planner's cone-search ranges; None when it has none."""
-        from .adql import healpix_index_from_info
+    def positional_index(self, target, principal: Principal | None = None):
+        """The HEALPix index a table declares (``healpix:<table>`` in its database's
+        archive_meta.info), for the ADQL planner's cone-search ranges; None when it has none.
 
+        Read-only mounts were read at mount time; MyDB and writable mounts change with every
+        upload, so theirs is read now (with ``principal``: whose MyDB)."""
+        from .adql import healpix_index_from_info
+        from .backends.metadata import read_info
+
+        live = None
+        if target.catalog == MYDB_ALIAS and principal is not None and not principal.anonymous:
+            live = self.engine(principal)
         for m in self.catalog.mounts():
             if m.alias == target.catalog:
-                return healpix_index_from_info(self._mount_info.get(m.context.lower(), {}), target.name)
-        return None
+                if m.read_only or m.engine_file is None:
+                    return healpix_index_from_info(self._mount_info.get(m.context.lower(), {}), target.name)
+                live = self.mount_engine(m)
+        if live is None:
+            return None
+        cur = live.cursor()
+        try:
+            return healpix_index_from_info(read_info(cur, target.catalog), target.name)
+        finally:
+            cur.close()

@@ -29,6 +29,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from . import healpix_index
+from .adql import HEALPIX_INFO_PREFIX, parse_healpix_spec
 from .backends.duckdb import quote_ident, quote_literal
 from .backends.metadata import META_SCHEMA
 from .catalog import MYDB_ALIAS, Principal, TableInfo
@@ -352,6 +354,7 @@ def upload_table(
                     with _transaction(cur):
                         done, final, rows = _write(cur, source, name, mode, ref.alias)
                         _record(cur, final, source if done != "append" else None, ref.alias)
+                        _index_positions(cur, final, source, done, ref.alias)
                     break
                 except duckdb.Error as exc:
                     if fmt != "csv" or full or _NOT_WHOLE not in str(exc):
@@ -394,6 +397,8 @@ def _write(cur, source: Source, name: str, mode: str, alias: str = MYDB_ALIAS) -
         [alias, existing[0]],
     ).fetchall()
     by_name = {c.lower(): (c, t) for c, t in source.columns}
+    if healpix_index.COLUMN not in by_name:  # an indexed table: the index of new rows is computed after
+        table_cols = [(c, t) for c, t in table_cols if c.lower() != healpix_index.COLUMN]
     want = {c.lower() for c, _ in table_cols}
     if set(by_name) != want or len(by_name) != len(source.columns):
         missing = [c for c, _ in table_cols if c.lower() not in by_name]
@@ -410,6 +415,31 @@ def _write(cur, source: Source, name: str, mode: str, alias: str = MYDB_ALIAS) -
         source.params,
     ).fetchone()[0]
     return "append", existing[0], int(rows or 0)
+
+
+def _index_positions(cur, name: str, source: Source, done: str, alias: str) -> None:
+    """Give a table with sky positions its HEALPix index (``healpix_index``), and declare it."""
+    key = f"{HEALPIX_INFO_PREFIX}{name}"
+    declared = cur.execute(f"SELECT value FROM {_meta(alias)}.info WHERE key = ?", [key]).fetchall()
+    if done == "append":
+        if declared:  # fill the index of the appended rows
+            index = parse_healpix_spec(declared[0][0])
+            healpix_index.index_table(cur, alias, name, index.ra, index.dec)
+        return
+    columns = cur.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
+        "AND table_name = ? ORDER BY column_index",
+        [alias, name],
+    ).fetchall()
+    sky = healpix_index.sky_columns(columns, source.column_meta)
+    if sky is None or any(c.lower() == healpix_index.COLUMN for c, _ in columns):
+        return
+    healpix_index.index_table(cur, alias, name, *sky)
+    cur.execute(
+        f"INSERT OR REPLACE INTO {_meta(alias)}.columns VALUES (?, ?, NULL, 'pos.healpix', ?, NULL, NULL)",
+        [name, healpix_index.COLUMN, healpix_index.DESCRIPTION],
+    )
+    cur.execute(f"INSERT OR REPLACE INTO {_meta(alias)}.info VALUES (?, ?)", [key, healpix_index.spec(*sky)])
 
 
 def _fit(src: str, src_type: str | None, column: str, target_type: str) -> str:
@@ -465,6 +495,10 @@ def rename_table(archive: Archive, principal: Principal, context: str, name: str
                     for t in ("tables", "columns"):
                         cur.execute(f"UPDATE {_meta(ref.alias)}.{t} SET table_name = ? WHERE lower(table_name) = lower(?)", [new_name, existing[0]])
                     cur.execute(f"DELETE FROM {_meta(ref.alias)}.info WHERE key = ?", [_modified_key(existing[0])])
+                    cur.execute(
+                        f"UPDATE {_meta(ref.alias)}.info SET key = ? WHERE lower(key) = lower(?)",
+                        [HEALPIX_INFO_PREFIX + new_name, HEALPIX_INFO_PREFIX + existing[0]],
+                    )
                 _record(cur, new_name, None, ref.alias)
     except duckdb.Error as exc:
         raise engine_error(exc) from None
@@ -551,7 +585,7 @@ def _forget(cur, name: str, alias: str = MYDB_ALIAS) -> None:
         return
     for t in ("tables", "columns"):
         cur.execute(f"DELETE FROM {_meta(alias)}.{t} WHERE lower(table_name) = lower(?)", [name])
-    cur.execute(f"DELETE FROM {_meta(alias)}.info WHERE key = ?", [_modified_key(name)])
+    cur.execute(f"DELETE FROM {_meta(alias)}.info WHERE key = ? OR lower(key) = lower(?)", [_modified_key(name), HEALPIX_INFO_PREFIX + name])
 
 
 # -- listings ---------------------------------------------------------------------------------------------

@@ -10,6 +10,10 @@ need=()
 command -v stilts >/dev/null 2>&1 || need+=(stilts)
 # tests/pg.py runs a real PostgreSQL server from /usr/lib/postgresql/<version>/bin.
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
+# The JupyterLab sidebar: pip's build runs npm (labextension/), and tests/browser drives Debian's
+# chromium with Playwright (Playwright's own browser downloads are never used).
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   as_root apt-get update -qq
@@ -20,6 +24,11 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test]"   # also builds the sidebar (hatch-jupyter-builder + npm)
+
+# The sidebar's TypeScript unit tests (API client, tree and jobs models); node_modules is there
+# from the build that pip just ran (or an earlier one, when the sources had not changed).
+[ -d labextension/node_modules ] || (cd labextension && npm ci --no-audit --no-fund)
+(cd labextension && npx --no-install vitest run)
 
 exec .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,201 @@
+"""The Archive sidebar in a real JupyterLab, in a real Chromium, on the demo archive (issue 8).
+
+The tests run in file order on one page, as a user would go: open the panel and browse, preview
+a table, put a query cell in a notebook and run it, submit a job from the notebook and watch it
+complete in the panel, cancel a long job from the panel, use the palette, switch to the dark
+theme, and finally check that the page logged no console errors. Screenshots of the panel are
+saved in test-artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import ARTIFACTS
+
+# A query that keeps the engine busy far longer than any test waits: cancelled from the panel.
+LONG_QUERY = "SELECT count(*) AS n FROM range(100000000000) a"
+
+
+def panel(page):
+    return page.locator("#jp-archive-sidebar")
+
+
+def row(page, key: str):
+    return page.locator(f'.jp-ArchiveTree-row[data-key="{key}"]')
+
+
+def job_row(page, job_id):
+    return page.locator(f'.jp-ArchiveJob[data-job-id="{job_id}"]')
+
+
+def run_command(page, command: str, args: dict | None = None):
+    """Run a JupyterLab command, as its menu item or shortcut would."""
+    page.evaluate("([c, a]) => window.jupyterapp.commands.execute(c, a)", [command, args or {}])
+
+
+NOTEBOOK_JS = "Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.sessionContext && w.content.widgets)"
+
+
+def cell_sources(page) -> list[str]:
+    """The cells of the (one) open notebook, whichever main-area tab is current."""
+    return page.evaluate(f"() => {NOTEBOOK_JS}.content.widgets.map(c => c.model.sharedModel.getSource())")
+
+
+def add_cell(page, source: str):
+    """Append a code cell with `source` to the current notebook and make it the active cell."""
+    page.evaluate(
+        """(src) => { const nb = window.jupyterapp.shell.currentWidget.content;
+                      nb.activeCellIndex = nb.widgets.length - 1;
+                      return window.jupyterapp.commands.execute('notebook:insert-cell-below').then(() => {
+                        nb.activeCell.model.sharedModel.setSource(src); }); }""",
+        source,
+    )
+
+
+def cell_output(page, index: int):
+    return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").nth(index).locator(".jp-OutputArea")
+
+
+def test_panel_shows_contexts_tables_and_columns(page):
+    page.locator('li[data-id="jp-archive-sidebar"]').click()
+    expect(panel(page)).to_be_visible()
+    expect(row(page, "DEMO")).to_be_visible()
+    expect(row(page, "MyDB")).to_be_visible()
+    row(page, "DEMO").locator(".jp-ArchiveTree-label").click()
+    expect(row(page, "DEMO/PhotoObj")).to_be_visible()
+    expect(row(page, "DEMO")).to_have_attribute("aria-expanded", "true")
+    row(page, "DEMO/PhotoObj").locator(".jp-ArchiveTree-label").click()
+    ra = row(page, "DEMO/PhotoObj/ra")
+    expect(ra).to_be_visible()
+    expect(ra.locator(".jp-ArchiveTree-detail")).to_contain_text("deg")
+    expect(ra.locator(".jp-ArchiveTree-description")).not_to_be_empty()
+    panel(page).screenshot(path=str(ARTIFACTS / "archive-panel.png"))
+
+    # The filter keeps matching tables and columns, with the way to them open.
+    page.fill(".jp-ArchivePanel-filter", "dec")
+    expect(row(page, "DEMO/PhotoObj/dec")).to_be_visible()
+    expect(row(page, "DEMO/PhotoObj/ra")).to_have_count(0)
+    page.fill(".jp-ArchivePanel-filter", "")
+    expect(row(page, "DEMO/PhotoObj/ra")).to_be_visible()
+    row(page, "DEMO/PhotoObj").locator(".jp-ArchiveTree-label").click()  # close the columns again
+    expect(row(page, "DEMO/PhotoObj/ra")).to_have_count(0)
+
+
+def test_tree_is_keyboard_reachable(page):
+    row(page, "DEMO").focus()
+    page.keyboard.press("ArrowDown")
+    expect(row(page, "DEMO/PhotoObj")).to_be_focused()
+    page.keyboard.press("ArrowRight")
+    expect(row(page, "DEMO/PhotoObj")).to_have_attribute("aria-expanded", "true")
+    page.keyboard.press("ArrowLeft")
+    expect(row(page, "DEMO/PhotoObj")).to_have_attribute("aria-expanded", "false")
+    page.keyboard.press("ArrowLeft")
+    expect(row(page, "DEMO")).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("p")  # P previews the focused table
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="DEMO.PhotoObj")
+    expect(tab).to_have_count(1)
+    tab.locator(".lm-TabBar-tabCloseIcon").click()
+    expect(tab).to_have_count(0)
+
+
+def test_preview_from_context_menu_pages_rows(page):
+    row(page, "DEMO/PhotoObj").click(button="right")
+    page.locator(".lm-Menu .lm-Menu-itemLabel", has_text=re.compile("^Preview$")).click()
+    preview = page.locator(".jp-ArchivePreview:visible")
+    expect(preview.locator(".jp-ArchivePreview-status")).to_have_text(re.compile(r"Rows 1–100 of 20,000"))
+    expect(preview.locator("th", has_text="objid")).to_have_count(1)
+    expect(preview.locator("tbody tr")).to_have_count(100)
+    preview.get_by_role("button", name="Next page").click()
+    expect(preview.locator(".jp-ArchivePreview-status")).to_have_text(re.compile(r"Rows 101–200"))
+
+
+def test_query_in_notebook_inserts_a_cell_that_runs(page):
+    row(page, "DEMO/PhotoObj").click(button="right")
+    page.locator(".lm-Menu .lm-Menu-itemLabel", has_text="Query in notebook").click()
+    expect(page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")).to_have_count(2)
+    sources = cell_sources(page)
+    assert sources == ["%load_ext jupyter_archive", "%%archive --context DEMO\nSELECT TOP 100 * FROM PhotoObj"]
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.ready.then(() => true)")
+    page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'")
+    run_command(page, "notebook:run-all-cells")
+    out = cell_output(page, 1)
+    expect(out).to_contain_text("objid", timeout=60_000)
+    expect(out.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")).to_have_count(0)
+
+
+def test_job_submitted_from_notebook_completes_in_panel(page, lab):
+    before = {j["id"] for j in lab.api("GET", "jobs")["jobs"]}
+    add_cell(page, "%%archive --context DEMO --job --into mydb.Bright19\nSELECT objid, ra, dec, r FROM PhotoObj WHERE r < 19")
+    run_command(page, "notebook:run-cell")
+    # The panel polls: the new job shows up without a reload and reaches completed.
+    new = page.locator(".jp-ArchiveJob").first
+    expect(new).to_have_attribute("data-state", "completed", timeout=60_000)
+    job_id = int(new.get_attribute("data-job-id"))
+    assert job_id not in before
+    expect(new.locator(".jp-ArchiveJob-progress")).to_have_attribute("aria-valuenow", "100")
+    expect(new.locator(".jp-ArchiveJob-meta")).to_contain_text("rows")
+    new.locator(".jp-ArchiveJob-title").click()
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=f"Job {job_id}")
+    expect(tab).to_have_count(1)
+    expect(page.locator(".jp-ArchivePreview:visible th", has_text="objid")).to_have_count(1)
+
+
+def test_cancel_and_delete_a_long_job_from_panel(page, lab):
+    job = lab.api("POST", "jobs", json={"query": LONG_QUERY, "context": "DEMO"})
+    item = job_row(page, job["id"])
+    expect(item).to_have_attribute("data-state", "running", timeout=60_000)
+    item.get_by_role("button", name=f"Cancel job {job['id']}").click()
+    expect(item).to_have_attribute("data-state", "canceled", timeout=60_000)
+    assert lab.api("GET", f"jobs/{job['id']}")["state"] == "canceled"
+    item.get_by_role("button", name=f"Delete job {job['id']}").click()
+    expect(item).to_have_count(0)
+    assert job["id"] not in {j["id"] for j in lab.api("GET", "jobs")["jobs"]}
+
+
+def test_palette_commands(page):
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator(".lm-CommandPalette-input")
+    expect(palette).to_be_focused()
+    palette.fill("Archive: Show jobs")
+    expect(page.locator(".lm-CommandPalette-item", has_text="Archive: Show jobs")).to_be_visible()
+    palette.press("Enter")
+    expect(page.locator(".jp-ArchiveJobs button:focus")).to_have_count(1)
+
+    before = len(cell_sources(page))
+    page.keyboard.press("Control+Shift+C")
+    palette.fill("Archive: New query")
+    expect(page.locator(".lm-CommandPalette-item", has_text="Archive: New query")).to_be_visible()
+    palette.press("Enter")
+    page.wait_for_function(f"() => {NOTEBOOK_JS}.content.widgets.length > {before}")
+    assert cell_sources(page)[-1].startswith("%%archive --context DEMO\nSELECT TOP 100 * FROM PhotoObj")
+
+
+def test_dark_theme_styles_the_panel(page):
+    page.locator('li[data-id="jp-archive-sidebar"]').click() if not panel(page).is_visible() else None
+    light = panel(page).evaluate("n => getComputedStyle(n).backgroundColor")
+    run_command(page, "apputils:change-theme", {"theme": "JupyterLab Dark"})
+    page.wait_for_selector("body[data-jp-theme-light='false']", state="attached")
+    page.wait_for_function(
+        "(light) => getComputedStyle(document.querySelector('#jp-archive-sidebar')).backgroundColor !== light", arg=light
+    )
+    panel(page).screenshot(path=str(ARTIFACTS / "archive-panel-dark.png"))
+    run_command(page, "apputils:change-theme", {"theme": "JupyterLab Light"})
+    page.wait_for_selector("body[data-jp-theme-light='true']", state="attached")
+
+
+def test_no_console_errors(console):
+    assert console.errors == []
+
+
+@pytest.fixture(autouse=True)
+def _screenshot_on_failure(request, page):
+    """Keeps what the page looked like when a test failed, next to the panel screenshots."""
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        page.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}.png"))

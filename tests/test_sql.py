@@ -780,7 +780,7 @@ def test_phases_present_and_named(resolver):
 
 def test_batch_phase_tree(resolver):
     compiled = compile_query("SELECT 1; SELECT 2", "sql", resolver)
-    tree = compiled.phases[0].tree
+    tree = compiled.phases[0].to_json()["tree"]
     assert tree["type"] == "AST/Batch" and len(tree["children"]) == 2
     assert compiled.phases[4].detail.count(";") == 1
 

@@ -13,6 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+from collections.abc import Callable
 from typing import Any, Iterator, Protocol
 
 from sqlglot import exp
@@ -105,8 +106,13 @@ class Phase:
     tree: dict | None = None
     detail: str | None = None
     error: str | None = None
+    # Trees are for /compile and errors; a query that just runs never needs one, so it is made
+    # on first use (building it costs as much as the rest of a small query's compile).
+    tree_of: Callable[[], dict] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict:
+        if self.tree is None and self.tree_of is not None:
+            self.tree, self.tree_of = self.tree_of(), None
         out: dict = {"name": self.name}
         for key in ("tree", "detail", "error"):
             value = getattr(self, key)
@@ -134,8 +140,15 @@ class Compiled:
     language: str
     statements: list[Statement]
     phases: list[Phase]
-    modified_query: str
+    modified: str | Callable[[], str]  # the modified query, or how to make it (on first use)
     param_names: dict[str, str] = field(default_factory=dict)  # variable name -> engine parameter name
+
+    @property
+    def modified_query(self) -> str:
+        """The query as the user wrote it minus what the archive took over (CasJobs' ModifiedQuery)."""
+        if callable(self.modified):
+            self.modified = self.modified()
+        return self.modified
 
 
 # ---------------------------------------------------------------------------------------------
@@ -507,7 +520,8 @@ def compile_query(
                     parsed.append(_Parsed(piece, stmt, stmt.copy(), source))
             if not parsed:
                 raise bad_request("the query is empty")
-            ph.tree = batch_tree([ast_tree(p.stmt, user_dialect) for p in parsed])
+            originals = [p.original for p in parsed]  # untouched copies: the tree as parsed
+            ph.tree_of = lambda: batch_tree([ast_tree(o, user_dialect) for o in originals])
             if spec.name == "adql":
                 adql.check_batch([p.stmt for p in parsed])
             for p in parsed:
@@ -543,7 +557,8 @@ def compile_query(
                     # One extra row lets the caller see that the result was truncated.
                     cap = row_limit + 1 if cap is None else min(cap, row_limit + 1)
                 last.stmt = apply_limit(last.stmt, cap, offset)
-            ph.tree = batch_tree([ast_tree(p.stmt, _ENGINE_DIALECT) for p in parsed])
+            final = [p.stmt for p in parsed]  # not changed after this phase
+            ph.tree_of = lambda: batch_tree([ast_tree(st, _ENGINE_DIALECT) for st in final])
 
         with run.phase(PHASE_ENGINE_SQL) as ph:
             statements = []
@@ -556,7 +571,7 @@ def compile_query(
                 statements.append(Statement(p.kind, sql, dict(p.params), p.source, p.into, tables))
             ph.detail = ";\n".join(s.sql for s in statements)
 
-        return Compiled(spec.name, statements, run.phases, _modified_query(parsed, user_dialect), dict(binder.names))
+        return Compiled(spec.name, statements, run.phases, lambda: _modified_query(parsed, user_dialect), dict(binder.names))
     except ArchiveError as err:
         err.details.setdefault("phases", [p.to_json() for p in run.phases])
         raise
@@ -575,7 +590,7 @@ def rebind(compiled: Compiled, *, variables: dict[str, str] | None = None, param
         Statement(st.kind, st.sql, {k: values[k] for k in st.params}, st.source, st.into, st.tables)
         for st in compiled.statements
     ]
-    return Compiled(compiled.language, statements, compiled.phases, compiled.modified_query, compiled.param_names)
+    return Compiled(compiled.language, statements, compiled.phases, compiled.modified, compiled.param_names)
 
 
 def _modified_query(parsed: list[_Parsed], dialect) -> str:

@@ -548,7 +548,8 @@ def compile_query(
             for p in parsed:
                 _rewrite_statement(p, spec)
                 if spec.name == "adql":
-                    p.stmt = adql.rewrite(p.stmt, p.refs, p.params, positional_index)
+                    xtypes = adql.geometry_columns(getattr(resolver, "column_meta", None), p.refs)
+                    p.stmt = adql.rewrite(p.stmt, p.refs, p.params, positional_index, xtypes)
             reads = [i for i, p in enumerate(parsed) if p.kind == "read"]
             if reads:
                 last = parsed[reads[-1]]
@@ -563,7 +564,9 @@ def compile_query(
         with run.phase(PHASE_ENGINE_SQL) as ph:
             statements = []
             for p in parsed:
-                sql = p.stmt.sql(dialect=_ENGINE_DIALECT, identify=True, unsupported_level=ErrorLevel.RAISE)
+                # copy=False: the generator's own defensive copy of the tree costs ~1 ms, and the
+                # tree is not used again except to show the rewritten phase
+                sql = p.stmt.sql(dialect=_ENGINE_DIALECT, identify=True, unsupported_level=ErrorLevel.RAISE, copy=False)
                 tables: list[TableTarget] = []
                 for _, target, role, _ in p.refs:
                     if role == "read" and not any(_same_table(target, t) for t in tables):

@@ -33,6 +33,14 @@ def job_doc(body: bytes) -> ET.Element:
     return root
 
 
+async def finished(fetch, job_id: str) -> ET.Element:
+    """The job document once the job has left QUEUED/EXECUTING (WAIT-polled)."""
+    doc = job_doc((await fetch("archive", "tap", "async", job_id, params={"WAIT": "30"})).body)
+    while doc.findtext(UWS + "phase") in ("QUEUED", "EXECUTING"):
+        doc = job_doc((await fetch("archive", "tap", "async", job_id, params={"WAIT": "30"})).body)
+    return doc
+
+
 # -- pyvo ------------------------------------------------------------------------------------------
 
 
@@ -179,9 +187,7 @@ async def test_uws_resources(fetch, jp_base_url):
 async def test_uws_run_at_creation_error_and_delete(fetch):
     created = await fetch("archive", "tap", "async", **form({"LANG": "ADQL", "QUERY": "SELECT FROM WHERE", "PHASE": "RUN"}))
     job_id = created.headers["Location"].rsplit("/", 1)[1]
-    doc = job_doc((await fetch("archive", "tap", "async", job_id, params={"WAIT": "30"})).body)
-    while doc.findtext(UWS + "phase") in ("QUEUED", "EXECUTING"):
-        doc = job_doc((await fetch("archive", "tap", "async", job_id, params={"WAIT": "30"})).body)
+    doc = await finished(fetch, job_id)
     assert doc.findtext(UWS + "phase") == "ERROR"
     assert doc.find(f"{UWS}errorSummary/{UWS}message").text
     err = await fetch("archive", "tap", "async", job_id, "error")
@@ -193,9 +199,7 @@ async def test_uws_run_at_creation_error_and_delete(fetch):
     bad = await fetch("archive", "tap", "async", **form({"LANG": "OOBLECK", "QUERY": QUERY, "PHASE": "RUN"}))
     assert bad.code == 303
     bad_id = bad.headers["Location"].rsplit("/", 1)[1]
-    doc = job_doc((await fetch("archive", "tap", "async", bad_id, params={"WAIT": "30", "PHASE": "QUEUED"})).body)
-    while doc.findtext(UWS + "phase") in ("QUEUED", "EXECUTING"):
-        doc = job_doc((await fetch("archive", "tap", "async", bad_id, params={"WAIT": "30"})).body)
+    doc = await finished(fetch, bad_id)
     assert doc.findtext(UWS + "phase") == "ERROR" and "OOBLECK" in doc.find(f"{UWS}errorSummary/{UWS}message").text
 
 
@@ -296,3 +300,20 @@ async def test_anonymous_async_jobs_are_their_own(jp_serverapp, http_server_clie
     n, pending, seen_by_anonymous, their_id, listed = await in_thread(work)
     assert n == 2 and pending == "PENDING"
     assert seen_by_anonymous == 404 and f'id="{their_id}"' not in listed and "jobref" in listed
+
+
+async def test_votlint_accepts_async_results_and_errors(fetch, tmp_path):
+    from .test_tap import votlint
+
+    for fmt in ("votable/td", "votable"):
+        created = await fetch("archive", "tap", "async", **form({"LANG": "ADQL", "QUERY": QUERY, "FORMAT": fmt, "PHASE": "RUN",
+                                                                 "MAXREC": "2"}))
+        job_id = created.headers["Location"].rsplit("/", 1)[1]
+        await finished(fetch, job_id)
+        result = await fetch("archive", "tap", "async", job_id, "results", "result")
+        assert ("QUERY_STATUS", "OVERFLOW", "") in infos(result.body)
+        assert votlint(tmp_path, result.body) == [], fmt
+    failed = await fetch("archive", "tap", "async", **form({"LANG": "ADQL", "QUERY": "SELECT nope FROM demo.PhotoObj", "PHASE": "RUN"}))
+    job_id = failed.headers["Location"].rsplit("/", 1)[1]
+    await finished(fetch, job_id)
+    assert votlint(tmp_path, (await fetch("archive", "tap", "async", job_id, "error")).body) == []

@@ -28,7 +28,8 @@ export class JobsModel {
       factory: () => this.refresh(),
       frequency: { interval: IDLE_INTERVAL, backoff: false },
       name: 'jupyter-archive:jobs',
-      standby: () => (this.visible() ? false : 'when-hidden')
+      // Rests while the panel is closed (it refreshes when shown) or the browser tab is hidden.
+      standby: () => (this.visible() ? 'when-hidden' : true)
     });
   }
 

@@ -316,7 +316,7 @@ function el(tag: string, className: string, text?: string): HTMLElement {
 }
 
 function actionButton(label: string, title: string, onClick: () => void, focusKey?: string): HTMLButtonElement {
-  const b = el('button', 'jp-ArchiveAction jp-Button jp-mod-styled jp-mod-reject', label) as HTMLButtonElement;
+  const b = el('button', 'jp-ArchiveAction', label) as HTMLButtonElement;
   b.title = title;
   b.setAttribute('aria-label', title);
   if (focusKey) {

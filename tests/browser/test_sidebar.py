@@ -138,7 +138,7 @@ def test_job_submitted_from_notebook_completes_in_panel(page, lab):
     job_id = int(new.get_attribute("data-job-id"))
     assert job_id not in before
     expect(new.locator(".jp-ArchiveJob-progress")).to_have_attribute("aria-valuenow", "100")
-    expect(new.locator(".jp-ArchiveJob-meta")).to_contain_text("rows")
+    expect(new.locator(".jp-ArchiveJob-meta")).to_have_text(re.compile(r"^\d+(\.\d)? (ms|s) · [\d,]+ rows · native$"))
     new.locator(".jp-ArchiveJob-title").click()
     tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=f"Job {job_id}")
     expect(tab).to_have_count(1)

@@ -146,9 +146,19 @@ def test_job_submitted_from_notebook_completes_in_panel(page, lab):
 
 
 def test_cancel_and_delete_a_long_job_from_panel(page, lab):
-    job = lab.api("POST", "jobs", json={"query": LONG_QUERY, "context": "DEMO"})
+    # Submitted through another face (CasJobs): the panel lists the user's jobs of every face.
+    resp = lab.http.put(f"{lab.url}archive/casjobs/contexts/DEMO/jobs", json={"Query": LONG_QUERY}, timeout=30)
+    resp.raise_for_status()
+    job = {"id": int(resp.text)}
     item = job_row(page, job["id"])
     expect(item).to_have_attribute("data-state", "running", timeout=60_000)
+    expect(item.locator(".jp-ArchiveJob-meta")).to_contain_text("casjobs")
+    # The bar follows the engine's progress while the job runs.
+    page.wait_for_function(
+        "(id) => Number(document.querySelector(`.jp-ArchiveJob[data-job-id='${id}'] [role=progressbar]`)"
+        ".getAttribute('aria-valuenow')) > 0",
+        arg=job["id"], timeout=60_000,
+    )
     item.get_by_role("button", name=f"Cancel job {job['id']}").click()
     expect(item).to_have_attribute("data-state", "canceled", timeout=60_000)
     assert lab.api("GET", f"jobs/{job['id']}")["state"] == "canceled"

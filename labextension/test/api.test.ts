@@ -2,42 +2,12 @@
  * The API client against a recording `fetch`: the URLs, verbs and bodies it sends through
  * JupyterLab's real ServerConnection (token and base URL), and how it reads replies and errors.
  */
-import { ServerConnection } from '@jupyterlab/services';
 import { describe, expect, it } from 'vitest';
 
-import { ArchiveClient, ArchiveError } from '../src/api';
+import { ArchiveError } from '../src/api';
+import { clientFor, replies } from './http';
 
-interface ISent {
-  url: string;
-  method: string;
-  body: string | null;
-  headers: Headers;
-}
-
-/** A client whose fetch records each request and answers with the next canned reply. */
-function clientWith(...replies: Array<[number, unknown]>): { client: ArchiveClient; sent: ISent[] } {
-  const sent: ISent[] = [];
-  const fetchFn = async (input: RequestInfo | URL, init?: RequestInit) => {
-    const req = new Request(input, init);
-    // ServerConnection appends a cache-busting timestamp (init.cache 'no-store'): not ours to test.
-    const url = req.url.replace(/[?&]\d{10,}$/, '');
-    sent.push({ url, method: req.method, body: (await req.text()) || null, headers: req.headers });
-    const [status, body] = replies.shift() ?? [200, {}];
-    return new Response(body === undefined ? null : JSON.stringify(body), {
-      status,
-      headers: { 'Content-Type': 'application/json' }
-    });
-  };
-  const settings = ServerConnection.makeSettings({
-    baseUrl: 'http://127.0.0.1:8888/a%40b/',
-    wsUrl: 'ws://127.0.0.1:8888/a%40b/',
-    token: 'T0K',
-    fetch: fetchFn as typeof fetch,
-    Request,
-    Headers
-  });
-  return { client: new ArchiveClient(settings), sent };
-}
+const clientWith = (...list: Array<[number, unknown]>) => clientFor(replies(...list));
 
 describe('ArchiveClient', () => {
   it('lists contexts under the base URL with the token', async () => {

@@ -4,27 +4,44 @@
  */
 import { describe, expect, it } from 'vitest';
 
-import type { ArchiveClient, IJob } from '../src/api';
+import type { IJob } from '../src/api';
 import { ACTIVE_INTERVAL, canCancel, canPreview, formatElapsed, IDLE_INTERVAL, jobTitle, JobsModel, progressPercent } from '../src/jobs';
+import { clientFor } from './http';
 
 const job = (id: number, state: string, extra: Partial<IJob> = {}): IJob => ({
   id, owner: 'me', kind: 'query', face: 'native', state, request: { query: 'SELECT 1', context: 'DEMO' },
   submitted: 0, started: null, ended: null, progress: 0, rows: null, elapsed: null, error: null, ...extra
 });
 
-/** A stand-in server holding a job list, recording the calls the model makes. */
-class FakeServer {
+/** The jobs part of the native API over an in-memory list (at the HTTP boundary). */
+class JobsServer {
   list: IJob[] = [];
-  calls: string[] = [];
-  async jobs() { this.calls.push('jobs'); return { jobs: this.list, total: this.list.length }; }
-  async cancelJob(id: number) { this.calls.push(`cancel ${id}`); this.list = this.list.map(j => (j.id === id ? { ...j, state: 'canceled' } : j)); return this.list[0]; }
-  async deleteJob(id: number) { this.calls.push(`delete ${id}`); this.list = this.list.filter(j => j.id !== id); }
+  down = false;
+  handle = (method: string, path: string): [number, unknown] => {
+    if (this.down) {
+      return [502, undefined];
+    }
+    const m = /^jobs\/(\d+)(\/cancel)?$/.exec(path.split('?')[0]);
+    if (method === 'GET' && path.startsWith('jobs?')) {
+      return [200, { jobs: this.list, total: this.list.length }];
+    }
+    if (m && method === 'POST' && m[2]) {
+      this.list = this.list.map(j => (j.id === Number(m[1]) ? { ...j, state: 'canceled' } : j));
+      return [200, this.list.find(j => j.id === Number(m[1]))];
+    }
+    if (m && method === 'DELETE') {
+      this.list = this.list.filter(j => j.id !== Number(m[1]));
+      return [204, undefined];
+    }
+    return [404, { error: { code: 'not_found', message: path } }];
+  };
 }
 
 describe('JobsModel', () => {
   it('refreshes, adapts its poll interval and acts on jobs', async () => {
-    const server = new FakeServer();
-    const model = new JobsModel(server as unknown as ArchiveClient);
+    const server = new JobsServer();
+    const { client, sent } = clientFor(server.handle);
+    const model = new JobsModel(client);
     let changes = 0;
     model.changed.connect(() => changes++);
     await model.refresh();
@@ -36,7 +53,7 @@ describe('JobsModel', () => {
     expect(model.poll.frequency.interval).toBe(ACTIVE_INTERVAL);
     model.start();
     await model.cancel(2);
-    expect(server.calls).toContain('cancel 2');
+    expect(sent.map(s => s.method + ' ' + s.url.split('/api/')[1])).toContain('POST jobs/2/cancel');
     expect(model.jobs[0].state).toBe('canceled');
     expect(model.poll.frequency.interval).toBe(IDLE_INTERVAL);
     await model.remove(1);
@@ -46,13 +63,13 @@ describe('JobsModel', () => {
   });
 
   it('keeps the last list and reports an error when the server fails', async () => {
-    const server = new FakeServer();
+    const server = new JobsServer();
     server.list = [job(1, 'completed')];
-    const model = new JobsModel(server as unknown as ArchiveClient);
+    const model = new JobsModel(clientFor(server.handle).client);
     await model.refresh();
-    server.jobs = async () => { throw new Error('502 Bad Gateway'); };
+    server.down = true;
     await model.refresh();
-    expect(model.error).toBe('502 Bad Gateway');
+    expect(model.error).toMatch(/^502/);
     expect(model.jobs.map(j => j.id)).toEqual([1]);
     model.dispose();
   });

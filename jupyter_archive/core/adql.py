@@ -19,25 +19,40 @@ Geometry definitions (all on the unit sphere, angles in degrees):
   non-convex polygons and across RA 0/360 and the poles.
 - ``AREA`` in square degrees: circle ``2 pi (1 - cos r)``, box ``4 asin(sin(w/2) sin(h/2))``,
   polygon by the signed spherical excess of a fan of triangles (Eriksson's formula).
-- ``INTERSECTS`` with a POINT is CONTAINS (ADQL 2.1); CIRCLE/CIRCLE is supported; other pairs
-  are refused as unsupported. A geometry left in the SELECT list becomes a DALI array
-  (``[ra, dec]``, ``[ra, dec, r]``, ``[ra1, dec1, ...]``).
+- ``INTERSECTS`` with a POINT is CONTAINS (ADQL 2.1). Two regions intersect iff a vertex of one
+  lies in the other, two edges cross, or (a CIRCLE) its centre is inside or within ``r`` of an
+  edge; ``CONTAINS`` of regions is "inside, and no boundary crossing". Every pair of CIRCLE, BOX
+  and POLYGON is supported (``adql_geometry``); with constants only, it is decided at compile time.
+- ``CENTROID`` of a POLYGON is the direction of the mean position over its surface.
+- Geometry columns: a column whose metadata declares xtype ``point``, ``circle`` or ``polygon``
+  (a DALI array, DuckDB ``DOUBLE[]``) is used wherever a geometry is expected. A geometry left
+  in the SELECT list becomes a DALI array (``[ra, dec]``, ``[ra, dec, r]``, ``[ra1, dec1, ...]``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from itertools import pairwise
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import sqlglot
 from sqlglot import exp
 from sqlglot import tokens as sg_tokens
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import TokenType
 
+from . import adql_geometry as geo
+from .adql_geometry import (
+    Box,
+    Circle,
+    Point,
+    Polygon,
+    PolygonColumn,
+    _const,
+    _parse,
+    _s,
+    distance_sql,
+)
 from .errors import ArchiveError
 
 if TYPE_CHECKING:  # sql.py imports this module
@@ -151,160 +166,33 @@ def check_batch(stmts: list[exp.Expr]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Geometry values (compile time only) and their SQL
+# The rewrite
 # ---------------------------------------------------------------------------------------------
 
 _FRAMES = {"", "ICRS", "FK5", "J2000", "UNKNOWNFRAME"}  # no frame transforms: these are all ~ICRS
 _CONSTRUCTORS = {"point", "circle", "box", "polygon", "centroid"}
 _CONSUMERS = {"contains", "intersects", "distance", "coord1", "coord2", "coordsys", "area"}
 _REFUSED = {"region": "REGION is deprecated in ADQL 2.1 and not supported", "in_unit": "unit conversion is not supported"}
+#: Column xtypes (DALI) that make a column a geometry: DOUBLE[] of [ra, dec], [ra, dec, r], [ra1, dec1, ...].
+GEOMETRY_XTYPES = ("point", "circle", "polygon")
+_REGIONS = (Circle, Box, Polygon, PolygonColumn)
 
 
-@dataclass
-class Point:
-    ra: exp.Expr
-    dec: exp.Expr
-    frame: str = ""
+def _kind(g) -> str:
+    return "POLYGON" if isinstance(g, PolygonColumn) else type(g).__name__.upper()
 
 
-@dataclass
-class Circle:
-    center: Point
-    r: exp.Expr
-    frame: str = ""
-
-
-@dataclass
-class Box:
-    center: Point
-    w: exp.Expr
-    h: exp.Expr
-    frame: str = ""
-
-
-@dataclass
-class Polygon:
-    vertices: list[Point] = field(default_factory=list)
-    frame: str = ""
-
-
-def _s(node: exp.Expr) -> str:
-    """An expression as DuckDB text to splice into a formula (parenthesised unless a leaf)."""
-    text = node.sql(dialect="duckdb")
-    if isinstance(node, (exp.Column, exp.Placeholder)) or (isinstance(node, exp.Literal) and not text.startswith("-")):
-        return text
-    return "(" + text + ")"
-
-
-def _parse(text: str) -> exp.Expr:
-    return sqlglot.parse_one(text, read="duckdb")
-
-
-def _vec(p: Point) -> tuple[str, str, str]:
-    """Unit vector of a point, as three SQL texts."""
-    a, d = f"RADIANS({_s(p.ra)})", f"RADIANS({_s(p.dec)})"
-    return f"(COS({d}) * COS({a}))", f"(COS({d}) * SIN({a}))", f"SIN({d})"
-
-
-def _dot(u, v) -> str:
-    return "(" + " + ".join(f"{x} * {y}" for x, y in zip(u, v)) + ")"
-
-
-def _cross(u, v) -> tuple[str, str, str]:
-    return (
-        f"({u[1]} * {v[2]} - {u[2]} * {v[1]})",
-        f"({u[2]} * {v[0]} - {u[0]} * {v[2]})",
-        f"({u[0]} * {v[1]} - {u[1]} * {v[0]})",
-    )
-
-
-def distance_sql(p: Point, q: Point) -> str:
-    """Great-circle distance in degrees (haversine; LEAST guards ASIN against rounding)."""
-    a1, d1, a2, d2 = _s(p.ra), _s(p.dec), _s(q.ra), _s(q.dec)
-    return (
-        f"DEGREES(2 * ASIN(LEAST(1.0, SQRT(POWER(SIN(RADIANS({d2} - {d1}) / 2), 2) + "
-        f"COS(RADIANS({d1})) * COS(RADIANS({d2})) * POWER(SIN(RADIANS({a2} - {a1}) / 2), 2)))))"
-    )
-
-
-def in_circle_sql(p: Point, c: Circle) -> str:
-    # The Dec band is implied by the distance test but is cheap and lets zone maps skip data.
-    d, cd, r = _s(p.dec), _s(c.center.dec), _s(c.r)
-    return f"({d} BETWEEN {cd} - {r} AND {cd} + {r} AND {distance_sql(p, c.center)} <= {r})"
-
-
-def in_box_sql(p: Point, b: Box) -> str:
-    """Gnomonic rectangle about the box centre (see the module docstring)."""
-    a, d, a0, d0 = (f"RADIANS({_s(x)})" for x in (p.ra, p.dec, b.center.ra, b.center.dec))
-    tw, th = f"TAN(RADIANS({_s(b.w)}) / 2)", f"TAN(RADIANS({_s(b.h)}) / 2)"
-    cosc = f"(SIN({d}) * SIN({d0}) + COS({d}) * COS({d0}) * COS({a} - {a0}))"
-    x = f"(COS({d}) * SIN({a} - {a0}))"
-    y = f"(SIN({d}) * COS({d0}) - COS({d}) * SIN({d0}) * COS({a} - {a0}))"
-    reach = f"DEGREES(ATAN(SQRT({tw} * {tw} + {th} * {th})))"  # centre to corner: a Dec band prefilter
-    dd, dc = _s(p.dec), _s(b.center.dec)
-    return (
-        f"({dd} BETWEEN {dc} - {reach} AND {dc} + {reach} AND {cosc} > 0 "
-        f"AND ABS({x}) <= {tw} * {cosc} AND ABS({y}) <= {th} * {cosc})"
-    )
-
-
-def in_polygon_sql(p: Point, poly: Polygon) -> str:
-    """Winding number on the sphere: the signed angles at P between consecutive vertices."""
-    pv = _vec(p)
-    vs = [_vec(v) for v in poly.vertices]
-    terms = []
-    for i, vi in enumerate(vs):
-        vj = vs[(i + 1) % len(vs)]
-        # atan2(P.(Vi x Vj), Vi.Vj - (P.Vi)(P.Vj)): the angle at P of the triangle P, Vi, Vj.
-        terms.append(f"ATAN2({_dot(pv, _cross(vi, vj))}, {_dot(vi, vj)} - {_dot(pv, vi)} * {_dot(pv, vj)})")
-    mean = tuple("(" + " + ".join(v[k] for v in vs) + ")" for k in range(3))
-    return f"(ABS({' + '.join(terms)}) > PI() AND {_dot(pv, mean)} > 0)"
-
-
-def area_sql(g) -> str:
-    """Area in square degrees (DEGREES twice turns steradians into deg^2)."""
-    if isinstance(g, Point):
-        return "0.0"
-    if isinstance(g, Circle):
-        return f"DEGREES(DEGREES(2 * PI() * (1 - COS(RADIANS({_s(g.r)})))))"
-    if isinstance(g, Box):
-        return f"DEGREES(DEGREES(4 * ASIN(SIN(RADIANS({_s(g.w)}) / 2) * SIN(RADIANS({_s(g.h)}) / 2))))"
-    vs = [_vec(v) for v in g.vertices]
-    terms = []
-    for b, c in pairwise(vs[1:]):  # fan from the first vertex; signed excess per triangle
-        a = vs[0]
-        terms.append(f"2 * ATAN2({_dot(a, _cross(b, c))}, 1 + {_dot(a, b)} + {_dot(b, c)} + {_dot(c, a)})")
-    return f"DEGREES(DEGREES(ABS({' + '.join(terms)})))"
-
-
-# ---------------------------------------------------------------------------------------------
-# The rewrite
-# ---------------------------------------------------------------------------------------------
-
-
-def _const(node: exp.Expr, params: Mapping[str, Any], used: dict[str, Any]) -> float | None:
-    """A numeric constant known at compile time (literals, bound parameters, arithmetic)."""
-    if isinstance(node, exp.Paren):
-        return _const(node.this, params, used)
-    if isinstance(node, exp.Literal) and not node.is_string:
-        return float(node.this)
-    if isinstance(node, exp.Neg):
-        v = _const(node.this, params, used)
-        return None if v is None else -v
-    if isinstance(node, exp.Placeholder):
-        value = params.get(str(node.this))
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            used[str(node.this)] = value
-            return float(value)
-        return None
-    ops = {exp.Add: float.__add__, exp.Sub: float.__sub__, exp.Mul: float.__mul__, exp.Div: float.__truediv__}
-    for kind, op in ops.items():
-        if type(node) is kind:
-            a, b = _const(node.this, params, used), _const(node.expression, params, used)
-            if a is None or b is None or (kind is exp.Div and b == 0):
-                return None
-            return op(a, b)
-    return None
+def geometry_columns(column_meta: Callable[[TableTarget], Mapping[str, Mapping[str, str]]] | None, refs: list) -> dict[str, str]:
+    """``{column name (casefolded): xtype}`` of the geometry columns of the tables a statement
+    reads, from ``column_meta`` (TableTarget -> {column: {"xtype": ...}}); for :func:`rewrite`."""
+    out: dict[str, str] = {}
+    for _, target, role, _ in refs if column_meta is not None else ():
+        if role == "read":
+            for name, meta in column_meta(target).items():
+                xtype = str(meta.get("xtype") or "").lower()
+                if xtype in GEOMETRY_XTYPES:
+                    out[name.casefold()] = xtype
+    return out
 
 
 @dataclass
@@ -318,8 +206,9 @@ class _Cone:
 
 
 class _Translator:
-    def __init__(self, params: Mapping[str, Any]):
+    def __init__(self, params: Mapping[str, Any], xtypes: Mapping[str, str]):
         self.params = params
+        self.xtypes = xtypes  # geometry columns: casefolded name -> "point" | "circle" | "polygon"
         self.cones: list[_Cone] = []
 
     # --- reading geometry constructors --------------------------------------------------
@@ -346,7 +235,12 @@ class _Translator:
         return "", args
 
     def geom(self, node: exp.Expr):
-        """The geometry a constructor call builds, or None if ``node`` is not one."""
+        """The geometry a constructor call or a geometry column gives, or None if ``node`` is neither."""
+        xtype = self.xtypes.get(node.name.casefold()) if isinstance(node, exp.Column) else None
+        if xtype is not None:  # a DALI array column; DuckDB lists count from 1
+            item = [_parse(f"LIST_EXTRACT({_s(node)}, {i})") for i in (1, 2, 3)]
+            point = Point(item[0], item[1])
+            return point if xtype == "point" else Circle(point, item[2]) if xtype == "circle" else PolygonColumn(node)
         name = _fname(node)
         if name not in _CONSTRUCTORS:
             return None
@@ -357,7 +251,9 @@ class _Translator:
                 return g.center
             if isinstance(g, Point):
                 return g
-            raise unsupported(up, "only the centroid of a CIRCLE, BOX or POINT is supported")
+            if isinstance(g, (Polygon, PolygonColumn)):
+                return Point(*(_parse(x.sql()) for x in geo.centroid(g)))
+            raise unsupported(up, "expects one geometry: a POINT, CIRCLE, BOX or POLYGON")
         frame, rest = self.split_frame(up, args, {"point": 2, "circle": 3, "box": 4, "polygon": 6}[name])
         if any(_fname(a) == "polygon" or _fname(a) in ("circle", "box") for a in rest):
             raise unsupported(up, "arguments must be numbers or POINTs")
@@ -389,21 +285,32 @@ class _Translator:
     def need(self, name: str, node: exp.Expr, kinds: tuple, what: str):
         g = self.geom(node)
         if not isinstance(g, kinds):
-            raise unsupported(name, f"the argument must be {what} (geometry columns are not supported yet)")
+            why = "a column needs xtype point, circle or polygon" if isinstance(node, exp.Column) else "not a geometry"
+            raise unsupported(name, f"the argument must be {what} ({why})")
         return g
 
     # --- consumers ----------------------------------------------------------------------
     def contains(self, name: str, inner, outer) -> str:
         if isinstance(inner, Point):
             if isinstance(outer, Circle):
-                return in_circle_sql(inner, outer)
+                return geo.in_circle_sql(inner, outer)
             if isinstance(outer, Box):
-                return in_box_sql(inner, outer)
-            if isinstance(outer, Polygon):
-                return in_polygon_sql(inner, outer)
-        if isinstance(inner, Circle) and isinstance(outer, Circle):
-            return f"({distance_sql(inner.center, outer.center)} + {_s(inner.r)} <= {_s(outer.r)})"
-        raise unsupported(name, f"{type(inner).__name__.upper()} in {type(outer).__name__.upper()} is not supported")
+                return geo.in_box_sql(inner, outer)
+            if isinstance(outer, (Polygon, PolygonColumn)):
+                return geo.point_in(inner, outer).sql()
+        if isinstance(inner, _REGIONS) and isinstance(outer, _REGIONS):
+            return geo.contains(inner, outer).sql()
+        raise unsupported(name, f"{_kind(inner)} in {_kind(outer)} is not supported (a POINT contains nothing else)")
+
+    def area(self, g) -> str:
+        """AREA in square degrees (DEGREES twice turns steradians into deg^2)."""
+        if isinstance(g, Point):
+            return "0.0"
+        if isinstance(g, Circle):
+            return f"DEGREES(DEGREES(2 * PI() * (1 - COS(RADIANS({_s(g.r)})))))"
+        if isinstance(g, Box):
+            return f"DEGREES(DEGREES(4 * ASIN(SIN(RADIANS({_s(g.w)}) / 2) * SIN(RADIANS({_s(g.h)}) / 2))))"
+        return geo.area(g).sql()
 
     def translate(self, node: exp.Expr) -> None:
         """Replace one consumer call (CONTAINS, DISTANCE, ...) by its DuckDB expression."""
@@ -413,17 +320,15 @@ class _Translator:
         if name in ("contains", "intersects"):
             if len(args) != 2:
                 raise unsupported(up, "expects 2 geometries")
-            kinds = (Point, Circle, Box, Polygon)
+            kinds = (Point, *_REGIONS)
             a = self.need(up, args[0], kinds, "a POINT, CIRCLE, BOX or POLYGON")
             b = self.need(up, args[1], kinds, "a POINT, CIRCLE, BOX or POLYGON")
             if name == "intersects" and isinstance(a, Point) != isinstance(b, Point):
                 a, b = (a, b) if isinstance(a, Point) else (b, a)  # with a point it is CONTAINS
             elif name == "intersects":
-                if not (isinstance(a, Circle) and isinstance(b, Circle)):
-                    pair = f"{type(a).__name__.upper()} and {type(b).__name__.upper()}"
-                    raise unsupported(up, f"{pair} is not supported (only CIRCLE/CIRCLE and with a POINT)")
-                cond = f"({distance_sql(a.center, b.center)} <= {_s(a.r)} + {_s(b.r)})"
-                self.emit_flag(node, cond, None)
+                if isinstance(a, Point):
+                    raise unsupported(up, "POINT and POINT is not supported; compare DISTANCE with 0")
+                self.emit_flag(node, geo.intersects(a, b).sql(), None)
                 return
             self.emit_flag(node, self.contains(up, a, b), (a, b))
             return
@@ -443,12 +348,12 @@ class _Translator:
             node.replace(exp.Paren(this=(p.ra if name == "coord1" else p.dec).copy()))
             return
         if name == "coordsys":
-            g = self.need(up, args[0], (Point, Circle, Box, Polygon), "a geometry") if len(args) == 1 else None
+            g = self.need(up, args[0], (Point, *_REGIONS), "a geometry") if len(args) == 1 else None
             node.replace(exp.Literal.string(g.frame))
             return
         if name == "area":
-            g = self.need(up, args[0], (Point, Circle, Box, Polygon), "a geometry") if len(args) == 1 else None
-            node.replace(_parse(area_sql(g)))
+            g = self.need(up, args[0], (Point, *_REGIONS), "a geometry") if len(args) == 1 else None
+            node.replace(_parse(self.area(g)))
 
     def emit_flag(self, node: exp.Expr, cond: str, pair) -> None:
         """CONTAINS/INTERSECTS give 1/0; compared with a literal 1 or 0 they become the condition."""
@@ -509,22 +414,25 @@ def rewrite(
     refs: list,
     params: Mapping[str, Any],
     positional_index: Callable[[TableTarget], HealpixIndex | tuple | None] | None = None,
+    xtypes: Mapping[str, str] | None = None,
 ) -> exp.Expr:
     """Translate ADQL functions and geometry in a resolved statement into DuckDB expressions.
 
     ``refs`` are the pipeline's ``(table node, TableTarget, role, written parts)``; ``params``
     the bound values (``pN`` -> value). With ``positional_index`` (TableTarget -> HealpixIndex
     or None), top-level cone conditions on an indexed table also get a range filter on the
-    index column. Bound parameters used for that filter are guarded in the SQL (``OR $pN IS
+    index column. ``xtypes`` (see :func:`geometry_columns`) names the geometry columns. Bound parameters used for that filter are guarded in the SQL (``OR $pN IS
     DISTINCT FROM value``) so that a compile cache rebinding other values stays correct.
     """
     _map_functions(stmt)
-    tr = _Translator(params)
+    geo.reset_names()
+    tr = _Translator(params, xtypes or {})
     for node in reversed(list(stmt.find_all(exp.Func, bfs=False))):  # innermost first
         if _fname(node) in _CONSUMERS:
             tr.translate(node)
     for node in reversed(list(stmt.find_all(exp.Anonymous, bfs=False))):
-        if _fname(node) in _CONSTRUCTORS and node.parent is not None:
+        # A constructor inside another (POINT in CIRCLE, POLYGON in CENTROID) is read by the outer one.
+        if _fname(node) in _CONSTRUCTORS and node.parent is not None and _fname(node.parent) not in _CONSTRUCTORS:
             tr.literal_geometry(node)
     if positional_index is not None:
         done: set[int] = set()

@@ -95,6 +95,11 @@ class Resolver:
             raise ArchiveError("unknown_table", f"unknown table TAP_UPLOAD.{name}: no upload of that name ({hint})", 400)
         return target
 
+    def column_meta(self, target: sqlmod.TableTarget) -> dict[str, dict[str, str]]:
+        """Unit, UCD, xtype... of a resolved table's columns by name (ADQL finds geometry columns by xtype)."""
+        info = self.archive._table_info_for(self.principal, target)
+        return info.column_meta() if info is not None else {}
+
     def resolve_path(self, path: str, *, write: bool = False):
         ref, rest = self.archive.context_at(self.principal, path)
         if ref is None or not rest:

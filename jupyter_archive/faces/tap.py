@@ -32,7 +32,7 @@ VR = "http://www.ivoa.net/xml/VOResource/v1.0"
 VS = "http://www.ivoa.net/xml/VODataService/v1.1"
 TR = "http://www.ivoa.net/xml/TAPRegExt/v1.0"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
-GEOMETRY = ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2", "AREA")
+GEOMETRY = ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2", "AREA", "CENTROID")
 # (ivo-id or None, mime, aliases) of each output format, as capabilities declares them
 OUTPUTS = [
     ("ivo://ivoa.net/std/TAPRegExt#output-votable-binary2", "application/x-votable+xml", ("votable", "votable/b2")),

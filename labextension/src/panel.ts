@@ -23,6 +23,8 @@ export class ArchivePanel extends Widget {
   private _message: HTMLElement;
   private _filter: HTMLInputElement;
   private _focused: string | undefined;
+  /** Ids of the completed jobs at the last poll (null before the first). */
+  private _done: Set<number> | null = null;
 
   constructor(
     readonly client: ArchiveClient,
@@ -34,7 +36,7 @@ export class ArchivePanel extends Widget {
     this.title.caption = 'Archive';
     this.jobs = new JobsModel(client);
     this.jobs.visible = () => this.isVisible;
-    this.jobs.changed.connect(() => this.renderJobs());
+    this.jobs.changed.connect(() => this.onJobsChanged());
 
     const header = el('div', 'jp-ArchivePanel-header');
     const title = el('h2', 'jp-ArchivePanel-title', 'Archive');
@@ -228,6 +230,19 @@ export class ArchivePanel extends Widget {
     if (handled) {
       e.preventDefault();
       e.stopPropagation();
+    }
+  }
+
+  /** Redraw the jobs; when a job has newly completed, re-list the writable contexts' tables
+   *  already shown (a job writing `INTO mydb.T` makes a table there). */
+  private onJobsChanged(): void {
+    this.renderJobs();
+    const done = new Set(this.jobs.jobs.filter(j => j.state === 'completed').map(j => j.id));
+    const fresh = this._done !== null && [...done].some(id => !this._done!.has(id));
+    this._done = done;
+    if (fresh) {
+      const writable = this.tree.contexts.filter(c => !c.readOnly && this.tree.tablesOf(c.name));
+      void Promise.all(writable.map(c => this.loadTables(c.name)));
     }
   }
 

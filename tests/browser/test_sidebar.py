@@ -130,6 +130,9 @@ def test_query_in_notebook_inserts_a_cell_that_runs(page):
 
 def test_job_submitted_from_notebook_completes_in_panel(page, lab):
     before = {j["id"] for j in lab.api("GET", "jobs")["jobs"]}
+    row(page, "MyDB").locator(".jp-ArchiveTree-label").click()
+    expect(row(page, "MyDB")).to_have_attribute("aria-expanded", "true")
+    expect(row(page, "MyDB/Bright19")).to_have_count(0)
     add_cell(page, "%%archive --context DEMO --job --into mydb.Bright19\nSELECT objid, ra, dec, r FROM PhotoObj WHERE r < 19")
     run_command(page, "notebook:run-cell")
     # The panel polls: the new job shows up without a reload and reaches completed.
@@ -138,6 +141,8 @@ def test_job_submitted_from_notebook_completes_in_panel(page, lab):
     job_id = int(new.get_attribute("data-job-id"))
     assert job_id not in before
     expect(new.locator(".jp-ArchiveJob-progress")).to_have_attribute("aria-valuenow", "100")
+    # The table the job wrote shows up in the open MyDB without a reload.
+    expect(row(page, "MyDB/Bright19")).to_be_visible()
     expect(new.locator(".jp-ArchiveJob-meta")).to_have_text(re.compile(r"^\d+(\.\d)? (ms|s) · [\d,]+ rows · native$"))
     new.locator(".jp-ArchiveJob-title").click()
     tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=f"Job {job_id}")

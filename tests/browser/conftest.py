@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from ..conftest import DEMO_ROWS
+
 CHROMIUM = "/usr/bin/chromium"
 # Flags that keep Chromium off the network (only loopback is reachable here) and work as root.
 CHROMIUM_ARGS = [
@@ -72,7 +74,7 @@ def lab(tmp_path_factory, demo_dir):
         "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         # Lets a test run JupyterLab commands (e.g. "run all cells") the way a menu would.
         "--LabApp.expose_app_in_browser=True",
-        f"--ArchiveApp.data_dir={data}", "--ArchiveApp.demo_rows=20000",
+        f"--ArchiveApp.data_dir={data}", f"--ArchiveApp.demo_rows={DEMO_ROWS}",
     ]  # fmt: skip
     log_path = base / "lab.log"
     log = open(log_path, "wb")

@@ -135,6 +135,8 @@ def test_refusals(resolver):
     assert err.code == "unsupported" and "GALACTIC" in err.message
     err = error(resolver, "SELECT ra FROM demo.PhotoObj WHERE CONTAINS(CIRCLE(0, 0, 1), POINT(0, 0)) = 1")
     assert err.code == "unsupported" and err.details["function"] == "CONTAINS" and "CIRCLE in POINT" in err.message
+    err = error(resolver, "SELECT ra FROM demo.PhotoObj WHERE INTERSECTS(CIRCLE(0, 0, 100), BOX(ra, dec, 1, 1)) = 1")
+    assert err.code == "unsupported" and "90 degrees" in err.message
     err = error(resolver, "SELECT ra FROM demo.PhotoObj WHERE CONTAINS(POINT(ra, dec), s_region) = 1")
     assert err.code == "unsupported" and err.details["function"] == "CONTAINS" and "xtype" in err.message
 

@@ -299,6 +299,7 @@ class _Translator:
             if isinstance(outer, (Polygon, PolygonColumn)):
                 return geo.point_in(inner, outer).sql()
         if isinstance(inner, _REGIONS) and isinstance(outer, _REGIONS):
+            self.check_caps(name, inner, outer)
             return geo.contains(inner, outer).sql()
         raise unsupported(name, f"{_kind(inner)} in {_kind(outer)} is not supported (a POINT contains nothing else)")
 
@@ -311,6 +312,14 @@ class _Translator:
         if isinstance(g, Box):
             return f"DEGREES(DEGREES(4 * ASIN(SIN(RADIANS({_s(g.w)}) / 2) * SIN(RADIANS({_s(g.h)}) / 2))))"
         return geo.area(g).sql()
+
+    @staticmethod
+    def check_caps(name: str, *regions) -> None:
+        """Region tests take a CIRCLE to be convex, i.e. of radius <= 90 degrees."""
+        for g in regions:
+            r = _const(g.r, {}, {}) if isinstance(g, Circle) else None
+            if r is not None and r > 90:
+                raise unsupported(name, "a CIRCLE of radius over 90 degrees is only supported with a POINT")
 
     def translate(self, node: exp.Expr) -> None:
         """Replace one consumer call (CONTAINS, DISTANCE, ...) by its DuckDB expression."""
@@ -328,6 +337,7 @@ class _Translator:
             elif name == "intersects":
                 if isinstance(a, Point):
                     raise unsupported(up, "POINT and POINT is not supported; compare DISTANCE with 0")
+                self.check_caps(up, a, b)
                 self.emit_flag(node, geo.intersects(a, b).sql(), None)
                 return
             self.emit_flag(node, self.contains(up, a, b), (a, b))

@@ -404,14 +404,15 @@ def region_of_vectors(vs: list[V]) -> Region:
     return Region(vs[0], edges=f"[{edges}]")
 
 
-def box_corners(b: Box) -> list[V]:
-    """The four corners: the gnomonic points (+-tan(w/2), +-tan(h/2)) about the centre."""
+def _box_basis(b: Box) -> list[X]:
+    """What a BOX's corners are made of: sin/cos of the centre's RA and Dec, tan(w/2), tan(h/2)."""
     a0, d0 = radians(X.of(b.center.ra)), radians(X.of(b.center.dec))
     tx, ty = _fn("TAN", math.tan, radians(X.of(b.w)) / 2), _fn("TAN", math.tan, radians(X.of(b.h)) / 2)
     return [sin(a0), cos(a0), sin(d0), cos(d0), tx, ty]
 
 
 def _corners(sa, ca, sd, cd, tx, ty) -> list[V]:
+    """The four corners: the gnomonic points (+-tan(w/2), +-tan(h/2)) about the centre."""
     c = (cd * ca, cd * sa, sd)
     east, north = (-sa, ca, X(0.0)), (-sd * ca, -sd * sa, cd)
     scale = sqrt(1 + tx * tx + ty * ty)
@@ -424,12 +425,12 @@ def _corners(sa, ca, sd, cd, tx, ty) -> list[V]:
 def column_region(values: exp.Expr) -> Region:
     """The edges of a DALI polygon column, built in one list lambda from its coordinates."""
     c = _s(values)
-    n = f"(LEN({c}) // 2)"
+    n, i = f"(LEN({c}) // 2)", _fresh("i")
 
     def vertex(k: str) -> str:
         return _vsql(vec(X(_at(c, f"2 * {k} + 1")), X(_at(c, f"2 * {k} + 2"))))
 
-    edges = f"LIST_TRANSFORM(RANGE({n}), LAMBDA i1 : [{vertex('i1')}, {vertex(f'((i1 + 1) % {n})')}])"
+    edges = f"LIST_TRANSFORM(RANGE({n}), LAMBDA {i} : [{vertex(i)}, {vertex(f'(({i} + 1) % {n})')}])"
     return Region(None, edges=edges)
 
 
@@ -438,7 +439,7 @@ def region(g) -> Region | Cap:
     if isinstance(g, Circle):
         return Cap(point_vec(g.center), X.of(g.r))
     if isinstance(g, Box):
-        basis = box_corners(g)
+        basis = _box_basis(g)
         if all(x.known for x in basis):
             return region_of_vectors(_corners(*basis))
         # A box around a column: the corners' ingredients are computed once per row.

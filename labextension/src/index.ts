@@ -138,10 +138,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Archive: New query',
       caption: 'Insert a %%archive query cell into the current (or a new) notebook',
       icon: archiveIcon,
-      execute: args =>
-        insertCell(app, tracker, queryCell(String(args.context ?? 'DEMO'), String(args.table ?? 'PhotoObj'))).catch(
-          report('Cannot insert the cell')
-        )
+      execute: args => {
+        // The table given, else the one selected in the tree, else the demo's PhotoObj.
+        const given = args.context && args.table ? { context: String(args.context), table: String(args.table) } : undefined;
+        const t = given ?? panel.selectedTable() ?? { context: 'DEMO', table: 'PhotoObj' };
+        return insertCell(app, tracker, queryCell(t.context, t.table)).catch(report('Cannot insert the cell'));
+      }
     });
     app.commands.addCommand(CommandIDs.showJobs, {
       label: 'Archive: Show jobs',

@@ -66,6 +66,11 @@ export class ArchivePanel extends Widget {
     this.node.append(header, this._filter, this._message, this._treeNode, jobsHeader, this._jobsNode);
   }
 
+  /** The table of the line last focused in the tree (what "Archive: New query" queries). */
+  selectedTable(): { context: string; table: string } | undefined {
+    return this.tree.tableAt(this._focused);
+  }
+
   /** Load the contexts (keeping what is open) and refresh the jobs. */
   async reload(): Promise<void> {
     try {

@@ -8,7 +8,8 @@
  */
 import type { IColumn, IContext, ITable } from './api';
 
-export type NodeKind = 'context' | 'table' | 'column';
+/** `empty` is the line an open context with no tables shows ("no tables"). */
+export type NodeKind = 'context' | 'table' | 'column' | 'empty';
 
 /** One visible line of the tree. */
 export interface IRow {
@@ -123,6 +124,17 @@ export class TreeModel {
       if (!ctxOpen) {
         continue;
       }
+      if (tables && !tables.length) {
+        out.push({
+          kind: 'empty',
+          key: `${ctx.name}/`,
+          depth: 1,
+          label: 'no tables',
+          context: ctx.name,
+          expandable: false,
+          expanded: false
+        });
+      }
       for (const { table, columns, tableMatches } of keptTables) {
         const key = `${ctx.name}/${table.name}`;
         const tableOpen = this._expanded.has(key) || (!!f && !tableMatches);
@@ -158,6 +170,12 @@ export class TreeModel {
     return out;
   }
 
+  /** The table a key names (a table's or one of its columns' line), or undefined. */
+  tableAt(key: string | undefined): { context: string; table: string } | undefined {
+    const r = this.rows().find(x => x.key === key);
+    return r?.table ? { context: r.context, table: r.table } : undefined;
+  }
+
   /** The key a keyboard step lands on from `key` (ArrowUp/ArrowDown/Home/End), or undefined. */
   step(key: string | undefined, move: 'up' | 'down' | 'first' | 'last'): string | undefined {
     const rows = this.rows();
@@ -183,7 +201,7 @@ export class TreeModel {
       return undefined;
     }
     const parts = key.split('/');
-    return kind === 'table' ? parts[0] : parts.slice(0, -1).join('/');
+    return kind === 'column' ? parts.slice(0, -1).join('/') : parts[0];
   }
 }
 

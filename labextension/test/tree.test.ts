@@ -86,6 +86,21 @@ describe('TreeModel', () => {
     expect(TreeModel.parentKey('DEMO', 'context')).toBeUndefined();
   });
 
+  it('says "no tables" under an open empty context, and names the table a line is about', () => {
+    const m = model();
+    m.setTables('DEMO', [photo]);
+    m.setTables('MyDB', []);
+    m.toggle('MyDB');
+    m.toggle('DEMO');
+    m.toggle('DEMO/PhotoObj');
+    expect(m.rows().at(-1)).toMatchObject({ kind: 'empty', key: 'MyDB/', label: 'no tables', depth: 1 });
+    expect(TreeModel.parentKey('MyDB/', 'empty')).toBe('MyDB');
+    expect(m.tableAt('DEMO/PhotoObj/ra')).toEqual({ context: 'DEMO', table: 'PhotoObj' });
+    expect(m.tableAt('DEMO/PhotoObj')).toEqual({ context: 'DEMO', table: 'PhotoObj' });
+    expect(m.tableAt('DEMO')).toBeUndefined();
+    expect(m.tableAt(undefined)).toBeUndefined();
+  });
+
   it('marks a context loading until its tables arrive', () => {
     const m = model();
     m.setLoading('DEMO', true);

@@ -182,13 +182,17 @@ def test_palette_commands(page):
     palette.press("Enter")
     expect(page.locator(".jp-ArchiveJobs button:focus")).to_have_count(1)
 
+    # "New query" queries the table selected in the tree (the one the notebook's job made).
+    row(page, "MyDB/Bright19").locator(".jp-ArchiveTree-label").click()
     before = len(cell_sources(page))
     page.keyboard.press("Control+Shift+C")
     palette.fill("Archive: New query")
     expect(page.locator(".lm-CommandPalette-item", has_text="Archive: New query")).to_be_visible()
     palette.press("Enter")
     page.wait_for_function(f"() => {NOTEBOOK_JS}.content.widgets.length > {before}")
-    assert cell_sources(page)[-1].startswith("%%archive --context DEMO\nSELECT TOP 100 * FROM PhotoObj")
+    assert cell_sources(page)[-1] == "%%archive --context MyDB\nSELECT TOP 100 * FROM Bright19"
+    run_command(page, "notebook:run-cell")
+    expect(cell_output(page, before)).to_contain_text("objid", timeout=60_000)
 
 
 def test_dark_theme_styles_the_panel(page):

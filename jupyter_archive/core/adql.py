@@ -349,7 +349,7 @@ class _Translator:
                 p, q = (self.need(up, x, (Point,), "a POINT") for x in args)
             else:
                 raise unsupported(up, "expects DISTANCE(point, point) or DISTANCE(ra1, dec1, ra2, dec2)")
-            new = _parse(distance_sql(p, q))
+            new = _raw(distance_sql(p, q))
             node.replace(new)
             self.note_distance(new, p, q)
             return
@@ -363,11 +363,11 @@ class _Translator:
             return
         if name == "area":
             g = self.need(up, args[0], (Point, *_REGIONS), "a geometry") if len(args) == 1 else None
-            node.replace(_parse(self.area(g)))
+            node.replace(_raw(self.area(g)))
 
     def emit_flag(self, node: exp.Expr, cond: str, pair) -> None:
         """CONTAINS/INTERSECTS give 1/0; compared with a literal 1 or 0 they become the condition."""
-        parent, cond_node = node.parent, exp.Paren(this=_parse(cond))
+        parent, cond_node = node.parent, exp.Paren(this=_raw(cond))
         if isinstance(parent, exp.EQ):
             other = parent.expression if parent.this is node else parent.this
             if isinstance(other, exp.Literal) and not other.is_string and other.this in ("1", "0"):
@@ -488,5 +488,13 @@ def _speed_up(cone: _Cone, refs: list, params: Mapping[str, Any], positional_ind
     pred = " OR ".join(f"{col} BETWEEN {lo} AND {hi}" for lo, hi in ranges) or "FALSE"
     for pname, value in used.items():  # the filter is only right for these values
         pred += f" OR ${pname} IS DISTINCT FROM CAST('{float(value)!r}' AS DOUBLE)"
-    cone.node.replace(exp.And(this=exp.Paren(this=_parse(pred)), expression=exp.Paren(this=cone.node.copy())))
+    node, kept = cone.node, exp.Paren()
+    node.replace(exp.And(this=exp.Paren(this=_raw(pred)), expression=kept))
+    kept.set("this", node)
     return True
+
+
+def _raw(sql: str) -> exp.Expr:
+    """Generated DuckDB text as a tree node, emitted as is: parsing it back with sqlglot cost
+    more than the rest of a cone search's compile. Only for text whose columns are final."""
+    return exp.Paren(this=exp.Var(this=sql))

@@ -28,6 +28,7 @@ export namespace CommandIDs {
 }
 
 const LOAD_LINE = '%load_ext jupyter_archive';
+let previewCount = 0;
 
 /** Put `source` in a new cell below the active one of the current notebook, or of a new notebook. */
 async function insertCell(app: JupyterFrontEnd, tracker: INotebookTracker, source: string): Promise<void> {
@@ -76,9 +77,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
     // Failures are shown in the panel's status line rather than thrown: no unhandled rejections.
     const report = (what: string) => (err: unknown) => panel.guard(Promise.reject(err), what);
 
-    const openPreview = (label: string, widget: PreviewWidget) => {
+    // One preview tab per table or job: asking again brings the open one to the front.
+    const previews = new Map<string, MainAreaWidget<PreviewWidget>>();
+    const openPreview = (label: string, make: () => PreviewWidget) => {
+      const open = previews.get(label);
+      if (open && !open.isDisposed) {
+        app.shell.activateById(open.id);
+        return Promise.resolve();
+      }
+      const widget = make();
       const main = new MainAreaWidget({ content: widget });
-      main.id = `jp-archive-preview-${Date.now()}`;
+      previews.set(label, main);
+      main.disposed.connect(() => previews.delete(label));
+      main.id = `jp-archive-preview-${++previewCount}`;
       main.title.label = label;
       main.title.icon = archiveIcon;
       main.title.closable = true;
@@ -89,13 +100,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const previewTable = async (context: string, table: string) => {
       const info = await client.table(context, table).catch(() => null);
-      const widget = new PreviewWidget((o, l) => client.rows(context, table, o, l), 100, info?.rows ?? null);
-      await openPreview(`${context}.${table}`, widget);
+      await openPreview(`${context}.${table}`, () => new PreviewWidget((o, l) => client.rows(context, table, o, l), 100, info?.rows ?? null));
     };
 
     const previewJob = async (job: IJob) => {
-      const widget = new PreviewWidget((o, l) => client.jobResults(job.id, o, l), 100, job.rows ?? null);
-      await openPreview(`Job ${job.id}`, widget);
+      await openPreview(`Job ${job.id}`, () => new PreviewWidget((o, l) => client.jobResults(job.id, o, l), 100, job.rows ?? null));
     };
 
     const panel = new ArchivePanel(client, {

@@ -13,9 +13,12 @@ export const FINAL_STATES = new Set(['completed', 'failed', 'canceled']);
 /** Poll intervals in milliseconds. */
 export const ACTIVE_INTERVAL = 1000;
 export const IDLE_INTERVAL = 4000;
+/** The newest jobs the panel lists. */
+export const LIST_LIMIT = 50;
 
 export class JobsModel {
   private _jobs: IJob[] = [];
+  private _total = 0;
   private _error: string | null = null;
   private _changed = new Signal<this, void>(this);
   private _poll: Poll;
@@ -41,6 +44,11 @@ export class JobsModel {
     return this._jobs;
   }
 
+  /** How many jobs the user has in all (the list holds the newest `LIST_LIMIT`). */
+  get total(): number {
+    return this._total;
+  }
+
   get error(): string | null {
     return this._error;
   }
@@ -61,8 +69,9 @@ export class JobsModel {
 
   async refresh(): Promise<void> {
     try {
-      const { jobs } = await this.client.jobs();
+      const { jobs, total } = await this.client.jobs(LIST_LIMIT);
       this._jobs = jobs;
+      this._total = total;
       this._error = null;
     } catch (err) {
       this._error = (err as Error).message;

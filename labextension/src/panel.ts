@@ -263,6 +263,10 @@ export class ArchivePanel extends Widget {
     for (const job of this.jobs.jobs) {
       items.push(this.renderJob(job));
     }
+    const older = this.jobs.total - this.jobs.jobs.length;
+    if (!this.jobs.error && older > 0) {
+      items.push(el('li', 'jp-ArchiveJobs-empty', `and ${older} older job${older > 1 ? 's' : ''}`));
+    }
     this._jobsNode.replaceChildren(...items);
     if (focusKey) {
       (this._jobsNode.querySelector(`[data-focus-key="${focusKey}"]`) as HTMLElement | null)?.focus();

@@ -50,6 +50,8 @@ describe('JobsModel', () => {
     server.list = [job(2, 'running', { progress: 0.4 }), job(1, 'completed')];
     await model.refresh();
     expect(model.jobs.map(j => j.id)).toEqual([2, 1]);
+    expect(model.total).toBe(2);
+    expect(sent.at(-1)!.url).toMatch(/\/jobs\?limit=50$/);
     expect(model.poll.frequency.interval).toBe(ACTIVE_INTERVAL);
     model.start();
     await model.cancel(2);

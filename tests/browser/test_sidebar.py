@@ -113,6 +113,12 @@ def test_preview_from_context_menu_pages_rows(page):
     expect(preview.locator("tbody tr")).to_have_count(100)
     preview.get_by_role("button", name="Next page").click()
     expect(preview.locator(".jp-ArchivePreview-status")).to_have_text(re.compile(r"Rows 101–200"))
+    # Asking again (the line's Preview button) brings the open preview back, at its page.
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="Launcher").click()
+    row(page, "DEMO/PhotoObj").hover()
+    row(page, "DEMO/PhotoObj").get_by_role("button", name="Preview PhotoObj").click()
+    expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="DEMO.PhotoObj")).to_have_count(1)
+    expect(page.locator(".jp-ArchivePreview:visible .jp-ArchivePreview-status")).to_have_text(re.compile(r"Rows 101–200"))
 
 
 def test_query_in_notebook_inserts_a_cell_that_runs(page):

@@ -110,8 +110,10 @@ export class ArchiveClient {
     return this.request<ITable>(`contexts/${enc(context)}/tables/${encPath(table)}`);
   }
 
-  async rows(context: string, table: string, offset = 0, limit = 100): Promise<IRowsPage> {
-    return this.request<IRowsPage>(`contexts/${enc(context)}/tables/${encPath(table)}/rows`, { query: { offset, limit } });
+  /** A page of a table's rows, sorted on the server by `order` (a column) when given. */
+  async rows(context: string, table: string, offset = 0, limit = 100, order?: string, desc = false): Promise<IRowsPage> {
+    const query = { offset, limit, order, desc: order && desc ? 'true' : undefined };
+    return this.request<IRowsPage>(`contexts/${enc(context)}/tables/${encPath(table)}/rows`, { query });
   }
 
   async jobs(limit = 50): Promise<{ jobs: IJob[]; total: number }> {

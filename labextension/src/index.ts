@@ -100,7 +100,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const previewTable = async (context: string, table: string) => {
       const info = await client.table(context, table).catch(() => null);
-      await openPreview(`${context}.${table}`, () => new PreviewWidget((o, l) => client.rows(context, table, o, l), 100, info?.rows ?? null));
+      await openPreview(`${context}.${table}`, () =>
+        new PreviewWidget((o, l, order, desc) => client.rows(context, table, o, l, order, desc), 100, info?.rows ?? null, true)
+      );
     };
 
     const previewJob = async (job: IJob) => {

@@ -7,10 +7,13 @@ import { Widget } from '@lumino/widgets';
 
 import type { IRowsPage } from './api';
 
-export type PageSource = (offset: number, limit: number) => Promise<IRowsPage>;
+/** Fetches a page; `order`/`desc` only for sources that can sort (see `sortable`). */
+export type PageSource = (offset: number, limit: number, order?: string, desc?: boolean) => Promise<IRowsPage>;
 
 export class PreviewWidget extends Widget {
   private _offset = 0;
+  private _order: string | undefined;
+  private _desc = false;
   private _grid: HTMLElement;
   private _status: HTMLElement;
   private _prev: HTMLButtonElement;
@@ -19,7 +22,8 @@ export class PreviewWidget extends Widget {
   constructor(
     readonly source: PageSource,
     readonly pageSize = 100,
-    readonly total: number | null = null
+    readonly total: number | null = null,
+    readonly sortable = false
   ) {
     super();
     this.addClass('jp-ArchivePreview');
@@ -45,19 +49,41 @@ export class PreviewWidget extends Widget {
     this._status.textContent = 'Loading…';
     let page: IRowsPage;
     try {
-      page = await this.source(offset, this.pageSize);
+      page = await this.source(offset, this.pageSize, this._order, this._desc);
     } catch (err) {
       this._status.textContent = `Error: ${(err as Error).message}`;
       this._grid.replaceChildren();
       return;
     }
     this._offset = offset;
-    this._grid.replaceChildren(renderTable(page));
+    this._grid.replaceChildren(this.renderTable(page));
     const last = offset + page.rows;
     const of = this.total !== null ? ` of ${this.total.toLocaleString()}` : '';
     this._status.textContent = page.rows ? `Rows ${offset + 1}–${last}${of}` : `No rows${of}`;
     this._prev.disabled = offset === 0;
     this._next.disabled = this.total !== null ? last >= this.total : page.rows < this.pageSize;
+  }
+
+  /** Sort by a column (again: the other way), from the first page. */
+  sortBy(column: string): Promise<void> {
+    this._desc = this._order === column ? !this._desc : false;
+    this._order = column;
+    return this.load(0);
+  }
+
+  private renderTable(page: IRowsPage): HTMLTableElement {
+    const table = renderTable(page);
+    if (this.sortable) {
+      table.querySelectorAll('th').forEach((th, i) => {
+        const name = page.columns[i].name;
+        const sorted = this._order === name;
+        th.setAttribute('aria-sort', sorted ? (this._desc ? 'descending' : 'ascending') : 'none');
+        const b = button(name + (sorted ? (this._desc ? ' ▾' : ' ▴') : ''), `Sort by ${name}`, () => void this.sortBy(name));
+        b.className = 'jp-ArchivePreview-sort';
+        th.replaceChildren(b);
+      });
+    }
+    return table;
   }
 }
 

@@ -20,14 +20,17 @@ describe('ArchiveClient', () => {
   });
 
   it('encodes context and table names, keeping slashes of file tables', async () => {
-    const { client, sent } = clientWith([200, { tables: [] }], [200, { name: 'sub/a b' }], [200, { columns: [], data: [], rows: 0, truncated: false }]);
+    const page = { columns: [], data: [], rows: 0, truncated: false };
+    const { client, sent } = clientWith([200, { tables: [] }], [200, { name: 'sub/a b' }], [200, page], [200, page]);
     await client.tables('My DB');
     await client.table('files', 'sub/a b');
     await client.rows('DEMO', 'PhotoObj', 200, 50);
+    await client.rows('DEMO', 'PhotoObj', 0, 10, 'r', true);
     expect(sent.map(s => s.url)).toEqual([
       'http://127.0.0.1:8888/a%40b/archive/api/contexts/My%20DB/tables',
       'http://127.0.0.1:8888/a%40b/archive/api/contexts/files/tables/sub/a%20b',
-      'http://127.0.0.1:8888/a%40b/archive/api/contexts/DEMO/tables/PhotoObj/rows?offset=200&limit=50'
+      'http://127.0.0.1:8888/a%40b/archive/api/contexts/DEMO/tables/PhotoObj/rows?offset=200&limit=50',
+      'http://127.0.0.1:8888/a%40b/archive/api/contexts/DEMO/tables/PhotoObj/rows?offset=0&limit=10&order=r&desc=true'
     ]);
   });
 

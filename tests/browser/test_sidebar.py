@@ -120,6 +120,24 @@ def test_preview_from_context_menu_pages_rows(page):
     expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="DEMO.PhotoObj")).to_have_count(1)
     expect(page.locator(".jp-ArchivePreview:visible .jp-ArchivePreview-status")).to_have_text(re.compile(r"Rows 101–200"))
 
+    # A header sorts on the server (from the first page); again, the other way.
+    def first_r():
+        col = preview.locator("th").all_inner_texts().index(preview.locator("th[aria-sort]:not([aria-sort=none])").inner_text())
+        return float(preview.locator("tbody tr").first.locator("td").nth(col).inner_text())
+
+    preview.get_by_role("button", name="Sort by r", exact=True).click()
+    expect(preview.locator("th[aria-sort=ascending]")).to_have_count(1)
+    expect(preview.locator(".jp-ArchivePreview-status")).to_have_text(re.compile(r"^Rows 1–100"))
+    lowest = first_r()
+    preview.get_by_role("button", name="Sort by r", exact=True).click()
+    expect(preview.locator("th[aria-sort=descending]")).to_have_count(1)
+    page.wait_for_function(
+        "(low) => { const p = document.querySelector('.jp-ArchivePreview:not(.lm-mod-hidden)');"
+        " const i = [...p.querySelectorAll('th')].findIndex(t => t.getAttribute('aria-sort') === 'descending');"
+        " return Number(p.querySelector('tbody tr').children[i].textContent) > low; }",
+        arg=lowest,
+    )
+
 
 def test_query_in_notebook_inserts_a_cell_that_runs(page):
     row(page, "DEMO/PhotoObj").click(button="right")

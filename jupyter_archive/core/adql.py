@@ -127,6 +127,23 @@ def healpix_index_from_info(info: Mapping[str, str], table: str) -> HealpixIndex
 def healpix_ranges(index: HealpixIndex, ra: float, dec: float, radius: float, max_ranges: int = 48):
     """Inclusive ``[(lo, hi), ...]`` ranges of ``index.column`` covering the cone, or None
     when a range filter would not help (bad or huge cone)."""
+    cells = _cone_cells(index, ra, dec, radius)
+    return None if cells is None else _ranges(index, cells, max_ranges)
+
+
+def healpix_ranges_of_cones(index: HealpixIndex, centres, radius: float, max_ranges: int = 400):
+    """Ranges covering cones of one radius around many centres (a cross-match), or None."""
+    cells = []
+    for ra, dec in centres:
+        one = _cone_cells(index, ra, dec, radius)
+        if one is None:
+            return None
+        cells += one
+    return _ranges(index, cells, max_ranges) if cells else []
+
+
+def _cone_cells(index: HealpixIndex, ra: float, dec: float, radius: float):
+    """``[(first, end), ...)`` cells at ``index.order`` covering the cone, or None."""
     import astropy.units as u
     from astropy.coordinates import Latitude, Longitude
     from cdshealpix.nested import cone_search
@@ -136,11 +153,12 @@ def healpix_ranges(index: HealpixIndex, ra: float, dec: float, radius: float, ma
     # Cells about half the radius across (order-0 cells are ~58.6 deg): a few dozen cells.
     depth = max(0, min(index.order, math.ceil(math.log2(117.3 / radius))))
     ipix, depths, _ = cone_search(Longitude(ra % 360, u.deg), Latitude(dec, u.deg), radius * u.deg, depth)
-    cells = sorted(
-        (int(p) << (2 * (index.order - int(d))), (int(p) + 1) << (2 * (index.order - int(d)))) for p, d in zip(ipix, depths)
-    )
+    return [(int(p) << (2 * (index.order - int(d))), (int(p) + 1) << (2 * (index.order - int(d)))) for p, d in zip(ipix, depths)]
+
+
+def _ranges(index: HealpixIndex, cells, max_ranges: int):
     merged: list[list[int]] = []
-    for a, b in cells:
+    for a, b in sorted(cells):
         if merged and a <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], b)
         else:
@@ -453,35 +471,53 @@ def rewrite(
 
 
 def _speed_up(cone: _Cone, refs: list, params: Mapping[str, Any], positional_index) -> bool:
-    """AND a HEALPix range filter to a cone condition that is a top-level WHERE conjunct."""
+    """AND a HEALPix range filter to a cone condition that is a top-level conjunct of a WHERE
+    or of a JOIN's ON. The cone's centre is a constant, or (a cross-match) the positions of a
+    table the index's provider can list (``positional_index.points``: uploads)."""
     where = cone.node.parent
     while isinstance(where, (exp.And, exp.Paren)):
         where = where.parent
-    if not isinstance(where, exp.Where) or not isinstance(where.parent, exp.Select):
+    if isinstance(where, exp.Where) and isinstance(where.parent, exp.Select):
+        select = where.parent
+    elif isinstance(where, exp.Join) and isinstance(where.parent, exp.Select):
+        select = where.parent  # the filter is implied by the cone, so ON may carry it for any join kind
+    else:
         return False
     ra, dec = cone.point.ra, cone.point.dec
     if not (isinstance(ra, exp.Column) and isinstance(dec, exp.Column)) or ra.table != dec.table:
         return False
-    used: dict[str, Any] = {}
-    values = [_const(x, params, used) for x in (cone.center.ra, cone.center.dec, cone.radius)]
-    if any(v is None for v in values):
-        return False
-    select = where.parent
     from_ = select.args.get("from_") or select.args.get("from")
-    sources = [from_.this] if from_ is not None else []
-    sources += [j.this for j in select.args.get("joins") or []]
-    if ra.table:
-        sources = [s for s in sources if isinstance(s, exp.Table) and s.alias_or_name.casefold() == ra.table.casefold()]
-    if len(sources) != 1 or not isinstance(sources[0], exp.Table):
-        return False  # unqualified columns with several tables: not sure whose they are
-    target = next((t for node, t, role, _ in refs if node is sources[0] and role == "read"), None)
+    tables = [from_.this] if from_ is not None else []
+    tables += [j.this for j in select.args.get("joins") or []]
+
+    def target_of(qualifier: str):
+        found = [t for t in tables if isinstance(t, exp.Table) and (not qualifier or t.alias_or_name.casefold() == qualifier.casefold())]
+        if len(found) != 1:
+            return None  # unqualified columns with several tables: not sure whose they are
+        return next((t for node, t, role, _ in refs if node is found[0] and role == "read"), None)
+
+    target = target_of(ra.table)
     index = positional_index(target) if target is not None else None
     if index is None:
         return False
     index = HealpixIndex(*index)
     if (index.ra.casefold(), index.dec.casefold()) != (ra.name.casefold(), dec.name.casefold()):
         return False
-    ranges = healpix_ranges(index, *values)
+    used: dict[str, Any] = {}
+    radius = _const(cone.radius, params, used)
+    centre = [_const(x, params, used) for x in (cone.center.ra, cone.center.dec)]
+    if radius is None:
+        return False
+    if None not in centre:
+        ranges = healpix_ranges(index, centre[0], centre[1], radius)
+    else:
+        cra, cdec = cone.center.ra, cone.center.dec
+        points = getattr(positional_index, "points", None)
+        if points is None or not (isinstance(cra, exp.Column) and isinstance(cdec, exp.Column)) or cra.table != cdec.table:
+            return False
+        other = target_of(cra.table) if cra.table and cra.table != ra.table else None
+        centres = points(other, cra.name, cdec.name) if other is not None else None
+        ranges = healpix_ranges_of_cones(index, centres, radius) if centres is not None else None
     if ranges is None:
         return False
     col = exp.column(index.column, table=ra.table or None, quoted=True).sql(dialect="duckdb")

@@ -7,7 +7,6 @@ synchronous and thread-safe; faces call it from a thread pool (``executor``).
 
 from __future__ import annotations
 
-import functools
 
 import logging
 import shutil
@@ -367,7 +366,7 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
             offset=offset,
             limit=limit,
             row_limit=row_limit,
-            positional_index=functools.partial(self.positional_index, principal=principal),
+            positional_index=self.positional_lookup(principal),
         )
 
     def _compile_cached(self, principal, text, language, context, base_path, variables, params, offset, limit, row_limit):

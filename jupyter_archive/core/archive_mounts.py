@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from .backends.duckdb import quote_literal
+from .backends.duckdb import quote_ident, quote_literal
 from .catalog import MYDB_ALIAS, SQL_SERVER_KINDS, Mount, Principal, TableInfo, normalise_path
 from .errors import ArchiveError
 from .resolver import tables_in
@@ -129,6 +129,10 @@ class MountsMixin:
         finally:
             con.close()
 
+    def positional_lookup(self, principal: Principal) -> PositionalLookup:
+        """What the ADQL planner of one principal's query asks about positions."""
+        return PositionalLookup(self, principal)
+
     def positional_index(self, target, principal: Principal | None = None):
         """The HEALPix index a table declares (``healpix:<table>`` in its database's
         archive_meta.info), for the ADQL planner's cone-search ranges; None when it has none.
@@ -153,3 +157,37 @@ class MountsMixin:
             return healpix_index_from_info(read_info(cur, target.catalog), target.name)
         finally:
             cur.close()
+
+
+class PositionalLookup:
+    """The ADQL planner's questions about positions (``adql.rewrite``'s ``positional_index``):
+    a table's HEALPix index (calling it), and for a cross-match the positions of a small
+    uploaded table (``points``), whose cones then bound the catalog's index ranges."""
+
+    MAX_POINTS = 5000  # more centres than this: the range filter would be longer than it saves
+
+    def __init__(self, archive, principal: Principal):
+        self.archive = archive
+        self.principal = principal
+
+    def __call__(self, target):
+        return self.archive.positional_index(target, self.principal)
+
+    def points(self, target, ra: str, dec: str) -> list[tuple[float, float]] | None:
+        from .tap_uploads import ENGINE_CATALOG, SCHEMA
+
+        if target is None or target.context != SCHEMA:
+            return None
+        cur = self.archive.engine(self.principal).cursor()
+        try:
+            rows = cur.sql(
+                f"SELECT {quote_ident(ra)}::DOUBLE, {quote_ident(dec)}::DOUBLE FROM "
+                f"{ENGINE_CATALOG}.{quote_ident(target.schema)}.{quote_ident(target.name)} LIMIT {self.MAX_POINTS + 1}"
+            ).fetchall()
+        except duckdb.Error:
+            return None  # not loaded (a job checked before it runs) or not numeric: no speed-up
+        finally:
+            cur.close()
+        if len(rows) > self.MAX_POINTS:
+            return None
+        return [(a, b) for a, b in rows if a is not None and b is not None]

@@ -7,7 +7,6 @@ a directive's target); otherwise its rows go to the result store.
 
 from __future__ import annotations
 
-import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +64,7 @@ def compile_job(
         params=request.get("params"),
         base_path=request.get("base_path"),
         row_limit=request.get("row_limit"),
-        positional_index=functools.partial(archive.positional_index, principal=principal),
+        positional_index=archive.positional_lookup(principal),
     )
     last = compiled.statements[-1]
     target = request.get("target")

@@ -14,6 +14,7 @@ from xml.sax.saxutils import escape, quoteattr
 from tornado import web
 
 from ..core import formats, tap_uploads
+from ..core.archive_jobs import ANONYMOUS_OWNER
 from ..core.errors import ArchiveError, bad_request, not_found
 from ..core.jobs import Job
 from .base import endpoint
@@ -100,11 +101,14 @@ class UwsHandler(TapParamsHandler):
         retention = self.archive.config.job_retention
         return job.submitted + retention if retention else None
 
-    def owner(self, job: Job) -> str | None:
-        return None if job.owner == self.archive.job_owner(self.principal) and self.principal.anonymous else job.owner
+    @staticmethod
+    def owner(job: Job) -> str | None:
+        """The ownerId: nil for anonymous jobs."""
+        return None if job.owner == ANONYMOUS_OWNER else job.owner
 
     def parameters_xml(self, job: Job) -> str:
-        params = dict(job.request.get("tap") or {})
+        # the job's TAP parameters as sent (PHASE and ACTION steer the job; they are not parameters)
+        params = {k: v for k, v in (job.request.get("tap") or {}).items() if k not in ("phase", "action")}
         params.setdefault("query", job.request.get("query") or "")
         out = ["<uws:parameters>"]
         for key, value in sorted(params.items()):

@@ -192,6 +192,7 @@ def test_cancel_and_delete_a_long_job_from_panel(page, lab):
     item.get_by_role("button", name=f"Cancel job {job['id']}").click()
     expect(item).to_have_attribute("data-state", "canceled", timeout=60_000)
     assert lab.api("GET", f"jobs/{job['id']}")["state"] == "canceled"
+    panel(page).screenshot(path=str(ARTIFACTS / "archive-panel-jobs.png"))
     item.get_by_role("button", name=f"Delete job {job['id']}").click()
     expect(item).to_have_count(0)
     assert job["id"] not in {j["id"] for j in lab.api("GET", "jobs")["jobs"]}

@@ -12,7 +12,8 @@ command -v stilts >/dev/null 2>&1 || need+=(stilts)
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
 # The JupyterLab sidebar: pip's build runs npm (labextension/), and tests/browser drives Debian's
 # chromium with Playwright (Playwright's own browser downloads are never used).
-command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+# (node >= 20.19 for rspack: this machine kind ships it, and its apt source's nodejs bundles npm.)
+command -v npm >/dev/null 2>&1 || need+=(nodejs)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"

@@ -15,18 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from .common import Server, demo_data, percentiles
-
-
-def time_calls(fn, n: int) -> list[float]:
-    for _ in range(10):  # warm-up
-        fn(0)
-    out = []
-    for i in range(n):
-        t = time.perf_counter()
-        fn(i)
-        out.append((time.perf_counter() - t) * 1000)
-    return out
+from .common import Server, demo_data, percentiles, time_calls
 
 
 def main(argv=None):

@@ -23,7 +23,7 @@ from astropy.io.votable import parse_single_table
 from jupyter_archive.core import healpix_index
 from jupyter_archive.core.backends import metadata as md
 
-from .common import DATA_ROOT, Server, percentiles
+from .common import DATA_ROOT, Server, percentiles, time_calls
 
 CONE = ("SELECT id, ra, dec, mag FROM cone.Catalog "
         "WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, {r})) = 1")
@@ -65,17 +65,6 @@ def catalog(rows: int) -> tuple:
     tmp.rename(path)
     print(f"# catalog: {rows:,} rows made in {time.perf_counter() - t:.1f} s ({path})")
     return data, path
-
-
-def timed(fn, n: int, warm: int = 3) -> list[float]:
-    for i in range(warm):
-        fn(i)
-    out = []
-    for i in range(n):
-        t = time.perf_counter()
-        fn(i)
-        out.append((time.perf_counter() - t) * 1000)
-    return out
 
 
 def main(argv=None):
@@ -128,13 +117,13 @@ def main(argv=None):
         assert got == want, "TAP and the scan disagree"
 
         print(f"\n## cone searches, radius {args.radius} deg, on {args.rows:,} rows (p50 / p95 in ms)")
-        s50, s95 = percentiles(timed(scan_cone, max(5, args.cones // 5), warm=1))
-        t50, t95 = percentiles(timed(tap_cone, args.cones))
+        s50, s95 = percentiles(time_calls(scan_cone, max(5, args.cones // 5), warm=1))
+        t50, t95 = percentiles(time_calls(tap_cone, args.cones, warm=3))
         print(f"DuckDB full scan       {s50:9.2f} / {s95:9.2f}")
         print(f"TAP sync (HEALPix)     {t50:9.2f} / {t95:9.2f}   {np.mean([rows_of(b) for b in answers]):.1f} rows per cone")
         print(f"speed-up {s50 / t50:6.1f}x (target >= 20x)")
         answers.clear()
-        p50, p95 = percentiles(timed(tap_point, 100))
+        p50, p95 = percentiles(time_calls(tap_point, 100, warm=3))
         assert all(rows_of(b) >= 1 for b in answers), "a point lookup missed its object"
         print(f"\n## point lookup through TAP (1 arcsec cone at a known object)\n"
               f"TAP sync               {p50:9.2f} / {p95:9.2f}   (target p50 < 10 ms)")

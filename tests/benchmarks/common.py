@@ -78,6 +78,18 @@ class Server:
         self.log.close()
 
 
+def time_calls(fn, n: int, warm: int = 10) -> list[float]:
+    """Milliseconds of ``fn(i)`` for i in range(n), after ``warm`` untimed calls."""
+    for i in range(warm):
+        fn(i)
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     s = sorted(samples)
     return statistics.median(s), s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))]

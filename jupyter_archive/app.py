@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import sys
 from pathlib import Path
@@ -117,6 +118,7 @@ class ArchiveApp(ExtensionApp):
         self.archive.start()
         self.settings.update({"archive": self.archive, "archive_app": self})
         self.log.info("jupyter_archive: data in %s; contexts: %s", self.data_dir, ", ".join(c.name for c in self.archive.contexts(Principal(self.owner, admin=True))))
+        _skip_unseen_debug(self.serverapp.log)
 
     def initialize_handlers(self):
         self.handlers.extend(
@@ -172,6 +174,20 @@ class ArchiveTokenApp(JupyterApp):
             print(store.create_token(args[1], admin=self.admin))
         finally:
             store.close()
+
+
+def _skip_unseen_debug(log: logging.Logger) -> None:
+    """Raise the server logger's level to the lowest level any of its handlers shows.
+
+    traitlets leaves the logger at DEBUG and filters in the handlers, so every request's
+    debug line is built and formatted only to be dropped (~0.05 ms a request).
+    """
+    levels, node = [], log
+    while node is not None:
+        levels += [h.level for h in node.handlers]
+        node = node.parent if node.propagate else None
+    if levels and log.level < min(levels):
+        log.setLevel(min(levels))
 
 
 def main():

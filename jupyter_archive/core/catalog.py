@@ -90,7 +90,12 @@ class TableInfo:
     modified: float | None = None  # unix seconds, when known
 
     def column_meta(self) -> dict[str, dict[str, str]]:
-        return {c.name: {k: v for k, v in c.to_json().items() if k not in ("name", "datatype")} for c in self.columns}
+        """Units, UCDs, ... by column name; made once (a scan makes new TableInfos), not to be mutated."""
+        cached = self.__dict__.get("_column_meta")
+        if cached is None:
+            cached = {c.name: {k: v for k, v in c.to_json().items() if k not in ("name", "datatype")} for c in self.columns}
+            self.__dict__["_column_meta"] = cached
+        return cached
 
     def to_json(self, columns: bool = True) -> dict:
         out = {"name": self.name, "context": self.context, "rows": self.rows, "size": self.size_bytes}

@@ -35,16 +35,26 @@ class Watchdog:
     def schedule(self, delay: float, callback: Callable[[], None]) -> int:
         with self._cond:
             self._seq += 1
-            heapq.heappush(self._heap, (time.monotonic() + delay, self._seq, callback))
+            entry = (time.monotonic() + delay, self._seq, callback)
+            earliest = not self._heap or entry < self._heap[0]
+            heapq.heappush(self._heap, entry)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="archive-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if earliest:
+                # Only a new earliest deadline changes when the thread must wake; waking it for
+                # every query would make it fight the query's thread for the GIL.
+                self._cond.notify()
             return self._seq
 
     def cancel(self, handle: int) -> None:
         with self._cond:
             self._canceled.add(handle)
+            if len(self._canceled) > 1024 and 2 * len(self._canceled) > len(self._heap):
+                # Canceled entries wait in the heap until their deadline; drop them in bulk.
+                self._heap = [e for e in self._heap if e[1] not in self._canceled]
+                heapq.heapify(self._heap)
+                self._canceled.clear()
 
     def _run(self) -> None:
         while True:
@@ -263,11 +273,12 @@ def execute(
         if last.kind == "read" and row_limit is not None:
             # A quick query's rows are all fetched up front anyway: the DB-API path skips the
             # relation API's extra bind (~0.3 ms a query); its Arrow copy costs nothing here.
-            cursor.execute(last.sql, last.params or None)
-            first = _small_batch(cursor)
+            con = getattr(cursor, "con", cursor)  # a pool lease's connection, without its indirection
+            con.execute(last.sql, last.params or None)
+            first = _small_batch(con)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                reader = None if first is not None and first.num_rows <= SMALL_ROWS else cursor.to_arrow_reader(batch_rows)
+                reader = None if first is not None and first.num_rows <= SMALL_ROWS else con.to_arrow_reader(batch_rows)
             return _prefetched(reader, row_limit, column_meta, _close, _check, first=first)
         rel = cursor.sql(last.sql, params=last.params or None)
         if last.kind != "read" or rel is None:
@@ -309,9 +320,14 @@ def _small_batch(cursor) -> pa.RecordBatch | None:
     if not desc or not all(types):
         return None
     rows = cursor.fetchmany(SMALL_ROWS + 1)
-    columns = list(zip(*rows)) if rows else [()] * len(desc)
-    arrays = [pa.array(col, type=t) for col, t in zip(columns, types, strict=True)]
-    return pa.record_batch(arrays, names=[d[0] for d in desc])
+    if len({d[0] for d in desc}) < len(desc):
+        # Duplicate column names cannot be struct fields of one name each: build column by column.
+        columns = list(zip(*rows)) if rows else [()] * len(desc)
+        arrays = [pa.array(col, type=t) for col, t in zip(columns, types, strict=True)]
+        return pa.record_batch(arrays, names=[d[0] for d in desc])
+    # One conversion of the row tuples as a struct array is 2-3x cheaper than one per column.
+    struct = pa.struct([pa.field(d[0], t) for d, t in zip(desc, types, strict=True)])
+    return pa.RecordBatch.from_struct_array(pa.array(rows, type=struct))
 
 
 def _prefetched(reader, row_limit, column_meta, on_close, check, *, first: pa.RecordBatch | None = None) -> QueryResult:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import socket
 import statistics
@@ -78,6 +80,35 @@ class Server:
         self.log.close()
 
 
+class LeanClient:
+    """One kept-alive HTTP/1.1 connection through ``http.client``: the least a client can spend.
+
+    requests spends ~0.6 ms of its own per call on this machine, which would be counted as
+    the service's latency; this client measures (nearly) only the server and the socket.
+    """
+
+    def __init__(self, port: int, token: str = "bench-token"):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port)
+        self.headers = {"Authorization": f"token {token}"}
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        headers = dict(self.headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body)
+            headers["Content-Type"] = "application/json"
+        self.conn.request(method, path, body=data, headers=headers)
+        r = self.conn.getresponse()
+        cookie = r.getheader("Set-Cookie")
+        if cookie:
+            # Keep Jupyter's login cookie as requests' session (and a browser) would.
+            self.headers["Cookie"] = cookie.split(";", 1)[0]
+        return r.status, r.read()
+
+    def close(self):
+        self.conn.close()
+
+
 def time_calls(fn, n: int, warm: int = 10) -> list[float]:
     """Milliseconds of ``fn(i)`` for i in range(n), after ``warm`` untimed calls."""
     for i in range(warm):
@@ -87,6 +118,24 @@ def time_calls(fn, n: int, warm: int = 10) -> list[float]:
         t = time.perf_counter()
         fn(i)
         out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def time_paired(fns, n: int, warm: int = 10, block: int = 25) -> list[list[float]]:
+    """Milliseconds of each ``fn(i)`` in ``fns``, taking turns every ``block`` calls, so every
+    one sees the same machine load (a 2-core machine's load drifts over a run)."""
+    for i in range(warm):
+        for fn in fns:
+            fn(i)
+    out: list[list[float]] = [[] for _ in fns]
+    for start in range(0, n, block):
+        # In blocks: a call right after another process's work pays for it (caches, DuckDB's
+        # spinning threads); alternating call by call would charge that to both sides.
+        for fn, samples in zip(fns, out):
+            for i in range(start, min(n, start + block)):
+                t = time.perf_counter()
+                fn(i)
+                samples.append((time.perf_counter() - t) * 1000)
     return out
 
 

@@ -111,6 +111,7 @@ class Lease:
     def __init__(self, engine: Engine, con: duckdb.DuckDBPyConnection, *, pooled: bool):
         self._engine = engine
         self._con = con
+        self.con = con  # the connection itself, for hot paths that skip ``__getattr__``
         self._pooled = pooled
         self._done = False
 

@@ -1,0 +1,84 @@
+"""The quick-query engine's own pieces: the time-limit watchdog, small-result batches, metadata."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from jupyter_archive.core.query import Watchdog, _small_batch, execute
+from jupyter_archive.core.schema import annotate, field_meta
+from jupyter_archive.core.sql import Statement
+
+
+def _read(sql: str) -> Statement:
+    return Statement("read", sql, {}, sql, None, [])
+
+
+def test_watchdog_fires_an_earlier_deadline_scheduled_after_later_ones():
+    dog = Watchdog()
+    fired = threading.Event()
+    dog.schedule(3600, lambda: None)  # the thread now waits an hour for this one
+    t = time.monotonic()
+    dog.schedule(0.05, fired.set)
+    assert fired.wait(5), "a new earliest deadline must wake the watchdog"
+    assert time.monotonic() - t < 2
+
+
+def test_watchdog_compacts_canceled_entries_and_still_fires():
+    dog = Watchdog()
+    handles = [dog.schedule(3600, lambda: None) for _ in range(3000)]
+    for h in handles:
+        dog.cancel(h)
+    assert len(dog._heap) < 3000, "canceled entries are dropped in bulk"
+    fired = threading.Event()
+    dog.schedule(0.01, fired.set)
+    assert fired.wait(5)
+    never = threading.Event()
+    dog.cancel(dog.schedule(0.01, never.set))
+    assert not never.wait(0.3), "a canceled deadline never fires"
+
+
+def test_time_limit_interrupts_after_many_quick_queries():
+    con = duckdb.connect()
+    for _ in range(1500):  # each schedules and cancels a 60 s deadline
+        execute(con.cursor(), [_read("SELECT 1")], row_limit=10, time_limit=60).close()
+    slow = _read("SELECT count(*) FROM range(10000000000) a")
+    t = time.monotonic()
+    with pytest.raises(Exception) as err:
+        execute(con.cursor(), [slow], row_limit=10, time_limit=0.3).close()
+    assert "time limit" in str(err.value)
+    assert time.monotonic() - t < 10
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1 AS a, 2 AS a",
+        "SELECT NULL::INT AS x, 'é' AS y, DATE '2020-01-02' AS d, TIMESTAMP '2020-01-01 10:00:00.123456' AS t, true AS b",
+        "SELECT * FROM range(0) t(x)",
+        "SELECT 1.5::FLOAT AS f, NULL::VARCHAR AS v UNION ALL SELECT NULL, 'x'",
+    ],
+)
+def test_small_batch_equals_the_engines_own_arrow(sql):
+    con = duckdb.connect()
+    con.execute(sql)
+    small = _small_batch(con)
+    expected = con.execute(sql).to_arrow_table()
+    assert small.schema.names == expected.schema.names
+    assert pa.Table.from_batches([small]).equals(expected.cast(small.schema))
+
+
+def test_annotate_keeps_metadata_per_schema_and_columns():
+    schema = pa.schema([pa.field("ra", pa.float64()), pa.field("dec", pa.float64())])
+    first = annotate(schema, {"ra": {"unit": "deg", "ucd": "pos.eq.ra"}})
+    again = annotate(schema, {"RA": {"unit": "rad"}})
+    assert field_meta(first.field("ra")) == {"unit": "deg", "ucd": "pos.eq.ra"}
+    assert field_meta(again.field("ra")) == {"unit": "rad"}
+    assert field_meta(first.field("dec")) == {}
+    # A schema already carrying metadata merges with it (not answered from the cache).
+    marked = pa.schema([pa.field("ra", pa.float64(), metadata={"xtype": "x"}), pa.field("dec", pa.float64())])
+    assert field_meta(annotate(marked, {"ra": {"unit": "deg"}}).field("ra")) == {"unit": "deg", "xtype": "x"}

@@ -6,12 +6,13 @@ from __future__ import annotations
 import io
 import json
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from astropy import units as u
 from astropy.coordinates import SkyCoord
-from cdshealpix.nested import lonlat_to_healpix
+from cdshealpix.nested import healpix_to_lonlat, lonlat_to_healpix
 
 from jupyter_archive.core import healpix_index
 
@@ -43,6 +44,47 @@ def test_sky_columns_by_ucd_then_name():
     assert healpix_index.sky_columns(cols, {}) == ("ra", "dec")
     assert healpix_index.sky_columns([("RAJ2000", "DOUBLE"), ("DEJ2000", "FLOAT")], {}) == ("RAJ2000", "DEJ2000")
     assert healpix_index.sky_columns([("ra", "VARCHAR"), ("dec", "DOUBLE")], {}) is None
+
+
+def _sql_indices(ra, dec, dtype="DOUBLE"):
+    con = duckdb.connect()
+    con.register("pts", pa.table({"i": np.arange(len(ra)), "ra": ra, "dec": dec}))
+    sql = healpix_index.with_index(f"SELECT i, CAST(ra AS {dtype}) AS ra, CAST(dec AS {dtype}) AS dec FROM pts", "ra", "dec")
+    got = con.execute(f"{sql} ORDER BY i").fetchnumpy()[healpix_index.COLUMN]
+    return np.ma.filled(np.ma.masked_array(got), -1).astype(np.int64)
+
+
+def test_sql_index_equals_cdshealpix_over_the_sphere():
+    rng = np.random.default_rng(20261123)
+    n = 500_000
+    ra = np.concatenate([rng.uniform(-400, 760, n), [0, 360, -360, 720, 359.9999999999, 1e-12, 180]])
+    dec = np.concatenate([np.degrees(np.arcsin(rng.uniform(-1, 1, n))), [90, -90, 89.9999999, -89.9999999, 41.8, -41.81, 0.5]])
+    polar = rng.uniform(-90, 90, 20_000)
+    polar = np.sign(polar) * (90 - np.abs(polar) * 1e-4)  # within 0.009 degrees of a pole
+    ra, dec = np.concatenate([ra, rng.uniform(0, 360, polar.size)]), np.concatenate([dec, polar])
+    expected = lonlat_to_healpix((ra % 360) * u.deg, dec * u.deg, healpix_index.ORDER).astype(np.int64)
+    got = _sql_indices(ra, dec)
+    assert np.array_equal(got, expected), np.nonzero(got != expected)[0][:10]
+
+
+def test_sql_index_of_cell_corners_is_a_cell_touching_them():
+    # Exact corners (the centre of base cells, their vertices): either touching cell is right.
+    ra = np.array([0, 45, 90, 135, 180, 225, 270, 315] * 3, dtype=float)
+    dec = np.repeat([0.0, np.degrees(np.arcsin(2 / 3)), -np.degrees(np.arcsin(2 / 3))], 8)
+    got = _sql_indices(ra, dec)
+    lon, lat = healpix_to_lonlat(got, healpix_index.ORDER)
+    sep = SkyCoord(lon, lat).separation(SkyCoord(ra * u.deg, dec * u.deg)).arcsec
+    assert np.all(sep < 0.5), sep  # order-20 cells are ~0.2 arcsec across
+
+
+def test_sql_index_is_null_for_missing_or_impossible_positions():
+    ra = np.array([10.0, np.nan, 10.0, np.inf, 10.0, 10.0])
+    dec = np.array([np.nan, 10.0, 91.0, 10.0, -90.5, 20.0])
+    got = _sql_indices(ra, dec)
+    assert got[:5].tolist() == [-1] * 5 and got[5] >= 0
+    # float columns (REAL) are indexed as their double values
+    f32 = _sql_indices(np.float32([12.5]), np.float32([-33.25]), "FLOAT")
+    assert f32[0] == lonlat_to_healpix([12.5] * u.deg, [-33.25] * u.deg, healpix_index.ORDER)[0]
 
 
 async def test_upload_gains_an_ordered_index_used_by_cones(fetch):

@@ -8,9 +8,6 @@ A table "has sky positions" when it has a numeric RA/Dec pair: by UCD (``pos.eq.
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
-
 from .backends.duckdb import quote_ident
 
 COLUMN = "healpix_index"
@@ -46,20 +43,59 @@ def sky_columns(columns: list[tuple[str, str]], meta: dict[str, dict[str, str]])
     return None
 
 
-def indices(ra: np.ndarray, dec: np.ndarray) -> pa.Array:
-    """Nested HEALPix indices at ``ORDER`` of positions in degrees; null where a position is
-    missing or out of range."""
-    import astropy.units as u
-    from astropy.coordinates import Latitude, Longitude
-    from cdshealpix.nested import lonlat_to_healpix
+_N = 1 << ORDER
+_HELPERS = ("__hpx_z", "__hpx_t", "__hpx_s", "__hpx_eq", "__hpx_n", "__hpx_jp", "__hpx_jm", "__hpx_f", "__hpx_x", "__hpx_y")
 
-    ra = np.asarray(ra, dtype=float)
-    dec = np.asarray(dec, dtype=float)
-    ok = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
-    out = np.zeros(len(ra), dtype=np.int64)
-    if ok.any():
-        out[ok] = lonlat_to_healpix(Longitude(ra[ok] % 360, u.deg), Latitude(dec[ok], u.deg), ORDER).astype(np.int64)
-    return pa.array(out, mask=~ok)
+
+def _spread(column: str) -> str:
+    """SQL spreading the 20 low bits of ``column`` to the even bits (Morton interleave)."""
+    x = column
+    for shift, mask in ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F), (2, 0x3333333333333333), (1, 0x5555555555555555)):
+        x = f"(({x} | ({x} << {shift})) & {mask})"
+    return x
+
+
+def with_index(select_sql: str, ra: str, dec: str) -> str:
+    """A query: every column of ``select_sql`` plus ``healpix_index``, the nested HEALPix index
+    at ``ORDER`` of (ra, dec) in degrees (null where either is missing or out of range).
+
+    HEALPix's ``ang2pix_nest`` (Gorski et al. 2005) written as DuckDB SQL, so that the index
+    is computed by the engine, in parallel, in the same pass that loads an upload. Cells agree
+    with CDS's ``cdshealpix`` except for positions exactly on a cell's edge, which may go to the
+    neighbouring cell; a cone's cell coverage always holds both, so no search misses them.
+    """
+    r, d, n = f"CAST({quote_ident(ra)} AS DOUBLE)", f"CAST({quote_ident(dec)} AS DOUBLE)", _N
+    ok = f"{d} BETWEEN -90 AND 90 AND isfinite({r})"
+    # z = sin(dec); t = ra in quarter turns [0, 4); s = sqrt(3 (1 - |z|)), written to stay exact near the poles
+    step1 = (
+        f"SELECT *, CASE WHEN {ok} THEN sin(radians({d})) END AS __hpx_z, "
+        f"CASE WHEN {ok} THEN (({r} % 360 + 360) % 360) / 90.0 END AS __hpx_t, "
+        f"CASE WHEN {ok} THEN sqrt(6) * sin(radians(90 - abs({d})) / 2) END AS __hpx_s FROM ({select_sql}) AS __hpx_0"
+    )
+    # jp, jm: indices along the two edge directions (equatorial belt, or a polar cap's triangle)
+    tp = "(__hpx_t - least(3, floor(__hpx_t)))"
+    step2 = (
+        f"SELECT *, abs(__hpx_z) <= 2.0 / 3 AS __hpx_eq, CAST(least(3, floor(__hpx_t)) AS BIGINT) AS __hpx_n, "
+        f"CAST(CASE WHEN abs(__hpx_z) <= 2.0 / 3 THEN floor({n} * (0.5 + __hpx_t) - {n} * 0.75 * __hpx_z) "
+        f"ELSE least({n - 1}, floor({tp} * {n} * __hpx_s)) END AS BIGINT) AS __hpx_jp, "
+        f"CAST(CASE WHEN abs(__hpx_z) <= 2.0 / 3 THEN floor({n} * (0.5 + __hpx_t) + {n} * 0.75 * __hpx_z) "
+        f"ELSE least({n - 1}, floor((1 - {tp}) * {n} * __hpx_s)) END AS BIGINT) AS __hpx_jm FROM ({step1}) AS __hpx_1"
+    )
+    fp, fm = f"(__hpx_jp >> {ORDER})", f"(__hpx_jm >> {ORDER})"
+    step3 = (
+        f"SELECT *, CASE WHEN __hpx_eq THEN (CASE WHEN {fp} = {fm} THEN {fp} | 4 WHEN {fp} < {fm} THEN {fp} ELSE {fm} + 8 END) "
+        f"WHEN __hpx_z >= 0 THEN __hpx_n ELSE __hpx_n + 8 END AS __hpx_f, "
+        f"CASE WHEN __hpx_eq THEN __hpx_jm & {n - 1} WHEN __hpx_z >= 0 THEN {n - 1} - __hpx_jm ELSE __hpx_jp END AS __hpx_x, "
+        f"CASE WHEN __hpx_eq THEN {n - 1} - (__hpx_jp & {n - 1}) WHEN __hpx_z >= 0 THEN {n - 1} - __hpx_jp ELSE __hpx_jm END "
+        f"AS __hpx_y FROM ({step2}) AS __hpx_2"
+    )
+    return (
+        f"SELECT * EXCLUDE ({', '.join(_HELPERS)}), "
+        # (least() skips nulls, so a missing position is tested once more here)
+        f"CASE WHEN __hpx_z IS NOT NULL THEN (__hpx_f << {2 * ORDER}) | {_spread('__hpx_x')} | ({_spread('__hpx_y')} << 1) END "
+        f"AS {quote_ident(COLUMN)} "
+        f"FROM ({step3}) AS __hpx_3"
+    )
 
 
 def index_table(cur, alias: str, table: str, ra: str, dec: str) -> None:
@@ -70,20 +106,20 @@ def index_table(cur, alias: str, table: str, ra: str, dec: str) -> None:
         "SELECT 1 FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' AND table_name = ? AND column_name = ?",
         [alias, table, COLUMN],
     ).fetchall()
-    where = f" WHERE {quote_ident(COLUMN)} IS NULL" if has else ""
-    got = cur.execute(f"SELECT rowid, {quote_ident(ra)}::DOUBLE, {quote_ident(dec)}::DOUBLE FROM {target}{where}").fetchnumpy()
-    rowid, ras, decs = (got[k] for k in got)
-    values = pa.table({"rid": np.asarray(rowid, dtype=np.int64), "hpx": indices(np.ma.filled(ras, np.nan), np.ma.filled(decs, np.nan))})
-    view = f"_hpx_{abs(hash((alias, table))) % 10**12}"
-    cur.register(view, values)
-    try:
-        if has:
-            cur.execute(f"UPDATE {target} SET {quote_ident(COLUMN)} = h.hpx FROM {view} AS h WHERE {target}.rowid = h.rid")
-        else:
-            # rewriting the table in index order is what lets a range of the index skip storage
-            cur.execute(
-                f"CREATE OR REPLACE TABLE {target} AS SELECT t.*, h.hpx AS {quote_ident(COLUMN)} "
-                f"FROM {target} AS t JOIN {view} AS h ON t.rowid = h.rid ORDER BY h.hpx NULLS LAST"
-            )
-    finally:
-        cur.unregister(view)
+    if has:
+        missing = with_index(
+            f"SELECT rowid AS __hpx_rid, {quote_ident(ra)}, {quote_ident(dec)} FROM {target} WHERE {quote_ident(COLUMN)} IS NULL",
+            ra, dec,
+        )  # fmt: skip
+        cur.execute(
+            f"UPDATE {target} SET {quote_ident(COLUMN)} = h.{quote_ident(COLUMN)} FROM ({missing}) AS h "
+            f"WHERE {target}.rowid = h.__hpx_rid"
+        )
+    else:
+        # rewriting the table in index order is what lets a range of the index skip storage
+        cur.execute(f"CREATE OR REPLACE TABLE {target} AS {ordered(with_index(f'SELECT * FROM {target}', ra, dec))}")
+
+
+def ordered(select_sql: str) -> str:
+    """``select_sql`` (which has the index column) in index order, as tables are stored."""
+    return f"{select_sql} ORDER BY {quote_ident(COLUMN)} NULLS LAST"

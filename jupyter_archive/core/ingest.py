@@ -350,11 +350,12 @@ def upload_table(
                 if not source.columns:
                     raise bad_request("the upload has no columns")
                 _ensure_meta(cur, ref.alias)  # before the transaction: concurrent first uploads must not race on DDL
+                sky = _sky_of(source)
                 try:
                     with _transaction(cur):
-                        done, final, rows = _write(cur, source, name, mode, ref.alias)
+                        done, final, rows = _write(cur, source, name, mode, ref.alias, sky)
                         _record(cur, final, source if done != "append" else None, ref.alias)
-                        _index_positions(cur, final, source, done, ref.alias)
+                        _index_positions(cur, final, source, done, ref.alias, sky)
                     break
                 except duckdb.Error as exc:
                     if fmt != "csv" or full or _NOT_WHOLE not in str(exc):
@@ -374,10 +375,22 @@ def upload_table(
     return UploadResult(archive.table(principal, ref, final), done == "create", rows, done)
 
 
-def _write(cur, source: Source, name: str, mode: str, alias: str = MYDB_ALIAS) -> tuple[str, str, int]:
-    """Create, replace or append inside the open transaction: (what was done, table name, rows)."""
+def _sky_of(source: Source) -> tuple[str, str] | None:
+    """The (ra, dec) columns of an upload whose types are known and that has no index column yet:
+    a new table from it gets its HEALPix index in the same pass that loads it."""
+    if any(t is None for _, t in source.columns) or any(c.lower() == healpix_index.COLUMN for c, _ in source.columns):
+        return None
+    return healpix_index.sky_columns(source.columns, source.column_meta)
+
+
+def _write(cur, source: Source, name: str, mode: str, alias: str = MYDB_ALIAS, sky=None) -> tuple[str, str, int]:
+    """Create, replace or append inside the open transaction: (what was done, table name, rows).
+
+    ``sky``: (ra, dec) columns; a new table then gets its index column and is stored in its order."""
     existing = _existing(cur, name, alias)
     select = f"SELECT * FROM {source.from_sql}"
+    if sky is not None:
+        select = healpix_index.ordered(healpix_index.with_index(select, *sky))
     if existing is not None and existing[1] == "view":
         raise ArchiveError("conflict", f"{existing[0]} is a view in MyDB; drop it first to upload a table of that name", 409)
     if existing is None:
@@ -417,8 +430,10 @@ def _write(cur, source: Source, name: str, mode: str, alias: str = MYDB_ALIAS) -
     return "append", existing[0], int(rows or 0)
 
 
-def _index_positions(cur, name: str, source: Source, done: str, alias: str) -> None:
-    """Give a table with sky positions its HEALPix index (``healpix_index``), and declare it."""
+def _index_positions(cur, name: str, source: Source, done: str, alias: str, indexed=None) -> None:
+    """Give a table with sky positions its HEALPix index (``healpix_index``), and declare it.
+
+    ``indexed``: the (ra, dec) columns ``_write`` already made the index of."""
     key = f"{HEALPIX_INFO_PREFIX}{name}"
     declared = cur.execute(f"SELECT value FROM {_meta(alias)}.info WHERE key = ?", [key]).fetchall()
     if done == "append":
@@ -426,15 +441,17 @@ def _index_positions(cur, name: str, source: Source, done: str, alias: str) -> N
             index = parse_healpix_spec(declared[0][0])
             healpix_index.index_table(cur, alias, name, index.ra, index.dec)
         return
-    columns = cur.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
-        "AND table_name = ? ORDER BY column_index",
-        [alias, name],
-    ).fetchall()
-    sky = healpix_index.sky_columns(columns, source.column_meta)
-    if sky is None or any(c.lower() == healpix_index.COLUMN for c, _ in columns):
-        return
-    healpix_index.index_table(cur, alias, name, *sky)
+    sky = indexed
+    if sky is None:
+        columns = cur.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
+            "AND table_name = ? ORDER BY column_index",
+            [alias, name],
+        ).fetchall()
+        sky = healpix_index.sky_columns(columns, source.column_meta)
+        if sky is None or any(c.lower() == healpix_index.COLUMN for c, _ in columns):
+            return
+        healpix_index.index_table(cur, alias, name, *sky)
     cur.execute(
         f"INSERT OR REPLACE INTO {_meta(alias)}.columns VALUES (?, ?, NULL, 'pos.healpix', ?, NULL, NULL)",
         [name, healpix_index.COLUMN, healpix_index.DESCRIPTION],

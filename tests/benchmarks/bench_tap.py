@@ -42,18 +42,16 @@ def catalog(rows: int) -> tuple:
     rng = np.random.default_rng(20261123)
     ra = rng.uniform(0, 360, rows)
     dec = np.degrees(np.arcsin(rng.uniform(-1, 1, rows)))  # uniform on the sphere
-    hpx = healpix_index.indices(ra, dec).to_numpy(zero_copy_only=False)
-    order = np.argsort(hpx, kind="stable")  # stored in index order, as ingest stores uploads
     table = pa.table({
-        "id": np.arange(rows, dtype=np.int64)[order], "ra": ra[order], "dec": dec[order],
-        "mag": rng.uniform(14, 24, rows).astype(np.float32)[order], healpix_index.COLUMN: hpx[order],
+        "id": np.arange(rows, dtype=np.int64), "ra": ra, "dec": dec, "mag": rng.uniform(14, 24, rows).astype(np.float32),
     })
     tmp = path.with_suffix(".tmp")
     con = duckdb.connect(str(tmp))
     try:
         con.execute("SET preserve_insertion_order = true")
         con.register("src", table)
-        con.execute("CREATE TABLE Catalog AS SELECT * FROM src")
+        # indexed and stored in index order exactly as ingest does it
+        con.execute(f"CREATE TABLE Catalog AS {healpix_index.ordered(healpix_index.with_index('SELECT * FROM src', 'ra', 'dec'))}")
         md.write_metadata(con, "Catalog", "seeded all-sky benchmark catalog", {
             "ra": {"unit": "deg", "ucd": "pos.eq.ra;meta.main"}, "dec": {"unit": "deg", "ucd": "pos.eq.dec;meta.main"},
             "mag": {"unit": "mag", "ucd": "phot.mag"},

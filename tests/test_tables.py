@@ -367,3 +367,24 @@ async def test_a_late_fraction_is_not_rounded_into_an_integer_column(fetch, alic
     cols, data = await casjobs_rows(fetch, alice, "SELECT typeof(a) AS t, a FROM late WHERE b = 'y'")
     assert data == [["DOUBLE", 1.5]]
     assert await count(fetch, alice, "late") == 50_001
+
+
+@pytest.mark.parametrize(
+    ("first", "late", "kind", "value"),
+    [
+        ("{i}", "15e-1", "DOUBLE", 1.5),  # an exponent that DuckDB would round as well
+        ("{i}", "9007199254740993", "BIGINT", 9007199254740993),  # past 2**53: kept exact
+        ("{i}", "abc", "VARCHAR", "abc"),  # not a number at all: the column becomes text
+        ("{i}", "nan", "DOUBLE", None),  # NaN stays NaN (JSON null)
+        ("900719925474099{i}", "1.5", "DOUBLE", 1.5),  # big integers are checked by pattern
+        ("900719925474099{i}", "-9223372036854775808", "BIGINT", -9223372036854775808),
+    ],
+)
+async def test_late_values_past_the_sample_keep_their_exact_value(fetch, alice, first, late, kind, value):
+    body = "a,b\n" + "".join(first.format(i=i % 10) + ",x\n" for i in range(50_000)) + f"{late},y\n"
+    resp = await casjobs_upload(fetch, alice, "late2", body)
+    assert resp.code == 200, resp.body
+    cols, data = await casjobs_rows(fetch, alice, "SELECT typeof(a) AS t, a FROM late2 WHERE b = 'y'")
+    assert data == [[kind, value]]
+    cols, data = await casjobs_rows(fetch, alice, "SELECT count(*), count(a) FROM late2")
+    assert data == [[50_001, 50_001]]

@@ -155,26 +155,48 @@ def _csv_source(cur, path: Path, *, full: bool = False) -> Source:
     # The dialect is pinned (comma, double quotes, a header): left free, the sniffer may
     # "fit" a malformed file by skipping rows. Types come from a sample, which can miss a late
     # "1.5" that DuckDB would round into an integer column: integer columns are therefore read
-    # as text and checked to be whole numbers while they load (an error then retries with
-    # ``full``, types sniffed over the whole file: one more pass, only for such files).
+    # so that such a value is seen while they load (an error then retries with ``full``, types
+    # sniffed over the whole file: one more pass, only for such files). Integers that stayed
+    # within 2**52 in the sample are read as DOUBLE (exact there) and checked to be whole
+    # numbers in range; others are read as text and checked by pattern (twice the cost).
     sample = ", sample_size = -1" if full else ""
     row = cur.execute(
         f"SELECT Columns, DateFormat, TimestampFormat FROM sniff_csv(?, {_CSV_DIALECT}{sample})", [str(path)]
     ).fetchone()
     columns = [(c["name"], c["type"]) for c in row[0]]
     extra = "".join(f", {k} = {quote_literal(v)}" for k, v in (("dateformat", row[1]), ("timestampformat", row[2])) if v)
+
+    def reader(read_as: dict[str, str]) -> str:
+        spec = ", ".join(f"{quote_literal(n)}: {quote_literal(read_as.get(n, t))}" for n, t in columns)
+        return f"read_csv(?, auto_detect = false, {_CSV_DIALECT}, columns = {{{spec}}}{extra})"
+
     checked = [] if full else [n for n, t in columns if t in _INT_TYPES]
-    spec = ", ".join(f"{quote_literal(n)}: {quote_literal('VARCHAR' if n in checked else t)}" for n, t in columns)
-    reader = f"read_csv(?, auto_detect = false, {_CSV_DIALECT}, columns = {{{spec}}}{extra})"
     if not checked:
-        return Source(reader, [str(path)], columns)
-    select = ", ".join(
-        f"CASE WHEN {quote_ident(n)} IS NULL OR regexp_full_match({quote_ident(n)}, '\\s*[+-]?[0-9]+\\s*') "
-        f"THEN CAST({quote_ident(n)} AS {t}) ELSE error({quote_literal(_NOT_WHOLE + n)}) END AS {quote_ident(n)}"
-        if n in checked else quote_ident(n)
-        for n, t in columns
-    )
-    return Source(f"(SELECT {select} FROM {reader}) AS _upload", [str(path)], columns)
+        return Source(reader({}), [str(path)], columns)
+    small = _small_in_sample(cur, reader({}), str(path), checked)
+    read_as = {n: "DOUBLE" if n in small else "VARCHAR" for n in checked}
+    types = dict(columns)
+
+    def check(n: str) -> str:
+        q, fail = quote_ident(n), f"error({quote_literal(_NOT_WHOLE + n)})"
+        if n in small:
+            whole = f"{q} = trunc({q}) AND abs({q}) <= {_EXACT_DOUBLE_INT}"
+        else:
+            whole = f"regexp_full_match({q}, '\\s*[+-]?[0-9]+\\s*')"
+        return f"CASE WHEN {q} IS NULL OR ({whole}) THEN CAST({q} AS {types[n]}) ELSE {fail} END AS {q}"
+
+    select = ", ".join(check(n) if n in read_as else quote_ident(n) for n, _ in columns)
+    return Source(f"(SELECT {select} FROM {reader(read_as)}) AS _upload", [str(path)], columns)
+
+
+_EXACT_DOUBLE_INT = 1 << 52  # integers up to here read as DOUBLE are exact, with room to spare
+
+
+def _small_in_sample(cur, reader: str, path: str, names: list[str]) -> set[str]:
+    """The integer columns whose values in the file's first rows all lie within 2**52."""
+    bounds = ", ".join(f"min({quote_ident(n)}), max({quote_ident(n)})" for n in names)
+    row = cur.execute(f"SELECT {bounds} FROM (SELECT * FROM {reader} LIMIT 20000)", [path]).fetchone()
+    return {n for i, n in enumerate(names) if all(v is None or abs(v) <= _EXACT_DOUBLE_INT for v in row[2 * i : 2 * i + 2])}
 
 
 _NOT_WHOLE = "not a whole number in integer column "
@@ -358,9 +380,11 @@ def upload_table(
                         _index_positions(cur, final, source, done, ref.alias, sky)
                     break
                 except duckdb.Error as exc:
-                    if fmt != "csv" or full or _NOT_WHOLE not in str(exc):
+                    # A late value the sampled types do not hold (a "1.5" or "abc" in an integer
+                    # column): sniff the whole file and load again.
+                    if fmt != "csv" or full or not (_NOT_WHOLE in str(exc) or isinstance(exc, duckdb.ConversionException)):
                         raise
-                    source.close()  # a late non-integer value: sniff the whole file and load again
+                    source.close()
                     source = None
         except ArchiveError:
             raise

@@ -143,6 +143,18 @@ def test_csv_round_trip():
     assert typed["id"].tolist()[:2] == [2**53 + 1, -(2**62) - 7] and typed["u64"][0] == 2**64 - 1
 
 
+def test_csv_of_many_slices_keeps_row_order():
+    # Slices are rendered on two threads at once; the output must still be in row order.
+    n = 300_000
+    rng = np.random.default_rng(3)
+    table = pa.table({"i": np.arange(n), "x": rng.normal(size=n), "s": [f"r{k}" for k in range(n)]})
+    batches = table.to_batches(max_chunksize=70_000)
+    data = b"".join(by_name("csv").encode(table.schema, iter(batches), ResultInfo()))
+    back = pd.read_csv(io.BytesIO(data))
+    assert back["i"].tolist() == list(range(n))
+    assert np.array_equal(back["x"].to_numpy(), table["x"].to_numpy()) and back["s"].iloc[-1] == f"r{n - 1}"
+
+
 def test_csv_dialect_details():
     t = pa.table({"x": [1.0, float("nan"), float("inf"), None], "s": ["", None, "q", 'say "hi"']})
     assert encode("csv", t).decode() == 'x,s\n1,""\n,\n,"q"\n,"say ""hi"""\n'

@@ -78,24 +78,29 @@ def main(argv=None):
         print(f"{'client floor':24s} Jupyter's own GET /api/status: http.client {floor[0]:.3f} ms, requests {floor[1]:.3f} ms")
         lean.close()
 
-        print(f"\n## export of {args.export_rows:,} rows (rows/s; ratio = http / engine COPY)")
+        print(f"\n## export of {args.export_rows:,} rows (rows/s, best of 2 through HTTP, best of 3 for COPY; ratio = http / engine COPY)")
         with tempfile.TemporaryDirectory() as tmp:
             copies = {}
             for fmt, opts in (("csv", "(FORMAT csv, HEADER)"), ("parquet", "(FORMAT parquet)")):
-                t = time.perf_counter()
-                con.sql(f"COPY (SELECT * FROM PhotoObj LIMIT {args.export_rows}) TO '{Path(tmp) / ('x.' + fmt)}' {opts}")
-                copies[fmt] = args.export_rows / (time.perf_counter() - t)
+                rates = []
+                for _ in range(3):  # best of 3: one COPY on this 2-core machine varies by a third
+                    t = time.perf_counter()
+                    con.sql(f"COPY (SELECT * FROM PhotoObj LIMIT {args.export_rows}) TO '{Path(tmp) / ('x.' + fmt)}' {opts}")
+                    rates.append(args.export_rows / (time.perf_counter() - t))
+                copies[fmt] = max(rates)
             for fmt, target, enc in (("csv", "80% of COPY", "identity"), ("csv", "(gzip)", "gzip"), ("parquet", "", "identity"),
                                      ("votable/binary2", ">= 1,000,000 rows/s", "identity"), ("votable/tabledata", "", "identity"),
                                      ("fits", ">= 1,000,000 rows/s", "identity")):
-                t = time.perf_counter()
-                size = 0
-                with s.get(server.url + "archive/api/contexts/DEMO/tables/PhotoObj/rows",
-                           params={"limit": args.export_rows, "format": fmt}, headers={"Accept-Encoding": enc}, stream=True) as r:
-                    assert r.status_code == 200, r.text[:500]
-                    for chunk in r.iter_content(1 << 20):
-                        size += len(chunk)
-                rate = args.export_rows / (time.perf_counter() - t)
+                rate = 0.0
+                for _ in range(2):  # best of 2, as the engine's best of 3
+                    t = time.perf_counter()
+                    size = 0
+                    with s.get(server.url + "archive/api/contexts/DEMO/tables/PhotoObj/rows",
+                               params={"limit": args.export_rows, "format": fmt}, headers={"Accept-Encoding": enc}, stream=True) as r:
+                        assert r.status_code == 200, r.text[:500]
+                        for chunk in r.iter_content(1 << 20):
+                            size += len(chunk)
+                    rate = max(rate, args.export_rows / (time.perf_counter() - t))
                 ref = copies.get(fmt.split("/")[0], copies["csv"])
                 print(f"{fmt:18s} http {rate:12,.0f} rows/s  ({size / 1e6:8.1f} MB)   engine COPY {ref:12,.0f}   "
                       f"ratio {rate / ref:5.2f}   {('target ' + target) if target else ''}")

@@ -388,3 +388,11 @@ async def test_late_values_past_the_sample_keep_their_exact_value(fetch, alice, 
     assert data == [[kind, value]]
     cols, data = await casjobs_rows(fetch, alice, "SELECT count(*), count(a) FROM late2")
     assert data == [[50_001, 50_001]]
+
+
+async def test_a_word_among_integers_makes_the_column_text(fetch, alice):
+    body = "a,b\n" + "".join(f"{i},x\n" for i in range(15_000)) + "abc,y\n" + "".join(f"{i},z\n" for i in range(100_000))
+    resp = await casjobs_upload(fetch, alice, "word", body)
+    assert resp.code == 200, resp.body
+    cols, data = await casjobs_rows(fetch, alice, "SELECT typeof(a), a FROM word WHERE b = 'y'")
+    assert data == [["VARCHAR", "abc"]]

@@ -173,7 +173,7 @@ def _csv_source(cur, path: Path, *, full: bool = False) -> Source:
     checked = [] if full else [n for n, t in columns if t in _INT_TYPES]
     if not checked:
         return Source(reader({}), [str(path)], columns)
-    small = _small_in_sample(cur, reader({}), str(path), checked)
+    small = _small_in_sample(cur, reader({n: "VARCHAR" for n in checked}), str(path), checked)
     read_as = {n: "DOUBLE" if n in small else "VARCHAR" for n in checked}
     types = dict(columns)
 
@@ -193,10 +193,15 @@ _EXACT_DOUBLE_INT = 1 << 52  # integers up to here read as DOUBLE are exact, wit
 
 
 def _small_in_sample(cur, reader: str, path: str, names: list[str]) -> set[str]:
-    """The integer columns whose values in the file's first rows all lie within 2**52."""
-    bounds = ", ".join(f"min({quote_ident(n)}), max({quote_ident(n)})" for n in names)
-    row = cur.execute(f"SELECT {bounds} FROM (SELECT * FROM {reader} LIMIT 20000)", [path]).fetchone()
-    return {n for i, n in enumerate(names) if all(v is None or abs(v) <= _EXACT_DOUBLE_INT for v in row[2 * i : 2 * i + 2])}
+    """The integer columns whose values in the file's first rows are all numbers within 2**52
+    (``reader`` reads them as text: a word the sniffer's sample missed is no error here)."""
+
+    def small(n: str) -> str:
+        v = f"TRY_CAST({quote_ident(n)} AS DOUBLE)"
+        return f"coalesce(bool_and({quote_ident(n)} IS NULL OR abs({v}) <= {_EXACT_DOUBLE_INT}), true)"
+
+    row = cur.execute(f"SELECT {', '.join(small(n) for n in names)} FROM (SELECT * FROM {reader} LIMIT 20000)", [path]).fetchone()
+    return {n for n, ok in zip(names, row, strict=True) if ok}
 
 
 _NOT_WHOLE = "not a whole number in integer column "

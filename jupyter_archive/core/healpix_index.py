@@ -47,12 +47,16 @@ _N = 1 << ORDER
 _HELPERS = ("__hpx_z", "__hpx_t", "__hpx_s", "__hpx_eq", "__hpx_n", "__hpx_jp", "__hpx_jm", "__hpx_f", "__hpx_x", "__hpx_y")
 
 
-def _spread(column: str) -> str:
-    """SQL spreading the 20 low bits of ``column`` to the even bits (Morton interleave)."""
-    x = column
-    for shift, mask in ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F), (2, 0x3333333333333333), (1, 0x5555555555555555)):
-        x = f"(({x} | ({x} << {shift})) & {mask})"
-    return x
+def _spread(select_sql: str, columns: tuple[str, ...]) -> str:
+    """``select_sql`` with the 20 low bits of each of ``columns`` spread to the even bits
+    (Morton interleave). One projection per step: nested in one expression, each step would
+    repeat the previous one twice over."""
+    for i, (shift, mask) in enumerate(
+        ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F), (2, 0x3333333333333333), (1, 0x5555555555555555))
+    ):
+        steps = ", ".join(f"(({c} | ({c} << {shift})) & {mask}) AS {c}" for c in columns)
+        select_sql = f"SELECT * REPLACE ({steps}) FROM ({select_sql}) AS __hpx_s{i}"
+    return select_sql
 
 
 def with_index(select_sql: str, ra: str, dec: str) -> str:
@@ -92,9 +96,9 @@ def with_index(select_sql: str, ra: str, dec: str) -> str:
     return (
         f"SELECT * EXCLUDE ({', '.join(_HELPERS)}), "
         # (least() skips nulls, so a missing position is tested once more here)
-        f"CASE WHEN __hpx_z IS NOT NULL THEN (__hpx_f << {2 * ORDER}) | {_spread('__hpx_x')} | ({_spread('__hpx_y')} << 1) END "
+        f"CASE WHEN __hpx_z IS NOT NULL THEN (__hpx_f << {2 * ORDER}) | __hpx_x | (__hpx_y << 1) END "
         f"AS {quote_ident(COLUMN)} "
-        f"FROM ({step3}) AS __hpx_3"
+        f"FROM ({_spread(step3, ('__hpx_x', '__hpx_y'))}) AS __hpx_3"
     )
 
 

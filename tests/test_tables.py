@@ -376,7 +376,10 @@ async def test_a_late_fraction_is_not_rounded_into_an_integer_column(fetch, alic
         ("{i}", "9007199254740993", "BIGINT", 9007199254740993),  # past 2**53: kept exact
         ("{i}", "abc", "VARCHAR", "abc"),  # not a number at all: the column becomes text
         ("{i}", "nan", "DOUBLE", None),  # NaN stays NaN (JSON null)
-        ("900719925474099{i}", "1.5", "DOUBLE", 1.5),  # big integers are checked by pattern
+        ("900719925474099{i}", "1.5", "DOUBLE", 1.5),  # big integers are read as text and checked
+        ("900719925474099{i}", "1E-1", "DOUBLE", 0.1),
+        ("900719925474099{i}", ".5", "DOUBLE", 0.5),
+        ("900719925474099{i}", "x1", "VARCHAR", "x1"),
         ("900719925474099{i}", "-9223372036854775808", "BIGINT", -9223372036854775808),
     ],
 )

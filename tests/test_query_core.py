@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from jupyter_archive.core.query import Watchdog, _small_batch, execute
-from jupyter_archive.core.schema import annotate, field_meta
+from jupyter_archive.core.schema import annotate, field_meta, per_schema_object
 from jupyter_archive.core.sql import Statement
 
 
@@ -66,10 +66,14 @@ def test_time_limit_interrupts_after_many_quick_queries():
 def test_small_batch_equals_the_engines_own_arrow(sql):
     con = duckdb.connect()
     con.execute(sql)
-    small = _small_batch(con)
+    small, schema = _small_batch(con)
+    assert small.schema.equals(schema)
     expected = con.execute(sql).to_arrow_table()
     assert small.schema.names == expected.schema.names
     assert pa.Table.from_batches([small]).equals(expected.cast(small.schema))
+    # The same column shape gives the same schema object (what writers derive from it is remembered).
+    con.execute(sql)
+    assert _small_batch(con)[1] is schema
 
 
 def test_annotate_keeps_metadata_per_schema_and_columns():
@@ -82,3 +86,18 @@ def test_annotate_keeps_metadata_per_schema_and_columns():
     # A schema already carrying metadata merges with it (not answered from the cache).
     marked = pa.schema([pa.field("ra", pa.float64(), metadata={"xtype": "x"}), pa.field("dec", pa.float64())])
     assert field_meta(annotate(marked, {"ra": {"unit": "deg"}}).field("ra")) == {"unit": "deg", "xtype": "x"}
+
+
+def test_values_remembered_per_schema_object_tell_metadata_apart():
+    calls = []
+
+    @per_schema_object
+    def units(schema):
+        calls.append(schema)
+        return [field_meta(f).get("unit") for f in schema]
+
+    deg = pa.schema([pa.field("ra", pa.float64(), metadata={"unit": "deg"})])
+    rad = pa.schema([pa.field("ra", pa.float64(), metadata={"unit": "rad"})])
+    assert deg == rad  # Arrow's equality ignores metadata: an equality-keyed cache would mix them up
+    assert units(deg) == ["deg"] and units(rad) == ["rad"] and units(deg) == ["deg"]
+    assert len(calls) == 2

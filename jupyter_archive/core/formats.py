@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .schema import field_meta
+from .schema import field_meta, per_schema_object
 
 CHUNK = 64 * 1024  # smallest chunk handed to the socket (except the last)
 SLICE_BYTES = 4 * 1024 * 1024  # batches are cut so that one slice encodes to about this much
@@ -90,6 +90,7 @@ def _plain_type(t: pa.DataType) -> pa.DataType:
     return t
 
 
+@per_schema_object
 def _plain_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_type(_plain_type(f.type)) for f in schema], metadata=schema.metadata)
 
@@ -167,6 +168,7 @@ def _render_pool():
     return _RENDER_POOL
 
 
+@per_schema_object
 def _text_row_bytes(schema: pa.Schema) -> int:
     return sum(24 if _is_stringish(f.type) else 12 for f in schema) + 8
 
@@ -514,9 +516,14 @@ def column_description(f: pa.Field) -> dict:
     return out
 
 
-def _write_json_table(schema, batches, info, opt):
+@per_schema_object
+def _json_table_head(schema: pa.Schema) -> bytes:
     cols = [column_description(f) for f in schema]
-    yield ('{"columns":' + json.dumps(cols, ensure_ascii=False) + ',\n"data":[').encode()
+    return ('{"columns":' + json.dumps(cols, ensure_ascii=False) + ',\n"data":[').encode()
+
+
+def _write_json_table(schema, batches, info, opt):
+    yield _json_table_head(schema)
     counter = [0]
     yield from _json_array_body(schema, batches, objects=False, counter=counter)
     yield (f'],\n"rows":{counter[0]},"truncated":' + json.dumps(bool(info.truncated)) + "}\n").encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
 import threading
 import time
@@ -278,7 +279,7 @@ def execute(
             first = _small_batch(con)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                reader = None if first is not None and first.num_rows <= SMALL_ROWS else con.to_arrow_reader(batch_rows)
+                reader = None if first is not None and first[0].num_rows <= SMALL_ROWS else con.to_arrow_reader(batch_rows)
             return _prefetched(reader, row_limit, column_meta, _close, _check, first=first)
         rel = cursor.sql(last.sql, params=last.params or None)
         if last.kind != "read" or rel is None:
@@ -308,33 +309,45 @@ _SIMPLE_TYPES = {
 }  # fmt: skip
 
 
-def _small_batch(cursor) -> pa.RecordBatch | None:
-    """The first rows of an executed query as an Arrow batch built from Python values.
+def _small_batch(cursor) -> tuple[pa.RecordBatch, pa.Schema] | None:
+    """The first rows of an executed query as an Arrow batch built from Python values, and
+    its schema (one object per column shape, so what writers derive from it is remembered).
 
     For a handful of rows this is much cheaper than DuckDB's Arrow export (about 0.5 ms a
     query); a result with more rows continues through the Arrow reader after these (DuckDB
     resumes where fetchmany stopped). None when a column type is not a plain one.
     """
-    desc = cursor.description or []
-    types = [_SIMPLE_TYPES.get(str(d[1])) for d in desc]
-    if not desc or not all(types):
+    shape = _small_shape(tuple((d[0], str(d[1])) for d in cursor.description or ()))
+    if shape is None:
         return None
+    schema, struct = shape
     rows = cursor.fetchmany(SMALL_ROWS + 1)
-    if len({d[0] for d in desc}) < len(desc):
+    if struct is None:
         # Duplicate column names cannot be struct fields of one name each: build column by column.
-        columns = list(zip(*rows)) if rows else [()] * len(desc)
-        arrays = [pa.array(col, type=t) for col, t in zip(columns, types, strict=True)]
-        return pa.record_batch(arrays, names=[d[0] for d in desc])
+        columns = list(zip(*rows)) if rows else [()] * len(schema)
+        arrays = [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)]
+        return pa.record_batch(arrays, schema=schema), schema
     # One conversion of the row tuples as a struct array is 2-3x cheaper than one per column.
-    struct = pa.struct([pa.field(d[0], t) for d, t in zip(desc, types, strict=True)])
-    return pa.RecordBatch.from_struct_array(pa.array(rows, type=struct))
+    return pa.RecordBatch.from_struct_array(pa.array(rows, type=struct)), schema
 
 
-def _prefetched(reader, row_limit, column_meta, on_close, check, *, first: pa.RecordBatch | None = None) -> QueryResult:
-    """A QueryResult over an engine reader (and/or a first batch already fetched): with a row
-    limit every row (at most limit + 1) is fetched now, so truncation is known before anything
-    is sent; else the first batch, so errors surface before the response starts."""
-    schema = first.schema if first is not None else reader.schema
+@functools.lru_cache(maxsize=256)
+def _small_shape(columns: tuple[tuple[str, str], ...]) -> tuple[pa.Schema, pa.StructType | None] | None:
+    """(schema, struct type or None for duplicate names) of ``(name, engine type)`` columns
+    that are all plain types, else None."""
+    types = [_SIMPLE_TYPES.get(t) for _, t in columns]
+    if not columns or not all(types):
+        return None
+    schema = pa.schema([pa.field(n, t) for (n, _), t in zip(columns, types, strict=True)])
+    unique = len({n for n, _ in columns}) == len(columns)
+    return schema, pa.struct(list(schema)) if unique else None
+
+
+def _prefetched(reader, row_limit, column_meta, on_close, check, *, first=None) -> QueryResult:
+    """A QueryResult over an engine reader (and/or a first ``(batch, schema)`` already fetched):
+    with a row limit every row (at most limit + 1) is fetched now, so truncation is known before
+    anything is sent; else the first batch, so errors surface before the response starts."""
+    first, schema = first if first is not None else (None, reader.schema)
     if column_meta:
         schema = annotate(schema, column_meta)
     prefetched: list[pa.RecordBatch] = [first] if first is not None and first.num_rows else []

@@ -7,6 +7,8 @@ below. Every writer in ``formats`` reads them from there; every backend puts the
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 
 import pyarrow as pa
 
@@ -60,3 +62,31 @@ def _annotate(schema: pa.Schema, columns: dict[str, dict[str, str]]) -> pa.Schem
         meta = lower.get(f.name.lower())
         fields.append(with_meta(f, **{k: v for k, v in meta.items() if k in RESULT_KEYS}) if meta else f)
     return pa.schema(fields, metadata=schema.metadata)
+
+
+def per_schema_object(fn):
+    """``fn(schema)`` remembered per schema *object* (the last 256).
+
+    Arrow's schema equality ignores metadata, so equal schemas cannot share a value; but a
+    quick query's schema is one remembered object (``annotate``), and what writers derive
+    from it (its plain form, a JSON header) costs more to remake than the query's rows.
+    Holding each schema keeps its ``id`` from being reused while it is remembered.
+    """
+    memo: OrderedDict[int, tuple[pa.Schema, object]] = OrderedDict()
+    lock = threading.Lock()
+
+    @functools.wraps(fn)
+    def remembered(schema: pa.Schema):
+        with lock:
+            hit = memo.get(id(schema))
+            if hit is not None and hit[0] is schema:
+                memo.move_to_end(id(schema))
+                return hit[1]
+        value = fn(schema)
+        with lock:
+            memo[id(schema)] = (schema, value)
+            while len(memo) > 256:
+                memo.popitem(last=False)
+        return value
+
+    return remembered

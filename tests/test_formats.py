@@ -13,6 +13,7 @@ import math
 import re
 import shutil
 import subprocess
+import threading
 import warnings
 import xml.etree.ElementTree as ET
 
@@ -26,7 +27,7 @@ from astropy.io.votable import parse as parse_votable
 from astropy.table import Table
 
 from jupyter_archive.core.errors import ArchiveError
-from jupyter_archive.core.formats import MEDIA_TYPES, ResultInfo, by_name, negotiate
+from jupyter_archive.core.formats import MEDIA_TYPES, ResultInfo, by_name, negotiate, slices
 from jupyter_archive.core.schema import field_meta, with_meta
 
 ALL = ["csv", "tsv", "json", "json-table", "json-array-casjobs", "ldjson", "votable", "fits", "parquet", "arrow", "xml"]
@@ -153,6 +154,17 @@ def test_csv_of_many_slices_keeps_row_order():
     back = pd.read_csv(io.BytesIO(data))
     assert back["i"].tolist() == list(range(n))
     assert np.array_equal(back["x"].to_numpy(), table["x"].to_numpy()) and back["s"].iloc[-1] == f"r{n - 1}"
+
+
+def test_parallel_slices_render_a_single_slice_in_the_callers_thread():
+    # A quick result is one slice: handing it to the render pool would only add a thread hop.
+    where = lambda b: (threading.current_thread().name, b.num_rows)
+    small = pa.record_batch({"i": pa.array(range(10))})
+    assert list(slices([small], 16, where, parallel=True)) == [(threading.current_thread().name, 10)]
+    big = pa.record_batch({"i": pa.array(range(5000))})
+    out = list(slices([big], 1 << 20, where, rows=1024, parallel=True))
+    assert [n for _, n in out] == [1024] * 4 + [904]
+    assert all(name.startswith("archive-render") for name, _ in out)
 
 
 def test_csv_dialect_details():

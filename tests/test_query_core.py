@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from jupyter_archive.core.query import Watchdog, _small_batch, execute
-from jupyter_archive.core.schema import annotate, field_meta, per_schema_object
+from jupyter_archive.core.schema import annotate, field_meta, per_object
 from jupyter_archive.core.sql import Statement
 
 
@@ -88,10 +88,10 @@ def test_annotate_keeps_metadata_per_schema_and_columns():
     assert field_meta(annotate(marked, {"ra": {"unit": "deg"}}).field("ra")) == {"unit": "deg", "xtype": "x"}
 
 
-def test_values_remembered_per_schema_object_tell_metadata_apart():
+def test_values_remembered_per_object_tell_metadata_apart():
     calls = []
 
-    @per_schema_object
+    @per_object
     def units(schema):
         calls.append(schema)
         return [field_meta(f).get("unit") for f in schema]

@@ -736,6 +736,22 @@ def test_row_limit_adds_one(con, resolver):
     assert run(con, compiled) == [(1,)]
 
 
+@pytest.mark.parametrize(
+    ("text", "language", "wrapped"),
+    [
+        ("SELECT TOP 3 objID FROM PhotoObj ORDER BY objID", "tsql", False),  # its own limit is tighter
+        ("SELECT objID FROM PhotoObj ORDER BY objID LIMIT 4 OFFSET 1", "sql", False),
+        ("SELECT objID FROM PhotoObj ORDER BY objID LIMIT 5", "sql", True),  # more than the row limit + 1
+        ("SELECT objID FROM PhotoObj ORDER BY objID LIMIT $n", "sql", True),
+    ],
+)
+def test_row_limit_wraps_only_a_query_that_could_return_more(con, resolver, text, language, wrapped):
+    compiled = compile_query(text, language, resolver, row_limit=3, params={"n": 9} if "$n" in text else None)
+    assert ('AS "_q"' in compiled.statements[0].sql) is wrapped
+    rows = run(con, compiled)
+    assert 1 <= len(rows) <= 4 and rows == sorted(rows)
+
+
 def test_row_limit_only_on_last_read(con, resolver):
     compiled = compile_query(
         "SELECT * FROM PhotoObj; CREATE TABLE mydb.All_ AS SELECT * FROM PhotoObj; SELECT objID FROM mydb.All_",

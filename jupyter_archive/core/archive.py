@@ -400,7 +400,9 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         """Execute an already compiled query: on the principal's engine, or pushed to a SQL server.
 
         ``column_meta`` adds units/UCDs for tables the catalog does not know (uploads)."""
-        meta = {**(column_meta or {}), **self.column_meta_for(principal, compiled.statements[-1])}
+        meta = self.column_meta_for(principal, compiled.statements[-1])
+        if column_meta:
+            meta = {**column_meta, **meta}
         backend = pushdown.backend_of(self, compiled.statements)
         if backend is not None:
             result = pushdown.run(
@@ -419,12 +421,14 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         return result
 
     def column_meta_for(self, principal: Principal, statement: sqlmod.Statement) -> dict[str, dict[str, str]]:
-        """Units, UCDs and descriptions of the columns of the tables a statement reads, by name."""
+        """Units, UCDs and descriptions of the columns of the tables a statement reads, by name
+        (not to be mutated: for one table it is that table's own, so results can remember it)."""
+        infos = [i for t in reversed(statement.tables or []) if (i := self._table_info_for(principal, t)) is not None]
+        if len(infos) == 1:
+            return infos[0].column_meta()
         meta: dict[str, dict[str, str]] = {}
-        for target in reversed(statement.tables or []):
-            info = self._table_info_for(principal, target)
-            if info is not None:
-                meta.update(info.column_meta())
+        for info in infos:
+            meta.update(info.column_meta())
         return meta
 
     def _table_info_for(self, principal: Principal, target) -> TableInfo | None:

@@ -14,6 +14,7 @@ then taken straight from the Arrow value buffer.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import re
@@ -25,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .schema import field_meta, per_schema_object
+from .schema import field_meta, per_object
 
 CHUNK = 64 * 1024  # smallest chunk handed to the socket (except the last)
 SLICE_BYTES = 4 * 1024 * 1024  # batches are cut so that one slice encodes to about this much
@@ -90,7 +91,7 @@ def _plain_type(t: pa.DataType) -> pa.DataType:
     return t
 
 
-@per_schema_object
+@per_object
 def _plain_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_type(_plain_type(f.type)) for f in schema], metadata=schema.metadata)
 
@@ -126,8 +127,11 @@ def slices(
                     yield part.slice(off, rows)
                 del part
 
-    if not parallel:
-        for piece in cut():
+    pieces = cut()
+    head = list(itertools.islice(pieces, 2)) if parallel else []
+    if not parallel or len(head) < 2:
+        # One slice (any quick result): handing it to another thread costs more than it saves.
+        for piece in itertools.chain(_popping(head), pieces):
             out = render(piece)
             del piece
             yield out
@@ -135,7 +139,7 @@ def slices(
         return
     pending: list = []  # at most two slices in flight: memory stays bounded
     try:
-        for piece in cut():
+        for piece in itertools.chain(_popping(head), pieces):
             pending.append(_render_pool().submit(_render_releasing, render, piece))
             del piece
             if len(pending) == 2:
@@ -145,6 +149,12 @@ def slices(
     finally:
         for f in pending:
             f.cancel()
+
+
+def _popping(items: list) -> Iterator:
+    """The items of a list, each dropped from it as it is given (no reference stays behind)."""
+    while items:
+        yield items.pop(0)
 
 
 def _render_releasing(render, piece):
@@ -168,7 +178,7 @@ def _render_pool():
     return _RENDER_POOL
 
 
-@per_schema_object
+@per_object
 def _text_row_bytes(schema: pa.Schema) -> int:
     return sum(24 if _is_stringish(f.type) else 12 for f in schema) + 8
 
@@ -516,7 +526,7 @@ def column_description(f: pa.Field) -> dict:
     return out
 
 
-@per_schema_object
+@per_object
 def _json_table_head(schema: pa.Schema) -> bytes:
     cols = [column_description(f) for f in schema]
     return ('{"columns":' + json.dumps(cols, ensure_ascii=False) + ',\n"data":[').encode()

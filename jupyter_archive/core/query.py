@@ -277,9 +277,11 @@ def execute(
             con = getattr(cursor, "con", cursor)  # a pool lease's connection, without its indirection
             con.execute(last.sql, last.params or None)
             first = _small_batch(con)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                reader = None if first is not None and first[0].num_rows <= SMALL_ROWS else con.to_arrow_reader(batch_rows)
+            reader = None
+            if first is None or first[0].num_rows > SMALL_ROWS:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    reader = con.to_arrow_reader(batch_rows)
             return _prefetched(reader, row_limit, column_meta, _close, _check, first=first)
         rel = cursor.sql(last.sql, params=last.params or None)
         if last.kind != "read" or rel is None:

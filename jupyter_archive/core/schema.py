@@ -18,6 +18,36 @@ META_KEYS = ("unit", "ucd", "description", "utype", "xtype")
 RESULT_KEYS = (*META_KEYS, "datatype")
 
 
+def per_object(fn):
+    """``fn(*args)`` remembered per tuple of argument *objects* (the last 256).
+
+    Arrow's schema equality ignores metadata, so equal schemas cannot share a value; but a
+    quick query's schema is one remembered object (``query._small_shape``, ``annotate``), and
+    what is derived from it (its annotated and plain forms, a JSON header) costs more to
+    remake than the query's rows. The memo holds its arguments, so their ``id``s are not
+    reused while remembered; it is for immutable arguments.
+    """
+    memo: OrderedDict[tuple[int, ...], tuple[tuple, object]] = OrderedDict()
+    lock = threading.Lock()
+
+    @functools.wraps(fn)
+    def remembered(*args):
+        key = tuple(map(id, args))
+        with lock:
+            hit = memo.get(key)
+            if hit is not None:
+                memo.move_to_end(key)
+                return hit[1]
+        value = fn(*args)
+        with lock:
+            memo[key] = (args, value)
+            while len(memo) > 256:
+                memo.popitem(last=False)
+        return value
+
+    return remembered
+
+
 def field_meta(field: pa.Field) -> dict[str, str]:
     """The archive metadata of a field as a plain ``{key: value}`` dict (only keys present)."""
     md = field.metadata or {}
@@ -41,7 +71,14 @@ def with_meta(field: pa.Field, **meta: str | None) -> pa.Field:
 
 
 def annotate(schema: pa.Schema, columns: dict[str, dict[str, str]]) -> pa.Schema:
-    """Attach metadata to the fields of ``schema`` by column name (case-insensitive)."""
+    """Attach metadata to the fields of ``schema`` by column name (case-insensitive).
+
+    ``columns`` is not mutated afterwards (the result is remembered per pair of objects)."""
+    return _annotate_objects(schema, columns)
+
+
+@per_object
+def _annotate_objects(schema: pa.Schema, columns: dict[str, dict[str, str]]) -> pa.Schema:
     if schema.metadata is None and not any(f.metadata for f in schema):
         # Every quick query annotates its engine schema again; remembering the few distinct
         # (schema, metadata) pairs saves ~0.1 ms a query. Arrow's schema equality ignores
@@ -62,31 +99,3 @@ def _annotate(schema: pa.Schema, columns: dict[str, dict[str, str]]) -> pa.Schem
         meta = lower.get(f.name.lower())
         fields.append(with_meta(f, **{k: v for k, v in meta.items() if k in RESULT_KEYS}) if meta else f)
     return pa.schema(fields, metadata=schema.metadata)
-
-
-def per_schema_object(fn):
-    """``fn(schema)`` remembered per schema *object* (the last 256).
-
-    Arrow's schema equality ignores metadata, so equal schemas cannot share a value; but a
-    quick query's schema is one remembered object (``annotate``), and what writers derive
-    from it (its plain form, a JSON header) costs more to remake than the query's rows.
-    Holding each schema keeps its ``id`` from being reused while it is remembered.
-    """
-    memo: OrderedDict[int, tuple[pa.Schema, object]] = OrderedDict()
-    lock = threading.Lock()
-
-    @functools.wraps(fn)
-    def remembered(schema: pa.Schema):
-        with lock:
-            hit = memo.get(id(schema))
-            if hit is not None and hit[0] is schema:
-                memo.move_to_end(id(schema))
-                return hit[1]
-        value = fn(schema)
-        with lock:
-            memo[id(schema)] = (schema, value)
-            while len(memo) > 256:
-                memo.popitem(last=False)
-        return value
-
-    return remembered

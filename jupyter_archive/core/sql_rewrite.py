@@ -727,12 +727,29 @@ def has_limit(query: exp.Expr) -> bool:
     return any(query.args.get(k) is not None for k in ("limit", "offset", "fetch"))
 
 
+def _constant_limit(query: exp.Expr) -> int | None:
+    """The row count of a query's own plain ``LIMIT n`` (``TOP n``), else None (no limit, a
+    parameter, PERCENT, WITH TIES: nothing that bounds the rows by a known number)."""
+    lim = query.args.get("limit") if isinstance(query, (exp.Select, exp.SetOperation)) else None
+    if not isinstance(lim, exp.Limit) or query.args.get("fetch") is not None:
+        return None
+    opts = lim.args.get("limit_options")
+    if opts is not None and (opts.args.get("percent") or opts.args.get("with_ties")):
+        return None
+    n = lim.expression
+    if isinstance(n, exp.Literal) and not n.is_string and n.this.isdigit():
+        return int(n.this)
+    return None
+
+
 def apply_limit(query: exp.Expr, limit: int | None, offset: int | None) -> exp.Expr:
     """Cap a read: attach LIMIT/OFFSET to a query that has none, else wrap it as
     ``SELECT * FROM (<q>) AS _q LIMIT .. OFFSET ..``. Attaching keeps duplicate column names,
     which a wrapping subquery would rename (a, a_1)."""
     if limit is None and not offset:
         return query
+    if not offset and limit is not None and (own := _constant_limit(query)) is not None and own <= limit:
+        return query  # its own LIMIT is tighter: a wrapper would only cost the engine time
     if isinstance(query, (exp.Select, exp.SetOperation)) and not has_limit(query):
         target = query
     else:

@@ -131,8 +131,10 @@ def slices(
     head = list(itertools.islice(pieces, 2)) if parallel else []
     if not parallel or len(head) < 2:
         # One slice (any quick result): handing it to another thread costs more than it saves.
-        for piece in itertools.chain(_popping(head), pieces):
-            out = render(piece)
+        for i, piece in enumerate(itertools.chain(_popping(head), pieces)):
+            # From the second slice on this is an export: give the Arrow heap of this thread
+            # back after each (the pool's threads take turns, each would keep its own).
+            out = render(piece) if i == 0 else _render_releasing(render, piece)
             del piece
             yield out
             del out

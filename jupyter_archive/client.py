@@ -22,6 +22,8 @@ from urllib.parse import quote
 import pyarrow as pa
 import requests
 
+from .core.languages import DEFAULT_LANGUAGE
+
 FORMATS = ("pandas", "astropy", "arrow")
 PARQUET = "application/vnd.apache.parquet"
 ARROW = "application/vnd.apache.arrow.stream"
@@ -336,7 +338,7 @@ class ArchiveClient:
             body["variables"] = {k: str(v) for k, v in variables.items()}
         return body
 
-    def query(self, sql: str, context: str | None = None, *, language: str = "sql", params: dict | None = None,
+    def query(self, sql: str, context: str | None = None, *, language: str = DEFAULT_LANGUAGE, params: dict | None = None,
               variables: dict | None = None, limit: int | None = None, offset: int | None = None, format: str = "pandas"):
         """Run a quick query; ``params`` are bound by name (``:name`` in the SQL), never pasted."""
         body = self._body(sql, context, language, params, variables)
@@ -347,11 +349,11 @@ class ArchiveClient:
         body["format"] = "arrow"
         return convert(self._arrow("POST", "query", json=body), format)
 
-    def compile(self, sql: str, context: str | None = None, *, language: str = "sql", params: dict | None = None) -> dict:
+    def compile(self, sql: str, context: str | None = None, *, language: str = DEFAULT_LANGUAGE, params: dict | None = None) -> dict:
         """The phases of the SQL pipeline and the engine SQL, without running the query."""
         return self._json("POST", "compile", json=self._body(sql, context, language, params, None))
 
-    def submit(self, sql: str, context: str | None = None, *, language: str = "sql", params: dict | None = None,
+    def submit(self, sql: str, context: str | None = None, *, language: str = DEFAULT_LANGUAGE, params: dict | None = None,
                variables: dict | None = None, into: str | None = None, replace: bool = False,
                start_time: str | float | None = None, run: bool = True) -> Job:
         """Submit a query as a job (``into="mydb.T"`` keeps the rows in a table); returns the Job at once."""
@@ -406,7 +408,7 @@ class ArchiveClient:
         """The caller's saved directives (optionally those in one folder)."""
         return self._json("GET", "directives", params={"folder": folder} if folder else None)["directives"]
 
-    def save_directive(self, name: str, query: str, *, context: str | None = None, language: str = "sql",
+    def save_directive(self, name: str, query: str, *, context: str | None = None, language: str = DEFAULT_LANGUAGE,
                        folder: str = "/", description: str = "", into: str | None = None) -> dict:
         """Save a query as a directive; its query is compiled (checked) by the server."""
         body = {"name": name, "query": query, "context": context or self.context, "language": language,

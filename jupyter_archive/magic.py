@@ -23,8 +23,8 @@ from traitlets import Bool, Enum, Int, Unicode, observe
 from traitlets.config import Configurable
 
 from .client import FORMATS, ArchiveClient, ArchiveError
+from .core.languages import DEFAULT_LANGUAGE, LANGUAGES
 
-LANGUAGES = ("sql", "tsql", "adql", "sql2", "mysql")
 COMMANDS = ("tables", "contexts", "jobs", "job", "cancel", "editor", "browse")
 # SQL pieces where a ':' or '{' is text, not a parameter: strings, quoted names, comments.
 _SKIP = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\[[^\]]*\]|`[^`]*`|--[^\n]*|/\*.*?\*/", re.DOTALL)
@@ -61,7 +61,7 @@ class Archive(Magics, Configurable):
     """``%%archive``: query the archive from a notebook (settings via ``%config Archive.*``)."""
 
     context = Unicode("DEMO", config=True, help="The context queries run in when --context is not given.")
-    language = Enum(LANGUAGES, "tsql", config=True, help="The query language when --lang is not given.")
+    language = Enum(LANGUAGES, DEFAULT_LANGUAGE, config=True, help="The query language when --lang is not given.")
     format = Enum(FORMATS, "pandas", config=True, help="What a query gives: pandas, astropy or arrow.")
     limit = Int(None, allow_none=True, config=True, help="At most this many rows from a quick query (None: the server's limit).")
     url = Unicode(None, allow_none=True, config=True, help="The server's URL (default: found as ArchiveClient finds it).")

@@ -6,8 +6,11 @@ import datetime as dt
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jupyter_archive.core.errors import ArchiveError
+from jupyter_archive.core.languages import DEFAULT_LANGUAGE
 from jupyter_archive.core.sql import (
     LANGUAGES,
     Compiled,
@@ -192,6 +195,55 @@ def test_tsql_top(con, resolver):
     compiled = compile_query("SELECT TOP 2 objID FROM PhotoObj ORDER BY objID DESC", "tsql", resolver)
     assert "LIMIT 2" in compiled.statements[0].sql
     assert run(con, compiled) == [(6,), (5,)]
+
+
+# --- TOP n in the default language (DuckDB's SQL has no TOP of its own) ---------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(0, 8),
+    form=st.sampled_from(["TOP {n}", "top {n}", "TOP ({n})", "TOP (:n)"]),
+    distinct=st.booleans(),
+    nested=st.booleans(),
+)
+def test_default_language_reads_top_as_limit(n, form, distinct, nested):
+    con = duckdb.connect()
+    con.sql("ATTACH ':memory:' AS demo")
+    con.sql("ATTACH ':memory:' AS mydb")
+    con.sql('CREATE TABLE demo.main."PhotoObj" ("objID" BIGINT, type VARCHAR)')
+    con.executemany('INSERT INTO demo.main."PhotoObj" VALUES (?, ?)', [(i, t) for i, t, *_ in PHOTO])
+    resolver = DictResolver(con)
+    column = "type" if distinct else '"objID"'
+    select = f"SELECT {'DISTINCT ' if distinct else ''}{form.format(n=n)} {column} FROM PhotoObj ORDER BY {column}"
+    text = f"SELECT * FROM ({select}) AS t ORDER BY 1" if nested else select
+    got = q(con, resolver, text, DEFAULT_LANGUAGE, params={"n": n})
+    want = con.sql(f"SELECT {'DISTINCT ' if distinct else ''}{column} FROM demo.PhotoObj ORDER BY 1 LIMIT {n}").fetchall()
+    assert got == want
+    assert got == q(con, resolver, text.replace(":n", "@n"), "tsql", params={"n": n})  # as CasJobs reads it
+
+
+@pytest.mark.parametrize(
+    "text, rows",
+    [
+        ("SELECT top FROM Boxes ORDER BY top", [(1,), (2,)]),
+        ("SELECT top, bottom FROM Boxes ORDER BY 1", [(1, 5), (2, 6)]),
+        ("SELECT top + 1 AS t FROM Boxes ORDER BY 1", [(2,), (3,)]),
+        ("SELECT b.top FROM Boxes AS b ORDER BY 1", [(1,), (2,)]),
+        ("SELECT DISTINCT top FROM Boxes ORDER BY 1", [(1,), (2,)]),
+        ("SELECT TOP 1 top FROM Boxes ORDER BY top DESC", [(2,)]),
+        ('SELECT "top" FROM Boxes WHERE top > 1', [(2,)]),
+    ],
+)
+def test_default_language_keeps_columns_named_top(con, resolver, text, rows):
+    con.sql('CREATE TABLE demo.main."Boxes" ("top" INTEGER, bottom INTEGER)')
+    con.sql('INSERT INTO demo.main."Boxes" VALUES (1, 5), (2, 6)')
+    assert q(con, resolver, text, DEFAULT_LANGUAGE) == rows
+
+
+def test_default_language_refuses_top_percent_by_name(resolver):
+    err = error("SELECT TOP 10 PERCENT objID FROM PhotoObj", DEFAULT_LANGUAGE, resolver)
+    assert err.code == "unsupported" and "PERCENT" in err.message
 
 
 @pytest.mark.parametrize("into", ["mydb.Stars", "MyDB.dbo.Stars", "[mydb].[Stars]"])

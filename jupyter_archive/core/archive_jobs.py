@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from .catalog import ANONYMOUS
 from .errors import ArchiveError, not_found, permission
 from .jobs import Job
+from .languages import DEFAULT_LANGUAGE
 from .query import QueryResult
 from .query_jobs import compile_job, query_request
 from .tap_uploads import discard as discard_uploads
@@ -28,7 +29,7 @@ class JobsMixin:
         self,
         principal: Principal,
         text: str,
-        language: str = "sql",
+        language: str = DEFAULT_LANGUAGE,
         *,
         face: str = "native",
         start_time: float | None = None,

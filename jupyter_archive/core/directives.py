@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .catalog import MYDB, Principal, normalise_path
 from .errors import ArchiveError, bad_request, not_found, permission
 from .query_jobs import compile_job, query_request
-from .sql import LANGUAGES
+from .languages import DEFAULT_LANGUAGE, LANGUAGES
 
 if TYPE_CHECKING:
     from .archive import Archive
@@ -145,7 +145,7 @@ def _clean(fields: dict[str, Any], *, creating: bool) -> dict[str, Any]:
             raise bad_request("a directive needs a 'query' (SQL text)")
         out["query"] = query
     if "language" in fields or creating:
-        language = (fields.get("language") or "sql")
+        language = (fields.get("language") or DEFAULT_LANGUAGE)
         if not isinstance(language, str) or language.lower() not in LANGUAGES:
             raise bad_request(f"unknown language {language!r}; known: {', '.join(LANGUAGES)}")
         out["language"] = language.lower()

@@ -58,7 +58,7 @@ def compile_job(
     resolver = archive.resolver(principal, request.get("context"), request.get("base_path"), uploads)
     compiled = sqlmod.compile_query(
         request["query"],
-        request.get("language") or "sql",
+        request.get("language") or sqlmod.DEFAULT_LANGUAGE,
         resolver,
         variables=request.get("variables"),
         params=request.get("params"),

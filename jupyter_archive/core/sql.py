@@ -21,6 +21,7 @@ from sqlglot.errors import ErrorLevel, SqlglotError, TokenError, UnsupportedErro
 from sqlglot.tokens import TokenType
 
 from . import adql
+from .languages import DEFAULT_LANGUAGE, LANGUAGES
 from .errors import ArchiveError, bad_request
 from .sql_rewrite import (
     SQL2,
@@ -66,7 +67,8 @@ _SPECS: dict[str, LanguageSpec] = {
     "mysql": LanguageSpec("mysql", ArchiveMySQL, backslash_strings=True, backtick_idents=True, hash_comments=True),
     "adql": LanguageSpec("adql", adql.ADQL, first_words=frozenset({"SELECT", "WITH", "("}), statement_types=(exp.Query,)),
 }
-LANGUAGES = tuple(_SPECS)
+if set(_SPECS) != set(LANGUAGES):  # pragma: no cover - a language added in one place only
+    raise ImportError(f"query languages {sorted(LANGUAGES)} and their specs {sorted(_SPECS)} differ")
 
 PHASE_AST = "SQL AST"
 PHASE_VARIABLES = "Variables Substituted"

@@ -40,9 +40,34 @@ def _marking_parser(base: type) -> type:
 
 
 class ArchiveDuckDB(DuckDB):
-    """DuckDB's dialect, with string-literal table names marked."""
+    """DuckDB's dialect, with string-literal table names marked and ``SELECT TOP n`` read as
+    ``LIMIT n``: the archive's default language takes the TOP that CasJobs and ADQL users
+    write by habit (DuckDB has none), while ``top`` stays a usable column name."""
 
-    Parser = _marking_parser(DuckDB.Parser)
+    class Parser(_marking_parser(DuckDB.Parser)):
+        def _parse_limit(self, this=None, top=False, skip_limit_token=False):
+            if top and _top_ahead(self._tokens[self._index : self._index + 5]):
+                self._advance()
+                return super()._parse_limit(this, top=True, skip_limit_token=True)
+            return super()._parse_limit(this, top=top, skip_limit_token=skip_limit_token)
+
+
+_TOP_IN_PARENS = (
+    [TokenType.NUMBER, TokenType.R_PAREN],
+    [TokenType.COLON, TokenType.VAR, TokenType.R_PAREN],
+    [TokenType.PARAMETER, TokenType.VAR, TokenType.R_PAREN],
+)
+
+
+def _top_ahead(tokens: list) -> bool:
+    """Whether the tokens after SELECT [DISTINCT] start ``TOP n``, ``TOP (n)`` or ``TOP (:name)``:
+    where DuckDB could read neither a column nor a function named top."""
+    kinds = [t.token_type for t in tokens]
+    if len(kinds) < 2 or kinds[0] != TokenType.VAR or tokens[0].text.upper() != "TOP":
+        return False
+    if kinds[1] == TokenType.NUMBER:
+        return True
+    return kinds[1] == TokenType.L_PAREN and any(kinds[2 : 2 + len(c)] == c for c in _TOP_IN_PARENS)
 
 
 class ArchiveTSQL(TSQL):

@@ -12,7 +12,7 @@ import datetime as dt
 
 from ..core import formats
 from ..core.errors import ArchiveError
-from ..core.sql import LANGUAGES
+from ..core.languages import DEFAULT_LANGUAGE, LANGUAGES
 from .base import ArchiveHandler, endpoint
 
 DEFAULT_FORMAT = "json-table"
@@ -66,7 +66,7 @@ def _query_args(body: dict) -> dict:
     text = body.get("query")
     if not isinstance(text, str) or not text.strip():
         raise ArchiveError("bad_request", "the request needs a 'query' (SQL text)")
-    language = (body.get("language") or "sql").lower()
+    language = (body.get("language") or DEFAULT_LANGUAGE).lower()
     if language not in LANGUAGES:
         raise ArchiveError("bad_request", f"unknown language {language!r}; known: {', '.join(LANGUAGES)}")
     params = body.get("params") or None

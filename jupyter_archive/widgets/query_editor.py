@@ -7,9 +7,8 @@ import html
 import ipywidgets as w
 
 from ..client import ArchiveClient, ArchiveError
+from ..core.languages import DEFAULT_LANGUAGE, LANGUAGES
 from .job_progress import JobProgress
-
-LANGUAGES = ("sql", "tsql", "adql", "sql2", "mysql")
 
 
 def error_html(err: Exception) -> str:
@@ -25,7 +24,7 @@ class QueryEditor(w.VBox):
     """
 
     def __init__(self, client: ArchiveClient | None = None, query: str = "", context: str | None = None,
-                 language: str = "sql", limit: int = 1000, **kwargs):
+                 language: str = DEFAULT_LANGUAGE, limit: int = 1000, **kwargs):
         self.client = client or ArchiveClient()
         self.limit = limit
         names = [c["name"] for c in self.client.contexts()]

@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from . import pushdown
+from . import pushdown, temp_area
 from . import sql as sqlmod
 from .archive_engines import EnginesMixin
 from .archive_images import ImagesMixin
@@ -113,6 +113,7 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         self.config = config
         self.data_dir = Path(config.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        temp_area.clear(self.data_dir)  # what a killed process left; no engine of ours uses it yet
         self.catalog = Catalog(self.data_dir)
         self.users = UserStore(self.data_dir / "state.sqlite")
         self.executor = ThreadPoolExecutor(max(1, config.quick_workers), thread_name_prefix="archive-quick")

@@ -9,14 +9,13 @@ module's fixture takes a reference; the last one to finish stops it.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import DEMO_ROWS
+from .conftest import DEMO_ROWS, copy_demo
 from .test_cli import Server, free_port, root_flags
 
 TOKEN = "client-test-token"
@@ -31,7 +30,7 @@ class LiveServer(Server):
         self.data_dir = root / "data"
         self.runtime_dir = root / "runtime"
         self.work_dir = root / "work"
-        shutil.copytree(demo_dir, self.data_dir / "demo")
+        copy_demo(demo_dir, self.data_dir / "demo")
         self.work_dir.mkdir()
         self.port, self.token = free_port(), TOKEN
         self.url = f"http://127.0.0.1:{self.port}/"

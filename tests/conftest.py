@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -23,12 +24,30 @@ def demo_dir(tmp_path_factory) -> Path:
     return root / "demo"
 
 
+def copy_demo(demo_dir: Path, dest: Path) -> None:
+    """Give a test its own demo archive at ``dest``, cheaply: the images are hard links (the
+    archive only reads them, and rebuilds them beside the old ones, never in place), the
+    database a real copy (tests may add tables to it)."""
+    images = demo_dir / "images"
+
+    def link_or_copy(src, dst):
+        if Path(src).is_relative_to(images):
+            try:
+                os.link(src, dst)
+                return dst
+            except OSError:  # another file system, or no hard links there
+                pass
+        return shutil.copy2(src, dst)
+
+    shutil.copytree(demo_dir, dest, copy_function=link_or_copy)
+
+
 @pytest.fixture
 def archive_data_dir(tmp_path, demo_dir) -> Path:
     """A fresh archive data dir holding a copy of the session's demo archive."""
     data = tmp_path / "archive-data"
     data.mkdir()
-    shutil.copytree(demo_dir, data / "demo")
+    copy_demo(demo_dir, data / "demo")
     return data
 
 

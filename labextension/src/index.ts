@@ -18,7 +18,7 @@ import { queryCell } from './tree';
 const archiveSvg = `<svg xmlns="http://www.w3.org/2000/svg" width="16" viewBox="0 0 24 24">
 <g class="jp-icon3" fill="#616161"><path d="M12 2C7 2 3 3.8 3 6v12c0 2.2 4 4 9 4s9-1.8 9-4V6c0-2.2-4-4-9-4zm0 2c4.4 0 7 1.4 7 2s-2.6 2-7 2-7-1.4-7-2 2.6-2 7-2zM5 8.7C6.7 9.5 9.2 10 12 10s5.3-.5 7-1.3V12c0 .6-2.6 2-7 2s-7-1.4-7-2V8.7zm0 6c1.7.8 4.2 1.3 7 1.3s5.3-.5 7-1.3V18c0 .6-2.6 2-7 2s-7-1.4-7-2v-3.3z"/></g></svg>`;
 
-export const archiveIcon = new LabIcon({ name: 'jupyter-archive:archive', svgstr: archiveSvg });
+export const archiveIcon = new LabIcon({ name: 'jupyter-archive-service:archive', svgstr: archiveSvg });
 
 export namespace CommandIDs {
   export const newQuery = 'archive:new-query';
@@ -62,7 +62,7 @@ async function insertCell(app: JupyterFrontEnd, tracker: INotebookTracker, sourc
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
-  id: 'jupyter-archive:sidebar',
+  id: 'jupyter-archive-service:sidebar',
   description: 'Browse the archive, preview tables, watch and cancel jobs.',
   autoStart: true,
   requires: [INotebookTracker],

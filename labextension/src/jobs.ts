@@ -30,7 +30,7 @@ export class JobsModel {
       auto: false,
       factory: () => this.refresh(),
       frequency: { interval: IDLE_INTERVAL, backoff: false },
-      name: 'jupyter-archive:jobs',
+      name: 'jupyter-archive-service:jobs',
       // Rests while the panel is closed (it refreshes when shown) or the browser tab is hidden.
       standby: () => (this.visible() ? 'when-hidden' : true)
     });

@@ -129,19 +129,23 @@ def _start(bindir: Path) -> _Cluster:
         os.chown(root, pw.pw_uid, pw.pw_gid)
         as_postgres = ["runuser", "-u", "postgres", "--"]
     cluster = _Cluster(bindir, root, root / "data", _free_port(), as_postgres)
-    _check(
-        cluster.run(
-            "initdb", "-D", str(cluster.data), "-U", "postgres", "-E", "UTF8", "--locale=C",
-            "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync",
-        ),
-        "initdb",
-    )  # fmt: skip
-    log = root / "server.log"
-    opts = (
-        f"-p {cluster.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=40"
-    )
-    _check(cluster.run("pg_ctl", "-D", str(cluster.data), "-o", opts, "-l", str(log), "-w", "-t", "60", "start"), "pg_ctl start", log)
+    try:
+        _check(
+            cluster.run(
+                "initdb", "-D", str(cluster.data), "-U", "postgres", "-E", "UTF8", "--locale=C",
+                "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync",
+            ),
+            "initdb",
+        )  # fmt: skip
+        log = root / "server.log"
+        opts = (
+            f"-p {cluster.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=40"
+        )
+        _check(cluster.run("pg_ctl", "-D", str(cluster.data), "-o", opts, "-l", str(log), "-w", "-t", "60", "start"), "pg_ctl start", log)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)  # a server that never started leaves no folder under /tmp
+        raise
     return cluster
 
 

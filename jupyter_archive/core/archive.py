@@ -39,6 +39,7 @@ from .datasets import reset_dataset
 from .directives import DirectiveStore
 from .errors import ArchiveError, not_found, permission
 from .jobs import JobRunner, JobStore
+from .languages import DEFAULT_LANGUAGE
 from .mounts import MountStore
 from .query import QueryResult, engine_error, execute
 from .query_jobs import run_query_job
@@ -289,7 +290,7 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         self,
         principal: Principal,
         text: str,
-        language: str = sqlmod.DEFAULT_LANGUAGE,
+        language: str = DEFAULT_LANGUAGE,
         *,
         context: str | None = None,
         base_path: str | None = None,
@@ -326,7 +327,7 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         self,
         principal: Principal,
         text: str,
-        language: str = sqlmod.DEFAULT_LANGUAGE,
+        language: str = DEFAULT_LANGUAGE,
         *,
         context: str | None = None,
         base_path: str | None = None,

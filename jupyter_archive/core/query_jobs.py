@@ -15,6 +15,7 @@ from . import sql as sqlmod
 from .backends.duckdb import quote_ident
 from .errors import ArchiveError, permission
 from .jobs import Job, JobContext
+from .languages import DEFAULT_LANGUAGE
 from .query import execute
 from .tap_uploads import UploadSet
 
@@ -58,7 +59,7 @@ def compile_job(
     resolver = archive.resolver(principal, request.get("context"), request.get("base_path"), uploads)
     compiled = sqlmod.compile_query(
         request["query"],
-        request.get("language") or sqlmod.DEFAULT_LANGUAGE,
+        request.get("language") or DEFAULT_LANGUAGE,
         resolver,
         variables=request.get("variables"),
         params=request.get("params"),

@@ -21,8 +21,8 @@ from sqlglot.errors import ErrorLevel, SqlglotError, TokenError, UnsupportedErro
 from sqlglot.tokens import TokenType
 
 from . import adql
-from .languages import DEFAULT_LANGUAGE, LANGUAGES
 from .errors import ArchiveError, bad_request
+from .languages import LANGUAGES
 from .sql_rewrite import (
     SQL2,
     ArchiveDuckDB,

@@ -16,7 +16,6 @@ import subprocess
 import threading
 import warnings
 import xml.etree.ElementTree as ET
-from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -30,6 +29,8 @@ from astropy.table import Table
 from jupyter_archive.core.errors import ArchiveError
 from jupyter_archive.core.formats import MEDIA_TYPES, ResultInfo, by_name, negotiate, slices
 from jupyter_archive.core.schema import field_meta, with_meta
+
+from .html_table import html_cells
 
 ALL = ["csv", "tsv", "json", "json-table", "json-array-casjobs", "ldjson", "votable", "fits", "parquet", "arrow", "xml",
        "dataset", "html"]
@@ -315,37 +316,12 @@ def test_dataset_names_times_and_odd_values():
     assert b"<!-- truncated: the row limit of 2 rows cut this result -->" in encode("dataset", t, ResultInfo(truncated=True, row_limit=2))
 
 
-class _Cells(HTMLParser):
-    """The header and body cells of an HTML table, as text."""
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.rows, self.cell = [], None
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "tr":
-            self.rows.append([])
-        elif tag in ("td", "th"):
-            self.cell = ""
-
-    def handle_data(self, data):
-        if self.cell is not None:
-            self.cell += data
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th"):
-            self.rows[-1].append(self.cell)
-            self.cell = None
-
-
 def test_html_table_round_trip():
     data = encode("html", info=ResultInfo(table_name="Table<1>", truncated=True)).decode()
     assert data.startswith("<!DOCTYPE html>") and "<caption>Table&lt;1&gt;</caption>" in data
     assert 'title="deg; Right &lt;ascension&gt; &amp; &quot;J2000&quot;"' in data  # unit and description
     assert "The row limit cut this result" in data
-    parser = _Cells()
-    parser.feed(data)
-    head, *rows = parser.rows
+    head, *rows = html_cells(data)
     assert head == COLS
     parse = lambda n, v: from_text(KIND[n], {"NaN": "nan"}.get(v, v)) if v != "" else None
     assert_rows([dict(zip(COLS, r)) for r in rows], parse=parse, empty_is_null={"name", "blob"})

@@ -320,6 +320,20 @@ def json_values(arr: pa.Array) -> pa.Array:
     return pc.fill_null(s, "null") if s.null_count else s
 
 
+def unique_names(names: Iterable[str], numbered) -> list[str]:
+    """Names made unique ignoring case (FITS and .NET compare column names so): a name already
+    taken becomes ``numbered(name, k)`` for k = 1, 2, ... until one is free."""
+    seen, out = set(), []
+    for name in names:
+        candidate, k = name, 0
+        while candidate.lower() in seen:
+            k += 1
+            candidate = numbered(name, k)
+        seen.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
 def _encode_name(name: str) -> str:
     """An XML element name for a column, escaped the way .NET's XmlConvert.EncodeLocalName does."""
     out = []

@@ -32,6 +32,7 @@ from .formats import (
     slices,
     tagged,
     text,
+    unique_names,
     xml_attr,
     xml_text,
 )
@@ -122,16 +123,8 @@ def _cell(name: str, xsd: str):
 
 def column_names(names: list[str]) -> list[str]:
     """Encoded column names, unique ignoring case (``a``, ``A1``), unnamed ones ``Column1``..."""
-    out, seen = [], set()
-    for i, name in enumerate(names):
-        base = _encode_name(name) if name else f"Column{i + 1}"
-        candidate, n = base, 0
-        while candidate.lower() in seen:
-            n += 1
-            candidate = f"{base}{n}"
-        seen.add(candidate.lower())
-        out.append(candidate)
-    return out
+    encoded = [_encode_name(name) if name else f"Column{i + 1}" for i, name in enumerate(names)]
+    return unique_names(encoded, lambda name, k: f"{name}{k}")
 
 
 def _schema(table: str, fields: list[tuple[str, pa.DataType]]) -> str:

@@ -201,7 +201,10 @@ class IndexHandler(DaxHandler):
     @endpoint(anonymous=True)
     async def get(self, path: str):
         doc = INDEX[path.strip("/")]
-        await self.send_meta(doc, [{"name": n} for n in doc["results"]] if "results" in doc else [doc], ("name",) if "results" in doc else ())
+        if "results" in doc:
+            await self.send_meta(doc, [{"name": n} for n in doc["results"]], ("name",))
+        else:  # /db/v0/tap: a link
+            await self.send_meta(doc, [doc])
 
 
 class LevelsHandler(DaxHandler):

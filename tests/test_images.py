@@ -351,6 +351,7 @@ async def test_async_retrieval_of_a_kind_as_png_and_its_errors(fetch, raw):
     png = await fetch("archive", "dax", "image", "v0", job_id, "results", "0")
     assert url.endswith("/results/0") and png.body[:8] == b"\x89PNG\r\n\x1a\n"
     assert_error(await post("plane=fog"), 400, "ValueError")
+    assert_error(await post("start=5"), 404, "NotFound")  # past the last image: nothing to retrieve
     assert_error(await post("", path="archive/dax/image/v0/L2/DEMO/raw"), 404, "NotFound")
     assert_error(await post("", headers={"Authorization": ""}), 403)
 

@@ -25,7 +25,6 @@ from .images import (
     Image,
     ImageCatalog,
     ImageSource,
-    check_plane_names,
     check_planes,
     check_position,
     covering,
@@ -187,13 +186,15 @@ class ImagesMixin:
     def submit_images(self, principal: Principal, images: list[Image], planes=PLANES, fmt: str = "fits", *, face: str = "dax") -> Job:
         """Queue the retrieval of whole images (their asked planes, in a format) as one job: one
         result file per image, in order (LSST's asynchronous "retrieve all coadd images")."""
+        if not images:
+            raise not_found("no image matches the request: there is nothing to retrieve")
         return self._submit_image_job(principal, images, planes, None, fmt, face)
 
     def _submit_image_job(self, principal: Principal, images: list[Image], planes, cutout: dict | None, fmt: str, face: str) -> Job:
         if principal.anonymous:
             raise permission("asynchronous image requests need a signed-in user: log in to Jupyter or send an X-Auth-Token")
-        checked = [check_planes(image, planes) for image in images] or [check_plane_names(planes)]
-        planes = checked[0]  # the same for every image (check_planes refuses an image without one)
+        # the same for every image: check_planes refuses an image that lacks one
+        planes = [check_planes(image, planes) for image in images][0]
         if fmt != "fits":
             planes = planes[:1]  # a picture shows one plane
         # Cutting now (pixels are memory-mapped, nothing is encoded) refuses a cutout outside
@@ -242,7 +243,7 @@ class ImagesMixin:
         principal = self.principal(job.owner)
         req = job.request
         fmt = req.get("format", "fits")
-        refs = req.get("images") or [req["image"]]  # "image": a job queued before requests held lists
+        refs = req["images"] if "images" in req else [req["image"]]  # "image": queued before requests held lists
         files = []
         for n, ref in enumerate(refs):
             image = self.image_by_ref(principal, ref)  # rights may have changed since it was queued

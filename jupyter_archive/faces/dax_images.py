@@ -6,8 +6,9 @@ images of a kind (``start``, ``count``, ``owner``, ``createdAfter``, ``createdBe
 information (url, owner, size, WCS centre, footprint).
 
 imgserv (``image/v0``): ``{level}/{collection}/{kind}`` lists images as URLs (``start``,
-``count``, the metaserv filters, and ``plane``, which the URLs then carry); ``.../{id}`` is the whole image (all planes as multi-extension FITS, or ``plane=data|mask|
-variance``, repeatable); ``.../{id}/cutout`` cuts by ``x,y,width,height`` (pixels, centred),
+``count``, the metaserv filters, and ``plane``, which the URLs then carry); ``.../{id}`` is
+the whole image (all planes as multi-extension FITS, or ``plane=data|mask|variance``,
+repeatable); ``.../{id}/cutout`` cuts by ``x,y,width,height`` (pixels, centred),
 ``x1,y1,x2,y2`` (corners, inclusive), ``ra,dec,deltaRa,deltaDec`` (arcmin),
 ``ra,dec,widthAng,heightAng`` (arcsec) or ``ra,dec,widthPix,heightPix``; pixel coordinates
 are 0-based (astropy's). ``Accept`` (or ``format``) picks FITS (default), PNG or JPEG.
@@ -175,8 +176,8 @@ class ImgservListHandler(ImageHandler):
     @endpoint(anonymous=True)
     async def get(self, level: str, collection: str, kind: str):
         images = await self.call(self._page, level, collection, kind)
-        planes = check_plane_names(self.asked_planes()) if self.asked_planes() else []
-        query = "?" + urlencode([("plane", p) for p in planes]) if planes else ""
+        asked = self.asked_planes()
+        query = "?" + urlencode([("plane", p) for p in check_plane_names(asked)]) if asked else ""
         self.send_json([self.image_url(img) + query for img in images])
 
     @endpoint(anonymous=True)

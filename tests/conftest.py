@@ -99,6 +99,19 @@ def body_json(resp):
     return json.loads(resp.body)
 
 
+@pytest.fixture
+def raw(http_server_client, jp_base_url, jp_auth_header):
+    """Fetch a path below the base URL with its query string sent as written (``fetch`` would
+    escape a ``;``); never raises on HTTP errors."""
+
+    async def _raw(path: str, query: str = "", **kw):
+        headers = {**jp_auth_header, **kw.pop("headers", {})}
+        url = jp_base_url.rstrip("/") + "/" + path + ("?" + query if query else "")
+        return await http_server_client.fetch(url, headers=headers, raise_error=False, **kw)
+
+    return _raw
+
+
 _EXIT_STATUS = [0]
 
 

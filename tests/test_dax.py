@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 import urllib.parse
 
 import duckdb
+import pandas as pd
 import pytest
+from astropy.io import fits
+from astropy.io.votable import parse_single_table
+from astropy.table import Table
 
 from .conftest import DEMO_ROWS, body_json
+from .html_table import html_cells
 
 NO_AUTH = {"Authorization": ""}
 QUERY = "SELECT objid, ra, dec FROM DEMO.PhotoObj ORDER BY objid LIMIT 5"
@@ -210,6 +216,94 @@ async def test_anonymous_reads_l2_only(fetch, archive_config):
     assert len(body_json(resp)["result"]["table"]["data"]) == 5
 
 
+# Every listing of the document (M4, M6, M10, M11, M12 and I5) and a value it holds.
+LISTINGS = [
+    "archive/dax/meta/v0/db/L2", "archive/dax/meta/v0/db/L2/DEMO/tables", "archive/dax/meta/v0/image/L2",
+    "archive/dax/meta/v0/image/L2/DEMO", "archive/dax/meta/v0/image/L2/DEMO/calexp", "archive/dax/image/v0/L2/DEMO/calexp",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", LISTINGS)
+async def test_listings_take_the_documents_semicolon_form(raw, path):
+    """``start=<x>;count=<y>`` (the document's form) pages exactly as ``start=<x>&count=<y>`` does."""
+    whole = body_json(await raw(path))
+    n = len(whole["results"] if isinstance(whole, dict) else whole)
+    assert n >= 1
+    for start in range(n + 2):
+        for count in range(n + 2):
+            semi = await raw(path, f"start={start};count={count}")
+            amp = await raw(path, f"start={start}&count={count}")
+            assert semi.code == amp.code == 200, semi.body
+            assert body_json(semi) == body_json(amp), (start, count)
+    page = body_json(await raw(path, f"start={n - 1};count=1"))
+    items = page["results"] if isinstance(page, dict) else page
+    assert len(items) == 1 and items[0] == (whole["results"] if isinstance(whole, dict) else whole)[-1]
+    # the other arguments may join the same way; a bad value is still a ValueError naming it
+    err = assert_meta_error(await raw(path, "start=0;count=ten"), 400, "ValueError")
+    assert "count" in err["message"]
+
+
+async def test_filters_join_with_semicolons_too(raw):
+    tables = body_json(await raw("archive/dax/meta/v0/db/L2/DEMO/tables", "containing=spec;start=0;count=5"))
+    assert tables["results"] == [["SpecObj"]]
+    images = body_json(await raw("archive/dax/meta/v0/image/L2/DEMO/calexp", "createdAfter=2024-03-01T12:00:00Z;count=1"))
+    assert images["ids"] == ["1001"] and images["more"] is True
+
+
+# The metadata resources (JSON by default) and the table each is as CSV: (path, columns, a row it has).
+METADATA = [
+    ("archive/dax", ["name"], ["db"]),
+    ("archive/dax/meta/v0/db", ["level"], ["L2"]),
+    ("archive/dax/meta/v0/db/L2", ["name"], ["DEMO"]),
+    ("archive/dax/meta/v0/db/L2/DEMO", ["name", "owner", "host", "port"], ["DEMO", "archive"]),
+    ("archive/dax/meta/v0/db/L2/DEMO/tables", ["name"], ["PhotoObj"]),
+    ("archive/dax/meta/v0/db/L2/DEMO/tables/SpecObj", ["name", "datatype", "unit", "ucd", "description"], ["specobjid", "BIGINT"]),
+    ("archive/dax/meta/v0/db/L2/DEMO/tables/SpecObj/schema", ["name", "schema"], ["SpecObj"]),
+    ("archive/dax/meta/v0/image", ["level"], ["L2"]),
+    ("archive/dax/meta/v0/image/L2/DEMO", ["name"], ["calexp"]),
+    ("archive/dax/meta/v0/image/L2/DEMO/calexp", ["url", "id"], ["1000"]),
+    ("archive/dax/meta/v0/image/L2/DEMO/calexp/1000", ["id", "level", "collection", "kind", "url"], ["1000", "L2", "DEMO", "calexp"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path, columns, cells", METADATA)
+async def test_metadata_honours_csv_html_and_the_documents_other_formats(raw, path, columns, cells):
+    plain = await raw(path)
+    assert plain.code == 200 and plain.headers["Content-Type"].startswith("application/json")
+    doc = body_json(plain)
+    assert body_json(await raw(path, headers={"Accept": "application/json"})) == doc
+    csv = await raw(path, headers={"Accept": "text/csv"})
+    assert csv.code == 200 and csv.headers["Content-Type"].startswith("text/csv")
+    df = pd.read_csv(io.BytesIO(csv.body), dtype=str, keep_default_na=False)
+    assert list(df.columns)[: len(columns)] == columns and len(df) >= 1
+    assert any(all(c in row for c in cells) for row in df.astype(str).values.tolist()), df
+    # the same table as a page (what a browser asks for first), as TSV and as a FITS table
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    page = await raw(path, headers={"Accept": browser})
+    assert page.code == 200 and page.headers["Content-Type"].startswith("text/html")
+    head, *rows = html_cells(page.body.decode())
+    assert head == list(df.columns) and rows == df.values.tolist()
+    tsv = await raw(path, headers={"Accept": "text/tsv"})
+    assert tsv.code == 200 and pd.read_csv(io.BytesIO(tsv.body), sep="\t", dtype=str, keep_default_na=False).shape == df.shape
+    table = Table.read(io.BytesIO((await raw(path, headers={"Accept": "application/fitsTable"})).body), format="fits")
+    assert table.colnames == list(df.columns) and len(table) == len(df)
+    assert (await raw(path, "format=csv")).body == csv.body
+    assert_meta_error(await raw(path, headers={"Accept": "image/png"}), 406)
+
+
+async def test_metadata_tables_hold_what_the_json_holds(raw, demo_db):
+    columns = pd.read_csv(io.BytesIO((await raw("archive/dax/meta/v0/db/L2/DEMO/tables/PhotoObj", "format=csv")).body))
+    described = demo_db.sql("DESCRIBE PhotoObj").fetchall()
+    assert columns["name"].tolist() == [r[0] for r in described] and columns["datatype"].tolist() == [r[1] for r in described]
+    ra = columns.set_index("name").loc["ra"]
+    assert ra["unit"] == "deg" and ra["ucd"].startswith("pos.eq.ra")
+    _, ddl = body_json(await raw("archive/dax/meta/v0/db/L2/DEMO/tables/PhotoObj/schema"))["result"]
+    schema = pd.read_csv(io.BytesIO((await raw("archive/dax/meta/v0/db/L2/DEMO/tables/PhotoObj/schema", "format=csv")).body))
+    assert schema.values.tolist() == [["PhotoObj", ddl]]
+    paged = pd.read_csv(io.BytesIO((await raw("archive/dax/meta/v0/db/L2/DEMO/tables", "start=1;count=1;format=csv")).body))
+    assert paged["name"].tolist() == ["SpecObj"]
+
+
 # -- dbserv --------------------------------------------------------------------------------------
 
 
@@ -317,6 +411,33 @@ async def test_sync_other_formats_by_accept(fetch, demo_db):
     assert resp.code == 200, resp.body
     lines = resp.body.decode().splitlines()
     assert lines[0] == "objid,ra,dec" and len(lines) == 6
+
+
+@pytest.mark.parametrize("accept", ["application/VOTable", "APPLICATION/VOTABLE", "application/x-votable+xml"])
+async def test_sync_answers_the_documents_votable(fetch, demo_db, accept):
+    resp = await sync_post(fetch, {"query": QUERY}, headers={"Accept": accept})
+    assert resp.code == 200, resp.body
+    table = parse_single_table(io.BytesIO(resp.body)).to_table()
+    want = demo_db.sql(QUERY.replace("DEMO.", "")).fetchall()
+    assert [tuple(r) for r in table.as_array().tolist()] == want
+
+
+@pytest.mark.parametrize("accept", ["application/fitsTable", "application/FITSTABLE", "application/fits"])
+async def test_sync_answers_the_documents_fits_table(fetch, demo_db, accept):
+    resp = await sync_get(fetch, {"query": QUERY}, headers={"Accept": accept})
+    assert resp.code == 200, resp.body
+    with fits.open(io.BytesIO(resp.body)) as hdul:
+        got = [tuple(r) for r in Table(hdul[1].data).as_array().tolist()]
+    assert got == demo_db.sql(QUERY.replace("DEMO.", "")).fetchall()
+
+
+async def test_sync_answers_a_page_to_a_browser(fetch, demo_db):
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    resp = await sync_get(fetch, {"query": QUERY}, headers={"Accept": browser})
+    assert resp.code == 200 and resp.headers["Content-Type"].startswith("text/html")
+    head, *rows = html_cells(resp.body.decode())
+    assert head == ["objid", "ra", "dec"]
+    assert [(int(a), float(b), float(c)) for a, b, c in rows] == demo_db.sql(QUERY.replace("DEMO.", "")).fetchall()
 
 
 @pytest.mark.parametrize("archive_config", [{"quick_row_limit": 3}])

@@ -30,7 +30,10 @@ from jupyter_archive.core.errors import ArchiveError
 from jupyter_archive.core.formats import MEDIA_TYPES, ResultInfo, by_name, negotiate, slices
 from jupyter_archive.core.schema import field_meta, with_meta
 
-ALL = ["csv", "tsv", "json", "json-table", "json-array-casjobs", "ldjson", "votable", "fits", "parquet", "arrow", "xml"]
+from .html_table import html_cells
+
+ALL = ["csv", "tsv", "json", "json-table", "json-array-casjobs", "ldjson", "votable", "fits", "parquet", "arrow", "xml",
+       "dataset", "html"]
 SERIALIZATIONS = ["tabledata", "binary", "binary2"]
 TRICKY = 'a,b "c"\nd\te\rf'
 
@@ -237,6 +240,91 @@ def test_xml_round_trip():
     assert rows[2].find("id") is None  # NULL: element omitted
     parsed = [{c.tag: (c.text or "") for c in r} for r in rows]
     assert_rows(parsed, parse=lambda n, v: from_text(KIND[n], v), empty_is_null={"name", "blob"})
+
+
+XS = "{http://www.w3.org/2001/XMLSchema}"
+MSDATA = "{urn:schemas-microsoft-com:xml-msdata}"
+XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
+
+
+def _dataset(table, info=None):
+    """(root, {column: (xs type, DateTimeMode)}, rows as {column: element}) of a DataSet XML."""
+    data = encode("dataset", table, info or ResultInfo(table_name="Table1"))
+    assert data.startswith(b'<?xml version="1.0" encoding="utf-8" standalone="yes"?>\n<NewDataSet>')
+    root = ET.fromstring(data)
+    schema = root.find(f"{XS}schema")
+    ds = schema.find(f"{XS}element")
+    assert (ds.get("name"), ds.get(f"{MSDATA}IsDataSet"), ds.get(f"{MSDATA}UseCurrentLocale")) == ("NewDataSet", "true", "true")
+    (tbl,) = ds.find(f"{XS}complexType/{XS}choice").findall(f"{XS}element")
+    assert tbl.get("name") == "Table1"
+    cols = {}
+    for c in tbl.findall(f"{XS}complexType/{XS}sequence/{XS}element"):
+        assert c.get("minOccurs") == "0"
+        cols[c.get("name")] = (c.get("type"), c.get(f"{MSDATA}DateTimeMode"))
+    rows = [{c.tag: c for c in r} for r in root.findall("Table1")]
+    return root, cols, rows
+
+
+def test_dataset_schema_types_and_values():
+    """What .NET's DataSet.WriteXml(WriteSchema) writes: the inline schema with the XSD types .NET
+    gives its columns, then the rows; every value reads back as the source value."""
+    root, cols, rows = _dataset(SOURCE)
+    assert cols == {
+        "id": ("xs:long", None), "u64": ("xs:unsignedLong", None), "i8": ("xs:byte", None), "i16": ("xs:short", None),
+        "i32": ("xs:int", None), "u8": ("xs:unsignedByte", None), "u16": ("xs:unsignedShort", None),
+        "u32": ("xs:unsignedInt", None), "ra": ("xs:double", None), "mag": ("xs:float", None), "name": ("xs:string", None),
+        "flag": ("xs:boolean", None), "ts": ("xs:dateTime", "Unspecified"), "d": ("xs:dateTime", "Unspecified"),
+        "blob": ("xs:base64Binary", None), "dec": ("xs:decimal", None),
+    }  # fmt: skip
+    assert rows[2] == {}  # a row of NULLs: no elements at all
+
+    def parse(name, el):
+        if el is None:
+            return None
+        text = el.text or ""
+        if name == "d":
+            assert text.endswith("T00:00:00")  # a date is a DateTime at midnight, as .NET has it
+            return dt.datetime.fromisoformat(text).date()
+        return from_text(KIND[name], {"NaN": "nan", "INF": "inf", "-INF": "-inf"}.get(text, text))
+
+    assert_rows(rows, parse=parse)
+    # white space at either end is kept for readers that drop white-space-only text; CR survives
+    assert rows[1]["name"].get(XML_SPACE) is None and rows[1]["name"].text == TRICKY
+    padded = _dataset(pa.table({"s": [" ", "a ", " a", "a b", "", None]}))[2]
+    assert [r["s"].get(XML_SPACE) if "s" in r else "-" for r in padded] == ["preserve", "preserve", "preserve", None, None, "-"]
+    assert [(r["s"].text or "") if "s" in r else None for r in padded] == [" ", "a ", " a", "a b", "", None]
+
+
+def test_dataset_names_times_and_odd_values():
+    t = pa.table({
+        "Rows Affected": pa.array([1, None], pa.int32()), "a": [1.5, float("-inf")], "A": ["x\x01y\ufffe", "<&>"],
+        "": [True, None], "ts": pa.array([dt.datetime(2020, 1, 2, 3, 4, 5, 500000), None], pa.timestamp("us", tz="UTC")),
+        "tm": pa.array([dt.time(10, 30, 0, 250000), dt.time(0, 0)]), "dur": pa.array([90061_000_000, -5], pa.duration("us")),
+        "wide": pa.array([decimal.Decimal("1" * 30), None], pa.decimal128(38, 0)), "nested": [[1, 2], None],
+        "half": pa.array([1.5, 2.25], pa.float16()),
+    })  # fmt: skip
+    _, cols, rows = _dataset(t, ResultInfo(table_name="Table1", truncated=True, row_limit=2))
+    # names as .NET encodes them, unique ignoring case as a DataTable needs; unnamed ones ColumnN
+    assert list(cols) == ["Rows_x0020_Affected", "a", "A1", "Column4", "ts", "tm", "dur", "wide", "nested", "half"]
+    assert cols["ts"] == ("xs:dateTime", "Utc") and cols["tm"] == cols["dur"] == ("xs:duration", None)
+    assert cols["wide"] == ("xs:string", None) and cols["nested"] == ("xs:string", None) and cols["half"] == ("xs:float", None)
+    first, second = [{k: v.text for k, v in r.items()} for r in rows]
+    assert first == {"Rows_x0020_Affected": "1", "a": "1.5", "A1": "x\ufffdy\ufffd", "Column4": "true",
+                     "ts": "2020-01-02T03:04:05.5Z", "tm": "PT10H30M0.25S", "dur": "P1DT1H1M1S", "wide": "1" * 30,
+                     "nested": "[1, 2]", "half": "1.5"}  # fmt: skip
+    assert second == {"a": "-INF", "A1": "<&>", "tm": "PT0S", "dur": "-PT0.000005S", "half": "2.25"}
+    assert b"<!-- truncated: the row limit of 2 rows cut this result -->" in encode("dataset", t, ResultInfo(truncated=True, row_limit=2))
+
+
+def test_html_table_round_trip():
+    data = encode("html", info=ResultInfo(table_name="Table<1>", truncated=True)).decode()
+    assert data.startswith("<!DOCTYPE html>") and "<caption>Table&lt;1&gt;</caption>" in data
+    assert 'title="deg; Right &lt;ascension&gt; &amp; &quot;J2000&quot;"' in data  # unit and description
+    assert "The row limit cut this result" in data
+    head, *rows = html_cells(data)
+    assert head == COLS
+    parse = lambda n, v: from_text(KIND[n], {"NaN": "nan"}.get(v, v)) if v != "" else None
+    assert_rows([dict(zip(COLS, r)) for r in rows], parse=parse, empty_is_null={"name", "blob"})
 
 
 # --- VOTable ----------------------------------------------------------------------------------
@@ -504,7 +592,21 @@ def test_negotiate_q_values():
     assert negotiate("application/ldjson;mode=readable").name == "ldjson"
     assert negotiate("text/csv;disposition=attachment").options["disposition"] == "attachment"
     for mt, (name, _) in MEDIA_TYPES.items():
-        assert negotiate(mt).name == name
+        assert negotiate(mt, allowed=set(ALL)).name == name
+    # the names LSST DAX gives formats, in any case; CasJobs' DataSet
+    assert negotiate("application/votable").name == "votable" and negotiate("application/VOTable").media_type == "application/VOTable"
+    assert negotiate("application/FITSTABLE").name == "fits" and negotiate("text/tsv").name == "tsv"
+    assert negotiate("application/x-dataset").name == "dataset"
+
+
+def test_html_is_offered_only_where_a_face_offers_it():
+    # browsers ask for text/html first: a face that did not promise a page answers them with data
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    assert negotiate(browser).name == "xml" and negotiate("text/html, */*;q=0.1", default="json").name == "json"
+    with pytest.raises(ArchiveError) as exc:
+        negotiate("text/html")
+    assert exc.value.status == 406 and "text/html" not in exc.value.details["supported"]
+    assert negotiate(browser, allowed={"html", "json"}).name == "html"
 
 
 def test_format_param_wins():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import urllib.parse
 
 import numpy as np
 import pytest
@@ -296,6 +297,63 @@ async def test_async_whole_plane_as_png_by_form(fetch):
     assert (await wait_done(fetch, job_id))["status"] == "completed"
     result = await fetch("archive", "dax", "image", "v0", job_id, "results", "0")
     assert result.headers["Content-Type"] == "image/png" and result.body[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_listing_with_a_plane_gives_urls_of_that_plane(fetch, http_server_client, jp_auth_header, archive_data_dir):
+    urls = body_json(await fetch(*IMG[:-1], params={"plane": "mask", "start": "1", "count": "1"}))
+    assert len(urls) == 1 and urls[0].endswith("/image/v0/L2/DEMO/calexp/1001?plane=mask")
+    url = urllib.parse.urlsplit(urls[0])
+    image = await http_server_client.fetch(f"{url.path}?{url.query}", headers=jp_auth_header)  # the URL as given
+    with read_fits(image.body) as hdul:
+        np.testing.assert_array_equal(hdul[0].data, reference(archive_data_dir, "calexp", "1001")[0]["mask"])
+    assert_error(await fetch(*IMG[:-1], params={"plane": "fog"}), 400, "ValueError")
+
+
+@pytest.mark.parametrize("how", ["query", "semicolons", "json"])
+async def test_async_retrieval_of_the_images_of_a_kind(fetch, raw, archive_data_dir, how):
+    """The document's I5 (``GET** /image/v0/L2/DR7/coadd``): POST retrieves the listed images as a job."""
+    path = "archive/dax/image/v0/L2/DEMO/calexp"
+    if how == "query":
+        resp = await raw(path, "start=1&count=2&plane=mask&plane=variance", method="POST", body="")
+    elif how == "semicolons":
+        resp = await raw(path, "start=1;count=2;plane=mask,variance", method="POST", body="")
+    else:
+        resp = await raw(path, method="POST", body=json.dumps({"start": 1, "count": 2, "plane": ["mask", "variance"]}))
+    assert resp.code == 202, resp.body
+    out = body_json(resp)
+    job_id = out["id"]
+    assert resp.headers["Location"] == out["status"]
+    assert (await wait_done(fetch, job_id))["status"] == "completed"
+    explain = body_json(await fetch("archive", "dax", "image", "v0", job_id, "explain"))
+    assert explain["images"] == 2 and explain["pixels"] == 2 * 512 * 512 and "2 images" in explain["result"]
+    urls = body_json(await fetch("archive", "dax", "image", "v0", job_id, "results"))
+    assert [u.rsplit("/", 2)[1:] for u in urls] == [["results", "0"], ["results", "1"]]
+    for n, image_id in enumerate(["1001", "1002"]):
+        result = await fetch("archive", "dax", "image", "v0", job_id, "results", str(n))
+        assert result.code == 200 and result.headers["Content-Type"] == "image/fits"
+        assert image_id in result.headers["Content-Disposition"]
+        planes, _ = reference(archive_data_dir, "calexp", image_id)
+        with read_fits(result.body) as hdul:
+            np.testing.assert_array_equal(hdul["MASK"].data, planes["mask"])
+            np.testing.assert_array_equal(hdul["VARIANCE"].data, planes["variance"])
+            assert "IMAGE" not in hdul
+    assert_error(await fetch("archive", "dax", "image", "v0", job_id, "results", "2"), 404, "NotFound")
+
+
+async def test_async_retrieval_of_a_kind_as_png_and_its_errors(fetch, raw):
+    path = "archive/dax/image/v0/L2/DEMO/deepCoadd"
+    post = lambda query, path=path, **kw: raw(path, query, method="POST", body="", **kw)
+    resp = await post("format=png")
+    assert resp.code == 202, resp.body
+    job_id = body_json(resp)["id"]
+    assert (await wait_done(fetch, job_id))["status"] == "completed"
+    (url,) = body_json(await fetch("archive", "dax", "image", "v0", job_id, "results"))
+    png = await fetch("archive", "dax", "image", "v0", job_id, "results", "0")
+    assert url.endswith("/results/0") and png.body[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_error(await post("plane=fog"), 400, "ValueError")
+    assert_error(await post("start=5"), 404, "NotFound")  # past the last image: nothing to retrieve
+    assert_error(await post("", path="archive/dax/image/v0/L2/DEMO/raw"), 404, "NotFound")
+    assert_error(await post("", headers={"Authorization": ""}), 403)
 
 
 async def test_async_errors(fetch, archive):

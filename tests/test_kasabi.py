@@ -270,16 +270,21 @@ async def test_bad_requests_are_400_with_plain_text(fetch):
     assert_plain_error(await fetch("archive", "kasabi", "dataset", "mydb", "jobs", method="PUT", body="x"), 405, "not allowed")
 
 
-async def test_401_without_credentials_403_for_non_owners_404_for_others(fetch, archive, jp_base_url):
+def assert_not_authorized(resp, *words) -> str:
+    """Kasabi's 401 "API key is not authorized to access the data": plain text and a challenge."""
+    text = assert_plain_error(resp, 401, *words)
+    assert resp.headers.get("WWW-Authenticate"), resp.headers
+    return text
+
+
+async def test_401_without_credentials_and_for_non_owners_404_for_others(fetch, archive, jp_base_url):
     no_auth = {"Authorization": ""}
-    resp = await post_job(fetch, form={"jobType": "reset"}, headers=no_auth)
-    assert_plain_error(resp, 401, "not authorized")
-    assert resp.headers.get("WWW-Authenticate")
-    assert_plain_error(await post_job(fetch, form={"jobType": "reset"}, headers={**no_auth, "X-Auth-Token": "nope"}), 401)
-    # DEMO is read-only and public: it has no owner who may reset it
-    assert_plain_error(await post_job(fetch, "DEMO", form={"jobType": "reset"}), 403, "owner")
+    assert_not_authorized(await post_job(fetch, form={"jobType": "reset"}, headers=no_auth), "not authorized")
+    assert_not_authorized(await post_job(fetch, form={"jobType": "reset"}, headers={**no_auth, "X-Auth-Token": "nope"}))
+    # DEMO is read-only and public: it has no owner who may reset it, so nobody is authorized
+    assert_not_authorized(await post_job(fetch, "DEMO", form={"jobType": "reset"}), "owner")
     bob_headers = bob(archive)
-    assert_plain_error(await post_job(fetch, "demo", form={"jobType": "reset"}, headers=bob_headers), 403, "owner")
+    assert_not_authorized(await post_job(fetch, "demo", form={"jobType": "reset"}, headers=bob_headers), "owner")
     unknown = await post_job(fetch, "nosuchdataset", form={"jobType": "reset"}, headers=bob_headers)
     assert_plain_error(unknown, 404, "nosuchdataset")
 
@@ -291,7 +296,9 @@ async def test_401_without_credentials_403_for_non_owners_404_for_others(fetch, 
     assert_plain_error(await fetch(*parts, headers=bob_headers), 404)
     assert_plain_error(await fetch(*parts, headers=no_auth), 401)
     assert_plain_error(await fetch(*parts, method="DELETE", headers=bob_headers), 404)
-    assert_plain_error(await fetch(*parts[:3], "DEMO", *parts[4:]), 404)  # not a job of that dataset
+    # a job named under a dataset the caller does not own: not authorized, whichever job it is
+    assert_not_authorized(await fetch(*parts[:3], "DEMO", *parts[4:]))
+    assert_not_authorized(await fetch(*parts[:3], "DEMO", *parts[4:], method="DELETE"))
     assert (await fetch(*parts, method="DELETE")).code == 200
 
     assert (await sql(fetch, "CREATE TABLE his AS SELECT 1 AS a", headers=bob_headers)).code == 200
@@ -302,6 +309,36 @@ async def test_401_without_credentials_403_for_non_owners_404_for_others(fetch, 
     assert seen[-1]["status"] == "completed"
     assert await mydb_tables(fetch, headers=bob_headers) == []
     assert await mydb_tables(fetch) == ["mine"]
+
+
+@pytest.mark.parametrize("send", ["header", "dashed-header", "param"])
+async def test_the_api_key_as_kasabi_clients_send_it(fetch, archive, jp_base_url, send):
+    """Kasabi's clients send their API key as ``X_KASABI_APIKEY`` (or ``apikey=``): an archive token is one."""
+
+    def keyed(value) -> dict:
+        if send == "param":
+            return {"headers": {"Authorization": ""}, "params": {"apikey": value}}
+        return {"headers": {"Authorization": "", "X_KASABI_APIKEY" if send == "header" else "X-Kasabi-Apikey": value}}
+
+    async def post_reset(value):
+        kw = keyed(value)
+        return await fetch("archive", "kasabi", "dataset", "mydb", "jobs", method="POST", body=urlencode({"jobType": "reset"}),
+                           headers={**FORM, **kw["headers"]}, params=kw.get("params"))  # fmt: skip
+
+    token = archive.users.create_token("carol")
+    carol = {"Authorization": "", "X-Auth-Token": token}
+    assert (await sql(fetch, "CREATE TABLE hers AS SELECT 1 AS a", headers=carol)).code == 200
+    assert (await sql(fetch, "CREATE TABLE mine AS SELECT 1 AS a")).code == 200
+    resp = await post_reset(token)
+    assert resp.code == 202, resp.body
+    parts = job_path(resp, jp_base_url)
+    seen = await poll(fetch, parts, lambda s: s["status"] in ("completed", "failed"), **keyed(token))
+    assert seen[-1]["status"] == "completed"
+    # the key's owner's dataset was reset, nobody else's
+    assert await mydb_tables(fetch, headers=carol) == [] and await mydb_tables(fetch) == ["mine"]
+    # a key that is not valid is not authorized, whatever else the request says
+    assert_not_authorized(await post_reset("nope"), "API key")
+    assert_not_authorized(await fetch(*parts, **keyed(token + "x")), "API key")
 
 
 async def test_other_jobs_are_not_kasabi_jobs(fetch, jp_base_url):
@@ -324,7 +361,8 @@ class TestWritableMount:
         return {"mounts": [mount]}
 
     async def test_only_admins_reset_it_and_it_empties(self, fetch, archive):
-        assert_plain_error(await post_job(fetch, "scratch", form={"jobType": "reset"}, headers=bob(archive)), 403, "admins")
+        bob_headers = bob(archive)
+        assert_not_authorized(await post_job(fetch, "scratch", form={"jobType": "reset"}, headers=bob_headers), "admins")
         assert [t.name for t in archive.tables(Principal("someone"), "SCRATCH")] == ["results"]
         resp = await post_job(fetch, "SCRATCH", form={"jobType": "reset"})
         assert resp.code == 202, resp.body
@@ -337,3 +375,7 @@ class TestWritableMount:
             await asyncio.sleep(0.05)
         assert status == "completed"
         assert archive.tables(Principal("someone"), "SCRATCH") == []
+        # the admins' job on their dataset: bob is not authorized to look at it or delete it
+        for method in ("GET", "DELETE"):
+            resp = await fetch("archive", "kasabi", "dataset", "SCRATCH", "jobs", job_id, method=method, headers=bob_headers)
+            assert_not_authorized(resp, "admins")

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import io
 import json
+import shutil
+import subprocess
+import urllib.parse
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -69,6 +76,80 @@ async def test_casjobs_ddl_in_mydb_answers_rows_affected(fetch):
     resp = await casjobs_post(fetch, "MyDB", "DROP TABLE t1", accept="text/plain")
     assert resp.code == 200
     assert resp.body.decode().splitlines() == ["Rows Affected", "0"]
+
+
+@pytest.fixture(scope="session")
+def read_dataset(tmp_path_factory):
+    """``read_dataset(path)``: what .NET's ``DataSet.ReadXml`` makes of a file (Mono's System.Data):
+    ``(columns [(name, .NET type, DateTimeMode)], rows [[text]])`` as tests/dotnet/ReadDataSet.cs prints it."""
+    mcs, mono = shutil.which("mcs"), shutil.which("mono")
+    if not (mcs and mono):
+        pytest.fail("Mono is not installed: apt-get install mono-mcs libmono-system-data4.0-cil (scripts/test.sh does)")
+    exe = tmp_path_factory.mktemp("dotnet") / "ReadDataSet.exe"
+    source = Path(__file__).parent / "dotnet" / "ReadDataSet.cs"
+    subprocess.run([mcs, "-r:System.Data.dll", "-r:System.Xml.dll", f"-out:{exe}", str(source)], check=True, capture_output=True)
+
+    def read(path) -> tuple[str, list[tuple[str, str, str]], list[list[str]]]:
+        out = subprocess.run([mono, str(exe), str(path)], check=True, capture_output=True, text=True, timeout=120).stdout
+        lines = out.splitlines()
+        cols = [tuple(x.split(" ")[1:]) for x in lines if x.startswith("col ")]
+        rows = [x[4:].split("\t") for x in lines if x.startswith("row ")]
+        tables = [x.split(" ")[1] for x in lines if x.startswith("table ")]
+        return tables, [(urllib.parse.unquote(n), t, m) for n, t, m in cols], rows
+
+    return read
+
+
+def dotnet_value(text: str, dotnet_type: str):
+    """A value as ReadDataSet.cs prints it, back in Python."""
+    if text == "NULL":
+        return None
+    if dotnet_type == "System.String":
+        return urllib.parse.unquote(text[2:])
+    if dotnet_type in ("System.Int64", "System.Int32", "System.Int16", "System.Byte", "System.SByte"):
+        return int(text)
+    if dotnet_type == "System.Single":
+        return np.float32(text)
+    if dotnet_type == "System.Double":
+        return float(text)
+    if dotnet_type == "System.Decimal":
+        return decimal.Decimal(text)
+    if dotnet_type == "System.DateTime":
+        return dt.datetime.fromisoformat(text)
+    if dotnet_type == "System.Boolean":
+        return text == "true"
+    raise AssertionError(f"unexpected .NET type {dotnet_type}")
+
+
+async def test_casjobs_dataset_is_what_dotnet_reads_with_its_types(fetch, demo_db, tmp_path, read_dataset):
+    """``Accept: application/x-dataset``: the DataSet XML with its inline schema, which .NET's
+    DataSet.ReadXml loads into typed columns holding DuckDB's own values."""
+    select = ("p.objid, p.ra, p.r, p.type, s.class, s.z, s.ra, p.ra AS [right ascension], "
+              "CAST(p.ra AS DECIMAL(12, 6)) AS ra_exact, CAST('2015-01-31 10:30:00.5' AS DATETIME) AS t")
+    joined = "FROM PhotoObj p LEFT JOIN SpecObj s ON s.bestobjid = p.objid"
+    resp = await casjobs_post(fetch, "DEMO", f"SELECT TOP 60 {select} {joined} ORDER BY p.objid", accept="application/x-dataset")
+    assert resp.code == 200, resp.body
+    assert resp.headers["Content-Type"].startswith("application/x-dataset")
+    path = tmp_path / "result.xml"
+    path.write_bytes(resp.body)
+    tables, cols, rows = read_dataset(path)
+    assert tables == ["Table1"]
+    assert cols == [
+        ("objid", "System.Int64", "UnspecifiedLocal"), ("ra", "System.Double", "UnspecifiedLocal"),
+        ("r", "System.Single", "UnspecifiedLocal"), ("type", "System.Int16", "UnspecifiedLocal"),
+        ("class", "System.String", "UnspecifiedLocal"), ("z", "System.Single", "UnspecifiedLocal"),
+        ("ra1", "System.Double", "UnspecifiedLocal"), ("right ascension", "System.Double", "UnspecifiedLocal"),
+        ("ra_exact", "System.Decimal", "UnspecifiedLocal"), ("t", "System.DateTime", "Unspecified"),
+    ]  # fmt: skip
+    duck = select.replace("[right ascension]", '"right ascension"').replace("AS DATETIME", "AS TIMESTAMP")
+    want = demo_db.sql(f"SELECT {duck} {joined} ORDER BY p.objid LIMIT 60").fetchall()
+    got = [[dotnet_value(v, t) for v, (_, t, _) in zip(row, cols)] for row in rows]
+    assert len(got) == len(want) == 60
+    assert any(r[4] is None for r in want) and any(r[4] is not None for r in want)  # NULLs and values both
+    for g, w in zip(got, want):
+        assert g[:2] == list(w[:2]) and g[2] == np.float32(w[2]) and g[3:5] == list(w[3:5])
+        assert (g[5] is None and w[5] is None) or g[5] == np.float32(w[5])
+        assert g[6:] == list(w[6:])
 
 
 async def test_casjobs_select_into_mydb_from_demo(fetch, demo_db):

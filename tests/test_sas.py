@@ -169,11 +169,14 @@ async def test_run_by_id_and_path_results_log_and_links(fetch, follow, demo_db):
     assert isinstance(job["id"], str) and job["id"].isdigit()
     assert (job["directiveId"], job["directiveName"]) == (d["id"], "bright") and job["state"] in ("pending", "running")
     if job["state"] != "completed":
-        assert resp.headers["Cache-Control"] == "no-cache"
+        assert resp.headers["Cache-Control"] == "no-cache" and "stopTimeStamp" not in job
     done = await poll(fetch, job["id"], lambda j: j["state"] in ("completed", "failed", "canceled"))
     assert done["state"] == "completed" and done["progress"] == 100 and done["targetTable"] == "MyDB.Bright"
-    for key in ("creationTimeStamp", "startedTimeStamp", "endedTimeStamp"):
+    for key in ("creationTimeStamp", "startedTimeStamp", "endedTimeStamp", "stopTimeStamp"):
         assert ISO.match(done[key]), done[key]
+    # the document's sign of a complete job: stopTimeStamp, and then the response may be cached
+    assert done["stopTimeStamp"] == done["endedTimeStamp"] >= done["startedTimeStamp"]
+    assert "Cache-Control" not in (await fetch(*SAS, "jobs", job["id"])).headers
     want = demo_db.sql(BRIGHT).df()
     assert done["rows"] == len(want) > 0
     state = await fetch(*SAS, "jobs", job["id"], "state")
@@ -184,17 +187,31 @@ async def test_run_by_id_and_path_results_log_and_links(fetch, follow, demo_db):
             got = await follow(link)
             assert got.code == (204 if link["rel"] == "error" else 200), (link, got.body)
     assert "cancel" not in {link["rel"] for link in done["links"]}
-    results = await follow(rel(done, "results"))
-    assert media(results) == "application/json"
-    got = pd.DataFrame(body_json(results))
+    # results: the (unpaged) collection of the job's results, as the document's example, with
+    # no special Accept; its item's view link gives the rows
+    link = rel(done, "results")
+    assert link["type"] == "application/vnd.sas.collection" and link["itemType"] == "application/vnd.sas.dataloader.job.result"
+    results = await follow(link)
+    assert results.code == 200 and media(results) == "application/vnd.sas.collection+json"
+    coll = body_json(results)
+    assert (coll["version"], coll["name"], coll["count"], coll["accept"]) == (2, "items", 1, "application/vnd.sas.dataloader.job.result")
+    assert {x["rel"] for x in coll["links"]} == {"self", "up"}  # not paged
+    item = coll["items"][0]
+    assert item["type"] == "table" and item["name"] == "MyDB.Bright" and item["rows"] == len(want)
+    view = await follow(rel(item, "view"))
+    assert view.code == 200 and media(view) == "application/json"
+    got = pd.DataFrame(body_json(view))
     assert got["objid"].tolist() == want["objid"].tolist() and got["r"].tolist() == pytest.approx(want["r"].tolist(), rel=1e-6)
+    for accept in ("*/*", "application/vnd.sas.collection+json", "application/json", "text/html, */*;q=0.5"):
+        again = await fetch(*SAS, "jobs", job["id"], "results", headers={"Accept": accept})
+        assert again.code == 200 and body_json(again) == coll, accept
+    # rows straight from the collection's URL: an Accept naming a data format, or ?format=
     csv = await fetch(*SAS, "jobs", job["id"], "results", headers={"Accept": "text/csv"})
     assert csv.code == 200 and media(csv) == "text/csv"
     assert pd.read_csv(io.BytesIO(csv.body))["objid"].tolist() == want["objid"].tolist()
-    coll = body_json(await fetch(*SAS, "jobs", job["id"], "results", headers={"Accept": "application/vnd.sas.collection+json"}))
-    item = coll["items"][0]
-    assert coll["count"] == 1 and item["type"] == "table" and item["name"] == "MyDB.Bright" and item["rows"] == len(want)
-    assert len(body_json(await follow(rel(item, "view")))) == len(want)
+    page = await fetch(*SAS, "jobs", job["id"], "results", params={"format": "json", "start": "2", "limit": "3"})
+    assert [r["objid"] for r in body_json(page)] == want["objid"].tolist()[2:5]
+    assert_sas_error(await fetch(*SAS, "jobs", job["id"], "results", headers={"Accept": "image/png"}), 406)
     # log: a collection of notes, or plain text
     log = await fetch(*SAS, "jobs", job["id"], "log")
     assert media(log) == "application/vnd.sas.collection+json"
@@ -214,7 +231,9 @@ async def test_run_by_id_and_path_results_log_and_links(fetch, follow, demo_db):
     plain = await create(fetch, name="plain", query="SELECT specobjid, z FROM SpecObj ORDER BY specobjid LIMIT 50")
     _, job3 = await run(fetch, directive=plain["id"])
     await poll(fetch, job3["id"], lambda j: j["state"] == "completed")
-    rows = body_json(await fetch(*SAS, "jobs", job3["id"], "results"))
+    item = body_json(await fetch(*SAS, "jobs", job3["id"], "results"))["items"][0]
+    assert item["type"] == "resultSet" and item["rows"] == 50
+    rows = body_json(await follow(rel(item, "view")))
     assert [r["specobjid"] for r in rows] == demo_db.sql("SELECT specobjid FROM SpecObj ORDER BY specobjid LIMIT 50").df()["specobjid"].tolist()
 
 
@@ -225,6 +244,7 @@ async def test_cancel_a_long_job_and_state_values(fetch, follow):
     # query's start is lost in core/query_jobs.py (see test_directives' xfail), not in this face.
     job = await poll(fetch, job["id"], lambda j: j["state"] == "running" and j["progress"] > 0)
     assert job["state"] == "running" and job["endedTimeStamp"] is None and 0 < job["progress"] < 100
+    assert "stopTimeStamp" not in job  # the document's sign that the job is not complete yet
     running = await fetch(*SAS, "jobs", job["id"])
     assert running.headers["Cache-Control"] == "no-cache"
     assert_sas_error(await fetch(*SAS, "jobs", job["id"], "results"), 409)
@@ -239,6 +259,7 @@ async def test_cancel_a_long_job_and_state_values(fetch, follow):
     while (state := (await fetch(*SAS, "jobs", job["id"], "state")).body.decode()) != "canceled" and loop.time() < deadline:
         await asyncio.sleep(0.05)
     assert state == "canceled"
+    assert ISO.match(body_json(await fetch(*SAS, "jobs", job["id"]))["stopTimeStamp"])
     assert (await fetch(*SAS, "jobs", job["id"], "error")).code == 204
     again = await fetch(*SAS, "jobs", job["id"], "state", method="PUT", body="", params={"value": "canceled"})
     assert again.code == 200 and again.body.decode() == "canceled"
@@ -248,7 +269,8 @@ async def test_failed_job_error_resource_and_log(fetch, follow):
     d = await create(fetch, name="boom", query="SELECT CAST(CAST(objid AS VARCHAR) || 'x' AS INTEGER) AS boom FROM PhotoObj")
     _, job = await run(fetch, directive=d["id"])
     job = await poll(fetch, job["id"], lambda j: j["state"] in ("completed", "failed"))
-    assert job["state"] == "failed"
+    assert job["state"] == "failed" and job["stopTimeStamp"] == job["endedTimeStamp"]
+    assert_sas_error(await fetch(*SAS, "jobs", job["id"], "results"), 409)  # a failed job has no results
     resp = await follow(rel(job, "error"))
     assert resp.code == 200 and media(resp) == "application/vnd.sas.error+json"
     err = body_json(resp)

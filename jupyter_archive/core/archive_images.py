@@ -181,17 +181,28 @@ class ImagesMixin:
         self, principal: Principal, image: Image, planes=PLANES, cutout: dict | None = None, fmt: str = "fits", *, face: str = "dax"
     ) -> Job:
         """Queue a cutout (or whole image) as a job; the request is checked (and costed) first."""
+        return self._submit_image_job(principal, [image], planes, cutout, fmt, face)
+
+    def submit_images(self, principal: Principal, images: list[Image], planes=PLANES, fmt: str = "fits", *, face: str = "dax") -> Job:
+        """Queue the retrieval of whole images (their asked planes, in a format) as one job: one
+        result file per image, in order (LSST's asynchronous "retrieve all coadd images")."""
+        if not images:
+            raise not_found("no image matches the request: there is nothing to retrieve")
+        return self._submit_image_job(principal, images, planes, None, fmt, face)
+
+    def _submit_image_job(self, principal: Principal, images: list[Image], planes, cutout: dict | None, fmt: str, face: str) -> Job:
         if principal.anonymous:
-            raise permission("asynchronous cutouts need a signed-in user: log in to Jupyter or send an X-Auth-Token")
-        planes = check_planes(image, planes)
+            raise permission("asynchronous image requests need a signed-in user: log in to Jupyter or send an X-Auth-Token")
+        # the same for every image: check_planes refuses an image that lacks one
+        planes = [check_planes(image, planes) for image in images][0]
         if fmt != "fits":
-            planes = planes[:1]
-        # Cutting now (pixels are memory-mapped, nothing is encoded) refuses a cutout
-        # outside the image at once, and measures the job for its estimate.
-        shape = cut(self.image_catalog.load(image), cutout or {}, planes).shape
+            planes = planes[:1]  # a picture shows one plane
+        # Cutting now (pixels are memory-mapped, nothing is encoded) refuses a cutout outside
+        # an image at once, and measures the job for its estimate.
+        shapes = [cut(self.image_catalog.load(image), cutout or {}, planes).shape for image in images]
         request = {
-            "image": image.ref, "planes": planes, "cutout": cutout or None, "format": fmt,
-            "estimate": _estimate(image, shape, planes),
+            "images": [image.ref for image in images], "planes": planes, "cutout": cutout or None, "format": fmt,
+            "estimate": _estimate(images, shapes, planes, cutout is not None),
         }  # fmt: skip
         return self.jobs.submit(principal.name, CUTOUT_JOB, request, face=face)
 
@@ -205,42 +216,68 @@ class ImagesMixin:
             raise not_found(f"unknown cutout request {job_id}", job=job_id)
         return job
 
-    def cutout_result(self, principal: Principal, job_id) -> tuple[Path, str, str]:
-        """The file a completed cutout job made: (path, media type, file name)."""
+    def cutout_results(self, principal: Principal, job_id) -> list[str]:
+        """The names of the files a completed cutout job made, in order (409 before it completes)."""
+        return [f["name"] for f in _files(self._completed_cutout(principal, job_id))]
+
+    def cutout_result(self, principal: Principal, job_id, n: int = 0) -> tuple[Path, str, str]:
+        """The ``n``th file a completed cutout job made: (path, media type, file name)."""
+        job = self._completed_cutout(principal, job_id)
+        names = [f["name"] for f in _files(job)]
+        if not 0 <= n < len(names):
+            raise not_found(f"cutout request {job.id} has {len(names)} result(s) (0..{len(names) - 1})", job=job.id)
+        fmt = job.request.get("format", "fits")
+        path = self._cutout_path(job.id, fmt, n)
+        if not path.exists():
+            raise not_found(f"the result of cutout request {job.id} is gone (expired or deleted)", job=job.id)
+        return path, image_formats.MEDIA_TYPES[fmt], names[n]
+
+    def _completed_cutout(self, principal: Principal, job_id) -> Job:
         job = self.cutout_job(principal, job_id)
         if job.state != "completed":
             raise ArchiveError("conflict", f"cutout request {job.id} is {job.state}; its result exists once it has completed", 409)
-        path = self._cutout_path(job.id, job.request.get("format", "fits"))
-        if not path.exists():
-            raise not_found(f"the result of cutout request {job.id} is gone (expired or deleted)", job=job.id)
-        fmt = job.request.get("format", "fits")
-        return path, image_formats.MEDIA_TYPES[fmt], job.results.get("name") or path.name
+        return job
 
     def run_cutout_job(self, job: Job, ctx: JobContext) -> dict:
-        """The work of a ``cutout`` job: cut, encode, write the file atomically."""
+        """The work of a ``cutout`` job: per image cut, encode, write the file atomically."""
         principal = self.principal(job.owner)
         req = job.request
-        image = self.image_by_ref(principal, req["image"])  # rights may have changed since it was queued
-        ctx.log(f"cutting {image.ref}")
-        ctx.set_progress(0.1)
-        data = self.image_bytes(image, req.get("planes") or PLANES, req.get("cutout"), req.get("format", "fits"))
-        ctx.check()
-        ctx.set_progress(0.8)
-        path = self._cutout_path(job.id, req.get("format", "fits"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-        ctx.log(f"wrote {len(data)} bytes")
-        return {"name": f"{image.kind}-{image.id}-cutout.{_EXT[req.get('format', 'fits')]}", "size": len(data)}
+        fmt = req.get("format", "fits")
+        refs = req["images"] if "images" in req else [req["image"]]  # "image": queued before requests held lists
+        files = []
+        for n, ref in enumerate(refs):
+            image = self.image_by_ref(principal, ref)  # rights may have changed since it was queued
+            ctx.log(f"{'cutting' if req.get('cutout') else 'copying'} {image.ref}")
+            data = self.image_bytes(image, req.get("planes") or PLANES, req.get("cutout"), fmt)
+            ctx.check()
+            path = self._cutout_path(job.id, fmt, n)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            what = "cutout" if req.get("cutout") else "image"
+            files.append({"name": f"{image.kind}-{image.id}-{what}.{_EXT[fmt]}", "size": len(data)})
+            ctx.set_progress((n + 1) / len(refs))
+        ctx.log(f"wrote {len(files)} file(s), {sum(f['size'] for f in files)} bytes")
+        return {"files": files, "size": sum(f["size"] for f in files)}
 
-    def _cutout_path(self, job_id: int, fmt: str) -> Path:
-        return self.data_dir / "cutouts" / f"{int(job_id)}.{_EXT.get(fmt, 'fits')}"
+    def _cutout_path(self, job_id: int, fmt: str, n: int = 0) -> Path:
+        ext = _EXT.get(fmt, "fits")
+        return self.data_dir / "cutouts" / (f"{int(job_id)}.{ext}" if n == 0 else f"{int(job_id)}-{n}.{ext}")
 
     def _forget_job_results(self, job: Job) -> None:
         if job.kind == CUTOUT_JOB:
-            self._cutout_path(job.id, job.request.get("format", "fits")).unlink(missing_ok=True)
+            fmt = job.request.get("format", "fits")
+            for n in range(max(1, len(job.request.get("images") or []))):
+                self._cutout_path(job.id, fmt, n).unlink(missing_ok=True)
         super()._forget_job_results(job)
+
+
+def _files(job: Job) -> list[dict]:
+    """The files of a completed cutout job (one, named in ``results``, for jobs made before lists)."""
+    if "files" in job.results:
+        return job.results["files"]
+    return [{"name": job.results.get("name") or f"{job.id}.{_EXT.get(job.request.get('format', 'fits'), 'fits')}"}]
 
 
 _EXT = {"fits": "fits", "png": "png", "jpeg": "jpg"}
@@ -253,17 +290,19 @@ def check_image_level(level: str) -> str:
     return up
 
 
-def _estimate(image: Image, shape: tuple[int, int], planes: list[str]) -> dict:
-    """What a cutout job will cost: pixels and bytes read and written, and a rough time."""
-    pixels = int(shape[0]) * int(shape[1])
-    out_bytes = pixels * 4 * len(planes) + 2880 * (1 + len(planes))
+def _estimate(images: list[Image], shapes: list[tuple[int, int]], planes: list[str], cutout: bool) -> dict:
+    """What an image job will cost: pixels and bytes read and written, and a rough time."""
+    pixels = sum(int(shape[0]) * int(shape[1]) for shape in shapes)
+    out_bytes = pixels * 4 * len(planes) + 2880 * (1 + len(planes)) * len(images)
     seconds = out_bytes / _BYTES_PER_SECOND
-    ny, nx = image.shape
-    text = (
-        f"cutout of {shape[1]}x{shape[0]} pixels ({len(planes)} plane{'s' * (len(planes) > 1)}) "
-        f"from image {image.ref} of {nx}x{ny}: about {out_bytes / 1e3:.0f} kB, {seconds * 1e3:.1f} ms"
-    )
-    return {"text": text, "pixels": pixels, "bytes": out_bytes, "seconds": seconds}
+    n = f"{len(planes)} plane{'s' * (len(planes) > 1)}"
+    if len(images) == 1:
+        (ny, nx), (sy, sx) = images[0].shape, shapes[0]
+        what = f"{'cutout' if cutout else 'image'} of {sx}x{sy} pixels ({n}) from image {images[0].ref} of {nx}x{ny}"
+    else:
+        what = f"{len(images)} images of {pixels} pixels in all ({n})"
+    text = f"{what}: about {out_bytes / 1e3:.0f} kB, {seconds * 1e3:.1f} ms"
+    return {"text": text, "images": len(images), "pixels": pixels, "bytes": out_bytes, "seconds": seconds}
 
 
 def parse_time(name: str, value: str | None) -> float | None:

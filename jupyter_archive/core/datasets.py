@@ -91,7 +91,12 @@ def submit_reset(
 
 
 def dataset_job(archive: Archive, principal: Principal, short_code: str, job_id: int | str) -> Job:
-    """A dataset job of the principal's, found through its dataset's URL (404 for any other job)."""
+    """A dataset job of the principal's, found through its dataset's URL (404 for any other job).
+
+    Only the dataset's owner may see its jobs: anyone else is refused as ``dataset_ref`` refuses
+    them, whichever job they name.
+    """
+    dataset_ref(archive, principal, short_code)
     job = archive.job(principal, job_id)
     context = str(job.request.get("context") or "")
     if job.kind not in DATASET_JOB_KINDS or context.lower() != (short_code or "").strip().lower():

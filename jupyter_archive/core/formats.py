@@ -14,6 +14,7 @@ then taken straight from the Arrow value buffer.
 from __future__ import annotations
 
 import base64
+import html
 import itertools
 import json
 import math
@@ -319,6 +320,20 @@ def json_values(arr: pa.Array) -> pa.Array:
     return pc.fill_null(s, "null") if s.null_count else s
 
 
+def unique_names(names: Iterable[str], numbered) -> list[str]:
+    """Names made unique ignoring case (FITS and .NET compare column names so): a name already
+    taken becomes ``numbered(name, k)`` for k = 1, 2, ... until one is free."""
+    seen, out = set(), []
+    for name in names:
+        candidate, k = name, 0
+        while candidate.lower() in seen:
+            k += 1
+            candidate = numbered(name, k)
+        seen.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
 def _encode_name(name: str) -> str:
     """An XML element name for a column, escaped the way .NET's XmlConvert.EncodeLocalName does."""
     out = []
@@ -542,30 +557,62 @@ def _write_json_table(schema, batches, info, opt):
 
 
 # ---------------------------------------------------------------------------------------------
-# XML (.NET DataSet shape)
+# Markup: XML (.NET DataSet shape) and HTML
+
+
+def xml_text(arr: pa.Array) -> pa.Array:
+    """A column as XML character data (xs: lexical forms, text escaped); nulls stay null."""
+    s = text(arr, "xml")
+    return xml_escape(s) if _is_stringish(_plain_type(arr.type)) else s
+
+
+def tagged(open_, close: str):
+    """A cell renderer: ``open_`` (a string or a string array) + the escaped value + ``close``."""
+    return lambda s: pc.binary_join_element_wise(open_, s, close, "")
+
+
+def markup_rows(b: pa.RecordBatch, row_open: str, row_close: str, cells) -> bytes:
+    """The rows of a slice as markup: ``row_open``, one cell per column, ``row_close``.
+
+    ``cells`` holds per column ``(render, empty)``: ``render(array)`` gives the whole cell
+    text (tags included) with nulls left null, and ``empty`` is what a NULL cell becomes.
+    """
+    parts: list = [row_open]
+    for (render, empty), a in zip(cells, b.columns):
+        cell = render(a)
+        parts.append(pc.fill_null(cell, empty) if cell.null_count else cell)
+    parts.append(row_close)
+    if len(parts) == 2:
+        return ((row_open + row_close) * b.num_rows).encode()
+    return joined_bytes(pc.binary_join_element_wise(*parts, ""))
 
 
 def _write_xml(schema, batches, info, opt):
     row = _encode_name(info.table_name or "Table1")
-    names = [_encode_name(n) for n in schema.names]
     attr = ' truncated="true"' if info.truncated else ""
     yield f'<?xml version="1.0" encoding="utf-8"?>\n<NewDataSet{attr}>\n'.encode()
-
-    def render(b):
-        parts: list = [f"<{row}>"]
-        for name, a in zip(names, b.columns):
-            s = text(a, "xml")
-            if _is_stringish(_plain_type(a.type)):
-                s = xml_escape(s)
-            cell = pc.binary_join_element_wise(f"<{name}>", s, f"</{name}>", "")
-            parts.append(pc.fill_null(cell, "") if cell.null_count else cell)  # NULL: element omitted
-        parts.append(f"</{row}>\n")
-        if len(parts) == 2:
-            return ("".join(parts) * b.num_rows).encode()
-        return joined_bytes(pc.binary_join_element_wise(*parts, ""))
-
+    # a NULL is an omitted element, as .NET writes it
+    cells = [(lambda a, t=tagged(f"<{n}>", f"</{n}>"): t(xml_text(a)), "") for n in map(_encode_name, schema.names)]
+    render = lambda b: markup_rows(b, f"<{row}>", f"</{row}>\n", cells)
     yield from slices(batches, _text_row_bytes(schema) * 2, render)
     yield b"</NewDataSet>\n"
+
+
+def _write_html(schema, batches, info, opt):
+    """An HTML page holding the result as one table (a browsable answer, e.g. LSST metaserv's)."""
+    title = html.escape(info.table_name or "result")
+    heads = []
+    for f in schema:
+        meta = field_meta(f)
+        hint = "; ".join(v for v in (meta.get("unit"), meta.get("description")) if v)
+        heads.append(f"<th{' title=' + xml_attr(hint) if hint else ''}>{html.escape(f.name)}</th>")
+    yield (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title></head><body>\n'
+           f"<table>\n<caption>{title}</caption>\n<thead><tr>{''.join(heads)}</tr></thead>\n<tbody>\n").encode()
+    cell = tagged("<td>", "</td>")
+    cells = [(lambda a: cell(xml_text(a)), "<td></td>")] * len(schema)
+    yield from slices(batches, _text_row_bytes(schema) * 2, lambda b: markup_rows(b, "<tr>", "</tr>\n", cells))
+    note = "<p>The row limit cut this result.</p>\n" if info.truncated else ""
+    yield f"</tbody>\n</table>\n{note}</body></html>\n".encode()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -655,12 +702,19 @@ def _write_fits(schema, batches, info, opt):
     return write_fits(schema, batches, info, opt)
 
 
+def _write_dataset(schema, batches, info, opt):
+    from .formats_dataset import write_dataset
+
+    return write_dataset(schema, batches, info, opt)
+
+
 _WRITERS = {
     "csv": _write_csv, "tsv": _write_tsv, "json": _write_json, "json-table": _write_json_table,
     "json-array-casjobs": _write_casjobs, "ldjson": _write_ldjson, "votable": _write_votable,
     "fits": _write_fits, "parquet": _write_parquet, "arrow": _write_arrow, "xml": _write_xml,
+    "dataset": _write_dataset, "html": _write_html,
 }
 
 
 # Negotiation lives in media.py; imported last because it needs Format and the writers.
-from .media import MEDIA_TYPES, by_name, negotiate, parse_accept  # noqa: E402,F401
+from .media import DEFAULT_FORMATS, MEDIA_TYPES, by_name, negotiate, parse_accept  # noqa: E402,F401

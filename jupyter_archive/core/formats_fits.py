@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from astropy.io import fits
 
-from .formats import _plain, joined_bytes, slices, text
+from .formats import _plain, joined_bytes, slices, text, unique_names
 from .schema import field_meta
 
 BLOCK = 2880
@@ -145,15 +145,7 @@ def _ascii(value: str) -> str:
 
 def _unique_names(names: list[str]) -> list[str]:
     # FITS column names are compared case-insensitively; astropy refuses duplicates
-    seen, out = set(), []
-    for name in map(_ascii, names):
-        cand, k = name or "col", 1
-        while cand.lower() in seen:
-            k += 1
-            cand = f"{name}_{k}"
-        seen.add(cand.lower())
-        out.append(cand)
-    return out
+    return unique_names([_ascii(n) or "col" for n in names], lambda name, k: f"{name}_{k + 1}")
 
 
 def _fixed_width(a: pa.Array, width: int) -> np.ndarray:

@@ -494,18 +494,25 @@ def cut(loaded: LoadedImage, request: Mapping, planes: Iterable[str] = PLANES) -
     return Cut(image, out, c.wcs, (sl[1].start, sl[0].start))
 
 
-def check_planes(image: Image, planes: Iterable[str]) -> list[str]:
-    """The asked planes in order, each one the image has (400 for an unknown plane name)."""
+def check_plane_names(planes: Iterable[str]) -> list[str]:
+    """The asked plane names in order, without repeats (400 for an unknown one; none: data)."""
     wanted = []
     for p in planes:
         name = str(p).strip().lower()
         if name not in PLANES:
             raise bad_request(f"unknown plane {p!r}; planes: {', '.join(PLANES)}", plane=p)
-        if name not in image.planes:
-            raise not_found(f"image {image.ref} has no {name} plane", image=image.ref, plane=name)
         if name not in wanted:
             wanted.append(name)
     return wanted or ["data"]
+
+
+def check_planes(image: Image, planes: Iterable[str]) -> list[str]:
+    """The asked planes in order, each one the image has (400 for an unknown plane name)."""
+    wanted = check_plane_names(planes)
+    for name in wanted:
+        if name not in image.planes:
+            raise not_found(f"image {image.ref} has no {name} plane", image=image.ref, plane=name)
+    return wanted
 
 
 # Cutout parameters of LSST imgserv v0 (the document's I8..I12), in the order they are tried.

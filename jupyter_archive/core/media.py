@@ -20,6 +20,7 @@ MEDIA_TYPES: dict[str, tuple[str, dict]] = {
     "text/csv": ("csv", {}),
     "text/plain": ("csv", {}),
     "text/tab-separated-values": ("tsv", {}),
+    "text/tsv": ("tsv", {}),  # LSST DAX's name
     "application/json": ("json", {}),
     "application/json+array": ("json-array-casjobs", {}),
     "application/ldjson": ("ldjson", {}),
@@ -28,7 +29,9 @@ MEDIA_TYPES: dict[str, tuple[str, dict]] = {
     "application/x-votable+xml": _VOTABLE,
     "application/votable+xml": _VOTABLE,
     "text/xml;content=x-votable": _VOTABLE,
+    "application/VOTable": _VOTABLE,  # LSST DAX's name
     "application/fits": ("fits", {}),
+    "application/fitsTable": ("fits", {}),  # LSST DAX's name
     "application/vnd.apache.parquet": ("parquet", {}),
     "application/x-parquet": ("parquet", {}),
     "application/parquet": ("parquet", {}),
@@ -36,7 +39,15 @@ MEDIA_TYPES: dict[str, tuple[str, dict]] = {
     "text/xml": ("xml", {}),
     "application/xml": ("xml", {}),
     "application/vnd.archive.table+json": ("json-table", {}),
+    "application/x-dataset": ("dataset", {}),  # CasJobs' serialized .NET DataSet
+    "text/html": ("html", {}),
 }
+
+# Formats a face offers only when it says so (``allowed``): browsers ask for text/html first,
+# and a face that never promised HTML keeps answering them with data.
+OPT_IN = frozenset({"html"})
+#: The formats every face offers unless it narrows (or widens) them with ``allowed``.
+DEFAULT_FORMATS = frozenset(_WRITERS) - OPT_IN
 
 # The Content-Type a format carries when it was not asked for by one of its exact media types.
 _CANONICAL = {
@@ -45,7 +56,8 @@ _CANONICAL = {
     "json-array-casjobs": "application/json", "ldjson": "application/ldjson; charset=UTF-8",
     "votable": "application/x-votable+xml", "fits": "application/fits",
     "parquet": "application/vnd.apache.parquet", "arrow": "application/vnd.apache.arrow.stream",
-    "xml": "text/xml; charset=utf-8",
+    "xml": "text/xml; charset=utf-8", "dataset": "application/x-dataset",
+    "html": "text/html; charset=utf-8",
 }
 
 # ?format= short values (TAP RESPONSEFORMAT style) -> (name, options)
@@ -73,7 +85,7 @@ _UNESCAPE = {"\\n": "\n", "\\r": "\r", "\\t": "\t", "\\r\\n": "\r\n", "\\\\": "\
 
 
 def _not_acceptable(message: str, allowed=None, *, listing: bool = True) -> ArchiveError:
-    names = set(_WRITERS) if allowed is None else set(allowed)
+    names = set(DEFAULT_FORMATS if allowed is None else allowed)
     types = [mt.replace(";", "; ") for mt, (n, _) in MEDIA_TYPES.items() if n in names]
     if listing:
         message = f"{message}. Supported media types: {', '.join(types)}"
@@ -228,10 +240,11 @@ def negotiate(accept: str | None, format_param: str | None = None, *, default: s
               allowed: set[str] | None = None) -> Format:
     """Choose the response format from ``?format=`` (wins) or the Accept header.
 
-    A missing, empty or ``*/*`` Accept gives ``default``; ``allowed`` limits the format names a
-    face supports. Raises ArchiveError('not_acceptable', status 406) when nothing fits.
+    A missing, empty or ``*/*`` Accept gives ``default``; ``allowed`` names the formats a face
+    supports (``DEFAULT_FORMATS`` when None). Raises ArchiveError('not_acceptable', status 406)
+    when nothing fits.
     """
-    names = set(_WRITERS) if allowed is None else set(allowed)
+    names = set(DEFAULT_FORMATS if allowed is None else allowed)
     if default not in names:
         default = next((n for n in _CANONICAL if n in names), default)
     if format_param is not None and format_param.strip():

@@ -71,9 +71,6 @@ class QuickQueryHandler(CasJobsHandler):
             if not principal.admin:
                 raise ArchiveError("permission", "X-Owner needs the admin role", 403)
             principal = self.archive.principal(owner)
-        accept = (self.request.headers.get("Accept") or "").split(",")[0].split(";")[0].strip().lower()
-        if accept == "application/x-dataset":
-            raise ArchiveError("not_acceptable", "application/x-dataset (.NET DataSet) is not supported; use application/json+array, text/plain, application/fits or application/x-votable+xml", 406)
         fmt = self.negotiate("csv", media_map=MEDIA)
         info = formats.ResultInfo(table_name="Table1", query=query)
         await self.query_and_stream(fmt, info, self.archive.query, principal, query, "tsql", context=context)

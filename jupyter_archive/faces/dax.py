@@ -5,12 +5,18 @@ its tables, a table and its ``CREATE TABLE`` statement. Databases are contexts s
 *level*: ``L2`` holds the mounts (the demo archive is database ``DEMO``), ``L3`` holds the
 caller's own MyDB (database ``MyDB``; ``<user>_MyDB`` names it too). Answers use one
 envelope: ``{"results": [...]}`` for lists, ``{"result": ...}`` for single things; errors
-are ``{"exception": "<Kind>", "message": ...}``.
+are ``{"exception": "<Kind>", "message": ...}``. JSON is the default; ``Accept`` (or
+``format``) may ask for the same information as a table in another format: ``text/html``
+(a page), ``text/csv``, ``text/tsv``, ``application/fitsTable``, VOTable, ... Listings take
+``start``, ``count`` and ``containing`` joined by ``&`` or, as the document writes them, by
+``;`` (``?start=2000;count=1000``).
 
 Queries (dbserv v0): ``GET|POST db/v0/tap/sync`` with ``query`` runs MySQL-flavoured SQL
 (the archive's ``mysql`` language; tables named ``DEMO.PhotoObj``, or bare names with
 ``db=DEMO``) and streams the rows as the document's VOTable-like JSON. Its errors are
-``{"error": "<Kind>", "message": ...}``, as dax_dbserv wrote them.
+``{"error": "<Kind>", "message": ...}``, as dax_dbserv wrote them. The document's result
+media types ``application/VOTable`` and ``application/fitsTable`` are the archive's VOTable
+and FITS; ``text/html`` gives a page.
 
 Images (metaserv ``meta/v0/image`` and imgserv ``image/v0``) are in :mod:`.dax_images`.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +35,7 @@ from tornado.httputil import split_host_and_port
 from ..core import formats
 from ..core.catalog import MYDB
 from ..core.errors import ArchiveError, bad_request, not_found
+from ..core.query import QueryResult
 from ..core.schema import field_meta
 from .base import ArchiveHandler, endpoint
 
@@ -35,6 +43,8 @@ LEVELS = ("L2", "L3")
 PAGE_SIZE = 1000  # the document's default count (maxResultsPerPage)
 SLICE_ROWS = 8192  # rows rendered at a time by the dbserv JSON writer
 PUBLIC_OWNER = "archive"  # owner shown for mounts: they belong to the archive, not a person
+# What metadata is offered as besides the document's JSON: every table format, and a page.
+META_FORMATS = formats.DEFAULT_FORMATS | {"html"}
 
 # Fixed listings of the service tree, by path below archive/dax.
 INDEX = {
@@ -77,19 +87,53 @@ def name_filter(containing: str | None):
     return lambda name: pattern.search(name) is not None
 
 
+def split_query(query: str) -> list[tuple[str, str]]:
+    """A query string's arguments in order, separated by ``&`` or by ``;`` (the DAX document's
+    ``start=2000;count=1000``; tornado splits on ``&`` only)."""
+    try:
+        return parse_qsl(query.replace(";", "&"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise bad_request("the query string is not valid UTF-8") from None
+
+
+def meta_table(rows: list[dict], columns: tuple[str, ...] = ()) -> pa.Table:
+    """Metadata as a table: one row per dict, one column per key (``columns`` first, even with
+    no rows); lists and dicts become JSON text, a column of mixed kinds text."""
+    names = list(dict.fromkeys([*columns, *(k for r in rows for k in r)]))
+    arrays = []
+    for name in names:
+        values = [r.get(name) for r in rows]
+        values = [json.dumps(v, default=str) if isinstance(v, (list, dict)) else v for v in values]
+        try:
+            arr = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arr = pa.array([None if v is None else str(v) for v in values], pa.string())
+        arrays.append(arr.cast(pa.string()) if pa.types.is_null(arr.type) else arr)
+    return pa.Table.from_arrays(arrays, names=names)
+
+
 class DaxHandler(ArchiveHandler):
-    """metaserv: errors as ``{"exception", "message"}``."""
+    """metaserv: errors as ``{"exception", "message"}``; JSON or a table in any format."""
 
     face = "dax"
 
     def error_body(self, err: ArchiveError):
         return err.status, _error_doc(err, "exception")
 
-    def page_args(self) -> tuple[int, int]:
+    def listing_args(self) -> dict[str, str]:
+        """The query string's arguments, ``;``-separated ones too (the last value of a name wins)."""
+        return dict(split_query(self.request.query))
+
+    def listing_values(self, name: str) -> list[str]:
+        """Every value of a (repeatable) query argument, ``;``-separated ones too."""
+        return [v for k, v in split_query(self.request.query) if k == name]
+
+    def page_args(self, args: dict[str, str] | None = None) -> tuple[int, int]:
         """``start`` and ``count`` (non-negative integers) of a listing."""
+        args = self.listing_args() if args is None else args
         out = []
         for name, default in (("start", 0), ("count", PAGE_SIZE)):
-            raw = self.get_query_argument(name, None)
+            raw = args.get(name)
             if raw is None or raw.strip() == "":
                 out.append(default)
                 continue
@@ -102,13 +146,26 @@ class DaxHandler(ArchiveHandler):
             out.append(value)
         return out[0], out[1]
 
-    def send_page(self, names: list[str], *, stable: bool) -> None:
-        """A paged listing: rows as one-element arrays (as metaserv v0), plus the document's flags."""
-        start, count = self.page_args()
-        keep = name_filter(self.get_query_argument("containing", None))
+    async def send_meta(self, doc, rows: list[dict], columns: tuple[str, ...] = (), name: str = "result") -> None:
+        """Metadata: the document's JSON ``doc``, or ``rows`` as a table in the format asked for."""
+        fmt = formats.negotiate(self.request.headers.get("Accept"), self.listing_args().get("format"),
+                                default="json", allowed=META_FORMATS)  # fmt: skip
+        if fmt.name == "json":
+            self.send_json(doc)
+            return
+        table = meta_table(rows, columns)
+        await self.stream(QueryResult(table.schema, table.to_batches(), None), fmt, formats.ResultInfo(table_name=name))
+
+    async def send_page(self, names: list[str], *, stable: bool, rows: bool = True, name: str = "result") -> None:
+        """A paged listing of names (``containing``, ``start``, ``count``), with the document's
+        flags: each name a one-element array (``rows``, as metaserv v0) or a plain string."""
+        args = self.listing_args()
+        start, count = self.page_args(args)
+        keep = name_filter(args.get("containing"))
         names = [n for n in names if keep(n)]
         page = names[start : start + count]
-        self.send_json({"results": [[n] for n in page], "more": start + count < len(names), "stable": stable})
+        doc = {"results": [[n] for n in page] if rows else page, "more": start + count < len(names), "stable": stable}
+        await self.send_meta(doc, [{"name": n} for n in page], ("name",), name)
 
     # -- databases by level ---------------------------------------------------------------------
     def databases(self, level: str) -> list:
@@ -143,7 +200,11 @@ class IndexHandler(DaxHandler):
 
     @endpoint(anonymous=True)
     async def get(self, path: str):
-        self.send_json(INDEX[path.strip("/")])
+        doc = INDEX[path.strip("/")]
+        if "results" in doc:
+            await self.send_meta(doc, [{"name": n} for n in doc["results"]], ("name",))
+        else:  # /db/v0/tap: a link
+            await self.send_meta(doc, [doc])
 
 
 class LevelsHandler(DaxHandler):
@@ -151,7 +212,7 @@ class LevelsHandler(DaxHandler):
 
     @endpoint(anonymous=True)
     async def get(self):
-        self.send_json({"results": list(LEVELS)})
+        await self.send_meta({"results": list(LEVELS)}, [{"level": v} for v in LEVELS], name="levels")
 
 
 class DatabasesHandler(DaxHandler):
@@ -160,7 +221,7 @@ class DatabasesHandler(DaxHandler):
     @endpoint(anonymous=True)
     async def get(self, level: str):
         refs = await self.call(self.databases, level)
-        self.send_page([r.name for r in refs], stable=all(not r.writable for r in refs))
+        await self.send_page([r.name for r in refs], stable=all(not r.writable for r in refs), name=check_level(level))
 
 
 class DatabaseHandler(DaxHandler):
@@ -175,7 +236,8 @@ class DatabaseHandler(DaxHandler):
         owner = self.principal.name if ref.mount is None else PUBLIC_OWNER
         about = {k: v for k, v in ref.to_json().items() if k != "name"}
         about.update(level=check_level(level), tables=len(tables))
-        self.send_json({"result": [{"name": ref.name, "owner": owner, "host": host, "port": str(port)}, about]})
+        first = {"name": ref.name, "owner": owner, "host": host, "port": str(port)}
+        await self.send_meta({"result": [first, about]}, [{**first, **about}], name=ref.name)
 
 
 class TablesHandler(DaxHandler):
@@ -185,11 +247,11 @@ class TablesHandler(DaxHandler):
     async def get(self, level: str, db: str):
         ref = await self.call(self.database, level, db)
         tables = await self.call(self.archive.tables, self.principal, ref)
-        self.send_page(sorted((t.name for t in tables), key=str.lower), stable=not ref.writable)
+        await self.send_page(sorted((t.name for t in tables), key=str.lower), stable=not ref.writable, name=ref.name)
 
 
 class TableHandler(DaxHandler):
-    """``GET .../tables/{t}``: ``[{name, descr}, {columns, rows, ...}]``."""
+    """``GET .../tables/{t}``: ``[{name, descr}, {columns, rows, ...}]``; as a table, its columns."""
 
     @endpoint(anonymous=True)
     async def get(self, level: str, db: str, table: str):
@@ -198,7 +260,8 @@ class TableHandler(DaxHandler):
         descr = info.description or ""
         about = {"context": ref.name, "rows": info.rows, "columns": [c.to_json() for c in info.columns]}
         # The document names the key "description" but its example shows "descr": send both.
-        self.send_json({"result": [{"name": info.name, "descr": descr, "description": descr}, about]})
+        doc = {"result": [{"name": info.name, "descr": descr, "description": descr}, about]}
+        await self.send_meta(doc, about["columns"], ("name", "datatype", "unit", "ucd", "description"), info.name)
 
 
 class SchemaHandler(DaxHandler):
@@ -209,7 +272,7 @@ class SchemaHandler(DaxHandler):
         ref = await self.call(self.database, level, db)
         info = await self.call(self.archive.table, self.principal, ref, table)
         ddl = await self.call(self.archive.table_ddl, self.principal, ref, info.name)
-        self.send_json({"result": [info.name, ddl]})
+        await self.send_meta({"result": [info.name, ddl]}, [{"name": info.name, "schema": ddl}], name=info.name)
 
 
 class NotFoundHandler(DaxHandler):
@@ -328,7 +391,8 @@ class SyncHandler(DbservHandler):
 
     ``query`` (or ``sql``) comes as a query-string or form field, or in a JSON body. The
     document's JSON is the default; ``Accept`` or ``format`` may ask for another archive
-    format (CSV, VOTable, ...).
+    format (CSV, VOTable as ``application/VOTable`` too, FITS as ``application/fitsTable``
+    too, an HTML page, ...).
     """
 
     @endpoint(anonymous=True)
@@ -357,7 +421,7 @@ class SyncHandler(DbservHandler):
         db = self._arg(body, "db") or None
         if db and not self.principal.anonymous and db.lower() == f"{self.principal.name}_{MYDB}".lower():
             db = MYDB  # the name metaserv also accepts for the caller's MyDB
-        fmt = formats.negotiate(self.request.headers.get("Accept"), self._arg(body, "format"), default="json")
+        fmt = formats.negotiate(self.request.headers.get("Accept"), self._arg(body, "format"), default="json", allowed=META_FORMATS)
         if fmt.name == "json":
             fmt = DBSERV_JSON
         info = formats.ResultInfo(table_name="result", query=query)

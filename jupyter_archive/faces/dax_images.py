@@ -5,25 +5,30 @@ images of a kind (``start``, ``count``, ``owner``, ``createdAfter``, ``createdBe
 ``ra``/``dec`` for the images covering a position), as URLs of imgserv; one image's
 information (url, owner, size, WCS centre, footprint).
 
-imgserv (``image/v0``): ``{level}/{collection}/{kind}`` lists images as URLs;
-``.../{id}`` is the whole image (all planes as multi-extension FITS, or ``plane=data|mask|
-variance``, repeatable); ``.../{id}/cutout`` cuts by ``x,y,width,height`` (pixels, centred),
+imgserv (``image/v0``): ``{level}/{collection}/{kind}`` lists images as URLs (``start``,
+``count``, the metaserv filters, and ``plane``, which the URLs then carry); ``.../{id}`` is
+the whole image (all planes as multi-extension FITS, or ``plane=data|mask|variance``,
+repeatable); ``.../{id}/cutout`` cuts by ``x,y,width,height`` (pixels, centred),
 ``x1,y1,x2,y2`` (corners, inclusive), ``ra,dec,deltaRa,deltaDec`` (arcmin),
 ``ra,dec,widthAng,heightAng`` (arcsec) or ``ra,dec,widthPix,heightPix``; pixel coordinates
 are 0-based (astropy's). ``Accept`` (or ``format``) picks FITS (default), PNG or JPEG.
-``POST`` of the same URLs makes a cutout job and answers its resource id; then
-``{id}/status``, ``{id}/results`` (URLs of the files), ``{id}/explain`` (a cost estimate).
-Errors are metaserv's ``{"exception", "message"}``.
+``POST`` of the same URLs (the image, its cutouts, and the list of a kind: the document's
+asynchronous I5, which retrieves each listed image) makes a job and answers its resource id;
+then ``{id}/status``, ``{id}/results`` (URLs of the files, one per image), ``{id}/explain`` (a
+cost estimate). Arguments may be joined by ``;`` as the document writes them. metaserv answers
+JSON, or a table in another format (``Accept: text/csv``, ``text/html``, ...) as the database
+metadata does. Errors are metaserv's ``{"exception", "message"}``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import urlencode
 
 from ..core import image_formats
 from ..core.archive_images import parse_time
 from ..core.errors import not_found
-from ..core.images import PLANES, cutout_request
+from ..core.images import PLANES, check_plane_names, cutout_request
 from .base import endpoint
 from .dax import DaxHandler
 
@@ -41,19 +46,23 @@ class ImageHandler(DaxHandler):
         return self.url("image", "v0", img.level, img.collection, img.kind, img.id)
 
     def params(self) -> dict:
-        """Single-valued arguments (query string, form fields or a JSON body)."""
-        out = {k: self.get_argument(k) for k in self.request.query_arguments}
+        """Single-valued arguments (query string, ``;``-separated too, form fields or a JSON body)."""
+        out = self.listing_args()
         if self.request.method == "POST":
             out.update({k: str(v) for k, v in self.json_body().items() if not isinstance(v, (list, dict))})
         return out
 
-    def planes(self) -> list[str]:
-        """The ``plane`` arguments (repeatable, or comma-separated); all planes when none."""
-        values = [p for v in self.get_arguments("plane") for p in v.split(",") if p.strip()]
+    def asked_planes(self) -> list[str]:
+        """The ``plane`` arguments as given (repeatable, comma-separated, ``;``-joined, in a body)."""
+        values = [p for v in self.listing_values("plane") for p in v.split(",") if p.strip()]
         if not values and self.request.method == "POST":
             body = self.json_body().get("plane")
             values = body if isinstance(body, list) else ([body] if body else [])
-        return values or list(PLANES)
+        return values
+
+    def planes(self) -> list[str]:
+        """The asked planes; all planes when none."""
+        return self.asked_planes() or list(PLANES)
 
     def fmt(self) -> str:
         return image_formats.image_format(self.get_argument("format", None), self.request.headers.get("Accept"))
@@ -61,6 +70,16 @@ class ImageHandler(DaxHandler):
     def send_image(self, data: bytes, fmt: str, name: str) -> None:
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
         self.finish(data, set_content_type=image_formats.MEDIA_TYPES[fmt])
+
+    def send_submitted(self, job) -> None:
+        """202 for an asynchronous request: its id and the URLs of its status, results and estimate."""
+        status = self.url("image", "v0", job.id, "status")
+        self.set_header("Location", status)
+        self.send_json(
+            {"id": str(job.id), "status": status, "results": self.url("image", "v0", job.id, "results"),
+             "explain": self.url("image", "v0", job.id, "explain")},
+            status=202,
+        )  # fmt: skip
 
 
 # -- metaserv ---------------------------------------------------------------------------------------
@@ -71,7 +90,8 @@ class MetaLevelsHandler(ImageHandler):
 
     @endpoint(anonymous=True)
     async def get(self):
-        self.send_json({"results": self.archive.image_levels(self.principal)})
+        levels = self.archive.image_levels(self.principal)
+        await self.send_meta({"results": levels}, [{"level": v} for v in levels], name="levels")
 
 
 class MetaCollectionsHandler(ImageHandler):
@@ -80,22 +100,19 @@ class MetaCollectionsHandler(ImageHandler):
     @endpoint(anonymous=True)
     async def get(self, level: str):
         names = await self.call(self.archive.image_collections, self.principal, level)
-        self.send_page(names, stable=True)
-
-    def send_page(self, names, *, stable):
-        start, count = self.page_args()
-        self.send_json({"results": names[start : start + count], "more": start + count < len(names), "stable": stable})
+        await self.send_page(names, stable=True, rows=False, name=level)
 
 
-class MetaKindsHandler(MetaCollectionsHandler):
+class MetaKindsHandler(ImageHandler):
     """``GET meta/v0/image/{level}/{collection}``: the kinds of images in a collection."""
 
     @endpoint(anonymous=True)
     async def get(self, level: str, collection: str):
-        self.send_page(await self.call(self.archive.image_kinds, self.principal, level, collection), stable=True)
+        kinds = await self.call(self.archive.image_kinds, self.principal, level, collection)
+        await self.send_page(kinds, stable=True, rows=False, name=collection)
 
 
-class MetaImagesHandler(MetaCollectionsHandler):
+class MetaImagesHandler(ImageHandler):
     """``GET meta/v0/image/{level}/{collection}/{kind}``: URLs of the images of a kind (filtered, paged)."""
 
     @endpoint(anonymous=True)
@@ -103,12 +120,9 @@ class MetaImagesHandler(MetaCollectionsHandler):
         images = await self.call(list_images, self, level, collection, kind)
         start, count = self.page_args()
         page = images[start : start + count]
-        self.send_json({
-            "results": [self.image_url(img) for img in page],
-            "ids": [img.id for img in page],
-            "more": start + count < len(images),
-            "stable": True,
-        })  # fmt: skip
+        urls = [self.image_url(img) for img in page]
+        doc = {"results": urls, "ids": [img.id for img in page], "more": start + count < len(images), "stable": True}
+        await self.send_meta(doc, [{"url": u, "id": img.id} for u, img in zip(urls, page)], ("url", "id"), kind)
 
 
 def list_images(handler: ImageHandler, level: str, collection: str, kind: str):
@@ -136,7 +150,8 @@ class MetaImageHandler(ImageHandler):
     @endpoint(anonymous=True)
     async def get(self, level: str, collection: str, kind: str, image_id: str):
         img = await self.call(self.archive.image, self.principal, level, collection, kind, image_id)
-        self.send_json({"result": img.to_json(self.image_url(img))})
+        info = img.to_json(self.image_url(img))
+        await self.send_meta({"result": info}, [info], name=img.ref)
 
 
 # -- imgserv --------------------------------------------------------------------------------------------
@@ -151,13 +166,30 @@ class ImgservIndexHandler(ImageHandler):
 
 
 class ImgservListHandler(ImageHandler):
-    """``GET image/v0/{level}/{collection}/{kind}``: the images of a kind as URLs (``start``, ``count``)."""
+    """``GET|POST image/v0/{level}/{collection}/{kind}`` (the document's I5): the images of a kind.
+
+    GET lists them as URLs (``start``, ``count``, the metaserv filters; with ``plane`` the URLs
+    ask for those planes). POST retrieves the same images asynchronously: a job whose results
+    are the images themselves, one file each (the asked planes, FITS unless PNG or JPEG is asked).
+    """
 
     @endpoint(anonymous=True)
     async def get(self, level: str, collection: str, kind: str):
-        images = await self.call(list_images, self, level, collection, kind)
-        start, count = self.page_args()
-        self.send_json([self.image_url(img) for img in images[start : start + count]])
+        images = await self.call(self._page, level, collection, kind)
+        asked = self.asked_planes()
+        query = "?" + urlencode([("plane", p) for p in check_plane_names(asked)]) if asked else ""
+        self.send_json([self.image_url(img) + query for img in images])
+
+    @endpoint(anonymous=True)
+    async def post(self, level: str, collection: str, kind: str):
+        images = await self.call(self._page, level, collection, kind)
+        job = await self.call(self.archive.submit_images, self.principal, images, self.planes(), self.fmt(), face="dax")
+        self.send_submitted(job)
+
+    def _page(self, level: str, collection: str, kind: str):
+        images = list_images(self, level, collection, kind)
+        start, count = self.page_args(self.params())
+        return images[start : start + count]
 
 
 class ImgservImageHandler(ImageHandler):
@@ -174,13 +206,7 @@ class ImgservImageHandler(ImageHandler):
     async def post(self, level: str, collection: str, kind: str, image_id: str, cutout: str | None = None):
         img, planes, request, fmt = await self.call(self._parse, level, collection, kind, image_id, cutout)
         job = await self.call(self.archive.submit_cutout, self.principal, img, planes, request, fmt, face="dax")
-        status = self.url("image", "v0", job.id, "status")
-        self.set_header("Location", status)
-        self.send_json(
-            {"id": str(job.id), "status": status, "results": self.url("image", "v0", job.id, "results"),
-             "explain": self.url("image", "v0", job.id, "explain")},
-            status=202,
-        )  # fmt: skip
+        self.send_submitted(job)
 
     def _parse(self, level, collection, kind, image_id, cutout):
         img = self.archive.image(self.principal, level, collection, kind, image_id)
@@ -198,8 +224,8 @@ class ImgservJobHandler(ImageHandler):
             estimate = job.request.get("estimate") or {}
             self.send_json({"result": estimate.get("text", ""), **{k: v for k, v in estimate.items() if k != "text"}})
         elif what == "results":
-            await self.call(self.archive.cutout_result, self.principal, job_id)  # 409 until it has completed
-            self.send_json([self.url("image", "v0", job.id, "results", 0)])
+            names = await self.call(self.archive.cutout_results, self.principal, job_id)  # 409 until it has completed
+            self.send_json([self.url("image", "v0", job.id, "results", n) for n in range(len(names))])
         else:
             self.send_json(status_json(job))
 
@@ -223,9 +249,7 @@ class ImgservResultHandler(ImageHandler):
 
     @endpoint(anonymous=True)
     async def get(self, job_id: str, n: str):
-        path, media, name = await self.call(self.archive.cutout_result, self.principal, job_id)
-        if n != "0":
-            raise not_found(f"cutout request {job_id} has one result (0)", job=job_id)
+        path, media, name = await self.call(self.archive.cutout_result, self.principal, job_id, int(n))
         data = await self.call(path.read_bytes)
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
         self.finish(data, set_content_type=media)

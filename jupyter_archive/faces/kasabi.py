@@ -4,8 +4,12 @@
 parameters or a JSON object: 202, a ``Location`` to monitor and a plain-text message.
 ``GET`` on that location answers ``{"created", "startTime", "endTime", "status"}``;
 ``DELETE`` takes a job that is not running off the schedule (Talis Platform precedent).
-Only a dataset's owner may use it: no credentials is 401, someone else is 403. Every
-error is a plain-text message with its status code, as Kasabi's were.
+Only a dataset's owner may use it: without credentials, with a key that is not valid, or as
+anyone but the owner the answer is 401 ("API key is not authorized to access the data"), with
+``WWW-Authenticate``. The key is an archive token, sent as Kasabi's clients send their API
+key (``X_KASABI_APIKEY`` header or ``apikey`` parameter) or as ``X-Auth-Token``; Jupyter's
+own login works too. Every error is a plain-text message with its status code, as Kasabi's
+were.
 """
 
 from __future__ import annotations
@@ -73,18 +77,36 @@ def job_json(job: Job) -> dict:
     }
 
 
+# Where Kasabi's clients put their API key (header names as tornado normalises them).
+KEY_HEADERS = ("X_KASABI_APIKEY", "X-Kasabi-Apikey")
+KEY_PARAM = "apikey"
+
+
 class KasabiHandler(ArchiveHandler):
-    """Base of the Kasabi handlers: 401 without credentials, plain-text errors."""
+    """Base of the Kasabi handlers: API keys, 401 for anyone but the owner, plain-text errors."""
 
     face = "kasabi"
+
+    def api_key(self) -> str | None:
+        for name in KEY_HEADERS:
+            if self.request.headers.get(name):
+                return self.request.headers[name]
+        return self.get_query_argument(KEY_PARAM, None) or None
 
     def _authenticate(self, anonymous_ok: bool):
         # Datasets have owners, so nobody is let in anonymously, and Kasabi answers a
         # missing key with 401 where the base class says 403.
+        key = self.api_key()
+        if key and not self.request.headers.get(AUTH_HEADER):
+            principal = self.archive.principal_for_token(key)
+            if principal is None:
+                raise ArchiveError("unauthorized", "not authorized: the API key is not valid (or has expired)", 401)
+            return principal
         if not self.request.headers.get(AUTH_HEADER) and self.current_user is None:
             raise ArchiveError(
                 "unauthorized",
-                "not authorized: log in to Jupyter, pass its token, or send an X-Auth-Token header",
+                "not authorized: send your API key (X_KASABI_APIKEY header or apikey parameter, an archive "
+                "token), an X-Auth-Token header, or log in to Jupyter",
                 401,
             )
         return super()._authenticate(False)
@@ -99,6 +121,9 @@ class KasabiHandler(ArchiveHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ArchiveError):
             err = exc
+            if err.code == "permission":
+                # Kasabi's word for "this key may not touch this dataset" is 401 Not Authorized.
+                err = ArchiveError("unauthorized", f"not authorized: {err.message}", 401, details=err.details)
         elif isinstance(exc, web.HTTPError):
             reason = exc.reason or responses.get(exc.status_code, "HTTP error")
             err = ArchiveError("http", exc.log_message or f"{exc.status_code} {reason}", exc.status_code)

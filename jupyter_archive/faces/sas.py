@@ -32,6 +32,9 @@ JOB_RESULT = "application/vnd.sas.dataloader.job.result"
 LOG_LINE = "application/vnd.sas.compute.log.line"
 TEXT = "text/plain"
 VERSIONED = {COLLECTION: 2, ERROR: 2}
+# What GET /jobs/{id}/results answers with its collection; data media types answer rows.
+RESULTS_RESOURCE = {COLLECTION, COLLECTION + "+json", "*/*", "application/*", "application/json"}
+DATA_TYPES = {mt.split(";")[0].lower() for mt, (name, _) in formats.MEDIA_TYPES.items() if name in formats.DEFAULT_FORMATS}
 
 DEFAULT_LIMIT = 10  # SAS's default page size
 MAX_LIMIT = 1000
@@ -159,20 +162,26 @@ class SasHandler(ArchiveHandler):
 
     def collection(
         self, uri: str, items: list, total: int, start: int, limit: int, item_type: str, *,
-        params: dict | None = None, up: dict | None = None,
+        params: dict | None = None, up: dict | None = None, paged: bool = True,
     ) -> dict:  # fmt: skip
-        """A ``vnd.sas.collection`` page with self/first/prev/next/last/up links (filters kept)."""
+        """A ``vnd.sas.collection`` page with self/first/prev/next/last/up links (filters kept).
+
+        An unpaged collection (``paged=False``) is all its items, with self and up links only.
+        """
 
         def at(rel: str, s: int) -> dict:
             query = urlencode({**(params or {}), "start": s, "limit": limit})
             return self.link(rel, f"{uri}?{query}", COLLECTION, item_type=item_type)
 
-        links = [at("self", start), at("first", 0)]
-        if start > 0:
-            links.append(at("prev", max(0, start - limit)))
-        if start + len(items) < total:
-            links.append(at("next", start + limit))
-        links.append(at("last", max(0, (total - 1) // limit * limit)))
+        if not paged:
+            links = [self.link("self", uri, COLLECTION, item_type=item_type)]
+        else:
+            links = [at("self", start), at("first", 0)]
+            if start > 0:
+                links.append(at("prev", max(0, start - limit)))
+            if start + len(items) < total:
+                links.append(at("next", start + limit))
+            links.append(at("last", max(0, (total - 1) // limit * limit)))
         if up:
             links.append(up)
         return {
@@ -212,6 +221,9 @@ class SasHandler(ArchiveHandler):
             "rows": job.rows,
             "targetTable": f"{table['context']}.{table['name']}" if table else None,
         }
+        if job.final:
+            # The Data Loader document's sign that a job is complete: present once it has ended.
+            out["stopTimeStamp"] = iso_time(job.ended or job.started or job.submitted)
         links = [
             self.link("self", uri, JOB),
             self.link("up", "/jobs", COLLECTION, item_type=JOB),
@@ -224,7 +236,7 @@ class SasHandler(ArchiveHandler):
             self.link("error", uri + "/error", ERROR),
         ]
         if job.state == "completed":
-            links.append(self.link("results", uri + "/results", "application/json"))
+            links.append(self.link("results", uri + "/results", COLLECTION, item_type=JOB_RESULT))
         links.append(self.link("delete", uri, method="DELETE"))
         if req.get("directive"):
             links.append(self.link("directive", f"/directives/{req['directive']}", DIRECTIVE))
@@ -432,33 +444,59 @@ class JobErrorHandler(SasHandler):
 
 
 class JobResultsHandler(SasHandler):
-    """``GET /jobs/{id}/results``: the rows (JSON by default, any archive format by Accept/``format``).
+    """``GET /jobs/{id}/results``: the (unpaged) ``vnd.sas.collection`` of the job's results.
 
-    Asked for a ``vnd.sas.collection``, it answers the (unpaged) collection of the job's one
-    result with a ``view`` link to the rows, as Data Loader's job results collection does.
+    As the Data Loader document has it, the answer is the collection of the job's one
+    ``vnd.sas.dataloader.job.result``, whose ``view`` link gives its rows. The rows also come
+    straight from this URL when asked for by ``?format=`` or by an Accept naming a data format
+    (``text/csv``, VOTable, Parquet, ...; ``start``/``limit`` page them).
     """
 
     @endpoint()
     async def get(self, job_id: str):
         job = await self.sas_job(job_id)
-        if self.accepts(COLLECTION) and not self.get_query_argument("format", None):
-            if job.state != "completed":
-                raise ArchiveError("conflict", f"job {job.id} is {STATE[job.state]}; results exist once it has completed", 409)
-            table = job.results.get("table")
-            uri = f"/jobs/{job.id}/results"
-            item = {
-                "version": 1, "id": "0", "jobId": str(job.id), "type": "table" if table else "resultSet",
-                "name": f"{table['context']}.{table['name']}" if table else f"job{job.id}", "rows": job.rows,
-                "links": [self.link("view", uri + "?format=json", "application/json"), self.link("up", f"/jobs/{job.id}", JOB)],
-            }  # fmt: skip
-            body = self.collection(uri, [item], 1, 0, 1, JOB_RESULT, up=self.link("up", f"/jobs/{job.id}", JOB))
-            self.send_sas(body, COLLECTION)
+        if job.state != "completed":
+            raise ArchiveError("conflict", f"job {job.id} is {STATE[job.state]}; results exist once it has completed", 409)
+        if self.wants_collection():
+            self.send_sas(self.results_collection(job), COLLECTION)
             return
         fmt = self.negotiate("json")
         start = self.int_arg("start", 0, minimum=0)
         limit = self.int_arg("limit", None, minimum=1)
         result = await self.call(self.archive.job_result, self.principal, job.id, offset=start, limit=limit)
         await self.stream(result, fmt, formats.ResultInfo(table_name=f"job{job.id}"))
+
+    def wants_collection(self) -> bool:
+        """Whether to answer the collection: no ``format``, and Accept prefers the collection (or
+        any JSON, or anything) to every data format."""
+        if self.get_query_argument("format", None):
+            return False
+        ranges = []
+        for mt, params in formats.parse_accept(self.request.headers.get("Accept") or ""):
+            try:
+                q = float(params.get("q") or 1)
+            except ValueError:
+                q = 1.0
+            if q > 0:
+                ranges.append((q, mt))
+        ranges.sort(key=lambda r: -r[0])  # stable: equal q keeps the client's order
+        for _, mt in ranges:
+            if mt in RESULTS_RESOURCE:
+                return True
+            if mt in DATA_TYPES:
+                return False
+        return not ranges
+
+    def results_collection(self, job: Job) -> dict:
+        table = job.results.get("table")
+        uri = f"/jobs/{job.id}/results"
+        up = self.link("up", f"/jobs/{job.id}", JOB)
+        item = {
+            "version": 1, "id": "0", "jobId": str(job.id), "type": "table" if table else "resultSet",
+            "name": f"{table['context']}.{table['name']}" if table else f"job{job.id}", "rows": job.rows,
+            "links": [self.link("view", uri + "?format=json", "application/json"), up],
+        }  # fmt: skip
+        return self.collection(uri, [item], 1, 0, 1, JOB_RESULT, up=up, paged=False)
 
 
 class MissingHandler(SasHandler):

@@ -193,7 +193,7 @@ class ImagesMixin:
             "image": image.ref, "planes": planes, "cutout": cutout or None, "format": fmt,
             "estimate": _estimate(image, shape, planes),
         }  # fmt: skip
-        return self.jobs.submit(principal.name, CUTOUT_JOB, request, face=face)
+        return self.submit_job(principal, CUTOUT_JOB, request, face=face)
 
     def cutout_job(self, principal: Principal, job_id) -> Job:
         """A cutout job of the principal's (404 for any other job)."""
@@ -218,7 +218,7 @@ class ImagesMixin:
 
     def run_cutout_job(self, job: Job, ctx: JobContext) -> dict:
         """The work of a ``cutout`` job: cut, encode, write the file atomically."""
-        principal = self.principal(job.owner)
+        principal = self.job_principal(job)
         req = job.request
         image = self.image_by_ref(principal, req["image"])  # rights may have changed since it was queued
         ctx.log(f"cutting {image.ref}")

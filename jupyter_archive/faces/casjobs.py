@@ -70,7 +70,7 @@ class QuickQueryHandler(CasJobsHandler):
         if owner:
             if not principal.admin:
                 raise ArchiveError("permission", "X-Owner needs the admin role", 403)
-            principal = self.archive.principal(owner)
+            principal = await self.call(self.archive.user, owner)  # 404 for a user who does not exist
         accept = (self.request.headers.get("Accept") or "").split(",")[0].split(";")[0].strip().lower()
         if accept == "application/x-dataset":
             raise ArchiveError("not_acceptable", "application/x-dataset (.NET DataSet) is not supported; use application/json+array, text/plain, application/fits or application/x-votable+xml", 406)

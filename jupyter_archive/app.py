@@ -131,9 +131,10 @@ class ArchiveApp(ExtensionApp):
 
     def principal_for_jupyter_user(self, user) -> Principal:
         """The archive user a Jupyter-authenticated request acts as."""
+        # Both are users on first sight (the owner again if an admin deleted them meanwhile).
         if self.jupyter_user_mapping == "username" and getattr(user, "username", None) and user.username != self.owner:
             return self.archive.principal(user.username)
-        return Principal(self.owner, admin=True)
+        return self.archive.principal(self.owner, admin=True)
 
     async def stop_extension(self):
         archive = getattr(self, "archive", None)

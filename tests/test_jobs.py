@@ -9,6 +9,7 @@ import pytest
 from jupyter_archive.core.archive import Archive, ArchiveConfig
 from jupyter_archive.core.errors import ArchiveError
 from jupyter_archive.core.jobs import RESTART_MESSAGE, JobStore
+from jupyter_archive.core.users import UserStore
 
 SLOW = "SELECT count(*) FROM range(100000000000) a"
 
@@ -144,10 +145,15 @@ def test_per_user_cap_and_many_jobs(make_archive):
 
 def test_restart_fails_running_jobs_and_runs_queued_ones(archive_data_dir):
     # Simulate a process death: the runner never ran, the store says "running".
+    users = UserStore(archive_data_dir / "state.sqlite")
+    gina = users.ensure_user("gina").ident
+    users.close()
     store = JobStore(archive_data_dir / "jobs.sqlite")
-    running = store.create("gina", "query", {"query": "SELECT 1", "language": "sql", "context": "DEMO"}, face="native", state="queued", scheduled=None)
+    running = store.create("gina", "query", {"query": "SELECT 1", "language": "sql", "context": "DEMO"}, face="native",
+                           state="queued", scheduled=None, owner_uid=gina)
     store.transition(running.id, "running", started=time.time())
-    queued = store.create("gina", "query", {"query": "SELECT 2 AS x", "language": "sql", "context": "DEMO"}, face="native", state="queued", scheduled=None)
+    queued = store.create("gina", "query", {"query": "SELECT 2 AS x", "language": "sql", "context": "DEMO"}, face="native",
+                          state="queued", scheduled=None, owner_uid=gina)
     store.close()
     a = Archive(ArchiveConfig(data_dir=archive_data_dir, demo_rows=20_000))
     a.start()

@@ -178,14 +178,14 @@ async def test_casjobs_users_put_get_delete(fetch, archive):
     assert type(wsid) is int and wsid > 0
     assert user == {"UserId": "carol", "FullName": "Carol C", "Email": "c@example.org", "MyDBHost": user["MyDBHost"],
                     "MyDBName": f"MYDB_{wsid}", "WebServicesId": wsid}
-    mydb = archive.catalog.mydb_path("carol")
+    mydb = archive.catalog.mydb_path(archive.user("carol"))
     assert mydb.exists()  # made on PUT, before any query
 
     # the login portal sends no body at all; routes are case-insensitive
     resp = await fetch("archive", "CasJobs", "Users", "dave", method="PUT", body="")
     assert resp.code == 200, resp.body
     assert body_json(resp)["UserId"] == "dave" and body_json(resp)["FullName"] == ""
-    assert archive.catalog.mydb_path("dave").exists()
+    assert archive.catalog.mydb_path(archive.user("dave")).exists()
 
     # the admin reads anyone
     got = await fetch("archive", "casjobs", "USERS", "carol")
@@ -201,7 +201,7 @@ async def test_casjobs_users_put_get_delete(fetch, archive):
     assert_casjobs_error(await put_user(fetch, "carol", {"Password": "mine"}, headers=as_user(carol)), 403)
     assert_casjobs_error(await fetch("archive", "casjobs", "users", "dave", method="DELETE", headers=as_user(carol)), 403)
     assert archive.users.user("eve") is None
-    assert archive.catalog.mydb_path("dave").exists()
+    assert archive.catalog.mydb_path(archive.user("dave")).exists()
 
     # bad bodies
     assert_casjobs_error(await put_user(fetch, "carol", {"UserId": "someone-else"}), 400)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 
 import logging
-import shutil
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from .archive_engines import EnginesMixin
 from .archive_images import ImagesMixin
 from .archive_jobs import JobsMixin
 from .archive_mounts import MountsMixin
-from .backends.duckdb import Engine, quote_ident
+from .backends.duckdb import quote_ident
 from .catalog import (
     MYDB,
     MYDB_ALIAS,
@@ -37,10 +36,12 @@ from .catalog import (
 )
 from .datasets import reset_dataset
 from .directives import DirectiveStore
+from .engine_pool import EnginePool
 from .errors import ArchiveError, not_found, permission
 from .jobs import JobRunner, JobStore
 from .languages import DEFAULT_LANGUAGE
 from .mounts import MountStore
+from .owned import remove_owned
 from .query import QueryResult, engine_error, execute
 from .query_jobs import run_query_job
 from .resolver import Resolver, tables_in
@@ -118,8 +119,13 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         self.catalog = Catalog(self.data_dir)
         self.users = UserStore(self.data_dir / "state.sqlite")
         self.executor = ThreadPoolExecutor(max(1, config.quick_workers), thread_name_prefix="archive-quick")
-        self._engines: dict[str, Engine] = {}
-        self._engines_lock = threading.Lock()
+        self.engine_pool = EnginePool(
+            self._engine_spec,
+            describe=self._describe_engine,
+            threads=config.engine_threads,
+            memory_limit=config.engine_memory_limit,
+            connections=config.quick_workers + config.job_workers + 2,
+        )
         self._compile_cache: OrderedDict = OrderedDict()
         self._cache_lock = threading.Lock()
         self._mount_tables: dict[str, dict[str, TableInfo]] = {}
@@ -156,17 +162,34 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         for backend in self.backends.values():
             backend.close()
         self.jobs.store.close()
-        self._drop_engines()
+        self.engine_pool.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.users.close()
 
-    # -- principals -----------------------------------------------------------------------------
+    # -- users --------------------------------------------------------------------------------------
     def principal_for_token(self, token: str) -> Principal | None:
         return self.users.principal_for_token(token)
 
     def principal(self, name: str, *, admin: bool = False) -> Principal:
-        """The principal of a user known by name (creating the user on first sight)."""
+        """The user named so, made on first sight. Only explicit acts make users (the Jupyter
+        owner or a JupyterHub user on first sight, an admin's ``create_user``, the token
+        command); anything acting on a user a request names uses ``user`` instead."""
         return self.users.ensure_user(name, admin=admin)
+
+    def user(self, name: str) -> Principal:
+        """An existing user's principal; 404 if there is none (looking a user up never makes one)."""
+        principal = self.users.principal(name) if isinstance(name, str) else None
+        if principal is None:
+            raise not_found(f"unknown user {name!r}", user=name)
+        return principal
+
+    def owner(self, name: str, uid: str | None = None) -> Principal:
+        """The principal of a stored owner (a job's, a directive's); 404 once that user was
+        deleted, even if a new user has the name since."""
+        principal = self.users.principal(name)
+        if principal is None or principal.ident != (uid or name):
+            raise not_found(f"user {name!r} no longer exists", user=name)
+        return principal
 
     def create_user(
         self, name: str, *, full_name: str | None = None, email: str | None = None, password: str | None = None
@@ -178,26 +201,14 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         self.users.update_user(principal.name, full_name=full_name, email=email)
         if password is not None:
             self.users.set_password(principal.name, password)
-        self.engine(principal)  # attaching MyDB read-write creates its file now, not at first use
+        self.engine(principal, {MYDB_ALIAS}).cursor().close()  # attaching MyDB read-write creates its file now
         return principal
 
     def delete_user(self, name: str) -> None:
-        """Remove a user: their tokens, jobs (canceled first), engine and MyDB file."""
-        if not self.users.delete_user(name):  # tokens go with the user, so no new request gets in
-            raise not_found(f"unknown user {name!r}", user=name)
-        jobs, _ = self.jobs.store.list(name)
-        for job in jobs:
-            self.jobs.delete(job.id)  # cancels a running job first: it might still write to MyDB
-        with self._engines_lock:
-            engine = self._engines.pop(name, None)
-        if engine is not None:
-            engine.close()  # DuckDB holds the file open until then
-        mydb = self.catalog.mydb_path(name)
-        for path in (mydb, mydb.with_name(mydb.name + ".wal")):
-            path.unlink(missing_ok=True)
-        tmp = self.data_dir / "tmp"
-        if (tmp / name).resolve().parent == tmp.resolve():  # never anything outside tmp/
-            shutil.rmtree(tmp / name, ignore_errors=True)
+        """Remove a user and everything they own (``owned.KINDS``: account and tokens first, so
+        no new request gets in; running jobs are canceled, open work interrupted). A user made
+        later under the same name is a new identity and starts with nothing."""
+        remove_owned(self, self.user(name))
 
     # -- contexts and tables --------------------------------------------------------------------
     def contexts(self, principal: Principal) -> list[ContextRef]:
@@ -247,7 +258,7 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         """The ``CREATE TABLE`` (or ``CREATE VIEW``) statement of a table, as the engine has it."""
         ref = context if isinstance(context, ContextRef) else self.context(principal, context)
         info = self.table(principal, ref, name)
-        cur = self.engine(principal).cursor()
+        cur = self.context_engine(principal, ref).cursor()
         try:
             rows = cur.sql(
                 "SELECT sql FROM duckdb_tables() WHERE database_name = $db AND schema_name = 'main' AND table_name = $t "
@@ -273,7 +284,7 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
                 return tables_in(cur, ref.mount.alias, ref.name, read_metadata(cur, ref.mount.alias), exact_rows=False)
             finally:
                 cur.close()
-        cur = self.engine(principal).cursor()
+        cur = self.engine(principal, {MYDB_ALIAS}).cursor()
         try:
             from .backends.metadata import read_metadata
 
@@ -351,7 +362,9 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
             compiled = self._compile(
                 principal, text, language, context, base_path, variables, params, offset, limit, row_limit, uploads.targets
             )
-            return self.run(principal, compiled, row_limit=row_limit, time_limit=time_limit, column_meta=uploads.column_meta)
+            return self.run(
+                principal, compiled, row_limit=row_limit, time_limit=time_limit, column_meta=uploads.column_meta, pinned=uploads.pin
+            )
         compiled = self._compile_cached(
             principal, text, language, context, base_path, variables, params, offset, limit, row_limit
         )
@@ -398,10 +411,13 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
                     self._compile_cache.popitem(last=False)
         return compiled
 
-    def run(self, principal: Principal, compiled: sqlmod.Compiled, *, row_limit=None, time_limit=None, column_meta=None) -> QueryResult:
+    def run(
+        self, principal: Principal, compiled: sqlmod.Compiled, *, row_limit=None, time_limit=None, column_meta=None, pinned=None
+    ) -> QueryResult:
         """Execute an already compiled query: on the principal's engine, or pushed to a SQL server.
 
-        ``column_meta`` adds units/UCDs for tables the catalog does not know (uploads)."""
+        ``column_meta`` adds units/UCDs for tables the catalog does not know (uploads), held in
+        the engine of the lease ``pinned``."""
         meta = self.column_meta_for(principal, compiled.statements[-1])
         if column_meta:
             meta = {**column_meta, **meta}
@@ -413,7 +429,7 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
             result.compiled = compiled
             return result
         result = execute(
-            self.engine_for(principal, compiled.statements).cursor(),
+            self.engine_for(principal, compiled.statements, pinned).cursor(),
             compiled.statements,
             row_limit=row_limit,
             time_limit=time_limit,
@@ -521,7 +537,7 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
 
     def dataset_key(self, principal: Principal, ref: ContextRef) -> tuple[str, str]:
         """Which database a context is: a user's MyDB is theirs alone; a mount is shared."""
-        return (principal.name if ref.mount is None else "", ref.name.lower())
+        return (principal.key if ref.mount is None else "", ref.name.lower())
 
     def is_resetting(self, principal: Principal, ref: ContextRef) -> bool:
         return bool(self.resetting) and self.dataset_key(principal, ref) in self.resetting

@@ -204,7 +204,7 @@ class ImagesMixin:
             "images": [image.ref for image in images], "planes": planes, "cutout": cutout or None, "format": fmt,
             "estimate": _estimate(images, shapes, planes, cutout is not None),
         }  # fmt: skip
-        return self.jobs.submit(principal.name, CUTOUT_JOB, request, face=face)
+        return self.submit_job(principal, CUTOUT_JOB, request, face=face)
 
     def cutout_job(self, principal: Principal, job_id) -> Job:
         """A cutout job of the principal's (404 for any other job)."""
@@ -240,7 +240,7 @@ class ImagesMixin:
 
     def run_cutout_job(self, job: Job, ctx: JobContext) -> dict:
         """The work of a ``cutout`` job: per image cut, encode, write the file atomically."""
-        principal = self.principal(job.owner)
+        principal = self.job_principal(job)
         req = job.request
         fmt = req.get("format", "fits")
         refs = req["images"] if "images" in req else [req["image"]]  # "image": queued before requests held lists

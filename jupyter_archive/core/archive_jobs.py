@@ -56,16 +56,28 @@ class JobsMixin:
             req["modified_query"] = compiled.modified_query
             if into is not None:
                 req["into"] = {"context": into.context, "name": into.name}
-        return self.jobs.submit(self.job_owner(principal), "query", req, face=face, start_time=start_time, run=run)
+        return self.submit_job(principal, "query", req, face=face, start_time=start_time, run=run)
+
+    def submit_job(self, principal: Principal, kind: str, request: dict, **options: Any) -> Job:
+        """Make a job of the principal's identity (every kind of job is made here)."""
+        if not principal.anonymous and not self.users.is_current(principal):
+            raise not_found(f"user {principal.name!r} no longer exists", user=principal.name)
+        owner = self.job_owner(principal)
+        return self.jobs.submit(owner, kind, request, owner_uid=self.job_owner_uid(principal), **options)
 
     @staticmethod
     def job_owner(principal: Principal) -> str:
         """The owner recorded with a job: the user's name, or a name no user can have."""
         return ANONYMOUS_OWNER if principal.anonymous else principal.name
 
+    @staticmethod
+    def job_owner_uid(principal: Principal) -> str:
+        """The identity a job belongs to: the user's (a user made again under the name is another)."""
+        return ANONYMOUS_OWNER if principal.anonymous else principal.ident
+
     def job_principal(self, job: Job) -> Principal:
-        """Whom a job runs as."""
-        return ANONYMOUS if job.owner == ANONYMOUS_OWNER else self.principal(job.owner)
+        """Whom a job runs as; 404 once its owner was deleted (a job never makes a user)."""
+        return ANONYMOUS if job.owner == ANONYMOUS_OWNER else self.owner(job.owner, job.owner_uid)
 
     def job(self, principal: Principal, job_id: int | str) -> Job:
         """A job the principal may see (their own, or any for an admin)."""
@@ -74,7 +86,7 @@ class JobsMixin:
         except (TypeError, ValueError):
             raise not_found(f"unknown job {job_id!r}", job=job_id) from None
         job = self.jobs.store.get(jid)
-        if job is None or (job.owner != self.job_owner(principal) and not principal.admin):
+        if job is None or (job.owner_uid != self.job_owner_uid(principal) and not principal.admin):
             raise not_found(f"unknown job {job_id}", job=job_id)
         return job
 
@@ -82,7 +94,7 @@ class JobsMixin:
         """The principal's jobs (every user's for an admin asking ``all_users``), newest first."""
         if principal.anonymous and not self.config.allow_anonymous:
             return [], 0
-        owner = None if (all_users and principal.admin) else self.job_owner(principal)
+        owner = None if (all_users and principal.admin) else self.job_owner_uid(principal)
         return self.jobs.store.list(owner, **filters)
 
     def update_job(self, principal: Principal, job_id: int | str, *, request: dict | None = None, destruction: float | None = None) -> Job:
@@ -123,8 +135,7 @@ class JobsMixin:
             return self.results.read(job.id, offset=offset or 0, limit=limit)
         table = job.results.get("table")
         if table:
-            owner = self.principal(job.owner)
-            return self.read_table(owner, table["context"], table["name"], offset=offset, limit=limit)
+            return self.read_table(self.job_principal(job), table["context"], table["name"], offset=offset, limit=limit)
         raise not_found(f"job {job.id} produced no rows to read", job=job.id)
 
     def _forget_job_results(self, job: Job) -> None:

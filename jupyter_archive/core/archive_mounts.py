@@ -67,6 +67,7 @@ class MountsMixin:
             return self._add_sql_mount(mount, spec)
         if not location.exists():
             raise ArchiveError("bad_request", f"mount location {location} does not exist")
+        self._check_mount_file(mount)
         mount = self.catalog.add_mount(mount)
         self._mount_specs[mount.path.lower()] = dict(spec)
         if kind == "duckdb":
@@ -79,8 +80,25 @@ class MountsMixin:
             sync_cache(location, mount.engine_file)
         if mount.read_only:
             self._mount_tables[mount.context.lower()] = self._scan_database(mount.engine_file, mount.context)
-        self._drop_engines()
+        self._mounts_changed()
         return mount
+
+    def _check_mount_file(self, mount: Mount) -> None:
+        """A DuckDB file is one mount's only, when that mount writes it (DuckDB lets one engine
+        hold a file read-write, and then no other may open it), and never a user's MyDB."""
+        if mount.kind != "duckdb":
+            return
+        real = mount.location.resolve()
+        if real.parent == self.catalog.mydb_dir.resolve():
+            raise ArchiveError("permission", f"{mount.location} is a user's MyDB: it cannot be mounted", 403)
+        for other in self.catalog.mounts():
+            if other.kind == "duckdb" and other.location.resolve() == real and not (other.read_only and mount.read_only):
+                raise ArchiveError(
+                    "conflict",
+                    f"{mount.location} is already mounted at {other.path}; a writable DuckDB mount must be its file's only mount",
+                    409,
+                    details={"path": other.path},
+                )
 
     def _add_sql_mount(self, mount: Mount, spec: dict) -> Mount:
         """A PostgreSQL server or SQLite file, reached through SQLAlchemy; queries are pushed down."""
@@ -111,7 +129,7 @@ class MountsMixin:
             backend.close()
         self._mount_specs.pop(mount.path.lower(), None)
         self._mount_tables.pop(mount.context.lower(), None)
-        self._drop_engines()
+        self._mounts_changed()
         return mount
 
     def mount_spec(self, path: str) -> dict | None:
@@ -121,11 +139,17 @@ class MountsMixin:
         """Tables, columns and metadata of a read-only database file, read once at mount time."""
         from .backends.metadata import read_info, read_metadata
 
-        con = duckdb.connect(":memory:")
-        try:
+        # A file an engine still holds (read-write, by a writable mount being replaced) cannot be
+        # opened by another instance: read it through that engine.
+        held = self.engine_pool.lease_holding(path)
+        if held is not None:
+            con, alias = held
+        else:
+            con, alias = duckdb.connect(":memory:"), "src"
             con.execute(f"ATTACH {quote_literal(str(path))} AS src (READ_ONLY)")
-            self._mount_info[context.lower()] = read_info(con, "src")
-            return tables_in(con, "src", context, read_metadata(con, "src"), exact_rows=True)
+        try:
+            self._mount_info[context.lower()] = read_info(con, alias)
+            return tables_in(con, alias, context, read_metadata(con, alias), exact_rows=True)
         finally:
             con.close()
 
@@ -144,7 +168,7 @@ class MountsMixin:
 
         live = None
         if target.catalog == MYDB_ALIAS and principal is not None and not principal.anonymous:
-            live = self.engine(principal)
+            live = self.engine(principal, {MYDB_ALIAS})
         for m in self.catalog.mounts():
             if m.alias == target.catalog:
                 if m.read_only or m.engine_file is None:
@@ -178,7 +202,7 @@ class PositionalLookup:
 
         if target is None or target.context != SCHEMA:
             return None
-        cur = self.archive.engine(self.principal).cursor()
+        cur = self.archive.engine(self.principal, ()).cursor()  # the tables of an upload are in its memory
         try:
             rows = cur.sql(
                 f"SELECT {quote_ident(ra)}::DOUBLE, {quote_ident(dec)}::DOUBLE FROM "

@@ -26,15 +26,33 @@ SQL_SERVER_KINDS = ("sqlite", "postgresql")
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking: a named user (maybe admin) or the anonymous reader."""
+    """Who is asking: a named user (maybe admin) or the anonymous reader.
+
+    ``uid`` is the identity of one incarnation of a user: a user deleted and made again under
+    the same name gets a new one, so nothing the first one owned (jobs, directives, MyDB, an
+    engine) can ever match the second. Users made before identities existed have their name
+    as uid (empty means that too).
+    """
 
     name: str
     admin: bool = False
     anonymous: bool = False
+    uid: str = ""
+
+    @property
+    def ident(self) -> str:
+        """What the user's things are owned by: the uid (the name for users older than uids)."""
+        return self.uid or self.name
 
     @property
     def key(self) -> str:
-        return "" if self.anonymous else self.name
+        return "" if self.anonymous else self.ident
+
+    @property
+    def home(self) -> str:
+        """The name of the user's own files (MyDB, temp dir): unique per identity, safe as a file name."""
+        own = self.name if self.ident == self.name else f"{self.name}.{self.ident}"
+        return safe_user_file(own).removesuffix(".duckdb")
 
 
 ANONYMOUS = Principal("anonymous", anonymous=True)
@@ -188,8 +206,9 @@ class Catalog:
         return [m for m in self._mounts.values() if m.public or not principal.anonymous]
 
     # -- MyDB -----------------------------------------------------------------------------
-    def mydb_path(self, user: str) -> Path:
-        return self.mydb_dir / safe_user_file(user)
+    def mydb_path(self, principal: Principal) -> Path:
+        """The MyDB file of one user's identity (a re-made user gets a new file)."""
+        return self.mydb_dir / f"{principal.home}.duckdb"
 
     def require_mount(self, context: str, principal: Principal) -> Mount:
         m = self.mount(context)

@@ -87,7 +87,7 @@ def submit_reset(
     ref = dataset_ref(archive, principal, short_code)
     check_resettable(archive, principal, ref)
     request = {"dataset": short_code, "context": ref.name}
-    return archive.jobs.submit(principal.name, "reset", request, face=face, start_time=start_time)
+    return archive.submit_job(principal, "reset", request, face=face, start_time=start_time)
 
 
 def dataset_job(archive: Archive, principal: Principal, short_code: str, job_id: int | str) -> Job:
@@ -130,7 +130,7 @@ def reset_dataset(archive: Archive, job: Job, ctx: JobContext) -> dict:
     unmarked whatever happens. A cancel or a failure rolls back, leaving the data unchanged.
     Returns ``rows`` (tables and views dropped), ``tables`` and ``views``.
     """
-    principal = archive.principal(job.owner)
+    principal = archive.job_principal(job)
     # Re-check ownership: rights or the mount may have changed since a scheduled job was made.
     ref = dataset_ref(archive, principal, job.request.get("context") or job.request.get("dataset") or "")
     check_resettable(archive, principal, ref)
@@ -143,8 +143,7 @@ def reset_dataset(archive: Archive, job: Job, ctx: JobContext) -> dict:
         archive.resetting.add(key)
     try:
         ctx.log(f"{ref.name} is read-only until the reset ends")
-        engine = archive.engine(principal) if ref.mount is None else archive.mount_engine(ref.mount)
-        result = _drop_all(engine.cursor(), ref.alias, ctx)
+        result = _drop_all(archive.context_engine(principal, ref).cursor(timeout=None, cancel=ctx.canceled), ref.alias, ctx)
         ctx.log(f"{ref.name} emptied ({result['tables']} tables, {result['views']} views dropped); writable again")
         return result
     finally:

@@ -42,12 +42,14 @@ CREATE TABLE IF NOT EXISTS directives (
     target_table TEXT,
     created REAL NOT NULL,
     modified REAL NOT NULL,
+    owner_uid TEXT,
     UNIQUE (owner, folder_path, name)
 );
 CREATE INDEX IF NOT EXISTS directives_owner ON directives(owner, folder_path, name);
 """
 _COLUMNS = (
     "id", "owner", "name", "description", "folder_path", "query", "language", "context", "target_table", "created", "modified",
+    "owner_uid",
 )  # fmt: skip
 # What a caller may set (JSON name -> column); the rest is the store's.
 _FIELDS = {
@@ -78,6 +80,7 @@ class Directive:
     target_table: str | None
     created: float
     modified: float
+    owner_uid: str  # the owner's identity (``Principal.ident``): what the directive belongs to
 
     @property
     def path(self) -> str:
@@ -174,6 +177,10 @@ class DirectiveStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        if "owner_uid" not in {r[1] for r in self._db.execute("PRAGMA table_info(directives)")}:
+            # a store made before identities: owners keep their names as uid
+            self._db.execute("ALTER TABLE directives ADD COLUMN owner_uid TEXT")
+            self._db.execute("UPDATE directives SET owner_uid = owner")
 
     def close(self) -> None:
         with self._lock:
@@ -189,7 +196,7 @@ class DirectiveStore:
         """A directive the principal may see: their own, or any for an admin; else not_found."""
         _signed_in(principal)
         d = self._row("id = ?", (str(directive_id),))
-        if d is None or (d.owner != principal.name and not principal.admin):
+        if d is None or (d.owner_uid != principal.ident and not principal.admin):
             raise not_found(f"unknown directive {directive_id!r}", directive=directive_id)
         return d
 
@@ -198,7 +205,7 @@ class DirectiveStore:
         _signed_in(principal)
         full = normal_folder(path)
         folder, _, name = full.rpartition("/")
-        d = self._row("owner = ? AND folder_path = ? AND name = ?", (principal.name, folder or "/", name)) if name else None
+        d = self._row("owner_uid = ? AND folder_path = ? AND name = ?", (principal.ident, folder or "/", name)) if name else None
         if d is None:
             raise not_found(f"no directive at {full!r}", directivePath=full)
         return d
@@ -221,8 +228,8 @@ class DirectiveStore:
             raise bad_request("start and limit must be >= 0")
         where, args = [], []
         if not (all_users and principal.admin):
-            where.append("owner = ?")
-            args.append(principal.name)
+            where.append("owner_uid = ?")
+            args.append(principal.ident)
         if folder_path is not None:
             where.append("folder_path = ?")
             args.append(normal_folder(folder_path))
@@ -241,7 +248,7 @@ class DirectiveStore:
         _signed_in(principal)
         values = _clean(fields, creating=True)
         now = time.time()
-        d = Directive(id=str(uuid.uuid4()), owner=principal.name, created=now, modified=now, **values)
+        d = Directive(id=str(uuid.uuid4()), owner=principal.name, owner_uid=principal.ident, created=now, modified=now, **values)
         self._check(d)
         with self._lock:
             self._unique(d)
@@ -272,8 +279,19 @@ class DirectiveStore:
         with self._lock:
             self._db.execute("DELETE FROM directives WHERE id = ?", (d.id,))
 
+    def count(self, principal: Principal) -> int:
+        """How many directives an identity has."""
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM directives WHERE owner_uid = ?", (principal.ident,)).fetchone()[0]
+
+    def remove_owned(self, principal: Principal) -> None:
+        """Forget every directive of an identity (its user is being deleted)."""
+        with self._lock:
+            self._db.execute("DELETE FROM directives WHERE owner_uid = ?", (principal.ident,))
+
     def _unique(self, d: Directive) -> None:
         # Called under the lock, so a check and its write cannot interleave with another's.
+        # By name: a directive left by a deleted user of this name still takes its path.
         row = self._db.execute(
             "SELECT id FROM directives WHERE owner = ? AND folder_path = ? AND name = ? AND id != ?",
             (d.owner, d.folder_path, d.name, d.id),
@@ -292,7 +310,7 @@ class DirectiveStore:
 
     def _check(self, d: Directive) -> None:
         """Compile the directive as its owner would run it: the pipeline's error if it cannot run."""
-        owner = self.archive.principal(d.owner)
+        owner = self.archive.owner(d.owner, d.owner_uid)
         compiled = self.archive.compile(owner, d.query, d.language, context=d.context, explain=False)
         if len(compiled.statements) == 1 and compiled.statements[0].kind == "read":
             # The engine's plan finds unknown columns without running anything; a write or a
@@ -304,7 +322,7 @@ class DirectiveStore:
     def run(self, principal: Principal, ref: str, *, by_path: bool = False, face: str = "sas") -> Job:
         """Run a directive (by id, or by ``folderPath/name``) as a ``directive`` job of the caller."""
         d = self.by_path(principal, ref) if by_path else self.get(principal, ref)
-        if d.owner != principal.name:
+        if d.owner_uid != principal.ident:
             # An admin may read anyone's directive, but a job runs as its owner's MyDB.
             raise permission(f"directive {d.id} belongs to {d.owner}; only its owner can run it", directive=d.id)
         req = self._request(d)
@@ -312,7 +330,7 @@ class DirectiveStore:
         req["modified_query"] = compiled.modified_query
         if into is not None:
             req["into"] = {"context": into.context, "name": into.name}
-        return self.archive.jobs.submit(principal.name, "directive", req, face=face)
+        return self.archive.submit_job(principal, "directive", req, face=face)
 
 
 def _signed_in(principal: Principal) -> None:

@@ -117,7 +117,7 @@ def sniff_format(head: bytes) -> str:
 def upload_path(archive: Archive, principal: Principal, context: str | ContextRef | None = None) -> Path:
     """A fresh file name in the temp dir of the engine that will load it: the one place it may read."""
     ref = archive.context(principal, context) if isinstance(context, str) else context
-    engine = archive.engine(principal) if ref is None else archive.context_engine(principal, ref)
+    engine = archive.engine(principal, ()) if ref is None else archive.context_engine(principal, ref)
     folder = engine.temp_dir
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"upload-{uuid.uuid4().hex}.dat"
@@ -651,7 +651,7 @@ def table_summaries(archive: Archive, principal: Principal, context: str) -> lis
     if ref.mount is not None:
         files = [ref.mount.engine_file or ref.mount.location]
     else:
-        mydb = archive.catalog.mydb_path(principal.name)
+        mydb = archive.catalog.mydb_path(principal)
         files = [mydb, Path(str(mydb) + ".wal")]
         cur = archive.context_engine(principal, ref).cursor()
         try:

@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_code TEXT,
     error_message TEXT,
     results TEXT NOT NULL DEFAULT '{}',
-    destruction REAL
+    destruction REAL,
+    owner_uid TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, id);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);
@@ -65,7 +66,7 @@ CREATE INDEX IF NOT EXISTS job_log_job ON job_log(job_id, ts);
 """
 _COLUMNS = (
     "id", "owner", "kind", "face", "request", "state", "submitted", "scheduled", "started", "ended",
-    "progress", "rows", "error_code", "error_message", "results", "destruction",
+    "progress", "rows", "error_code", "error_message", "results", "destruction", "owner_uid",
 )  # fmt: skip
 
 
@@ -89,13 +90,14 @@ class Job:
     error_message: str | None = None
     results: dict = field(default_factory=dict)
     destruction: float | None = None  # when the job is removed, whatever its state (UWS destruction)
+    owner_uid: str | None = None  # the owner's identity (``Principal.ident``): what the job belongs to
 
     @property
     def final(self) -> bool:
         return self.state in FINAL
 
     def to_json(self) -> dict:
-        out = {k: getattr(self, k) for k in _COLUMNS if k not in ("error_code", "error_message")}
+        out = {k: getattr(self, k) for k in _COLUMNS if k not in ("error_code", "error_message", "owner_uid")}
         out["error"] = {"code": self.error_code, "message": self.error_message} if self.error_message else None
         out["elapsed"] = (
             (self.ended or time.time()) - self.started if self.started else None
@@ -129,17 +131,24 @@ class JobStore:
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
         if "destruction" not in columns:  # a store made before jobs had a destruction time
             self._db.execute("ALTER TABLE jobs ADD COLUMN destruction REAL")
+        if "owner_uid" not in columns:  # a store made before identities: owners keep their names as uid
+            self._db.execute("ALTER TABLE jobs ADD COLUMN owner_uid TEXT")
+            self._db.execute("UPDATE jobs SET owner_uid = owner")
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_owner_uid ON jobs(owner_uid, id)")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def create(self, owner: str, kind: str, request: dict, *, face: str, state: str, scheduled: float | None) -> Job:
+    def create(
+        self, owner: str, kind: str, request: dict, *, face: str, state: str, scheduled: float | None, owner_uid: str | None = None
+    ) -> Job:
+        """A new job of ``owner`` (a user name), belonging to the identity ``owner_uid`` (default: the name)."""
         now = time.time()
         with self._lock:
             cur = self._db.execute(
-                "INSERT INTO jobs(owner, kind, face, request, state, submitted, scheduled) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (owner, kind, face, json.dumps(request, default=str), state, now, scheduled),
+                "INSERT INTO jobs(owner, owner_uid, kind, face, request, state, submitted, scheduled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (owner, owner_uid or owner, kind, face, json.dumps(request, default=str), state, now, scheduled),
             )
             job_id = cur.lastrowid
         return self.get(job_id)
@@ -162,10 +171,11 @@ class JobStore:
         limit: int | None = None,
         newest_first: bool = True,
     ) -> tuple[list[Job], int]:
-        """Jobs matching the filters (a page of them) and how many match in all."""
+        """Jobs matching the filters (a page of them) and how many match in all; ``owner`` is
+        the owner's identity (``Principal.ident``)."""
         where, args = [], []
         if owner is not None:
-            where.append("owner = ?")
+            where.append("owner_uid = ?")
             args.append(owner)
         if states:
             where.append(f"state IN ({', '.join('?' * len(states))})")
@@ -354,7 +364,15 @@ class JobRunner:
 
     # -- requests ---------------------------------------------------------------------------------
     def submit(
-        self, owner: str, kind: str, request: dict, *, face: str = "native", start_time: float | None = None, run: bool = True
+        self,
+        owner: str,
+        kind: str,
+        request: dict,
+        *,
+        face: str = "native",
+        start_time: float | None = None,
+        run: bool = True,
+        owner_uid: str | None = None,
     ) -> Job:
         """Create a job: queued now, scheduled for ``start_time``, or pending until ``run_job``."""
         if kind not in self._work:
@@ -365,7 +383,7 @@ class JobRunner:
             state = "scheduled"
         else:
             state = "queued"
-        job = self.store.create(owner, kind, request, face=face, state=state, scheduled=start_time)
+        job = self.store.create(owner, kind, request, face=face, state=state, scheduled=start_time, owner_uid=owner_uid)
         self.store.add_log(job.id, f"submitted ({state})")
         self.wake()
         return job
@@ -495,6 +513,24 @@ class JobRunner:
             log.exception("could not destroy job %s", job_id)
 
     def _execute(self, ctx: JobContext) -> None:
+        try:
+            self._run_work(ctx)
+        except Exception:  # noqa: BLE001
+            if self.store.get(ctx.job.id) is not None:
+                log.exception("job %s could not be finished", ctx.job.id)
+            elif self.on_expire is not None:
+                # Deleted while it ran (its owner was deleted, or its destruction time came):
+                # what it made after the deletion goes too.
+                try:
+                    self.on_expire(ctx.job)
+                except Exception:  # noqa: BLE001
+                    log.exception("could not remove what deleted job %s made", ctx.job.id)
+        finally:
+            with self._cond:
+                self._running.pop(ctx.job.id, None)
+                self._cond.notify_all()
+
+    def _run_work(self, ctx: JobContext) -> None:
         job = ctx.job
         work = self._work[job.kind]
         self.store.add_log(job.id, "running")
@@ -517,10 +553,6 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - a job must end, whatever its work raised
             log.exception("job %s failed", job.id)
             self._fail(job.id, "server_error", f"internal error: {type(exc).__name__}: {exc}")
-        finally:
-            with self._cond:
-                self._running.pop(job.id, None)
-                self._cond.notify_all()
 
     def _finish_canceled(self, job_id: int) -> None:
         job = self.store.get(job_id)

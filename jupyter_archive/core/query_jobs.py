@@ -94,7 +94,7 @@ def run_query_job(archive: Archive, job: Job, ctx: JobContext) -> dict:
         result = tap_schema.query(archive, principal, request["query"], row_limit=request.get("row_limit"),
                                   time_limit=request.get("time_limit"))
         return _keep(archive, job, ctx, result, None, None)
-    uploads = UploadSet(archive, principal, request["uploads"]) if request.get("uploads") else None
+    uploads = UploadSet(archive, principal, request["uploads"], cancel=ctx.canceled) if request.get("uploads") else None
     try:
         return _run(archive, job, ctx, principal, uploads)
     except ArchiveError as exc:
@@ -122,7 +122,9 @@ def _run(archive: Archive, job: Job, ctx: JobContext, principal: Principal, uplo
             return _keep(archive, job, ctx, result, compiled, into)
         finally:
             ctx.on_cancel(None)
-    cursor = archive.engine_for(principal, compiled.statements).cursor()
+    # A job waits as long as it must for a database still held by an engine being replaced.
+    pinned = uploads.pin if uploads is not None else None
+    cursor = archive.engine_for(principal, compiled.statements, pinned).cursor(timeout=None, cancel=ctx.canceled)
     ctx.on_cancel(cursor.interrupt)
     done = threading.Event()
     guard = threading.Lock()

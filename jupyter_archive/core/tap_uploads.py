@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from . import sql as sqlmod
 from .backends.duckdb import quote_ident
 from . import tap_schema
-from .errors import ArchiveError, bad_request
+from .errors import bad_request
 from .query import QueryResult
 
 if TYPE_CHECKING:
@@ -124,23 +124,23 @@ class UploadSet:
     ``targets`` is what the resolver maps ``TAP_UPLOAD.<name>`` to; ``close`` drops them.
     """
 
-    def __init__(self, archive: Archive, principal: Principal, entries: list[dict]):
-        self.engine = archive.engine(principal)
+    def __init__(self, archive: Archive, principal: Principal, entries: list[dict], *, cancel=None):
+        # The tables live in one engine's memory: this lease, held until ``close``, keeps that
+        # engine open, and the query runs on it (``pin``). A job's wait for it can be canceled.
+        options = {"timeout": None, "cancel": cancel} if cancel is not None else {}
+        self.pin = archive.engine(principal).cursor(**options)
         self.schema = f"tap_upload_{uuid.uuid4().hex[:16]}"
         self.targets: dict[str, sqlmod.TableTarget] = {}
         self.column_meta: dict[str, dict[str, str]] = {}
         self._closed = False
-        cur = self.engine.cursor()
         try:
-            cur.execute(f"CREATE SCHEMA {ENGINE_CATALOG}.{quote_ident(self.schema)}")
+            self.pin.execute(f"CREATE SCHEMA {ENGINE_CATALOG}.{quote_ident(self.schema)}")
             for entry in entries:
                 table = _read_entry(archive, principal, entry)
-                self._load(cur, entry["name"], table)
+                self._load(self.pin, entry["name"], table)
         except BaseException:
-            cur.close()
             self.close()
             raise
-        cur.close()
 
     def _load(self, cur, name: str, table: pa.Table) -> None:
         view = f"_upload_{uuid.uuid4().hex}"
@@ -172,15 +172,11 @@ class UploadSet:
             return
         self._closed = True
         try:
-            cur = self.engine.cursor()
-        except ArchiveError:
-            return  # the engine is gone, and its in-memory tables with it
-        try:
-            cur.execute(f"DROP SCHEMA IF EXISTS {ENGINE_CATALOG}.{quote_ident(self.schema)} CASCADE")
+            self.pin.execute(f"DROP SCHEMA IF EXISTS {ENGINE_CATALOG}.{quote_ident(self.schema)} CASCADE")
         except Exception:  # noqa: BLE001 - best effort: the schema dies with the engine anyway
             pass
         finally:
-            cur.close()
+            self.pin.close()
 
 
 def _read_entry(archive: Archive, principal: Principal, entry: dict) -> pa.Table:

@@ -20,6 +20,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from .catalog import Principal
@@ -32,7 +33,8 @@ CREATE TABLE IF NOT EXISTS users (
     full_name TEXT NOT NULL DEFAULT '',
     email TEXT NOT NULL DEFAULT '',
     created REAL NOT NULL,
-    password_hash TEXT
+    password_hash TEXT,
+    uid TEXT
 );
 CREATE TABLE IF NOT EXISTS tokens (
     token_hash TEXT PRIMARY KEY,
@@ -127,31 +129,58 @@ class UserStore:
         cols = {r[1] for r in self._db.execute("PRAGMA table_info(users)")}
         if "password_hash" not in cols:  # state files made before passwords existed
             self._db.execute("ALTER TABLE users ADD COLUMN password_hash TEXT")
+        if "uid" not in cols:  # state files made before identities: each user keeps its name as uid
+            self._db.execute("ALTER TABLE users ADD COLUMN uid TEXT")
+        self._db.execute("UPDATE users SET uid = name WHERE uid IS NULL")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def ensure_user(self, name: str, *, admin: bool = False) -> Principal:
+        """The user named so, made now if there is none (with a new identity); ``admin`` raises
+        the role, never lowers it. Only explicit acts call this: an admin making a user, the
+        token command, the Jupyter owner or a JupyterHub user on first sight."""
         name = valid_user_name(name)
+        known = self.principal(name)
+        if known is not None and (known.admin or not admin):
+            return known
         with self._lock:
             self._db.execute(
-                "INSERT INTO users(name, admin, created) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET admin = max(admin, excluded.admin)",
-                (name, int(admin), time.time()),
+                "INSERT INTO users(name, admin, created, uid) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET admin = max(admin, excluded.admin)",
+                (name, int(admin), time.time(), uuid.uuid4().hex),
             )
-            row = self._db.execute("SELECT admin FROM users WHERE name = ?", (name,)).fetchone()
-        return Principal(name, admin=bool(row[0]))
+        return self.principal(name)
+
+    def principal(self, name: str) -> Principal | None:
+        """The principal of an existing user, or None: looking a user up never makes one."""
+        with self._lock:
+            row = self._db.execute("SELECT name, admin, uid FROM users WHERE name = ?", (name,)).fetchone()
+        return None if row is None else Principal(row[0], admin=bool(row[1]), uid=row[2])
+
+    def is_current(self, principal: Principal) -> bool:
+        """Whether this identity still exists (its user was not deleted, or made again since)."""
+        current = self.principal(principal.name)
+        return current is not None and current.ident == principal.ident
 
     def create_token(self, name: str, *, admin: bool = False, label: str = "", lifetime: float | None = None) -> str:
         """Make a new token for ``name`` (creating the user); returns the token text, shown once."""
-        self.ensure_user(name, admin=admin)
+        return self.token_for(self.ensure_user(name, admin=admin), label=label, lifetime=lifetime)
+
+    def token_for(self, principal: Principal, *, label: str = "", lifetime: float | None = None) -> str:
+        """A new token of an existing identity; refused if that identity was deleted meanwhile."""
         token = secrets.token_urlsafe(32)
         expires = time.time() + lifetime if lifetime else None
         with self._lock:
-            self._db.execute(
-                "INSERT INTO tokens(token_hash, user_name, label, created, expires) VALUES (?, ?, ?, ?, ?)",
-                (_hash(token), name, label, time.time(), expires),
+            # One statement: a user deleted (or made again) since ``principal`` was looked up gets no token.
+            cur = self._db.execute(
+                "INSERT INTO tokens(token_hash, user_name, label, created, expires) "
+                "SELECT ?, name, ?, ?, ? FROM users WHERE name = ? AND uid = ?",
+                (_hash(token), label, time.time(), expires, principal.name, principal.ident),
             )
+        if cur.rowcount != 1:
+            raise ArchiveError("not_found", f"unknown user {principal.name!r}", 404)
         return token
 
     def principal_for_token(self, token: str) -> Principal | None:
@@ -159,12 +188,12 @@ class UserStore:
             return None
         with self._lock:
             row = self._db.execute(
-                "SELECT u.name, u.admin, t.expires FROM tokens t JOIN users u ON u.name = t.user_name WHERE t.token_hash = ?",
+                "SELECT u.name, u.admin, t.expires, u.uid FROM tokens t JOIN users u ON u.name = t.user_name WHERE t.token_hash = ?",
                 (_hash(token.strip()),),
             ).fetchone()
         if row is None or (row[2] is not None and row[2] < time.time()):
             return None
-        return Principal(row[0], admin=bool(row[1]))
+        return Principal(row[0], admin=bool(row[1]), uid=row[3])
 
     def token_info(self, token: str) -> dict | None:
         """Who a valid token belongs to and when it was made and expires; None if invalid or expired."""
@@ -212,14 +241,14 @@ class UserStore:
         if not isinstance(name, str) or not isinstance(password, str) or len(password.encode()) > MAX_PASSWORD_BYTES:
             return None
         with self._lock:
-            row = self._db.execute("SELECT name, admin, password_hash FROM users WHERE name = ?", (name,)).fetchone()
+            row = self._db.execute("SELECT name, admin, password_hash, uid FROM users WHERE name = ?", (name,)).fetchone()
         stored = row[2] if row is not None and row[2] else None
         ok = check_password(password, stored or _dummy_hash())
         if not ok or stored is None:
             return None
         if _needs_rehash(stored):
             self.set_password(row[0], password)
-        return Principal(row[0], admin=bool(row[1]))
+        return Principal(row[0], admin=bool(row[1]), uid=row[3])
 
     def login(self, name: str, password: str, *, lifetime: float | None) -> tuple[str, dict] | None:
         """Check a password and make a token for it: ``(token, token_info)``, or None if refused."""
@@ -227,7 +256,10 @@ class UserStore:
         if principal is None:
             return None
         self.purge_expired_tokens()
-        token = self.create_token(principal.name, label="login", lifetime=lifetime)
+        try:
+            token = self.token_for(principal, label="login", lifetime=lifetime)
+        except ArchiveError:
+            return None  # deleted between the password check and now
         return token, self.token_info(token)
 
     # -- users --------------------------------------------------------------------------------
@@ -252,11 +284,24 @@ class UserStore:
             if email is not None:
                 self._db.execute("UPDATE users SET email = ? WHERE name = ?", (str(email), name))
 
-    def delete_user(self, name: str) -> bool:
-        """Forget a user and (by cascade) all their tokens; True if the user existed."""
+    def delete_user(self, name: str, *, uid: str | None = None) -> bool:
+        """Forget a user (only the identity ``uid``, when given), their password and (by cascade)
+        all their tokens; True if there was such a user."""
         with self._lock:
-            cur = self._db.execute("DELETE FROM users WHERE name = ?", (name,))
+            if uid is None:
+                cur = self._db.execute("DELETE FROM users WHERE name = ?", (name,))
+            else:
+                cur = self._db.execute("DELETE FROM users WHERE name = ? AND uid = ?", (name, uid))
         return cur.rowcount > 0
+
+    def owned_count(self, principal: Principal) -> int:
+        """The account of an identity and its tokens: 0 once it is deleted."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) + (SELECT count(*) FROM tokens WHERE user_name = u.name) FROM users u WHERE name = ? AND uid = ?",
+                (principal.name, principal.ident),
+            ).fetchone()
+        return row[0] if row else 0
 
     def users(self) -> list[dict]:
         with self._lock:

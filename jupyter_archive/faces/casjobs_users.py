@@ -4,8 +4,8 @@
 "FullName", "Email", "TableName", "Password"}`` (SciServer's login portal sends none);
 ``GET`` shows a user to themself or to an admin, with the ``WebServicesId`` that
 SciScript's ``getSchemaName`` turns into ``wsid_<n>``; ``DELETE`` (admin) removes the
-user, their tokens, jobs and MyDB. Someone else's user is 404, as someone else's job
-is: a non-admin cannot tell which users exist. Every success is exactly 200.
+user and everything they own (``core/owned.py``). Someone else's user is 404, as someone
+else's job is: a non-admin cannot tell which users exist. Every success is exactly 200.
 """
 
 from __future__ import annotations

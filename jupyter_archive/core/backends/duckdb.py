@@ -28,7 +28,12 @@ class Attachment:
 
 
 class Engine:
-    """One DuckDB instance; ``cursor()`` hands out thread-safe connections to it."""
+    """One DuckDB instance; ``cursor()`` hands out thread-safe connections to it.
+
+    Every connection handed out is a lease: the engine counts them, and ``on_idle`` (set by
+    the engine pool) is called when the last one comes back, so an engine that was replaced
+    is closed only once nothing uses it any more.
+    """
 
     def __init__(
         self,
@@ -37,6 +42,7 @@ class Engine:
         threads: int | None = None,
         memory_limit: str | None = None,
         temp_dir: Path | None = None,
+        spill_dir: Path | None = None,
         pool_size: int = 8,
     ):
         config = {}
@@ -48,9 +54,15 @@ class Engine:
         self._lock = threading.Lock()
         self.attachments = {a.alias: a for a in attachments}
         self.temp_dir = temp_dir  # the one directory this engine's own code may read files from
+        # Where DuckDB spills: its own folder, as two engines of one user may be open at once
+        # (one replaced but still in use) and must not share spill files.
+        self.spill_dir = spill_dir or temp_dir
+        self.leases = 0
+        self.on_idle = None  # called (without locks held) when the last lease comes back
+        self._leased: set[duckdb.DuckDBPyConnection] = set()
         if temp_dir is not None:
             temp_dir.mkdir(parents=True, exist_ok=True)
-            self._db.execute(f"SET temp_directory = {_quote_literal(str(temp_dir))}")
+            self._db.execute(f"SET temp_directory = {_quote_literal(str(self.spill_dir))}")
         for a in attachments:
             mode = " (READ_ONLY)" if a.read_only else ""
             try:
@@ -82,27 +94,57 @@ class Engine:
         with self._lock:
             if self.closed:
                 raise ArchiveError("engine_error", "engine closed", 503)
-            con = self._pool.pop() if self._pool else None
-            if con is None:
-                # Pool exhausted: a plain connection works, only without progress reports.
-                return Lease(self, self._db.cursor(), pooled=False)
-            return Lease(self, con, pooled=True)
+            self.leases += 1
+            pooled = bool(self._pool)
+            # Pool exhausted: a plain connection works, only without progress reports.
+            con = self._pool.pop() if pooled else self._db.cursor()
+            self._leased.add(con)
+            return Lease(self, con, pooled=pooled)
 
-    def _give_back(self, con: duckdb.DuckDBPyConnection) -> None:
+    def _give_back(self, con: duckdb.DuckDBPyConnection, pooled: bool) -> None:
         with self._lock:
-            if not self.closed:
+            self._leased.discard(con)
+            self.leases -= 1
+            idle = self.leases == 0
+            keep = pooled and not self.closed
+            if keep:
                 self._pool.append(con)
-                return
-        con.close()
+        if not keep:
+            try:
+                con.close()
+            except duckdb.Error:
+                pass
+        if idle and self.on_idle is not None:
+            self.on_idle(self)
+
+    def interrupt(self) -> None:
+        """Interrupt whatever runs on the connections lent out now (their holders see an error)."""
+        with self._lock:
+            leased = list(self._leased)
+        for con in leased:
+            try:
+                con.interrupt()
+            except duckdb.Error:
+                pass
 
     def close(self) -> None:
+        """Close the instance. DuckDB keeps it (and its files) alive while any of its connections
+        is open, so its files are free once this returns only if nothing is lent out; a lent
+        connection is closed when it comes back."""
         with self._lock:
-            if not self.closed:
-                self.closed = True
-                try:
-                    self._db.close()
-                except duckdb.Error:
-                    pass
+            if self.closed:
+                return
+            self.closed = True
+            cons, self._pool = self._pool, []
+        for con in cons:
+            try:
+                con.close()
+            except duckdb.Error:
+                pass
+        try:
+            self._db.close()
+        except duckdb.Error:
+            pass
 
 
 class Lease:
@@ -115,6 +157,10 @@ class Lease:
         self._pooled = pooled
         self._done = False
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     def __getattr__(self, name):
         return getattr(self._con, name)
 
@@ -122,13 +168,7 @@ class Lease:
         if self._done:
             return
         self._done = True
-        if self._pooled:
-            self._engine._give_back(self._con)
-        else:
-            try:
-                self._con.close()
-            except duckdb.Error:
-                pass
+        self._engine._give_back(self._con, self._pooled)
 
 
 def _quote_ident(name: str) -> str:

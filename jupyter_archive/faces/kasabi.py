@@ -21,7 +21,7 @@ from tornado import web
 from ..core import datasets
 from ..core.errors import ArchiveError
 from ..core.jobs import Job
-from .base import AUTH_HEADER, ArchiveHandler, endpoint
+from .base import AUTH_HEADER, FORWARDED_USER, ArchiveHandler, endpoint
 
 PLAIN = "text/plain; charset=UTF-8"
 
@@ -81,7 +81,7 @@ class KasabiHandler(ArchiveHandler):
     def _authenticate(self, anonymous_ok: bool):
         # Datasets have owners, so nobody is let in anonymously, and Kasabi answers a
         # missing key with 401 where the base class says 403.
-        if not self.request.headers.get(AUTH_HEADER) and self.current_user is None:
+        if not (self.request.headers.get(AUTH_HEADER) or self.request.headers.get(FORWARDED_USER)) and self.current_user is None:
             raise ArchiveError(
                 "unauthorized",
                 "not authorized: log in to Jupyter, pass its token, or send an X-Auth-Token header",

@@ -415,25 +415,28 @@ def test_a_killed_owners_running_job_fails_and_the_second_takes_over(tmp_path, d
 
 
 # -- settings that cannot be used ------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("app", "setting", "value", "named"),
-    [
-        ("archive", "mounts", '[{"path": "/x", "type": "files", "location": "/tmp"', "ArchiveApp.mounts"),
-        ("server", "mounts", '[{"path": "/x", "type": "duckdb", "location": "/no/such/file.duckdb"}]', "ArchiveApp.mounts[0]"),
-        ("lab", "job_workers", "0", "ArchiveApp.job_workers"),
-        ("archive", "data_dir", "/proc/no-such-dir/archive", "ArchiveApp.data_dir"),
-    ],
-)
-def test_a_setting_that_cannot_be_used_stops_the_start_and_writes_nothing(tmp_path, app, setting, value, named):
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    data = tmp_path / "data"
-    argv = [str(BIN / "jupyter"), app, "--no-browser", f"--port={free_port()}", "--ServerApp.ip=127.0.0.1",
-            f"--ArchiveApp.data_dir={data}" if setting != "data_dir" else f"--ArchiveApp.data_dir={value}",
-            *root_flags(), *([f"--ArchiveApp.{setting}={value}"] if setting != "data_dir" else [])]
-    env = {**os.environ, "JUPYTER_PLATFORM_DIRS": "1", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=180, env=env)
-    assert done.returncode != 0
-    assert f"the setting {named} cannot be used" in done.stderr, done.stderr[-2000:]
-    assert list(cwd.iterdir()) == []  # nothing written outside the data dir
-    assert not data.exists() or list(data.iterdir()) == []  # nor in it: the archive never started
+UNUSABLE = [  # (command, setting, value, the name the message gives)
+    ("archive", "mounts", '[{"path": "/x", "type": "files", "location": "/tmp"', "ArchiveApp.mounts"),
+    ("server", "mounts", '[{"path": "/x", "type": "duckdb", "location": "/no/such/file.duckdb"}]', "ArchiveApp.mounts[0]"),
+    ("lab", "job_workers", "0", "ArchiveApp.job_workers"),
+    ("archive", "data_dir", "/proc/no-such-dir/archive", "ArchiveApp.data_dir"),
+]
+
+
+def test_a_setting_that_cannot_be_used_stops_the_start_and_writes_nothing(tmp_path):
+    def start(case):
+        i, (app, setting, value, named) = case
+        cwd, data = tmp_path / f"cwd{i}", tmp_path / f"data{i}"
+        cwd.mkdir()
+        settings = {"data_dir": str(data), setting: value}
+        argv = [str(BIN / "jupyter"), app, "--no-browser", f"--port={free_port()}", "--ServerApp.ip=127.0.0.1",
+                *root_flags(), *(f"--ArchiveApp.{k}={v}" for k, v in settings.items())]
+        env = {**os.environ, "JUPYTER_PLATFORM_DIRS": "1", "JUPYTER_RUNTIME_DIR": str(tmp_path / f"runtime{i}")}
+        return cwd, data, named, subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=180, env=env)
+
+    with ThreadPoolExecutor(2) as pool:  # each start is mostly imports
+        for cwd, data, named, done in pool.map(start, enumerate(UNUSABLE)):
+            assert done.returncode != 0
+            assert f"the setting {named} cannot be used" in done.stderr, done.stderr[-2000:]
+            assert list(cwd.iterdir()) == []  # nothing written outside the data dir
+            assert not data.exists() or list(data.iterdir()) == []  # nor in it: the archive never started

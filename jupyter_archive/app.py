@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import logging
 import os
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 from jupyter_core.application import JupyterApp
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
+from tornado.ioloop import PeriodicCallback
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, validate
 
 from .core.archive import Archive, ArchiveConfig
 from .core.catalog import Principal
+from .core.errors import ArchiveError
+from .core.mounts import check_spec
+from .core.ownership import DataDirLock, describe_holder
+from .core.users import valid_user_name
 from .faces.auth import auth_handlers
 from .faces.casjobs import casjobs_handlers
 from .faces.casjobs_users import casjobs_user_handlers
@@ -26,7 +33,11 @@ from .faces.quasar import quasar_handlers
 from .faces.sas import sas_handlers
 from .faces.soda import soda_handlers
 from .faces.tables import table_handlers
+from .faces.proxy import Forwarding, proxied, unproxy
 from .faces.tap import tap_handlers
+from .settings import JsonDict, JsonList, SettingError, setting_error, usable_dir
+
+TAKE_OVER_EVERY = 2.0  # seconds between a forwarding server's tries to take a free data dir over
 
 
 class ArchiveApp(ExtensionApp):
@@ -38,37 +49,37 @@ class ArchiveApp(ExtensionApp):
     load_other_extensions = True
 
     data_dir = Unicode(config=True, help="Where the archive keeps its state, MyDBs, caches and the demo data.")
-    mounts = List(
-        Dict(),
+    mounts = JsonList(
+        JsonDict(),
         config=True,
         help=(
             "Mounts: a list of {path, type ('duckdb' | 'files'), location, context, readOnly, public, description}. "
             "When empty (and demo is on) the embedded demo archive is mounted at /demo as context DEMO."
         ),
     )
-    mount_roots = List(
+    mount_roots = JsonList(
         Unicode(),
         config=True,
         help="Directories whose files and databases admins may mount at run time (Quasar's /mount); default: the server's root_dir.",
     )
     demo = Bool(True, config=True, help="Make and mount the demo archive when no mounts are configured.")
-    demo_rows = Int(100_000, config=True, help="Rows of the demo PhotoObj table.")
-    quick_row_limit = Int(100_000, config=True, help="Most rows a quick query returns; more sets the truncation flag.")
+    demo_rows = Int(100_000, min=1, config=True, help="Rows of the demo PhotoObj table.")
+    quick_row_limit = Int(100_000, min=1, config=True, help="Most rows a quick query returns; more sets the truncation flag.")
     quick_time_limit = Float(60.0, config=True, help="Seconds a quick query may run before the engine is interrupted.")
-    quick_workers = Int(4, config=True, help="Threads running quick queries and streaming results.")
-    job_workers = Int(2, config=True, help="Jobs (long queries, resets, ...) running at once.")
-    jobs_per_user = Int(2, config=True, help="Jobs one user may have running at once; more wait in the queue.")
-    job_retention = Float(7 * 24 * 3600.0, config=True, help="Seconds finished jobs and their stored results are kept (0: forever).")
+    quick_workers = Int(4, min=1, config=True, help="Threads running quick queries and streaming results.")
+    job_workers = Int(2, min=1, config=True, help="Jobs (long queries, resets, ...) running at once.")
+    jobs_per_user = Int(2, min=1, config=True, help="Jobs one user may have running at once; more wait in the queue.")
+    job_retention = Float(7 * 24 * 3600.0, min=0.0, config=True, help="Seconds finished jobs and their stored results are kept (0: forever).")
     upload_limit = Int(
-        1 << 30, config=True, help="Bytes one table upload may have (CasJobs and native uploads); more is refused with 413."
+        1 << 30, min=1, config=True, help="Bytes one table upload may have (CasJobs and native uploads); more is refused with 413."
     )
-    engine_threads = Int(0, config=True, help="DuckDB threads per engine (0: DuckDB's default, the core count).")
+    engine_threads = Int(0, min=0, config=True, help="DuckDB threads per engine (0: DuckDB's default, the core count).")
     engine_memory_limit = Unicode("", config=True, help="DuckDB memory limit per engine, e.g. '2GB' (empty: DuckDB's default).")
     allow_anonymous = Bool(
         False, config=True, help="Let unauthenticated callers run quick queries on public, read-only contexts."
     )
     token_lifetime = Float(
-        24 * 3600.0, config=True, help="Seconds a token made by password login (archive/auth/tokens) stays valid (0: forever)."
+        24 * 3600.0, min=0.0, config=True, help="Seconds a token made by password login (archive/auth/tokens) stays valid (0: forever)."
     )
     owner = Unicode(config=True, help="The archive user that Jupyter-authenticated requests act as (an admin).")
     jupyter_user_mapping = Enum(
@@ -112,34 +123,176 @@ class ArchiveApp(ExtensionApp):
             mount_roots=list(self.mount_roots) or [self.serverapp.root_dir],
         )
 
+    @validate("quick_time_limit")
+    def _positive_time_limit(self, proposal):
+        if proposal["value"] <= 0:
+            raise TraitError(f"The 'quick_time_limit' trait must be more than 0 seconds, not {proposal['value']}")
+        return proposal["value"]
+
+    # -- settings: checked before anything is written ---------------------------------------------
+    def _link_jupyter_server_extension(self, serverapp):
+        # jupyter_server only logs a failure here ("error linking extension") and goes on to
+        # load the extension with whatever settings survived; a data dir of "" then meant the
+        # current directory. A setting that cannot be used stops the start instead.
+        try:
+            super()._link_jupyter_server_extension(serverapp)
+            self.check_settings()
+        except SettingError as exc:
+            self._refuse_to_start(serverapp, exc)
+        except Exception as exc:  # noqa: BLE001 - traitlets' TraitError, ValueError, ...: all about a setting
+            self._refuse_to_start(serverapp, setting_error("ArchiveApp", exc))
+
+    def check_settings(self) -> None:
+        """Refuse settings that cannot be used (SettingError naming the setting); make the data dir absolute."""
+        self.data_dir = str(usable_dir("ArchiveApp.data_dir", self.data_dir, create=True))
+        for root in self.mount_roots:
+            usable_dir("ArchiveApp.mount_roots", root, create=False)
+        for i, spec in enumerate(self.mounts):
+            try:
+                check_spec(spec)
+            except ArchiveError as exc:
+                raise SettingError(f"ArchiveApp.mounts[{i}]", exc.message) from None
+        try:
+            valid_user_name(self.owner)
+        except ArchiveError as exc:
+            raise SettingError("ArchiveApp.owner", exc.message) from None
+
+    @staticmethod
+    def _refuse_to_start(serverapp, err: SettingError):
+        setting = err.name.split("[")[0]
+        serverapp.log.critical(
+            "jupyter_archive cannot start: the setting %s cannot be used: %s. Set it on the command line "
+            "(--%s=...; lists and dicts as JSON) or in jupyter_server_config.py (c.%s = ...).",
+            err.name, err.problem, setting, setting,
+        )
+        serverapp.exit(1)
+
+    # -- the data dir: owned here, or served through its owner ------------------------------------
     def initialize_settings(self):
-        self.archive = Archive(self.archive_config())
-        self.archive.principal(self.owner, admin=True)
-        self.archive.start()
-        self.settings.update({"archive": self.archive, "archive_app": self})
-        self.log.info("jupyter_archive: data in %s; contexts: %s", self.data_dir, ", ".join(c.name for c in self.archive.contexts(Principal(self.owner, admin=True))))
-        _skip_unseen_debug(self.serverapp.log)
+        self.archive: Archive | None = None
+        self.lock = DataDirLock(Path(self.data_dir))
+        self.forwarding = Forwarding(self.lock, self.take_over_if_free)
+        self._taking_over = False
+        self.settings.update({"archive_app": self, "archive_forwarding": self.forwarding})
+        if self.lock.acquire():
+            try:
+                self._install(self._open_archive())
+            except SettingError as exc:
+                self._refuse_to_start(self.serverapp, exc)
+            _skip_unseen_debug(self.serverapp.log)
+            return
+        self.log.warning(
+            "jupyter_archive: the data dir %s is owned by another process (%s); this server serves the archive "
+            "through it. Give this server its own with --ArchiveApp.data_dir=DIR.",
+            self.data_dir, describe_holder(self.lock.holder()),
+        )
+
+    def _open_archive(self) -> Archive:
+        """The archive on the data dir whose lock this process holds (the lock is given back if it fails)."""
+        try:
+            return Archive(self.archive_config(), lock=self.lock)
+        except ArchiveError as exc:
+            self.lock.release()
+            name = "ArchiveApp.mounts" if exc.details.get("setting") == "mounts" else "ArchiveApp.data_dir"
+            raise SettingError(name, exc.message) from None
+        except OSError as exc:
+            self.lock.release()
+            raise SettingError("ArchiveApp.data_dir", f"{self.data_dir}: {exc}") from None
+
+    def _install(self, archive: Archive) -> None:
+        archive.principal(self.owner, admin=True)
+        archive.start()
+        self.archive = archive
+        self.settings["archive"] = archive
+        self.log.info("jupyter_archive: data in %s; contexts: %s", self.data_dir, ", ".join(c.name for c in archive.contexts(Principal(self.owner, admin=True))))
+
+    async def _start_jupyter_server_extension(self, serverapp):
+        if self.archive is not None:
+            self.lock.announce(self.server_url())
+        else:
+            self._take_over_timer = PeriodicCallback(self.take_over_if_free, TAKE_OVER_EVERY * 1000)
+            self._take_over_timer.start()
+
+    def server_url(self) -> str:
+        """Where this server answers, as another process on this machine reaches it (base URL included)."""
+        app = self.serverapp
+        if app.sock:
+            return f"http+unix://{quote(app.sock, safe='')}{app.base_url}"
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "*": "127.0.0.1", "::": "::1"}.get(app.ip, app.ip)
+        host = f"[{host}]" if ":" in host else host
+        scheme = "https" if app.certfile else "http"
+        return f"{scheme}://{host}:{app.port}{app.base_url}"
+
+    def take_over_if_free(self) -> bool:
+        """Become the data dir's owner if its owner has gone (its lock is free); True when that has begun.
+
+        The archive is opened off the event loop; meanwhile the routes answer 503 "retry";
+        then they go back to their own handlers.
+        """
+        if self.archive is not None or self._taking_over or not self.lock.acquire():
+            return False
+        self._taking_over = True
+        self.log.warning("jupyter_archive: the owner of %s has stopped; this server takes the data dir over", self.data_dir)
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, self._open_archive).add_done_callback(
+            lambda f: loop.call_soon_threadsafe(self._took_over, f)
+        )
+        return True
+
+    def _took_over(self, future) -> None:
+        self._taking_over = False
+        exc = future.exception()
+        if exc is not None:
+            self.log.error("jupyter_archive: could not take the data dir over: %s", exc)
+            return
+        self._take_over_timer.stop()
+        self._install(future.result())
+        self.serverapp.web_app.settings["archive"] = self.archive
+        unproxy(self.serverapp.web_app.default_router)
+        self.lock.announce(self.server_url())
+        self.log.info("jupyter_archive: this server now owns %s", self.data_dir)
+
+    @staticmethod
+    def archive_handlers() -> list[tuple]:
+        """Every archive route (pattern under the base URL, handler class), in the order they are matched."""
+        # table_handlers first: its routes add upload/drop to URLs native's GET-only handlers also match;
+        # dax_image_handlers before dax_handlers, whose last route answers everything else under dax.
+        return (
+            table_handlers() + native_handlers() + casjobs_handlers() + quasar_handlers() + sas_handlers()
+            + kasabi_handlers() + dax_image_handlers() + soda_handlers() + auth_handlers() + casjobs_user_handlers()
+            + dax_handlers() + tap_handlers()
+        )
 
     def initialize_handlers(self):
-        self.handlers.extend(
-            # table_handlers first: its routes add upload/drop to URLs native's GET-only handlers also match
-            table_handlers() + native_handlers() + casjobs_handlers() + quasar_handlers() + sas_handlers() + kasabi_handlers()
-        )
-        # dax_image_handlers before dax_handlers, whose last route answers everything else under dax
-        self.handlers.extend(dax_image_handlers() + soda_handlers())
-        self.handlers.extend(auth_handlers() + casjobs_user_handlers() + dax_handlers() + tap_handlers())
+        handlers = self.archive_handlers()
+        self.handlers.extend(handlers if self.archive is not None else proxied(handlers))
+
+    def jupyter_user(self, user) -> tuple[str, bool]:
+        """The archive user (name, admin) a Jupyter-authenticated request acts as."""
+        if self.jupyter_user_mapping == "username" and getattr(user, "username", None) and user.username != self.owner:
+            return user.username, False
+        return self.owner, True
 
     def principal_for_jupyter_user(self, user) -> Principal:
         """The archive user a Jupyter-authenticated request acts as."""
         # Both are users on first sight (the owner again if an admin deleted them meanwhile).
-        if self.jupyter_user_mapping == "username" and getattr(user, "username", None) and user.username != self.owner:
-            return self.archive.principal(user.username)
-        return self.archive.principal(self.owner, admin=True)
+        name, admin = self.jupyter_user(user)
+        return self.archive.principal(name, admin=admin)
+
+    def principal_for_forwarded_user(self, name: str, admin: bool) -> Principal:
+        """The archive user a forwarding server on this data dir vouches for (by its own mapping);
+        only this server's owner is an admin here, whatever the forwarder's settings say."""
+        return self.archive.principal(name, admin=admin and name == self.owner)
 
     async def stop_extension(self):
+        timer = getattr(self, "_take_over_timer", None)
+        if timer is not None:
+            timer.stop()
         archive = getattr(self, "archive", None)
         if archive is not None:
-            archive.close()
+            archive.close()  # gives the lock back too
+        elif getattr(self, "lock", None) is not None:
+            self.lock.release()
 
     @classmethod
     def launch_instance(cls, argv=None, **kwargs):

@@ -42,6 +42,7 @@ from .jobs import JobRunner, JobStore
 from .languages import DEFAULT_LANGUAGE
 from .mounts import MountStore
 from .owned import remove_owned
+from .ownership import DataDirLock, describe_holder
 from .query import QueryResult, engine_error, execute
 from .query_jobs import run_query_job
 from .resolver import Resolver, tables_in
@@ -111,11 +112,14 @@ class ContextRef:
 class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
     """The archive: catalog + engines + users. One per server process."""
 
-    def __init__(self, config: ArchiveConfig):
+    def __init__(self, config: ArchiveConfig, *, lock: DataDirLock | None = None):
         self.config = config
         self.data_dir = Path(config.data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        temp_area.clear(self.data_dir)  # what a killed process left; no engine of ours uses it yet
+        # The data dir's one owner: nothing is written in it before its lock is held.
+        self.lock = lock or DataDirLock(self.data_dir)
+        if not self.lock.acquire():
+            raise ArchiveError("conflict", f"the data dir {self.data_dir} is in use by another process ({describe_holder(self.lock.holder())})", 409)
+        temp_area.clear(self.data_dir)  # what a killed process left; the lock says no live one uses it
         self.catalog = Catalog(self.data_dir)
         self.users = UserStore(self.data_dir / "state.sqlite")
         self.executor = ThreadPoolExecutor(max(1, config.quick_workers), thread_name_prefix="archive-quick")
@@ -165,6 +169,7 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         self.engine_pool.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.users.close()
+        self.lock.release()
 
     # -- users --------------------------------------------------------------------------------------
     def principal_for_token(self, token: str) -> Principal | None:

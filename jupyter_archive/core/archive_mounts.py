@@ -10,6 +10,7 @@ import duckdb
 from .backends.duckdb import quote_ident, quote_literal
 from .catalog import MYDB_ALIAS, SQL_SERVER_KINDS, Mount, Principal, TableInfo, normalise_path
 from .errors import ArchiveError
+from .mounts import check_spec
 from .resolver import tables_in
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,10 @@ class MountsMixin:
     # -- set-up -------------------------------------------------------------------------------
     def _setup_mounts(self) -> None:
         for spec in self.config.mounts:
-            self.add_mount({**spec, "configured": True})
+            try:
+                self.add_mount({**spec, "configured": True})
+            except ArchiveError as exc:  # named as the setting it came from, which the server refuses to start with
+                raise ArchiveError(exc.code, f"configured mount {spec.get('path')}: {exc.message}", exc.status, details={"setting": "mounts"}) from None
         for spec in self.mount_store.all():
             try:
                 self.add_mount(spec)
@@ -46,12 +50,10 @@ class MountsMixin:
 
     def add_mount(self, spec: dict) -> Mount:
         """Mount a data source from a config dict: path, type, location, context, readOnly, public."""
-        try:
-            kind = spec.get("type") or spec["kind"]
-            location = Path(spec["location"]).expanduser()
-            path = spec["path"]
-        except KeyError as exc:
-            raise ArchiveError("bad_request", f"mount configuration lacks {exc.args[0]!r}") from None
+        check_spec(spec)
+        kind = spec.get("type") or spec["kind"]
+        location = Path(spec["location"]).expanduser()
+        path = spec["path"]
         context = spec.get("context") or normalise_path(path).strip("/").split("/")[-1].upper()
         mount = Mount(
             path=path,
@@ -65,8 +67,6 @@ class MountsMixin:
         )
         if kind in SQL_SERVER_KINDS:
             return self._add_sql_mount(mount, spec)
-        if not location.exists():
-            raise ArchiveError("bad_request", f"mount location {location} does not exist")
         self._check_mount_file(mount)
         mount = self.catalog.add_mount(mount)
         self._mount_specs[mount.path.lower()] = dict(spec)

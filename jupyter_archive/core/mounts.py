@@ -61,6 +61,34 @@ def parse_spec(path: str, body: dict) -> dict:
     }
 
 
+def check_spec(spec) -> None:
+    """Refuse a mount configuration (configured, stored or made at run time) that cannot be
+    mounted, before anything is made: its keys, their types, and that a file location exists."""
+    if not isinstance(spec, dict):
+        raise ArchiveError("bad_request", f"a mount is an object such as {{\"path\": \"/sdss\", \"type\": \"duckdb\", \"location\": \"/data/sdss.duckdb\"}}, not {spec!r}")
+    for key in ("path", "location"):
+        if not isinstance(spec.get(key), str) or not spec[key].strip():
+            raise ArchiveError("bad_request", f"mount configuration lacks {key!r} (a non-empty string)")
+    kind = spec.get("type") or spec.get("kind")
+    if kind not in KINDS:
+        raise ArchiveError("bad_request", f"unknown mount type {kind!r} for {spec['path']}; known: {', '.join(KINDS)}")
+    for key in ("readOnly", "public"):
+        if not isinstance(spec.get(key, True), bool):
+            raise ArchiveError("bad_request", f"mount {spec['path']}: {key} must be true or false, not {spec[key]!r}")
+    for key in ("context", "schema", "description", "images"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise ArchiveError("bad_request", f"mount {spec['path']}: {key} must be a string, not {spec[key]!r}")
+    if kind not in FILE_KINDS or spec["location"].startswith("sqlite:"):
+        return  # a server's URL: reached when mounted
+    location = Path(spec["location"]).expanduser()
+    if not location.exists():
+        raise ArchiveError("bad_request", f"mount location {location} does not exist")
+    if kind == "files" and not location.is_dir():
+        raise ArchiveError("bad_request", f"a files mount needs a directory; {location} is not one")
+    if kind != "files" and not location.is_file():
+        raise ArchiveError("bad_request", f"a {kind} mount needs a database file; {location} is not one")
+
+
 def check_location(spec: dict, roots: list[str]) -> None:
     """Refuse a file mount outside the allowed roots (symlinks resolved first)."""
     if spec["type"] not in FILE_KINDS:

@@ -4,12 +4,18 @@ Authentication: a request is made by a Jupyter user (Jupyter's own auth: token o
 or by an archive user sending ``X-Auth-Token``; anonymous requests reach public,
 read-only contexts only when ``ArchiveApp.allow_anonymous`` is on. Requests authenticated
 by header skip the XSRF check (the header cannot be forged cross-site).
+
+A request may also come through another server on this archive's data dir (faces/proxy.py):
+it carries the secret this process keeps in the data dir (core/ownership.py), the caller's
+host, scheme and base URL (for the links in answers) and, for a caller that server's Jupyter
+login vouches for, the archive user's name. Without the right secret none of it is believed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import json
 import uuid
 import zlib
@@ -21,6 +27,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 from tornado.iostream import StreamClosedError
+from urllib.parse import unquote
 
 from ..core import formats
 from ..core.archive import Archive
@@ -29,6 +36,14 @@ from ..core.errors import ArchiveError
 from ..core.query import QueryResult
 
 AUTH_HEADER = "X-Auth-Token"
+# What a forwarding server on the same data dir says (faces/proxy.py), believed only with the secret.
+FORWARD_PREFIX = "x-archive-forward-"
+FORWARD_SECRET = "X-Archive-Forward-Secret"
+FORWARDED_USER = "X-Archive-Forward-User"
+FORWARDED_ADMIN = "X-Archive-Forward-Admin"
+FORWARDED_HOST = "X-Archive-Forward-Host"
+FORWARDED_PROTO = "X-Archive-Forward-Proto"
+FORWARDED_BASE = "X-Archive-Forward-Base"
 
 
 def endpoint(*, anonymous: bool = False):
@@ -65,12 +80,15 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
 
     # -- auth ---------------------------------------------------------------------------------
     def _authenticate(self, anonymous_ok: bool) -> Principal:
+        forwarded = self._forwarded_user()
         token = self.request.headers.get(AUTH_HEADER)
         if token:
             p = self.archive.principal_for_token(token)
             if p is None:
                 raise ArchiveError("unauthorized", "invalid or expired X-Auth-Token", 401)
             return p
+        if forwarded is not None:
+            return self.archive_app.principal_for_forwarded_user(*forwarded)
         user = self.current_user
         if user is not None:
             return self.archive_app.principal_for_jupyter_user(user)
@@ -80,9 +98,34 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
             "permission", "authentication required: log in to Jupyter, pass its token, or send an X-Auth-Token header", 403
         )
 
+    def _forwarded_user(self) -> tuple[str, bool] | None:
+        """For a request forwarded by another server on this data dir: take its word for the
+        caller's address and return the archive user (name, admin) it vouches for, if any."""
+        headers = self.request.headers
+        secret = headers.get(FORWARD_SECRET)
+        if secret is None and not any(name.lower().startswith(FORWARD_PREFIX) for name in headers):
+            return None
+        own = self.archive.lock.secret
+        if not (secret and own and hmac.compare_digest(secret.encode(), own.encode())):
+            raise ArchiveError("unauthorized", "wrong forwarding secret: only a server on this archive's data dir forwards requests", 401)
+        self.request.host = headers.get(FORWARDED_HOST) or self.request.host
+        if headers.get(FORWARDED_PROTO) in ("http", "https"):
+            self.request.protocol = headers[FORWARDED_PROTO]
+        base = headers.get(FORWARDED_BASE) or ""
+        if base.startswith("/") and base.endswith("/"):
+            self._forwarded_base = base
+        user = headers.get(FORWARDED_USER)
+        return None if user is None else (unquote(user), headers.get(FORWARDED_ADMIN) == "1")
+
+    @property
+    def base_url(self) -> str:
+        """The base URL the caller used (the forwarding server's, for a forwarded request)."""
+        return getattr(self, "_forwarded_base", None) or super().base_url
+
     def check_xsrf_cookie(self) -> None:
-        # Header-authenticated and anonymous requests carry no cookie to forge.
-        if self.request.headers.get(AUTH_HEADER):
+        # Header-authenticated and anonymous requests carry no cookie to forge; a forwarding
+        # server checked its own caller's (and the secret is checked at authentication).
+        if self.request.headers.get(AUTH_HEADER) or self.request.headers.get(FORWARD_SECRET):
             return None
         if hasattr(self, "_jupyter_current_user") and self._jupyter_current_user is None:
             return None

@@ -23,6 +23,7 @@ ERROR_TYPES = {
     409: "Conflict",
     413: "RequestEntityTooLarge",
     500: "InternalServerError",
+    503: "ServiceUnavailable",
 }
 
 # CasJobs' Accept values; anything else falls back to the formats table.

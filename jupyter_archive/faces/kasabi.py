@@ -25,7 +25,7 @@ from tornado import web
 from ..core import datasets
 from ..core.errors import ArchiveError
 from ..core.jobs import Job
-from .base import AUTH_HEADER, ArchiveHandler, endpoint
+from .base import AUTH_HEADER, FORWARDED_USER, ArchiveHandler, endpoint
 
 PLAIN = "text/plain; charset=UTF-8"
 
@@ -102,7 +102,7 @@ class KasabiHandler(ArchiveHandler):
             if principal is None:
                 raise ArchiveError("unauthorized", "not authorized: the API key is not valid (or has expired)", 401)
             return principal
-        if not self.request.headers.get(AUTH_HEADER) and self.current_user is None:
+        if not (self.request.headers.get(AUTH_HEADER) or self.request.headers.get(FORWARDED_USER)) and self.current_user is None:
             raise ArchiveError(
                 "unauthorized",
                 "not authorized: send your API key (X_KASABI_APIKEY header or apikey parameter, an archive "

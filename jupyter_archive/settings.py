@@ -1,0 +1,107 @@
+"""The archive's settings as the command line and config files give them, checked before use.
+
+List and dict settings take JSON on the command line
+(``--ArchiveApp.mounts='[{"path": "/sdss", "type": "duckdb", "location": "/data/sdss.duckdb"}]'``),
+as well as traitlets' own forms (a list setting repeated, ``key=value`` items). A setting
+that cannot be used is a ``SettingError`` naming it: the server does not start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from traitlets import Dict, List, TraitError
+
+
+class SettingError(Exception):
+    """A setting that cannot be used: ``name`` (``ArchiveApp.mounts``) and why."""
+
+    def __init__(self, name: str, problem: str):
+        super().__init__(f"{name}: {problem}")
+        self.name, self.problem = name, problem
+
+
+def _json(trait, text: str, want: type):
+    """``text`` as JSON of type ``want``, or a TraitError naming the setting and the JSON error."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise TraitError(f"The {trait.name!r} trait: {text!r} is not valid JSON ({exc})") from None
+    if not isinstance(value, want):
+        raise TraitError(f"The {trait.name!r} trait: {text!r} is JSON but not a {want.__name__}")
+    return value
+
+
+def _looks_json(value, opener: str) -> bool:
+    return isinstance(value, str) and value.strip().startswith(opener)
+
+
+class JsonList(List):
+    """A list setting that also takes one JSON array on the command line."""
+
+    def from_string(self, s: str):
+        return self.validate(None, _json(self, s, list)) if _looks_json(s, "[") else super().from_string(s)
+
+    def from_string_list(self, s_list: list[str]):
+        if len(s_list) == 1 and _looks_json(s_list[0], "["):
+            return self.from_string(s_list[0])
+        return self.validate(None, [self._trait.from_string(s) for s in s_list])
+
+    def validate(self, obj, value):
+        # traitlets keeps a command-line string it could not convert and validates it as is,
+        # whose message would hide the JSON error: name that error instead.
+        if isinstance(value, list) and len(value) == 1 and _looks_json(value[0], "["):
+            value = _json(self, value[0], list)
+        elif _looks_json(value, "["):
+            value = _json(self, value, list)
+        return super().validate(obj, value)
+
+
+class JsonDict(Dict):
+    """A dict setting (or list item) that also takes a JSON object on the command line."""
+
+    def from_string(self, s: str):
+        return _json(self, s, dict) if _looks_json(s, "{") else super().from_string(s)
+
+    def from_string_list(self, s_list: list[str]):
+        if len(s_list) == 1 and _looks_json(s_list[0], "{"):
+            return self.from_string(s_list[0])
+        return super().from_string_list(s_list)
+
+    def validate(self, obj, value):
+        if _looks_json(value, "{"):
+            value = _json(self, value, dict)
+        return super().validate(obj, value)
+
+
+_TRAIT_NAME = re.compile(r"(?:The (?:value of the )?)?'(\w+)' trait(?: of an? \w+ instance)?")
+
+
+def setting_error(section: str, exc: Exception) -> SettingError:
+    """An error while loading config (traitlets' messages name the trait), as the setting it is about."""
+    text = str(exc).rstrip(".")
+    found = _TRAIT_NAME.search(text) or re.match(r"(\w+) only accepts", text)
+    if found is None:
+        return SettingError(section, text)
+    return SettingError(f"{section}.{found.group(1)}", text.removeprefix(f"{found.group(0)}: "))
+
+
+def usable_dir(name: str, path: str, *, create: bool) -> Path:
+    """``path`` made absolute; a SettingError when it is not a directory this process can write
+    (``create``: make it, parents included, when missing)."""
+    if not path or not str(path).strip():
+        raise SettingError(name, "is empty; give a directory")
+    p = Path(os.path.abspath(Path(path).expanduser()))
+    if create:
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SettingError(name, f"{p} cannot be created: {exc.strerror or exc}") from None
+    if not p.is_dir():
+        raise SettingError(name, f"{p} is not a directory" if p.exists() else f"{p} does not exist")
+    if create and not os.access(p, os.W_OK | os.X_OK):
+        raise SettingError(name, f"{p} is not writable by this process")
+    return p

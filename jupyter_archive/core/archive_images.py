@@ -11,7 +11,6 @@ image and the cutout, its result is a file under ``<data dir>/cutouts``.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import threading
 from pathlib import Path
@@ -265,13 +264,3 @@ def _estimate(image: Image, shape: tuple[int, int], planes: list[str]) -> dict:
     )
     return {"text": text, "pixels": pixels, "bytes": out_bytes, "seconds": seconds}
 
-
-def parse_time(name: str, value: str | None) -> float | None:
-    """An ISO 8601 date or time (UTC unless it says otherwise) as unix seconds."""
-    if value in (None, ""):
-        return None
-    try:
-        t = dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise bad_request(f"invalid {name}: {value!r} (use ISO 8601, e.g. 2024-03-01 or 2024-03-01T12:00:00Z)") from None
-    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp()

@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tornado.httputil import split_host_and_port
 
-from ..core import formats
+from ..core import formats, params
 from ..core.catalog import MYDB
-from ..core.errors import ArchiveError, bad_request, not_found
+from ..core.errors import ArchiveError, not_found
 from ..core.schema import field_meta
 from .base import ArchiveHandler, endpoint
 
@@ -87,25 +87,12 @@ class DaxHandler(ArchiveHandler):
 
     def page_args(self) -> tuple[int, int]:
         """``start`` and ``count`` (non-negative integers) of a listing."""
-        out = []
-        for name, default in (("start", 0), ("count", PAGE_SIZE)):
-            raw = self.get_query_argument(name, None)
-            if raw is None or raw.strip() == "":
-                out.append(default)
-                continue
-            try:
-                value = int(raw)
-            except ValueError:
-                raise bad_request(f"invalid {name}: {raw!r} (must be a non-negative integer)") from None
-            if value < 0:
-                raise bad_request(f"invalid {name}: {value} (must be >= 0)")
-            out.append(value)
-        return out[0], out[1]
+        return self.int_arg("start", 0, minimum=0), self.int_arg("count", PAGE_SIZE, minimum=0)
 
     def send_page(self, names: list[str], *, stable: bool) -> None:
         """A paged listing: rows as one-element arrays (as metaserv v0), plus the document's flags."""
         start, count = self.page_args()
-        keep = name_filter(self.get_query_argument("containing", None))
+        keep = name_filter(self.arg("containing"))
         names = [n for n in names if keep(n)]
         page = names[start : start + count]
         self.send_json({"results": [[n] for n in page], "more": start + count < len(names), "stable": stable})
@@ -340,12 +327,9 @@ class SyncHandler(DbservHandler):
         await self._sync()
 
     def _arg(self, body: dict, name: str) -> str | None:
-        value = self.get_argument(name, None)
-        if value is None:
-            value = body.get(name)
-        if value is not None and not isinstance(value, str):
-            raise bad_request(f"'{name}' must be a string")
-        return value
+        """A parameter from the query string or a form body, else from a JSON body."""
+        values = self.arguments().get(name)
+        return params.text(name, values[-1] if values else body.get(name))
 
     async def _sync(self):
         looks_json = (self.request.body or b"").lstrip()[:1] == b"{"

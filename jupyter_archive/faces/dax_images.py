@@ -18,10 +18,7 @@ Errors are metaserv's ``{"exception", "message"}``.
 
 from __future__ import annotations
 
-import datetime as dt
-
-from ..core import image_formats
-from ..core.archive_images import parse_time
+from ..core import image_formats, params, times
 from ..core.errors import not_found
 from ..core.images import PLANES, cutout_request
 from .base import endpoint
@@ -42,21 +39,22 @@ class ImageHandler(DaxHandler):
 
     def params(self) -> dict:
         """Single-valued arguments (query string, form fields or a JSON body)."""
-        out = {k: self.get_argument(k) for k in self.request.query_arguments}
+        out = {k: v[-1] for k, v in self.arguments(form=False).items() if v}
         if self.request.method == "POST":
             out.update({k: str(v) for k, v in self.json_body().items() if not isinstance(v, (list, dict))})
         return out
 
     def planes(self) -> list[str]:
         """The ``plane`` arguments (repeatable, or comma-separated); all planes when none."""
-        values = [p for v in self.get_arguments("plane") for p in v.split(",") if p.strip()]
+        values = [p for v in self.arguments().get("plane", []) for p in v.split(",") if p.strip()]
         if not values and self.request.method == "POST":
             body = self.json_body().get("plane")
             values = body if isinstance(body, list) else ([body] if body else [])
         return values or list(PLANES)
 
     def fmt(self) -> str:
-        return image_formats.image_format(self.get_argument("format", None), self.request.headers.get("Accept"))
+        named = self.arguments().get("format")
+        return image_formats.image_format(named[-1] if named else None, self.request.headers.get("Accept"))
 
     def send_image(self, data: bytes, fmt: str, name: str) -> None:
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
@@ -113,19 +111,11 @@ class MetaImagesHandler(MetaCollectionsHandler):
 
 def list_images(handler: ImageHandler, level: str, collection: str, kind: str):
     p = handler.params()
-    position = {}
-    for name in ("ra", "dec"):
-        if p.get(name):
-            try:
-                position[name] = float(p[name])
-            except ValueError:
-                from ..core.errors import bad_request
-
-                raise bad_request(f"invalid {name}: {p[name]!r} (must be a number of degrees)") from None
+    position = {name: params.number(name, p[name]) for name in ("ra", "dec") if p.get(name)}  # degrees
     return handler.archive.list_images(
         handler.principal, level, collection, kind, owner=p.get("owner") or None,
-        created_after=parse_time("createdAfter", p.get("createdAfter") or p.get("createAfter")),
-        created_before=parse_time("createdBefore", p.get("createdBefore") or p.get("createBefore")),
+        created_after=times.parse("createdAfter", p.get("createdAfter") or p.get("createAfter")),
+        created_before=times.parse("createdBefore", p.get("createdBefore") or p.get("createBefore")),
         **position,
     )  # fmt: skip
 
@@ -208,7 +198,7 @@ def status_json(job) -> dict:
     """A job as the document's status dictionary (``status``, ``startTime``, ``progress``)."""
 
     def when(t):
-        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y/%m/%d %H:%M:%S") if t else None
+        return times.utc(t).strftime("%Y/%m/%d %H:%M:%S") if t else None
 
     out = {"id": str(job.id), "status": job.state, "startTime": when(job.started), "progress": f"{round(job.progress * 100)}%"}
     if job.ended:

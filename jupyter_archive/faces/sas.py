@@ -273,8 +273,8 @@ class DirectivesHandler(SasHandler):
     @endpoint()
     async def get(self):
         start, limit = self.page_args()
-        path = self.get_query_argument("directiveFolderPath", None)
-        folder = self.get_query_argument("sasFolderPath", None)
+        path = self.arg("directiveFolderPath")
+        folder = self.arg("sasFolderPath")
         params = {}
         if path:
             params["directiveFolderPath"] = path
@@ -315,10 +315,11 @@ class DirectiveHandler(SasHandler):
         if since:
             try:
                 when = email.utils.parsedate_to_datetime(since)
-            except (TypeError, ValueError):
-                when = None
+                when = when.replace(tzinfo=when.tzinfo or dt.timezone.utc).timestamp()
+            except (TypeError, ValueError, OverflowError):
+                when = None  # not an HTTP date (RFC 9110: ignore the header)
             # HTTP dates have whole seconds: unchanged when modified in or before that second.
-            if when is not None and int(d.modified) <= when.replace(tzinfo=when.tzinfo or dt.timezone.utc).timestamp():
+            if when is not None and int(d.modified) <= when:
                 self.set_status(304)
                 self.finish()
                 return
@@ -332,8 +333,8 @@ class JobsHandler(SasHandler):
 
     @endpoint()
     async def post(self):
-        directive = self.get_query_argument("directive", None)
-        path = self.get_query_argument("directivePath", None)
+        directive = self.arg("directive")
+        path = self.arg("directivePath")
         if not directive and not path:
             raise bad_request("name the directive to run: ?directive=ID or ?directivePath=/folder/name")
         job = await self.call(
@@ -381,7 +382,7 @@ class JobStateHandler(SasHandler):
 
     @endpoint()
     async def put(self, job_id: str):
-        value = self.get_query_argument("value", None)
+        value = self.arg("value")
         if value != "canceled":
             raise bad_request(f"invalid value {value!r}: the only state a job can be set to is 'canceled'", value=value)
         job = await self.sas_job(job_id)
@@ -441,7 +442,7 @@ class JobResultsHandler(SasHandler):
     @endpoint()
     async def get(self, job_id: str):
         job = await self.sas_job(job_id)
-        if self.accepts(COLLECTION) and not self.get_query_argument("format", None):
+        if self.accepts(COLLECTION) and not self.arg("format"):
             if job.state != "completed":
                 raise ArchiveError("conflict", f"job {job.id} is {STATE[job.state]}; results exist once it has completed", 409)
             table = job.results.get("table")

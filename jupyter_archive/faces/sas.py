@@ -126,15 +126,22 @@ class SasHandler(ArchiveHandler):
         ranges = formats.parse_accept(self.request.headers.get("Accept") or "")
         return any(mt in (media, media + "+json") for mt, _ in ranges)
 
-    def send_sas(self, data: Any, media: str, status: int = 200) -> None:
-        """Send a SAS resource: its vnd media type, or plain JSON when that is all Accept allows."""
+    def answer_type(self, media: str) -> str:
+        """The Content-Type a ``media`` resource goes out as: its vnd type, or plain JSON when that
+        is all Accept allows; 406 when Accept allows neither. A request that changes something
+        asks first, so that a 406 leaves everything as it was."""
         ranges = [mt for mt, _ in formats.parse_accept(self.request.headers.get("Accept") or "")]
         ok = {media, media + "+json", "*/*", "application/*", "application/json"}
         if ranges and not any(mt in ok for mt in ranges):
             raise ArchiveError("not_acceptable", f"this resource is {media}+json (or application/json); Accept was {', '.join(ranges)}", 406)
         plain = "application/json" in ranges and not any(mt in (media, media + "+json") for mt in ranges)
+        return "application/json" if plain else self.content_type(media)
+
+    def send_sas(self, data: Any, media: str, status: int = 200) -> None:
+        """Send a SAS resource: its vnd media type, or plain JSON when that is all Accept allows."""
+        ctype = self.answer_type(media)
         self.set_status(status)
-        self.finish(json.dumps(data, default=str), set_content_type="application/json" if plain else self.content_type(media))
+        self.finish(json.dumps(data, default=str), set_content_type=ctype)
 
     def send_text(self, text: str, status: int = 200) -> None:
         self.set_status(status)
@@ -297,6 +304,7 @@ class DirectivesHandler(SasHandler):
 
     @endpoint()
     async def post(self):
+        self.answer_type(DIRECTIVE)
         fields = {k: v for k, v in self.json_body().items() if k not in READ_ONLY}
         d = await self.call(self.archive.directives.create, self.principal, fields)
         self.set_header("Location", self.root + f"/directives/{d.id}")
@@ -333,6 +341,7 @@ class JobsHandler(SasHandler):
 
     @endpoint()
     async def post(self):
+        self.answer_type(JOB)
         directive = self.arg("directive")
         path = self.arg("directivePath")
         if not directive and not path:

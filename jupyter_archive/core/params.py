@@ -34,6 +34,10 @@ def shown(value: Any) -> str:
     return text if len(text) <= _SHOWN else text[: _SHOWN - 5] + "...'"
 
 
+def _invalid(name: str, value: Any, what: str):
+    return bad_request(f"invalid {name}: {shown(value)} ({what})", parameter=name)
+
+
 def text(name: str, value: Any, *, default: str | None = None, max_length: int | None = None) -> str | None:
     """Text: a str, or bytes that are UTF-8. Missing (None) is ``default``.
 
@@ -46,16 +50,28 @@ def text(name: str, value: Any, *, default: str | None = None, max_length: int |
         try:
             value = bytes(value).decode("utf-8")
         except UnicodeDecodeError:
-            raise bad_request(f"invalid {name}: {shown(bytes(value))} is not UTF-8 text", parameter=name) from None
+            raise _invalid(name, bytes(value), "not UTF-8 text") from None
     if not isinstance(value, str):
-        raise bad_request(f"invalid {name}: {shown(value)} (must be a string)", parameter=name)
+        raise _invalid(name, value, "must be a string")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise bad_request(f"invalid {name}: {shown(value)} is not valid Unicode text (a lone surrogate)", parameter=name) from None
+        raise _invalid(name, value, "not valid Unicode text: a lone surrogate") from None
     if max_length is not None and len(value) > max_length:
-        raise bad_request(f"invalid {name}: longer than {max_length} characters", parameter=name)
+        raise _invalid(name, value, f"longer than {max_length} characters")
     return value
+
+
+def _within(name: str, value, minimum, maximum):
+    if minimum is not None and value < minimum:
+        raise _invalid(name, value, f"must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise _invalid(name, value, f"must be <= {maximum}")
+    return value
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, bytes)) and not value.strip())
 
 
 def integer(
@@ -63,53 +79,40 @@ def integer(
 ) -> int | None:
     """A whole number (text of ASCII digits, or a JSON integer) between ``minimum`` and ``maximum``
     (by default the 64 bits every store holds). Missing or empty text is ``default``."""
-    if value is None or (isinstance(value, (str, bytes)) and not value.strip()):
+    if _missing(value):
         return default
-    if isinstance(value, bool):
-        raise bad_request(f"invalid {name}: {shown(value)} (must be an integer)", parameter=name)
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         value = int(value)  # JSON writers that know only doubles send 10.0
     if isinstance(value, (str, bytes)):
-        raw = text(name, value).strip()
-        if not _INTEGER.fullmatch(raw):
-            raise bad_request(f"invalid {name}: {shown(raw)} (must be an integer)", parameter=name)
-        value = int(raw)
-    if not isinstance(value, int):
-        raise bad_request(f"invalid {name}: {shown(value)} (must be an integer)", parameter=name)
-    if minimum is not None and value < minimum:
-        raise bad_request(f"invalid {name}: {shown(value)} (must be >= {minimum})", parameter=name)
-    if maximum is not None and value > maximum:
-        raise bad_request(f"invalid {name}: {shown(value)} (must be <= {maximum})", parameter=name)
-    return value
+        value = text(name, value).strip()
+        if _INTEGER.fullmatch(value):
+            value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _invalid(name, value, "must be an integer")
+    return _within(name, value, minimum, maximum)
 
 
 def number(
     name: str, value: Any, *, default: float | None = None, minimum: float | None = None, maximum: float | None = None
 ) -> float | None:
     """A finite number (text or a JSON number) between ``minimum`` and ``maximum``."""
-    if value is None or (isinstance(value, (str, bytes)) and not value.strip()):
+    if _missing(value):
         return default
-    if isinstance(value, bool):
-        raise bad_request(f"invalid {name}: {shown(value)} (must be a number)", parameter=name)
+    given = value
     if isinstance(value, (str, bytes)):
-        raw = text(name, value).strip()
         try:
-            value = float(raw)
+            value = float(text(name, value).strip())
         except ValueError:
-            raise bad_request(f"invalid {name}: {shown(raw)} (must be a number)", parameter=name) from None
-    if not isinstance(value, (int, float)):
-        raise bad_request(f"invalid {name}: {shown(value)} (must be a number)", parameter=name)
+            raise _invalid(name, given, "must be a number") from None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise _invalid(name, given, "must be a number")
     try:
         value = float(value)
     except OverflowError:  # an integer beyond any double
         value = math.inf
     if not math.isfinite(value):
-        raise bad_request(f"invalid {name}: {shown(value)} (must be a finite number)", parameter=name)
-    if minimum is not None and value < minimum:
-        raise bad_request(f"invalid {name}: {value:g} (must be >= {minimum:g})", parameter=name)
-    if maximum is not None and value > maximum:
-        raise bad_request(f"invalid {name}: {value:g} (must be <= {maximum:g})", parameter=name)
-    return value
+        raise _invalid(name, given, "must be a finite number")
+    return _within(name, value, minimum, maximum)
 
 
 def boolean(name: str, value: Any, *, default: bool = False) -> bool:
@@ -126,7 +129,7 @@ def boolean(name: str, value: Any, *, default: bool = False) -> bool:
             return True
         if raw in _FALSE:
             return False
-    raise bad_request(f"invalid {name}: {shown(value)} (must be true or false)", parameter=name)
+    raise _invalid(name, value, "must be true or false")
 
 
 def mapping(name: str, value: Any) -> dict | None:
@@ -134,7 +137,7 @@ def mapping(name: str, value: Any) -> dict | None:
     if value in (None, {}):
         return None
     if not isinstance(value, dict):
-        raise bad_request(f"invalid {name}: {shown(value)} (must be a JSON object)", parameter=name)
+        raise _invalid(name, value, "must be a JSON object")
     return value
 
 

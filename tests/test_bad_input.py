@@ -40,7 +40,7 @@ from jupyter_archive.core.catalog import Principal
 from .conftest import body_json
 from .raw_http import Reply, Req, send
 
-EXAMPLES = int(os.environ.get("ARCHIVE_FUZZ_EXAMPLES", "3"))  # per route and method
+EXAMPLES = int(os.environ.get("ARCHIVE_FUZZ_EXAMPLES", "4"))  # per route and method
 FUZZ_USER = "fuzzer"
 FACES = Path(jupyter_archive.__file__).parent / "faces"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,22 @@ def fetch(jp_fetch):
         return await jp_fetch(*parts, **kwargs)
 
     return _fetch
+
+
+@pytest.fixture
+def no_matplotlib(monkeypatch):
+    """matplotlib not importable, as on an install of the archive alone (it is only a test extra).
+
+    The server runs in the test process, so the modules that may have imported it already
+    (matplotlib's own and astropy.visualization's) are dropped and come back after the test.
+    """
+    import astropy
+
+    for name in list(sys.modules):
+        if name == "matplotlib" or name.startswith(("matplotlib.", "astropy.visualization")):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delattr(astropy, "visualization", raising=False)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # "import matplotlib" raises ImportError
 
 
 def body_json(resp):

@@ -21,6 +21,9 @@ from astropy.wcs import WCS
 
 from .conftest import body_json
 
+# The archive makes PNG and JPEG without matplotlib, which it does not depend on.
+pytestmark = pytest.mark.usefixtures("no_matplotlib")
+
 NO_AUTH = {"Authorization": ""}
 IMG = ("archive", "dax", "image", "v0", "L2", "DEMO", "calexp", "1000")
 PLANES = {"data": "IMAGE", "mask": "MASK", "variance": "VARIANCE"}

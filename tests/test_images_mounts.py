@@ -12,6 +12,9 @@ from astropy.wcs import WCS
 
 from .conftest import body_json
 
+# The archive makes PNG and JPEG without matplotlib, which it does not depend on.
+pytestmark = pytest.mark.usefixtures("no_matplotlib")
+
 
 def _wcs(ra, dec):
     w = WCS(naxis=2)

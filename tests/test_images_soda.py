@@ -14,6 +14,9 @@ from astropy.wcs import WCS
 
 from .test_images import reference
 
+# The archive makes PNG and JPEG without matplotlib, which it does not depend on.
+pytestmark = pytest.mark.usefixtures("no_matplotlib")
+
 ID = "L2/DEMO/calexp/1000"
 
 

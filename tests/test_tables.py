@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from .conftest import body_json
+from .raw_http import dechunk
 
 CJ = ("archive", "casjobs", "contexts")
 API = ("archive", "api", "contexts")
@@ -41,14 +42,7 @@ def raw(jp_http_port, jp_base_url):
         writer.close()
         head, _, payload = data.partition(b"\r\n\r\n")
         if b"transfer-encoding: chunked" in head.lower():
-            out, rest = b"", payload
-            while rest:
-                size, _, rest = rest.partition(b"\r\n")
-                n = int(size, 16)
-                if n == 0:
-                    break
-                out, rest = out + rest[:n], rest[n + 2 :]
-            payload = out
+            payload = dechunk(payload)
         return int(head.split()[1]), payload
 
     return send

@@ -11,7 +11,6 @@ image and the cutout, its result is a file under ``<data dir>/cutouts``.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import threading
 from pathlib import Path
@@ -304,13 +303,3 @@ def _estimate(images: list[Image], shapes: list[tuple[int, int]], planes: list[s
     text = f"{what}: about {out_bytes / 1e3:.0f} kB, {seconds * 1e3:.1f} ms"
     return {"text": text, "images": len(images), "pixels": pixels, "bytes": out_bytes, "seconds": seconds}
 
-
-def parse_time(name: str, value: str | None) -> float | None:
-    """An ISO 8601 date or time (UTC unless it says otherwise) as unix seconds."""
-    if value in (None, ""):
-        return None
-    try:
-        t = dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise bad_request(f"invalid {name}: {value!r} (use ISO 8601, e.g. 2024-03-01 or 2024-03-01T12:00:00Z)") from None
-    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp()

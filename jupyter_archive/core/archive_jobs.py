@@ -81,11 +81,7 @@ class JobsMixin:
 
     def job(self, principal: Principal, job_id: int | str) -> Job:
         """A job the principal may see (their own, or any for an admin)."""
-        try:
-            jid = int(job_id)
-        except (TypeError, ValueError):
-            raise not_found(f"unknown job {job_id!r}", job=job_id) from None
-        job = self.jobs.store.get(jid)
+        job = self.jobs.store.get(job_id)  # None too for an id no job can have
         if job is None or (job.owner_uid != self.job_owner_uid(principal) and not principal.admin):
             raise not_found(f"unknown job {job_id}", job=job_id)
         return job

@@ -9,7 +9,6 @@ ids are UUIDs); a directive's path is ``folderPath + "/" + name``, unique per ow
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 import threading
 import time
@@ -17,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import params, times
 from .catalog import MYDB, Principal, normalise_path
 from .errors import ArchiveError, bad_request, not_found, permission
 from .query_jobs import compile_job, query_request
@@ -60,9 +60,7 @@ _FIELDS = {
 
 def iso_time(ts: float | None) -> str | None:
     """ISO-8601 UTC with milliseconds and ``Z`` (SAS's ``yyyy-mm-ddThh:mm:ss.SSSZ``)."""
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return times.iso(ts, "milliseconds")
 
 
 @dataclass
@@ -224,8 +222,8 @@ class DirectiveStore:
         Sorted by folder then name; ``all_users`` lists everyone's for an admin.
         """
         _signed_in(principal)
-        if start < 0 or (limit is not None and limit < 0):
-            raise bad_request("start and limit must be >= 0")
+        start = params.integer("start", start, default=0, minimum=0)
+        limit = params.integer("limit", limit, minimum=0)
         where, args = [], []
         if not (all_users and principal.admin):
             where.append("owner_uid = ?")
@@ -234,7 +232,7 @@ class DirectiveStore:
             where.append("folder_path = ?")
             args.append(normal_folder(folder_path))
         clause = (" WHERE " + " AND ".join(where)) if where else ""
-        page = f" LIMIT {min(int(limit), MAX_PAGE) if limit is not None else -1} OFFSET {int(start)}"
+        page = f" LIMIT {min(limit, MAX_PAGE) if limit is not None else -1} OFFSET {start}"
         with self._lock:
             total = self._db.execute(f"SELECT count(*) FROM directives{clause}", args).fetchone()[0]
             rows = self._db.execute(

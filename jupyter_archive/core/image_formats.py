@@ -158,15 +158,22 @@ def picture_bytes(cut: Cut, fmt: str) -> bytes:
 
 
 def stretch(data: np.ndarray, plane: str) -> np.ndarray:
-    """Pixels as uint8 for display: zscale + asinh for data and variance, set/not set for the mask."""
+    """Pixels as uint8 for display: zscale + asinh for data and variance, set/not set for the mask.
+
+    The interval and the stretch are astropy's; they are applied here rather than through
+    ``ImageNormalize``, which needs matplotlib (not a dependency of the archive).
+    """
     if plane == "mask":
         return np.where(data != 0, 255, 0).astype(np.uint8)
-    from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
+    from astropy.visualization import AsinhStretch, ZScaleInterval
 
     values = np.asarray(data, dtype=np.float64)
     finite = np.isfinite(values)
     if not finite.any():
         return np.zeros(values.shape, np.uint8)
     values = np.where(finite, values, np.nanmin(values[finite]))
-    norm = ImageNormalize(values, interval=ZScaleInterval(), stretch=AsinhStretch(0.1), clip=True)
-    return (np.asarray(norm(values).filled(0.0)) * 255.0 + 0.5).astype(np.uint8)
+    low, high = ZScaleInterval().get_limits(values)
+    if not high > low:
+        return np.zeros(values.shape, np.uint8)  # a flat image: nothing to stretch
+    scaled = np.clip((values - low) / (high - low), 0.0, 1.0)
+    return (AsinhStretch(0.1)(scaled, clip=True) * 255.0 + 0.5).astype(np.uint8)

@@ -19,7 +19,6 @@ Every image's footprint (its four corner positions) is known from the headers al
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import math
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import times
 from .errors import ArchiveError, bad_request, not_found
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class Image:
             "kind": self.kind,
             "url": url,
             "owner": self.owner,
-            "created": dt.datetime.fromtimestamp(self.created, dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+            "created": times.iso(self.created, "auto"),
             "size": self.size,
             "width": nx,
             "height": ny,
@@ -154,13 +154,14 @@ def celestial_wcs(header):
 
 
 def _created(header, fallback: float) -> float:
+    """When an image was made: its DATE (or DATE-OBS) keyword if that is a time the archive
+    can show, else ``fallback`` (the file's time)."""
     for key in ("DATE", "DATE-OBS"):
         value = header.get(key)
         if value:
             try:
-                t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-                return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp()
-            except ValueError:
+                return times.parse(key, str(value))
+            except ArchiveError:
                 continue
     return fallback
 
@@ -343,7 +344,7 @@ def _declared(source: ImageSource) -> list[Image]:
             img.owner = str(rec["owner"])
         if rec.get("created"):
             created = rec["created"]
-            img.created = created.timestamp() if hasattr(created, "timestamp") else _created({"DATE": str(created)}, img.created)
+            img.created = _created({"DATE": created.isoformat() if hasattr(created, "isoformat") else str(created)}, img.created)
         out.append(img)
     return out
 

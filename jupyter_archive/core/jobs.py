@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import params, times
 from .errors import ArchiveError, not_found
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "canceling": frozenset({"canceled", "failed", "completed"}),
 }
 RESTART_MESSAGE = "interrupted by server restart"
+# The times a job keeps, and the words an error about one uses.
+TIME_FIELDS = {"submitted": "submitted", "scheduled": "start time", "started": "started", "ended": "ended",
+               "destruction": "destruction"}  # fmt: skip
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -96,6 +100,16 @@ class Job:
     def final(self) -> bool:
         return self.state in FINAL
 
+    @property
+    def summary(self) -> str:
+        """What the job does, in a line: its query, or its kind and what it works on
+        (for faces whose job documents have room for a query only)."""
+        query = self.request.get("query")
+        if isinstance(query, str) and query:
+            return query
+        what = self.request.get("image") or self.request.get("context") or self.request.get("dataset") or ""
+        return f"{self.kind} {what}".strip()
+
     def to_json(self) -> dict:
         out = {k: getattr(self, k) for k in _COLUMNS if k not in ("error_code", "error_message", "owner_uid")}
         out["error"] = {"code": self.error_code, "message": self.error_message} if self.error_message else None
@@ -145,6 +159,8 @@ class JobStore:
     ) -> Job:
         """A new job of ``owner`` (a user name), belonging to the identity ``owner_uid`` (default: the name)."""
         now = time.time()
+        if scheduled is not None:
+            scheduled = times.check(TIME_FIELDS["scheduled"], scheduled)
         with self._lock:
             cur = self._db.execute(
                 "INSERT INTO jobs(owner, owner_uid, kind, face, request, state, submitted, scheduled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -153,9 +169,13 @@ class JobStore:
             job_id = cur.lastrowid
         return self.get(job_id)
 
-    def get(self, job_id: int) -> Job | None:
+    def get(self, job_id: int | str) -> Job | None:
+        """The job with this id; None for an id no job can have (not a 64-bit row id)."""
+        jid = params.identifier(job_id)
+        if jid is None:
+            return None
         with self._lock:
-            row = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id = ?", (int(job_id),)).fetchone()
+            row = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id = ?", (jid,)).fetchone()
         return Job.from_row(row) if row else None
 
     def list(
@@ -194,7 +214,9 @@ class JobStore:
             args.append(submitted_to)
         clause = (" WHERE " + " AND ".join(where)) if where else ""
         order = "DESC" if newest_first else "ASC"
-        page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else (f" LIMIT -1 OFFSET {int(offset)}" if offset else "")
+        offset = params.integer("offset", offset, default=0, minimum=0)
+        limit = params.integer("limit", limit, minimum=0)
+        page = f" LIMIT {-1 if limit is None else limit} OFFSET {offset}"
         with self._lock:
             total = self._db.execute(f"SELECT count(*) FROM jobs{clause}", args).fetchone()[0]
             rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs{clause} ORDER BY id {order}{page}", args).fetchall()
@@ -223,6 +245,10 @@ class JobStore:
     def _update(self, job_id: int, **fields: Any) -> None:
         if not fields:
             return
+        for key, name in TIME_FIELDS.items():
+            if fields.get(key) is not None:
+                # checked where it is kept, so every face can show it later
+                fields[key] = times.check(name, fields[key])
         for key in ("request", "results"):
             if key in fields:
                 fields[key] = json.dumps(fields[key], default=str)

@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import sql as sqlmod
 from .backends.duckdb import quote_ident
 from . import tap_schema
-from .errors import bad_request
-from .query import QueryResult
+from .errors import ArchiveError, bad_request
+from .query import QueryResult, engine_error
 
 if TYPE_CHECKING:
     from .archive import Archive
@@ -163,6 +164,9 @@ class UploadSet:
                 f"CREATE TABLE {ENGINE_CATALOG}.{quote_ident(self.schema)}.{quote_ident(name)} AS "
                 f"SELECT {', '.join(cols) or '*'} FROM {quote_ident(view)}"
             )
+        except duckdb.Error as exc:
+            # the rows are the caller's: whatever the engine cannot load is a bad upload
+            raise bad_request(f"UPLOAD {name}: the table cannot be loaded: {engine_error(exc).message}") from None
         finally:
             cur.unregister(view)
         self.targets[name.lower()] = upload_target(name, self.schema)
@@ -204,10 +208,15 @@ def read_votable(path: Path, name: str) -> pa.Table:
             table = resource_table.to_table(use_names_over_ids=True)
         except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for bad XML
             raise bad_request(f"UPLOAD {name}: not a valid VOTable: {_one_line(exc)}") from None
+    if not resource_table.fields:
+        raise bad_request(f"UPLOAD {name}: the VOTable's table has no FIELD, so no columns to query")
     fields = []
     arrays = []
     for f, col in zip(resource_table.fields, table.colnames):
-        arr = _to_arrow(table[col])
+        try:
+            arr = _to_arrow(table[col])
+        except Exception as exc:  # noqa: BLE001 - values astropy read but Arrow cannot hold
+            raise bad_request(f"UPLOAD {name}: column {col!r} cannot be read: {_one_line(exc)}") from None
         if pa.types.is_null(arr.type):
             arr = arr.cast(pa.string())
         values = {"unit": f.unit, "ucd": f.ucd, "description": f.description, "utype": f.utype, "xtype": f.xtype,

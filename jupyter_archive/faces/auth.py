@@ -14,12 +14,12 @@ themself (with their current password).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 from http.client import responses
 
 from jupyter_server.auth.decorator import allow_unauthenticated
 
+from ..core import times
 from ..core.errors import ArchiveError, not_found, permission
 from .base import ArchiveHandler, endpoint
 
@@ -32,9 +32,7 @@ LOGIN_REFUSED = "The request you have made requires authentication: wrong user n
 
 def iso_time(ts: float | None) -> str | None:
     """Unix seconds as Keystone writes times: ISO 8601 UTC with microseconds and ``Z``."""
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return times.iso(ts, "microseconds")
 
 
 def token_json(info: dict) -> dict:

@@ -25,11 +25,11 @@ from typing import Any
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
-from tornado import web
+from tornado import httputil, web
 from tornado.iostream import StreamClosedError
 from urllib.parse import unquote
 
-from ..core import formats
+from ..core import formats, params, times
 from ..core.archive import Archive
 from ..core.catalog import ANONYMOUS, Principal
 from ..core.errors import ArchiveError
@@ -56,6 +56,8 @@ def endpoint(*, anonymous: bool = False):
     def wrap(method: Callable):
         @functools.wraps(method)
         async def inner(self: ArchiveHandler, *args, **kwargs):
+            if self._finished:
+                return None  # answered while the body arrived (LimitedBody's 413)
             self.principal = self._authenticate(anonymous)
             return await method(self, *args, **kwargs)
 
@@ -131,6 +133,10 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
             return None
         return super().check_xsrf_cookie()
 
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        """Path segments (and tornado's own argument reads) as UTF-8 text, 400 in the face's shape."""
+        return params.text(name or "path", value)
+
     # -- errors ---------------------------------------------------------------------------------
     def error_body(self, err: ArchiveError) -> tuple[int, Any]:
         """(status, JSON body) of an error in this face's shape."""
@@ -176,36 +182,81 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.archive.executor, functools.partial(fn, *args, **kwargs))
 
+    # -- parameters: every face reads what a request carries through these ------------------------
+    #: What separates query-string parameters besides ``&`` (the DAX document writes ``start=0;count=10``).
+    query_separators = ""
+
+    @functools.cached_property
+    def query_arguments(self) -> dict[str, list[bytes]]:
+        """The query string's parameters as bytes by name (split on ``query_separators`` too)."""
+        if not self.query_separators:
+            return self.request.query_arguments
+        query = self.request.query
+        for sep in self.query_separators:
+            query = query.replace(sep, "&")
+        return httputil.parse_qs_bytes(query, keep_blank_values=True)
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """The last value of a query-string parameter, as UTF-8 text (400 if it is not)."""
+        values = self.query_arguments.get(name)
+        return params.text(name, values[-1]) if values else default
+
+    def args(self, name: str) -> list[str]:
+        """Every value of a query-string parameter, in order, as UTF-8 text."""
+        return [params.text(name, v) for v in self.query_arguments.get(name, [])]
+
+    def arguments(self, *, form: bool = True) -> dict[str, list[str]]:
+        """Every query-string parameter (then, with ``form``, every field of a form body) by
+        name, values in order, as UTF-8 text."""
+        out: dict[str, list[str]] = {}
+        sources = [self.query_arguments] + ([self.form_fields()] if form else [])
+        for source in sources:
+            for name, values in source.items():
+                out.setdefault(name, []).extend(params.text(name, v) for v in values)
+        return out
+
+    def form_fields(self) -> dict[str, list[bytes]]:
+        """The fields of a url-encoded or multipart form body (tornado parsed them), as bytes."""
+        return self.request.body_arguments if self.request.method in ("POST", "PUT", "PATCH") else {}
+
+    def int_arg(
+        self, name: str, default: int | None = None, *, minimum: int | None = params.INT64_MIN,
+        maximum: int | None = params.INT64_MAX,
+    ) -> int | None:  # fmt: skip
+        return params.integer(name, self.arg(name), default=default, minimum=minimum, maximum=maximum)
+
+    def number_arg(self, name: str, default: float | None = None, **bounds) -> float | None:
+        return params.number(name, self.arg(name), default=default, **bounds)
+
+    def bool_arg(self, name: str, default: bool = False) -> bool:
+        return params.boolean(name, self.arg(name), default=default)
+
+    def time_arg(self, name: str) -> float | None:
+        return times.parse(name, self.arg(name))
+
     def json_body(self) -> dict:
-        """The request body as a JSON object, or form fields; keys as sent."""
+        """The request body as a JSON object (depth-limited, see ``core.params``), or the fields
+        of a form body (last value of each); keys as sent."""
+        if self._json_body is None:
+            self._json_body = self._read_json_body()
+        return self._json_body
+
+    _json_body: dict | None = None
+
+    def _read_json_body(self) -> dict:
         body = self.request.body or b""
         ctype = (self.request.headers.get("Content-Type") or "").lower()
         # Clients label JSON bodies loosely (or as form data by default), so a body that
         # looks like a JSON object is JSON whatever the Content-Type says.
         looks_json = body.lstrip()[:1] in (b"{", b"[")
         if not looks_json and ("application/x-www-form-urlencoded" in ctype or "multipart/form-data" in ctype):
-            return {k: v[-1].decode() for k, v in self.request.body_arguments.items()}
+            return {k: params.text(k, v[-1]) for k, v in self.form_fields().items()}
         if not body.strip():
             return {}
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ArchiveError("bad_request", f"the request body is not valid JSON: {exc}") from None
+        data = params.parse_json(body)
         if not isinstance(data, dict):
             raise ArchiveError("bad_request", "the request body must be a JSON object")
         return data
-
-    def int_arg(self, name: str, default: int | None = None, *, minimum: int | None = None) -> int | None:
-        raw = self.get_query_argument(name, None)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ArchiveError("bad_request", f"invalid {name}: {raw!r} (must be an integer)") from None
-        if minimum is not None and value < minimum:
-            raise ArchiveError("bad_request", f"invalid {name}: {value} (must be >= {minimum})")
-        return value
 
     def negotiate(self, default: str, allowed: set[str] | None = None, media_map: dict[str, str] | None = None):
         """The result format from ``?format=`` or ``Accept`` (``media_map`` lets a face rename media types)."""
@@ -214,7 +265,7 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
             for media, name in media_map.items():
                 if accept.split(";")[0].strip().lower() == media:
                     return formats.by_name(name)
-        return formats.negotiate(accept, self.get_query_argument("format", None), default=default, allowed=allowed)
+        return formats.negotiate(accept, self.arg("format"), default=default, allowed=allowed)
 
     async def wait_job(self, job_id, timeout: float, until: Callable | None = None):
         """Wait for a job to end (or ``until(job)``) without holding a thread: poll, 5 ms growing to 100 ms."""
@@ -301,6 +352,89 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
             self.request.connection.close()
         finally:
             await loop.run_in_executor(pool, _close_quietly, chunks, result)
+
+
+# Chunked bodies are counted as they arrive; tornado cuts the connection a little past the
+# limit, so that our 413 (sent at the first byte over) goes out first.
+BODY_SLACK = 1 << 20
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+class LimitedBody:
+    """Mixin for ``@web.stream_request_body`` handlers: a POST or PUT body is refused from its
+    headers when it can be, and never read past ``ArchiveApp.upload_limit``.
+
+    ``prepare()`` authenticates the caller (``body_anonymous``: as the endpoint would, letting
+    anonymous callers in when the archive allows them) and runs ``body_target()`` before any
+    byte of the body is read, and answers a declared Content-Length over the limit with 413;
+    ``data_received`` counts the chunks, answers 413 at the first byte over and ignores the
+    rest. Subclasses keep the chunks (``body_started``, ``body_chunk``, ``body_refused``).
+    """
+
+    body_anonymous = False
+    _receiving = False
+    _received = 0
+
+    def body_target(self) -> None:
+        """Checks that can refuse the request before its body is read (its target, its name)."""
+
+    def body_started(self) -> None:
+        """The body is accepted: get ready for its chunks."""
+
+    def body_chunk(self, chunk: bytes) -> None:
+        """Keep one chunk of the body."""
+
+    def body_refused(self) -> None:
+        """The body went over the limit: drop what was kept of it."""
+
+    async def prepare(self):
+        await super().prepare()
+        if self._finished or self.request.method not in ("POST", "PUT"):
+            return
+        self.principal = self._authenticate(self.body_anonymous)
+        self.body_target()
+        limit = self.archive.config.upload_limit
+        declared = (self.request.headers.get("Content-Length") or "").strip()
+        if declared.isdigit() and int(declared) > limit:
+            raise self.too_large(int(declared))
+        connection = self.request.connection
+        if hasattr(connection, "set_max_body_size"):
+            connection.set_max_body_size(limit + BODY_SLACK)
+        self._received = 0
+        self._receiving = True
+        self.body_started()
+
+    def too_large(self, size: int | None = None) -> ArchiveError:
+        limit = self.archive.config.upload_limit
+        what = f"the request body ({size} bytes)" if size is not None else "the request body"
+        return ArchiveError(
+            "too_large",
+            f"{what} is over the upload limit of {limit} bytes{f' ({human_bytes(limit)})' if limit >= 1024 else ''}; "
+            "send less (a table can be uploaded in several appends), or ask the archive's admin to raise "
+            "ArchiveApp.upload_limit",
+            413,
+            details={"limit": limit},
+        )
+
+    def data_received(self, chunk: bytes) -> None:
+        if not self._receiving:
+            return  # refused already, or a method that takes no body
+        self._received += len(chunk)
+        if self._received > self.archive.config.upload_limit:
+            self._receiving = False
+            self.body_refused()
+            err = self.too_large()
+            # Answer now: the rest of the body is not worth reading.
+            self.send_error(err.status, exc_info=(type(err), err, None))
+            return
+        self.body_chunk(chunk)
 
 
 def _close_quietly(chunks, result: QueryResult) -> None:

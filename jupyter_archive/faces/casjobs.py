@@ -6,10 +6,9 @@ success is exactly 200, because the real clients test ``status_code != 200``.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 
-from ..core import formats
+from ..core import formats, params, times
 from ..core.errors import ArchiveError
 from ..core.jobs import Job
 from .base import ArchiveHandler, endpoint, log_message_id
@@ -63,8 +62,8 @@ class QuickQueryHandler(CasJobsHandler):
     @endpoint(anonymous=True)
     async def post(self, context: str):
         body = self.json_body()
-        query = body_field(body, "Query")
-        if not query or not isinstance(query, str):
+        query = params.text("Query", body_field(body, "Query"))
+        if not query:
             raise ArchiveError("bad_request", "the request body needs a Query")
         principal = self.principal
         owner = self.request.headers.get("X-Owner")
@@ -93,27 +92,32 @@ def net_time(ts: float | None) -> str | None:
     """.NET-style local ISO time: no zone, fraction without trailing zeros, none when whole seconds."""
     if ts is None:
         return None
-    text = dt.datetime.fromtimestamp(ts).isoformat(timespec="milliseconds")
+    text = times.local(ts).isoformat(timespec="milliseconds")
     whole, frac = text.split(".")
     frac = frac.rstrip("0")
     return f"{whole}.{frac}" if frac else whole
 
 
+QUERY_KINDS = ("query", "directive")  # jobs that run SQL; CasJobs shows the others by what they do
+
+
 def job_json(job: Job) -> dict:
-    """A job exactly as CasJobs' GET /jobs/{id} shows it."""
+    """A job exactly as CasJobs' GET /jobs/{id} shows it (any kind of job, of any face)."""
     req = job.request
-    into = req.get("into") or {}
+    into = req.get("into") if isinstance(req.get("into"), dict) else {}
     created = (job.results.get("table") or {}).get("name") or ""
-    query = req.get("query", "")
+    query = job.summary
     modified = req.get("modified_query") or query
+    word = "Query" if job.kind in QUERY_KINDS else "Job"
     if job.state == "completed":
-        message = "Query Complete"
+        message = f"{word} Complete"
     elif job.state == "failed":
-        message = job.error_message or "Query failed"
+        message = job.error_message or f"{word} failed"
     elif job.state == "canceled":
-        message = "Query Canceled"
+        message = f"{word} Canceled"
     else:
         message = ""
+    estimate = req.get("estimate")  # minutes, as the caller said (a cutout job's estimate is its own)
     return {
         "JobID": job.id,
         "Rows": job.rows if job.state == "completed" else None,
@@ -124,7 +128,7 @@ def job_json(job: Job) -> dict:
         "SendEmail": 0,
         "Status": STATUS[job.state],
         "AutoComplete": 0,
-        "Estimate": int(req.get("estimate") or 500),
+        "Estimate": estimate if isinstance(estimate, int) and not isinstance(estimate, bool) and estimate else 500,
         "TaskName": req.get("task_name") or "REST Job Task",
         "OutputLoc": "",
         "HostIP": ("jupyter_archive " if job.started else " " * 16),
@@ -132,7 +136,7 @@ def job_json(job: Job) -> dict:
         "Query": query,
         "ModifiedQuery": modified,
         "Target": req.get("context") or "",
-        "OutputType": "QUERY",
+        "OutputType": "QUERY" if job.kind in QUERY_KINDS else job.kind.upper(),
         "Params": "",
         "Created_Table": created or ("" if job.state != "completed" else into.get("name", "")),
     }
@@ -144,17 +148,15 @@ class JobsHandler(CasJobsHandler):
     @endpoint()
     async def put(self, context: str):
         body = self.json_body()
-        query = body_field(body, "Query")
-        if not query or not isinstance(query, str):
+        query = params.text("Query", body_field(body, "Query"))
+        if not query:
             raise ArchiveError("bad_request", "the request body needs a Query")
         target = None
-        create = body_field(body, "CreateTable", False)
-        table = body_field(body, "TableName")
-        if create in (True, "true", "True", 1, "1") and table:
-            target = ("MyDB", str(table))
-        elif create in (True, "true", "True", 1, "1"):
-            raise ArchiveError("bad_request", "CreateTable needs a TableName")
-        estimate = body_field(body, "Estimate")
+        table = params.text("TableName", body_field(body, "TableName"))
+        if params.boolean("CreateTable", body_field(body, "CreateTable")):
+            if not table:
+                raise ArchiveError("bad_request", "CreateTable needs a TableName")
+            target = ("MyDB", table)
         job = await self.call(
             self.archive.submit_query,
             self.principal,
@@ -163,8 +165,8 @@ class JobsHandler(CasJobsHandler):
             face="casjobs",
             context=context,
             target=target,
-            task_name=body_field(body, "TaskName") or self.get_query_argument("TaskName", None) or "REST Job Task",
-            estimate=estimate if isinstance(estimate, int) else None,
+            task_name=params.text("TaskName", body_field(body, "TaskName")) or self.arg("TaskName") or "REST Job Task",
+            estimate=params.integer("Estimate", body_field(body, "Estimate"), minimum=0),
         )
         self.finish(str(job.id), set_content_type="text/plain; charset=UTF-8")
 
@@ -179,12 +181,9 @@ class JobListHandler(CasJobsHandler):
     async def send_job_list(self):
         bounds = {}
         for arg, key in (("submittedFrom", "submitted_from"), ("submittedTo", "submitted_to")):
-            raw = self.get_query_argument(arg, None)
-            if raw and raw.lower() != "null":
-                try:
-                    bounds[key] = dt.datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-                except ValueError:
-                    raise ArchiveError("bad_request", f"invalid {arg}: {raw!r} (use an ISO date or time)") from None
+            raw = self.arg(arg)
+            if raw and raw.lower() != "null":  # SciScript sends "null" for no bound
+                bounds[key] = times.parse(arg, raw)
         jobs, _ = await self.call(self.archive.list_jobs, self.principal, **bounds)
         self.send_json([job_json(j) for j in jobs])
 

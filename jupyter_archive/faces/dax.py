@@ -26,15 +26,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from tornado.httputil import split_host_and_port
 
-from ..core import formats
+from ..core import formats, params
 from ..core.catalog import MYDB
-from ..core.errors import ArchiveError, bad_request, not_found
+from ..core.errors import ArchiveError, not_found
 from ..core.query import QueryResult
 from ..core.schema import field_meta
 from .base import ArchiveHandler, endpoint
@@ -87,15 +86,6 @@ def name_filter(containing: str | None):
     return lambda name: pattern.search(name) is not None
 
 
-def split_query(query: str) -> list[tuple[str, str]]:
-    """A query string's arguments in order, separated by ``&`` or by ``;`` (the DAX document's
-    ``start=2000;count=1000``; tornado splits on ``&`` only)."""
-    try:
-        return parse_qsl(query.replace(";", "&"), keep_blank_values=True, errors="strict")
-    except UnicodeDecodeError:
-        raise bad_request("the query string is not valid UTF-8") from None
-
-
 def meta_table(rows: list[dict], columns: tuple[str, ...] = ()) -> pa.Table:
     """Metadata as a table: one row per dict, one column per key (``columns`` first, even with
     no rows); lists and dicts become JSON text, a column of mixed kinds text."""
@@ -116,39 +106,21 @@ class DaxHandler(ArchiveHandler):
     """metaserv: errors as ``{"exception", "message"}``; JSON or a table in any format."""
 
     face = "dax"
+    query_separators = ";"  # the document's listings: start=<x>;count=<y>
 
     def error_body(self, err: ArchiveError):
         return err.status, _error_doc(err, "exception")
 
-    def listing_args(self) -> dict[str, str]:
-        """The query string's arguments, ``;``-separated ones too (the last value of a name wins)."""
-        return dict(split_query(self.request.query))
-
-    def listing_values(self, name: str) -> list[str]:
-        """Every value of a (repeatable) query argument, ``;``-separated ones too."""
-        return [v for k, v in split_query(self.request.query) if k == name]
-
     def page_args(self, args: dict[str, str] | None = None) -> tuple[int, int]:
-        """``start`` and ``count`` (non-negative integers) of a listing."""
-        args = self.listing_args() if args is None else args
-        out = []
-        for name, default in (("start", 0), ("count", PAGE_SIZE)):
-            raw = args.get(name)
-            if raw is None or raw.strip() == "":
-                out.append(default)
-                continue
-            try:
-                value = int(raw)
-            except ValueError:
-                raise bad_request(f"invalid {name}: {raw!r} (must be a non-negative integer)") from None
-            if value < 0:
-                raise bad_request(f"invalid {name}: {value} (must be >= 0)")
-            out.append(value)
-        return out[0], out[1]
+        """``start`` and ``count`` (non-negative integers) of a listing, from the query string or ``args``."""
+        if args is None:
+            return self.int_arg("start", 0, minimum=0), self.int_arg("count", PAGE_SIZE, minimum=0)
+        start = params.integer("start", args.get("start"), default=0, minimum=0)
+        return start, params.integer("count", args.get("count"), default=PAGE_SIZE, minimum=0)
 
     async def send_meta(self, doc, rows: list[dict], columns: tuple[str, ...] = (), name: str = "result") -> None:
         """Metadata: the document's JSON ``doc``, or ``rows`` as a table in the format asked for."""
-        fmt = formats.negotiate(self.request.headers.get("Accept"), self.listing_args().get("format"),
+        fmt = formats.negotiate(self.request.headers.get("Accept"), self.arg("format"),
                                 default="json", allowed=META_FORMATS)  # fmt: skip
         if fmt.name == "json":
             self.send_json(doc)
@@ -159,9 +131,8 @@ class DaxHandler(ArchiveHandler):
     async def send_page(self, names: list[str], *, stable: bool, rows: bool = True, name: str = "result") -> None:
         """A paged listing of names (``containing``, ``start``, ``count``), with the document's
         flags: each name a one-element array (``rows``, as metaserv v0) or a plain string."""
-        args = self.listing_args()
-        start, count = self.page_args(args)
-        keep = name_filter(args.get("containing"))
+        start, count = self.page_args()
+        keep = name_filter(self.arg("containing"))
         names = [n for n in names if keep(n)]
         page = names[start : start + count]
         doc = {"results": [[n] for n in page] if rows else page, "more": start + count < len(names), "stable": stable}
@@ -404,12 +375,9 @@ class SyncHandler(DbservHandler):
         await self._sync()
 
     def _arg(self, body: dict, name: str) -> str | None:
-        value = self.get_argument(name, None)
-        if value is None:
-            value = body.get(name)
-        if value is not None and not isinstance(value, str):
-            raise bad_request(f"'{name}' must be a string")
-        return value
+        """A parameter from the query string or a form body, else from a JSON body."""
+        values = self.arguments().get(name)
+        return params.text(name, values[-1] if values else body.get(name))
 
     async def _sync(self):
         looks_json = (self.request.body or b"").lstrip()[:1] == b"{"

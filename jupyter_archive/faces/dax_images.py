@@ -22,11 +22,9 @@ metadata does. Errors are metaserv's ``{"exception", "message"}``.
 
 from __future__ import annotations
 
-import datetime as dt
 from urllib.parse import urlencode
 
-from ..core import image_formats
-from ..core.archive_images import parse_time
+from ..core import image_formats, params, times
 from ..core.errors import not_found
 from ..core.images import PLANES, check_plane_names, cutout_request
 from .base import endpoint
@@ -46,15 +44,15 @@ class ImageHandler(DaxHandler):
         return self.url("image", "v0", img.level, img.collection, img.kind, img.id)
 
     def params(self) -> dict:
-        """Single-valued arguments (query string, ``;``-separated too, form fields or a JSON body)."""
-        out = self.listing_args()
+        """Single-valued arguments (query string, form fields or a JSON body)."""
+        out = {k: v[-1] for k, v in self.arguments(form=False).items() if v}
         if self.request.method == "POST":
             out.update({k: str(v) for k, v in self.json_body().items() if not isinstance(v, (list, dict))})
         return out
 
     def asked_planes(self) -> list[str]:
-        """The ``plane`` arguments as given (repeatable, comma-separated, ``;``-joined, in a body)."""
-        values = [p for v in self.listing_values("plane") for p in v.split(",") if p.strip()]
+        """The ``plane`` arguments as given (repeatable, comma-separated, in a body)."""
+        values = [p for v in self.args("plane") for p in v.split(",") if p.strip()]
         if not values and self.request.method == "POST":
             body = self.json_body().get("plane")
             values = body if isinstance(body, list) else ([body] if body else [])
@@ -65,7 +63,8 @@ class ImageHandler(DaxHandler):
         return self.asked_planes() or list(PLANES)
 
     def fmt(self) -> str:
-        return image_formats.image_format(self.get_argument("format", None), self.request.headers.get("Accept"))
+        named = self.arguments().get("format")
+        return image_formats.image_format(named[-1] if named else None, self.request.headers.get("Accept"))
 
     def send_image(self, data: bytes, fmt: str, name: str) -> None:
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
@@ -127,19 +126,11 @@ class MetaImagesHandler(ImageHandler):
 
 def list_images(handler: ImageHandler, level: str, collection: str, kind: str):
     p = handler.params()
-    position = {}
-    for name in ("ra", "dec"):
-        if p.get(name):
-            try:
-                position[name] = float(p[name])
-            except ValueError:
-                from ..core.errors import bad_request
-
-                raise bad_request(f"invalid {name}: {p[name]!r} (must be a number of degrees)") from None
+    position = {name: params.number(name, p[name]) for name in ("ra", "dec") if p.get(name)}  # degrees
     return handler.archive.list_images(
         handler.principal, level, collection, kind, owner=p.get("owner") or None,
-        created_after=parse_time("createdAfter", p.get("createdAfter") or p.get("createAfter")),
-        created_before=parse_time("createdBefore", p.get("createdBefore") or p.get("createBefore")),
+        created_after=times.parse("createdAfter", p.get("createdAfter") or p.get("createAfter")),
+        created_before=times.parse("createdBefore", p.get("createdBefore") or p.get("createBefore")),
         **position,
     )  # fmt: skip
 
@@ -234,7 +225,7 @@ def status_json(job) -> dict:
     """A job as the document's status dictionary (``status``, ``startTime``, ``progress``)."""
 
     def when(t):
-        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y/%m/%d %H:%M:%S") if t else None
+        return times.utc(t).strftime("%Y/%m/%d %H:%M:%S") if t else None
 
     out = {"id": str(job.id), "status": job.state, "startTime": when(job.started), "progress": f"{round(job.progress * 100)}%"}
     if job.ended:

@@ -14,7 +14,6 @@ were.
 
 from __future__ import annotations
 
-import datetime as dt
 from http.client import responses
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +21,7 @@ from urllib.parse import quote
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from ..core import datasets
+from ..core import datasets, times
 from ..core.errors import ArchiveError
 from ..core.jobs import Job
 from .base import AUTH_HEADER, FORWARDED_USER, ArchiveHandler, endpoint
@@ -42,28 +41,7 @@ STATUS = {
 
 def iso_time(ts: float | None) -> str | None:
     """Unix seconds as Kasabi writes times: ISO-8601 UTC to the second, ``Z``-suffixed."""
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_start_time(value: Any) -> float | None:
-    """A ``startTime`` (ISO-8601 with ``Z`` or an offset; naive means UTC) as unix seconds."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if not isinstance(value, str):
-        raise ArchiveError("bad_request", f"invalid startTime {value!r}: use an ISO-8601 time such as 2011-05-27T14:30:00Z")
-    text = value.strip()
-    try:
-        # Python 3.11 reads "Z" itself; the replace keeps lower-case "z" working too.
-        when = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "zZ" else text)
-    except ValueError:
-        raise ArchiveError(
-            "bad_request", f"invalid startTime {value!r}: use an ISO-8601 time such as 2011-05-27T14:30:00Z"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when.timestamp()
+    return times.iso(ts, "seconds")
 
 
 def job_json(job: Job) -> dict:
@@ -91,7 +69,7 @@ class KasabiHandler(ArchiveHandler):
         for name in KEY_HEADERS:
             if self.request.headers.get(name):
                 return self.request.headers[name]
-        return self.get_query_argument(KEY_PARAM, None) or None
+        return self.arg(KEY_PARAM) or None
 
     def _authenticate(self, anonymous_ok: bool):
         # Datasets have owners, so nobody is let in anonymously, and Kasabi answers a
@@ -150,7 +128,7 @@ def _param(body: dict, name: str, handler: KasabiHandler) -> Any:
     for k, v in body.items():
         if k.lower() == low:
             return v
-    return handler.get_query_argument(name, None)
+    return handler.arg(name)
 
 
 class JobsHandler(KasabiHandler):
@@ -165,7 +143,7 @@ class JobsHandler(KasabiHandler):
         submit = JOB_TYPES.get(job_type.strip().lower()) if isinstance(job_type, str) else None
         if submit is None:
             raise ArchiveError("bad_request", f"unknown jobType {job_type!r}; known job types: {', '.join(JOB_TYPES)}")
-        start = parse_start_time(_param(body, "startTime", self))
+        start = times.parse("startTime", _param(body, "startTime", self))  # ISO 8601; naive means UTC
         job = await self.call(submit, self.archive, self.principal, short_code, start, face=self.face)
         url = self.job_url(short_code, job.id)
         self.set_header("Location", url)

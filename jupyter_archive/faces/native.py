@@ -8,9 +8,7 @@ format can be asked for with ``Accept`` or ``?format=``.
 from __future__ import annotations
 
 
-import datetime as dt
-
-from ..core import formats
+from ..core import formats, params, times
 from ..core.errors import ArchiveError
 from ..core.languages import DEFAULT_LANGUAGE, LANGUAGES
 from .base import ArchiveHandler, endpoint
@@ -52,8 +50,8 @@ class RowsHandler(NativeHandler):
     async def get(self, context: str, table: str):
         offset = self.int_arg("offset", 0, minimum=0)
         limit = self.int_arg("limit", 100, minimum=1)
-        order = self.get_query_argument("order", None)
-        desc = self.get_query_argument("desc", "false").lower() in ("1", "true", "yes")
+        order = self.arg("order")
+        desc = self.bool_arg("desc")
         fmt = self.negotiate(DEFAULT_FORMAT, media_map=NATIVE_MEDIA)
         ref = await self.call(self.archive.context, self.principal, context)
         result = await self.call(
@@ -63,30 +61,24 @@ class RowsHandler(NativeHandler):
 
 
 def _query_args(body: dict) -> dict:
-    text = body.get("query")
-    if not isinstance(text, str) or not text.strip():
+    text = params.text("query", body.get("query"))
+    if not text or not text.strip():
         raise ArchiveError("bad_request", "the request needs a 'query' (SQL text)")
-    language = (body.get("language") or DEFAULT_LANGUAGE).lower()
+    language = (params.text("language", body.get("language")) or DEFAULT_LANGUAGE).lower()
     if language not in LANGUAGES:
         raise ArchiveError("bad_request", f"unknown language {language!r}; known: {', '.join(LANGUAGES)}")
-    params = body.get("params") or None
-    if params is not None and not isinstance(params, dict):
-        raise ArchiveError("bad_request", "'params' must be an object of name -> value")
-    variables = body.get("variables") or None
-    if variables is not None and not isinstance(variables, dict):
-        raise ArchiveError("bad_request", "'variables' must be an object of name -> SQL literal text")
-    out = {
-        "context": body.get("context") or None,
-        "base_path": body.get("path") or None,
-        "params": params,
+    bound = params.mapping("params", body.get("params"))  # name -> value, bound as parameters
+    variables = params.mapping("variables", body.get("variables"))  # name -> SQL literal text
+    return {
+        "text": text,
+        "language": language,
+        "context": params.text("context", body.get("context")) or None,
+        "base_path": params.text("path", body.get("path")) or None,
+        "params": bound,
         "variables": {k: str(v) for k, v in variables.items()} if variables else None,
+        "offset": params.integer("offset", body.get("offset"), minimum=0),
+        "limit": params.integer("limit", body.get("limit"), minimum=0),
     }
-    for key in ("offset", "limit"):
-        value = body.get(key)
-        if value is not None and not isinstance(value, int):
-            raise ArchiveError("bad_request", f"'{key}' must be an integer")
-        out[key] = value
-    return {"text": text, "language": language, **out}
 
 
 class QueryHandler(NativeHandler):
@@ -97,7 +89,7 @@ class QueryHandler(NativeHandler):
         body = self.json_body()
         args = _query_args(body)
         if body.get("format"):
-            fmt = formats.negotiate(None, str(body["format"]))
+            fmt = formats.negotiate(None, params.text("format", body["format"]))
         else:
             fmt = self.negotiate(DEFAULT_FORMAT, media_map=NATIVE_MEDIA)
         text, language = args.pop("text"), args.pop("language")
@@ -146,27 +138,16 @@ def _target(value) -> tuple[str, ...] | str | None:
     raise ArchiveError("bad_request", "'into' must be 'mydb.T', a path or {context, table}")
 
 
-def _start_time(value) -> float | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise ArchiveError("bad_request", f"invalid startTime {value!r}: use ISO 8601, e.g. 2030-01-01T12:00:00Z") from None
-
-
 class JobsHandler(NativeHandler):
     """``GET /jobs`` (``state``, ``kind``, ``offset``, ``limit``, ``all``); ``POST /jobs`` submits a query job."""
 
     @endpoint()
     async def get(self):
-        states = [x for x in self.get_query_arguments("state") for x in x.split(",") if x]
-        kinds = [x for x in self.get_query_arguments("kind") for x in x.split(",") if x]
+        states = [x for x in self.args("state") for x in x.split(",") if x]
+        kinds = [x for x in self.args("kind") for x in x.split(",") if x]
         offset = self.int_arg("offset", 0, minimum=0)
         limit = self.int_arg("limit", 100, minimum=1)
-        everyone = self.get_query_argument("all", "false").lower() in ("1", "true", "yes")
+        everyone = self.bool_arg("all")
         jobs, total = await self.call(
             self.archive.list_jobs, self.principal, all_users=everyone, states=states or None, kinds=kinds or None,
             offset=offset, limit=limit,
@@ -181,8 +162,9 @@ class JobsHandler(NativeHandler):
         args.pop("offset", None), args.pop("limit", None)
         job = await self.call(
             self.archive.submit_query, self.principal, text, language, face="native",
-            target=_target(body.get("into")), replace=bool(body.get("replace")),
-            start_time=_start_time(body.get("startTime")), run=body.get("run", True) is not False, **args,
+            target=_target(body.get("into")), replace=params.boolean("replace", body.get("replace")),
+            start_time=times.parse("startTime", body.get("startTime"), seconds=True), run=params.boolean("run", body.get("run"), default=True),
+            **args,
         )
         self.set_header("Location", job_json(self, job)["links"]["self"])
         self.send_json(job_json(self, job), status=201)
@@ -191,13 +173,9 @@ class JobsHandler(NativeHandler):
 class JobHandler(NativeHandler):
     @endpoint()
     async def get(self, job_id: str):
-        wait = self.get_query_argument("wait", None)
-        if wait:
-            try:
-                timeout = min(float(wait), 60.0)
-            except ValueError:
-                raise ArchiveError("bad_request", f"invalid wait: {wait!r} (seconds)") from None
-            job = await self.wait_job(job_id, timeout)
+        wait = self.number_arg("wait")  # seconds
+        if wait is not None and wait > 0:
+            job = await self.wait_job(job_id, min(wait, 60.0))
         else:
             job = await self.call(self.archive.job, self.principal, job_id)
         self.send_json(job_json(self, job))

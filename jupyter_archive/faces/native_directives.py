@@ -35,10 +35,10 @@ class DirectivesHandler(NativeHandler):
 
     @endpoint()
     async def get(self):
-        folder = self.get_query_argument("folder", None)
+        folder = self.arg("folder")
         offset = self.int_arg("offset", 0, minimum=0)
         limit = self.int_arg("limit", 100, minimum=1)
-        everyone = self.get_query_argument("all", "false").lower() in ("1", "true", "yes")
+        everyone = self.bool_arg("all")
         items, total = await self.call(
             self.archive.directives.list, self.principal, folder or None, offset, limit, all_users=everyone
         )

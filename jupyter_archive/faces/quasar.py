@@ -7,11 +7,9 @@ with ``phases`` added where the document has them.
 
 from __future__ import annotations
 
-import json
-
 from tornado import web
 
-from ..core import formats, ingest
+from ..core import formats, ingest, params
 from ..core.catalog import normalise_path
 from ..core.errors import ArchiveError
 from ..core.mounts import delete_mount, put_mount, quasar_view
@@ -37,19 +35,23 @@ class QuasarHandler(ArchiveHandler):
         return normalise_path(path or "")
 
     def variables(self) -> dict[str, str]:
-        out = {}
-        for key, values in self.request.query_arguments.items():
-            if key.startswith("var."):
-                out[key[4:]] = values[-1].decode()
-        return out
+        """``var.name=value`` parameters: SQL literals, bound as parameters."""
+        return {key[4:]: values[-1] for key, values in self.arguments(form=False).items() if key.startswith("var.") and values}
 
     def query_text(self) -> str:
-        qs = self.request.query_arguments.get("q", [])
+        qs = self.args("q")
         if len(qs) > 1:
             raise ArchiveError("bad_request", "Multiple SQL^2 queries submitted.", details={"queryCount": len(qs)})
         if not qs or not qs[0].strip():
             raise ArchiveError("bad_request", "No SQL^2 query found in URL.")
-        return qs[0].decode()
+        return qs[0]
+
+    def body_text(self) -> str:
+        """A query sent as the request body (UTF-8 text)."""
+        text = params.text("the request body", self.request.body or b"")
+        if not text.strip():
+            raise ArchiveError("bad_request", "No SQL^2 query found in message body.")
+        return text
 
     def paging(self) -> tuple[int | None, int | None]:
         return self.int_arg("offset", None, minimum=0), self.int_arg("limit", None, minimum=1)
@@ -76,9 +78,7 @@ class LargeQueryHandler(QueryHandler):
     @endpoint()
     async def post(self, path: str | None = None):
         base = self.fs_path(path)
-        text = (self.request.body or b"").decode("utf-8", "replace")
-        if not text.strip():
-            raise ArchiveError("bad_request", "No SQL^2 query found in message body.")
+        text = self.body_text()
         dest = self.request.headers.get("Destination")
         if not dest:
             raise ArchiveError("bad_request", "'Destination' header missing.", details={"headerName": "Destination"})
@@ -136,10 +136,7 @@ class CompileHandler(QuasarHandler):
 
     @endpoint(anonymous=True)
     async def post(self, path: str | None = None):
-        text = (self.request.body or b"").decode("utf-8", "replace")
-        if not text.strip():
-            raise ArchiveError("bad_request", "No SQL^2 query found in message body.")
-        await self._compile(path, text)
+        await self._compile(path, self.body_text())
 
 
 QUASAR_UPLOAD_TYPES = {"application/ldjson": "ldjson", "application/x-ldjson": "ldjson", "application/json": "ldjson", "text/csv": "csv"}
@@ -162,7 +159,7 @@ class DataHandler(UploadBody, QuasarHandler):
             raise ArchiveError("bad_request", f"Invalid path: {fs} (tables of a writable context sit directly in it)")
         return fs, ref, rest
 
-    def upload_target(self) -> None:
+    def body_target(self) -> None:
         _, ref, rest = self._table_at(self.path_kwargs.get("path"))
         ingest.writable_context(self.archive, self.principal, ref)
         ingest.check_table_name(rest)
@@ -265,9 +262,9 @@ class MountHandler(QuasarHandler):
     async def put(self, path: str):
         fs = self.fs_path(path)
         try:
-            body = json.loads(self.request.body or b"{}")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ArchiveError("bad_request", f"Malformed input: {exc}") from None
+            body = params.parse_json(self.request.body or b"{}")
+        except ArchiveError as exc:
+            raise ArchiveError("bad_request", f"Malformed input: {exc.message}") from None
         verb = await self.call(put_mount, self.archive, self.principal, fs, body)
         self.finish(f"{verb} {fs}/", set_content_type="text/plain; charset=UTF-8")
 

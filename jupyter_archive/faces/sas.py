@@ -129,15 +129,22 @@ class SasHandler(ArchiveHandler):
         ranges = formats.parse_accept(self.request.headers.get("Accept") or "")
         return any(mt in (media, media + "+json") for mt, _ in ranges)
 
-    def send_sas(self, data: Any, media: str, status: int = 200) -> None:
-        """Send a SAS resource: its vnd media type, or plain JSON when that is all Accept allows."""
+    def answer_type(self, media: str) -> str:
+        """The Content-Type a ``media`` resource goes out as: its vnd type, or plain JSON when that
+        is all Accept allows; 406 when Accept allows neither. A request that changes something
+        asks first, so that a 406 leaves everything as it was."""
         ranges = [mt for mt, _ in formats.parse_accept(self.request.headers.get("Accept") or "")]
         ok = {media, media + "+json", "*/*", "application/*", "application/json"}
         if ranges and not any(mt in ok for mt in ranges):
             raise ArchiveError("not_acceptable", f"this resource is {media}+json (or application/json); Accept was {', '.join(ranges)}", 406)
         plain = "application/json" in ranges and not any(mt in (media, media + "+json") for mt in ranges)
+        return "application/json" if plain else self.content_type(media)
+
+    def send_sas(self, data: Any, media: str, status: int = 200) -> None:
+        """Send a SAS resource: its vnd media type, or plain JSON when that is all Accept allows."""
+        ctype = self.answer_type(media)
         self.set_status(status)
-        self.finish(json.dumps(data, default=str), set_content_type="application/json" if plain else self.content_type(media))
+        self.finish(json.dumps(data, default=str), set_content_type=ctype)
 
     def send_text(self, text: str, status: int = 200) -> None:
         self.set_status(status)
@@ -285,8 +292,8 @@ class DirectivesHandler(SasHandler):
     @endpoint()
     async def get(self):
         start, limit = self.page_args()
-        path = self.get_query_argument("directiveFolderPath", None)
-        folder = self.get_query_argument("sasFolderPath", None)
+        path = self.arg("directiveFolderPath")
+        folder = self.arg("sasFolderPath")
         params = {}
         if path:
             params["directiveFolderPath"] = path
@@ -309,6 +316,7 @@ class DirectivesHandler(SasHandler):
 
     @endpoint()
     async def post(self):
+        self.answer_type(DIRECTIVE)
         fields = {k: v for k, v in self.json_body().items() if k not in READ_ONLY}
         d = await self.call(self.archive.directives.create, self.principal, fields)
         self.set_header("Location", self.root + f"/directives/{d.id}")
@@ -327,10 +335,11 @@ class DirectiveHandler(SasHandler):
         if since:
             try:
                 when = email.utils.parsedate_to_datetime(since)
-            except (TypeError, ValueError):
-                when = None
+                when = when.replace(tzinfo=when.tzinfo or dt.timezone.utc).timestamp()
+            except (TypeError, ValueError, OverflowError):
+                when = None  # not an HTTP date (RFC 9110: ignore the header)
             # HTTP dates have whole seconds: unchanged when modified in or before that second.
-            if when is not None and int(d.modified) <= when.replace(tzinfo=when.tzinfo or dt.timezone.utc).timestamp():
+            if when is not None and int(d.modified) <= when:
                 self.set_status(304)
                 self.finish()
                 return
@@ -344,8 +353,9 @@ class JobsHandler(SasHandler):
 
     @endpoint()
     async def post(self):
-        directive = self.get_query_argument("directive", None)
-        path = self.get_query_argument("directivePath", None)
+        self.answer_type(JOB)
+        directive = self.arg("directive")
+        path = self.arg("directivePath")
         if not directive and not path:
             raise bad_request("name the directive to run: ?directive=ID or ?directivePath=/folder/name")
         job = await self.call(
@@ -393,7 +403,7 @@ class JobStateHandler(SasHandler):
 
     @endpoint()
     async def put(self, job_id: str):
-        value = self.get_query_argument("value", None)
+        value = self.arg("value")
         if value != "canceled":
             raise bad_request(f"invalid value {value!r}: the only state a job can be set to is 'canceled'", value=value)
         job = await self.sas_job(job_id)
@@ -469,7 +479,7 @@ class JobResultsHandler(SasHandler):
     def wants_collection(self) -> bool:
         """Whether to answer the collection: no ``format``, and Accept prefers the collection (or
         any JSON, or anything) to every data format."""
-        if self.get_query_argument("format", None):
+        if self.arg("format"):
             return False
         ranges = []
         for mt, params in formats.parse_accept(self.request.headers.get("Accept") or ""):

@@ -41,9 +41,8 @@ class SodaHandler(ArchiveHandler):
     def soda_params(self) -> dict[str, list[str]]:
         """Every parameter (query string and form body), names upper-cased, values in order."""
         out: dict[str, list[str]] = {}
-        for source in (self.request.query_arguments, self.request.body_arguments if self.request.method == "POST" else {}):
-            for name, values in source.items():
-                out.setdefault(name.upper(), []).extend(v.decode("utf-8", "replace") for v in values)
+        for name, values in self.arguments().items():
+            out.setdefault(name.upper(), []).extend(values)
         return out
 
 

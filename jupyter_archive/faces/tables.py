@@ -25,84 +25,39 @@ from tornado import web
 
 from ..core import ingest
 from ..core.errors import ArchiveError
-from .base import endpoint
+from .base import LimitedBody, endpoint
 from .casjobs import CasJobsHandler
 from .native import NativeHandler
 from .native import TableHandler as NativeTableHandler
 
 TICKS_AT_UNIX_EPOCH = 621_355_968_000_000_000  # .NET DateTime ticks (100 ns since 0001-01-01) at 1970-01-01
-# Chunked bodies are counted as they arrive; tornado cuts the connection a little past the
-# limit, so that our 413 (sent at the first byte over) goes out first.
-BODY_SLACK = 1 << 20
 
 
 def dotnet_ticks(unix_seconds: float) -> int:
     return round(unix_seconds * 10**7) + TICKS_AT_UNIX_EPOCH
 
 
-def human_bytes(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)  # pragma: no cover
-
-
-class UploadBody:
+class UploadBody(LimitedBody):
     """Mixin for handlers whose PUT/POST body is a table upload, streamed to a temp file.
 
-    ``prepare()`` authenticates, checks the target and the declared size before any byte of
-    the body is read; ``data_received`` writes each chunk to disk and stops at the limit.
+    The caller, the target and the declared size are checked before any byte of the body is
+    read (``LimitedBody``); each chunk is written to disk, and the file goes at the limit.
     """
 
     _upload = None
     _upload_path = None
-    _received = 0
 
-    def upload_target(self) -> None:
-        """Checks that can refuse an upload before its body is read (the target context, name)."""
-
-    async def prepare(self):
-        await super().prepare()
-        if self._finished or self.request.method not in ("POST", "PUT"):
-            return
-        self.principal = self._authenticate(False)
-        self.upload_target()
-        limit = self.archive.config.upload_limit
-        declared = self.request.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise self.too_large(int(declared))
-        connection = self.request.connection
-        if hasattr(connection, "set_max_body_size"):
-            connection.set_max_body_size(limit + BODY_SLACK)
+    def body_started(self) -> None:
         # The file goes where the engine that loads it may read: the user's, or a writable mount's.
         context = getattr(self, "upload_context", None) or self.path_kwargs.get("context")
         self._upload_path = ingest.upload_path(self.archive, self.principal, context)
-        self._upload = open(self._upload_path, "wb")  # noqa: SIM115, ASYNC230 - a local temp file; closed in body_file() or discard_upload()
-        self._received = 0
+        self._upload = open(self._upload_path, "wb")  # noqa: SIM115 - a local temp file; closed in body_file() or discard_upload()
 
-    def too_large(self, size: int | None = None) -> ArchiveError:
-        limit = self.archive.config.upload_limit
-        what = f"the upload ({size} bytes)" if size is not None else "the upload"
-        return ArchiveError(
-            "too_large",
-            f"{what} is over the upload limit of {limit} bytes{f' ({human_bytes(limit)})' if limit >= 1024 else ''}; "
-            "split it into several appends, or ask the archive's admin to raise ArchiveApp.upload_limit",
-            413,
-            details={"limit": limit},
-        )
-
-    def data_received(self, chunk: bytes) -> None:
-        if self._upload is None:
-            return  # refused already, or a method that takes no upload
-        self._received += len(chunk)
-        if self._received > self.archive.config.upload_limit:
-            self.discard_upload()
-            err = self.too_large()
-            # Answer now: the rest of the body is not worth reading.
-            self.send_error(err.status, exc_info=(type(err), err, None))
-            return
+    def body_chunk(self, chunk: bytes) -> None:
         self._upload.write(chunk)
+
+    def body_refused(self) -> None:
+        self.discard_upload()
 
     def body_file(self):
         """The uploaded body's file, complete and closed."""
@@ -149,7 +104,7 @@ class CasJobsTablesHandler(CasJobsHandler):
 class CasJobsUploadHandler(UploadBody, CasJobsHandler):
     """``POST /contexts/{context}/tables/{table}``: a CSV body into MyDB (create, or append)."""
 
-    def upload_target(self) -> None:
+    def body_target(self) -> None:
         ingest.writable_context(self.archive, self.principal, self.path_kwargs["context"])
         ingest.check_table_name(self.path_kwargs["table"])
 
@@ -171,13 +126,13 @@ class CasJobsUploadHandler(UploadBody, CasJobsHandler):
 class TableHandler(UploadBody, NativeTableHandler):
     """A MyDB table: ``GET`` its info, ``PUT`` (replace), ``POST`` (``?mode=``) an upload, ``DELETE`` it."""
 
-    def upload_target(self) -> None:
+    def body_target(self) -> None:
         ingest.writable_context(self.archive, self.principal, self.path_kwargs["context"])
         ingest.check_table_name(self.path_kwargs["table"])
-        mode = self.get_query_argument("mode", "auto")
+        mode = self.arg("mode", "auto")
         if mode not in ingest.MODES:
             raise ArchiveError("bad_request", f"unknown mode {mode!r}; known: {', '.join(ingest.MODES)}")
-        fmt = self.get_query_argument("format", None)
+        fmt = self.arg("format")
         if fmt or self.request.headers.get("Content-Type"):
             ingest.upload_format(self.request.headers.get("Content-Type"), fmt)  # refuse unknown formats early
 
@@ -187,7 +142,7 @@ class TableHandler(UploadBody, NativeTableHandler):
 
     @endpoint()
     async def post(self, context: str, table: str):
-        await self.upload(context, table, self.get_query_argument("mode", "auto"))
+        await self.upload(context, table, self.arg("mode", "auto"))
 
     async def upload(self, context: str, table: str, mode: str) -> None:
         if self._finished:
@@ -195,7 +150,7 @@ class TableHandler(UploadBody, NativeTableHandler):
         try:
             path = self.body_file()
             fmt = ingest.upload_format(
-                self.request.headers.get("Content-Type"), self.get_query_argument("format", None), self.body_head()
+                self.request.headers.get("Content-Type"), self.arg("format"), self.body_head()
             )
             result = await self.call(ingest.upload_table, self.archive, self.principal, context, table, path, fmt, mode)
         finally:

@@ -18,7 +18,8 @@ from tornado import httputil, web
 
 from ..core import formats, tap_schema, tap_uploads
 from ..core.errors import ArchiveError, bad_request, not_found
-from .base import ArchiveHandler, endpoint
+from ..core.params import integer
+from .base import ArchiveHandler, LimitedBody, endpoint
 
 DEFAULT_MAXREC = 100_000
 HARD_MAXREC = 10_000_000
@@ -150,7 +151,7 @@ class TapHandler(ArchiveHandler):
             status, message = exc.status_code, exc.log_message or exc.reason or f"HTTP {exc.status_code}"
         else:
             status, message = 500, "internal error in the archive; the server log has the details"
-        if 400 <= status < 500 and status not in (401, 403, 404, 405):
+        if 400 <= status < 500 and status not in (401, 403, 404, 405, 413):
             status = 400  # DALI: parameter and query errors are 400, whatever the core's code
         self.clear_header("Content-Encoding")
         self.clear_header("Content-Disposition")
@@ -171,28 +172,40 @@ class TapHandler(ArchiveHandler):
         self.finish('<?xml version="1.0" encoding="UTF-8"?>\n' + body, set_content_type=media)
 
 
-class TapParamsHandler(TapHandler):
+class TapParamsHandler(LimitedBody, TapHandler):
     """A TAP handler reading its own body (subclasses are ``@web.stream_request_body``): tornado's
-    parser refuses what STILTS sends, and uploads are bounded while they arrive."""
+    parser refuses what STILTS sends, and a body is refused from its headers, or bounded while
+    it arrives (``LimitedBody``), before it is parsed."""
 
-    def prepare(self):
-        self._chunks: list[bytes] = []
-        self._size = 0
-        return super().prepare()
+    body_anonymous = True  # TAP lets anonymous callers in when the archive allows them
+    _chunks: list[bytes] = ()  # type: ignore[assignment] - none until a body is accepted
 
-    def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        limit = self.archive.config.upload_limit
-        if self._size > limit:
-            raise ArchiveError("too_large", f"the request body is over the upload limit of {limit} bytes", 413)
+    def body_started(self) -> None:
+        self._chunks = []
+
+    def body_chunk(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
+
+    def body_refused(self) -> None:
+        self._chunks = []
 
     def tap_params(self) -> tuple[dict[str, str], dict[str, bytes]]:
         """Parameters by upper-case name (query string, then body; the last value wins) and the
         body's file parts by name (inline uploads)."""
-        raw: dict[str, list[bytes]] = {k: list(v) for k, v in self.request.query_arguments.items()}
+        named = {name.upper(): values[-1] for name, values in self.arguments().items() if values}
+        return named, self._body_parts()[1]
+
+    def form_fields(self) -> dict[str, list[bytes]]:
+        return self._body_parts()[0]
+
+    _parts: tuple[dict[str, list[bytes]], dict[str, bytes]] | None = None
+
+    def _body_parts(self) -> tuple[dict[str, list[bytes]], dict[str, bytes]]:
+        """The streamed body's form fields and file parts (parsed once)."""
+        if self._parts is not None:
+            return self._parts
         files: dict[str, bytes] = {}
-        body = b"".join(getattr(self, "_chunks", []))
+        body = b"".join(self._chunks)
         ctype = self.request.headers.get("Content-Type", "")
         args: dict[str, list[bytes]] = {}
         if body and ctype.lower().startswith("multipart/form-data"):
@@ -208,13 +221,8 @@ class TapParamsHandler(TapHandler):
                 httputil.parse_body_arguments(ctype, body, args, {}, self.request.headers)
             except httputil.HTTPInputError as exc:
                 raise bad_request(f"cannot read the request body: {exc}") from None
-        for k, v in args.items():
-            raw.setdefault(k, []).extend(v)
-        params = {}
-        for k, values in raw.items():
-            if values:
-                params[k.upper()] = values[-1].decode("utf-8", "replace")
-        return params, files
+        self._parts = (args, files)
+        return self._parts
 
     def query_request(self, params: dict[str, str], files: dict[str, bytes], *, complete: bool = True) -> dict:
         """The core's request for a TAP query (sync, or an async job), checked; inline uploads
@@ -256,14 +264,7 @@ class TapParamsHandler(TapHandler):
     @staticmethod
     def maxrec(raw: str | None) -> int:
         """MAXREC as a row limit: the default when absent, capped at the hard limit."""
-        if raw is None or not raw.strip():
-            return DEFAULT_MAXREC
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise bad_request(f"invalid MAXREC {raw!r}: must be a non-negative integer") from None
-        if value < 0:
-            raise bad_request(f"invalid MAXREC {value}: must be a non-negative integer")
+        value = integer("MAXREC", raw, default=DEFAULT_MAXREC, minimum=0, maximum=None)
         return min(value, HARD_MAXREC)
 
 

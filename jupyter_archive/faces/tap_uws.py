@@ -7,16 +7,15 @@ job (what STILTS and TOPCAT require); ``WAIT`` blocks without holding a thread.
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
 from xml.sax.saxutils import escape, quoteattr
 
 from tornado import web
 
-from ..core import formats, tap_uploads
+from ..core import formats, tap_uploads, times
 from ..core.archive_jobs import ANONYMOUS_OWNER
 from ..core.errors import ArchiveError, bad_request, not_found
 from ..core.jobs import Job
+from ..core.params import integer
 from .base import endpoint
 from .tap import TapParamsHandler, error_votable, tap_format
 
@@ -33,21 +32,7 @@ MAX_WAIT = 60.0  # seconds a WAIT may block (below proxies' idle timeouts and py
 
 def iso(t: float | None) -> str | None:
     """A UWS time: ISO 8601 in UTC with a Z."""
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def parse_iso(text: str) -> float:
-    """An ISO 8601 time (Z or an offset; naive means UTC) as unix seconds."""
-    value = (text or "").strip()
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise bad_request(f"invalid DESTRUCTION {text!r}: an ISO 8601 time such as 2030-01-01T00:00:00Z") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+    return times.iso(t, "milliseconds")
 
 
 def phase(job: Job) -> str:
@@ -160,18 +145,13 @@ class JobsHandler(UwsHandler):
 
     @endpoint(anonymous=True)
     async def get(self):
-        phases = {p.strip().upper() for v in self.request.query_arguments.get("PHASE", []) for p in v.decode().split(",")}
-        after = self.get_query_argument("AFTER", None)
-        last = self.get_query_argument("LAST", None)
-        if last is not None and not last.strip().isdigit():
-            raise bad_request(f"invalid LAST {last!r}: a non-negative integer")
-        jobs, _ = await self.call(
-            self.archive.list_jobs, self.principal, face="tap", submitted_from=parse_iso(after) if after else None
-        )
+        phases = {p.strip().upper() for v in self.args("PHASE") for p in v.split(",")}
+        last = self.int_arg("LAST", minimum=0)
+        jobs, _ = await self.call(self.archive.list_jobs, self.principal, face="tap", submitted_from=self.time_arg("AFTER"))
         jobs = [j for j in jobs if (phase(j) in phases if phases else True)]
         if last is not None:
             # LAST: the most recently created, still newest first (UWS 1.1 section 2.2.2.1)
-            jobs = jobs[: int(last)]
+            jobs = jobs[:last]
         out = [f'<uws:jobs version="1.1" xmlns:uws="{UWS}" xmlns:xlink="{XLINK}" xmlns:xsi="{XSI}">']
         for j in jobs:
             runid = (j.request.get("tap") or {}).get("runid")
@@ -213,14 +193,10 @@ class JobHandler(UwsHandler):
     @endpoint(anonymous=True)
     async def get(self, job_id: str):
         job = await self.tap_job(job_id)
-        wait = self.get_query_argument("WAIT", None)
-        if wait is not None and wait.strip():
-            try:
-                seconds = float(wait)
-            except ValueError:
-                raise bad_request(f"invalid WAIT {wait!r}: seconds, or -1 for as long as the server allows") from None
+        seconds = self.number_arg("WAIT")  # seconds, or -1 for as long as the server allows
+        if seconds is not None:
             seconds = MAX_WAIT if seconds < 0 else min(seconds, MAX_WAIT)
-            only = (self.get_query_argument("PHASE", "") or "").strip().upper()
+            only = (self.arg("PHASE") or "").strip().upper()
             start = phase(job)
             if start in ACTIVE_PHASES and (not only or only == start):
                 job = await self.wait_job(job.id, seconds, until=lambda j: phase(j) != start)
@@ -286,13 +262,15 @@ class JobPartHandler(UwsHandler):
         if part == "parameters":
             await self.set_parameters(job, params, files)
         elif part == "executionduration":
-            raw = (params.get("EXECUTIONDURATION") or "").strip()
-            if not re.fullmatch(r"\d+", raw):
-                raise bad_request(f"invalid EXECUTIONDURATION {raw!r}: whole seconds, 0 for no limit")
-            request = dict(job.request, time_limit=int(raw) or None)
+            seconds = integer("EXECUTIONDURATION", params.get("EXECUTIONDURATION"), minimum=0)
+            if seconds is None:
+                raise bad_request("EXECUTIONDURATION is required: whole seconds, 0 for no limit")
+            request = dict(job.request, time_limit=seconds or None)
             await self.call(self.archive.update_job, self.principal, job.id, request=request)
         elif part == "destruction":
-            when = parse_iso(params.get("DESTRUCTION", ""))
+            when = times.parse("DESTRUCTION", params.get("DESTRUCTION"))
+            if when is None:
+                raise bad_request("DESTRUCTION is required: an ISO 8601 time such as 2030-01-01T00:00:00Z")
             await self.call(self.archive.update_job, self.principal, job.id, destruction=when)
         else:
             raise bad_request(f"job resource {part!r} cannot be changed")

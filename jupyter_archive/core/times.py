@@ -1,0 +1,77 @@
+"""Times: one parser (ISO 8601, a naive time is UTC) and the formatters every face uses.
+
+A time is kept as unix seconds (a float). Every time the archive stores is one every face
+can show, in UTC or in the server's local time (CasJobs): finite, and between
+``EARLIEST`` and ``LATEST`` (years 1 and 9999 less a day at each end, which no time zone's
+offset can push out of range). :func:`check` enforces that where times are stored (the job
+store), so no path can keep a time that breaks a later read; :func:`parse` applies it to
+what callers send, so they hear about it at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from .errors import bad_request
+from .params import shown, text
+
+UTC = dt.timezone.utc
+EARLIEST = dt.datetime(1, 1, 2, tzinfo=UTC).timestamp()
+LATEST = dt.datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC).timestamp()
+_RANGE = "0001-01-02T00:00:00Z to 9999-12-30T23:59:59Z"
+_EXAMPLE = "2030-01-01T12:00:00Z"
+
+
+def check(name: str, ts: Any) -> float:
+    """``ts`` (unix seconds) if it is a time every face can show; else a 400 naming ``name``."""
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        raise bad_request(f"invalid {name}: {shown(ts)} (must be a time)", parameter=name)
+    try:
+        value = float(ts)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value) or not EARLIEST <= value <= LATEST:
+        raise bad_request(f"invalid {name}: {shown(ts)} is outside the times the archive keeps ({_RANGE})", parameter=name)
+    return value
+
+
+def parse(name: str, value: Any, *, default: float | None = None, seconds: bool = False) -> float | None:
+    """A time a caller sent: ISO 8601 text (``Z`` or an offset; naive means UTC; a date alone is
+    its midnight), or with ``seconds`` also a JSON number of unix seconds. Missing or empty
+    is ``default``."""
+    if value is None or (isinstance(value, (str, bytes)) and not value.strip()):
+        return default
+    if seconds and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return check(name, value)
+    raw = text(name, value).strip()
+    iso = raw[:-1] + "+00:00" if raw[-1:] in "zZ" else raw
+    try:
+        when = dt.datetime.fromisoformat(iso)
+    except ValueError:
+        raise bad_request(f"invalid {name}: {shown(raw)} (use ISO 8601, e.g. {_EXAMPLE})", parameter=name) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    try:
+        ts = when.timestamp()
+    except (OverflowError, ValueError):  # the offset moves it out of datetime's years
+        raise bad_request(f"invalid {name}: {shown(raw)} is outside the times the archive keeps ({_RANGE})", parameter=name) from None
+    return check(name, ts)
+
+
+def utc(ts: float) -> dt.datetime:
+    """A stored time as an aware UTC datetime."""
+    return dt.datetime.fromtimestamp(ts, UTC)
+
+
+def local(ts: float) -> dt.datetime:
+    """A stored time as a naive datetime in the server's time zone."""
+    return dt.datetime.fromtimestamp(ts)
+
+
+def iso(ts: float | None, timespec: str = "milliseconds") -> str | None:
+    """ISO 8601 in UTC with ``Z`` (``timespec`` as ``datetime.isoformat``); None stays None."""
+    if ts is None:
+        return None
+    return utc(ts).isoformat(timespec=timespec).replace("+00:00", "Z")

@@ -24,8 +24,9 @@ _RANGE = "0001-01-02T00:00:00Z to 9999-12-30T23:59:59Z"
 _EXAMPLE = "2030-01-01T12:00:00Z"
 
 
-def check(name: str, ts: Any) -> float:
-    """``ts`` (unix seconds) if it is a time every face can show; else a 400 naming ``name``."""
+def check(name: str, ts: Any, sent: Any = None) -> float:
+    """``ts`` (unix seconds) if it is a time every face can show; else a 400 naming ``name``
+    and quoting ``sent`` (what the caller wrote, when it was not ``ts`` itself)."""
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
         raise bad_request(f"invalid {name}: {shown(ts)} (must be a time)", parameter=name)
     try:
@@ -33,8 +34,12 @@ def check(name: str, ts: Any) -> float:
     except OverflowError:
         value = math.inf
     if not math.isfinite(value) or not EARLIEST <= value <= LATEST:
-        raise bad_request(f"invalid {name}: {shown(ts)} is outside the times the archive keeps ({_RANGE})", parameter=name)
+        raise _outside(name, ts if sent is None else sent)
     return value
+
+
+def _outside(name: str, sent: Any):
+    return bad_request(f"invalid {name}: {shown(sent)} is outside the times the archive keeps ({_RANGE})", parameter=name)
 
 
 def parse(name: str, value: Any, *, default: float | None = None, seconds: bool = False) -> float | None:
@@ -56,8 +61,8 @@ def parse(name: str, value: Any, *, default: float | None = None, seconds: bool 
     try:
         ts = when.timestamp()
     except (OverflowError, ValueError):  # the offset moves it out of datetime's years
-        raise bad_request(f"invalid {name}: {shown(raw)} is outside the times the archive keeps ({_RANGE})", parameter=name) from None
-    return check(name, ts)
+        raise _outside(name, raw) from None
+    return check(name, ts, raw)
 
 
 def utc(ts: float) -> dt.datetime:

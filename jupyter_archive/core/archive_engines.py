@@ -25,12 +25,16 @@ class EngineRef:
     ``needs`` (aliases; None: every database of the key) attached as they are now.
     """
 
-    def __init__(self, archive, key: Hashable, needs: Iterable[str] | None, temp_dir: Path, pinned: Engine | None = None):
+    def __init__(self, archive, key: Hashable, needs: Iterable[str] | None, pinned: Engine | None = None):
         self._archive = archive
         self.key = key
         self.needs = None if needs is None else frozenset(needs)
-        self.temp_dir = temp_dir  # the one directory the engine may read: uploads go here
         self._pinned = pinned
+
+    @property
+    def temp_dir(self) -> Path:
+        """The one directory the engine may read: uploads go here."""
+        return self._archive._temp_dir(self.key)
 
     def cursor(self, *, timeout: float | None | object = _DEFAULT, cancel: threading.Event | None = None) -> Lease:
         """A leased connection; ``timeout`` bounds a wait for a database still held by an engine
@@ -46,7 +50,7 @@ class EnginesMixin:
     def engine(self, principal: Principal, needs: Iterable[str] | None = None) -> EngineRef:
         """The principal's engine: MyDB read-write (for a user) and the mounts they may read."""
         key = ("anonymous",) if principal.anonymous else ("user", principal.name, principal.ident)
-        return EngineRef(self, key, needs, self._temp_dir(key))
+        return EngineRef(self, key, needs)
 
     def mount_engine(self, mount: Mount) -> EngineRef:
         """The one engine that holds a writable mount's file read-write (DuckDB allows only one),
@@ -54,7 +58,7 @@ class EnginesMixin:
         if mount.engine_file is None:
             raise ArchiveError("bad_request", f"{mount.context} is a SQL server: change its data with SQL queries")
         key = ("mount", mount.alias)
-        return EngineRef(self, key, {mount.alias}, self._temp_dir(key))
+        return EngineRef(self, key, {mount.alias})
 
     def context_engine(self, principal: Principal, ref: ContextRef) -> EngineRef:
         """The engine holding a context's database for writing: the principal's for MyDB, a

@@ -13,9 +13,9 @@ import pytest
 from astropy.coordinates import Latitude, Longitude, SkyCoord
 from cdshealpix.nested import lonlat_to_healpix
 
-from jupyter_archive.core import adql, demo
+from jupyter_archive.core import demo
 from jupyter_archive.core.errors import ArchiveError
-from jupyter_archive.core.sql import compile_query, rebind
+from jupyter_archive.core.sql import adql, compile_query, rebind
 from tests.test_sql import PHOTO, DictResolver
 
 INDEX = adql.parse_healpix_spec(adql.DEMO_PHOTOOBJ_HEALPIX)

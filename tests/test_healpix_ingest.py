@@ -14,7 +14,7 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from cdshealpix.nested import healpix_to_lonlat, lonlat_to_healpix
 
-from jupyter_archive.core import healpix_index
+from jupyter_archive.core.sql import healpix_index
 
 from .conftest import body_json
 

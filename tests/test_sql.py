@@ -10,9 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jupyter_archive.core.errors import ArchiveError
-from jupyter_archive.core.languages import DEFAULT_LANGUAGE
+from jupyter_archive.core.languages import DEFAULT_LANGUAGE, LANGUAGES
 from jupyter_archive.core.sql import (
-    LANGUAGES,
     Compiled,
     TableTarget,
     compile_query,

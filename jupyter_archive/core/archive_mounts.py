@@ -163,7 +163,7 @@ class MountsMixin:
 
         Read-only mounts were read at mount time; MyDB and writable mounts change with every
         upload, so theirs is read now (with ``principal``: whose MyDB)."""
-        from .adql import healpix_index_from_info
+        from .sql import healpix_index_from_info
         from .backends.metadata import read_info
 
         live = None

@@ -29,14 +29,13 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from . import healpix_index
-from .adql import HEALPIX_INFO_PREFIX, parse_healpix_spec
 from .backends.duckdb import quote_ident, quote_literal
 from .backends.metadata import META_SCHEMA
 from .catalog import MYDB_ALIAS, Principal, TableInfo
 from .errors import ArchiveError, bad_request, not_found, permission
 from .query import engine_error
 from .schema import META_KEYS
+from .sql import HEALPIX_INFO_PREFIX, healpix_index, parse_healpix_spec
 
 if TYPE_CHECKING:
     from .archive import Archive, ContextRef

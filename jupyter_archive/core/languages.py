@@ -1,7 +1,7 @@
 """The query languages the archive accepts, and the one a query is in when its caller names none.
 
 A module without imports: the client, the magic and the widgets (in a kernel) share these
-names with the SQL pipeline (``core/sql.py``, one spec per language) without loading it.
+names with the SQL pipeline (``core/sql/``, one spec per language) without loading it.
 """
 
 LANGUAGES = ("sql", "tsql", "sql2", "mysql", "adql")

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 from astropy.io.votable import parse_single_table
 
-from jupyter_archive.core import healpix_index
+from jupyter_archive.core.sql import healpix_index
 from jupyter_archive.core.backends import metadata as md
 
 from .common import DATA_ROOT, Server, percentiles, time_calls

@@ -1,6 +1,6 @@
 """SQL servers as archive mounts: PostgreSQL (psycopg 3) or a SQLite file, reached through SQLAlchemy.
 
-Queries are pushed down: the pipeline's DuckDB SQL (``core/sql.py``) is re-parsed with sqlglot, its
+Queries are pushed down: the pipeline's DuckDB SQL (``core/sql/``) is re-parsed with sqlglot, its
 table references become the remote schema-qualified names, and it is emitted in the server's dialect.
 Rows stream back from a server-side cursor in chunks, as Arrow record batches whose schema is known
 before the first one. SQLAlchemy supplies the URLs and the connection pool; rows are read through the

@@ -1,6 +1,6 @@
 """Mechanics of the SQL pipeline: dialects, text scanning, checks and AST rewrites.
 
-``sql.py`` owns the public API and the order of the phases; this module holds the pieces it
+``pipeline.py`` owns the public API and the order of the phases; this module holds the pieces it
 strings together. Everything here works on sqlglot trees and raises only ``ArchiveError``.
 """
 
@@ -19,7 +19,7 @@ from sqlglot.dialects.mysql import MySQL
 from sqlglot.dialects.tsql import TSQL
 from sqlglot.tokens import TokenType
 
-from .errors import ArchiveError, bad_request, permission
+from ..errors import ArchiveError, bad_request, permission
 
 # Meta key set on identifiers the parser made out of a string literal (``FROM 'x.csv'``):
 # sqlglot turns those into quoted identifiers, which would otherwise look like table names.

@@ -1,6 +1,6 @@
 """ADQL 2.1 on DuckDB: the dialect, the geometry translation and the HEALPix cone speed-up.
 
-``sql.py`` parses ADQL with :class:`ADQL`, calls :func:`check_batch` in its AST phase and
+``pipeline.py`` parses ADQL with :class:`ADQL`, calls :func:`check_batch` in its AST phase and
 :func:`rewrite` in its rewrite phase. Geometry never reaches the engine as a type: every
 ADQL geometry function becomes a plain DuckDB expression over the coordinates (degrees).
 
@@ -22,7 +22,7 @@ Geometry definitions (all on the unit sphere, angles in degrees):
 - ``INTERSECTS`` with a POINT is CONTAINS (ADQL 2.1). Two regions intersect iff a vertex of one
   lies in the other, two edges cross, or (a CIRCLE) its centre is inside or within ``r`` of an
   edge; ``CONTAINS`` of regions is "inside, and no boundary crossing". Every pair of CIRCLE, BOX
-  and POLYGON is supported (``adql_geometry``); with constants only, it is decided at compile time.
+  and POLYGON is supported (``geometry``); with constants only, it is decided at compile time.
 - ``CENTROID`` of a POLYGON is the direction of the mean position over its surface.
 - Geometry columns: a column whose metadata declares xtype ``point``, ``circle`` or ``polygon``
   (a DALI array, DuckDB ``DOUBLE[]``) is used wherever a geometry is expected. A geometry left
@@ -41,8 +41,8 @@ from sqlglot import tokens as sg_tokens
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import TokenType
 
-from . import adql_geometry as geo
-from .adql_geometry import (
+from . import geometry as geo
+from .geometry import (
     Box,
     Circle,
     Point,
@@ -53,10 +53,10 @@ from .adql_geometry import (
     _s,
     distance_sql,
 )
-from .errors import ArchiveError
+from ..errors import ArchiveError
 
-if TYPE_CHECKING:  # sql.py imports this module
-    from .sql import TableTarget
+if TYPE_CHECKING:  # pipeline.py imports this module
+    from .pipeline import TableTarget
 
 
 class ADQL(Dialect):

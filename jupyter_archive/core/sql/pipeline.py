@@ -21,9 +21,9 @@ from sqlglot.errors import ErrorLevel, SqlglotError, TokenError, UnsupportedErro
 from sqlglot.tokens import TokenType
 
 from . import adql
-from .errors import ArchiveError, bad_request
-from .languages import LANGUAGES
-from .sql_rewrite import (
+from ..errors import ArchiveError, bad_request
+from ..languages import LANGUAGES
+from .rewrite import (
     SQL2,
     ArchiveDuckDB,
     ArchiveMySQL,

@@ -8,7 +8,7 @@ A table "has sky positions" when it has a numeric RA/Dec pair: by UCD (``pos.eq.
 
 from __future__ import annotations
 
-from .backends.duckdb import quote_ident
+from ..backends.duckdb import quote_ident
 
 COLUMN = "healpix_index"
 #: Order 20: cells of ~0.2 arcsec, fine enough for any cone; the planner picks coarser cells.

@@ -2,12 +2,15 @@
 
 ``compile_query`` runs the phases (parse, check, bind, resolve, rewrite, emit) and ``rebind`` gives a
 cached compilation new values. ADQL and its geometry, and the HEALPix positional index that speeds
-up cone searches, live here too.
+up cone searches, live here too. The map of the modules is in ``pipeline.py``'s docstring.
 """
 
 from . import adql, healpix_index
 from .adql import HEALPIX_INFO_PREFIX, HealpixIndex, healpix_index_from_info, parse_healpix_spec
-from .pipeline import Compiled, Phase, Resolver, Statement, TableTarget, compile_query, parse_variable, rebind
+from .compiled import Compiled, Resolver, Statement, TableTarget
+from .phases import Phase
+from .pipeline import compile_query, rebind
+from .variables import parse_variable
 
 __all__ = [
     "HEALPIX_INFO_PREFIX",

@@ -1,6 +1,6 @@
-"""ADQL 2.1 on DuckDB: the dialect, the geometry translation and the HEALPix cone speed-up.
+"""ADQL 2.1 on DuckDB: the geometry translation and the HEALPix cone speed-up.
 
-``pipeline.py`` parses ADQL with :class:`ADQL`, calls :func:`check_batch` in its AST phase and
+``pipeline.py`` parses ADQL with ``dialects.ADQL``, calls :func:`check_batch` in its AST phase and
 :func:`rewrite` in its rewrite phase. Geometry never reaches the engine as a type: every
 ADQL geometry function becomes a plain DuckDB expression over the coordinates (degrees).
 
@@ -34,14 +34,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlglot import exp
-from sqlglot import tokens as sg_tokens
-from sqlglot.dialects.dialect import Dialect
-from sqlglot.tokens import TokenType
 
+from ..errors import ArchiveError
 from . import geometry as geo
+from .compiled import TableTarget
 from .geometry import (
     Box,
     Circle,
@@ -53,26 +52,6 @@ from .geometry import (
     _s,
     distance_sql,
 )
-from ..errors import ArchiveError
-
-if TYPE_CHECKING:  # pipeline.py imports this module
-    from .pipeline import TableTarget
-
-
-class ADQL(Dialect):
-    """ADQL 2.1 lexical rules on sqlglot's base dialect: ``SELECT TOP n``, ``OFFSET``,
-    double-quoted identifiers, single-quoted strings, ``||`` concatenation; no LIMIT."""
-
-    NULL_ORDERING = "nulls_are_last"  # ADQL leaves it open; keep DuckDB's default
-
-    class Tokenizer(sg_tokens.Tokenizer):
-        KEYWORDS = {**sg_tokens.Tokenizer.KEYWORDS, "TOP": TokenType.TOP}  # noqa: RUF012 (sqlglot's pattern)
-
-    class Parser(Dialect.parser_class):  # sqlglot's base parser
-        def _parse_limit(self, this=None, top=False, skip_limit_token=False):
-            if not top and not skip_limit_token and self._curr and self._curr.token_type == TokenType.LIMIT:
-                self.raise_error("LIMIT is not ADQL; use SELECT TOP n")
-            return super()._parse_limit(this, top=top, skip_limit_token=skip_limit_token)
 
 
 def unsupported(function: str, why: str) -> ArchiveError:

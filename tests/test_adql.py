@@ -15,10 +15,10 @@ from cdshealpix.nested import lonlat_to_healpix
 
 from jupyter_archive.core import demo
 from jupyter_archive.core.errors import ArchiveError
-from jupyter_archive.core.sql import adql, compile_query, rebind
+from jupyter_archive.core.sql import compile_query, healpix_index, rebind
 from tests.test_sql import PHOTO, DictResolver
 
-INDEX = adql.parse_healpix_spec(adql.DEMO_PHOTOOBJ_HEALPIX)
+INDEX = healpix_index.parse_healpix_spec(healpix_index.DEMO_PHOTOOBJ_HEALPIX)
 
 
 def photo_index(target):
@@ -312,11 +312,11 @@ CONES = [(155, 5, 0.2), (150.05, 0.1, 0.5), (160, 10, 1), (0, 0, 0.3), (359.9, -
 
 def test_demo_convention_matches_demo_module():
     assert INDEX == ("objid", demo.OBJID_HEALPIX_ORDER, demo.OBJID_SHIFT, "ra", "dec")
-    info = {"HEALPIX:photoobj": adql.DEMO_PHOTOOBJ_HEALPIX}
-    assert adql.healpix_index_from_info(info, "PhotoObj") == INDEX
-    assert adql.healpix_index_from_info(info, "SpecObj") is None
+    info = {"HEALPIX:photoobj": healpix_index.DEMO_PHOTOOBJ_HEALPIX}
+    assert healpix_index.healpix_index_from_info(info, "PhotoObj") == INDEX
+    assert healpix_index.healpix_index_from_info(info, "SpecObj") is None
     with pytest.raises(ValueError):
-        adql.parse_healpix_spec("objid,12,99,ra,dec")
+        healpix_index.parse_healpix_spec("objid,12,99,ra,dec")
 
 
 @pytest.mark.parametrize("ra0,dec0,r", CONES)

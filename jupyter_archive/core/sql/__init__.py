@@ -6,8 +6,8 @@ up cone searches, live here too. The map of the modules is in ``pipeline.py``'s 
 """
 
 from . import adql, healpix_index
-from .adql import HEALPIX_INFO_PREFIX, HealpixIndex, healpix_index_from_info, parse_healpix_spec
 from .compiled import Compiled, Resolver, Statement, TableTarget
+from .healpix_index import HEALPIX_INFO_PREFIX, HealpixIndex, healpix_index_from_info, parse_healpix_spec
 from .phases import Phase
 from .pipeline import compile_query, rebind
 from .variables import parse_variable

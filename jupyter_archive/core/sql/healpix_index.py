@@ -1,6 +1,11 @@
-"""HEALPix positional indexes made at ingest: a column of nested HEALPix indices of each row's
-sky position, the table stored in its order, and the ``healpix:<table>`` declaration the ADQL
-planner reads (``adql.HealpixIndex``) to turn cone searches into range scans.
+"""The HEALPix positional index: a column of nested HEALPix indices of each row's sky position,
+with the table stored in its order, so that a cone search reads only ranges of it.
+
+- Declared per table in its database's ``archive_meta.info`` (``healpix:<table>``, see
+  ``HEALPIX_INFO_PREFIX``), read back as a ``HealpixIndex``.
+- Made at ingest (``index_table``): HEALPix's ``ang2pix_nest`` as DuckDB SQL, run by the engine.
+- Used by the ADQL rewrite (``adql.py``): the cells covering a cone become ``BETWEEN`` ranges of the
+  column (``healpix_ranges``), ANDed to the exact test.
 
 A table "has sky positions" when it has a numeric RA/Dec pair: by UCD (``pos.eq.ra`` /
 ``pos.eq.dec``, ``;meta.main`` preferred) or by a usual name pair (ra/dec, raj2000/dej2000...).
@@ -8,7 +13,55 @@ A table "has sky positions" when it has a numeric RA/Dec pair: by UCD (``pos.eq.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from typing import NamedTuple
+
 from ..backends.duckdb import quote_ident
+
+#: ``archive_meta.info`` key ``healpix:<table>`` = ``"<column>,<order>,<shift>,<ra>,<dec>"``:
+#: ``column >> shift`` is the nested HEALPix index at ``order`` of (ra, dec), and the table is
+#: stored in ``column`` order so that ranges of it are cheap to read.
+HEALPIX_INFO_PREFIX = "healpix:"
+#: The demo's PhotoObj (see ``demo.OBJID_HEALPIX_ORDER`` / ``OBJID_SHIFT``).
+DEMO_PHOTOOBJ_HEALPIX = "objid,12,35,ra,dec"
+
+
+class HealpixIndex(NamedTuple):
+    """A column holding the nested HEALPix index (``column >> shift``, order ``order``) of the
+    position columns (``ra``, ``dec``) in degrees."""
+
+    column: str
+    order: int
+    shift: int
+    ra: str
+    dec: str
+
+
+def parse_healpix_spec(text: str) -> HealpixIndex:
+    """``"objid,12,35,ra,dec"`` -> HealpixIndex; ValueError if malformed."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) != 5 or not all(parts):
+        raise ValueError(f"healpix index spec must be 'column,order,shift,ra,dec', not {text!r}")
+    order, shift = int(parts[1]), int(parts[2])
+    if not (0 <= order <= 29 and 0 <= shift and shift + 4 + 2 * order <= 63):
+        raise ValueError(f"healpix order/shift out of range in {text!r}")
+    return HealpixIndex(parts[0], order, shift, parts[3], parts[4])
+
+
+def healpix_index_from_info(info: Mapping[str, str], table: str) -> HealpixIndex | None:
+    """The index a context's ``archive_meta.info`` declares for ``table`` (key matched
+    case-insensitively), or None. For wiring ``compile_query(positional_index=...)``."""
+    wanted = (HEALPIX_INFO_PREFIX + table).casefold()
+    for key, value in info.items():
+        if key.casefold() == wanted:
+            return parse_healpix_spec(value)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Made at ingest
+# ---------------------------------------------------------------------------------------------
 
 COLUMN = "healpix_index"
 #: Order 20: cells of ~0.2 arcsec, fine enough for any cone; the planner picks coarser cells.
@@ -19,7 +72,7 @@ _NUMERIC = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "NUMERIC", "INTEGER", "BIGINT"
 
 
 def spec(ra: str, dec: str) -> str:
-    """The ``healpix:<table>`` value for an index made here (see ``adql.parse_healpix_spec``)."""
+    """The ``healpix:<table>`` value for an index made here (see ``parse_healpix_spec``)."""
     return f"{COLUMN},{ORDER},0,{ra},{dec}"
 
 
@@ -127,3 +180,52 @@ def index_table(cur, alias: str, table: str, ra: str, dec: str) -> None:
 def ordered(select_sql: str) -> str:
     """``select_sql`` (which has the index column) in index order, as tables are stored."""
     return f"{select_sql} ORDER BY {quote_ident(COLUMN)} NULLS LAST"
+
+
+# ---------------------------------------------------------------------------------------------
+# Used by cone searches
+# ---------------------------------------------------------------------------------------------
+
+def healpix_ranges(index: HealpixIndex, ra: float, dec: float, radius: float, max_ranges: int = 48):
+    """Inclusive ``[(lo, hi), ...]`` ranges of ``index.column`` covering the cone, or None
+    when a range filter would not help (bad or huge cone)."""
+    cells = _cone_cells(index, ra, dec, radius)
+    return None if cells is None else _ranges(index, cells, max_ranges)
+
+
+def healpix_ranges_of_cones(index: HealpixIndex, centres, radius: float, max_ranges: int = 400):
+    """Ranges covering cones of one radius around many centres (a cross-match), or None."""
+    cells = []
+    for ra, dec in centres:
+        one = _cone_cells(index, ra, dec, radius)
+        if one is None:
+            return None
+        cells += one
+    return _ranges(index, cells, max_ranges) if cells else []
+
+
+def _cone_cells(index: HealpixIndex, ra: float, dec: float, radius: float):
+    """``[(first, end), ...)`` cells at ``index.order`` covering the cone, or None."""
+    import astropy.units as u
+    from astropy.coordinates import Latitude, Longitude
+    from cdshealpix.nested import cone_search
+
+    if not all(math.isfinite(v) for v in (ra, dec, radius)) or not (0 < radius <= 60 and -90 <= dec <= 90):
+        return None
+    # Cells about half the radius across (order-0 cells are ~58.6 deg): a few dozen cells.
+    depth = max(0, min(index.order, math.ceil(math.log2(117.3 / radius))))
+    ipix, depths, _ = cone_search(Longitude(ra % 360, u.deg), Latitude(dec, u.deg), radius * u.deg, depth)
+    return [(int(p) << (2 * (index.order - int(d))), (int(p) + 1) << (2 * (index.order - int(d)))) for p, d in zip(ipix, depths)]
+
+
+def _ranges(index: HealpixIndex, cells, max_ranges: int):
+    merged: list[list[int]] = []
+    for a, b in sorted(cells):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    while len(merged) > max_ranges:  # close the smallest gap: fewer ORs, a little more read
+        k = min(range(len(merged) - 1), key=lambda i: merged[i + 1][0] - merged[i][1])
+        merged[k][1] = merged.pop(k + 1)[1]
+    return [(a << index.shift, (b << index.shift) - 1) for a, b in merged]

@@ -59,7 +59,7 @@ def compile_query(
 ) -> Compiled:
     """Compile a query text into DuckDB statements with bound parameters.
 
-    ``positional_index`` (ADQL only): ``TableTarget -> adql.HealpixIndex | None``, enabling
+    ``positional_index`` (ADQL only): ``TableTarget -> healpix_index.HealpixIndex | None``, enabling
     HEALPix range filters for cone searches on tables stored in HEALPix-index order.
     Raises ``ArchiveError``; ``err.details["phases"]`` holds the phases computed so far,
     the failing one last with its ``error`` set.

@@ -46,12 +46,10 @@ from .geometry import (
     Point,
     Polygon,
     PolygonColumn,
-    _const,
-    _parse,
-    _s,
     distance_sql,
 )
 from .healpix_index import HealpixIndex, healpix_ranges, healpix_ranges_of_cones
+from .spherical import constant, parse_duckdb, splice
 
 
 def unsupported(function: str, why: str) -> ArchiveError:
@@ -146,7 +144,7 @@ class _Translator:
         """The geometry a constructor call or a geometry column gives, or None if ``node`` is neither."""
         xtype = self.xtypes.get(node.name.casefold()) if isinstance(node, exp.Column) else None
         if xtype is not None:  # a DALI array column; DuckDB lists count from 1
-            item = [_parse(f"LIST_EXTRACT({_s(node)}, {i})") for i in (1, 2, 3)]
+            item = [parse_duckdb(f"LIST_EXTRACT({splice(node)}, {i})") for i in (1, 2, 3)]
             point = Point(item[0], item[1])
             return point if xtype == "point" else Circle(point, item[2]) if xtype == "circle" else PolygonColumn(node)
         name = _fname(node)
@@ -160,7 +158,7 @@ class _Translator:
             if isinstance(g, Point):
                 return g
             if isinstance(g, (Polygon, PolygonColumn)):
-                return Point(*(_parse(x.sql()) for x in geo.centroid(g)))
+                return Point(*(parse_duckdb(x.sql()) for x in geo.centroid(g)))
             raise unsupported(up, "expects one geometry: a POINT, CIRCLE, BOX or POLYGON")
         frame, rest = self.split_frame(up, args, {"point": 2, "circle": 3, "box": 4, "polygon": 6}[name])
         if any(_fname(a) == "polygon" or _fname(a) in ("circle", "box") for a in rest):
@@ -216,16 +214,16 @@ class _Translator:
         if isinstance(g, Point):
             return "0.0"
         if isinstance(g, Circle):
-            return f"DEGREES(DEGREES(2 * PI() * (1 - COS(RADIANS({_s(g.r)})))))"
+            return f"DEGREES(DEGREES(2 * PI() * (1 - COS(RADIANS({splice(g.r)})))))"
         if isinstance(g, Box):
-            return f"DEGREES(DEGREES(4 * ASIN(SIN(RADIANS({_s(g.w)}) / 2) * SIN(RADIANS({_s(g.h)}) / 2))))"
+            return f"DEGREES(DEGREES(4 * ASIN(SIN(RADIANS({splice(g.w)}) / 2) * SIN(RADIANS({splice(g.h)}) / 2))))"
         return geo.area(g).sql()
 
     @staticmethod
     def check_caps(name: str, *regions) -> None:
         """Region tests take a CIRCLE to be convex, i.e. of radius <= 90 degrees."""
         for g in regions:
-            r = _const(g.r, {}, {}) if isinstance(g, Circle) else None
+            r = constant(g.r, {}, {}) if isinstance(g, Circle) else None
             if r is not None and r > 90:
                 raise unsupported(name, "a CIRCLE of radius over 90 degrees is only supported with a POINT")
 
@@ -305,7 +303,7 @@ class _Translator:
             items = [c for v in g.vertices for c in (v.ra, v.dec)]
         else:
             raise unsupported(_fname(node).upper(), "a BOX cannot be returned as a value; use it in CONTAINS")
-        node.replace(_parse("CAST([" + ", ".join(_s(i) for i in items) + "] AS DOUBLE[])"))
+        node.replace(parse_duckdb("CAST([" + ", ".join(splice(i) for i in items) + "] AS DOUBLE[])"))
 
 
 def _fname(node: exp.Expr) -> str:
@@ -394,8 +392,8 @@ def _speed_up(cone: _Cone, refs: list, params: Mapping[str, Any], positional_ind
     if (index.ra.casefold(), index.dec.casefold()) != (ra.name.casefold(), dec.name.casefold()):
         return False
     used: dict[str, Any] = {}
-    radius = _const(cone.radius, params, used)
-    centre = [_const(x, params, used) for x in (cone.center.ra, cone.center.dec)]
+    radius = constant(cone.radius, params, used)
+    centre = [constant(x, params, used) for x in (cone.center.ra, cone.center.dec)]
     if radius is None:
         return False
     if None not in centre:

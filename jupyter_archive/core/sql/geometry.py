@@ -4,7 +4,7 @@ Definitions are in ``adql.py``'s docstring (unit sphere, degrees, gnomonic BOX, 
 Two layers:
 
 - POINT tests keep their tuned SQL (``in_circle_sql``, ``in_box_sql``: a Dec band lets zone maps skip data).
-- Region tests are written once over :class:`X`, a number or condition that is either known now or
+- Region tests are written once over ``spherical.X``, a number or condition that is either known now or
   DuckDB text. Constants fold in Python as the formula is built, so two constant regions give a plain
   TRUE/FALSE at compile time and a constant polygon costs a column row only dot products. A polygon
   whose vertices are not all constants (a POLYGON of column values, a BOX around a column, a DALI
@@ -20,12 +20,29 @@ from __future__ import annotations
 import math
 import operator
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-import sqlglot
 from sqlglot import exp
+
+from .spherical import (
+    V,
+    X,
+    angle,
+    atan2,
+    cos,
+    cross,
+    degrees,
+    dot,
+    math_fn,
+    norm,
+    radians,
+    sin,
+    splice,
+    sqrt,
+    vec,
+    xabs,
+)
 
 
 @dataclass
@@ -64,43 +81,6 @@ class PolygonColumn:
     frame: str = ""
 
 
-def _s(node: exp.Expr) -> str:
-    """An expression as DuckDB text to splice into a formula (parenthesised unless a leaf)."""
-    text = node.sql(dialect="duckdb")
-    if isinstance(node, (exp.Column, exp.Placeholder)) or (isinstance(node, exp.Literal) and not text.startswith("-")):
-        return text
-    return "(" + text + ")"
-
-
-def _parse(text: str) -> exp.Expr:
-    return sqlglot.parse_one(text, read="duckdb")
-
-
-def _const(node: exp.Expr, params: Mapping[str, Any], used: dict[str, Any]) -> float | None:
-    """A numeric constant known at compile time (literals, bound parameters, arithmetic)."""
-    if isinstance(node, exp.Paren):
-        return _const(node.this, params, used)
-    if isinstance(node, exp.Literal) and not node.is_string:
-        return float(node.this)
-    if isinstance(node, exp.Neg):
-        v = _const(node.this, params, used)
-        return None if v is None else -v
-    if isinstance(node, exp.Placeholder):
-        value = params.get(str(node.this))
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            used[str(node.this)] = value
-            return float(value)
-        return None
-    ops = {exp.Add: float.__add__, exp.Sub: float.__sub__, exp.Mul: float.__mul__, exp.Div: float.__truediv__}
-    for kind, op in ops.items():
-        if type(node) is kind:
-            a, b = _const(node.this, params, used), _const(node.expression, params, used)
-            if a is None or b is None or (kind is exp.Div and b == 0):
-                return None
-            return op(a, b)
-    return None
-
-
 # ---------------------------------------------------------------------------------------------
 # POINT tests and DISTANCE (tuned SQL)
 # ---------------------------------------------------------------------------------------------
@@ -108,7 +88,7 @@ def _const(node: exp.Expr, params: Mapping[str, Any], used: dict[str, Any]) -> f
 
 def distance_sql(p: Point, q: Point) -> str:
     """Great-circle distance in degrees (haversine; LEAST guards ASIN against rounding)."""
-    a1, d1, a2, d2 = _s(p.ra), _s(p.dec), _s(q.ra), _s(q.dec)
+    a1, d1, a2, d2 = splice(p.ra), splice(p.dec), splice(q.ra), splice(q.dec)
     return (
         f"DEGREES(2 * ASIN(LEAST(1.0, SQRT(POWER(SIN(RADIANS({d2} - {d1}) / 2), 2) + "
         f"COS(RADIANS({d1})) * COS(RADIANS({d2})) * POWER(SIN(RADIANS({a2} - {a1}) / 2), 2)))))"
@@ -117,197 +97,27 @@ def distance_sql(p: Point, q: Point) -> str:
 
 def in_circle_sql(p: Point, c: Circle) -> str:
     # The Dec band is implied by the distance test but is cheap and lets zone maps skip data.
-    d, cd, r = _s(p.dec), _s(c.center.dec), _s(c.r)
+    d, cd, r = splice(p.dec), splice(c.center.dec), splice(c.r)
     return f"({d} BETWEEN {cd} - {r} AND {cd} + {r} AND {distance_sql(p, c.center)} <= {r})"
 
 
 def in_box_sql(p: Point, b: Box) -> str:
     """Gnomonic rectangle about the box centre (see the module docstring)."""
-    a, d, a0, d0 = (f"RADIANS({_s(x)})" for x in (p.ra, p.dec, b.center.ra, b.center.dec))
-    tw, th = f"TAN(RADIANS({_s(b.w)}) / 2)", f"TAN(RADIANS({_s(b.h)}) / 2)"
+    a, d, a0, d0 = (f"RADIANS({splice(x)})" for x in (p.ra, p.dec, b.center.ra, b.center.dec))
+    tw, th = f"TAN(RADIANS({splice(b.w)}) / 2)", f"TAN(RADIANS({splice(b.h)}) / 2)"
     cosc = f"(SIN({d}) * SIN({d0}) + COS({d}) * COS({d0}) * COS({a} - {a0}))"
     x = f"(COS({d}) * SIN({a} - {a0}))"
     y = f"(SIN({d}) * COS({d0}) - COS({d}) * SIN({d0}) * COS({a} - {a0}))"
     reach = f"DEGREES(ATAN(SQRT({tw} * {tw} + {th} * {th})))"  # centre to corner: a Dec band prefilter
-    dd, dc = _s(p.dec), _s(b.center.dec)
+    dd, dc = splice(p.dec), splice(b.center.dec)
     return (
         f"({dd} BETWEEN {dc} - {reach} AND {dc} + {reach} AND {cosc} > 0 "
         f"AND ABS({x}) <= {tw} * {cosc} AND ABS({y}) <= {th} * {cosc})"
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# X: a value known now or computed by the engine
-# ---------------------------------------------------------------------------------------------
-
-
-class X:
-    """A number or condition: a Python float/bool when known at compile time, else DuckDB text.
-
-    Operators fold known operands, so formulas over constants collapse to their value."""
-
-    __slots__ = ("v",)
-
-    def __init__(self, v: float | bool | str):
-        self.v = v
-
-    @staticmethod
-    def of(v) -> X:
-        if isinstance(v, X):
-            return v
-        if isinstance(v, exp.Expr):
-            # Only literals fold: a bound parameter stays $pN so a compile cache may rebind it.
-            c = _const(v, {}, {})
-            return X(c) if c is not None else X(_s(v))
-        return X(float(v) if isinstance(v, int) and not isinstance(v, bool) else v)
-
-    @property
-    def known(self) -> bool:
-        return not isinstance(self.v, str)
-
-    def sql(self) -> str:
-        v = self.v
-        if isinstance(v, bool):
-            return "TRUE" if v else "FALSE"
-        if isinstance(v, float):
-            if not math.isfinite(v):
-                return f"CAST('{v!r}' AS DOUBLE)"
-            text = repr(v) if "e" in repr(v) else repr(v) + "e0"  # exponent form: DOUBLE, not DECIMAL
-            return f"({text})" if v < 0 else text
-        return v
-
-    def _bin(self, other, sym: str, py) -> X:
-        b = X.of(other)
-        if self.known and b.known:
-            return X(py(self.v, b.v))
-        return X(f"({self.sql()} {sym} {b.sql()})")
-
-    def __add__(self, o):
-        o = X.of(o)
-        if o.known and o.v == 0:
-            return self
-        return o if self.known and self.v == 0 else self._bin(o, "+", operator.add)
-
-    def __radd__(self, o):
-        return X.of(o) + self
-
-    def __sub__(self, o):
-        o = X.of(o)
-        return self if o.known and o.v == 0 else self._bin(o, "-", operator.sub)
-
-    def __rsub__(self, o):
-        return X.of(o) - self
-
-    def __mul__(self, o):
-        o = X.of(o)
-        for a, b in ((self, o), (o, self)):
-            if a.known and a.v == 0:
-                return X(0.0)
-            if a.known and a.v == 1:
-                return b
-        return self._bin(o, "*", operator.mul)
-
-    def __rmul__(self, o):
-        return X.of(o) * self
-
-    def __truediv__(self, o):
-        return self._bin(o, "/", operator.truediv)
-
-    def __neg__(self):
-        return X(-self.v) if self.known else X(f"(-{self.v})")
-
-    def __lt__(self, o):
-        return self._bin(o, "<", operator.lt)
-
-    def __le__(self, o):
-        return self._bin(o, "<=", operator.le)
-
-    def __gt__(self, o):
-        return self._bin(o, ">", operator.gt)
-
-    def __ge__(self, o):
-        return self._bin(o, ">=", operator.ge)
-
-    def __and__(self, o):
-        o = X.of(o)
-        for a, b in ((self, o), (o, self)):
-            if a.known:
-                return b if a.v else X(False)
-        return X(f"({self.v} AND {o.v})")
-
-    def __or__(self, o):
-        o = X.of(o)
-        for a, b in ((self, o), (o, self)):
-            if a.known:
-                return X(True) if a.v else b
-        return X(f"({self.v} OR {o.v})")
-
-    def __invert__(self):
-        return X(not self.v) if self.known else X(f"(NOT {self.v})")
-
-
-def _fn(name: str, py: Callable, *args) -> X:
-    xs = [X.of(a) for a in args]
-    if all(x.known for x in xs):
-        return X(float(py(*(x.v for x in xs))))
-    return X(f"{name}({', '.join(x.sql() for x in xs)})")
-
-
-def sin(a):
-    return _fn("SIN", math.sin, a)
-
-
-def cos(a):
-    return _fn("COS", math.cos, a)
-
-
-def atan2(y, x):
-    return _fn("ATAN2", math.atan2, y, x)
-
-
-def sqrt(a):
-    return _fn("SQRT", math.sqrt, a)
-
-
-def xabs(a):
-    return _fn("ABS", abs, a)
-
-
-def radians(a):
-    return _fn("RADIANS", math.radians, a)
-
-
-def degrees(a):
-    return _fn("DEGREES", math.degrees, a)
-
-
-V = tuple[X, X, X]
-
-
-def vec(ra, dec) -> V:
-    """Unit vector of (ra, dec) in degrees."""
-    a, d = radians(ra), radians(dec)
-    return cos(d) * cos(a), cos(d) * sin(a), sin(d)
-
-
-def dot(u: V, v: V) -> X:
-    return u[0] * v[0] + u[1] * v[1] + u[2] * v[2]
-
-
-def cross(u: V, v: V) -> V:
-    return u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]
-
-
-def norm(u: V) -> X:
-    return sqrt(dot(u, u))
-
-
-def angle(u: V, v: V) -> X:
-    """Angle between two unit vectors in degrees (atan2: accurate at 0 and 180)."""
-    return degrees(atan2(norm(cross(u, v)), dot(u, v)))
-
-
 def point_vec(p: Point) -> V:
+    """The unit vector of a POINT."""
     return vec(X.of(p.ra), X.of(p.dec))
 
 
@@ -407,7 +217,7 @@ def region_of_vectors(vs: list[V]) -> Region:
 def _box_basis(b: Box) -> list[X]:
     """What a BOX's corners are made of: sin/cos of the centre's RA and Dec, tan(w/2), tan(h/2)."""
     a0, d0 = radians(X.of(b.center.ra)), radians(X.of(b.center.dec))
-    tx, ty = _fn("TAN", math.tan, radians(X.of(b.w)) / 2), _fn("TAN", math.tan, radians(X.of(b.h)) / 2)
+    tx, ty = math_fn("TAN", math.tan, radians(X.of(b.w)) / 2), math_fn("TAN", math.tan, radians(X.of(b.h)) / 2)
     return [sin(a0), cos(a0), sin(d0), cos(d0), tx, ty]
 
 
@@ -424,7 +234,7 @@ def _corners(sa, ca, sd, cd, tx, ty) -> list[V]:
 
 def column_region(values: exp.Expr) -> Region:
     """The edges of a DALI polygon column, built in one list lambda from its coordinates."""
-    c = _s(values)
+    c = splice(values)
     n, i = f"(LEN({c}) // 2)", _fresh("i")
 
     def vertex(k: str) -> str:
@@ -566,7 +376,7 @@ def _centroid(reg: Region) -> X:
         def f(a, b):
             n = cross(a, b)
             size = norm(n)
-            return n[k] * atan2(size, dot(a, b)) / _fn("GREATEST", max, size, 1e-300)
+            return n[k] * atan2(size, dot(a, b)) / math_fn("GREATEST", max, size, 1e-300)
 
         return f
 
@@ -585,4 +395,4 @@ def _centroid(reg: Region) -> X:
 
 
 def _sign(v: X) -> X:
-    return _fn("SIGN", lambda x: math.copysign(1.0, x), v)
+    return math_fn("SIGN", lambda x: math.copysign(1.0, x), v)

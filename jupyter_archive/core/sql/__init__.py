@@ -1,11 +1,23 @@
 """The SQL pipeline: query text in any accepted language becomes the engine's SQL with bound parameters.
 
-``compile_query`` runs the phases (parse, check, bind, resolve, rewrite, emit) and ``rebind`` gives a
-cached compilation new values. ADQL and its geometry, and the HEALPix positional index that speeds
-up cone searches, live here too. The map of the modules is in ``pipeline.py``'s docstring.
+``compile_query`` runs the phases (parse, check, bind, resolve, rewrite, emit); ``rebind`` gives a
+cached compilation new values. Nothing here runs a query, except the ingest step that builds a
+HEALPix index. The modules, in the order a query meets them:
+
+- ``pipeline``: ``compile_query`` and ``rebind``, the order of the phases.
+- ``dialects``: one sqlglot dialect and one ``LanguageSpec`` per language (``core/languages.py`` names them).
+- ``scan``: text into statement chunks (quotes, comments, ``;``, ``GO``), positions.
+- ``parse``: a chunk into sqlglot trees; ``checks``: statements and functions a query may not use.
+- ``variables``: variables and parameters bound as ``$pN``, never pasted.
+- ``tables``: table references, read and written, and their resolution through the ``Resolver``.
+- ``rewrite``: tables qualified for the engine, ``SELECT ... INTO`` as ``CREATE TABLE``, row caps.
+- ``adql`` with ``geometry`` and ``spherical``: ADQL functions and geometry as DuckDB expressions.
+- ``healpix_index``: the HEALPix positional index (made at ingest, declared, used for cone searches).
+- ``compiled`` and ``phases``: what a compilation makes (``Compiled``, ``Statement``, ``TableTarget``)
+  and shows (``Phase``).
 """
 
-from . import adql, healpix_index
+from . import healpix_index
 from .compiled import Compiled, Resolver, Statement, TableTarget
 from .healpix_index import HEALPIX_INFO_PREFIX, HealpixIndex, healpix_index_from_info, parse_healpix_spec
 from .phases import Phase
@@ -20,7 +32,6 @@ __all__ = [
     "Resolver",
     "Statement",
     "TableTarget",
-    "adql",
     "compile_query",
     "healpix_index",
     "healpix_index_from_info",

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import image_formats
+from .formats import images as image_formats
 from .errors import ArchiveError, bad_request, not_found, permission
 from .images import (
     DEFAULT_LEVEL,

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from ..core import image_formats, params, times
+from ..core import params, times
+from ..core.formats import images as image_formats
 from ..core.errors import not_found
 from ..core.images import PLANES, check_plane_names, cutout_request
 from .base import endpoint

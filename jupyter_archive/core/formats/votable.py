@@ -30,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .formats import _plain, _plain_type, joined_bytes, slices, text, xml_attr, xml_escape
-from .schema import field_meta
+from .common import _plain, _plain_type, joined_bytes, slices, text, xml_attr, xml_escape
+from ..schema import field_meta
 
 VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
 _SCHEMA_LOCATION = f"{VOTABLE_NS} http://www.ivoa.net/xml/VOTable/votable-1.4.xsd"

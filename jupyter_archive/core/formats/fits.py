@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from astropy.io import fits
 
-from .formats import _plain, joined_bytes, slices, text, unique_names
-from .schema import field_meta
+from .common import _plain, joined_bytes, slices, text, unique_names
+from ..schema import field_meta
 
 BLOCK = 2880
 _U64_ZERO = 2**63

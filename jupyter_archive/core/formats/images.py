@@ -13,8 +13,8 @@ import io
 
 import numpy as np
 
-from .errors import ArchiveError
-from .images import Cut
+from ..errors import ArchiveError
+from ..images import Cut
 
 MEDIA_TYPES = {"fits": "image/fits", "png": "image/png", "jpeg": "image/jpeg"}
 _ALIASES = {

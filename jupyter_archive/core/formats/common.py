@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .schema import field_meta, per_object
+from ..schema import field_meta, per_object
 
 CHUNK = 64 * 1024  # smallest chunk handed to the socket (except the last)
 SLICE_BYTES = 4 * 1024 * 1024  # batches are cut so that one slice encodes to about this much
@@ -536,7 +536,7 @@ def _write_casjobs(schema, batches, info, opt):
 
 def column_description(f: pa.Field) -> dict:
     """A column as json-table describes it: name, VOTable datatype, Arrow type, metadata."""
-    from .formats_votable import votable_type
+    from .votable import votable_type
 
     out = {"name": f.name, "datatype": votable_type(f.type)[0], "arrow_type": str(f.type)}
     out.update(field_meta(f))
@@ -691,19 +691,19 @@ _write_arrow = _binary_writer(lambda sink, schema: pa.ipc.new_stream(sink, schem
 
 
 def _write_votable(schema, batches, info, opt):
-    from .formats_votable import write_votable
+    from .votable import write_votable
 
     return write_votable(schema, batches, info, opt)
 
 
 def _write_fits(schema, batches, info, opt):
-    from .formats_fits import write_fits
+    from .fits import write_fits
 
     return write_fits(schema, batches, info, opt)
 
 
 def _write_dataset(schema, batches, info, opt):
-    from .formats_dataset import write_dataset
+    from .dataset import write_dataset
 
     return write_dataset(schema, batches, info, opt)
 
@@ -717,4 +717,4 @@ _WRITERS = {
 
 
 # Negotiation lives in media.py; imported last because it needs Format and the writers.
-from .media import DEFAULT_FORMATS, MEDIA_TYPES, by_name, negotiate, parse_accept  # noqa: E402,F401
+from .registry import DEFAULT_FORMATS, MEDIA_TYPES, by_name, negotiate, parse_accept  # noqa: E402,F401

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from .errors import ArchiveError
-from .formats import _WRITERS, Format
+from ..errors import ArchiveError
+from .common import _WRITERS, Format
 # ---------------------------------------------------------------------------------------------
 # Names, media types and negotiation
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .formats import (
+from .common import (
     _encode_name,
     _plain_type,
     _text_row_bytes,

@@ -27,7 +27,8 @@ from astropy.io.votable import parse as parse_votable
 from astropy.table import Table
 
 from jupyter_archive.core.errors import ArchiveError
-from jupyter_archive.core.formats import MEDIA_TYPES, ResultInfo, by_name, negotiate, slices
+from jupyter_archive.core.formats import MEDIA_TYPES, ResultInfo, by_name, negotiate
+from jupyter_archive.core.formats.common import slices
 from jupyter_archive.core.schema import field_meta, with_meta
 
 from .html_table import html_cells
@@ -664,7 +665,7 @@ def test_small_json_batches_take_a_python_path_with_the_same_values():
     values must be exactly those of the vectorised path."""
     import json as _json
 
-    from jupyter_archive.core.formats import common as F
+    from jupyter_archive.core.formats import json as F
 
     rng = np.random.default_rng(7)
     n = 40

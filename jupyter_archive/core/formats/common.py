@@ -1,86 +1,36 @@
-"""Media types -> streaming writers for query results.
-
-A result arrives as an Arrow schema plus an iterator of record batches; :class:`Format.encode`
-turns it into byte chunks for the HTTP socket. Writers hold one batch (cut into slices of a
-few MiB of output) at a time, never the whole result; only FITS, which needs the row count up
-front, spools to a temporary file (see ``formats_fits``). :func:`negotiate` picks a format from
-an Accept header or a ``?format=`` value; :func:`by_name` builds one directly.
+"""What the format writers share: plain types, slicing, text of arrays, escaping, names, markup rows.
 
 Text rendering is vectorised with pyarrow.compute: every column becomes a string array of
 ready-to-write literals and ``binary_join_element_wise`` glues them into rows, whose bytes are
-then taken straight from the Arrow value buffer.
+then taken straight from the Arrow value buffer (:func:`joined_bytes`). Writers hold one batch,
+cut into slices of a few MiB of output (:func:`slices`), at a time, never the whole result.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import itertools
 import json
-import math
 import re
-from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
-from ..schema import field_meta, per_object
+from ..schema import per_object
 
-CHUNK = 64 * 1024  # smallest chunk handed to the socket (except the last)
 SLICE_BYTES = 4 * 1024 * 1024  # batches are cut so that one slice encodes to about this much
-
-
-@dataclass
-class ResultInfo:
-    """What a writer needs to know about a result besides its rows."""
-
-    truncated: bool = False  # the row limit cut the result (known before encoding starts)
-    table_name: str = "Table1"  # CasJobs TableName, VOTable TABLE name, XML row element
-    query: str | None = None  # the query text, for VOTable INFO QUERY
-    row_limit: int | None = None  # the limit that cut it, for messages
-
-
-@dataclass(frozen=True)
-class Format:
-    """A negotiated output format: its name, the Content-Type to send and writer options."""
-
-    name: str
-    media_type: str
-    options: dict = field(default_factory=dict)
-
-    def encode(self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], info: ResultInfo | None = None) -> Iterator[bytes]:
-        """Yield the encoded result as byte chunks; lazy: nothing runs before the first ``next``."""
-        return _coalesce(_WRITERS[self.name], schema, batches, info or ResultInfo(), dict(self.options))
-
-
-def _coalesce(writer, schema, batches, info, options) -> Iterator[bytes]:
-    # Writers yield pieces of any size; group the small ones so the socket sees ~64 KiB+ writes
-    # and never an empty chunk.
-    pending: list[bytes] = []
-    size = 0
-    for piece in writer(_plain_schema(schema), iter(batches), info, options):
-        if not piece:
-            continue
-        pending.append(piece)
-        size += len(piece)
-        if size >= CHUNK:
-            yield pending[0] if len(pending) == 1 else b"".join(pending)
-            pending, size = [], 0
-    if pending:
-        yield b"".join(pending)
 
 
 # ---------------------------------------------------------------------------------------------
 # Type normalisation and slicing
 
 
-def _plain_type(t: pa.DataType) -> pa.DataType:
+def plain_type(t: pa.DataType) -> pa.DataType:
     """The type writers see: dictionaries decoded, large/view/fixed variants made plain."""
     if pa.types.is_dictionary(t):
-        return _plain_type(t.value_type)
+        return plain_type(t.value_type)
     if pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return pa.string()
     if pa.types.is_large_binary(t) or pa.types.is_binary_view(t) or pa.types.is_fixed_size_binary(t):
@@ -93,14 +43,16 @@ def _plain_type(t: pa.DataType) -> pa.DataType:
 
 
 @per_object
-def _plain_schema(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([f.with_type(_plain_type(f.type)) for f in schema], metadata=schema.metadata)
+def plain_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema with every type made plain (what writers are given)."""
+    return pa.schema([f.with_type(plain_type(f.type)) for f in schema], metadata=schema.metadata)
 
 
-def _plain(arr) -> pa.Array:
+def plain(arr) -> pa.Array:
+    """A column (chunks combined) cast to its :func:`plain_type`."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    t = _plain_type(arr.type)
+    t = plain_type(arr.type)
     return arr if t == arr.type else arr.cast(t)
 
 
@@ -182,11 +134,12 @@ def _render_pool():
 
 
 @per_object
-def _text_row_bytes(schema: pa.Schema) -> int:
-    return sum(24 if _is_stringish(f.type) else 12 for f in schema) + 8
+def text_row_bytes(schema: pa.Schema) -> int:
+    """A rough size of a row as text, to size slices."""
+    return sum(24 if is_stringish(f.type) else 12 for f in schema) + 8
 
 
-def _is_stringish(t: pa.DataType) -> bool:
+def is_stringish(t: pa.DataType) -> bool:
     """Types rendered as quoted strings in JSON/CSV (text, times, base64 binary, JSON text)."""
     return not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
                 or pa.types.is_decimal(t) or pa.types.is_null(t))
@@ -205,7 +158,8 @@ def joined_bytes(arr: pa.Array) -> bytes:
     return bufs[2][int(offs[0]):int(offs[-1])].to_pybytes()
 
 
-def _any(mask) -> bool:
+def any_true(mask) -> bool:
+    """Whether any value of a boolean array is true."""
     return bool(pc.any(mask).as_py())
 
 
@@ -219,7 +173,7 @@ def text(arr: pa.Array, style: str = "csv") -> pa.Array:
     NaN/+Inf/-Inf, 'xml' writes NaN/INF/-INF (xs:double). Integers stay exact (no float
     detour), floats are shortest round-trip, timestamps ISO-8601 with 'T', binary base64.
     """
-    arr = _plain(arr)
+    arr = plain(arr)
     t = arr.type
     if pa.types.is_null(t):
         return pa.nulls(len(arr), pa.string())
@@ -259,12 +213,12 @@ def text(arr: pa.Array, style: str = "csv") -> pa.Array:
     # Nested and exotic types: JSON text, built in Python (rare in archive results).
     return pa.array([None if v is None else json.dumps(v, default=str, ensure_ascii=False) for v in arr.to_pylist()], pa.string())
 
-
 # ---------------------------------------------------------------------------------------------
 # Escaping
 
 
-def _replace_all(s: pa.Array, pairs) -> pa.Array:
+def replace_all(s: pa.Array, pairs) -> pa.Array:
+    """Every ``old`` of the ``(old, new)`` pairs replaced, in order."""
     for old, new in pairs:
         s = pc.replace_substring(s, old, new)
     return s
@@ -275,9 +229,9 @@ _XML_BAD = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{fffe}\x{ffff}]"
 
 def xml_escape(s: pa.Array) -> pa.Array:
     """Escape a string array for XML character data (CR kept as &#13;, illegal chars -> U+FFFD)."""
-    if not _any(pc.match_substring_regex(s, r"[&<>\r]|" + _XML_BAD)):
+    if not any_true(pc.match_substring_regex(s, r"[&<>\r]|" + _XML_BAD)):
         return s
-    s = _replace_all(s, (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;")))
+    s = replace_all(s, (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;")))
     return pc.replace_substring_regex(s, _XML_BAD, "\ufffd")
 
 
@@ -291,9 +245,9 @@ def xml_attr(value: str) -> str:
 
 
 def _json_quote(s: pa.Array) -> pa.Array:
-    if _any(pc.match_substring_regex(s, r'["\\\x00-\x1f]')):
-        s = _replace_all(s, (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")))
-        if _any(pc.match_substring_regex(s, r"[\x00-\x1f]")):  # rare control chars: Python
+    if any_true(pc.match_substring_regex(s, r'["\\\x00-\x1f]')):
+        s = replace_all(s, (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")))
+        if any_true(pc.match_substring_regex(s, r"[\x00-\x1f]")):  # rare control chars: Python
             fix = lambda v: re.sub(r"[\x00-\x1f]", lambda m: "\\u%04x" % ord(m.group()), v)
             s = pa.array([None if v is None else fix(v) for v in s.to_pylist()], pa.string())
     return pc.binary_join_element_wise('"', s, '"', "")
@@ -301,7 +255,7 @@ def _json_quote(s: pa.Array) -> pa.Array:
 
 def json_values(arr: pa.Array) -> pa.Array:
     """A column as JSON literals (no nulls left: NULL, NaN and inf become ``null``)."""
-    arr = _plain(arr)
+    arr = plain(arr)
     t = arr.type
     if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_decimal(t):
         s = text(arr, "json")
@@ -309,7 +263,7 @@ def json_values(arr: pa.Array) -> pa.Array:
         s = text(arr, "json")
         # keep floats looking like floats ("1.0", not "1") so typed readers keep the dtype; the
         # cheap numeric test first spares the regex for columns without integral values
-        if _any(pc.equal(pc.floor(arr), arr)):
+        if any_true(pc.equal(pc.floor(arr), arr)):
             s = pc.if_else(pc.match_substring_regex(s, r"^-?\d+$"), pc.binary_join_element_wise(s, ".0", ""), s)
     elif pa.types.is_null(t):
         s = pa.nulls(len(arr), pa.string())
@@ -334,7 +288,7 @@ def unique_names(names: Iterable[str], numbered) -> list[str]:
     return out
 
 
-def _encode_name(name: str) -> str:
+def encode_name(name: str) -> str:
     """An XML element name for a column, escaped the way .NET's XmlConvert.EncodeLocalName does."""
     out = []
     for i, ch in enumerate(name or "_"):
@@ -349,221 +303,13 @@ def _encode_name(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# CSV / TSV
-
-
-def _csv_header(names, d, rd, q, e) -> bytes:
-    special = {d, q, e, "\n", "\r", *rd}
-    out = []
-    for n in names:
-        if any(c in special for c in n) or not n:
-            n = q + (n.replace(e, e + e) if e != q else n).replace(q, e + q) + q
-        out.append(n)
-    return (d.join(out) + rd).encode()
-
-
-def _write_csv(schema, batches, info, opt):
-    d = opt.get("delimiter", ",")
-    rd = opt.get("row_delimiter", "\n")
-    q = opt.get("quote_char", '"')
-    e = opt.get("escape_char", q)
-    yield _csv_header(schema.names, d, rd, q, e)
-    # pyarrow's writer quotes every string (and only strings) and escapes by doubling '"';
-    # a delimiter that could appear inside numbers or another quote/escape needs our own path.
-    fast = q == '"' and e == '"' and not (d.isalnum() or d in ".-+:")
-    opts = pacsv.WriteOptions(include_header=False, delimiter=d, eol=rd, quoting_style="needed")
-
-    def render(b):
-        if not fast:
-            return _delimited(b, d, rd, lambda a, t: _quote_csv(a, t, d, rd, q, e))
-        cols = []
-        for a in b.columns:
-            a = _plain(a)
-            t = a.type
-            if pa.types.is_floating(t):
-                finite = pc.is_finite(a)
-                if not pc.all(finite).as_py():
-                    a = pc.if_else(finite, a, pa.scalar(None, t))
-            elif not (pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
-                      or pa.types.is_date32(t) or pa.types.is_decimal(t)):
-                a = text(a, "csv")
-            cols.append(a)
-        sink = pa.BufferOutputStream()
-        pacsv.write_csv(pa.RecordBatch.from_arrays(cols, names=[f"c{i}" for i in range(len(cols))]), sink, opts)
-        return sink.getvalue().to_pybytes()
-
-    yield from slices(batches, _text_row_bytes(schema), render, parallel=fast)
-
-
-def _quote_csv(s, t, d, rd, q, e):
-    raw = {d, q, e, "\n", "\r", *rd}
-    if not _is_stringish(t) and not raw & set("0123456789+-.eEinfatrulsINFA"):
-        return s  # numbers and booleans cannot contain any of the special characters
-    if e != q:
-        s = pc.replace_substring(s, e, e + e)
-    s = pc.replace_substring(s, q, e + q)
-    quoted = pc.binary_join_element_wise(q, s, q, "")
-    if _is_stringish(t):  # as pyarrow does: strings always quoted, so "" (empty) differs from NULL
-        return quoted
-    special = "".join(re.escape(c) for c in raw)
-    return pc.if_else(pc.match_substring_regex(s, f"[{special}]"), quoted, s)
-
-
-def _tsv_escape(s, t):
-    if _is_stringish(t) and _any(pc.match_substring_regex(s, r"[\\\t\n\r]")):
-        s = _replace_all(s, (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")))
-    return s
-
-
-def _delimited(b, d, rd, escape) -> bytes:
-    cols = []
-    for a in b.columns:
-        s = text(a, "csv")
-        s = escape(s, _plain_type(a.type))
-        cols.append(pc.fill_null(s, "") if s.null_count else s)
-    if not cols:
-        return b""
-    rows = pc.binary_join_element_wise(*cols, d) if len(cols) > 1 else cols[0]
-    return joined_bytes(pc.binary_join_element_wise(rows, rd, ""))
-
-
-def _write_tsv(schema, batches, info, opt):
-    esc = lambda n: n.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    yield ("\t".join(esc(n) for n in schema.names) + "\n").encode()
-    yield from slices(batches, _text_row_bytes(schema), lambda b: _delimited(b, "\t", "\n", _tsv_escape))
-
-
-# ---------------------------------------------------------------------------------------------
-# JSON family
-
-
-_EXP_ZEROS = re.compile(r"e([+-])0+(?=\d)")
-_SMALL_ROWS = 64  # below this, per-column vectorised calls cost more than plain Python
-
-
-def _py_json_column(a: pa.Array) -> list[str] | None:
-    """A small column as JSON literals in Python, or None when its type needs the vectorised path.
-
-    Same text as ``json_values``: exact integers, shortest round-trip floats (float32 as
-    float32), integral floats kept as floats, non-finite floats as null.
-    """
-    t = a.type
-    values = a.to_pylist()
-    if pa.types.is_boolean(t):
-        return ["null" if v is None else ("true" if v else "false") for v in values]
-    if pa.types.is_integer(t):
-        return ["null" if v is None else str(v) for v in values]
-    if pa.types.is_floating(t):
-        single = pa.types.is_float32(t) or pa.types.is_float16(t)
-        out = []
-        for v in values:
-            if v is None or not math.isfinite(v):
-                out.append("null")
-            else:
-                r = str(np.float32(v)) if single else repr(v)
-                if "e" in r:  # Python writes 1e-07 where Arrow writes 1e-7
-                    r = _EXP_ZEROS.sub(r"e\1", r)
-                out.append(r if ("." in r or "e" in r) else r + ".0")
-        return out
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return ["null" if v is None else json.dumps(v, ensure_ascii=False) for v in values]
-    if pa.types.is_null(t):
-        return ["null"] * len(values)
-    return None
-
-
-def _json_rows_small(b: pa.RecordBatch, keys: list[str], open_: str, close: str, prefix: str, suffix: str) -> bytes | None:
-    cols = []
-    for a in b.columns:
-        col = _py_json_column(a)
-        if col is None:
-            return None
-        cols.append(col)
-    rows = [prefix + open_ + ",".join(k + v for k, v in zip(keys, row)) + close + suffix for row in zip(*cols)]
-    return "".join(rows).encode()
-
-
-def _json_rows(b: pa.RecordBatch, names, *, objects: bool, prefix: str, suffix: str) -> bytes:
-    """Rows as JSON objects or arrays, each wrapped in prefix/suffix, concatenated."""
-    open_, close = ("{", "}") if objects else ("[", "]")
-    keys = [json.dumps(n, ensure_ascii=False) + ":" if objects else "" for n in names]
-    if 0 < b.num_rows <= _SMALL_ROWS and b.num_columns:
-        small = _json_rows_small(b, keys, open_, close, prefix, suffix)
-        if small is not None:
-            return small
-    parts: list = []
-    literal = prefix + open_
-    for key, a in zip(keys, b.columns):
-        parts += [literal + key, json_values(a)]
-        literal = ","
-    if not parts:  # no columns: every row is an empty object/array
-        return ((prefix + open_ + close + suffix) * b.num_rows).encode()
-    parts.append(close + suffix)
-    return joined_bytes(pc.binary_join_element_wise(*parts, ""))
-
-
-def _json_array_body(schema, batches, *, objects: bool, counter: list | None = None):
-    """The rows of a JSON array, comma-separated, streamed per slice."""
-    def render(b):
-        if counter is not None:
-            counter[0] += b.num_rows
-        return _json_rows(b, schema.names, objects=objects, prefix=",\n", suffix="")
-
-    first = True
-    for data in slices(batches, _text_row_bytes(schema) * 2, render):
-        if first:  # the very first row has no leading comma
-            data, first = data[1:], False
-        yield data
-
-
-def _write_json(schema, batches, info, opt):
-    yield b"["
-    yield from _json_array_body(schema, batches, objects=True)
-    yield b"\n]\n"
-
-
-def _write_ldjson(schema, batches, info, opt):
-    render = lambda b: _json_rows(b, schema.names, objects=True, prefix="", suffix="\n")
-    yield from slices(batches, _text_row_bytes(schema) * 2, render)
-
-
-def _write_casjobs(schema, batches, info, opt):
-    head = {"TableName": info.table_name, "Columns": schema.names}
-    yield ('{"Result":[' + json.dumps(head, ensure_ascii=False)[:-1] + ',"Data":[').encode()
-    yield from _json_array_body(schema, batches, objects=False)
-    yield ('],"Truncated":' + json.dumps(bool(info.truncated)) + "}]}\n").encode()
-
-
-def column_description(f: pa.Field) -> dict:
-    """A column as json-table describes it: name, VOTable datatype, Arrow type, metadata."""
-    from .votable import votable_type
-
-    out = {"name": f.name, "datatype": votable_type(f.type)[0], "arrow_type": str(f.type)}
-    out.update(field_meta(f))
-    return out
-
-
-@per_object
-def _json_table_head(schema: pa.Schema) -> bytes:
-    cols = [column_description(f) for f in schema]
-    return ('{"columns":' + json.dumps(cols, ensure_ascii=False) + ',\n"data":[').encode()
-
-
-def _write_json_table(schema, batches, info, opt):
-    yield _json_table_head(schema)
-    counter = [0]
-    yield from _json_array_body(schema, batches, objects=False, counter=counter)
-    yield (f'],\n"rows":{counter[0]},"truncated":' + json.dumps(bool(info.truncated)) + "}\n").encode()
-
-
-# ---------------------------------------------------------------------------------------------
-# Markup: XML (.NET DataSet shape) and HTML
+# Markup rows (XML, HTML, the .NET DataSet)
 
 
 def xml_text(arr: pa.Array) -> pa.Array:
     """A column as XML character data (xs: lexical forms, text escaped); nulls stay null."""
     s = text(arr, "xml")
-    return xml_escape(s) if _is_stringish(_plain_type(arr.type)) else s
+    return xml_escape(s) if is_stringish(plain_type(arr.type)) else s
 
 
 def tagged(open_, close: str):
@@ -585,136 +331,3 @@ def markup_rows(b: pa.RecordBatch, row_open: str, row_close: str, cells) -> byte
     if len(parts) == 2:
         return ((row_open + row_close) * b.num_rows).encode()
     return joined_bytes(pc.binary_join_element_wise(*parts, ""))
-
-
-def _write_xml(schema, batches, info, opt):
-    row = _encode_name(info.table_name or "Table1")
-    attr = ' truncated="true"' if info.truncated else ""
-    yield f'<?xml version="1.0" encoding="utf-8"?>\n<NewDataSet{attr}>\n'.encode()
-    # a NULL is an omitted element, as .NET writes it
-    cells = [(lambda a, t=tagged(f"<{n}>", f"</{n}>"): t(xml_text(a)), "") for n in map(_encode_name, schema.names)]
-    render = lambda b: markup_rows(b, f"<{row}>", f"</{row}>\n", cells)
-    yield from slices(batches, _text_row_bytes(schema) * 2, render)
-    yield b"</NewDataSet>\n"
-
-
-def _write_html(schema, batches, info, opt):
-    """An HTML page holding the result as one table (a browsable answer, e.g. LSST metaserv's)."""
-    title = html.escape(info.table_name or "result")
-    heads = []
-    for f in schema:
-        meta = field_meta(f)
-        hint = "; ".join(v for v in (meta.get("unit"), meta.get("description")) if v)
-        heads.append(f"<th{' title=' + xml_attr(hint) if hint else ''}>{html.escape(f.name)}</th>")
-    yield (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title></head><body>\n'
-           f"<table>\n<caption>{title}</caption>\n<thead><tr>{''.join(heads)}</tr></thead>\n<tbody>\n").encode()
-    cell = tagged("<td>", "</td>")
-    cells = [(lambda a: cell(xml_text(a)), "<td></td>")] * len(schema)
-    yield from slices(batches, _text_row_bytes(schema) * 2, lambda b: markup_rows(b, "<tr>", "</tr>\n", cells))
-    note = "<p>The row limit cut this result.</p>\n" if info.truncated else ""
-    yield f"</tbody>\n</table>\n{note}</body></html>\n".encode()
-
-
-# ---------------------------------------------------------------------------------------------
-# Parquet / Arrow IPC
-
-
-class _Drain:
-    """A write-only file object whose contents are taken away after each batch."""
-
-    closed = False
-
-    def __init__(self):
-        self.parts: list[bytes] = []
-        self.pos = 0
-
-    def write(self, data) -> int:
-        data = bytes(data)
-        self.parts.append(data)
-        self.pos += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.pos
-
-    def flush(self):
-        pass
-
-    def close(self):
-        self.closed = True
-
-    def writable(self) -> bool:
-        return True
-
-    def take(self) -> list[bytes]:
-        out, self.parts = self.parts, []
-        return out
-
-
-def _with_truncated(schema, info) -> pa.Schema:
-    md = dict(schema.metadata or {})
-    md[b"archive.truncated"] = b"true" if info.truncated else b"false"
-    return schema.with_metadata(md)
-
-
-def _binary_writer(make, rows: int | None):
-    def write(schema, batches, info, opt):
-        schema = _with_truncated(schema, info)
-        sink = _Drain()
-        writer = make(sink, schema)
-
-        def render(b):
-            writer.write_batch(pa.RecordBatch.from_arrays([_plain(c) for c in b.columns], schema=schema))
-            return sink.take()
-
-        try:
-            row_bytes = _text_row_bytes(schema)  # close enough to Arrow's own widths
-            for parts in slices(batches, row_bytes, render, rows=rows):
-                yield from parts
-        finally:
-            writer.close()
-        yield from sink.take()
-
-    return write
-
-
-def _parquet_writer(sink, schema):
-    import pyarrow.parquet as pq
-
-    return pq.ParquetWriter(sink, schema, compression="zstd")
-
-
-# Parquet: one row group per 122,880 rows (DuckDB's own row-group size): big enough for
-# readers, small enough that the writer's buffered row group stays a few tens of MB.
-_write_parquet = _binary_writer(_parquet_writer, 122_880)
-_write_arrow = _binary_writer(lambda sink, schema: pa.ipc.new_stream(sink, schema), None)
-
-
-def _write_votable(schema, batches, info, opt):
-    from .votable import write_votable
-
-    return write_votable(schema, batches, info, opt)
-
-
-def _write_fits(schema, batches, info, opt):
-    from .fits import write_fits
-
-    return write_fits(schema, batches, info, opt)
-
-
-def _write_dataset(schema, batches, info, opt):
-    from .dataset import write_dataset
-
-    return write_dataset(schema, batches, info, opt)
-
-
-_WRITERS = {
-    "csv": _write_csv, "tsv": _write_tsv, "json": _write_json, "json-table": _write_json_table,
-    "json-array-casjobs": _write_casjobs, "ldjson": _write_ldjson, "votable": _write_votable,
-    "fits": _write_fits, "parquet": _write_parquet, "arrow": _write_arrow, "xml": _write_xml,
-    "dataset": _write_dataset, "html": _write_html,
-}
-
-
-# Negotiation lives in media.py; imported last because it needs Format and the writers.
-from .registry import DEFAULT_FORMATS, MEDIA_TYPES, by_name, negotiate, parse_accept  # noqa: E402,F401

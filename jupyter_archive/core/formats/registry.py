@@ -1,90 +1,123 @@
-"""Media types, format names and content negotiation: which writer answers a request.
+"""The format registry: which writer answers a request, and under which Content-Type.
 
-Kept apart from the writers (``formats``); ``formats`` re-exports ``negotiate``,
-``by_name``, ``MEDIA_TYPES`` and ``parse_accept``, which is how the rest of the archive
-reaches them.
+Each writer module declares its formats as :class:`Writer` records (names, media types,
+options and the function that writes); the package registers them (``formats/__init__``).
+:func:`negotiate` picks a format from ``?format=`` (a name, or a media range with
+parameters) or the Accept header; :func:`by_name` builds one directly. Accept parameters become
+writer options (``text/csv;columnDelimiter=|``, ``serialization=``), each writer checking its
+own. An ``opt_in`` format (HTML) answers only where a face offers it.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import pyarrow as pa
 
 from ..errors import ArchiveError
-from .common import _WRITERS, Format
+from .common import plain_schema
+
+CHUNK = 64 * 1024  # smallest chunk handed to the socket (except the last)
+
+
+@dataclass
+class ResultInfo:
+    """What a writer needs to know about a result besides its rows."""
+
+    truncated: bool = False  # the row limit cut the result (known before encoding starts)
+    table_name: str = "Table1"  # CasJobs TableName, VOTable TABLE name, XML row element
+    query: str | None = None  # the query text, for VOTable INFO QUERY
+    row_limit: int | None = None  # the limit that cut it, for messages
+
+
+@dataclass(frozen=True)
+class Writer:
+    """A format as its writer module declares it: what asks for it and what writes it.
+
+    ``write`` is ``(schema, batches, info, options) -> Iterator[bytes]``.
+    """
+
+    name: str
+    write: Callable
+    content_type: str  # sent when it was not asked for by one of its exact media types
+    media_types: dict[str, dict] = field(default_factory=dict)  # exact media type -> default options
+    names: dict[str, dict] | None = None  # ?format= values -> default options (None: its name)
+    params: dict[str, str] = field(default_factory=dict)  # Accept parameter (lower case) -> option
+    check: Callable[[dict], None] | None = None  # validates the options, normalising them in place
+    plain_types: tuple[str, ...] = ()  # of media_types, those answered under content_type
+    opt_in: bool = False  # offered only where a face says so
+
+
+@dataclass(frozen=True)
+class Format:
+    """A negotiated format: its name, the Content-Type to send and writer options."""
+
+    name: str
+    media_type: str
+    options: dict = field(default_factory=dict)
+
+    def encode(self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], info: ResultInfo | None = None) -> Iterator[bytes]:
+        """Yield the encoded result as byte chunks; lazy: nothing runs before the first ``next``."""
+        return _coalesce(_TABLES[self.name].write, schema, batches, info or ResultInfo(), dict(self.options))
+
+
+def _coalesce(writer, schema, batches, info, options) -> Iterator[bytes]:
+    # Writers yield pieces of any size; group the small ones so the socket sees ~64 KiB+ writes
+    # and never an empty chunk.
+    pending: list[bytes] = []
+    size = 0
+    for piece in writer(plain_schema(schema), iter(batches), info, options):
+        if not piece:
+            continue
+        pending.append(piece)
+        size += len(piece)
+        if size >= CHUNK:
+            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry: filled by register(), read by negotiation
+
+_TABLES: dict[str, Writer] = {}
+#: Media types -> (format, default options), in the order 406 answers list them.
+MEDIA_TYPES: dict[str, tuple[str, dict]] = {}
+#: The formats every face offers unless it narrows (or widens) them with ``allowed``.
+DEFAULT_FORMATS: frozenset[str] = frozenset()
+_CANONICAL: dict[str, str] = {}  # format -> its Content-Type, in the order wildcards try them
+_SHORT: dict[str, tuple[str, dict]] = {}  # ?format= values -> (format, default options)
+_OPTIONS: dict[str, frozenset[str]] = {}  # format -> the options it takes
+_LOWER_TYPES: dict[str, str] = {}  # lower-case media type -> its MEDIA_TYPES key
+_PLAIN_TYPES: set[str] = set()  # media types answered under the format's own Content-Type
+
+
+def register(*writers: Writer) -> None:
+    """Add formats to the registry, in order: the order 406 answers list media types in and,
+    after the default, the order a wildcard Accept tries formats in."""
+    global DEFAULT_FORMATS
+    for w in writers:
+        _TABLES[w.name] = w
+        names = {w.name: {}} if w.names is None else w.names
+        _CANONICAL[w.name] = w.content_type
+        _SHORT.update((value, (w.name, options)) for value, options in names.items())
+        _OPTIONS[w.name] = frozenset({*w.params.values(), "disposition"})
+        for media_type, options in w.media_types.items():
+            MEDIA_TYPES[media_type] = (w.name, options)
+            _LOWER_TYPES[media_type.lower()] = media_type
+        _PLAIN_TYPES.update(w.plain_types)
+    DEFAULT_FORMATS = frozenset(name for name, w in _TABLES.items() if not w.opt_in)
+
+
 # ---------------------------------------------------------------------------------------------
 # Names, media types and negotiation
 
-_VOTABLE = ("votable", {"serialization": "binary2"})
 
-MEDIA_TYPES: dict[str, tuple[str, dict]] = {
-    "text/csv": ("csv", {}),
-    "text/plain": ("csv", {}),
-    "text/tab-separated-values": ("tsv", {}),
-    "text/tsv": ("tsv", {}),  # LSST DAX's name
-    "application/json": ("json", {}),
-    "application/json+array": ("json-array-casjobs", {}),
-    "application/ldjson": ("ldjson", {}),
-    "application/x-ldjson": ("ldjson", {}),
-    "application/json;boundary=NL": ("ldjson", {}),
-    "application/x-votable+xml": _VOTABLE,
-    "application/votable+xml": _VOTABLE,
-    "text/xml;content=x-votable": _VOTABLE,
-    "application/VOTable": _VOTABLE,  # LSST DAX's name
-    "application/fits": ("fits", {}),
-    "application/fitsTable": ("fits", {}),  # LSST DAX's name
-    "application/vnd.apache.parquet": ("parquet", {}),
-    "application/x-parquet": ("parquet", {}),
-    "application/parquet": ("parquet", {}),
-    "application/vnd.apache.arrow.stream": ("arrow", {}),
-    "text/xml": ("xml", {}),
-    "application/xml": ("xml", {}),
-    "application/vnd.archive.table+json": ("json-table", {}),
-    "application/x-dataset": ("dataset", {}),  # CasJobs' serialized .NET DataSet
-    "text/html": ("html", {}),
-}
-
-# Formats a face offers only when it says so (``allowed``): browsers ask for text/html first,
-# and a face that never promised HTML keeps answering them with data.
-OPT_IN = frozenset({"html"})
-#: The formats every face offers unless it narrows (or widens) them with ``allowed``.
-DEFAULT_FORMATS = frozenset(_WRITERS) - OPT_IN
-
-# The Content-Type a format carries when it was not asked for by one of its exact media types.
-_CANONICAL = {
-    "csv": "text/csv; charset=utf-8", "tsv": "text/tab-separated-values; charset=utf-8",
-    "json": "application/json", "json-table": "application/json",
-    "json-array-casjobs": "application/json", "ldjson": "application/ldjson; charset=UTF-8",
-    "votable": "application/x-votable+xml", "fits": "application/fits",
-    "parquet": "application/vnd.apache.parquet", "arrow": "application/vnd.apache.arrow.stream",
-    "xml": "text/xml; charset=utf-8", "dataset": "application/x-dataset",
-    "html": "text/html; charset=utf-8",
-}
-
-# ?format= short values (TAP RESPONSEFORMAT style) -> (name, options)
-_SHORT = {
-    **{n: (n, {}) for n in _WRITERS},
-    "votable": _VOTABLE, "ndjson": ("ldjson", {}), "jsonl": ("ldjson", {}),
-    "casjobs": ("json-array-casjobs", {}), "json-array": ("json-array-casjobs", {}),
-    **{f"votable/{k}": ("votable", {"serialization": v}) for k, v in (
-        ("td", "tabledata"), ("tabledata", "tabledata"), ("b", "binary"), ("binary", "binary"),
-        ("b2", "binary2"), ("binary2", "binary2"))},
-}
-
-# Accept-header parameters that become writer options, per format (names compared lower-case).
-_PARAMS = {
-    "csv": {"columndelimiter": "delimiter", "rowdelimiter": "row_delimiter",
-            "quotechar": "quote_char", "escapechar": "escape_char"},
-    "votable": {"serialization": "serialization"},
-    "ldjson": {"mode": "mode"},
-}
-_OPTIONS = {"csv": {"delimiter", "row_delimiter", "quote_char", "escape_char"},
-            "votable": {"serialization"}, "ldjson": {"mode"}}
-_SERIALIZATIONS = {"tabledata": "tabledata", "td": "tabledata", "binary": "binary", "b": "binary",
-                   "binary2": "binary2", "b2": "binary2"}
-_UNESCAPE = {"\\n": "\n", "\\r": "\r", "\\t": "\t", "\\r\\n": "\r\n", "\\\\": "\\", '\\"': '"', "\\'": "'"}
-
-
-def _not_acceptable(message: str, allowed=None, *, listing: bool = True) -> ArchiveError:
+def not_acceptable(message: str, allowed=None, *, listing: bool = True) -> ArchiveError:
+    """The 406 for a format nobody offers; ``listing`` adds the media types of ``allowed``."""
     names = set(DEFAULT_FORMATS if allowed is None else allowed)
     types = [mt.replace(";", "; ") for mt, (n, _) in MEDIA_TYPES.items() if n in names]
     if listing:
@@ -92,40 +125,20 @@ def _not_acceptable(message: str, allowed=None, *, listing: bool = True) -> Arch
     return ArchiveError("not_acceptable", message, 406, details={"supported": types})
 
 
-def _one_char(label: str, value, *, crlf: bool = False) -> str:
-    v = _UNESCAPE.get(value, value) if isinstance(value, str) else value
-    if not isinstance(v, str) or not (len(v) == 1 or (crlf and v == "\r\n")):
-        raise _not_acceptable(f"CSV {label} must be exactly one character, got {value!r}", listing=False)
-    return v
-
-
 def by_name(name: str, **options) -> Format:
     """The format called ``name`` (or a ?format= short value) with validated writer options."""
     key = str(name).strip().lower()
     if key not in _SHORT:
-        raise _not_acceptable(f"Unknown format {name!r}")
+        raise not_acceptable(f"Unknown format {name!r}")
     name, defaults = _SHORT[key]
+    writer = _TABLES[name]
     opts = {**defaults, **{k: v for k, v in options.items() if v is not None}}
-    unknown = set(opts) - _OPTIONS.get(name, set()) - {"disposition"}
+    unknown = set(opts) - _OPTIONS[name]
     if unknown:
-        raise _not_acceptable(f"Unknown option(s) for {name}: {', '.join(sorted(unknown))}", listing=False)
-    if name == "csv":
-        d = opts["delimiter"] = _one_char("column delimiter", opts.get("delimiter", ","))
-        rd = opts["row_delimiter"] = _one_char("row delimiter", opts.get("row_delimiter", "\n"), crlf=True)
-        q = opts["quote_char"] = _one_char("quote character", opts.get("quote_char", '"'))
-        e = opts["escape_char"] = _one_char("escape character", opts.get("escape_char", q))
-        if d in "\r\n" or q in "\r\n" or e in "\r\n" or len({d, q, rd}) < 3 or e in (d, *rd):
-            raise _not_acceptable(f"CSV delimiter {d!r}, row delimiter {rd!r}, quote {q!r} and "
-                                  f"escape {e!r} must differ and not be CR/LF", listing=False)
-    elif name == "votable":
-        ser = _SERIALIZATIONS.get(str(opts.get("serialization", "binary2")).lower())
-        if ser is None:
-            raise _not_acceptable(f"Unknown VOTable serialization {opts['serialization']!r} "
-                                  "(use tabledata, binary or binary2)", listing=False)
-        opts["serialization"] = ser
-    elif name == "ldjson" and str(opts.setdefault("mode", "precise")).lower() not in ("precise", "readable"):
-        raise _not_acceptable(f"Unknown ldjson mode {opts['mode']!r} (use precise or readable)", listing=False)
-    return Format(name, _CANONICAL[name], opts)
+        raise not_acceptable(f"Unknown option(s) for {name}: {', '.join(sorted(unknown))}", listing=False)
+    if writer.check is not None:
+        writer.check(opts)
+    return Format(name, writer.content_type, opts)
 
 
 def _quoted(s: str, i: int) -> tuple[str, int]:
@@ -183,9 +196,6 @@ def parse_accept(header: str) -> list[tuple[str, dict[str, str]]]:
     return ranges
 
 
-_LOWER_TYPES = {k.lower(): k for k in MEDIA_TYPES}
-
-
 def _lookup(mt: str, params: dict[str, str]) -> str | None:
     """The MEDIA_TYPES key for an exact media range (parameterised keys first)."""
     for k, v in params.items():
@@ -198,12 +208,12 @@ def _lookup(mt: str, params: dict[str, str]) -> str | None:
 def _from_key(key: str, params: dict[str, str]) -> Format:
     name, defaults = MEDIA_TYPES[key]
     opts = dict(defaults)
-    for p, opt in {**_PARAMS.get(name, {}), "disposition": "disposition"}.items():
+    for p, opt in {**_TABLES[name].params, "disposition": "disposition"}.items():
         if p in params:
             opts[opt] = params[p]
     fmt = by_name(name, **opts)
-    if key == "application/json+array":
-        return fmt  # not a registered type; answer as plain JSON
+    if key in _PLAIN_TYPES:
+        return fmt
     media = key.replace(";", "; ") + ("; charset=utf-8" if key.startswith("text/") or key == "application/xml" else "")
     return Format(fmt.name, media, fmt.options)
 
@@ -233,7 +243,7 @@ def _resolve(ranges, default: str, names: set[str], what: str) -> Format:
             canonical = _CANONICAL[name].split(";")[0]
             if (spec == 0 or canonical.startswith(mt[:-1])) and canonical not in refused:
                 return by_name(name)
-    raise _not_acceptable(f"No supported format matches {what}", names)
+    raise not_acceptable(f"No supported format matches {what}", names)
 
 
 def negotiate(accept: str | None, format_param: str | None = None, *, default: str = "csv",
@@ -252,12 +262,12 @@ def negotiate(accept: str | None, format_param: str | None = None, *, default: s
         if value.lower() in _SHORT:
             fmt = by_name(value)
             if fmt.name not in names:
-                raise _not_acceptable(f"Format {value!r} is not available here", names)
+                raise not_acceptable(f"Format {value!r} is not available here", names)
             return fmt
         return _resolve(parse_accept(value), default, names, f"format {value!r}")
     ranges = parse_accept(accept or "")
     if not ranges:
         if default not in names:
-            raise _not_acceptable("No format is available", names)
+            raise not_acceptable("No format is available", names)
         return by_name(default)
     return _resolve(ranges, default, names, f"Accept {accept!r}")

@@ -9,26 +9,27 @@ spools to a temporary file. :func:`negotiate` picks a format from an Accept head
 Modules: ``registry`` (names, media types, negotiation), ``common`` (what writers share),
 ``datatypes`` (VOTable datatypes of Arrow types), and one module per kind of writer:
 ``delimited`` (CSV, TSV), ``json`` (the JSON kinds), ``votable``, ``fits``, ``arrow`` (Arrow
-IPC, Parquet), ``markup`` (XML, HTML), ``dataset`` (.NET DataSet). To add a format: write its
-module with a :class:`~.registry.Writer` and register it below.
+IPC, Parquet), ``markup`` (XML, HTML), ``dataset`` (.NET DataSet), ``dbserv`` (LSST DAX's
+JSON). To add a format: write its module with a :class:`~.registry.Writer` and register it
+below.
 """
 
-from . import arrow, dataset, delimited, fits, json, markup, votable
+from . import arrow, dataset, dbserv, delimited, fits, json, markup, votable
 from .registry import register
 
 # The order 406 answers list media types in; after a face's default, the order a wildcard
 # Accept tries formats in.
 register(
     delimited.CSV, delimited.TSV, json.JSON, json.CASJOBS, json.LDJSON, votable.VOTABLE, fits.FITS,
-    arrow.PARQUET, arrow.ARROW, markup.XML, json.JSON_TABLE, dataset.DATASET_XML, markup.HTML,
+    arrow.PARQUET, arrow.ARROW, markup.XML, json.JSON_TABLE, dataset.DATASET_XML, markup.HTML, dbserv.DBSERV,
 )
 
 # (after registering: DEFAULT_FORMATS is set by it)
-from .common import joined_bytes, json_values, text  # noqa: E402  (the DAX face's dbserv writer)
 from .datatypes import votable_type  # noqa: E402
+from .dbserv import DBSERV_JSON  # noqa: E402
 from .registry import DEFAULT_FORMATS, MEDIA_TYPES, Format, ResultInfo, by_name, negotiate, parse_accept  # noqa: E402
 
 __all__ = [
-    "DEFAULT_FORMATS", "MEDIA_TYPES", "Format", "ResultInfo", "by_name", "joined_bytes", "json_values", "negotiate",
-    "parse_accept", "text", "votable_type",
+    "DBSERV_JSON", "DEFAULT_FORMATS", "MEDIA_TYPES", "Format", "ResultInfo", "by_name", "negotiate", "parse_accept",
+    "votable_type",
 ]

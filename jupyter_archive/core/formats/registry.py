@@ -5,7 +5,7 @@ options and the function that writes); the package registers them (``formats/__i
 :func:`negotiate` picks a format from ``?format=`` (a name, or a media range with
 parameters) or the Accept header; :func:`by_name` builds one directly. Accept parameters become
 writer options (``text/csv;columnDelimiter=|``, ``serialization=``), each writer checking its
-own. An ``opt_in`` format (HTML) answers only where a face offers it.
+own. An ``opt_in`` format (HTML, DAX's dbserv JSON) answers only where a face offers it.
 """
 
 from __future__ import annotations

@@ -2,10 +2,14 @@
 
 Each writer module declares its formats as :class:`Writer` records (names, media types,
 options and the function that writes); the package registers them (``formats/__init__``).
-:func:`negotiate` picks a format from ``?format=`` (a name, or a media range with
+Two families share the registry: result tables, streamed by :meth:`Format.encode`, and images
+(cutouts as bytes), made by :meth:`Format.render`.
+
+Tables: :func:`negotiate` picks a format from ``?format=`` (a name, or a media range with
 parameters) or the Accept header; :func:`by_name` builds one directly. Accept parameters become
 writer options (``text/csv;columnDelimiter=|``, ``serialization=``), each writer checking its
 own. An ``opt_in`` format (HTML, DAX's dbserv JSON) answers only where a face offers it.
+Images: :func:`image_format` picks FITS, PNG or JPEG from a ``format`` value or an Accept header.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import pyarrow as pa
 from ..errors import ArchiveError
 from .common import plain_schema
 
+TABLE = "table"
+IMAGE = "image"
 CHUNK = 64 * 1024  # smallest chunk handed to the socket (except the last)
 
 
@@ -36,7 +42,8 @@ class ResultInfo:
 class Writer:
     """A format as its writer module declares it: what asks for it and what writes it.
 
-    ``write`` is ``(schema, batches, info, options) -> Iterator[bytes]``.
+    ``write`` is ``(schema, batches, info, options) -> Iterator[bytes]`` for a table and
+    ``(cuts, names) -> bytes`` for an image.
     """
 
     name: str
@@ -48,6 +55,8 @@ class Writer:
     check: Callable[[dict], None] | None = None  # validates the options, normalising them in place
     plain_types: tuple[str, ...] = ()  # of media_types, those answered under content_type
     opt_in: bool = False  # offered only where a face says so
+    family: str = TABLE
+    extension: str = ""  # of a file holding it (its name when empty)
 
 
 @dataclass(frozen=True)
@@ -57,10 +66,21 @@ class Format:
     name: str
     media_type: str
     options: dict = field(default_factory=dict)
+    family: str = TABLE
 
     def encode(self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], info: ResultInfo | None = None) -> Iterator[bytes]:
         """Yield the encoded result as byte chunks; lazy: nothing runs before the first ``next``."""
         return _coalesce(_TABLES[self.name].write, schema, batches, info or ResultInfo(), dict(self.options))
+
+    def render(self, cuts: list, names: list[str] | None = None) -> bytes:
+        """An image format's bytes of cutouts (FITS holds them all; a picture shows the first)."""
+        return _IMAGES[self.name].write(cuts, names)
+
+    @property
+    def extension(self) -> str:
+        """The file name extension of this format (``jpg`` for JPEG)."""
+        writer = _FAMILIES[self.family][self.name]
+        return writer.extension or writer.name
 
 
 def _coalesce(writer, schema, batches, info, options) -> Iterator[bytes]:
@@ -84,15 +104,18 @@ def _coalesce(writer, schema, batches, info, options) -> Iterator[bytes]:
 # The registry: filled by register(), read by negotiation
 
 _TABLES: dict[str, Writer] = {}
-#: Media types -> (format, default options), in the order 406 answers list them.
+_IMAGES: dict[str, Writer] = {}
+_FAMILIES = {TABLE: _TABLES, IMAGE: _IMAGES}
+#: Table media types -> (format, default options), in the order 406 answers list them.
 MEDIA_TYPES: dict[str, tuple[str, dict]] = {}
-#: The formats every face offers unless it narrows (or widens) them with ``allowed``.
+#: The table formats every face offers unless it narrows (or widens) them with ``allowed``.
 DEFAULT_FORMATS: frozenset[str] = frozenset()
 _CANONICAL: dict[str, str] = {}  # format -> its Content-Type, in the order wildcards try them
 _SHORT: dict[str, tuple[str, dict]] = {}  # ?format= values -> (format, default options)
 _OPTIONS: dict[str, frozenset[str]] = {}  # format -> the options it takes
 _LOWER_TYPES: dict[str, str] = {}  # lower-case media type -> its MEDIA_TYPES key
 _PLAIN_TYPES: set[str] = set()  # media types answered under the format's own Content-Type
+_IMAGE_VALUES: dict[str, Format] = {}  # image format names and media types (lower case)
 
 
 def register(*writers: Writer) -> None:
@@ -100,8 +123,13 @@ def register(*writers: Writer) -> None:
     after the default, the order a wildcard Accept tries formats in."""
     global DEFAULT_FORMATS
     for w in writers:
-        _TABLES[w.name] = w
+        _FAMILIES[w.family][w.name] = w
         names = {w.name: {}} if w.names is None else w.names
+        if w.family == IMAGE:
+            fmt = Format(w.name, w.content_type, family=IMAGE)
+            for value in (*names, *w.media_types):
+                _IMAGE_VALUES[value.lower()] = fmt
+            continue
         _CANONICAL[w.name] = w.content_type
         _SHORT.update((value, (w.name, options)) for value, options in names.items())
         _OPTIONS[w.name] = frozenset({*w.params.values(), "disposition"})
@@ -113,11 +141,11 @@ def register(*writers: Writer) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Names, media types and negotiation
+# Tables: names, media types and negotiation
 
 
 def not_acceptable(message: str, allowed=None, *, listing: bool = True) -> ArchiveError:
-    """The 406 for a format nobody offers; ``listing`` adds the media types of ``allowed``."""
+    """The 406 for a table format nobody offers; ``listing`` adds the media types of ``allowed``."""
     names = set(DEFAULT_FORMATS if allowed is None else allowed)
     types = [mt.replace(";", "; ") for mt, (n, _) in MEDIA_TYPES.items() if n in names]
     if listing:
@@ -271,3 +299,40 @@ def negotiate(accept: str | None, format_param: str | None = None, *, default: s
             raise not_acceptable("No format is available", names)
         return by_name(default)
     return _resolve(ranges, default, names, f"Accept {accept!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+
+_IMAGE_DEFAULT = "fits"
+_IMAGE_WILDCARDS = ("*/*", "image/*", "application/*")  # each means the default
+
+
+def image_format(value: str | None = None, accept: str | None = None) -> Format:
+    """The image format a ``format`` value (a name or media type) or else an Accept header asks
+    for; FITS when neither says. Accept ranges are tried by q, then in the order given."""
+    if value:
+        fmt = _IMAGE_VALUES.get(value.strip().lower())
+        if fmt is None:
+            raise _no_image(f"unknown image format {value!r}")
+        return fmt
+    if not accept:
+        return _IMAGE_VALUES[_IMAGE_DEFAULT]
+    ranked = []
+    for pos, (mt, params) in enumerate(parse_accept(accept)):
+        try:
+            q = float(params.get("q", 1))
+        except ValueError:
+            q = 0.0
+        ranked.append((-q, pos, mt))
+    for _, _, mt in sorted(ranked):
+        if mt in _IMAGE_VALUES:
+            return _IMAGE_VALUES[mt]
+        if mt in _IMAGE_WILDCARDS:
+            return _IMAGE_VALUES[_IMAGE_DEFAULT]
+    raise _no_image(f"cannot answer Accept: {accept}")
+
+
+def _no_image(message: str) -> ArchiveError:
+    types = [w.content_type for w in _IMAGES.values()]
+    return ArchiveError("not_acceptable", f"{message}; images come as {', '.join(types)}", 406, details={"supported": types})

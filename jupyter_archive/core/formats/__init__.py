@@ -8,7 +8,7 @@ spools to a temporary file. :func:`negotiate` picks a format from an Accept head
 format (FITS, PNG, JPEG), whose :meth:`Format.render` makes the bytes of cutouts.
 
 Modules: ``registry`` (names, media types, negotiation), ``common`` (what writers share),
-``datatypes`` (VOTable datatypes of Arrow types), and one module per kind of writer:
+``datatypes`` (VOTable datatypes of Arrow and engine types), and one module per kind of writer:
 ``delimited`` (CSV, TSV), ``json`` (the JSON kinds), ``votable``, ``fits``, ``arrow`` (Arrow
 IPC, Parquet), ``markup`` (XML, HTML), ``dataset`` (.NET DataSet), ``dbserv`` (LSST DAX's
 JSON), ``images``. To add a format: write its module with a :class:`~.registry.Writer` and
@@ -27,11 +27,11 @@ register(
 )
 
 # (after registering: DEFAULT_FORMATS is set by it)
-from .datatypes import votable_type  # noqa: E402
+from .datatypes import engine_votable_type, votable_type  # noqa: E402
 from .dbserv import DBSERV_JSON  # noqa: E402
 from .registry import DEFAULT_FORMATS, MEDIA_TYPES, Format, ResultInfo, by_name, image_format, negotiate, parse_accept  # noqa: E402
 
 __all__ = [
-    "DBSERV_JSON", "DEFAULT_FORMATS", "MEDIA_TYPES", "Format", "ResultInfo", "by_name", "image_format", "negotiate",
-    "parse_accept", "votable_type",
+    "DBSERV_JSON", "DEFAULT_FORMATS", "MEDIA_TYPES", "Format", "ResultInfo", "by_name", "engine_votable_type",
+    "image_format", "negotiate", "parse_accept", "votable_type",
 ]

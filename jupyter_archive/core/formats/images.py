@@ -136,6 +136,7 @@ def stretch(data: np.ndarray, plane: str) -> np.ndarray:
 
 
 def _picture(fmt: str):
+    """The writer of a picture format: the first cutout's first plane."""
     return lambda cuts, names=None: picture_bytes(cuts[0], fmt)
 
 

@@ -152,7 +152,7 @@ JSON = Writer("json", write_json, "application/json", {"application/json": {}})
 CASJOBS = Writer(
     "json-array-casjobs", write_casjobs, "application/json", {"application/json+array": {}},
     names={"json-array-casjobs": {}, "casjobs": {}, "json-array": {}},
-    plain_types=("application/json+array",),  # not a registered type; answered as plain JSON
+    alias_types=("application/json+array",),  # not a registered type: answered as plain JSON
 )
 LDJSON = Writer(
     "ldjson", write_ldjson, "application/ldjson; charset=UTF-8",

@@ -53,7 +53,7 @@ class Writer:
     names: dict[str, dict] | None = None  # ?format= values -> default options (None: its name)
     params: dict[str, str] = field(default_factory=dict)  # Accept parameter (lower case) -> option
     check: Callable[[dict], None] | None = None  # validates the options, normalising them in place
-    plain_types: tuple[str, ...] = ()  # of media_types, those answered under content_type
+    alias_types: tuple[str, ...] = ()  # of media_types, those answered under content_type
     opt_in: bool = False  # offered only where a face says so
     family: str = TABLE
     extension: str = ""  # of a file holding it (its name when empty)
@@ -114,7 +114,7 @@ _CANONICAL: dict[str, str] = {}  # format -> its Content-Type, in the order wild
 _SHORT: dict[str, tuple[str, dict]] = {}  # ?format= values -> (format, default options)
 _OPTIONS: dict[str, frozenset[str]] = {}  # format -> the options it takes
 _LOWER_TYPES: dict[str, str] = {}  # lower-case media type -> its MEDIA_TYPES key
-_PLAIN_TYPES: set[str] = set()  # media types answered under the format's own Content-Type
+_ALIAS_TYPES: set[str] = set()  # media types answered under their format's own Content-Type
 _IMAGE_VALUES: dict[str, Format] = {}  # image format names and media types (lower case)
 
 
@@ -136,7 +136,7 @@ def register(*writers: Writer) -> None:
         for media_type, options in w.media_types.items():
             MEDIA_TYPES[media_type] = (w.name, options)
             _LOWER_TYPES[media_type.lower()] = media_type
-        _PLAIN_TYPES.update(w.plain_types)
+        _ALIAS_TYPES.update(w.alias_types)
     DEFAULT_FORMATS = frozenset(name for name, w in _TABLES.items() if not w.opt_in)
 
 
@@ -240,7 +240,7 @@ def _from_key(key: str, params: dict[str, str]) -> Format:
         if p in params:
             opts[opt] = params[p]
     fmt = by_name(name, **opts)
-    if key in _PLAIN_TYPES:
+    if key in _ALIAS_TYPES:
         return fmt
     media = key.replace(";", "; ") + ("; charset=utf-8" if key.startswith("text/") or key == "application/xml" else "")
     return Format(fmt.name, media, fmt.options)

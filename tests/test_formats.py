@@ -27,7 +27,8 @@ from astropy.io.votable import parse as parse_votable
 from astropy.table import Table
 
 from jupyter_archive.core.errors import ArchiveError
-from jupyter_archive.core.formats import MEDIA_TYPES, ResultInfo, by_name, negotiate, slices
+from jupyter_archive.core.formats import MEDIA_TYPES, ResultInfo, by_name, negotiate
+from jupyter_archive.core.formats.common import slices
 from jupyter_archive.core.schema import field_meta, with_meta
 
 from .html_table import html_cells
@@ -383,7 +384,7 @@ def test_votable_serializations_agree():
 
 
 def test_votable_binary2_across_many_slices(monkeypatch):
-    import jupyter_archive.core.formats as formats
+    import jupyter_archive.core.formats.common as formats
 
     monkeypatch.setattr(formats, "SLICE_BYTES", 1)  # 1024-row slices: base64 carries between them
     n = 5000
@@ -397,7 +398,7 @@ def test_votable_binary2_across_many_slices(monkeypatch):
 
 
 def test_base64_stream_keeps_alignment():
-    from jupyter_archive.core.formats_votable import Base64Stream
+    from jupyter_archive.core.formats.votable import Base64Stream
 
     rng = np.random.default_rng(1)
     data = rng.integers(0, 256, 10_000, dtype=np.uint8).tobytes()
@@ -664,7 +665,7 @@ def test_small_json_batches_take_a_python_path_with_the_same_values():
     values must be exactly those of the vectorised path."""
     import json as _json
 
-    from jupyter_archive.core import formats as F
+    from jupyter_archive.core.formats import json as F
 
     rng = np.random.default_rng(7)
     n = 40

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import image_formats
+from . import formats
 from .errors import ArchiveError, bad_request, not_found, permission
 from .images import (
     DEFAULT_LEVEL,
@@ -147,7 +147,7 @@ class ImagesMixin:
         planes = check_planes(image, planes)
         if fmt != "fits":
             planes = planes[:1]  # a picture shows one plane
-        return image_formats.render(cut(self.image_catalog.load(image), cutout or {}, planes), fmt)
+        return formats.image_format(fmt).render([cut(self.image_catalog.load(image), cutout or {}, planes)])
 
     def soda_cutouts(self, principal: Principal, ids: list[str], stencils: list[tuple[str, str]], detail: str = "Image") -> bytes | None:
         """SODA: each ID x each stencil is one cutout; all of them in one FITS, None when none overlaps."""
@@ -173,7 +173,7 @@ class ImagesMixin:
                 names.append(image.ref)
         if not cuts:
             return None
-        return image_formats.fits_bytes(cuts, names)
+        return formats.image_format("fits").render(cuts, names)
 
     # -- cutout jobs ----------------------------------------------------------------------------------
     def submit_cutout(
@@ -229,7 +229,7 @@ class ImagesMixin:
         path = self._cutout_path(job.id, fmt, n)
         if not path.exists():
             raise not_found(f"the result of cutout request {job.id} is gone (expired or deleted)", job=job.id)
-        return path, image_formats.MEDIA_TYPES[fmt], names[n]
+        return path, formats.image_format(fmt).media_type, names[n]
 
     def _completed_cutout(self, principal: Principal, job_id) -> Job:
         job = self.cutout_job(principal, job_id)
@@ -255,13 +255,13 @@ class ImagesMixin:
             tmp.write_bytes(data)
             os.replace(tmp, path)
             what = "cutout" if req.get("cutout") else "image"
-            files.append({"name": f"{image.kind}-{image.id}-{what}.{_EXT[fmt]}", "size": len(data)})
+            files.append({"name": f"{image.kind}-{image.id}-{what}.{formats.image_format(fmt).extension}", "size": len(data)})
             ctx.set_progress((n + 1) / len(refs))
         ctx.log(f"wrote {len(files)} file(s), {sum(f['size'] for f in files)} bytes")
         return {"files": files, "size": sum(f["size"] for f in files)}
 
     def _cutout_path(self, job_id: int, fmt: str, n: int = 0) -> Path:
-        ext = _EXT.get(fmt, "fits")
+        ext = formats.image_format(fmt).extension
         return self.data_dir / "cutouts" / (f"{int(job_id)}.{ext}" if n == 0 else f"{int(job_id)}-{n}.{ext}")
 
     def _forget_job_results(self, job: Job) -> None:
@@ -276,10 +276,8 @@ def _files(job: Job) -> list[dict]:
     """The files of a completed cutout job (one, named in ``results``, for jobs made before lists)."""
     if "files" in job.results:
         return job.results["files"]
-    return [{"name": job.results.get("name") or f"{job.id}.{_EXT.get(job.request.get('format', 'fits'), 'fits')}"}]
-
-
-_EXT = {"fits": "fits", "png": "png", "jpeg": "jpg"}
+    fmt = formats.image_format(job.request.get("format", "fits"))
+    return [{"name": job.results.get("name") or f"{job.id}.{fmt.extension}"}]
 
 
 def check_image_level(level: str) -> str:

@@ -21,6 +21,7 @@ import pyarrow as pa
 from . import sql as sqlmod
 from .catalog import MYDB, ColumnInfo, Principal
 from .errors import ArchiveError, permission
+from .formats import engine_votable_type
 from .query import QueryResult, execute
 
 TAP_SCHEMA = "TAP_SCHEMA"
@@ -78,30 +79,6 @@ class SchemaDesc:
     tables: list[TableDesc] = field(default_factory=list)
 
 
-def votable_datatype(engine_type: str) -> tuple[str, str | None, str | None]:
-    """(datatype, arraysize, xtype) for a DuckDB type name, per TAP 1.1 / VOTable."""
-    t = (engine_type or "").upper().strip()
-    if t == "BOOLEAN":
-        return "boolean", None, None
-    if t in ("TINYINT", "SMALLINT", "UTINYINT", "INT1", "INT2"):
-        return "short", None, None
-    if t in ("INTEGER", "USMALLINT", "INT", "INT4"):
-        return "int", None, None
-    if t in ("BIGINT", "UINTEGER", "INT8"):
-        return "long", None, None
-    if t in ("REAL", "FLOAT", "FLOAT4"):
-        return "float", None, None
-    if t in ("DOUBLE", "FLOAT8") or t.startswith("DECIMAL") or t.startswith("NUMERIC"):
-        return "double", None, None
-    if t.startswith("TIMESTAMP") or t == "DATE":
-        return "char", "*", "timestamp"
-    if t in ("BLOB", "BYTEA"):
-        return "unsignedByte", "*", None
-    if t.startswith("VARCHAR") or t in ("TEXT", "STRING", "JSON") or t.startswith("STRUCT") or t.endswith("[]"):
-        return "unicodeChar", "*", None  # free text (UTF-8), as VOTable results carry it
-    return "char", "*", None  # UBIGINT/HUGEINT, UUID, times...: ASCII renderings
-
-
 def qualified(schema: str, table: str) -> str:
     """``demo.PhotoObj``; a name that is not a plain identifier is delimited (``demo."a/b"``)."""
     if not _PLAIN_NAME.match(table):
@@ -110,7 +87,7 @@ def qualified(schema: str, table: str) -> str:
 
 
 def _column(c: ColumnInfo) -> ColumnDesc:
-    datatype, arraysize, xtype = votable_datatype(c.datatype)
+    datatype, arraysize, xtype = engine_votable_type(c.datatype)
     return ColumnDesc(
         c.name, datatype, arraysize, c.xtype or xtype, c.unit, c.ucd, c.utype, c.description, principal=1
     )
@@ -176,7 +153,7 @@ def _self_schema() -> SchemaDesc:
     for name, cols in _SELF.items():
         descs = []
         for cname, ctype, text in cols:
-            datatype, arraysize, xtype = votable_datatype(ctype)
+            datatype, arraysize, xtype = engine_votable_type(ctype)
             if datatype == "unicodeChar":
                 datatype = "char"  # the standard declares TAP_SCHEMA's text columns char
             # "size" is an ADQL reserved word: TAP_SCHEMA stores it delimited (taplint CRSV)

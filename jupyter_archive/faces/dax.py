@@ -25,22 +25,18 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from tornado.httputil import split_host_and_port
 
 from ..core import formats, params
 from ..core.catalog import MYDB
 from ..core.errors import ArchiveError, not_found
 from ..core.query import QueryResult
-from ..core.schema import field_meta
 from .base import ArchiveHandler, endpoint
 
 LEVELS = ("L2", "L3")
 PAGE_SIZE = 1000  # the document's default count (maxResultsPerPage)
-SLICE_ROWS = 8192  # rows rendered at a time by the dbserv JSON writer
 PUBLIC_OWNER = "archive"  # owner shown for mounts: they belong to the archive, not a person
 # What metadata is offered as besides the document's JSON: every table format, and a page.
 META_FORMATS = formats.DEFAULT_FORMATS | {"html"}
@@ -262,92 +258,6 @@ class NotFoundHandler(DaxHandler):
 # dbserv
 
 
-def _datatype(t: pa.DataType) -> tuple[str, str | None]:
-    """An Arrow type as dbserv's ``(datatype, xtype)`` (seed-systems 2.2)."""
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    if pa.types.is_integer(t):
-        return "long", None
-    if pa.types.is_floating(t):
-        return "double", None
-    if pa.types.is_decimal(t):
-        return ("double" if t.scale else "long"), None
-    if pa.types.is_boolean(t):
-        return "boolean", None
-    if pa.types.is_timestamp(t):
-        return "text", "timestamp"
-    if pa.types.is_date(t):
-        return "text", "date"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return "binary", None  # base64, as dax_dbserv
-    return "text", None
-
-
-def _element(f: pa.Field) -> dict:
-    datatype, xtype = _datatype(f.type)
-    out = {"name": f.name, "datatype": datatype}
-    if xtype:
-        out["xtype"] = xtype
-    out.update({k: v for k, v in field_meta(f).items() if k in ("unit", "ucd", "description")})
-    return out
-
-
-def _json_column(arr: pa.Array, datatype: str) -> pa.Array:
-    t = arr.type.value_type if pa.types.is_dictionary(arr.type) else arr.type
-    if datatype == "text" and not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_temporal(t)):
-        # nested and exotic values as text, so every "text" cell is a JSON string
-        arr = formats.text(arr, "json")
-    return formats.json_values(arr)
-
-
-def _json_rows(batch: pa.RecordBatch, datatypes: list[str]) -> bytes:
-    """Rows as ``,[v1,v2,...]`` each, concatenated."""
-    if batch.num_rows == 0:
-        return b""
-    if batch.num_columns == 0:
-        return b",[]" * batch.num_rows
-    cols = [_json_column(a, dt) for a, dt in zip(batch.columns, datatypes)]
-    inner = pc.binary_join_element_wise(*cols, ",")
-    return formats.joined_bytes(pc.binary_join_element_wise(",[", inner, "]", ""))
-
-
-def dbserv_json(schema: pa.Schema, batches, info: formats.ResultInfo):
-    """The dbserv result document, streamed slice by slice.
-
-    ``{"result": {"metadata": {"elements"}, "table": {"metadata", "data"}, "truncated"}}``:
-    the project document puts ``metadata`` beside ``table``, dax_dbserv (2018) inside it;
-    it is small, so both places have it and clients of either read it.
-    """
-    elements = [_element(f) for f in schema]
-    datatypes = [e["datatype"] for e in elements]
-    meta = json.dumps({"elements": elements}, ensure_ascii=False)
-    yield ('{"result":{"metadata":' + meta + ',"table":{"metadata":' + meta + ',"data":[').encode()
-    first = True
-    for batch in batches:
-        for off in range(0, batch.num_rows, SLICE_ROWS):
-            data = _json_rows(batch.slice(off, SLICE_ROWS), datatypes)
-            if first and data:
-                data, first = data[1:], False  # the first row has no leading comma
-            if data:
-                yield data
-    yield ('\n]},"truncated":' + json.dumps(bool(info.truncated)) + "}}\n").encode()
-
-
-@dataclass(frozen=True)
-class DbservFormat:
-    """The dbserv JSON as a format the base handler can stream."""
-
-    name: str = "dax-json"
-    media_type: str = "application/json"
-    options: dict = field(default_factory=dict)
-
-    def encode(self, schema, batches, info=None):
-        return dbserv_json(schema, batches, info or formats.ResultInfo())
-
-
-DBSERV_JSON = DbservFormat()
-
-
 class DbservHandler(ArchiveHandler):
     """dbserv: errors as ``{"error", "message"}``."""
 
@@ -391,7 +301,7 @@ class SyncHandler(DbservHandler):
             db = MYDB  # the name metaserv also accepts for the caller's MyDB
         fmt = formats.negotiate(self.request.headers.get("Accept"), self._arg(body, "format"), default="json", allowed=META_FORMATS)
         if fmt.name == "json":
-            fmt = DBSERV_JSON
+            fmt = formats.DBSERV_JSON
         info = formats.ResultInfo(table_name="result", query=query)
         await self.query_and_stream(fmt, info, self.archive.query, self.principal, query, "mysql", context=db)
 

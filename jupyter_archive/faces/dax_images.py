@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from ..core import image_formats, params, times
+from ..core import formats, params, times
 from ..core.errors import not_found
 from ..core.images import PLANES, check_plane_names, cutout_request
 from .base import endpoint
@@ -64,11 +64,11 @@ class ImageHandler(DaxHandler):
 
     def fmt(self) -> str:
         named = self.arguments().get("format")
-        return image_formats.image_format(named[-1] if named else None, self.request.headers.get("Accept"))
+        return formats.image_format(named[-1] if named else None, self.request.headers.get("Accept")).name
 
     def send_image(self, data: bytes, fmt: str, name: str) -> None:
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
-        self.finish(data, set_content_type=image_formats.MEDIA_TYPES[fmt])
+        self.finish(data, set_content_type=formats.image_format(fmt).media_type)
 
     def send_submitted(self, job) -> None:
         """202 for an asynchronous request: its id and the URLs of its status, results and estimate."""
@@ -191,7 +191,7 @@ class ImgservImageHandler(ImageHandler):
         img, planes, request, fmt = await self.call(self._parse, level, collection, kind, image_id, cutout)
         data = await self.call(self.archive.image_bytes, img, planes, request, fmt)
         what = "cutout" if request else "image"
-        self.send_image(data, fmt, f"{img.kind}-{img.id}-{what}.{'jpg' if fmt == 'jpeg' else fmt}")
+        self.send_image(data, fmt, f"{img.kind}-{img.id}-{what}.{formats.image_format(fmt).extension}")
 
     @endpoint(anonymous=True)
     async def post(self, level: str, collection: str, kind: str, image_id: str, cutout: str | None = None):

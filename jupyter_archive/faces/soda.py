@@ -14,6 +14,7 @@ Errors are DALI's plain text, starting with the error word: ``UsageError: ...`` 
 
 from __future__ import annotations
 
+from ..core import formats
 from ..core.errors import ArchiveError, bad_request
 from .base import ArchiveHandler, endpoint
 
@@ -63,7 +64,7 @@ class SyncHandler(SodaHandler):
             if any(v.strip() for v in params.get(name, [])):
                 raise bad_request(f"{name} is not supported: the archive's images have no {name.lower()} axis")
         fmt = (params.get("RESPONSEFORMAT") or [""])[-1].strip().lower()
-        if fmt and fmt not in ("fits", "image/fits", "application/fits"):
+        if fmt and not _fits(fmt):
             raise bad_request(f"RESPONSEFORMAT {fmt!r} is not supported; cutouts come as FITS (image/fits)")
         detail = (params.get("CUTOUTDETAIL") or ["Image"])[-1]
         ids = [v for v in params.get("ID", []) if v.strip()]
@@ -97,6 +98,14 @@ class CapabilitiesHandler(SodaHandler):
             "</vosi:capabilities>\n",
             set_content_type="text/xml; charset=UTF-8",
         )
+
+
+def _fits(value: str) -> bool:
+    """Whether a RESPONSEFORMAT names FITS (a name or media type of the archive's FITS images)."""
+    try:
+        return formats.image_format(value).name == "fits"
+    except ArchiveError:
+        return False
 
 
 def soda_handlers() -> list[tuple[str, type]]:

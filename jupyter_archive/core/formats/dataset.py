@@ -24,18 +24,19 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .formats import (
-    _encode_name,
-    _plain_type,
-    _text_row_bytes,
+from .common import (
+    encode_name,
     markup_rows,
+    plain_type,
     slices,
     tagged,
     text,
+    text_row_bytes,
     unique_names,
     xml_attr,
     xml_text,
 )
+from .registry import Writer
 
 XS = "http://www.w3.org/2001/XMLSchema"
 MSDATA = "urn:schemas-microsoft-com:xml-msdata"
@@ -51,7 +52,7 @@ _UNIT_SECONDS = {"s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 def xsd_type(t: pa.DataType) -> str:
     """The XSD type (without ``xs:``) .NET declares for a column of this Arrow type."""
-    t = _plain_type(t)
+    t = plain_type(t)
     if t in _INTS:
         return _INTS[t]
     if pa.types.is_float32(t):
@@ -87,7 +88,7 @@ def _duration(seconds: float) -> str:
 
 def _values(arr: pa.Array, xsd: str) -> pa.Array:
     """A column as the lexical forms of its XSD type, escaped for XML; nulls stay null."""
-    t = _plain_type(arr.type)
+    t = plain_type(arr.type)
     if xsd == "dateTime" and pa.types.is_date(t):
         return pc.binary_join_element_wise(text(arr, "xml"), "T00:00:00", "")
     if xsd == "duration":
@@ -123,7 +124,7 @@ def _cell(name: str, xsd: str):
 
 def column_names(names: list[str]) -> list[str]:
     """Encoded column names, unique ignoring case (``a``, ``A1``), unnamed ones ``Column1``..."""
-    encoded = [_encode_name(name) if name else f"Column{i + 1}" for i, name in enumerate(names)]
+    encoded = [encode_name(name) if name else f"Column{i + 1}" for i, name in enumerate(names)]
     return unique_names(encoded, lambda name, k: f"{name}{k}")
 
 
@@ -133,7 +134,7 @@ def _schema(table: str, fields: list[tuple[str, pa.DataType]]) -> str:
         xsd = xsd_type(t)
         attrs = ""
         if xsd == "dateTime":
-            tz = pa.types.is_timestamp(_plain_type(t)) and _plain_type(t).tz
+            tz = pa.types.is_timestamp(plain_type(t)) and plain_type(t).tz
             attrs = f' msdata:DateTimeMode="{"Utc" if tz else "Unspecified"}"'
         cols.append(f'                <xs:element name={xml_attr(name)}{attrs} type="xs:{xsd}" minOccurs="0" />\n')
     body = (
@@ -152,7 +153,7 @@ def _schema(table: str, fields: list[tuple[str, pa.DataType]]) -> str:
 
 def write_dataset(schema: pa.Schema, batches, info, opt):
     """Yield the DataSet XML: declaration, schema, rows (streamed slice by slice), end tag."""
-    table = _encode_name(info.table_name or "Table1")
+    table = encode_name(info.table_name or "Table1")
     names = column_names(schema.names)
     head = f'<?xml version="1.0" encoding="utf-8" standalone="yes"?>\n<{DATASET}>\n'
     head += _schema(table, [(n, f.type) for n, f in zip(names, schema)])
@@ -161,5 +162,8 @@ def write_dataset(schema: pa.Schema, batches, info, opt):
         head += f"  <!-- truncated: the row limit{limit} cut this result -->\n"
     yield head.encode()
     cells = [(_cell(n, xsd_type(f.type)), "") for n, f in zip(names, schema)]  # NULL: no element
-    yield from slices(batches, _text_row_bytes(schema) * 2, lambda b: markup_rows(b, f"  <{table}>", f"</{table}>\n", cells))
+    yield from slices(batches, text_row_bytes(schema) * 2, lambda b: markup_rows(b, f"  <{table}>", f"</{table}>\n", cells))
     yield f"</{DATASET}>\n".encode()
+
+
+DATASET_XML = Writer("dataset", write_dataset, "application/x-dataset", {"application/x-dataset": {}})

@@ -6,17 +6,12 @@ glued to the variable-length columns with ``binary_join_element_wise``; the byte
 base64-encoded per slice (one line each), carrying the 0-2 bytes that do not fill a 3-byte
 group to the next slice. TABLEDATA cells are rendered with pyarrow.compute and joined the same way.
 
-Type choices (also used for json-table's ``datatype``):
-  bool -> boolean; int8/int16/uint8 -> short; int32/uint16 -> int; int64/uint32 -> long;
-  uint64 -> char arraysize="*" (decimal text: VOTable has no unsigned 64-bit type and a stream
-  cannot know in advance whether every value fits a long); float16/float32 -> float;
-  float64/decimal -> double; timestamp/date -> char "*" xtype="timestamp" (ISO-8601);
-  binary -> unsignedByte "*"; strings and everything else -> char "*".
-  Text in TABLEDATA is UTF-8 XML character data in ``char`` fields. In BINARY/BINARY2, free
-  text (strings, JSON text of nested values) is declared ``unicodeChar`` and written UTF-16BE
-  (length = UTF-16 code units): choosing per column only when non-ASCII appears cannot be done
-  while streaming, and UTF-8 bytes in binary ``char`` fields are rejected by astropy (it
-  decodes them as ASCII). ASCII-only renderings (timestamps, dates, times, uint64) stay char.
+Type choices are in :mod:`.datatypes`. Text in TABLEDATA is UTF-8 XML character data in ``char``
+fields. In BINARY/BINARY2, free text (strings, JSON text of nested values) is declared
+``unicodeChar`` and written UTF-16BE (length = UTF-16 code units): choosing per column only
+when non-ASCII appears cannot be done while streaming, and UTF-8 bytes in binary ``char``
+fields are rejected by astropy (it decodes them as ASCII). ASCII-only renderings (timestamps,
+dates, times, uint64) stay char; so does text declared ``char`` (``datatype`` metadata).
 Nulls: TABLEDATA ``<TD/>``; BINARY2 the per-row null-flag bitmap; BINARY NaN for floats, '?'
 for booleans, an empty string for text and the type's minimum, declared in ``<VALUES null>``,
 for integers (a real value equal to that minimum would read back as null).
@@ -30,38 +25,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .formats import _plain, _plain_type, joined_bytes, slices, text, xml_attr, xml_escape
-from .schema import field_meta
+from ..schema import field_meta
+from .common import joined_bytes, plain, slices, text, xml_attr, xml_escape
+from .datatypes import votable_type
+from .registry import Writer, not_acceptable
 
 VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
 _SCHEMA_LOCATION = f"{VOTABLE_NS} http://www.ivoa.net/xml/VOTable/votable-1.4.xsd"
 
 _INTS = {"short": ("int16", ">i2"), "int": ("int32", ">i4"), "long": ("int64", ">i8")}
 _FLOATS = {"float": ("float32", ">f4"), "double": ("float64", ">f8")}
-
-
-def votable_type(t: pa.DataType, serialization: str = "tabledata") -> tuple[str, str | None, str | None]:
-    """(datatype, arraysize, xtype) of the FIELD for an Arrow type in a given serialization."""
-    t = _plain_type(t)
-    if pa.types.is_boolean(t):
-        return "boolean", None, None
-    if t in (pa.int8(), pa.int16(), pa.uint8()):
-        return "short", None, None
-    if t in (pa.int32(), pa.uint16()):
-        return "int", None, None
-    if t in (pa.int64(), pa.uint32()):
-        return "long", None, None
-    if t == pa.float32():
-        return "float", None, None
-    if pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return "double", None, None
-    if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        return "char", "*", "timestamp"
-    if pa.types.is_binary(t):
-        return "unsignedByte", "*", None
-    if serialization != "tabledata" and not (pa.types.is_temporal(t) or t == pa.uint64()):
-        return "unicodeChar", "*", None
-    return "char", "*", None
 
 
 def field_type(f: pa.Field, serialization: str) -> tuple[str, str | None, str | None]:
@@ -174,7 +147,7 @@ def _binary_rows(b: pa.RecordBatch, plan: list, flags: bool):
         else:
             values.append(0)
     for col, (kind, cast, dt, sentinel) in zip(b.columns, plan):
-        a = _plain(col)
+        a = plain(col)
         if kind in ("var", "utf16", "ascii"):
             a = text(a, "votable") if not pa.types.is_binary(a.type) else a
             if kind == "ascii":  # a char field holds ASCII: anything else reads back as '?'
@@ -261,7 +234,7 @@ class Base64Stream:
 def _td_rows(b: pa.RecordBatch) -> bytes:
     parts: list = ["<TR>"]
     for col in b.columns:
-        a = _plain(col)
+        a = plain(col)
         t = a.type
         if pa.types.is_boolean(t):
             s = pc.if_else(a, "T", "F")
@@ -303,3 +276,26 @@ def write_votable(schema: pa.Schema, batches, info, options):
             yield from enc.feed(raw)
         yield enc.finish()
     yield _footer(info, ser)
+
+
+_SERIALIZATIONS = {"tabledata": "tabledata", "td": "tabledata", "binary": "binary", "b": "binary",
+                   "binary2": "binary2", "b2": "binary2"}
+
+
+def check_votable(opts: dict) -> None:
+    """``serialization``: tabledata, binary or binary2 (or td, b, b2), any case."""
+    ser = _SERIALIZATIONS.get(str(opts.get("serialization", "binary2")).lower())
+    if ser is None:
+        raise not_acceptable(f"Unknown VOTable serialization {opts['serialization']!r} "
+                             "(use tabledata, binary or binary2)", listing=False)
+    opts["serialization"] = ser
+
+
+_BINARY2 = {"serialization": "binary2"}
+VOTABLE = Writer(
+    "votable", write_votable, "application/x-votable+xml",
+    {"application/x-votable+xml": _BINARY2, "application/votable+xml": _BINARY2, "text/xml;content=x-votable": _BINARY2,
+     "application/VOTable": _BINARY2},  # application/VOTable: LSST DAX's name
+    names={"votable": _BINARY2, **{f"votable/{k}": {"serialization": v} for k, v in _SERIALIZATIONS.items()}},
+    params={"serialization": "serialization"}, check=check_votable,
+)

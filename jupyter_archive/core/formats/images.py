@@ -10,60 +10,16 @@ row 0 of the picture is the top of the image (FITS counts rows from the bottom).
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import ArchiveError
-from .images import Cut
+from .registry import IMAGE, Writer
 
-MEDIA_TYPES = {"fits": "image/fits", "png": "image/png", "jpeg": "image/jpeg"}
-_ALIASES = {
-    "fits": "fits", "fit": "fits", "image/fits": "fits", "application/fits": "fits", "image/x-fits": "fits",
-    "png": "png", "image/png": "png", "jpeg": "jpeg", "jpg": "jpeg", "image/jpeg": "jpeg", "image/jpg": "jpeg",
-}  # fmt: skip
+if TYPE_CHECKING:
+    from ..images import Cut
+
 _EXTNAMES = {"data": "IMAGE", "mask": "MASK", "variance": "VARIANCE"}
-
-
-def image_format(name: str | None = None, accept: str | None = None) -> str:
-    """``fits``, ``png`` or ``jpeg`` from a ``format`` value or an ``Accept`` header (FITS by default)."""
-    if name:
-        fmt = _ALIASES.get(name.strip().lower())
-        if fmt is None:
-            raise _not_acceptable(f"unknown image format {name!r}")
-        return fmt
-    if not accept:
-        return "fits"
-    ranked = []
-    for i, part in enumerate(accept.split(",")):
-        media, *params = [p.strip() for p in part.split(";")]
-        q = 1.0
-        for p in params:
-            if p.startswith("q="):
-                try:
-                    q = float(p[2:])
-                except ValueError:
-                    q = 0.0
-        ranked.append((-q, i, media.lower()))
-    for _, _, media in sorted(ranked):
-        if media in _ALIASES:
-            return _ALIASES[media]
-        if media in ("*/*", "image/*", "application/*"):
-            return "fits"
-    raise _not_acceptable(f"cannot answer Accept: {accept}")
-
-
-def _not_acceptable(message: str) -> ArchiveError:
-    return ArchiveError(
-        "not_acceptable", f"{message}; images come as {', '.join(MEDIA_TYPES.values())}", 406,
-        details={"supported": list(MEDIA_TYPES.values())},
-    )  # fmt: skip
-
-
-def render(cut: Cut, fmt: str) -> bytes:
-    """A cutout (or whole image) as bytes of ``fmt``."""
-    if fmt == "fits":
-        return fits_bytes([cut])
-    return picture_bytes(cut, fmt)
 
 
 def _header_text(cut: Cut) -> str:
@@ -177,3 +133,15 @@ def stretch(data: np.ndarray, plane: str) -> np.ndarray:
         return np.zeros(values.shape, np.uint8)  # a flat image: nothing to stretch
     scaled = np.clip((values - low) / (high - low), 0.0, 1.0)
     return (AsinhStretch(0.1)(scaled, clip=True) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _picture(fmt: str):
+    """The writer of a picture format: the first cutout's first plane."""
+    return lambda cuts, names=None: picture_bytes(cuts[0], fmt)
+
+
+FITS_IMAGE = Writer("fits", fits_bytes, "image/fits", {"image/fits": {}, "application/fits": {}, "image/x-fits": {}},
+                    names={"fits": {}, "fit": {}}, family=IMAGE)
+PNG = Writer("png", _picture("png"), "image/png", {"image/png": {}}, family=IMAGE)
+JPEG = Writer("jpeg", _picture("jpeg"), "image/jpeg", {"image/jpeg": {}, "image/jpg": {}}, names={"jpeg": {}, "jpg": {}},
+              family=IMAGE, extension="jpg")

@@ -23,10 +23,10 @@ import unicodedata
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from astropy.io import fits
 
-from .formats import _plain, joined_bytes, slices, text, unique_names
-from .schema import field_meta
+from ..schema import field_meta
+from .common import joined_bytes, plain, slices, text, unique_names
+from .registry import Writer
 
 BLOCK = 2880
 _U64_ZERO = 2**63
@@ -72,7 +72,7 @@ class _Column:
             self.spool_type = {"bool": pa.bool_(), "bytes": pa.binary()}.get(self.kind, pa.string())
 
     def convert(self, a: pa.Array) -> pa.Array:
-        a = _plain(a)
+        a = plain(a)
         if self.kind == "text":
             a = text(a, "csv")
         elif a.type != self.spool_type:
@@ -112,7 +112,10 @@ class _Column:
         self.kind = "text"
         self.width = max(len(str(lo)), len(str(hi)))
 
-    def fits_column(self, name: str) -> fits.Column:
+    def fits_column(self, name: str):
+        """The astropy ``fits.Column`` of this column, once ``finish`` has fixed its format."""
+        from astropy.io import fits  # astropy loads only when a FITS file is written
+
         unit = field_meta(self.field).get("unit")
         kw = {"name": name, "unit": _ascii(unit) if unit else None}
         if self.kind == "int":
@@ -195,6 +198,8 @@ def _rows(b: pa.RecordBatch, cols: list[_Column], heap_pos: list[int]) -> np.nda
 
 
 def _header(cols: list[_Column], nrows: int, info) -> bytes:
+    from astropy.io import fits
+
     names = _unique_names([c.field.name for c in cols])
     hdu = fits.BinTableHDU.from_columns([c.fits_column(nm) for c, nm in zip(cols, names)], nrows=0)
     hdr = hdu.header
@@ -244,3 +249,7 @@ def write_fits(schema: pa.Schema, batches, info, options):
             yield bytes(BLOCK - size % BLOCK)
     finally:
         os.unlink(path)
+
+
+# application/fitsTable: LSST DAX's name
+FITS = Writer("fits", write_fits, "application/fits", {"application/fits": {}, "application/fitsTable": {}})

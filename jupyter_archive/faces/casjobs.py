@@ -88,16 +88,6 @@ def web_services_id(user: str) -> int:
     return 1_000_000_000 + int.from_bytes(hashlib.sha256(user.encode()).digest()[:4], "big") % 1_000_000_000
 
 
-def net_time(ts: float | None) -> str | None:
-    """.NET-style local ISO time: no zone, fraction without trailing zeros, none when whole seconds."""
-    if ts is None:
-        return None
-    text = times.local(ts).isoformat(timespec="milliseconds")
-    whole, frac = text.split(".")
-    frac = frac.rstrip("0")
-    return f"{whole}.{frac}" if frac else whole
-
-
 QUERY_KINDS = ("query", "directive")  # jobs that run SQL; CasJobs shows the others by what they do
 
 
@@ -122,9 +112,9 @@ def job_json(job: Job) -> dict:
         "JobID": job.id,
         "Rows": job.rows if job.state == "completed" else None,
         "WebServicesID": web_services_id(job.owner),
-        "TimeSubmit": net_time(job.submitted),
-        "TimeStart": net_time(job.started),
-        "TimeEnd": net_time(job.ended),
+        "TimeSubmit": times.dotnet_local(job.submitted),
+        "TimeStart": times.dotnet_local(job.started),
+        "TimeEnd": times.dotnet_local(job.ended),
         "SendEmail": 0,
         "Status": STATUS[job.state],
         "AutoComplete": 0,

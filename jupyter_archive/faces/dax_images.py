@@ -30,6 +30,7 @@ from ..core.images import PLANES, check_plane_names, cutout_request
 from .base import endpoint
 from .dax import DaxHandler
 
+STATUS_TIME = "%Y/%m/%d %H:%M:%S"  # how the document's status shows a time (UTC)
 _IMG = r"(?P<level>[^/]+)/(?P<collection>[^/]+)/(?P<kind>[^/]+)"
 
 
@@ -223,13 +224,10 @@ class ImgservJobHandler(ImageHandler):
 
 def status_json(job) -> dict:
     """A job as the document's status dictionary (``status``, ``startTime``, ``progress``)."""
-
-    def when(t):
-        return times.utc(t).strftime("%Y/%m/%d %H:%M:%S") if t else None
-
-    out = {"id": str(job.id), "status": job.state, "startTime": when(job.started), "progress": f"{round(job.progress * 100)}%"}
+    out = {"id": str(job.id), "status": job.state, "startTime": times.utc_pattern(job.started, STATUS_TIME),
+           "progress": f"{round(job.progress * 100)}%"}  # fmt: skip
     if job.ended:
-        out["endTime"] = when(job.ended)
+        out["endTime"] = times.utc_pattern(job.ended, STATUS_TIME)
     if job.error_message:
         out["error"] = job.error_message
     return out

@@ -39,18 +39,13 @@ STATUS = {
 }  # fmt: skip
 
 
-def iso_time(ts: float | None) -> str | None:
-    """Unix seconds as Kasabi writes times: ISO-8601 UTC to the second, ``Z``-suffixed."""
-    return times.iso(ts, "seconds")
-
-
 def job_json(job: Job) -> dict:
-    """A job as Kasabi's status resource shows it."""
+    """A job as Kasabi's status resource shows it (times in ISO 8601 UTC to the second)."""
     return {
-        "created": iso_time(job.submitted),
+        "created": times.iso(job.submitted, "seconds"),
         # the requested start, or when it actually started if it was to run at once
-        "startTime": iso_time(job.scheduled if job.scheduled is not None else job.started),
-        "endTime": iso_time(job.ended),
+        "startTime": times.iso(job.scheduled if job.scheduled is not None else job.started, "seconds"),
+        "endTime": times.iso(job.ended, "seconds"),
         "status": STATUS[job.state],
     }
 
@@ -147,7 +142,7 @@ class JobsHandler(KasabiHandler):
         job = await self.call(submit, self.archive, self.principal, short_code, start, face=self.face)
         url = self.job_url(short_code, job.id)
         self.set_header("Location", url)
-        when = f"at {iso_time(start)}" if job.state == "scheduled" else "as soon as possible"
+        when = f"at {times.iso(start, 'seconds')}" if job.state == "scheduled" else "as soon as possible"
         self.send_text(f"{job.kind} job {job.id} on dataset {short_code} accepted; it runs {when}. Status: {url}", 202)
 
 

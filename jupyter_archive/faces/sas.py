@@ -10,15 +10,13 @@ Status codes follow the Data Loader document: POST answers 200 with ``Location``
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import json
 import time
 from typing import Any
 from urllib.parse import urlencode
 
-from ..core import formats
-from ..core.directives import Directive, iso_time
+from ..core import formats, times
+from ..core.directives import Directive
 from ..core.errors import ArchiveError, bad_request, not_found
 from ..core.jobs import Job
 from .base import ArchiveHandler, endpoint, log_message_id
@@ -84,10 +82,6 @@ def error_json(code: str, message: str, status: int, details: list[str]) -> dict
         "details": details,
         "remediation": remedy,
     }
-
-
-def http_date(ts: float) -> str:
-    return email.utils.formatdate(ts, usegmt=True)
 
 
 class SasHandler(ArchiveHandler):
@@ -220,9 +214,9 @@ class SasHandler(ArchiveHandler):
             "directiveName": req.get("directive_name"),
             "state": STATE[job.state],
             "createdBy": job.owner,
-            "creationTimeStamp": iso_time(job.submitted),
-            "startedTimeStamp": iso_time(job.started),
-            "endedTimeStamp": iso_time(job.ended),
+            "creationTimeStamp": times.iso(job.submitted),
+            "startedTimeStamp": times.iso(job.started),
+            "endedTimeStamp": times.iso(job.ended),
             "elapsedTime": int((end - job.started) * 1000) if job.started and end else 0,  # milliseconds
             "progress": int(round(job.progress * 100)),  # percent
             "rows": job.rows,
@@ -230,7 +224,7 @@ class SasHandler(ArchiveHandler):
         }
         if job.final:
             # The Data Loader document's sign that a job is complete: present once it has ended.
-            out["stopTimeStamp"] = iso_time(job.ended or job.started or job.submitted)
+            out["stopTimeStamp"] = times.iso(job.ended or job.started or job.submitted)
         links = [
             self.link("self", uri, JOB),
             self.link("up", "/jobs", COLLECTION, item_type=JOB),
@@ -259,7 +253,7 @@ class SasHandler(ArchiveHandler):
 
     def send_job(self, job: Job, status: int = 200) -> None:
         stamps = [t for t in (job.submitted, job.started, job.ended) if t]
-        self.set_header("Last-Modified", http_date(max(stamps)))
+        self.set_header("Last-Modified", times.http_date(max(stamps)))
         if not job.final:
             # elapsedTime changes on every request until the job ends
             self.set_header("Cache-Control", "no-cache")
@@ -320,7 +314,7 @@ class DirectivesHandler(SasHandler):
         fields = {k: v for k, v in self.json_body().items() if k not in READ_ONLY}
         d = await self.call(self.archive.directives.create, self.principal, fields)
         self.set_header("Location", self.root + f"/directives/{d.id}")
-        self.set_header("Last-Modified", http_date(d.modified))
+        self.set_header("Last-Modified", times.http_date(d.modified))
         self.send_sas(self.directive_json(d), DIRECTIVE)
 
 
@@ -330,19 +324,13 @@ class DirectiveHandler(SasHandler):
     @endpoint()
     async def get(self, directive_id: str):
         d = await self.call(self.archive.directives.get, self.principal, directive_id)
-        self.set_header("Last-Modified", http_date(d.modified))
-        since = self.request.headers.get("If-Modified-Since")
-        if since:
-            try:
-                when = email.utils.parsedate_to_datetime(since)
-                when = when.replace(tzinfo=when.tzinfo or dt.timezone.utc).timestamp()
-            except (TypeError, ValueError, OverflowError):
-                when = None  # not an HTTP date (RFC 9110: ignore the header)
-            # HTTP dates have whole seconds: unchanged when modified in or before that second.
-            if when is not None and int(d.modified) <= when:
-                self.set_status(304)
-                self.finish()
-                return
+        self.set_header("Last-Modified", times.http_date(d.modified))
+        since = times.parse_http_date(self.request.headers.get("If-Modified-Since"))
+        # HTTP dates have whole seconds: unchanged when modified in or before that second.
+        if since is not None and int(d.modified) <= since:
+            self.set_status(304)
+            self.finish()
+            return
         self.send_sas(self.directive_json(d), DIRECTIVE)
 
     head = get

@@ -30,11 +30,6 @@ ACTIVE_PHASES = {"PENDING", "QUEUED", "EXECUTING"}
 MAX_WAIT = 60.0  # seconds a WAIT may block (below proxies' idle timeouts and pyvo's 600 s)
 
 
-def iso(t: float | None) -> str | None:
-    """A UWS time: ISO 8601 in UTC with a Z."""
-    return times.iso(t, "milliseconds")
-
-
 def phase(job: Job) -> str:
     return PHASES.get(job.state, "UNKNOWN")
 
@@ -120,11 +115,11 @@ class UwsHandler(TapParamsHandler):
             _nil("ownerId", self.owner(job)),
             f"<uws:phase>{ph}</uws:phase>",
             '<uws:quote xsi:nil="true"/>',
-            f"<uws:creationTime>{iso(job.submitted)}</uws:creationTime>",
-            _nil("startTime", iso(job.started)),
-            _nil("endTime", iso(job.ended)),
+            f"<uws:creationTime>{times.iso(job.submitted)}</uws:creationTime>",
+            _nil("startTime", times.iso(job.started)),
+            _nil("endTime", times.iso(job.ended)),
             f"<uws:executionDuration>{int(job.request.get('time_limit') or 0)}</uws:executionDuration>",
-            _nil("destruction", iso(self.destruction(job))),
+            _nil("destruction", times.iso(self.destruction(job))),
             self.parameters_xml(job),
             self.results_xml(job),
         ]
@@ -160,7 +155,7 @@ class JobsHandler(UwsHandler):
                 f"<uws:phase>{phase(j)}</uws:phase>"
                 + (f"<uws:runId>{escape(runid)}</uws:runId>" if runid else "")
                 + _nil("ownerId", self.owner(j))
-                + f"<uws:creationTime>{iso(j.submitted)}</uws:creationTime></uws:jobref>"
+                + f"<uws:creationTime>{times.iso(j.submitted)}</uws:creationTime></uws:jobref>"
             )
         out.append("</uws:jobs>")
         self.send_xml("".join(out))
@@ -238,7 +233,7 @@ class JobPartHandler(UwsHandler):
         elif part == "executionduration":
             self.text(int(job.request.get("time_limit") or 0))
         elif part == "destruction":
-            self.text(iso(self.destruction(job)) or "")
+            self.text(times.iso(self.destruction(job)) or "")
         elif part == "quote":
             self.text("")
         elif part == "owner":

@@ -12,7 +12,6 @@ from xml.sax.saxutils import escape, quoteattr
 from tornado import web
 
 from ..core import formats, tap_uploads, times
-from ..core.archive_jobs import ANONYMOUS_OWNER
 from ..core.errors import ArchiveError, bad_request, not_found
 from ..core.jobs import Job
 from ..core.params import integer
@@ -84,7 +83,7 @@ class UwsHandler(TapParamsHandler):
     @staticmethod
     def owner(job: Job) -> str | None:
         """The ownerId: nil for anonymous jobs."""
-        return None if job.owner == ANONYMOUS_OWNER else job.owner
+        return None if job.anonymous else job.owner
 
     def parameters_xml(self, job: Job) -> str:
         # the job's TAP parameters as sent (PHASE and ACTION steer the job; they are not parameters)

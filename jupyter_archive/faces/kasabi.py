@@ -19,12 +19,11 @@ from typing import Any
 from urllib.parse import quote
 
 from jupyter_server.utils import url_path_join
-from tornado import web
 
 from ..core import datasets, times
 from ..core.errors import ArchiveError
 from ..core.jobs import Job
-from .base import AUTH_HEADER, FORWARDED_USER, ArchiveHandler, endpoint
+from .base import AUTH_HEADER, FORWARDED_USER, ArchiveHandler, HttpError, endpoint
 
 PLAIN = "text/plain; charset=UTF-8"
 
@@ -59,6 +58,8 @@ class KasabiHandler(ArchiveHandler):
     """Base of the Kasabi handlers: API keys, 401 for anyone but the owner, plain-text errors."""
 
     face = "kasabi"
+    error_media = PLAIN
+    error_headers = {401: {"WWW-Authenticate": 'token realm="jupyter_archive"'}}
 
     def api_key(self) -> str | None:
         for name in KEY_HEADERS:
@@ -85,29 +86,14 @@ class KasabiHandler(ArchiveHandler):
         return super()._authenticate(False)
 
     def error_body(self, err: ArchiveError) -> tuple[int, str]:
-        """(status, plain-text message): Kasabi's errors are a line of text."""
-        return err.status, err.message.rstrip("\n") + "\n"
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Every error, ours or tornado's (405, XSRF), as text/plain; never a traceback."""
-        # APIHandler.finish would relabel the body application/json unless told otherwise.
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ArchiveError):
-            err = exc
-            if err.code == "permission":
-                # Kasabi's word for "this key may not touch this dataset" is 401 Not Authorized.
-                err = ArchiveError("unauthorized", f"not authorized: {err.message}", 401, details=err.details)
-        elif isinstance(exc, web.HTTPError):
-            reason = exc.reason or responses.get(exc.status_code, "HTTP error")
-            err = ArchiveError("http", exc.log_message or f"{exc.status_code} {reason}", exc.status_code)
-        else:
-            err = ArchiveError("server_error", "internal error in the archive; the server log has the details", 500)
-        status, text = self.error_body(err)
-        self.clear_header("Content-Encoding")
-        if status == 401:
-            self.set_header("WWW-Authenticate", 'token realm="jupyter_archive"')
-        self.set_status(status)
-        self.finish(text, set_content_type=PLAIN)
+        """(status, a line of text): Kasabi's errors; tornado's own (405, XSRF) say their status line."""
+        status, message = err.status, err.message
+        if isinstance(err, HttpError):
+            message = err.log_message or f"{status} {err.reason or responses.get(status, 'HTTP error')}"
+        elif err.code == "permission":
+            # Kasabi's word for "this key may not touch this dataset" is 401 Not Authorized.
+            status, message = 401, f"not authorized: {message}"
+        return status, message.rstrip("\n") + "\n"
 
     def send_text(self, text: str, status: int = 200) -> None:
         self.set_status(status)

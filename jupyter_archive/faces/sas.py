@@ -84,11 +84,18 @@ def error_json(code: str, message: str, status: int, details: list[str]) -> dict
     }
 
 
+def content_type(media: str) -> str:
+    """The Content-Type of a SAS resource type (``+json``, charset, the version of versioned ones)."""
+    suffix = "" if media == TEXT else "+json"
+    version = f";version={VERSIONED[media]}" if media in VERSIONED else ""
+    return f"{media}{suffix};charset=utf-8{version}"
+
+
 class SasHandler(ArchiveHandler):
     """Base of the SAS handlers: links, collections, media types, SAS errors."""
 
     face = "sas"
-    _sas_error = False
+    error_media = content_type(ERROR)
 
     # -- errors -------------------------------------------------------------------------------
     def error_body(self, err: ArchiveError) -> tuple[int, Any]:
@@ -99,25 +106,7 @@ class SasHandler(ArchiveHandler):
         details += [f"path: {self.request.path}", f"correlator: {log_message_id()}"]
         return err.status, error_json(err.code, err.message, err.status, details)
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        # The base writes the body; finish() below gives it the SAS error media type.
-        self._sas_error = True
-        for name in ("Last-Modified", "Location", "Cache-Control"):
-            self.clear_header(name)
-        super().write_error(status_code, **kwargs)
-
-    def finish(self, chunk=None, **kwargs):
-        if self._sas_error:
-            kwargs["set_content_type"] = self.content_type(ERROR)
-        return super().finish(chunk, **kwargs)
-
     # -- rendering -----------------------------------------------------------------------------
-    @staticmethod
-    def content_type(media: str) -> str:
-        suffix = "" if media == TEXT else "+json"
-        version = f";version={VERSIONED[media]}" if media in VERSIONED else ""
-        return f"{media}{suffix};charset=utf-8{version}"
-
     def accepts(self, media: str) -> bool:
         """Does Accept name ``media`` itself (with or without ``+json``)?"""
         ranges = formats.parse_accept(self.request.headers.get("Accept") or "")
@@ -132,7 +121,7 @@ class SasHandler(ArchiveHandler):
         if ranges and not any(mt in ok for mt in ranges):
             raise ArchiveError("not_acceptable", f"this resource is {media}+json (or application/json); Accept was {', '.join(ranges)}", 406)
         plain = "application/json" in ranges and not any(mt in (media, media + "+json") for mt in ranges)
-        return "application/json" if plain else self.content_type(media)
+        return "application/json" if plain else content_type(media)
 
     def send_sas(self, data: Any, media: str, status: int = 200) -> None:
         """Send a SAS resource: its vnd media type, or plain JSON when that is all Accept allows."""
@@ -142,7 +131,7 @@ class SasHandler(ArchiveHandler):
 
     def send_text(self, text: str, status: int = 200) -> None:
         self.set_status(status)
-        self.finish(text, set_content_type=self.content_type(TEXT))
+        self.finish(text, set_content_type=content_type(TEXT))
 
     @property
     def root(self) -> str:

@@ -26,6 +26,7 @@ class SodaHandler(ArchiveHandler):
     """SODA errors as text/plain with DALI's leading error word."""
 
     face = "soda"
+    error_media = "text/plain; charset=UTF-8"
 
     def error_body(self, err: ArchiveError):
         if err.status in (401, 403):

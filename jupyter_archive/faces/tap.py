@@ -140,23 +140,16 @@ class TapHandler(ArchiveHandler):
     """Base of the TAP handlers: errors are DALI error VOTables; user errors answer 400."""
 
     face = "tap"
+    error_media = VOTABLE_MEDIA
 
-    def write_error(self, status_code: int, **kwargs) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ArchiveError):
-            status, message = exc.status, exc.message
-            if exc.position:
-                message = f"{message} (line {exc.position[0]}, column {exc.position[1]})"
-        elif isinstance(exc, web.HTTPError):
-            status, message = exc.status_code, exc.log_message or exc.reason or f"HTTP {exc.status_code}"
-        else:
-            status, message = 500, "internal error in the archive; the server log has the details"
+    def error_body(self, err: ArchiveError) -> tuple[int, bytes]:
+        message = err.message
+        if err.position:
+            message = f"{message} (line {err.position[0]}, column {err.position[1]})"
+        status = err.status
         if 400 <= status < 500 and status not in (401, 403, 404, 405, 413):
             status = 400  # DALI: parameter and query errors are 400, whatever the core's code
-        self.clear_header("Content-Encoding")
-        self.clear_header("Content-Disposition")
-        self.set_status(status)
-        self.finish(error_votable(message), set_content_type=VOTABLE_MEDIA)
+        return status, error_votable(message)
 
     @property
     def tap_url(self) -> str:

@@ -245,12 +245,6 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
         """The fields of a url-encoded or multipart form body (tornado parsed them), as bytes."""
         return self.request.body_arguments if self.request.method in ("POST", "PUT", "PATCH") else {}
 
-    def int_arg(
-        self, name: str, default: int | None = None, *, minimum: int | None = params.INT64_MIN,
-        maximum: int | None = params.INT64_MAX,
-    ) -> int | None:  # fmt: skip
-        return params.integer(name, self.arg(name), default=default, minimum=minimum, maximum=maximum)
-
     def number_arg(self, name: str, default: float | None = None, **bounds) -> float | None:
         return params.number(name, self.arg(name), default=default, **bounds)
 
@@ -259,6 +253,19 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
 
     def time_arg(self, name: str) -> float | None:
         return times.parse(name, self.arg(name))
+
+    def page(
+        self, start: str | None, limit: str, default: int | None, maximum: int | None = None, *,
+        first: int | None = 0, least: int = 1, values: dict[str, str] | None = None,
+    ) -> tuple[int | None, int | None]:  # fmt: skip
+        """The window of a listing, under the face's names for its two ends: ``start`` (none when
+        the face has no such parameter; at least 0, ``first`` when absent) and ``limit`` (at least
+        ``least``, ``default`` when absent, at most ``maximum``). Read from the query string, or
+        from ``values`` when the face gathered its parameters itself."""
+        read = self.arg if values is None else values.get
+        offset = None if start is None else params.integer(start, read(start), default=first, minimum=0)
+        count = params.integer(limit, read(limit), default=default, minimum=least)
+        return offset, (min(count, maximum) if maximum is not None and count is not None else count)
 
     def json_body(self) -> dict:
         """The request body as a JSON object (depth-limited, see ``core.params``), or the fields

@@ -111,12 +111,9 @@ class DaxHandler(ArchiveHandler):
     def error_body(self, err: ArchiveError):
         return err.status, _error_doc(err, "exception")
 
-    def page_args(self, args: dict[str, str] | None = None) -> tuple[int, int]:
-        """``start`` and ``count`` (non-negative integers) of a listing, from the query string or ``args``."""
-        if args is None:
-            return self.int_arg("start", 0, minimum=0), self.int_arg("count", PAGE_SIZE, minimum=0)
-        start = params.integer("start", args.get("start"), default=0, minimum=0)
-        return start, params.integer("count", args.get("count"), default=PAGE_SIZE, minimum=0)
+    def page_window(self, values: dict[str, str] | None = None) -> tuple[int, int]:
+        """``start`` and ``count`` (non-negative integers) of a listing, from the query string or ``values``."""
+        return self.page("start", "count", PAGE_SIZE, least=0, values=values)
 
     async def send_meta(self, doc, rows: list[dict], columns: tuple[str, ...] = (), name: str = "result") -> None:
         """Metadata: the document's JSON ``doc``, or ``rows`` as a table in the format asked for."""
@@ -131,7 +128,7 @@ class DaxHandler(ArchiveHandler):
     async def send_page(self, names: list[str], *, stable: bool, rows: bool = True, name: str = "result") -> None:
         """A paged listing of names (``containing``, ``start``, ``count``), with the document's
         flags: each name a one-element array (``rows``, as metaserv v0) or a plain string."""
-        start, count = self.page_args()
+        start, count = self.page_window()
         keep = name_filter(self.arg("containing"))
         names = [n for n in names if keep(n)]
         page = names[start : start + count]

@@ -118,7 +118,7 @@ class MetaImagesHandler(ImageHandler):
     @endpoint(anonymous=True)
     async def get(self, level: str, collection: str, kind: str):
         images = await self.call(list_images, self, level, collection, kind)
-        start, count = self.page_args()
+        start, count = self.page_window()
         page = images[start : start + count]
         urls = [self.image_url(img) for img in page]
         doc = {"results": urls, "ids": [img.id for img in page], "more": start + count < len(images), "stable": True}
@@ -180,7 +180,7 @@ class ImgservListHandler(ImageHandler):
 
     def _page(self, level: str, collection: str, kind: str):
         images = list_images(self, level, collection, kind)
-        start, count = self.page_args(self.params())
+        start, count = self.page_window(self.params())
         return images[start : start + count]
 
 

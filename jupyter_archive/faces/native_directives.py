@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from ..core.directives import Directive
 from .base import endpoint
-from .native import NativeHandler, job_json
+from .native import PAGE_SIZE, NativeHandler, job_json
 
 # Members a client may send back from a directive it read; they are the store's to set.
 READ_ONLY = {"id", "path", "owner", "creationTimeStamp", "modifiedTimeStamp", "links"}
@@ -36,8 +36,7 @@ class DirectivesHandler(NativeHandler):
     @endpoint()
     async def get(self):
         folder = self.arg("folder")
-        offset = self.int_arg("offset", 0, minimum=0)
-        limit = self.int_arg("limit", 100, minimum=1)
+        offset, limit = self.page("offset", "limit", PAGE_SIZE)
         everyone = self.bool_arg("all")
         items, total = await self.call(
             self.archive.directives.list, self.principal, folder or None, offset, limit, all_users=everyone

@@ -54,7 +54,8 @@ class QuasarHandler(ArchiveHandler):
         return text
 
     def paging(self) -> tuple[int | None, int | None]:
-        return self.int_arg("offset", None, minimum=0), self.int_arg("limit", None, minimum=1)
+        """``offset`` and ``limit`` of rows; the engine's own when absent."""
+        return self.page("offset", "limit", None, first=None)
 
 
 class QueryHandler(QuasarHandler):

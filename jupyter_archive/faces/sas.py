@@ -145,11 +145,6 @@ class SasHandler(ArchiveHandler):
             out["itemType"] = item_type
         return out
 
-    def page_args(self, default: int = DEFAULT_LIMIT) -> tuple[int, int]:
-        start = self.int_arg("start", 0, minimum=0)
-        limit = self.int_arg("limit", default, minimum=1)
-        return start, min(limit, MAX_LIMIT)
-
     def collection(
         self, uri: str, items: list, total: int, start: int, limit: int, item_type: str, *,
         params: dict | None = None, up: dict | None = None, paged: bool = True,
@@ -274,7 +269,7 @@ class DirectivesHandler(SasHandler):
 
     @endpoint()
     async def get(self):
-        start, limit = self.page_args()
+        start, limit = self.page("start", "limit", DEFAULT_LIMIT, MAX_LIMIT)
         path = self.arg("directiveFolderPath")
         folder = self.arg("sasFolderPath")
         params = {}
@@ -343,7 +338,7 @@ class JobsHandler(SasHandler):
 
     @endpoint()
     async def get(self):
-        start, limit = self.page_args()
+        start, limit = self.page("start", "limit", DEFAULT_LIMIT, MAX_LIMIT)
         jobs, total = await self.call(self.archive.list_jobs, self.principal, face="sas", offset=start, limit=limit)
         body = self.collection("/jobs", [self.job_json(j) for j in jobs], total, start, limit, JOB, up=self.link("up", "/", API))
         self.send_sas(body, COLLECTION)
@@ -402,7 +397,7 @@ class JobLogHandler(SasHandler):
         if self.accepts(TEXT):
             self.send_text("".join(e["line"] + "\n" for e in entries))
             return
-        start, limit = self.page_args(LOG_LIMIT)
+        start, limit = self.page("start", "limit", LOG_LIMIT, MAX_LIMIT)
         up = self.link("up", f"/jobs/{job.id}", JOB)
         page = entries[start : start + limit]
         self.send_sas(self.collection(f"/jobs/{job.id}/log", page, len(entries), start, limit, LOG_LINE, up=up), COLLECTION)
@@ -448,8 +443,7 @@ class JobResultsHandler(SasHandler):
             self.send_sas(self.results_collection(job), COLLECTION)
             return
         fmt = self.negotiate("json")
-        start = self.int_arg("start", 0, minimum=0)
-        limit = self.int_arg("limit", None, minimum=1)
+        start, limit = self.page("start", "limit", None)
         result = await self.call(self.archive.job_result, self.principal, job.id, offset=start, limit=limit)
         await self.stream(result, fmt, formats.ResultInfo(table_name=f"job{job.id}"))
 

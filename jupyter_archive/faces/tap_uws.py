@@ -140,7 +140,7 @@ class JobsHandler(UwsHandler):
     @endpoint(anonymous=True)
     async def get(self):
         phases = {p.strip().upper() for v in self.args("PHASE") for p in v.split(",")}
-        last = self.int_arg("LAST", minimum=0)
+        _, last = self.page(None, "LAST", None, least=0)
         jobs, _ = await self.call(self.archive.list_jobs, self.principal, face="tap", submitted_from=self.time_arg("AFTER"))
         jobs = [j for j in jobs if (phase(j) in phases if phases else True)]
         if last is not None:

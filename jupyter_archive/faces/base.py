@@ -154,6 +154,13 @@ class ArchiveHandler(ExtensionHandlerMixin, APIHandler):
         """The base URL the caller used (the forwarding server's, for a forwarded request)."""
         return getattr(self, "_forwarded_base", None) or super().base_url
 
+    def archive_url(self, *parts: Any, absolute: bool = False) -> str:
+        """``{base}archive/<parts>`` as the caller reaches it (a forwarded request: through the
+        forwarding server), with its scheme and host when ``absolute``. Parts are joined as
+        given: a face quotes those that need it."""
+        path = self.base_url.rstrip("/") + "/archive/" + "/".join(str(p) for p in parts)
+        return f"{self.request.protocol}://{self.request.host}{path}" if absolute else path
+
     def check_xsrf_cookie(self) -> None:
         # Header-authenticated and anonymous requests carry no cookie to forge; a forwarding
         # server checked its own caller's (and the secret is checked at authentication).

@@ -35,14 +35,10 @@ _IMG = r"(?P<level>[^/]+)/(?P<collection>[^/]+)/(?P<kind>[^/]+)"
 
 
 class ImageHandler(DaxHandler):
-    """Shared helpers: absolute URLs and request arguments from the query string, a form or JSON."""
-
-    def url(self, *parts: str) -> str:
-        base = f"{self.request.protocol}://{self.request.host}{self.base_url.rstrip('/')}/archive/dax"
-        return base + "/" + "/".join(str(p) for p in parts)
+    """Shared helpers: image URLs and request arguments from the query string, a form or JSON."""
 
     def image_url(self, img) -> str:
-        return self.url("image", "v0", img.level, img.collection, img.kind, img.id)
+        return self.archive_url("dax", "image", "v0", img.level, img.collection, img.kind, img.id, absolute=True)
 
     def params(self) -> dict:
         """Single-valued arguments (query string, form fields or a JSON body)."""
@@ -73,13 +69,10 @@ class ImageHandler(DaxHandler):
 
     def send_submitted(self, job) -> None:
         """202 for an asynchronous request: its id and the URLs of its status, results and estimate."""
-        status = self.url("image", "v0", job.id, "status")
+        status, results, explain = (self.archive_url("dax", "image", "v0", job.id, what, absolute=True)
+                                    for what in ("status", "results", "explain"))  # fmt: skip
         self.set_header("Location", status)
-        self.send_json(
-            {"id": str(job.id), "status": status, "results": self.url("image", "v0", job.id, "results"),
-             "explain": self.url("image", "v0", job.id, "explain")},
-            status=202,
-        )  # fmt: skip
+        self.send_json({"id": str(job.id), "status": status, "results": results, "explain": explain}, status=202)
 
 
 # -- metaserv ---------------------------------------------------------------------------------------
@@ -217,7 +210,8 @@ class ImgservJobHandler(ImageHandler):
             self.send_json({"result": estimate.get("text", ""), **{k: v for k, v in estimate.items() if k != "text"}})
         elif what == "results":
             names = await self.call(self.archive.cutout_results, self.principal, job_id)  # 409 until it has completed
-            self.send_json([self.url("image", "v0", job.id, "results", n) for n in range(len(names))])
+            urls = [self.archive_url("dax", "image", "v0", job.id, "results", n, absolute=True) for n in range(len(names))]
+            self.send_json(urls)
         else:
             self.send_json(status_json(job))
 

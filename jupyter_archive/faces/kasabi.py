@@ -18,8 +18,6 @@ from http.client import responses
 from typing import Any
 from urllib.parse import quote
 
-from jupyter_server.utils import url_path_join
-
 from ..core import datasets, times
 from ..core.errors import ArchiveError
 from ..core.jobs import Job
@@ -100,7 +98,7 @@ class KasabiHandler(ArchiveHandler):
         self.finish(text.rstrip("\n") + "\n", set_content_type=PLAIN)
 
     def job_url(self, short_code: str, job_id: int) -> str:
-        return url_path_join(self.base_url, "archive/kasabi/dataset", quote(short_code, safe=""), "jobs", str(job_id))
+        return self.archive_url("kasabi", "dataset", quote(short_code, safe=""), "jobs", job_id)
 
 
 def _param(body: dict, name: str, handler: KasabiHandler) -> Any:

@@ -117,7 +117,7 @@ class CompileHandler(NativeHandler):
 def job_json(handler: NativeHandler, job) -> dict:
     """A job in the native API, with links to its parts."""
     out = job.to_json()
-    base = handler.base_url.rstrip("/") + f"/archive/api/jobs/{job.id}"
+    base = handler.archive_url("api", "jobs", job.id)
     out["links"] = {"self": base, "log": base + "/log", "results": base + "/results", "cancel": base + "/cancel"}
     return out
 

@@ -20,9 +20,8 @@ READ_ONLY = {"id", "path", "owner", "creationTimeStamp", "modifiedTimeStamp", "l
 def directive_json(handler: NativeHandler, d: Directive) -> dict:
     """A directive in the native API, with links to itself, its runs and the SAS face's view."""
     out = d.to_json()
-    base = handler.base_url.rstrip("/") + "/archive"
-    me = f"{base}/api/directives/{quote(d.id)}"
-    out["links"] = {"self": me, "run": me + "/run", "sas": f"{base}/sas/directives/{quote(d.id)}"}
+    me = handler.archive_url("api", "directives", quote(d.id))
+    out["links"] = {"self": me, "run": me + "/run", "sas": handler.archive_url("sas", "directives", quote(d.id))}
     return out
 
 

@@ -135,7 +135,7 @@ class SasHandler(ArchiveHandler):
 
     @property
     def root(self) -> str:
-        return self.base_url.rstrip("/") + "/archive/sas"
+        return self.archive_url("sas")
 
     def link(self, rel: str, uri: str, media: str | None = None, *, method: str = "GET", item_type: str | None = None) -> dict:
         out = {"method": method, "rel": rel, "href": self.root + uri, "uri": uri}

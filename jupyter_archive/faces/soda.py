@@ -83,7 +83,7 @@ class CapabilitiesHandler(SodaHandler):
 
     @endpoint(anonymous=True)
     async def get(self):
-        base = f"{self.request.protocol}://{self.request.host}{self.base_url.rstrip('/')}/archive/soda"
+        base = self.archive_url("soda", absolute=True)
         self.finish(
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             '<vosi:capabilities xmlns:vosi="http://www.ivoa.net/xml/VOSICapabilities/v1.0" '

@@ -154,12 +154,12 @@ class TapHandler(ArchiveHandler):
     @property
     def tap_url(self) -> str:
         """The service's base URL as clients reach it (…/archive/tap)."""
-        return f"{self.request.protocol}://{self.request.host}{self.base_url}archive/tap"
+        return self.archive_url("tap", absolute=True)
 
     @property
     def soda_url(self) -> str:
         """The SODA sync endpoint of the same server (image cutouts)."""
-        return f"{self.request.protocol}://{self.request.host}{self.base_url}archive/soda/sync"
+        return self.archive_url("soda", "sync", absolute=True)
 
     def send_xml(self, body: str, media: str = "text/xml; charset=UTF-8") -> None:
         self.finish('<?xml version="1.0" encoding="UTF-8"?>\n' + body, set_content_type=media)
@@ -248,7 +248,7 @@ class TapParamsHandler(LimitedBody, TapHandler):
 
     def job_of_url(self, url: str) -> int | None:
         """The job whose result ``url`` is, when it is a result URL of this very service."""
-        own = f"{self.request.protocol}://{self.request.host}{self.base_url}archive/"
+        own = self.archive_url(absolute=True)
         if not url.startswith(own):
             return None
         m = re.fullmatch(r"(?:tap/async/(\d+)/results/result|api/jobs/(\d+)/results)/?", url[len(own):].split("?")[0])

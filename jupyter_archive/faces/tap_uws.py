@@ -44,10 +44,10 @@ class UwsHandler(TapParamsHandler):
 
     @property
     def jobs_url(self) -> str:
-        return f"{self.tap_url}/async"
+        return self.archive_url("tap", "async", absolute=True)
 
     def job_url(self, job: Job) -> str:
-        return f"{self.jobs_url}/{job.id}"
+        return self.archive_url("tap", "async", job.id, absolute=True)
 
     async def tap_job(self, job_id: str) -> Job:
         job = await self.call(self.archive.job, self.principal, job_id)

@@ -29,11 +29,11 @@ from tornado import httputil, web
 from tornado.iostream import StreamClosedError
 from urllib.parse import unquote
 
-from ..core import formats, params, times
-from ..core.archive import Archive
-from ..core.catalog import ANONYMOUS, Principal
-from ..core.errors import ArchiveError
-from ..core.query import QueryResult
+from ...core import formats, params, times
+from ...core.archive import Archive
+from ...core.catalog import ANONYMOUS, Principal
+from ...core.errors import ArchiveError
+from ...core.query import QueryResult
 
 AUTH_HEADER = "X-Auth-Token"
 # What a forwarding server on the same data dir says (faces/proxy.py), believed only with the secret.

@@ -73,7 +73,7 @@ def _module_names(module: str) -> set[str]:
     return _names_in(path.read_text())
 
 
-ALL_NAMES = sorted(set().union(*(_names_in(p.read_text()) for p in FACES.glob("*.py"))) | set(images.CUTOUT_PARAMETERS))
+ALL_NAMES = sorted(set().union(*(_names_in(p.read_text()) for p in FACES.rglob("*.py"))) | set(images.CUTOUT_PARAMETERS))
 
 
 def handler_names(cls) -> list[str]:

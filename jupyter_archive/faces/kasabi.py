@@ -65,7 +65,7 @@ class KasabiHandler(ArchiveHandler):
                 return self.request.headers[name]
         return self.arg(KEY_PARAM) or None
 
-    def _authenticate(self, anonymous_ok: bool):
+    def authenticate(self, anonymous_ok: bool):
         # Datasets have owners, so nobody is let in anonymously, and Kasabi answers a
         # missing key with 401 where the base class says 403.
         key = self.api_key()
@@ -81,7 +81,7 @@ class KasabiHandler(ArchiveHandler):
                 "token), an X-Auth-Token header, or log in to Jupyter",
                 401,
             )
-        return super()._authenticate(False)
+        return super().authenticate(False)
 
     def error_body(self, err: ArchiveError) -> tuple[int, str]:
         """(status, a line of text): Kasabi's errors; tornado's own (405, XSRF) say their status line."""

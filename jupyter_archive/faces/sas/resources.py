@@ -15,11 +15,11 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from ..core import formats, times
-from ..core.directives import Directive
-from ..core.errors import ArchiveError, bad_request, not_found
-from ..core.jobs import Job
-from .base import ArchiveHandler, endpoint, log_message_id
+from ...core import formats, times
+from ...core.directives import Directive
+from ...core.errors import ArchiveError, bad_request, not_found
+from ...core.jobs import Job
+from ..base import ArchiveHandler, endpoint, log_message_id
 
 API = "application/vnd.sas.api"
 COLLECTION = "application/vnd.sas.collection"
@@ -491,7 +491,7 @@ class MissingHandler(SasHandler):
 
 
 def sas_handlers() -> list[tuple[str, type]]:
-    from .native_directives import native_directive_handlers
+    from ..native_directives import native_directive_handlers
 
     # The native directive routes ride along here so app.py needs no change.
     return native_directive_handlers() + [

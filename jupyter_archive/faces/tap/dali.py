@@ -16,10 +16,10 @@ from xml.sax.saxutils import escape, quoteattr
 
 from tornado import httputil, web
 
-from ..core import formats, tap_schema, tap_uploads
-from ..core.errors import ArchiveError, bad_request, not_found
-from ..core.params import integer
-from .base import ArchiveHandler, LimitedBody, endpoint
+from ...core import formats, tap_schema, tap_uploads
+from ...core.errors import ArchiveError, bad_request, not_found
+from ...core.params import integer
+from ..base import ArchiveHandler, LimitedBody, endpoint
 
 DEFAULT_MAXREC = 100_000
 HARD_MAXREC = 10_000_000
@@ -400,7 +400,7 @@ class NotFoundHandler(TapHandler):
 
 
 def tap_handlers() -> list[tuple[str, type]]:
-    from .tap_uws import uws_handlers  # it builds on this module's handlers
+    from .uws import uws_handlers  # it builds on this module's handlers
 
     return uws_handlers() + [
         (r"archive/tap/sync/?", SyncHandler),

@@ -11,12 +11,12 @@ from xml.sax.saxutils import escape, quoteattr
 
 from tornado import web
 
-from ..core import formats, tap_uploads, times
-from ..core.errors import ArchiveError, bad_request, not_found
-from ..core.jobs import Job
-from ..core.params import integer
-from .base import endpoint
-from .tap import TapParamsHandler, error_votable, tap_format
+from ...core import formats, tap_uploads, times
+from ...core.errors import ArchiveError, bad_request, not_found
+from ...core.jobs import Job
+from ...core.params import integer
+from ..base import endpoint
+from .dali import TapParamsHandler, error_votable, tap_format
 
 UWS = "http://www.ivoa.net/xml/UWS/v1.0"
 XLINK = "http://www.w3.org/1999/xlink"

@@ -16,11 +16,10 @@ from ...core.errors import ArchiveError, bad_request, not_found
 from ...core.jobs import Job
 from ...core.params import integer
 from ..base import endpoint
-from .dali import TapParamsHandler, error_votable, tap_format
+from .dali import XSI, TapParamsHandler, error_votable, tap_format
 
 UWS = "http://www.ivoa.net/xml/UWS/v1.0"
 XLINK = "http://www.w3.org/1999/xlink"
-XSI = "http://www.w3.org/2001/XMLSchema-instance"
 PHASES = {
     "pending": "PENDING", "scheduled": "QUEUED", "queued": "QUEUED", "running": "EXECUTING",
     "canceling": "EXECUTING", "completed": "COMPLETED", "failed": "ERROR", "canceled": "ABORTED",

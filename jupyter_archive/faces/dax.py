@@ -57,25 +57,14 @@ INDEX = {
 
 # Archive error codes -> the exception-like kind names the DAX services answer with.
 KINDS = {
-    "bad_request": "ValueError",
-    "not_found": "NotFound",
-    "permission": "PermissionError",
-    "unauthorized": "AuthenticationError",
-    "server_error": "InternalError",
-    "syntax_error": "SyntaxError",
-}
+    "bad_request": "ValueError", "not_found": "NotFound", "permission": "PermissionError",
+    "unauthorized": "AuthenticationError", "server_error": "InternalError", "syntax_error": "SyntaxError",
+}  # fmt: skip
 
 
 def error_kind(code: str) -> str:
     """``unknown_table`` -> ``UnknownTable``; a few codes get Python-like names (``ValueError``)."""
     return KINDS.get(code) or "".join(p.capitalize() for p in code.split("_")) or "Error"
-
-
-def _error_doc(err: ArchiveError, key: str) -> dict:
-    body = {key: error_kind(err.code), "message": err.message}
-    if err.position:
-        body["position"] = {"line": err.position[0], "column": err.position[1]}
-    return body
 
 
 def name_filter(containing: str | None):
@@ -107,13 +96,13 @@ class DaxHandler(ArchiveHandler):
 
     face = "dax"
     query_separators = ";"  # the document's listings: start=<x>;count=<y>
+    error_key = "exception"  # what names the kind of error (dbserv's is "error")
 
     def error_body(self, err: ArchiveError):
-        return err.status, _error_doc(err, "exception")
-
-    def page_window(self, values: dict[str, str] | None = None) -> tuple[int, int]:
-        """``start`` and ``count`` (non-negative integers) of a listing, from the query string or ``values``."""
-        return self.page("start", "count", PAGE_SIZE, least=0, values=values)
+        body = {self.error_key: error_kind(err.code), "message": err.message}
+        if err.position:
+            body["position"] = {"line": err.position[0], "column": err.position[1]}
+        return err.status, body
 
     async def send_meta(self, doc, rows: list[dict], columns: tuple[str, ...] = (), name: str = "result") -> None:
         """Metadata: the document's JSON ``doc``, or ``rows`` as a table in the format asked for."""
@@ -128,7 +117,7 @@ class DaxHandler(ArchiveHandler):
     async def send_page(self, names: list[str], *, stable: bool, rows: bool = True, name: str = "result") -> None:
         """A paged listing of names (``containing``, ``start``, ``count``), with the document's
         flags: each name a one-element array (``rows``, as metaserv v0) or a plain string."""
-        start, count = self.page_window()
+        start, count = self.page("start", "count", PAGE_SIZE, least=0)
         keep = name_filter(self.arg("containing"))
         names = [n for n in names if keep(n)]
         page = names[start : start + count]
@@ -345,13 +334,11 @@ class DbservFormat:
 DBSERV_JSON = DbservFormat()
 
 
-class DbservHandler(ArchiveHandler):
-    """dbserv: errors as ``{"error", "message"}``."""
+class DbservHandler(DaxHandler):
+    """dbserv: errors as ``{"error", "message"}``; parameters joined by ``&`` only (SQL has ``;``)."""
 
-    face = "dax"
-
-    def error_body(self, err: ArchiveError):
-        return err.status, _error_doc(err, "error")
+    error_key = "error"
+    query_separators = ""
 
 
 class SyncHandler(DbservHandler):

@@ -28,7 +28,7 @@ from ..core import image_formats, params, times
 from ..core.errors import not_found
 from ..core.images import PLANES, check_plane_names, cutout_request
 from .base import endpoint
-from .dax import DaxHandler
+from .dax import PAGE_SIZE, DaxHandler
 
 STATUS_TIME = "%Y/%m/%d %H:%M:%S"  # how the document's status shows a time (UTC)
 _IMG = r"(?P<level>[^/]+)/(?P<collection>[^/]+)/(?P<kind>[^/]+)"
@@ -111,7 +111,7 @@ class MetaImagesHandler(ImageHandler):
     @endpoint(anonymous=True)
     async def get(self, level: str, collection: str, kind: str):
         images = await self.call(list_images, self, level, collection, kind)
-        start, count = self.page_window()
+        start, count = self.page("start", "count", PAGE_SIZE, least=0)
         page = images[start : start + count]
         urls = [self.image_url(img) for img in page]
         doc = {"results": urls, "ids": [img.id for img in page], "more": start + count < len(images), "stable": True}
@@ -173,7 +173,7 @@ class ImgservListHandler(ImageHandler):
 
     def _page(self, level: str, collection: str, kind: str):
         images = list_images(self, level, collection, kind)
-        start, count = self.page_window(self.params())
+        start, count = self.page("start", "count", PAGE_SIZE, least=0, values=self.params())
         return images[start : start + count]
 
 

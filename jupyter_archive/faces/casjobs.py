@@ -35,15 +35,6 @@ MEDIA = {
 }
 
 
-def body_field(body: dict, name: str, default=None):
-    """A JSON body field, matched case-insensitively as ASP.NET's binder does."""
-    low = name.lower()
-    for k, v in body.items():
-        if k.lower() == low:
-            return v
-    return default
-
-
 class CasJobsHandler(ArchiveHandler):
     face = "casjobs"
 
@@ -61,8 +52,7 @@ class QuickQueryHandler(CasJobsHandler):
 
     @endpoint(anonymous=True)
     async def post(self, context: str):
-        body = self.json_body()
-        query = params.text("Query", body_field(body, "Query"))
+        query = params.text("Query", self.body_field("Query"))
         if not query:
             raise ArchiveError("bad_request", "the request body needs a Query")
         principal = self.principal
@@ -137,13 +127,12 @@ class JobsHandler(CasJobsHandler):
 
     @endpoint()
     async def put(self, context: str):
-        body = self.json_body()
-        query = params.text("Query", body_field(body, "Query"))
+        query = params.text("Query", self.body_field("Query"))
         if not query:
             raise ArchiveError("bad_request", "the request body needs a Query")
         target = None
-        table = params.text("TableName", body_field(body, "TableName"))
-        if params.boolean("CreateTable", body_field(body, "CreateTable")):
+        table = params.text("TableName", self.body_field("TableName"))
+        if params.boolean("CreateTable", self.body_field("CreateTable")):
             if not table:
                 raise ArchiveError("bad_request", "CreateTable needs a TableName")
             target = ("MyDB", table)
@@ -155,8 +144,8 @@ class JobsHandler(CasJobsHandler):
             face="casjobs",
             context=context,
             target=target,
-            task_name=params.text("TaskName", body_field(body, "TaskName")) or self.arg("TaskName") or "REST Job Task",
-            estimate=params.integer("Estimate", body_field(body, "Estimate"), minimum=0),
+            task_name=params.text("TaskName", self.body_field("TaskName")) or self.arg("TaskName") or "REST Job Task",
+            estimate=params.integer("Estimate", self.body_field("Estimate"), minimum=0),
         )
         self.finish(str(job.id), set_content_type="text/plain; charset=UTF-8")
 

@@ -354,9 +354,7 @@ class SyncHandler(DbservHandler):
     async def get(self):
         await self._sync()
 
-    @endpoint(anonymous=True)
-    async def post(self):
-        await self._sync()
+    post = get
 
     def _arg(self, body: dict, name: str) -> str | None:
         """A parameter from the query string or a form body, else from a JSON body."""

@@ -15,7 +15,6 @@ were.
 from __future__ import annotations
 
 from http.client import responses
-from typing import Any
 from urllib.parse import quote
 
 from ..core import datasets, times
@@ -101,28 +100,19 @@ class KasabiHandler(ArchiveHandler):
         return self.archive_url("kasabi", "dataset", quote(short_code, safe=""), "jobs", job_id)
 
 
-def _param(body: dict, name: str, handler: KasabiHandler) -> Any:
-    """A parameter from the body (JSON or form, name matched case-insensitively) or the query string."""
-    low = name.lower()
-    for k, v in body.items():
-        if k.lower() == low:
-            return v
-    return handler.arg(name)
-
-
 class JobsHandler(KasabiHandler):
     """``POST /dataset/{short-code}/jobs``: schedule a job on the dataset."""
 
     @endpoint()
     async def post(self, short_code: str):
-        body = self.json_body()
-        job_type = _param(body, "jobType", self)
+        # Parameters come in the body (JSON or form, names matched case-insensitively) or the query string.
+        job_type = self.body_field("jobType", query=True)
         if job_type is None or (isinstance(job_type, str) and not job_type.strip()):
             raise ArchiveError("bad_request", "missing parameter jobType (known job types: " + ", ".join(JOB_TYPES) + ")")
         submit = JOB_TYPES.get(job_type.strip().lower()) if isinstance(job_type, str) else None
         if submit is None:
             raise ArchiveError("bad_request", f"unknown jobType {job_type!r}; known job types: {', '.join(JOB_TYPES)}")
-        start = times.parse("startTime", _param(body, "startTime", self))  # ISO 8601; naive means UTC
+        start = times.parse("startTime", self.body_field("startTime", query=True))  # ISO 8601; naive means UTC
         job = await self.call(submit, self.archive, self.principal, short_code, start, face=self.face)
         url = self.job_url(short_code, job.id)
         self.set_header("Location", url)

@@ -54,9 +54,7 @@ class SyncHandler(SodaHandler):
     async def get(self):
         await self._sync()
 
-    @endpoint(anonymous=True)
-    async def post(self):
-        await self._sync()
+    post = get
 
     async def _sync(self):
         params = self.soda_params()

@@ -4,6 +4,7 @@ listing windows and result formats, each checked by ``core.params`` and ``core.t
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from tornado import httputil
 
@@ -84,6 +85,16 @@ class Parameters:
         return self._json_body
 
     _json_body: dict | None = None
+
+    def body_field(self, name: str, default: Any = None, *, query: bool = False) -> Any:
+        """A field of ``json_body``, its name matched case-insensitively (as ASP.NET's binder
+        and Kasabi's forms do); when the body has none, the query string's value (``query``)
+        or ``default``."""
+        low = name.lower()
+        for key, value in self.json_body().items():
+            if key.lower() == low:
+                return value
+        return self.arg(name, default) if query else default
 
     def _read_json_body(self) -> dict:
         body = self.request.body or b""

@@ -17,9 +17,7 @@ class SyncHandler(TapParamsHandler):
     async def get(self):
         await self.sync()
 
-    @endpoint(anonymous=True)
-    async def post(self):
-        await self.sync()
+    post = get
 
     async def sync(self) -> None:
         params, files = self.tap_params()

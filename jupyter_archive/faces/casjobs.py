@@ -147,7 +147,7 @@ class JobsHandler(CasJobsHandler):
             task_name=params.text("TaskName", self.body_field("TaskName")) or self.arg("TaskName") or "REST Job Task",
             estimate=params.integer("Estimate", self.body_field("Estimate"), minimum=0),
         )
-        self.finish(str(job.id), set_content_type="text/plain; charset=UTF-8")
+        self.send_text(str(job.id))
 
 
 class JobListHandler(CasJobsHandler):

@@ -20,9 +20,7 @@ from urllib.parse import quote
 from ..core import datasets, times
 from ..core.errors import ArchiveError
 from ..core.jobs import Job
-from .base import AUTH_HEADER, FORWARDED_USER, ArchiveHandler, HttpError, endpoint
-
-PLAIN = "text/plain; charset=UTF-8"
+from .base import AUTH_HEADER, FORWARDED_USER, PLAIN_TEXT, ArchiveHandler, HttpError, endpoint
 
 # Kasabi's jobType -> the core call that submits it.
 JOB_TYPES = {"reset": datasets.submit_reset}
@@ -55,7 +53,7 @@ class KasabiHandler(ArchiveHandler):
     """Base of the Kasabi handlers: API keys, 401 for anyone but the owner, plain-text errors."""
 
     face = "kasabi"
-    error_media = PLAIN
+    error_media = PLAIN_TEXT
     error_headers = {401: {"WWW-Authenticate": 'token realm="jupyter_archive"'}}
 
     def api_key(self) -> str | None:
@@ -93,8 +91,7 @@ class KasabiHandler(ArchiveHandler):
         return status, message.rstrip("\n") + "\n"
 
     def send_text(self, text: str, status: int = 200) -> None:
-        self.set_status(status)
-        self.finish(text.rstrip("\n") + "\n", set_content_type=PLAIN)
+        super().send_text(text.rstrip("\n") + "\n", status)  # Kasabi's messages are a line each
 
     def job_url(self, short_code: str, job_id: int) -> str:
         return self.archive_url("kasabi", "dataset", quote(short_code, safe=""), "jobs", job_id)

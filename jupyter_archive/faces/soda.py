@@ -15,7 +15,7 @@ Errors are DALI's plain text, starting with the error word: ``UsageError: ...`` 
 from __future__ import annotations
 
 from ..core.errors import ArchiveError, bad_request
-from .base import ArchiveHandler, endpoint
+from .base import PLAIN_TEXT, ArchiveHandler, endpoint
 
 SODA_SYNC = "ivo://ivoa.net/std/SODA#sync-1.0"
 _STENCILS = ("POS", "CIRCLE", "POLYGON")
@@ -26,7 +26,7 @@ class SodaHandler(ArchiveHandler):
     """SODA errors as text/plain with DALI's leading error word."""
 
     face = "soda"
-    error_media = "text/plain; charset=UTF-8"
+    error_media = PLAIN_TEXT
 
     def error_body(self, err: ArchiveError):
         if err.status in (401, 403):

@@ -10,3 +10,4 @@ from .callers import AUTH_HEADER, FORWARD_PREFIX, FORWARD_SECRET, FORWARDED_ADMI
 from .callers import FORWARDED_PROTO, FORWARDED_USER, endpoint
 from .errors import HttpError, log_message_id
 from .handler import ArchiveHandler
+from .streaming import PLAIN_TEXT

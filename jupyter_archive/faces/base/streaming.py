@@ -1,4 +1,4 @@
-"""Answers: JSON documents, and query results streamed in a format, chunk by chunk."""
+"""Answers: JSON documents, plain text, and query results streamed in a format, chunk by chunk."""
 
 from __future__ import annotations
 
@@ -15,13 +15,23 @@ from ...core.errors import ArchiveError
 from ...core.query import QueryResult
 
 
+PLAIN_TEXT = "text/plain; charset=UTF-8"
+
+
 class Streaming:
-    """Part of ``ArchiveHandler``: JSON answers and streamed results."""
+    """Part of ``ArchiveHandler``: JSON and text answers, and streamed results."""
+
+    #: The Content-Type of the face's plain-text answers.
+    text_media = PLAIN_TEXT
 
     def send_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps(data, default=str))
+
+    def send_text(self, text: str | bytes, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(text, set_content_type=self.text_media)
 
     async def query_and_stream(self, fmt, info: formats.ResultInfo, fn: Callable, *args, **kwargs) -> None:
         """Run a query (``fn`` returns a QueryResult) and send it: a small result is run and

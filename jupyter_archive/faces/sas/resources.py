@@ -90,6 +90,7 @@ class SasHandler(ArchiveHandler):
 
     face = "sas"
     error_media = content_type(ERROR)
+    text_media = content_type(TEXT)
 
     # -- errors -------------------------------------------------------------------------------
     def error_body(self, err: ArchiveError) -> tuple[int, Any]:
@@ -123,9 +124,6 @@ class SasHandler(ArchiveHandler):
         self.set_status(status)
         self.finish(json.dumps(data, default=str), set_content_type=ctype)
 
-    def send_text(self, text: str, status: int = 200) -> None:
-        self.set_status(status)
-        self.finish(text, set_content_type=content_type(TEXT))
 
     @property
     def root(self) -> str:

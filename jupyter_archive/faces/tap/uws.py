@@ -16,7 +16,7 @@ from ...core.errors import ArchiveError, bad_request, not_found
 from ...core.jobs import Job
 from ...core.params import integer
 from ..base import endpoint
-from .dali import XSI, TapParamsHandler, error_votable, tap_format
+from .dali import VOTABLE_MEDIA, XSI, TapParamsHandler, error_votable, tap_format
 
 UWS = "http://www.ivoa.net/xml/UWS/v1.0"
 XLINK = "http://www.w3.org/1999/xlink"
@@ -69,9 +69,6 @@ class UwsHandler(TapParamsHandler):
         self.set_status(303)
         self.set_header("Location", url)
         self.finish()
-
-    def text(self, value) -> None:
-        self.finish("" if value is None else str(value), set_content_type="text/plain; charset=UTF-8")
 
     def destruction(self, job: Job) -> float | None:
         if job.destruction is not None:
@@ -225,21 +222,21 @@ class JobPartHandler(UwsHandler):
     async def get(self, job_id: str, part: str):
         job = await self.tap_job(job_id)
         if part == "phase":
-            self.text(phase(job))
+            self.send_text(phase(job))
         elif part == "parameters":
             self.send_xml(f'<uws:parameters xmlns:uws="{UWS}"' + self.parameters_xml(job)[len("<uws:parameters"):])
         elif part == "executionduration":
-            self.text(int(job.request.get("time_limit") or 0))
+            self.send_text(str(int(job.request.get("time_limit") or 0)))
         elif part == "destruction":
-            self.text(times.iso(self.destruction(job)) or "")
+            self.send_text(times.iso(self.destruction(job)) or "")
         elif part == "quote":
-            self.text("")
+            self.send_text("")
         elif part == "owner":
-            self.text(self.owner(job) or "")
+            self.send_text(self.owner(job) or "")
         elif part == "error":
             if phase(job) != "ERROR":
                 raise not_found(f"job {job.id} has no error: it is {phase(job)}")
-            self.finish(error_votable(job.error_message or "the job failed"), set_content_type="application/x-votable+xml")
+            self.finish(error_votable(job.error_message or "the job failed"), set_content_type=VOTABLE_MEDIA)
         elif part == "results":
             self.send_xml(f'<uws:results xmlns:uws="{UWS}" xmlns:xlink="{XLINK}"' + self.results_xml(job)[len("<uws:results"):])
         else:

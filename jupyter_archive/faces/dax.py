@@ -106,8 +106,7 @@ class DaxHandler(ArchiveHandler):
 
     async def send_meta(self, doc, rows: list[dict], columns: tuple[str, ...] = (), name: str = "result") -> None:
         """Metadata: the document's JSON ``doc``, or ``rows`` as a table in the format asked for."""
-        fmt = formats.negotiate(self.request.headers.get("Accept"), self.arg("format"),
-                                default="json", allowed=META_FORMATS)  # fmt: skip
+        fmt = self.negotiate("json", META_FORMATS)
         if fmt.name == "json":
             self.send_json(doc)
             return

@@ -46,7 +46,7 @@ FACES = Path(jupyter_archive.__file__).parent / "faces"
 # -- what the faces read ----------------------------------------------------------------------------
 
 # Calls that read a parameter by name (the faces' layer in base.py, and dict reads of parsed ones).
-_READERS = {"arg", "args", "int_arg", "number_arg", "bool_arg", "time_arg", "get", "body_field", "_param", "_arg", "pop"}
+_READERS = {"arg", "args", "int_arg", "number_arg", "bool_arg", "time_arg", "get", "body_field", "_param", "_arg", "pop", "page"}
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,39}")
 
 
@@ -59,7 +59,7 @@ def _names_in(source: str) -> set[str]:
         if isinstance(node, ast.Call):
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if name in _READERS and node.args:
-                consts.append(node.args[0])
+                consts.extend(node.args[: 2 if name == "page" else 1])  # page(start, limit, ...) reads two
         elif isinstance(node, ast.Subscript):
             consts.append(node.slice)
         elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
@@ -73,7 +73,7 @@ def _module_names(module: str) -> set[str]:
     return _names_in(path.read_text())
 
 
-ALL_NAMES = sorted(set().union(*(_names_in(p.read_text()) for p in FACES.glob("*.py"))) | set(images.CUTOUT_PARAMETERS))
+ALL_NAMES = sorted(set().union(*(_names_in(p.read_text()) for p in FACES.rglob("*.py"))) | set(images.CUTOUT_PARAMETERS))
 
 
 def handler_names(cls) -> list[str]:

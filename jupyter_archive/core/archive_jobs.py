@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .catalog import ANONYMOUS
 from .errors import ArchiveError, not_found, permission
-from .jobs import Job
+from .jobs import ANONYMOUS_OWNER, Job
 from .languages import DEFAULT_LANGUAGE
 from .query import QueryResult
 from .query_jobs import compile_job, query_request
@@ -15,10 +15,6 @@ from .tap_uploads import upload_target
 
 if TYPE_CHECKING:
     from .catalog import Principal
-
-#: The owner of anonymous jobs (TAP async without a token, when anonymous access is on):
-#: no user can be named so (``users.valid_user_name``).
-ANONYMOUS_OWNER = "anonymous"
 
 
 class JobsMixin:
@@ -77,7 +73,7 @@ class JobsMixin:
 
     def job_principal(self, job: Job) -> Principal:
         """Whom a job runs as; 404 once its owner was deleted (a job never makes a user)."""
-        return ANONYMOUS if job.owner == ANONYMOUS_OWNER else self.owner(job.owner, job.owner_uid)
+        return ANONYMOUS if job.anonymous else self.owner(job.owner, job.owner_uid)
 
     def job(self, principal: Principal, job_id: int | str) -> Job:
         """A job the principal may see (their own, or any for an admin)."""

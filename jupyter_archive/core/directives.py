@@ -58,11 +58,6 @@ _FIELDS = {
 }  # fmt: skip
 
 
-def iso_time(ts: float | None) -> str | None:
-    """ISO-8601 UTC with milliseconds and ``Z`` (SAS's ``yyyy-mm-ddThh:mm:ss.SSSZ``)."""
-    return times.iso(ts, "milliseconds")
-
-
 @dataclass
 class Directive:
     """One saved query definition owned by one user."""
@@ -96,8 +91,8 @@ class Directive:
             "context": self.context,
             "targetTable": self.target_table,
             "owner": self.owner,
-            "creationTimeStamp": iso_time(self.created),
-            "modifiedTimeStamp": iso_time(self.modified),
+            "creationTimeStamp": times.iso(self.created),
+            "modifiedTimeStamp": times.iso(self.modified),
         }
 
 

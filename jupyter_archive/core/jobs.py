@@ -35,6 +35,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "canceling": frozenset({"canceled", "failed", "completed"}),
 }
 RESTART_MESSAGE = "interrupted by server restart"
+#: The owner of anonymous jobs (TAP async without a token, when anonymous access is on):
+#: no user can be named so (``users.valid_user_name``).
+ANONYMOUS_OWNER = "anonymous"
 # The times a job keeps, and the words an error about one uses.
 TIME_FIELDS = {"submitted": "submitted", "scheduled": "start time", "started": "started", "ended": "ended",
                "destruction": "destruction"}  # fmt: skip
@@ -99,6 +102,11 @@ class Job:
     @property
     def final(self) -> bool:
         return self.state in FINAL
+
+    @property
+    def anonymous(self) -> bool:
+        """Whether an anonymous caller made the job (it has no user)."""
+        return self.owner == ANONYMOUS_OWNER
 
     @property
     def summary(self) -> str:

@@ -11,6 +11,7 @@ what callers send, so they hear about it at once.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import math
 from typing import Any
 
@@ -80,3 +81,44 @@ def iso(ts: float | None, timespec: str = "milliseconds") -> str | None:
     if ts is None:
         return None
     return utc(ts).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def dotnet_local(ts: float | None) -> str | None:
+    """.NET's local ISO time (CasJobs): the server's zone unnamed, the fraction without trailing
+    zeros, none at all on a whole second; None stays None."""
+    if ts is None:
+        return None
+    whole, frac = local(ts).isoformat(timespec="milliseconds").split(".")
+    frac = frac.rstrip("0")
+    return f"{whole}.{frac}" if frac else whole
+
+
+#: .NET ``DateTime`` ticks (100 ns since 0001-01-01) at the unix epoch.
+TICKS_AT_UNIX_EPOCH = 621_355_968_000_000_000
+
+
+def dotnet_ticks(ts: float) -> int:
+    """A stored time as .NET ``DateTime`` ticks (CasJobs' table dates)."""
+    return round(ts * 10**7) + TICKS_AT_UNIX_EPOCH
+
+
+def utc_pattern(ts: float | None, pattern: str) -> str | None:
+    """A stored time in UTC written by a ``strftime`` pattern (a face's own shape); None stays None."""
+    return None if ts is None else utc(ts).strftime(pattern)
+
+
+def http_date(ts: float) -> str:
+    """An HTTP date (RFC 9110: ``Sun, 06 Nov 1994 08:49:37 GMT``)."""
+    return email.utils.formatdate(ts, usegmt=True)
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """Unix seconds of an HTTP date a caller sent (``If-Modified-Since``); None when it is
+    missing or not an HTTP date (RFC 9110: such a header is ignored). A date without a zone is UTC."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        return when.replace(tzinfo=when.tzinfo or UTC).timestamp()
+    except (TypeError, ValueError, OverflowError):
+        return None

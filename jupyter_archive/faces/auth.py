@@ -30,20 +30,16 @@ SUBJECT_HEADER = "X-Subject-Token"
 LOGIN_REFUSED = "The request you have made requires authentication: wrong user name or password."
 
 
-def iso_time(ts: float | None) -> str | None:
-    """Unix seconds as Keystone writes times: ISO 8601 UTC with microseconds and ``Z``."""
-    return times.iso(ts, "microseconds")
-
-
 def token_json(info: dict) -> dict:
-    """A token as Keystone's ``GET /v3/auth/tokens`` shows it (the token text itself is never in it)."""
+    """A token as Keystone's ``GET /v3/auth/tokens`` shows it (the token text itself is never in it;
+    times in ISO 8601 UTC with microseconds)."""
     role = "admin" if info["admin"] else "user"
     return {
         "token": {
             "user": {"id": info["name"], "name": info["name"], "domain": {"id": "default", "name": "Default"}},
             "roles": [{"id": role, "name": role}],
-            "issued_at": iso_time(info["created"]),
-            "expires_at": iso_time(info["expires"]),  # None: a token made by the CLI, without expiry
+            "issued_at": times.iso(info["created"], "microseconds"),
+            "expires_at": times.iso(info["expires"], "microseconds"),  # None: a token made by the CLI, without expiry
         }
     }
 

@@ -35,15 +35,6 @@ MEDIA = {
 }
 
 
-def body_field(body: dict, name: str, default=None):
-    """A JSON body field, matched case-insensitively as ASP.NET's binder does."""
-    low = name.lower()
-    for k, v in body.items():
-        if k.lower() == low:
-            return v
-    return default
-
-
 class CasJobsHandler(ArchiveHandler):
     face = "casjobs"
 
@@ -61,8 +52,7 @@ class QuickQueryHandler(CasJobsHandler):
 
     @endpoint(anonymous=True)
     async def post(self, context: str):
-        body = self.json_body()
-        query = params.text("Query", body_field(body, "Query"))
+        query = params.text("Query", self.body_field("Query"))
         if not query:
             raise ArchiveError("bad_request", "the request body needs a Query")
         principal = self.principal
@@ -86,16 +76,6 @@ STATUS = {
 def web_services_id(user: str) -> int:
     """A stable CasJobs-style WebServicesID for a user name (a large positive integer)."""
     return 1_000_000_000 + int.from_bytes(hashlib.sha256(user.encode()).digest()[:4], "big") % 1_000_000_000
-
-
-def net_time(ts: float | None) -> str | None:
-    """.NET-style local ISO time: no zone, fraction without trailing zeros, none when whole seconds."""
-    if ts is None:
-        return None
-    text = times.local(ts).isoformat(timespec="milliseconds")
-    whole, frac = text.split(".")
-    frac = frac.rstrip("0")
-    return f"{whole}.{frac}" if frac else whole
 
 
 QUERY_KINDS = ("query", "directive")  # jobs that run SQL; CasJobs shows the others by what they do
@@ -122,9 +102,9 @@ def job_json(job: Job) -> dict:
         "JobID": job.id,
         "Rows": job.rows if job.state == "completed" else None,
         "WebServicesID": web_services_id(job.owner),
-        "TimeSubmit": net_time(job.submitted),
-        "TimeStart": net_time(job.started),
-        "TimeEnd": net_time(job.ended),
+        "TimeSubmit": times.dotnet_local(job.submitted),
+        "TimeStart": times.dotnet_local(job.started),
+        "TimeEnd": times.dotnet_local(job.ended),
         "SendEmail": 0,
         "Status": STATUS[job.state],
         "AutoComplete": 0,
@@ -147,13 +127,12 @@ class JobsHandler(CasJobsHandler):
 
     @endpoint()
     async def put(self, context: str):
-        body = self.json_body()
-        query = params.text("Query", body_field(body, "Query"))
+        query = params.text("Query", self.body_field("Query"))
         if not query:
             raise ArchiveError("bad_request", "the request body needs a Query")
         target = None
-        table = params.text("TableName", body_field(body, "TableName"))
-        if params.boolean("CreateTable", body_field(body, "CreateTable")):
+        table = params.text("TableName", self.body_field("TableName"))
+        if params.boolean("CreateTable", self.body_field("CreateTable")):
             if not table:
                 raise ArchiveError("bad_request", "CreateTable needs a TableName")
             target = ("MyDB", table)
@@ -165,10 +144,10 @@ class JobsHandler(CasJobsHandler):
             face="casjobs",
             context=context,
             target=target,
-            task_name=params.text("TaskName", body_field(body, "TaskName")) or self.arg("TaskName") or "REST Job Task",
-            estimate=params.integer("Estimate", body_field(body, "Estimate"), minimum=0),
+            task_name=params.text("TaskName", self.body_field("TaskName")) or self.arg("TaskName") or "REST Job Task",
+            estimate=params.integer("Estimate", self.body_field("Estimate"), minimum=0),
         )
-        self.finish(str(job.id), set_content_type="text/plain; charset=UTF-8")
+        self.send_text(str(job.id))
 
 
 class JobListHandler(CasJobsHandler):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..core.errors import ArchiveError, not_found, permission
 from .base import endpoint
-from .casjobs import CasJobsHandler, body_field, web_services_id
+from .casjobs import CasJobsHandler, web_services_id
 
 # Body fields PUT takes; TableName is accepted and ignored (S5 lists it without saying
 # what it does, and no known client sends it).
@@ -49,10 +49,9 @@ class UserHandler(CasJobsHandler):
     @endpoint()
     async def put(self, user_id: str):
         self.require_admin("creating a user")
-        body = self.json_body()
         fields = {}
         for name in TEXT_FIELDS:
-            value = body_field(body, name)
+            value = self.body_field(name)
             if value is not None and not isinstance(value, str):
                 raise ArchiveError("bad_request", f"{name} must be a string")
             fields[name] = value

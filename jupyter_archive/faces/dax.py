@@ -53,25 +53,14 @@ INDEX = {
 
 # Archive error codes -> the exception-like kind names the DAX services answer with.
 KINDS = {
-    "bad_request": "ValueError",
-    "not_found": "NotFound",
-    "permission": "PermissionError",
-    "unauthorized": "AuthenticationError",
-    "server_error": "InternalError",
-    "syntax_error": "SyntaxError",
-}
+    "bad_request": "ValueError", "not_found": "NotFound", "permission": "PermissionError",
+    "unauthorized": "AuthenticationError", "server_error": "InternalError", "syntax_error": "SyntaxError",
+}  # fmt: skip
 
 
 def error_kind(code: str) -> str:
     """``unknown_table`` -> ``UnknownTable``; a few codes get Python-like names (``ValueError``)."""
     return KINDS.get(code) or "".join(p.capitalize() for p in code.split("_")) or "Error"
-
-
-def _error_doc(err: ArchiveError, key: str) -> dict:
-    body = {key: error_kind(err.code), "message": err.message}
-    if err.position:
-        body["position"] = {"line": err.position[0], "column": err.position[1]}
-    return body
 
 
 def name_filter(containing: str | None):
@@ -103,21 +92,17 @@ class DaxHandler(ArchiveHandler):
 
     face = "dax"
     query_separators = ";"  # the document's listings: start=<x>;count=<y>
+    error_key = "exception"  # what names the kind of error (dbserv's is "error")
 
     def error_body(self, err: ArchiveError):
-        return err.status, _error_doc(err, "exception")
-
-    def page_args(self, args: dict[str, str] | None = None) -> tuple[int, int]:
-        """``start`` and ``count`` (non-negative integers) of a listing, from the query string or ``args``."""
-        if args is None:
-            return self.int_arg("start", 0, minimum=0), self.int_arg("count", PAGE_SIZE, minimum=0)
-        start = params.integer("start", args.get("start"), default=0, minimum=0)
-        return start, params.integer("count", args.get("count"), default=PAGE_SIZE, minimum=0)
+        body = {self.error_key: error_kind(err.code), "message": err.message}
+        if err.position:
+            body["position"] = {"line": err.position[0], "column": err.position[1]}
+        return err.status, body
 
     async def send_meta(self, doc, rows: list[dict], columns: tuple[str, ...] = (), name: str = "result") -> None:
         """Metadata: the document's JSON ``doc``, or ``rows`` as a table in the format asked for."""
-        fmt = formats.negotiate(self.request.headers.get("Accept"), self.arg("format"),
-                                default="json", allowed=META_FORMATS)  # fmt: skip
+        fmt = self.negotiate("json", META_FORMATS)
         if fmt.name == "json":
             self.send_json(doc)
             return
@@ -127,7 +112,7 @@ class DaxHandler(ArchiveHandler):
     async def send_page(self, names: list[str], *, stable: bool, rows: bool = True, name: str = "result") -> None:
         """A paged listing of names (``containing``, ``start``, ``count``), with the document's
         flags: each name a one-element array (``rows``, as metaserv v0) or a plain string."""
-        start, count = self.page_args()
+        start, count = self.page("start", "count", PAGE_SIZE, least=0)
         keep = name_filter(self.arg("containing"))
         names = [n for n in names if keep(n)]
         page = names[start : start + count]
@@ -258,13 +243,11 @@ class NotFoundHandler(DaxHandler):
 # dbserv
 
 
-class DbservHandler(ArchiveHandler):
-    """dbserv: errors as ``{"error", "message"}``."""
+class DbservHandler(DaxHandler):
+    """dbserv: errors as ``{"error", "message"}``; parameters joined by ``&`` only (SQL has ``;``)."""
 
-    face = "dax"
-
-    def error_body(self, err: ArchiveError):
-        return err.status, _error_doc(err, "error")
+    error_key = "error"
+    query_separators = ""
 
 
 class SyncHandler(DbservHandler):
@@ -280,9 +263,7 @@ class SyncHandler(DbservHandler):
     async def get(self):
         await self._sync()
 
-    @endpoint(anonymous=True)
-    async def post(self):
-        await self._sync()
+    post = get
 
     def _arg(self, body: dict, name: str) -> str | None:
         """A parameter from the query string or a form body, else from a JSON body."""

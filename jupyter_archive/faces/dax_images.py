@@ -28,20 +28,17 @@ from ..core import formats, params, times
 from ..core.errors import not_found
 from ..core.images import PLANES, check_plane_names, cutout_request
 from .base import endpoint
-from .dax import DaxHandler
+from .dax import PAGE_SIZE, DaxHandler
 
+STATUS_TIME = "%Y/%m/%d %H:%M:%S"  # how the document's status shows a time (UTC)
 _IMG = r"(?P<level>[^/]+)/(?P<collection>[^/]+)/(?P<kind>[^/]+)"
 
 
 class ImageHandler(DaxHandler):
-    """Shared helpers: absolute URLs and request arguments from the query string, a form or JSON."""
-
-    def url(self, *parts: str) -> str:
-        base = f"{self.request.protocol}://{self.request.host}{self.base_url.rstrip('/')}/archive/dax"
-        return base + "/" + "/".join(str(p) for p in parts)
+    """Shared helpers: image URLs and request arguments from the query string, a form or JSON."""
 
     def image_url(self, img) -> str:
-        return self.url("image", "v0", img.level, img.collection, img.kind, img.id)
+        return self.archive_url("dax", "image", "v0", img.level, img.collection, img.kind, img.id, absolute=True)
 
     def params(self) -> dict:
         """Single-valued arguments (query string, form fields or a JSON body)."""
@@ -72,13 +69,10 @@ class ImageHandler(DaxHandler):
 
     def send_submitted(self, job) -> None:
         """202 for an asynchronous request: its id and the URLs of its status, results and estimate."""
-        status = self.url("image", "v0", job.id, "status")
+        status, results, explain = (self.archive_url("dax", "image", "v0", job.id, what, absolute=True)
+                                    for what in ("status", "results", "explain"))  # fmt: skip
         self.set_header("Location", status)
-        self.send_json(
-            {"id": str(job.id), "status": status, "results": self.url("image", "v0", job.id, "results"),
-             "explain": self.url("image", "v0", job.id, "explain")},
-            status=202,
-        )  # fmt: skip
+        self.send_json({"id": str(job.id), "status": status, "results": results, "explain": explain}, status=202)
 
 
 # -- metaserv ---------------------------------------------------------------------------------------
@@ -117,7 +111,7 @@ class MetaImagesHandler(ImageHandler):
     @endpoint(anonymous=True)
     async def get(self, level: str, collection: str, kind: str):
         images = await self.call(list_images, self, level, collection, kind)
-        start, count = self.page_args()
+        start, count = self.page("start", "count", PAGE_SIZE, least=0)
         page = images[start : start + count]
         urls = [self.image_url(img) for img in page]
         doc = {"results": urls, "ids": [img.id for img in page], "more": start + count < len(images), "stable": True}
@@ -179,7 +173,7 @@ class ImgservListHandler(ImageHandler):
 
     def _page(self, level: str, collection: str, kind: str):
         images = list_images(self, level, collection, kind)
-        start, count = self.page_args(self.params())
+        start, count = self.page("start", "count", PAGE_SIZE, least=0, values=self.params())
         return images[start : start + count]
 
 
@@ -216,20 +210,18 @@ class ImgservJobHandler(ImageHandler):
             self.send_json({"result": estimate.get("text", ""), **{k: v for k, v in estimate.items() if k != "text"}})
         elif what == "results":
             names = await self.call(self.archive.cutout_results, self.principal, job_id)  # 409 until it has completed
-            self.send_json([self.url("image", "v0", job.id, "results", n) for n in range(len(names))])
+            urls = [self.archive_url("dax", "image", "v0", job.id, "results", n, absolute=True) for n in range(len(names))]
+            self.send_json(urls)
         else:
             self.send_json(status_json(job))
 
 
 def status_json(job) -> dict:
     """A job as the document's status dictionary (``status``, ``startTime``, ``progress``)."""
-
-    def when(t):
-        return times.utc(t).strftime("%Y/%m/%d %H:%M:%S") if t else None
-
-    out = {"id": str(job.id), "status": job.state, "startTime": when(job.started), "progress": f"{round(job.progress * 100)}%"}
+    out = {"id": str(job.id), "status": job.state, "startTime": times.utc_pattern(job.started, STATUS_TIME),
+           "progress": f"{round(job.progress * 100)}%"}  # fmt: skip
     if job.ended:
-        out["endTime"] = when(job.ended)
+        out["endTime"] = times.utc_pattern(job.ended, STATUS_TIME)
     if job.error_message:
         out["error"] = job.error_message
     return out

@@ -15,18 +15,12 @@ were.
 from __future__ import annotations
 
 from http.client import responses
-from typing import Any
 from urllib.parse import quote
-
-from jupyter_server.utils import url_path_join
-from tornado import web
 
 from ..core import datasets, times
 from ..core.errors import ArchiveError
 from ..core.jobs import Job
-from .base import AUTH_HEADER, FORWARDED_USER, ArchiveHandler, endpoint
-
-PLAIN = "text/plain; charset=UTF-8"
+from .base import AUTH_HEADER, FORWARDED_USER, PLAIN_TEXT, ArchiveHandler, HttpError, endpoint
 
 # Kasabi's jobType -> the core call that submits it.
 JOB_TYPES = {"reset": datasets.submit_reset}
@@ -39,18 +33,13 @@ STATUS = {
 }  # fmt: skip
 
 
-def iso_time(ts: float | None) -> str | None:
-    """Unix seconds as Kasabi writes times: ISO-8601 UTC to the second, ``Z``-suffixed."""
-    return times.iso(ts, "seconds")
-
-
 def job_json(job: Job) -> dict:
-    """A job as Kasabi's status resource shows it."""
+    """A job as Kasabi's status resource shows it (times in ISO 8601 UTC to the second)."""
     return {
-        "created": iso_time(job.submitted),
+        "created": times.iso(job.submitted, "seconds"),
         # the requested start, or when it actually started if it was to run at once
-        "startTime": iso_time(job.scheduled if job.scheduled is not None else job.started),
-        "endTime": iso_time(job.ended),
+        "startTime": times.iso(job.scheduled if job.scheduled is not None else job.started, "seconds"),
+        "endTime": times.iso(job.ended, "seconds"),
         "status": STATUS[job.state],
     }
 
@@ -64,6 +53,8 @@ class KasabiHandler(ArchiveHandler):
     """Base of the Kasabi handlers: API keys, 401 for anyone but the owner, plain-text errors."""
 
     face = "kasabi"
+    error_media = PLAIN_TEXT
+    error_headers = {401: {"WWW-Authenticate": 'token realm="jupyter_archive"'}}
 
     def api_key(self) -> str | None:
         for name in KEY_HEADERS:
@@ -71,7 +62,7 @@ class KasabiHandler(ArchiveHandler):
                 return self.request.headers[name]
         return self.arg(KEY_PARAM) or None
 
-    def _authenticate(self, anonymous_ok: bool):
+    def authenticate(self, anonymous_ok: bool):
         # Datasets have owners, so nobody is let in anonymously, and Kasabi answers a
         # missing key with 401 where the base class says 403.
         key = self.api_key()
@@ -87,48 +78,23 @@ class KasabiHandler(ArchiveHandler):
                 "token), an X-Auth-Token header, or log in to Jupyter",
                 401,
             )
-        return super()._authenticate(False)
+        return super().authenticate(False)
 
     def error_body(self, err: ArchiveError) -> tuple[int, str]:
-        """(status, plain-text message): Kasabi's errors are a line of text."""
-        return err.status, err.message.rstrip("\n") + "\n"
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Every error, ours or tornado's (405, XSRF), as text/plain; never a traceback."""
-        # APIHandler.finish would relabel the body application/json unless told otherwise.
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ArchiveError):
-            err = exc
-            if err.code == "permission":
-                # Kasabi's word for "this key may not touch this dataset" is 401 Not Authorized.
-                err = ArchiveError("unauthorized", f"not authorized: {err.message}", 401, details=err.details)
-        elif isinstance(exc, web.HTTPError):
-            reason = exc.reason or responses.get(exc.status_code, "HTTP error")
-            err = ArchiveError("http", exc.log_message or f"{exc.status_code} {reason}", exc.status_code)
-        else:
-            err = ArchiveError("server_error", "internal error in the archive; the server log has the details", 500)
-        status, text = self.error_body(err)
-        self.clear_header("Content-Encoding")
-        if status == 401:
-            self.set_header("WWW-Authenticate", 'token realm="jupyter_archive"')
-        self.set_status(status)
-        self.finish(text, set_content_type=PLAIN)
+        """(status, a line of text): Kasabi's errors; tornado's own (405, XSRF) say their status line."""
+        status, message = err.status, err.message
+        if isinstance(err, HttpError):
+            message = err.log_message or f"{status} {err.reason or responses.get(status, 'HTTP error')}"
+        elif err.code == "permission":
+            # Kasabi's word for "this key may not touch this dataset" is 401 Not Authorized.
+            status, message = 401, f"not authorized: {message}"
+        return status, message.rstrip("\n") + "\n"
 
     def send_text(self, text: str, status: int = 200) -> None:
-        self.set_status(status)
-        self.finish(text.rstrip("\n") + "\n", set_content_type=PLAIN)
+        super().send_text(text.rstrip("\n") + "\n", status)  # Kasabi's messages are a line each
 
     def job_url(self, short_code: str, job_id: int) -> str:
-        return url_path_join(self.base_url, "archive/kasabi/dataset", quote(short_code, safe=""), "jobs", str(job_id))
-
-
-def _param(body: dict, name: str, handler: KasabiHandler) -> Any:
-    """A parameter from the body (JSON or form, name matched case-insensitively) or the query string."""
-    low = name.lower()
-    for k, v in body.items():
-        if k.lower() == low:
-            return v
-    return handler.arg(name)
+        return self.archive_url("kasabi", "dataset", quote(short_code, safe=""), "jobs", job_id)
 
 
 class JobsHandler(KasabiHandler):
@@ -136,18 +102,18 @@ class JobsHandler(KasabiHandler):
 
     @endpoint()
     async def post(self, short_code: str):
-        body = self.json_body()
-        job_type = _param(body, "jobType", self)
+        # Parameters come in the body (JSON or form, names matched case-insensitively) or the query string.
+        job_type = self.body_field("jobType", query=True)
         if job_type is None or (isinstance(job_type, str) and not job_type.strip()):
             raise ArchiveError("bad_request", "missing parameter jobType (known job types: " + ", ".join(JOB_TYPES) + ")")
         submit = JOB_TYPES.get(job_type.strip().lower()) if isinstance(job_type, str) else None
         if submit is None:
             raise ArchiveError("bad_request", f"unknown jobType {job_type!r}; known job types: {', '.join(JOB_TYPES)}")
-        start = times.parse("startTime", _param(body, "startTime", self))  # ISO 8601; naive means UTC
+        start = times.parse("startTime", self.body_field("startTime", query=True))  # ISO 8601; naive means UTC
         job = await self.call(submit, self.archive, self.principal, short_code, start, face=self.face)
         url = self.job_url(short_code, job.id)
         self.set_header("Location", url)
-        when = f"at {iso_time(start)}" if job.state == "scheduled" else "as soon as possible"
+        when = f"at {times.iso(start, 'seconds')}" if job.state == "scheduled" else "as soon as possible"
         self.send_text(f"{job.kind} job {job.id} on dataset {short_code} accepted; it runs {when}. Status: {url}", 202)
 
 

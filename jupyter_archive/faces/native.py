@@ -15,6 +15,7 @@ from .base import ArchiveHandler, endpoint
 
 DEFAULT_FORMAT = "json-table"
 NATIVE_MEDIA = {"application/json": "json-table"}
+PAGE_SIZE = 100  # rows, jobs or directives a listing gives unless asked for another number
 
 
 class NativeHandler(ArchiveHandler):
@@ -48,8 +49,7 @@ class RowsHandler(NativeHandler):
 
     @endpoint(anonymous=True)
     async def get(self, context: str, table: str):
-        offset = self.int_arg("offset", 0, minimum=0)
-        limit = self.int_arg("limit", 100, minimum=1)
+        offset, limit = self.page("offset", "limit", PAGE_SIZE)
         order = self.arg("order")
         desc = self.bool_arg("desc")
         fmt = self.negotiate(DEFAULT_FORMAT, media_map=NATIVE_MEDIA)
@@ -117,7 +117,7 @@ class CompileHandler(NativeHandler):
 def job_json(handler: NativeHandler, job) -> dict:
     """A job in the native API, with links to its parts."""
     out = job.to_json()
-    base = handler.base_url.rstrip("/") + f"/archive/api/jobs/{job.id}"
+    base = handler.archive_url("api", "jobs", job.id)
     out["links"] = {"self": base, "log": base + "/log", "results": base + "/results", "cancel": base + "/cancel"}
     return out
 
@@ -145,8 +145,7 @@ class JobsHandler(NativeHandler):
     async def get(self):
         states = [x for x in self.args("state") for x in x.split(",") if x]
         kinds = [x for x in self.args("kind") for x in x.split(",") if x]
-        offset = self.int_arg("offset", 0, minimum=0)
-        limit = self.int_arg("limit", 100, minimum=1)
+        offset, limit = self.page("offset", "limit", PAGE_SIZE)
         everyone = self.bool_arg("all")
         jobs, total = await self.call(
             self.archive.list_jobs, self.principal, all_users=everyone, states=states or None, kinds=kinds or None,
@@ -209,8 +208,7 @@ class JobResultsHandler(NativeHandler):
 
     @endpoint()
     async def get(self, job_id: str):
-        offset = self.int_arg("offset", 0, minimum=0)
-        limit = self.int_arg("limit", None, minimum=1)
+        offset, limit = self.page("offset", "limit", None)
         fmt = self.negotiate(DEFAULT_FORMAT, media_map=NATIVE_MEDIA)
         result = await self.call(self.archive.job_result, self.principal, job_id, offset=offset, limit=limit)
         await self.stream(result, fmt, formats.ResultInfo(table_name=f"job{job_id}"))

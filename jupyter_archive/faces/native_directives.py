@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from ..core.directives import Directive
 from .base import endpoint
-from .native import NativeHandler, job_json
+from .native import PAGE_SIZE, NativeHandler, job_json
 
 # Members a client may send back from a directive it read; they are the store's to set.
 READ_ONLY = {"id", "path", "owner", "creationTimeStamp", "modifiedTimeStamp", "links"}
@@ -20,9 +20,8 @@ READ_ONLY = {"id", "path", "owner", "creationTimeStamp", "modifiedTimeStamp", "l
 def directive_json(handler: NativeHandler, d: Directive) -> dict:
     """A directive in the native API, with links to itself, its runs and the SAS face's view."""
     out = d.to_json()
-    base = handler.base_url.rstrip("/") + "/archive"
-    me = f"{base}/api/directives/{quote(d.id)}"
-    out["links"] = {"self": me, "run": me + "/run", "sas": f"{base}/sas/directives/{quote(d.id)}"}
+    me = handler.archive_url("api", "directives", quote(d.id))
+    out["links"] = {"self": me, "run": me + "/run", "sas": handler.archive_url("sas", "directives", quote(d.id))}
     return out
 
 
@@ -36,8 +35,7 @@ class DirectivesHandler(NativeHandler):
     @endpoint()
     async def get(self):
         folder = self.arg("folder")
-        offset = self.int_arg("offset", 0, minimum=0)
-        limit = self.int_arg("limit", 100, minimum=1)
+        offset, limit = self.page("offset", "limit", PAGE_SIZE)
         everyone = self.bool_arg("all")
         items, total = await self.call(
             self.archive.directives.list, self.principal, folder or None, offset, limit, all_users=everyone

@@ -54,7 +54,8 @@ class QuasarHandler(ArchiveHandler):
         return text
 
     def paging(self) -> tuple[int | None, int | None]:
-        return self.int_arg("offset", None, minimum=0), self.int_arg("limit", None, minimum=1)
+        """``offset`` and ``limit`` of rows; the engine's own when absent."""
+        return self.page("offset", "limit", None, first=None)
 
 
 class QueryHandler(QuasarHandler):
@@ -119,7 +120,7 @@ class CompileHandler(QuasarHandler):
         engine_sql = ";\n".join(st.sql for st in compiled.statements)
         accept = (self.request.headers.get("Accept") or "").lower()
         if accept.startswith("text/plain"):
-            self.finish(engine_sql + "\n", set_content_type="text/plain; charset=UTF-8")
+            self.send_text(engine_sql + "\n")
             return
         self.send_json(
             {
@@ -211,8 +212,7 @@ class DataHandler(UploadBody, QuasarHandler):
                 raise
         finally:
             self.discard_upload()
-        self.set_status(200)
-        self.finish(b"", set_content_type="text/plain; charset=UTF-8")
+        self.send_text(b"")
 
     @endpoint()
     async def put(self, path: str | None = None):
@@ -232,7 +232,7 @@ class DataHandler(UploadBody, QuasarHandler):
     async def delete(self, path: str | None = None):
         _, ref, table = await self._existing_table_at(path)
         await self.call(ingest.drop_table, self.archive, self.principal, ref, table)
-        self.finish(b"", set_content_type="text/plain; charset=UTF-8")
+        self.send_text(b"")
 
     @endpoint()
     async def move(self, path: str | None = None):
@@ -245,7 +245,7 @@ class DataHandler(UploadBody, QuasarHandler):
         if dref is None or dref.name != ref.name or not new_name or "/" in new_name:
             raise ArchiveError("bad_request", f"Illegal move: {fs} can only be renamed within {ref.path}", details={"destination": dest})
         await self.call(ingest.rename_table, self.archive, self.principal, ref, table, new_name)
-        self.finish(b"", set_content_type="text/plain; charset=UTF-8")
+        self.send_text(b"")
 
 
 class MountHandler(QuasarHandler):
@@ -266,13 +266,13 @@ class MountHandler(QuasarHandler):
         except ArchiveError as exc:
             raise ArchiveError("bad_request", f"Malformed input: {exc.message}") from None
         verb = await self.call(put_mount, self.archive, self.principal, fs, body)
-        self.finish(f"{verb} {fs}/", set_content_type="text/plain; charset=UTF-8")
+        self.send_text(f"{verb} {fs}/")
 
     @endpoint()
     async def delete(self, path: str):
         fs = self.fs_path(path)
         if await self.call(delete_mount, self.archive, self.principal, fs):
-            self.finish(f"deleted {fs}/", set_content_type="text/plain; charset=UTF-8")
+            self.send_text(f"deleted {fs}/")
         else:
             self.set_status(204)  # no mount there: success, no content (Quasar's idempotent DELETE)
             self.finish()
@@ -295,7 +295,7 @@ class ServerPortHandler(QuasarHandler):
         port = self.settings.get("serverapp").port if self.settings.get("serverapp") else None
         if not port and ":" in self.request.host:
             port = int(self.request.host.rsplit(":", 1)[-1])
-        self.finish(str(port), set_content_type="text/plain; charset=UTF-8")
+        self.send_text(str(port))
 
     @endpoint()
     async def put(self):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ..core import formats
 from ..core.errors import ArchiveError, bad_request
-from .base import ArchiveHandler, endpoint
+from .base import PLAIN_TEXT, ArchiveHandler, endpoint
 
 SODA_SYNC = "ivo://ivoa.net/std/SODA#sync-1.0"
 _STENCILS = ("POS", "CIRCLE", "POLYGON")
@@ -27,6 +27,7 @@ class SodaHandler(ArchiveHandler):
     """SODA errors as text/plain with DALI's leading error word."""
 
     face = "soda"
+    error_media = PLAIN_TEXT
 
     def error_body(self, err: ArchiveError):
         if err.status in (401, 403):
@@ -54,9 +55,7 @@ class SyncHandler(SodaHandler):
     async def get(self):
         await self._sync()
 
-    @endpoint(anonymous=True)
-    async def post(self):
-        await self._sync()
+    post = get
 
     async def _sync(self):
         params = self.soda_params()
@@ -83,7 +82,7 @@ class CapabilitiesHandler(SodaHandler):
 
     @endpoint(anonymous=True)
     async def get(self):
-        base = f"{self.request.protocol}://{self.request.host}{self.base_url.rstrip('/')}/archive/soda"
+        base = self.archive_url("soda", absolute=True)
         self.finish(
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             '<vosi:capabilities xmlns:vosi="http://www.ivoa.net/xml/VOSICapabilities/v1.0" '

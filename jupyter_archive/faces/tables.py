@@ -23,19 +23,12 @@ from __future__ import annotations
 
 from tornado import web
 
-from ..core import ingest
+from ..core import ingest, times
 from ..core.errors import ArchiveError
 from .base import LimitedBody, endpoint
 from .casjobs import CasJobsHandler
 from .native import NativeHandler
 from .native import TableHandler as NativeTableHandler
-
-TICKS_AT_UNIX_EPOCH = 621_355_968_000_000_000  # .NET DateTime ticks (100 ns since 0001-01-01) at 1970-01-01
-
-
-def dotnet_ticks(unix_seconds: float) -> int:
-    return round(unix_seconds * 10**7) + TICKS_AT_UNIX_EPOCH
-
 
 class UploadBody(LimitedBody):
     """Mixin for handlers whose PUT/POST body is a table upload, streamed to a temp file.
@@ -96,7 +89,7 @@ class CasJobsTablesHandler(CasJobsHandler):
     async def get(self, context: str):
         tables = await self.call(ingest.table_summaries, self.archive, self.principal, context)
         self.send_json(
-            [{"Name": t["name"], "Rows": t["rows"], "Size": t["size_kb"], "Date": dotnet_ticks(t["modified"])} for t in tables]
+            [{"Name": t["name"], "Rows": t["rows"], "Size": t["size_kb"], "Date": times.dotnet_ticks(t["modified"])} for t in tables]
         )
 
 

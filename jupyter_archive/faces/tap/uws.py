@@ -11,28 +11,21 @@ from xml.sax.saxutils import escape, quoteattr
 
 from tornado import web
 
-from ..core import formats, tap_uploads, times
-from ..core.archive_jobs import ANONYMOUS_OWNER
-from ..core.errors import ArchiveError, bad_request, not_found
-from ..core.jobs import Job
-from ..core.params import integer
-from .base import endpoint
-from .tap import TapParamsHandler, error_votable, tap_format
+from ...core import formats, tap_uploads, times
+from ...core.errors import ArchiveError, bad_request, not_found
+from ...core.jobs import Job
+from ...core.params import integer
+from ..base import endpoint
+from .dali import VOTABLE_MEDIA, XSI, TapParamsHandler, error_votable, tap_format
 
 UWS = "http://www.ivoa.net/xml/UWS/v1.0"
 XLINK = "http://www.w3.org/1999/xlink"
-XSI = "http://www.w3.org/2001/XMLSchema-instance"
 PHASES = {
     "pending": "PENDING", "scheduled": "QUEUED", "queued": "QUEUED", "running": "EXECUTING",
     "canceling": "EXECUTING", "completed": "COMPLETED", "failed": "ERROR", "canceled": "ABORTED",
 }  # fmt: skip
 ACTIVE_PHASES = {"PENDING", "QUEUED", "EXECUTING"}
 MAX_WAIT = 60.0  # seconds a WAIT may block (below proxies' idle timeouts and pyvo's 600 s)
-
-
-def iso(t: float | None) -> str | None:
-    """A UWS time: ISO 8601 in UTC with a Z."""
-    return times.iso(t, "milliseconds")
 
 
 def phase(job: Job) -> str:
@@ -50,10 +43,10 @@ class UwsHandler(TapParamsHandler):
 
     @property
     def jobs_url(self) -> str:
-        return f"{self.tap_url}/async"
+        return self.archive_url("tap", "async", absolute=True)
 
     def job_url(self, job: Job) -> str:
-        return f"{self.jobs_url}/{job.id}"
+        return self.archive_url("tap", "async", job.id, absolute=True)
 
     async def tap_job(self, job_id: str) -> Job:
         job = await self.call(self.archive.job, self.principal, job_id)
@@ -77,9 +70,6 @@ class UwsHandler(TapParamsHandler):
         self.set_header("Location", url)
         self.finish()
 
-    def text(self, value) -> None:
-        self.finish("" if value is None else str(value), set_content_type="text/plain; charset=UTF-8")
-
     def destruction(self, job: Job) -> float | None:
         if job.destruction is not None:
             return job.destruction
@@ -89,7 +79,7 @@ class UwsHandler(TapParamsHandler):
     @staticmethod
     def owner(job: Job) -> str | None:
         """The ownerId: nil for anonymous jobs."""
-        return None if job.owner == ANONYMOUS_OWNER else job.owner
+        return None if job.anonymous else job.owner
 
     def parameters_xml(self, job: Job) -> str:
         # the job's TAP parameters as sent (PHASE and ACTION steer the job; they are not parameters)
@@ -120,11 +110,11 @@ class UwsHandler(TapParamsHandler):
             _nil("ownerId", self.owner(job)),
             f"<uws:phase>{ph}</uws:phase>",
             '<uws:quote xsi:nil="true"/>',
-            f"<uws:creationTime>{iso(job.submitted)}</uws:creationTime>",
-            _nil("startTime", iso(job.started)),
-            _nil("endTime", iso(job.ended)),
+            f"<uws:creationTime>{times.iso(job.submitted)}</uws:creationTime>",
+            _nil("startTime", times.iso(job.started)),
+            _nil("endTime", times.iso(job.ended)),
             f"<uws:executionDuration>{int(job.request.get('time_limit') or 0)}</uws:executionDuration>",
-            _nil("destruction", iso(self.destruction(job))),
+            _nil("destruction", times.iso(self.destruction(job))),
             self.parameters_xml(job),
             self.results_xml(job),
         ]
@@ -146,7 +136,7 @@ class JobsHandler(UwsHandler):
     @endpoint(anonymous=True)
     async def get(self):
         phases = {p.strip().upper() for v in self.args("PHASE") for p in v.split(",")}
-        last = self.int_arg("LAST", minimum=0)
+        _, last = self.page(None, "LAST", None, least=0)
         jobs, _ = await self.call(self.archive.list_jobs, self.principal, face="tap", submitted_from=self.time_arg("AFTER"))
         jobs = [j for j in jobs if (phase(j) in phases if phases else True)]
         if last is not None:
@@ -160,7 +150,7 @@ class JobsHandler(UwsHandler):
                 f"<uws:phase>{phase(j)}</uws:phase>"
                 + (f"<uws:runId>{escape(runid)}</uws:runId>" if runid else "")
                 + _nil("ownerId", self.owner(j))
-                + f"<uws:creationTime>{iso(j.submitted)}</uws:creationTime></uws:jobref>"
+                + f"<uws:creationTime>{times.iso(j.submitted)}</uws:creationTime></uws:jobref>"
             )
         out.append("</uws:jobs>")
         self.send_xml("".join(out))
@@ -232,21 +222,21 @@ class JobPartHandler(UwsHandler):
     async def get(self, job_id: str, part: str):
         job = await self.tap_job(job_id)
         if part == "phase":
-            self.text(phase(job))
+            self.send_text(phase(job))
         elif part == "parameters":
             self.send_xml(f'<uws:parameters xmlns:uws="{UWS}"' + self.parameters_xml(job)[len("<uws:parameters"):])
         elif part == "executionduration":
-            self.text(int(job.request.get("time_limit") or 0))
+            self.send_text(str(int(job.request.get("time_limit") or 0)))
         elif part == "destruction":
-            self.text(iso(self.destruction(job)) or "")
+            self.send_text(times.iso(self.destruction(job)) or "")
         elif part == "quote":
-            self.text("")
+            self.send_text("")
         elif part == "owner":
-            self.text(self.owner(job) or "")
+            self.send_text(self.owner(job) or "")
         elif part == "error":
             if phase(job) != "ERROR":
                 raise not_found(f"job {job.id} has no error: it is {phase(job)}")
-            self.finish(error_votable(job.error_message or "the job failed"), set_content_type="application/x-votable+xml")
+            self.finish(error_votable(job.error_message or "the job failed"), set_content_type=VOTABLE_MEDIA)
         elif part == "results":
             self.send_xml(f'<uws:results xmlns:uws="{UWS}" xmlns:xlink="{XLINK}"' + self.results_xml(job)[len("<uws:results"):])
         else:

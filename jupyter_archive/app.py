@@ -16,8 +16,9 @@ from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, validate
 
-from .core.archive import Archive, ArchiveConfig
+from .core.archive import Archive
 from .core.catalog import Principal
+from .core.config import ArchiveConfig
 from .core.errors import ArchiveError
 from .core.mounts import check_spec
 from .core.ownership import DataDirLock, describe_holder

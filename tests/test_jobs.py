@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from jupyter_archive.core.archive import Archive, ArchiveConfig
+from jupyter_archive.core.archive import Archive
+from jupyter_archive.core.config import ArchiveConfig
 from jupyter_archive.core.errors import ArchiveError
 from jupyter_archive.core.jobs import RESTART_MESSAGE, JobStore
 from jupyter_archive.core.users import UserStore

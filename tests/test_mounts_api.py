@@ -8,7 +8,8 @@ import json
 import duckdb
 import pytest
 
-from jupyter_archive.core.archive import Archive, ArchiveConfig
+from jupyter_archive.core.archive import Archive
+from jupyter_archive.core.config import ArchiveConfig
 from jupyter_archive.core.catalog import Principal
 from jupyter_archive.core.errors import ArchiveError
 from jupyter_archive.core.mounts import put_mount

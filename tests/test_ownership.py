@@ -11,7 +11,8 @@ import stat
 
 import pytest
 
-from jupyter_archive.core.archive import Archive, ArchiveConfig
+from jupyter_archive.core.archive import Archive
+from jupyter_archive.core.config import ArchiveConfig
 from jupyter_archive.core.errors import ArchiveError
 from jupyter_archive.core.ownership import LOCK_NAME, NOTE_NAME, DataDirLock
 

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from .catalog import (
     TableInfo,
     normalise_path,
 )
+from .config import ArchiveConfig
 from .datasets import reset_dataset
 from .directives import DirectiveStore
 from .engine_pool import EnginePool
@@ -63,27 +64,6 @@ def _dedupe(kids: list[dict]) -> list[dict]:
             seen.add(key)
             out.append(k)
     return sorted(out, key=lambda k: k["name"].lower())
-
-
-@dataclass
-class ArchiveConfig:
-    """Settings of one archive; the server extension fills it from traitlets."""
-
-    data_dir: Path
-    mounts: list[dict] = field(default_factory=list)
-    demo: bool = True
-    demo_rows: int = 100_000
-    quick_row_limit: int = 100_000
-    quick_time_limit: float = 60.0
-    quick_workers: int = 4
-    engine_threads: int | None = None
-    engine_memory_limit: str | None = None
-    allow_anonymous: bool = False
-    job_workers: int = 2
-    jobs_per_user: int = 2
-    job_retention: float | None = 7 * 24 * 3600
-    upload_limit: int = 1 << 30  # bytes one table upload may have
-    mount_roots: list[str] = field(default_factory=list)  # directories run-time mounts may use
 
 
 @dataclass

@@ -1,0 +1,27 @@
+"""ArchiveConfig: the settings of one archive (the server extension fills it from its traitlets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ArchiveConfig:
+    """Settings of one archive; the server extension fills it from traitlets."""
+
+    data_dir: Path
+    mounts: list[dict] = field(default_factory=list)
+    demo: bool = True
+    demo_rows: int = 100_000
+    quick_row_limit: int = 100_000
+    quick_time_limit: float = 60.0
+    quick_workers: int = 4
+    engine_threads: int | None = None
+    engine_memory_limit: str | None = None
+    allow_anonymous: bool = False
+    job_workers: int = 2
+    jobs_per_user: int = 2
+    job_retention: float | None = 7 * 24 * 3600
+    upload_limit: int = 1 << 30  # bytes one table upload may have
+    mount_roots: list[str] = field(default_factory=list)  # directories run-time mounts may use

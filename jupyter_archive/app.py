@@ -269,23 +269,6 @@ class ArchiveApp(ExtensionApp):
         handlers = self.archive_handlers()
         self.handlers.extend(handlers if self.archive is not None else proxied(handlers))
 
-    def jupyter_user(self, user) -> tuple[str, bool]:
-        """The archive user (name, admin) a Jupyter-authenticated request acts as."""
-        if self.jupyter_user_mapping == "username" and getattr(user, "username", None) and user.username != self.owner:
-            return user.username, False
-        return self.owner, True
-
-    def principal_for_jupyter_user(self, user) -> Principal:
-        """The archive user a Jupyter-authenticated request acts as."""
-        # Both are users on first sight (the owner again if an admin deleted them meanwhile).
-        name, admin = self.jupyter_user(user)
-        return self.archive.principal(name, admin=admin)
-
-    def principal_for_forwarded_user(self, name: str, admin: bool) -> Principal:
-        """The archive user a forwarding server on this data dir vouches for (by its own mapping);
-        only this server's owner is an admin here, whatever the forwarder's settings say."""
-        return self.archive.principal(name, admin=admin and name == self.owner)
-
     async def stop_extension(self):
         timer = getattr(self, "_take_over_timer", None)
         if timer is not None:

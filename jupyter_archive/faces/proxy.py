@@ -40,6 +40,7 @@ from .base import (
     FORWARDED_HOST,
     FORWARDED_PROTO,
     FORWARDED_USER,
+    jupyter_user,
 )
 
 CONNECT_TIMEOUT = 5.0
@@ -265,7 +266,7 @@ class ProxyMixin:
         headers[FORWARDED_PROTO] = self.request.protocol
         headers[FORWARDED_BASE] = self.settings.get("base_url", "/")
         if not self.request.headers.get(AUTH_HEADER) and self.current_user is not None:
-            name, admin = self.settings["archive_app"].jupyter_user(self.current_user)
+            name, admin = jupyter_user(self.settings["archive_app"], self.current_user)
             headers[FORWARDED_USER] = quote(name, safe="")
             headers[FORWARDED_ADMIN] = "1" if admin else "0"
         return headers

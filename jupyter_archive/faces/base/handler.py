@@ -1,26 +1,93 @@
-"""The base class of every archive handler: the archive, the caller, one error path, one
-parameter layer, streamed answers (each part in its module of this package)."""
+"""The base class of every archive handler: what runs on every request, in one module.
+
+Who is asking: a Jupyter user (Jupyter's own auth: token or cookie), or an archive user
+sending ``X-Auth-Token``; anonymous requests reach public, read-only contexts only when
+``ArchiveApp.allow_anonymous`` is on. Requests authenticated by header skip the XSRF check
+(the header cannot be forged cross-site). A request may also come through another server on
+this archive's data dir (faces/proxy.py): it carries the secret this process keeps in the data
+dir (core/ownership.py), the caller's host, scheme and base URL (for the links in answers) and,
+for a caller that server's Jupyter login vouches for, the archive user's name. Without the
+right secret none of it is believed.
+
+What a request carries is read in one layer (query-string parameters, form and JSON bodies,
+listing windows, result formats), each checked by ``core.params`` and ``core.times``; answers
+go out as JSON, text, or a query result streamed in a format, chunk by chunk. What runs only
+sometimes lives beside this: error replies (errors.py) and bounded request bodies (bodies.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
+import json
+import zlib
 from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
 
+from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import httputil
+from tornado.iostream import StreamClosedError
 
+from ...core import formats, params, times
 from ...core.archive import Archive
-from .callers import Callers
+from ...core.catalog import ANONYMOUS, Principal
+from ...core.errors import ArchiveError
+from ...core.query import QueryResult
 from .errors import ErrorReplies
-from .parameters import Parameters
-from .streaming import Streaming
+
+AUTH_HEADER = "X-Auth-Token"
+# What a forwarding server on the same data dir says (faces/proxy.py), believed only with the secret.
+FORWARD_PREFIX = "x-archive-forward-"
+FORWARD_SECRET = "X-Archive-Forward-Secret"
+FORWARDED_USER = "X-Archive-Forward-User"
+FORWARDED_ADMIN = "X-Archive-Forward-Admin"
+FORWARDED_HOST = "X-Archive-Forward-Host"
+FORWARDED_PROTO = "X-Archive-Forward-Proto"
+FORWARDED_BASE = "X-Archive-Forward-Base"
+PLAIN_TEXT = "text/plain; charset=UTF-8"
 
 
-class ArchiveHandler(Callers, ErrorReplies, Parameters, Streaming, ExtensionHandlerMixin, APIHandler):
+def endpoint(*, anonymous: bool = False):
+    """Mark a handler method as an archive endpoint.
+
+    Jupyter's own check is replaced (``allow_unauthenticated``) by ours, which also accepts
+    archive tokens; ``anonymous`` lets unauthenticated callers in when the archive allows it.
+    """
+
+    def wrap(method: Callable):
+        @functools.wraps(method)
+        async def inner(self: ArchiveHandler, *args, **kwargs):
+            if self._finished:
+                return None  # answered while the body arrived (LimitedBody's 413)
+            self.principal = self.authenticate(anonymous)
+            return await method(self, *args, **kwargs)
+
+        return allow_unauthenticated(inner)
+
+    return wrap
+
+
+def jupyter_user(app, user) -> tuple[str, bool]:
+    """The archive user (name, admin) a Jupyter-authenticated request acts as, by ``app``'s
+    (the ArchiveApp's) ``jupyter_user_mapping``."""
+    if app.jupyter_user_mapping == "username" and getattr(user, "username", None) and user.username != app.owner:
+        return user.username, False
+    return app.owner, True
+
+
+class ArchiveHandler(ErrorReplies, ExtensionHandlerMixin, APIHandler):
     """Base of every archive handler; a face subclasses it and says how errors look."""
 
     face = "native"
+    principal: Principal = ANONYMOUS
+    #: The Content-Type of the face's plain-text answers.
+    text_media = PLAIN_TEXT
+    #: What separates query-string parameters besides ``&`` (the DAX document writes ``start=0;count=10``).
+    query_separators = ""
 
     @property
     def archive(self) -> Archive:
@@ -47,3 +114,276 @@ class ArchiveHandler(Callers, ErrorReplies, Parameters, Streaming, ExtensionHand
             delay = min(delay * 1.5, 0.1)
             job = await self.call(self.archive.job, self.principal, job_id)
         return job
+
+    # -- who is asking ----------------------------------------------------------------------------
+    def authenticate(self, anonymous_ok: bool) -> Principal:
+        """Who is asking (``anonymous_ok``: anonymous callers let in when the archive allows them)."""
+        forwarded = self._forwarded_user()
+        token = self.request.headers.get(AUTH_HEADER)
+        if token:
+            p = self.archive.principal_for_token(token)
+            if p is None:
+                raise ArchiveError("unauthorized", "invalid or expired X-Auth-Token", 401)
+            return p
+        # Users on first sight (the owner again if an admin deleted them meanwhile); only this
+        # server's owner is an admin here, whatever a forwarding server's settings say.
+        if forwarded is not None:
+            name, admin = forwarded
+            return self.archive.principal(name, admin=admin and name == self.archive_app.owner)
+        user = self.current_user
+        if user is not None:
+            name, admin = jupyter_user(self.archive_app, user)
+            return self.archive.principal(name, admin=admin)
+        if anonymous_ok and self.archive.config.allow_anonymous:
+            return ANONYMOUS
+        raise ArchiveError(
+            "permission", "authentication required: log in to Jupyter, pass its token, or send an X-Auth-Token header", 403
+        )
+
+    def _forwarded_user(self) -> tuple[str, bool] | None:
+        """For a request forwarded by another server on this data dir: take its word for the
+        caller's address and return the archive user (name, admin) it vouches for, if any."""
+        headers = self.request.headers
+        secret = headers.get(FORWARD_SECRET)
+        if secret is None and not any(name.lower().startswith(FORWARD_PREFIX) for name in headers):
+            return None
+        own = self.archive.lock.secret
+        if not (secret and own and hmac.compare_digest(secret.encode(), own.encode())):
+            raise ArchiveError("unauthorized", "wrong forwarding secret: only a server on this archive's data dir forwards requests", 401)
+        self.request.host = headers.get(FORWARDED_HOST) or self.request.host
+        if headers.get(FORWARDED_PROTO) in ("http", "https"):
+            self.request.protocol = headers[FORWARDED_PROTO]
+        base = headers.get(FORWARDED_BASE) or ""
+        if base.startswith("/") and base.endswith("/"):
+            self._forwarded_base = base
+        user = headers.get(FORWARDED_USER)
+        return None if user is None else (unquote(user), headers.get(FORWARDED_ADMIN) == "1")
+
+    @property
+    def base_url(self) -> str:
+        """The base URL the caller used (the forwarding server's, for a forwarded request)."""
+        return getattr(self, "_forwarded_base", None) or super().base_url
+
+    def archive_url(self, *parts: Any, absolute: bool = False) -> str:
+        """``{base}archive/<parts>`` as the caller reaches it (a forwarded request: through the
+        forwarding server), with its scheme and host when ``absolute``. Parts are joined as
+        given: a face quotes those that need it."""
+        path = self.base_url.rstrip("/") + "/archive/" + "/".join(str(p) for p in parts)
+        return f"{self.request.protocol}://{self.request.host}{path}" if absolute else path
+
+    def check_xsrf_cookie(self) -> None:
+        # Header-authenticated and anonymous requests carry no cookie to forge; a forwarding
+        # server checked its own caller's (and the secret is checked at authentication).
+        if self.request.headers.get(AUTH_HEADER) or self.request.headers.get(FORWARD_SECRET):
+            return None
+        if hasattr(self, "_jupyter_current_user") and self._jupyter_current_user is None:
+            return None
+        return super().check_xsrf_cookie()
+
+    # -- what the request carries -----------------------------------------------------------------
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        """Path segments (and tornado's own argument reads) as UTF-8 text, 400 in the face's shape."""
+        return params.text(name or "path", value)
+
+    @functools.cached_property
+    def query_arguments(self) -> dict[str, list[bytes]]:
+        """The query string's parameters as bytes by name (split on ``query_separators`` too)."""
+        if not self.query_separators:
+            return self.request.query_arguments
+        query = self.request.query
+        for sep in self.query_separators:
+            query = query.replace(sep, "&")
+        return httputil.parse_qs_bytes(query, keep_blank_values=True)
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """The last value of a query-string parameter, as UTF-8 text (400 if it is not)."""
+        values = self.query_arguments.get(name)
+        return params.text(name, values[-1]) if values else default
+
+    def args(self, name: str) -> list[str]:
+        """Every value of a query-string parameter, in order, as UTF-8 text."""
+        return [params.text(name, v) for v in self.query_arguments.get(name, [])]
+
+    def arguments(self, *, form: bool = True) -> dict[str, list[str]]:
+        """Every query-string parameter (then, with ``form``, every field of a form body) by
+        name, values in order, as UTF-8 text."""
+        out: dict[str, list[str]] = {}
+        sources = [self.query_arguments] + ([self.form_fields()] if form else [])
+        for source in sources:
+            for name, values in source.items():
+                out.setdefault(name, []).extend(params.text(name, v) for v in values)
+        return out
+
+    def form_fields(self) -> dict[str, list[bytes]]:
+        """The fields of a url-encoded or multipart form body (tornado parsed them), as bytes."""
+        return self.request.body_arguments if self.request.method in ("POST", "PUT", "PATCH") else {}
+
+    def number_arg(self, name: str, default: float | None = None, **bounds) -> float | None:
+        return params.number(name, self.arg(name), default=default, **bounds)
+
+    def bool_arg(self, name: str, default: bool = False) -> bool:
+        return params.boolean(name, self.arg(name), default=default)
+
+    def time_arg(self, name: str) -> float | None:
+        return times.parse(name, self.arg(name))
+
+    def page(
+        self, start: str | None, limit: str, default: int | None, maximum: int | None = None, *,
+        first: int | None = 0, least: int = 1, values: dict[str, str] | None = None,
+    ) -> tuple[int | None, int | None]:  # fmt: skip
+        """The window of a listing, under the face's names for its two ends: ``start`` (none when
+        the face has no such parameter; at least 0, ``first`` when absent) and ``limit`` (at least
+        ``least``, ``default`` when absent, at most ``maximum``). Read from the query string, or
+        from ``values`` when the face gathered its parameters itself."""
+        read = self.arg if values is None else values.get
+        offset = None if start is None else params.integer(start, read(start), default=first, minimum=0)
+        count = params.integer(limit, read(limit), default=default, minimum=least)
+        return offset, (min(count, maximum) if maximum is not None and count is not None else count)
+
+    _json_body: dict | None = None
+
+    def json_body(self) -> dict:
+        """The request body as a JSON object (depth-limited, see ``core.params``), or the fields
+        of a form body (last value of each); keys as sent."""
+        if self._json_body is None:
+            self._json_body = self._read_json_body()
+        return self._json_body
+
+    def body_field(self, name: str, default: Any = None, *, query: bool = False) -> Any:
+        """A field of ``json_body``, its name matched case-insensitively (as ASP.NET's binder
+        and Kasabi's forms do); when the body has none, the query string's value (``query``)
+        or ``default``."""
+        low = name.lower()
+        for key, value in self.json_body().items():
+            if key.lower() == low:
+                return value
+        return self.arg(name, default) if query else default
+
+    def _read_json_body(self) -> dict:
+        body = self.request.body or b""
+        ctype = (self.request.headers.get("Content-Type") or "").lower()
+        # Clients label JSON bodies loosely (or as form data by default), so a body that
+        # looks like a JSON object is JSON whatever the Content-Type says.
+        looks_json = body.lstrip()[:1] in (b"{", b"[")
+        if not looks_json and ("application/x-www-form-urlencoded" in ctype or "multipart/form-data" in ctype):
+            return {k: params.text(k, v[-1]) for k, v in self.form_fields().items()}
+        if not body.strip():
+            return {}
+        data = params.parse_json(body)
+        if not isinstance(data, dict):
+            raise ArchiveError("bad_request", "the request body must be a JSON object")
+        return data
+
+    def negotiate(self, default: str, allowed: set[str] | None = None, media_map: dict[str, str] | None = None):
+        """The result format from ``?format=`` or ``Accept`` (``media_map`` lets a face rename media types)."""
+        accept = self.request.headers.get("Accept")
+        if media_map and accept:
+            for media, name in media_map.items():
+                if accept.split(";")[0].strip().lower() == media:
+                    return formats.by_name(name)
+        return formats.negotiate(accept, self.arg("format"), default=default, allowed=allowed)
+
+    # -- answers ----------------------------------------------------------------------------------
+    def send_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(data, default=str))
+
+    def send_text(self, text: str | bytes, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(text, set_content_type=self.text_media)
+
+    async def query_and_stream(self, fmt, info: formats.ResultInfo, fn: Callable, *args, **kwargs) -> None:
+        """Run a query (``fn`` returns a QueryResult) and send it: a small result is run and
+        encoded in the same trip to the pool, a large one is streamed."""
+
+        def work():
+            result = fn(*args, **kwargs)
+            if not result.complete:
+                return result, None
+            info.truncated = info.truncated or result.truncated
+            return result, b"".join(fmt.encode(result.schema, result.batches(), info))
+
+        result, body = await self.call(work)
+        await self.stream(result, fmt, info, body=body)
+
+    async def stream(self, result: QueryResult, fmt, info: formats.ResultInfo | None = None, *, body: bytes | None = None) -> None:
+        """Send a result in a format, chunk by chunk, encoded off the loop; gzip when asked.
+
+        ``body`` is the whole encoded result when the caller already made it.
+        """
+        info = info or formats.ResultInfo()
+        info.truncated = info.truncated or result.truncated
+        self.set_header("Content-Type", fmt.media_type)
+        if result.truncated:
+            self.set_header("X-Archive-Truncated", "true")
+        disposition = fmt.options.get("disposition") if fmt.options else None
+        if disposition:
+            self.set_header("Content-Disposition", disposition)
+        gzip = None
+        if "gzip" in (self.request.headers.get("Accept-Encoding") or "").lower():
+            gzip = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: exports stay fast
+            self.set_header("Content-Encoding", "gzip")
+            self.set_header("Vary", "Accept-Encoding")
+        loop = asyncio.get_running_loop()
+        pool = self.archive.executor
+        if body is None and result.complete:
+            # A small result is already in memory: encode it in one go, one trip to the pool.
+            body = await loop.run_in_executor(pool, b"".join, fmt.encode(result.schema, result.batches(), info))
+        if body is not None:
+            if gzip is not None:
+                body = gzip.compress(body) + gzip.flush()
+            self.finish(body, set_content_type=fmt.media_type)
+            return
+        chunks = fmt.encode(result.schema, result.batches(), info)
+        sentinel = object()
+        try:
+            while True:
+                chunk = await loop.run_in_executor(pool, next, chunks, sentinel)
+                if chunk is sentinel:
+                    break
+                if gzip is not None:
+                    chunk = gzip.compress(chunk)
+                if chunk:
+                    self.write(chunk)
+                    await self.flush()
+            if gzip is not None:
+                self.write(gzip.flush())
+            self.finish(set_content_type=fmt.media_type)
+        except StreamClosedError:
+            pass  # the client went away
+        except ArchiveError as exc:
+            if not self._headers_written:
+                raise
+            # Once a 200 has gone out a failure can only cut the stream short.
+            self.log.warning("archive stream cut short: %s", exc.message)
+            self.request.connection.close()
+        finally:
+            await loop.run_in_executor(pool, _close_quietly, chunks, result)
+
+
+def _close_quietly(chunks, result: QueryResult) -> None:
+    try:
+        chunks.close()
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+    result.close()
+    _give_memory_back()
+
+
+def _give_memory_back() -> None:
+    """After a large export, hand freed heap back to the OS (glibc keeps it in per-thread
+    arenas otherwise, so the server's resident size creeps up export after export)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None

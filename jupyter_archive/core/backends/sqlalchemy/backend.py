@@ -26,10 +26,10 @@ from sqlglot import exp
 from sqlglot.dialects.sqlite import SQLite
 from sqlglot.errors import ErrorLevel, SqlglotError
 
-from ..catalog import ColumnInfo, TableInfo
-from ..errors import ArchiveError
-from ..query import WATCHDOG, QueryResult, rows_affected_result
-from ..schema import annotate
+from ...catalog import ColumnInfo, TableInfo
+from ...errors import ArchiveError
+from ...query import WATCHDOG, QueryResult, rows_affected_result
+from ...schema import annotate
 
 _COUNT_BUDGET = 3.0  # seconds tables() may spend on exact row counts
 _COUNT_BELOW = 100_000  # trust the planner's estimate from this many rows up

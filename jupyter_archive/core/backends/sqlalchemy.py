@@ -28,7 +28,7 @@ from sqlglot.errors import ErrorLevel, SqlglotError
 
 from ..catalog import ColumnInfo, TableInfo
 from ..errors import ArchiveError
-from ..query import WATCHDOG, QueryResult, rows_affected_result
+from ..execution.result import WATCHDOG, QueryResult, rows_affected_result
 from ..schema import annotate
 
 _COUNT_BUDGET = 3.0  # seconds tables() may spend on exact row counts

@@ -12,7 +12,7 @@ from tornado.iostream import StreamClosedError
 
 from ...core import formats
 from ...core.errors import ArchiveError
-from ...core.query import QueryResult
+from ...core.execution.result import QueryResult
 
 
 PLAIN_TEXT = "text/plain; charset=UTF-8"

@@ -33,6 +33,7 @@ from .users import UserStore, valid_password
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class ArchiveConfig:
     """Settings of one archive; the server extension fills it from traitlets."""

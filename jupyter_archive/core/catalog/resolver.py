@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from .. import sql as sqlmod
 from ..errors import ArchiveError, permission
 from .model import TAP_SCHEMA, TAP_SCHEMA_ALIAS
+from .tap_schema import TABLES
 
 if TYPE_CHECKING:
     from .model import ContextRef, Principal
@@ -103,8 +104,6 @@ class Resolver:
         return target
 
     def _tap_schema(self, parts: tuple[str, ...], write: bool) -> sqlmod.TableTarget:
-        from .tap_schema import TABLES
-
         if write:
             raise permission("TAP_SCHEMA is read-only")
         if parts[1].lower() in TABLES:

@@ -20,7 +20,7 @@ from .core.archive import Archive
 from .core.catalog import Principal
 from .core.config import ArchiveConfig
 from .core.errors import ArchiveError
-from .core.mounts import check_spec
+from .core.catalog.mounts import check_spec
 from .core.ownership import DataDirLock, describe_holder
 from .core.users import valid_user_name
 from .faces.auth import auth_handlers
@@ -206,7 +206,7 @@ class ArchiveApp(ExtensionApp):
         archive.start()
         self.archive = archive
         self.settings["archive"] = archive
-        self.log.info("jupyter_archive: data in %s; contexts: %s", self.data_dir, ", ".join(c.name for c in archive.contexts(Principal(self.owner, admin=True))))
+        self.log.info("jupyter_archive: data in %s; contexts: %s", self.data_dir, ", ".join(c.name for c in archive.catalog.contexts(Principal(self.owner, admin=True))))
 
     async def _start_jupyter_server_extension(self, serverapp):
         if self.archive is not None:

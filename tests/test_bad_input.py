@@ -341,8 +341,8 @@ def mydb_rows(archive, name: str) -> dict:
     """Every table of a user's MyDB: its columns and rows."""
     principal = archive.user(name)
     out = {}
-    for t in archive.tables(principal, "MyDB"):
-        result = archive.query(principal, f'SELECT * FROM "{t.name}"', "sql", context="MyDB")
+    for t in archive.catalog.tables(principal, "MyDB"):
+        result = archive.queries.query(principal, f'SELECT * FROM "{t.name}"', "sql", context="MyDB")
         try:
             rows = [b.to_pylist() for b in result.batches()]
         finally:

@@ -128,15 +128,15 @@ def test_run_writes_the_target_table_and_reruns(archive, alice):
     assert job.request["into"] == {"context": "MyDB", "name": "Bright"} and job.request["modified_query"]
     job = archive.wait_job(alice, job.id, timeout=30)
     assert job.state == "completed", job.error_message
-    want = archive.query(alice, "SELECT count(*) AS n FROM PhotoObj WHERE r < 19", context="DEMO").to_table().column("n")[0].as_py()
-    got = archive.query(alice, "SELECT count(*) AS n FROM Bright", context="MyDB").to_table().column("n")[0].as_py()
+    want = archive.queries.query(alice, "SELECT count(*) AS n FROM PhotoObj WHERE r < 19", context="DEMO").to_table().column("n")[0].as_py()
+    got = archive.queries.query(alice, "SELECT count(*) AS n FROM Bright", context="MyDB").to_table().column("n")[0].as_py()
     assert job.rows == got == want > 0 and job.results["table"] == {"context": "MyDB", "name": "Bright"}
     # a second run (by path) replaces the table rather than failing on it
     archive.directives.update(alice, d.id, {"query": "SELECT objid, r FROM PhotoObj WHERE r < 18"})
     job2 = archive.directives.run(alice, "/Users/alice/bright", by_path=True)
     job2 = archive.wait_job(alice, job2.id, timeout=30)
     assert job2.state == "completed", job2.error_message
-    n18 = archive.query(alice, "SELECT count(*) AS n FROM Bright", context="MyDB").to_table().column("n")[0].as_py()
+    n18 = archive.queries.query(alice, "SELECT count(*) AS n FROM Bright", context="MyDB").to_table().column("n")[0].as_py()
     assert job2.rows == n18 < got
     jobs, total = archive.list_jobs(alice, face="sas")
     assert total == 2 and {j.id for j in jobs} == {job.id, job2.id}
@@ -147,14 +147,14 @@ def test_run_without_target_keeps_the_rows(archive, alice):
     job = archive.wait_job(alice, archive.directives.run(alice, d.id, face="native").id, timeout=30)
     assert job.state == "completed" and job.face == "native" and "store" in job.results
     rows = archive.job_result(alice, job.id).to_table().column("objid").to_pylist()
-    want = archive.query(alice, BRIGHT, context="DEMO").to_table().column("objid").to_pylist()
+    want = archive.queries.query(alice, BRIGHT, context="DEMO").to_table().column("objid").to_pylist()
     assert rows == want
 
 
 def test_run_refuses_a_directive_that_no_longer_compiles(archive, alice):
-    archive.query(alice, "CREATE TABLE Src AS SELECT 1 AS a", context="MyDB")
+    archive.queries.query(alice, "CREATE TABLE Src AS SELECT 1 AS a", context="MyDB")
     d = make(archive, alice, query="SELECT a FROM Src", context="MyDB")
-    archive.query(alice, "DROP TABLE Src", context="MyDB")
+    archive.queries.query(alice, "DROP TABLE Src", context="MyDB")
     with pytest.raises(ArchiveError) as err:
         archive.directives.run(alice, d.id)
     assert err.value.code == "unknown_table"

@@ -67,12 +67,12 @@ async def test_mounts_change_while_a_user_streams_and_runs_jobs(fetch, archive, 
     con.execute("CREATE TABLE t AS SELECT 1 AS one")
     con.close()
     alice = as_user(archive.users.create_token("alice"))
-    key = archive.engine(archive.user("alice")).key
+    key = archive.engines.engine(archive.user("alice")).key
     assert await rows(fetch, alice, f"CREATE TABLE mydb.big AS SELECT range AS i FROM range({ROWS})") == [[str(ROWS)]]
     stream = await HeldStream.open(jp_http_port, jp_base_url, f"archive/api/contexts/MyDB/tables/big/rows?limit={ROWS}&format=csv",
                                    {"X-Auth-Token": alice["X-Auth-Token"]})  # fmt: skip
     assert stream.status == 200
-    [first] = archive.engine_pool.engines(key)
+    [first] = archive.engines.engines(key)
 
     # the admin mounts SKY while alice's stream holds her engine
     await mount(fetch, "sky", sky_db)
@@ -93,7 +93,7 @@ async def test_mounts_change_while_a_user_streams_and_runs_jobs(fetch, archive, 
     assert (await query(fetch, alice, "SELECT one FROM other.t")).code in (400, 404)
     assert await rows(fetch, alice, "SELECT count(*) FROM mydb.big") == [[str(ROWS)]]
     assert (await job_state(fetch, alice, job))["state"] in ("queued", "running")
-    assert first in archive.engine_pool.engines(key) and not first.closed  # nothing closed it under the stream
+    assert first in archive.engines.engines(key) and not first.closed  # nothing closed it under the stream
 
     body = await stream.finish()
     got = body.decode().splitlines()
@@ -102,7 +102,7 @@ async def test_mounts_change_while_a_user_streams_and_runs_jobs(fetch, archive, 
     assert done["state"] == "completed", done
     assert await rows(fetch, alice, "SELECT count(*), sum(i) FROM mydb.joined") == [["50", str(sum(range(50)))]]
     assert await rows(fetch, alice, join) == [["50"]]
-    assert first.closed and len(archive.engine_pool.engines(key)) == 1  # one complete engine is left
+    assert first.closed and len(archive.engines.engines(key)) == 1  # one complete engine is left
 
     await unmount(fetch, "sky")
     assert (await query(fetch, alice, "SELECT count(*) FROM sky.quasars")).code in (400, 404)
@@ -111,14 +111,14 @@ async def test_mounts_change_while_a_user_streams_and_runs_jobs(fetch, archive, 
 
 async def test_a_running_job_keeps_its_engine_through_mount_changes(fetch, archive, sky_db):
     alice = as_user(archive.users.create_token("alice"))
-    key = archive.engine(archive.user("alice")).key
+    key = archive.engines.engine(archive.user("alice")).key
     assert await rows(fetch, alice, "CREATE TABLE mydb.mine AS SELECT 7 AS n") == [["1"]]
     job = await submit(fetch, alice, "SELECT count(*) FROM range(1000000000) a, range(1000000000) b", "mydb.endless")
     for _ in range(400):
         if (await job_state(fetch, alice, job))["state"] == "running":
             break
         await asyncio.sleep(0.05)
-    [first] = archive.engine_pool.engines(key)
+    [first] = archive.engines.engines(key)
     for _ in range(2):
         await mount(fetch, "sky", sky_db)
         assert await rows(fetch, alice, "SELECT count(*) FROM sky.quasars") == [["50"]]
@@ -126,11 +126,11 @@ async def test_a_running_job_keeps_its_engine_through_mount_changes(fetch, archi
         await unmount(fetch, "sky")
         assert await rows(fetch, alice, "SELECT n FROM mydb.mine") == [["7"]]
     assert (await job_state(fetch, alice, job))["state"] == "running"
-    assert first in archive.engine_pool.engines(key) and not first.closed
+    assert first in archive.engines.engines(key) and not first.closed
     resp = await fetch("archive", "api", "jobs", job, "cancel", method="POST", body="", headers=alice)
     assert resp.code == 200, resp.body
     assert (await job_state(fetch, alice, job, wait=30))["state"] == "canceled"
-    assert first.closed and len(archive.engine_pool.engines(key)) == 1
+    assert first.closed and len(archive.engines.engines(key)) == 1
     assert await rows(fetch, alice, "SELECT n FROM mydb.mine") == [["7"]]
 
 

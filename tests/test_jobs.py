@@ -49,13 +49,13 @@ def test_query_job_into_mydb_and_result_store(make_archive):
     job = a.submit_query(owner, "SELECT objid, r FROM PhotoObj WHERE r < 19", "sql", context="DEMO", target=("MyDB", "Bright"))
     job = a.wait_job(owner, job.id, timeout=30)
     assert job.state == "completed", job.error_message
-    n = a.query(owner, "SELECT count(*) AS n FROM Bright", context="MyDB").to_table().column("n")[0].as_py()
+    n = a.queries.query(owner, "SELECT count(*) AS n FROM Bright", context="MyDB").to_table().column("n")[0].as_py()
     assert job.rows == n > 0 and job.results["table"] == {"context": "MyDB", "name": "Bright"}
     job2 = a.submit_query(owner, "SELECT objid FROM PhotoObj ORDER BY objid", "sql", context="DEMO")
     job2 = a.wait_job(owner, job2.id, timeout=30)
     assert job2.state == "completed" and job2.rows == 20_000
     page = a.job_result(owner, job2.id, offset=10, limit=5).to_table()
-    want = a.query(owner, "SELECT objid FROM PhotoObj ORDER BY objid LIMIT 5 OFFSET 10", context="DEMO").to_table()
+    want = a.queries.query(owner, "SELECT objid FROM PhotoObj ORDER BY objid LIMIT 5 OFFSET 10", context="DEMO").to_table()
     assert page.column("objid").to_pylist() == want.column("objid").to_pylist()
 
 
@@ -83,7 +83,7 @@ def test_cancel_stops_a_long_query_within_a_second(make_archive):
     assert job.state == "canceled"
     assert time.monotonic() - t < 1.0
     # the engine is free after
-    assert a.query(u, "SELECT 42 AS x", context="DEMO").to_table().column("x")[0].as_py() == 42
+    assert a.queries.query(u, "SELECT 42 AS x", context="DEMO").to_table().column("x")[0].as_py() == 42
 
 
 def test_progress_moves_while_running(make_archive):

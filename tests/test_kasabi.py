@@ -101,7 +101,7 @@ async def test_reset_empties_mydb_form_and_json(fetch, archive, jp_serverapp, jp
     for q in ["CREATE TABLE t AS SELECT * FROM range(10)", "CREATE TABLE u AS SELECT 1 AS a", "CREATE VIEW v AS SELECT * FROM t"]:
         assert (await sql(fetch, q)).code == 200
     # a foreign key makes the drop order matter (the SQL pipeline does not take REFERENCES, the engine does)
-    cur = archive.engine(owner_principal(jp_serverapp)).cursor()
+    cur = archive.engines.engine(owner_principal(jp_serverapp)).cursor()
     try:
         cur.execute("USE mydb")
         cur.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
@@ -148,8 +148,8 @@ async def test_reset_empties_mydb_form_and_json(fetch, archive, jp_serverapp, jp
 async def test_writes_during_a_reset_answer_a_clear_error(fetch, archive, jp_serverapp):
     assert (await sql(fetch, "CREATE TABLE keep AS SELECT * FROM range(5)")).code == 200
     owner = owner_principal(jp_serverapp)
-    key = archive.dataset_key(owner, archive.context(owner, "MyDB"))
-    archive.resetting.add(key)  # what a running reset does, held for as long as the test needs
+    key = archive.catalog.dataset_key(owner, archive.catalog.context(owner, "MyDB"))
+    archive.catalog.resetting.add(key)  # what a running reset does, held for as long as the test needs
     try:
         for q in ["CREATE TABLE new AS SELECT 1 AS a", "INSERT INTO keep SELECT 99", "DROP TABLE keep"]:
             resp = await sql(fetch, q)
@@ -160,14 +160,14 @@ async def test_writes_during_a_reset_answer_a_clear_error(fetch, archive, jp_ser
         ok = await sql(fetch, "SELECT count(*) AS n FROM keep")
         assert ok.code == 200 and body_json(ok)["data"] == [[5]]
     finally:
-        archive.resetting.discard(key)
+        archive.catalog.resetting.discard(key)
     assert (await sql(fetch, "INSERT INTO keep SELECT 99")).code == 200
 
 
 async def test_a_reset_is_seen_running_and_refuses_writes_and_deletes_meanwhile(fetch, archive, jp_serverapp, jp_base_url):
     # Many tables make the reset last long enough to be watched (a drop is cheap, so many are needed).
     n = 4000
-    cur = archive.engine(owner_principal(jp_serverapp)).cursor()
+    cur = archive.engines.engine(owner_principal(jp_serverapp)).cursor()
     try:
         cur.execute("BEGIN; " + " ".join(f"CREATE TABLE mydb.main.t{i} (a INTEGER);" for i in range(n)) + " COMMIT;")
     finally:
@@ -363,7 +363,7 @@ class TestWritableMount:
     async def test_only_admins_reset_it_and_it_empties(self, fetch, archive):
         bob_headers = bob(archive)
         assert_not_authorized(await post_job(fetch, "scratch", form={"jobType": "reset"}, headers=bob_headers), "admins")
-        assert [t.name for t in archive.tables(Principal("someone"), "SCRATCH")] == ["results"]
+        assert [t.name for t in archive.catalog.tables(Principal("someone"), "SCRATCH")] == ["results"]
         resp = await post_job(fetch, "SCRATCH", form={"jobType": "reset"})
         assert resp.code == 202, resp.body
         job_id = resp.headers["Location"].rstrip("/").split("/")[-1]
@@ -374,7 +374,7 @@ class TestWritableMount:
                 break
             await asyncio.sleep(0.05)
         assert status == "completed"
-        assert archive.tables(Principal("someone"), "SCRATCH") == []
+        assert archive.catalog.tables(Principal("someone"), "SCRATCH") == []
         # the admins' job on their dataset: bob is not authorized to look at it or delete it
         for method in ("GET", "DELETE"):
             resp = await fetch("archive", "kasabi", "dataset", "SCRATCH", "jobs", job_id, method=method, headers=bob_headers)

@@ -12,7 +12,6 @@ from jupyter_archive.core.archive import Archive
 from jupyter_archive.core.config import ArchiveConfig
 from jupyter_archive.core.catalog import Principal
 from jupyter_archive.core.errors import ArchiveError
-from jupyter_archive.core.mounts import put_mount
 
 from .conftest import body_json
 
@@ -113,14 +112,14 @@ def test_run_time_mounts_survive_a_restart(archive_data_dir, tmp_path):
     con.close()
     admin = Principal("root", admin=True)
     a = Archive(ArchiveConfig(data_dir=archive_data_dir, demo_rows=20_000, mount_roots=[str(tmp_path)]))
-    assert put_mount(a, admin, "/kept", {"duckdb": {"connectionUri": str(db)}}) == "added"
+    assert a.mounts.put(admin, "/kept", {"duckdb": {"connectionUri": str(db)}}) == "added"
     with pytest.raises(ArchiveError) as err:
-        put_mount(a, Principal("someone"), "/other", {"duckdb": {"connectionUri": str(db)}})
+        a.mounts.put(Principal("someone"), "/other", {"duckdb": {"connectionUri": str(db)}})
     assert err.value.status == 403
     a.close()
     b = Archive(ArchiveConfig(data_dir=archive_data_dir, demo_rows=20_000, mount_roots=[str(tmp_path)]))
     try:
-        assert [t.name for t in b.tables(admin, "KEPT")] == ["t"]
+        assert [t.name for t in b.catalog.tables(admin, "KEPT")] == ["t"]
     finally:
         b.close()
 

@@ -9,7 +9,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from jupyter_archive.core.query import Watchdog, _small_batch, execute
+from jupyter_archive.core.execution.result import Watchdog, _small_batch, execute
 from jupyter_archive.core.schema import annotate, field_meta, per_object
 from jupyter_archive.core.sql import Statement
 

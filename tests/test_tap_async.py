@@ -320,17 +320,16 @@ async def test_votlint_accepts_async_results_and_errors(fetch, tmp_path):
 
 
 async def test_cross_match_with_an_upload_uses_the_catalog_index(archive, tmp_path, demo_db):
-    from jupyter_archive.core import tap_uploads
     from jupyter_archive.core.catalog import ANONYMOUS
 
     first = demo_db.sql("SELECT objid, ra, dec FROM PhotoObj ORDER BY objid LIMIT 4").fetchall()
     path = tmp_path / "mine.vot"
     path.write_bytes(votable_bytes(Table({"id": [1, 2, 3, 4], "ra": [r[1] for r in first], "dec": [r[2] for r in first]})))
-    uploads = tap_uploads.UploadSet(archive, ANONYMOUS, [{"name": "mine", "path": str(path)}])
+    uploads = archive.queries.uploads(ANONYMOUS, [{"name": "mine", "path": str(path)}])
     try:
         text = ("SELECT m.id, p.objid FROM TAP_UPLOAD.mine AS m JOIN demo.PhotoObj AS p "
                 "ON CONTAINS(POINT('ICRS', p.ra, p.dec), CIRCLE('ICRS', m.ra, m.dec, 2.0/3600)) = 1 ORDER BY m.id")
-        result = archive.query(ANONYMOUS, text, "adql", uploads=uploads)
+        result = archive.queries.query(ANONYMOUS, text, "adql", uploads=uploads)
         rows = [tuple(r.values()) for r in result.to_table().to_pylist()]
         compiled = result.compiled
     finally:

@@ -218,7 +218,7 @@ async def test_deleting_a_user_while_they_stream_and_run_a_job(fetch, archive, j
             break
         await asyncio.sleep(0.05)
     assert owned_counts(archive, erin) == {kind.name: 0 for kind in KINDS}
-    assert archive.engine_pool.engines(archive.engine(erin).key) == []
+    assert archive.engines.engines(archive.engines.engine(erin).key) == []
 
     token = await make_user(fetch, archive, "erin")
     assert (await quick(fetch, token, "SELECT count(*) AS n FROM big")).code == 400

@@ -60,7 +60,7 @@ class ImagesMixin:
 
         out = []
         for m in self.catalog.visible_mounts(principal):
-            spec = self.mount_spec(m.path) or {}
+            spec = self.mounts.spec(m.path) or {}
             if spec.get("images"):
                 out.append(ImageSource(DEFAULT_LEVEL, m.context, Path(spec["images"]).expanduser()))
             if m.kind == "files":

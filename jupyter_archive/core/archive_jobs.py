@@ -8,10 +8,10 @@ from .catalog import ANONYMOUS
 from .errors import ArchiveError, not_found, permission
 from .jobs import ANONYMOUS_OWNER, Job
 from .languages import DEFAULT_LANGUAGE
-from .query import QueryResult
+from .execution.result import QueryResult
 from .query_jobs import compile_job, query_request
-from .tap_uploads import discard as discard_uploads
-from .tap_uploads import upload_target
+from .execution.uploads import discard as discard_uploads
+from .execution.uploads import upload_target
 
 if TYPE_CHECKING:
     from .catalog import Principal
@@ -43,7 +43,7 @@ class JobsMixin:
         req = query_request(text, language, **request)
         if principal.anonymous and req.get("target"):
             raise permission("writing tables needs a signed-in user: log in to Jupyter or send an X-Auth-Token")
-        if validate and not req.get("tap_schema"):
+        if validate:
             # uploads are loaded when the job runs; their names are what compiling needs now
             uploads = {u["name"].lower(): upload_target(u["name"]) for u in req.get("uploads") or ()}
             compiled, into = compile_job(self, principal, req, uploads)
@@ -127,7 +127,7 @@ class JobsMixin:
             return self.results.read(job.id, offset=offset or 0, limit=limit)
         table = job.results.get("table")
         if table:
-            return self.read_table(self.job_principal(job), table["context"], table["name"], offset=offset, limit=limit)
+            return self.queries.read_table(self.job_principal(job), table["context"], table["name"], offset=offset, limit=limit)
         raise not_found(f"job {job.id} produced no rows to read", job=job.id)
 
     def _forget_job_results(self, job: Job) -> None:

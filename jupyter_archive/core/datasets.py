@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from .backends.duckdb import quote_ident
+from .sql import quote_ident
 from .catalog import MYDB, Principal
 from .errors import ArchiveError, not_found, permission
 from .jobs import ACTIVE, JobCanceled
-from .query import engine_error
+from .execution.result import engine_error
 
 if TYPE_CHECKING:
-    from .archive import Archive, ContextRef
+    from .archive import Archive
+    from .catalog import ContextRef
     from .jobs import Job, JobContext
 
 # The kinds of dataset job there are (Kasabi's ``jobType`` values).
@@ -28,7 +29,7 @@ DATASET_JOB_KINDS = ("reset",)
 
 NOT_OWNER = "only the dataset's owner may run jobs on it"
 
-# Guards check-and-add on ``archive.resetting``: two resets of one dataset must not overlap,
+# Guards check-and-add on ``archive.catalog.resetting``: two resets of one dataset must not overlap,
 # or the first to finish would make the dataset writable while the second still drops.
 _marks = threading.Lock()
 
@@ -45,9 +46,9 @@ def dataset_ref(archive: Archive, principal: Principal, short_code: str) -> Cont
     if not code:
         raise not_found("unknown dataset ''", dataset=code)
     if code.lower() == MYDB.lower():
-        return archive.context(principal, MYDB)
+        return archive.catalog.context(principal, MYDB)
     try:
-        ref = archive.context(principal, code)
+        ref = archive.catalog.context(principal, code)
     except ArchiveError as exc:
         if exc.code == "not_found":
             raise not_found(f"unknown dataset {code!r}", dataset=code) from None
@@ -134,21 +135,21 @@ def reset_dataset(archive: Archive, job: Job, ctx: JobContext) -> dict:
     # Re-check ownership: rights or the mount may have changed since a scheduled job was made.
     ref = dataset_ref(archive, principal, job.request.get("context") or job.request.get("dataset") or "")
     check_resettable(archive, principal, ref)
-    key = archive.dataset_key(principal, ref)
+    key = archive.catalog.dataset_key(principal, ref)
     with _marks:
-        if key in archive.resetting:
+        if key in archive.catalog.resetting:
             raise ArchiveError(
                 "conflict", f"{ref.name} is already being reset by another job", 409, details={"dataset": ref.name}
             )
-        archive.resetting.add(key)
+        archive.catalog.resetting.add(key)
     try:
         ctx.log(f"{ref.name} is read-only until the reset ends")
-        result = _drop_all(archive.context_engine(principal, ref).cursor(timeout=None, cancel=ctx.canceled), ref.alias, ctx)
+        result = _drop_all(archive.engines.context_engine(principal, ref).cursor(timeout=None, cancel=ctx.canceled), ref.alias, ctx)
         ctx.log(f"{ref.name} emptied ({result['tables']} tables, {result['views']} views dropped); writable again")
         return result
     finally:
         with _marks:
-            archive.resetting.discard(key)
+            archive.catalog.resetting.discard(key)
 
 
 def _drop_all(cur, alias: str, ctx: JobContext) -> dict:

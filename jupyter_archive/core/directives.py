@@ -304,11 +304,11 @@ class DirectiveStore:
     def _check(self, d: Directive) -> None:
         """Compile the directive as its owner would run it: the pipeline's error if it cannot run."""
         owner = self.archive.owner(d.owner, d.owner_uid)
-        compiled = self.archive.compile(owner, d.query, d.language, context=d.context, explain=False)
+        compiled = self.archive.queries.compile(owner, d.query, d.language, context=d.context, explain=False)
         if len(compiled.statements) == 1 and compiled.statements[0].kind == "read":
             # The engine's plan finds unknown columns without running anything; a write or a
             # script may depend on tables it has yet to create, so those get the parser's check only.
-            self.archive.compile(owner, d.query, d.language, context=d.context, explain=True)
+            self.archive.queries.compile(owner, d.query, d.language, context=d.context, explain=True)
         compile_job(self.archive, owner, self._request(d))  # the target table: writable, after a SELECT
 
     # -- running ------------------------------------------------------------------------------

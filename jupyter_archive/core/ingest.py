@@ -29,16 +29,17 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from .backends.duckdb import quote_ident, quote_literal
+from .sql import quote_ident, quote_literal
 from .backends.metadata import META_SCHEMA
 from .catalog import MYDB_ALIAS, Principal, TableInfo
 from .errors import ArchiveError, bad_request, not_found, permission
-from .query import engine_error
+from .execution.result import engine_error
 from .schema import META_KEYS
 from .sql import HEALPIX_INFO_PREFIX, healpix_index, parse_healpix_spec
 
 if TYPE_CHECKING:
-    from .archive import Archive, ContextRef
+    from .archive import Archive
+    from .catalog import ContextRef
 
 FORMATS = ("csv", "parquet", "ldjson", "votable", "fits")
 MODES = ("auto", "create", "append", "replace")  # auto: create, or append when the table exists
@@ -115,8 +116,8 @@ def sniff_format(head: bytes) -> str:
 
 def upload_path(archive: Archive, principal: Principal, context: str | ContextRef | None = None) -> Path:
     """A fresh file name in the temp dir of the engine that will load it: the one place it may read."""
-    ref = archive.context(principal, context) if isinstance(context, str) else context
-    engine = archive.engine(principal, ()) if ref is None else archive.context_engine(principal, ref)
+    ref = archive.catalog.context(principal, context) if isinstance(context, str) else context
+    engine = archive.engines.engine(principal, ()) if ref is None else archive.engines.context_engine(principal, ref)
     folder = engine.temp_dir
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"upload-{uuid.uuid4().hex}.dat"
@@ -124,12 +125,12 @@ def upload_path(archive: Archive, principal: Principal, context: str | ContextRe
 
 def writable_context(archive: Archive, principal: Principal, context: str | ContextRef) -> ContextRef:
     """The context a write goes to, if the principal may write there: their MyDB or a writable mount."""
-    ref = archive.context(principal, context) if isinstance(context, str) else context
+    ref = archive.catalog.context(principal, context) if isinstance(context, str) else context
     if principal.anonymous:
         raise permission("writing needs a signed-in user", context=ref.name)
     if ref.mount is not None and ref.mount.read_only:
         raise permission(f"context {ref.name} is read-only: upload into MyDB instead", context=ref.name)
-    if archive.is_resetting(principal, ref):
+    if archive.catalog.is_resetting(principal, ref):
         raise ArchiveError("conflict", f"{ref.name} is being reset and is read-only until the reset ends", 409)
     return ref
 
@@ -370,7 +371,7 @@ def upload_table(
     path = Path(path)
     if path.stat().st_size == 0:
         raise bad_request("the upload is empty: send the table's data as the request body")
-    cur = archive.context_engine(principal, ref).cursor()
+    cur = archive.engines.context_engine(principal, ref).cursor()
     source = None
     try:
         try:
@@ -403,7 +404,7 @@ def upload_table(
         if source is not None:
             source.close()
         cur.close()
-    return UploadResult(archive.table(principal, ref, final), done == "create", rows, done)
+    return UploadResult(archive.catalog.table(principal, ref, final), done == "create", rows, done)
 
 
 def _sky_of(source: Source) -> tuple[str, str] | None:
@@ -509,7 +510,7 @@ def _fit(src: str, src_type: str | None, column: str, target_type: str) -> str:
 def drop_table(archive: Archive, principal: Principal, context: str, name: str) -> None:
     """Drop a MyDB table or view and its metadata."""
     ref = writable_context(archive, principal, context)
-    cur = archive.context_engine(principal, ref).cursor()
+    cur = archive.engines.context_engine(principal, ref).cursor()
     try:
         with _transaction(cur):
             existing = _existing(cur, name, ref.alias)
@@ -527,7 +528,7 @@ def rename_table(archive: Archive, principal: Principal, context: str, name: str
     """Rename a MyDB table (409 if another table has the new name); metadata follows it."""
     ref = writable_context(archive, principal, context)
     check_table_name(new_name)
-    cur = archive.context_engine(principal, ref).cursor()
+    cur = archive.engines.context_engine(principal, ref).cursor()
     try:
         _ensure_meta(cur, ref.alias)
         with _transaction(cur):
@@ -552,7 +553,7 @@ def rename_table(archive: Archive, principal: Principal, context: str, name: str
         raise engine_error(exc) from None
     finally:
         cur.close()
-    return archive.table(principal, ref, new_name)
+    return archive.catalog.table(principal, ref, new_name)
 
 
 def _existing(cur, name: str, alias: str = MYDB_ALIAS) -> tuple[str, str] | None:
@@ -644,15 +645,15 @@ def table_summaries(archive: Archive, principal: Principal, context: str) -> lis
     count and column types; the time is the last upload/rename recorded in MyDB, else the
     database file's modification time.
     """
-    ref = archive.context(principal, context)
-    infos = archive.tables(principal, ref)
+    ref = archive.catalog.context(principal, context)
+    infos = archive.catalog.tables(principal, ref)
     recorded: dict[str, float] = {}
     if ref.mount is not None:
         files = [ref.mount.engine_file or ref.mount.location]
     else:
         mydb = archive.catalog.mydb_path(principal)
         files = [mydb, Path(str(mydb) + ".wal")]
-        cur = archive.context_engine(principal, ref).cursor()
+        cur = archive.engines.context_engine(principal, ref).cursor()
         try:
             if _has_meta(cur, ref.alias):
                 for key, value in cur.execute(f"SELECT key, value FROM {_meta(ref.alias)}.info WHERE key LIKE 'modified:%'").fetchall():

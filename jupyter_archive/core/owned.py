@@ -42,14 +42,14 @@ def _remove_jobs(archive: Archive, principal: Principal) -> None:
 def _remove_files(archive: Archive, principal: Principal) -> None:
     """MyDB and the temp dir go once the user's engines have closed: engines still in use (a
     result being streamed) are interrupted, and DuckDB keeps a file open until its engine closes."""
-    key = archive.engine(principal).key
-    archive.engine_pool.discard(key, cleanup=lambda: _delete_files(archive, principal))
+    key = archive.engines.engine(principal).key
+    archive.engines.discard(key, cleanup=lambda: _delete_files(archive, principal))
 
 
 def _delete_files(archive: Archive, principal: Principal) -> None:
     for path in _mydb_files(archive, principal):
         path.unlink(missing_ok=True)
-    shutil.rmtree(archive.engine(principal).temp_dir, ignore_errors=True)  # tmp/<home>: a safe file name
+    shutil.rmtree(archive.engines.engine(principal).temp_dir, ignore_errors=True)  # tmp/<home>: a safe file name
 
 
 def _mydb_files(archive: Archive, principal: Principal) -> list:
@@ -64,7 +64,7 @@ KINDS: tuple[OwnedKind, ...] = (
     OwnedKind("directives", lambda a, p: a.directives.count(p), lambda a, p: a.directives.remove_owned(p)),
     OwnedKind(
         "mydb and temp files",
-        lambda a, p: sum(f.exists() for f in _mydb_files(a, p)) + a.engine(p).temp_dir.exists(),
+        lambda a, p: sum(f.exists() for f in _mydb_files(a, p)) + a.engines.engine(p).temp_dir.exists(),
         _remove_files,
     ),
 )

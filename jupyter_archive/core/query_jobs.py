@@ -10,14 +10,12 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from . import pushdown, tap_schema
 from . import sql as sqlmod
-from .backends.duckdb import quote_ident
 from .errors import ArchiveError, permission
+from .execution.planner import SERVER
+from .execution.uploads import UploadSet
 from .jobs import Job, JobContext
-from .languages import DEFAULT_LANGUAGE
-from .query import execute
-from .tap_uploads import UploadSet
+from .sql import quote_ident
 
 if TYPE_CHECKING:
     from .archive import Archive
@@ -56,17 +54,7 @@ def compile_job(
     archive: Archive, principal: Principal, request: dict, uploads: dict | None = None
 ) -> tuple[sqlmod.Compiled, sqlmod.TableTarget | None]:
     """Compile a query job's request; returns the compiled query and the table it writes (if any)."""
-    resolver = archive.resolver(principal, request.get("context"), request.get("base_path"), uploads)
-    compiled = sqlmod.compile_query(
-        request["query"],
-        request.get("language") or DEFAULT_LANGUAGE,
-        resolver,
-        variables=request.get("variables"),
-        params=request.get("params"),
-        base_path=request.get("base_path"),
-        row_limit=request.get("row_limit"),
-        positional_index=archive.positional_lookup(principal),
-    )
+    compiled, resolver = archive.queries.compile_request(principal, request, uploads)
     last = compiled.statements[-1]
     target = request.get("target")
     if target:
@@ -90,11 +78,7 @@ def run_query_job(archive: Archive, job: Job, ctx: JobContext) -> dict:
     request = job.request
     if request.get("invalid"):  # a request its face found wrong but had to accept (UWS)
         raise ArchiveError("bad_request", request["invalid"])
-    if request.get("tap_schema"):
-        result = tap_schema.query(archive, principal, request["query"], row_limit=request.get("row_limit"),
-                                  time_limit=request.get("time_limit"))
-        return _keep(archive, job, ctx, result, None, None)
-    uploads = UploadSet(archive, principal, request["uploads"], cancel=ctx.canceled) if request.get("uploads") else None
+    uploads = archive.queries.uploads(principal, request["uploads"], cancel=ctx.canceled) if request.get("uploads") else None
     try:
         return _run(archive, job, ctx, principal, uploads)
     except ArchiveError as exc:
@@ -112,24 +96,16 @@ def _run(archive: Archive, job: Job, ctx: JobContext, principal: Principal, uplo
     if principal.anonymous and any(st.kind != "read" for st in compiled.statements):
         raise permission("writing needs a signed-in user: log in to Jupyter or send an X-Auth-Token")
     ctx.log(f"compiled {compiled.language}: {len(compiled.statements)} statement(s)")
-    backend = pushdown.backend_of(archive, compiled.statements)
-    if backend is not None:
-        ctx.log(f"pushed down to {backend.where}")
-        meta = archive.column_meta_for(principal, compiled.statements[-1])
-        result = pushdown.run(archive, principal, backend, compiled, column_meta=meta, on_cancel=ctx.on_cancel,
-                              row_limit=job.request.get("row_limit"), time_limit=job.request.get("time_limit"))
-        try:
-            return _keep(archive, job, ctx, result, compiled, into)
-        finally:
-            ctx.on_cancel(None)
     # A job waits as long as it must for a database still held by an engine being replaced.
     pinned = uploads.pin if uploads is not None else None
-    cursor = archive.engine_for(principal, compiled.statements, pinned).cursor(timeout=None, cancel=ctx.canceled)
-    ctx.on_cancel(cursor.interrupt)
+    plan = archive.queries.plan(principal, compiled.statements, pinned)
+    if plan.where == SERVER:
+        ctx.log(f"pushed down to {plan.backend.where}")
     done = threading.Event()
     guard = threading.Lock()
+    leased = []
 
-    def poll_progress():
+    def poll_progress(cursor):
         # DuckDB reports a percentage while a query runs (-1 when it cannot tell).
         while not done.wait(PROGRESS_INTERVAL):
             if ctx.canceled.is_set():
@@ -150,21 +126,27 @@ def _run(archive: Archive, job: Job, ctx: JobContext, principal: Principal, uplo
             if pct is not None and pct >= 0:
                 ctx.set_progress(min(pct / 100.0, 0.99))
 
-    poller = threading.Thread(target=poll_progress, daemon=True)
-    poller.start()
+    def on_cursor(cursor):
+        leased.append(cursor)
+        ctx.on_cancel(cursor.interrupt)
+        threading.Thread(target=poll_progress, args=(cursor,), daemon=True).start()
+
     try:
-        meta = {**(uploads.column_meta if uploads else {}), **archive.column_meta_for(principal, compiled.statements[-1])}
-        result = execute(cursor, compiled.statements, column_meta=meta, row_limit=job.request.get("row_limit"),
-                         time_limit=job.request.get("time_limit"))
+        result = archive.queries.run(
+            principal, compiled, plan=plan, pinned=pinned, column_meta=uploads.column_meta if uploads else None,
+            row_limit=job.request.get("row_limit"), time_limit=job.request.get("time_limit"),
+            wait=None, cancel=ctx.canceled, on_cancel=ctx.on_cancel, on_cursor=on_cursor,
+        )  # fmt: skip
         return _keep(archive, job, ctx, result, compiled, into)
     finally:
         with guard:
             done.set()
         ctx.on_cancel(None)
-        try:
-            cursor.close()
-        except Exception:  # noqa: BLE001
-            pass
+        for cursor in leased:
+            try:
+                cursor.close()
+            except Exception:  # noqa: BLE001
+                pass
 
 
 def _keep(archive: Archive, job: Job, ctx: JobContext, result, compiled, into) -> dict:

@@ -63,7 +63,7 @@ class QuickQueryHandler(CasJobsHandler):
             principal = await self.call(self.archive.user, owner)  # 404 for a user who does not exist
         fmt = self.negotiate("csv", media_map=MEDIA)
         info = formats.ResultInfo(table_name="Table1", query=query)
-        await self.query_and_stream(fmt, info, self.archive.query, principal, query, "tsql", context=context)
+        await self.query_and_stream(fmt, info, self.archive.queries.query, principal, query, "tsql", context=context)
 
 
 # CasJobs status codes (SOAP GetJobStatus): 0 ready, 1 started, 2 canceling, 3 cancelled, 4 failed, 5 finished.

@@ -32,7 +32,7 @@ from tornado.httputil import split_host_and_port
 from ..core import formats, params
 from ..core.catalog import MYDB
 from ..core.errors import ArchiveError, not_found
-from ..core.query import QueryResult
+from ..core.execution.result import QueryResult
 from .base import ArchiveHandler, endpoint
 
 LEVELS = ("L2", "L3")
@@ -123,7 +123,7 @@ class DaxHandler(ArchiveHandler):
     def databases(self, level: str) -> list:
         """The contexts a level holds for the caller: mounts (L2) or the caller's MyDB (L3)."""
         level = check_level(level)
-        refs = self.archive.contexts(self.principal)
+        refs = self.archive.catalog.contexts(self.principal)
         if level == "L2":
             return [r for r in refs if r.mount is not None]
         return [r for r in refs if r.mount is None]
@@ -133,7 +133,7 @@ class DaxHandler(ArchiveHandler):
         level = check_level(level)
         low = db.lower()
         if level == "L3" and low in (MYDB.lower(), f"{self.principal.name}_{MYDB}".lower()):
-            return self.archive.context(self.principal, MYDB)  # 403 for anonymous callers
+            return self.archive.catalog.context(self.principal, MYDB)  # 403 for anonymous callers
         for ref in self.databases(level):
             if ref.name.lower() == low:
                 return ref
@@ -182,7 +182,7 @@ class DatabaseHandler(DaxHandler):
     @endpoint(anonymous=True)
     async def get(self, level: str, db: str):
         ref = await self.call(self.database, level, db)
-        tables = await self.call(self.archive.tables, self.principal, ref)
+        tables = await self.call(self.archive.catalog.tables, self.principal, ref)
         host, port = split_host_and_port(self.request.host)
         port = port or (443 if self.request.protocol == "https" else 80)
         owner = self.principal.name if ref.mount is None else PUBLIC_OWNER
@@ -198,7 +198,7 @@ class TablesHandler(DaxHandler):
     @endpoint(anonymous=True)
     async def get(self, level: str, db: str):
         ref = await self.call(self.database, level, db)
-        tables = await self.call(self.archive.tables, self.principal, ref)
+        tables = await self.call(self.archive.catalog.tables, self.principal, ref)
         await self.send_page(sorted((t.name for t in tables), key=str.lower), stable=not ref.writable, name=ref.name)
 
 
@@ -208,7 +208,7 @@ class TableHandler(DaxHandler):
     @endpoint(anonymous=True)
     async def get(self, level: str, db: str, table: str):
         ref = await self.call(self.database, level, db)
-        info = await self.call(self.archive.table, self.principal, ref, table)
+        info = await self.call(self.archive.catalog.table, self.principal, ref, table)
         descr = info.description or ""
         about = {"context": ref.name, "rows": info.rows, "columns": [c.to_json() for c in info.columns]}
         # The document names the key "description" but its example shows "descr": send both.
@@ -222,8 +222,8 @@ class SchemaHandler(DaxHandler):
     @endpoint(anonymous=True)
     async def get(self, level: str, db: str, table: str):
         ref = await self.call(self.database, level, db)
-        info = await self.call(self.archive.table, self.principal, ref, table)
-        ddl = await self.call(self.archive.table_ddl, self.principal, ref, info.name)
+        info = await self.call(self.archive.catalog.table, self.principal, ref, table)
+        ddl = await self.call(self.archive.catalog.table_ddl, self.principal, ref, info.name)
         await self.send_meta({"result": [info.name, ddl]}, [{"name": info.name, "schema": ddl}], name=info.name)
 
 
@@ -284,7 +284,7 @@ class SyncHandler(DbservHandler):
         if fmt.name == "json":
             fmt = formats.DBSERV_JSON
         info = formats.ResultInfo(table_name="result", query=query)
-        await self.query_and_stream(fmt, info, self.archive.query, self.principal, query, "mysql", context=db)
+        await self.query_and_stream(fmt, info, self.archive.queries.query, self.principal, query, "mysql", context=db)
 
 
 _DB = r"archive/dax/meta/v0/db/(?P<level>[^/]+)/(?P<db>[^/]+)"

@@ -25,22 +25,22 @@ class NativeHandler(ArchiveHandler):
 class ContextsHandler(NativeHandler):
     @endpoint(anonymous=True)
     async def get(self):
-        refs = await self.call(self.archive.contexts, self.principal)
+        refs = await self.call(self.archive.catalog.contexts, self.principal)
         self.send_json({"contexts": [r.to_json() for r in refs]})
 
 
 class TablesHandler(NativeHandler):
     @endpoint(anonymous=True)
     async def get(self, context: str):
-        ref = await self.call(self.archive.context, self.principal, context)
-        tables = await self.call(self.archive.tables, self.principal, ref)
+        ref = await self.call(self.archive.catalog.context, self.principal, context)
+        tables = await self.call(self.archive.catalog.tables, self.principal, ref)
         self.send_json({"context": ref.name, "tables": [t.to_json() for t in tables]})
 
 
 class TableHandler(NativeHandler):
     @endpoint(anonymous=True)
     async def get(self, context: str, table: str):
-        info = await self.call(self.archive.table, self.principal, context, table)
+        info = await self.call(self.archive.catalog.table, self.principal, context, table)
         self.send_json(info.to_json())
 
 
@@ -53,9 +53,9 @@ class RowsHandler(NativeHandler):
         order = self.arg("order")
         desc = self.bool_arg("desc")
         fmt = self.negotiate(DEFAULT_FORMAT, media_map=NATIVE_MEDIA)
-        ref = await self.call(self.archive.context, self.principal, context)
+        ref = await self.call(self.archive.catalog.context, self.principal, context)
         result = await self.call(
-            self.archive.read_table, self.principal, ref, table, offset=offset, limit=limit, order_by=order, descending=desc
+            self.archive.queries.read_table, self.principal, ref, table, offset=offset, limit=limit, order_by=order, descending=desc
         )
         await self.stream(result, fmt, formats.ResultInfo(table_name=table))
 
@@ -93,7 +93,7 @@ class QueryHandler(NativeHandler):
         else:
             fmt = self.negotiate(DEFAULT_FORMAT, media_map=NATIVE_MEDIA)
         text, language = args.pop("text"), args.pop("language")
-        await self.query_and_stream(fmt, formats.ResultInfo(query=text), self.archive.query, self.principal, text, language, **args)
+        await self.query_and_stream(fmt, formats.ResultInfo(query=text), self.archive.queries.query, self.principal, text, language, **args)
 
 
 class CompileHandler(NativeHandler):
@@ -103,7 +103,7 @@ class CompileHandler(NativeHandler):
     async def post(self):
         args = _query_args(self.json_body())
         text, language = args.pop("text"), args.pop("language")
-        compiled = await self.call(self.archive.compile, self.principal, text, language, **args)
+        compiled = await self.call(self.archive.queries.compile, self.principal, text, language, **args)
         self.send_json(
             {
                 "language": compiled.language,

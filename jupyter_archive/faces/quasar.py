@@ -12,7 +12,7 @@ from tornado import web
 from ..core import formats, ingest, params
 from ..core.catalog import normalise_path
 from ..core.errors import ArchiveError
-from ..core.mounts import delete_mount, put_mount, quasar_view
+from ..core.catalog.mounts import quasar_view
 from .base import ArchiveHandler, endpoint
 from .tables import UploadBody
 
@@ -69,7 +69,7 @@ class QueryHandler(QuasarHandler):
         fmt = self.negotiate(DEFAULT_FORMAT)
         await self.query_and_stream(
             fmt, formats.ResultInfo(query=text),
-            self.archive.query, self.principal, text, "sql2", base_path=base, variables=self.variables(), offset=offset, limit=limit,
+            self.archive.queries.query, self.principal, text, "sql2", base_path=base, variables=self.variables(), offset=offset, limit=limit,
         )
 
 
@@ -87,7 +87,7 @@ class LargeQueryHandler(QueryHandler):
             raise ArchiveError("bad_request", "Destination must be a file.", details={"destination": dest})
         out = normalise_path(dest if dest.startswith("/") else base.rstrip("/") + "/" + dest)
         variables = self.variables()
-        compiled = await self.call(self.archive.compile, self.principal, text, "sql2", base_path=base, variables=variables)
+        compiled = await self.call(self.archive.queries.compile, self.principal, text, "sql2", base_path=base, variables=variables)
         phases = [p.to_json() for p in compiled.phases]
         try:
             job = await self.call(
@@ -114,7 +114,7 @@ class CompileHandler(QuasarHandler):
         base = self.fs_path(path)
         offset, limit = self.paging()
         compiled = await self.call(
-            self.archive.compile, self.principal, text, "sql2", base_path=base, variables=self.variables(), offset=offset, limit=limit
+            self.archive.queries.compile, self.principal, text, "sql2", base_path=base, variables=self.variables(), offset=offset, limit=limit
         )
         inputs = sorted({f"/{t.context.lower()}/{t.name}" if t.context != "MyDB" else f"/mydb/{t.name}" for st in compiled.statements for t in st.tables})
         engine_sql = ";\n".join(st.sql for st in compiled.statements)
@@ -153,7 +153,7 @@ class DataHandler(UploadBody, QuasarHandler):
 
     def _table_at(self, path: str | None):
         fs = self.fs_path(path)
-        ref, rest = self.archive.context_at(self.principal, fs)
+        ref, rest = self.archive.catalog.context_at(self.principal, fs)
         if ref is None or not rest:
             raise ArchiveError("not_found", f"{fs}: doesn't exist", 404, details={"path": fs})
         if "/" in rest:
@@ -184,14 +184,14 @@ class DataHandler(UploadBody, QuasarHandler):
     async def get(self, path: str | None = None):
         fs = self.fs_path(path)
         offset, limit = self.paging()
-        found = await self.call(self.archive.resolve_table_path, self.principal, fs)
+        found = await self.call(self.archive.catalog.resolve_table_path, self.principal, fs)
         if found is None:
-            children = await self.call(self.archive.folder, self.principal, fs)
+            children = await self.call(self.archive.catalog.folder, self.principal, fs)
             self.send_json({"children": children})
             return
         ref, table = found
         fmt = self.negotiate(DEFAULT_FORMAT)
-        result = await self.call(self.archive.read_table, self.principal, ref, table, offset=offset, limit=limit)
+        result = await self.call(self.archive.queries.read_table, self.principal, ref, table, offset=offset, limit=limit)
         await self.stream(result, fmt, formats.ResultInfo(table_name=table.split("/")[-1]))
 
     async def _write(self, path: str | None, mode: str):
@@ -224,7 +224,7 @@ class DataHandler(UploadBody, QuasarHandler):
 
     async def _existing_table_at(self, path: str | None):
         fs, ref, table = self._table_at(path)
-        if await self.call(self.archive.resolve_table_path, self.principal, fs) is None:
+        if await self.call(self.archive.catalog.resolve_table_path, self.principal, fs) is None:
             raise ArchiveError("not_found", f"{fs}: doesn't exist", 404, details={"path": fs})
         return fs, ref, table
 
@@ -241,7 +241,7 @@ class DataHandler(UploadBody, QuasarHandler):
         if not dest:
             raise ArchiveError("bad_request", "'Destination' header missing.", details={"headerName": "Destination"})
         target = normalise_path(dest if dest.startswith("/") else fs.rsplit("/", 1)[0] + "/" + dest)
-        dref, new_name = self.archive.context_at(self.principal, target)
+        dref, new_name = self.archive.catalog.context_at(self.principal, target)
         if dref is None or dref.name != ref.name or not new_name or "/" in new_name:
             raise ArchiveError("bad_request", f"Illegal move: {fs} can only be renamed within {ref.path}", details={"destination": dest})
         await self.call(ingest.rename_table, self.archive, self.principal, ref, table, new_name)
@@ -253,7 +253,7 @@ class MountHandler(QuasarHandler):
 
     @endpoint()
     async def get(self, path: str):
-        spec = self.archive.mount_spec(self.fs_path(path))
+        spec = self.archive.mounts.spec(self.fs_path(path))
         if spec is None:
             raise ArchiveError("not_found", "Mount point not found.", 404, details={"path": self.fs_path(path) + "/"})
         self.send_json(quasar_view(spec))
@@ -265,13 +265,13 @@ class MountHandler(QuasarHandler):
             body = params.parse_json(self.request.body or b"{}")
         except ArchiveError as exc:
             raise ArchiveError("bad_request", f"Malformed input: {exc.message}") from None
-        verb = await self.call(put_mount, self.archive, self.principal, fs, body)
+        verb = await self.call(self.archive.mounts.put, self.principal, fs, body)
         self.send_text(f"{verb} {fs}/")
 
     @endpoint()
     async def delete(self, path: str):
         fs = self.fs_path(path)
-        if await self.call(delete_mount, self.archive, self.principal, fs):
+        if await self.call(self.archive.mounts.delete, self.principal, fs):
             self.send_text(f"deleted {fs}/")
         else:
             self.set_status(204)  # no mount there: success, no content (Quasar's idempotent DELETE)

@@ -18,7 +18,7 @@ HEALPix index. The modules, in the order a query meets them:
 """
 
 from . import healpix_index
-from .compiled import Compiled, Resolver, Statement, TableTarget
+from .compiled import Compiled, Resolver, Statement, TableTarget, quote_ident, quote_literal
 from .healpix_index import HEALPIX_INFO_PREFIX, HealpixIndex, healpix_index_from_info, parse_healpix_spec
 from .phases import Phase
 from .pipeline import compile_query, rebind
@@ -37,5 +37,7 @@ __all__ = [
     "healpix_index_from_info",
     "parse_healpix_spec",
     "parse_variable",
+    "quote_ident",
+    "quote_literal",
     "rebind",
 ]

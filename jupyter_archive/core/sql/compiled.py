@@ -16,6 +16,16 @@ if TYPE_CHECKING:
     from .scan import Chunk
 
 
+def quote_ident(name: str) -> str:
+    """An engine identifier, delimited (inner double quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """An engine string literal (inner single quotes doubled)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 @dataclass(frozen=True)
 class TableTarget:
     """What a table reference resolves to in the engine."""

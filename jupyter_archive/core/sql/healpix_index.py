@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from ..backends.duckdb import quote_ident
+from .compiled import quote_ident
 
 #: ``archive_meta.info`` key ``healpix:<table>`` = ``"<column>,<order>,<shift>,<ra>,<dec>"``:
 #: ``column >> shift`` is the nested HEALPix index at ``order`` of (ra, dec), and the table is

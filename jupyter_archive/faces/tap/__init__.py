@@ -2,10 +2,10 @@
 
 ``sync`` (GET/POST, urlencoded or multipart) runs ADQL through the core and answers a
 VOTable (BINARY2 by default) or another ``RESPONSEFORMAT``; errors are DALI error VOTables.
-``UPLOAD`` brings VOTables inline or by URL of one of our own results (``core.tap_uploads``).
+``UPLOAD`` brings VOTables inline or by URL of one of our own results (``core.execution.uploads``).
 ``capabilities``, ``availability``, ``tables``, ``tables/{name}`` and ``examples`` are the
 VOSI/DALI documents pyvo, TOPCAT and taplint read. Queries naming TAP_SCHEMA run over the
-caller's TAP_SCHEMA (``core.tap_schema``), which always equals ``/tables``. ``async`` is UWS.
+caller's TAP_SCHEMA (``core.catalog.tap_schema``), which always equals ``/tables``. ``async`` is UWS.
 
 Modules: ``dali`` (what every resource shares: parameters, bodies, formats, errors), ``sync``,
 ``vosi`` (the documents) and ``uws`` (async jobs).

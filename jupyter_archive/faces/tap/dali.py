@@ -9,7 +9,8 @@ from xml.sax.saxutils import escape
 
 from tornado import httputil
 
-from ...core import formats, tap_schema, tap_uploads
+from ...core import formats
+from ...core.execution import uploads as tap_uploads
 from ...core.errors import ArchiveError, bad_request, not_found
 from ...core.params import integer
 from ..base import ArchiveHandler, LimitedBody, endpoint
@@ -175,13 +176,12 @@ class TapParamsHandler(LimitedBody, TapHandler):
         fmt_value = params.get("RESPONSEFORMAT") or params.get("FORMAT")
         tap_format(fmt_value)  # refuse an unknown format now, not when the result is read
         specs = tap_uploads.parse(params.get("UPLOAD") or "")
-        uploads = tap_uploads.stage(self.archive, specs, files, self.job_of_url) if specs else []
+        uploads = tap_uploads.stage(self.archive.data_dir, specs, files, self.job_of_url) if specs else []
         return {
             "query": query,
             "row_limit": maxrec,
             "format": fmt_value,
             "uploads": uploads,
-            "tap_schema": tap_schema.mentions_tap_schema(query),
             "tap": {k.lower(): v for k, v in params.items()},
         }
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tornado import web
 
-from ...core import formats, tap_uploads
+from ...core import formats
+from ...core.execution import uploads as tap_uploads
 from ..base import endpoint
 from .dali import TapParamsHandler, tap_format
 
@@ -25,6 +26,9 @@ class SyncHandler(TapParamsHandler):
         try:
             fmt = tap_format(request["format"])
             info = formats.ResultInfo(table_name="result", query=request["query"], row_limit=request["row_limit"])
-            await self.query_and_stream(fmt, info, tap_uploads.run_sync, self.archive, self.principal, request)
+            await self.query_and_stream(
+                fmt, info, self.archive.queries.query, self.principal, request["query"], "adql",
+                row_limit=request["row_limit"], uploads=request["uploads"],
+            )
         finally:
             tap_uploads.discard(request["uploads"])

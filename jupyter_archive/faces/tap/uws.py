@@ -11,7 +11,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 from tornado import web
 
-from ...core import formats, tap_uploads, times
+from ...core import formats, times
+from ...core.execution import uploads as tap_uploads
 from ...core.errors import ArchiveError, bad_request, not_found
 from ...core.jobs import Job
 from ...core.params import integer

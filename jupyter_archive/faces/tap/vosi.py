@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
-from ...core import tap_schema
+from ...core.catalog import tap_schema
 from ...core.errors import not_found
 from ..base import endpoint
 from .dali import DEFAULT_MAXREC, HARD_MAXREC, XSI, TapHandler
@@ -127,7 +127,7 @@ class TablesHandler(TapHandler):
 
     @endpoint(anonymous=True)
     async def get(self):
-        schemas = await self.call(tap_schema.describe, self.archive, self.principal)
+        schemas = await self.call(tap_schema.describe, self.archive.catalog, self.principal)
         out = [f'<vosi:tableset xmlns:vosi="http://www.ivoa.net/xml/VOSITables/v1.0" xmlns:vs="{VS}" xmlns:xsi="{XSI}">']
         for s in schemas:
             out.append("<schema>" + _el("name", s.name) + _el("description", s.description))
@@ -142,7 +142,7 @@ class TableHandler(TapHandler):
 
     @endpoint(anonymous=True)
     async def get(self, name: str):
-        schemas = await self.call(tap_schema.describe, self.archive, self.principal)
+        schemas = await self.call(tap_schema.describe, self.archive.catalog, self.principal)
         table = tap_schema.find_table(schemas, name)
         if table is None:
             raise not_found(f"unknown table {name!r}")

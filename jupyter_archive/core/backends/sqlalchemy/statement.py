@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ...errors import ArchiveError
-from ...query import WATCHDOG
+from ...execution.result import WATCHDOG
 from .types import to_batch
 
 if TYPE_CHECKING:

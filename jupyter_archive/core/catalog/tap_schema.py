@@ -5,9 +5,9 @@ tables (``schemas``, ``tables``, ``columns``, ``keys``, ``key_columns``), so the
 agree. Each visible context is one TAP schema (its mount's ``schema_name``; ``mydb`` for the
 caller's MyDB); TAP_SCHEMA describes itself too, with its five standard foreign keys.
 
-``query`` runs ADQL over TAP_SCHEMA: the tables are built as Arrow for the principal and
-loaded into a fresh in-memory DuckDB, and the text goes through the same SQL pipeline
-(``sql.compile_query``) with a resolver that knows only those five tables.
+A TAP query naming ``TAP_SCHEMA.<table>`` is an ordinary query: the resolver knows the
+schema, and the planner runs it on a fresh in-memory engine holding ``arrow_tables`` of the
+principal's description.
 """
 
 from __future__ import annotations
@@ -15,19 +15,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import duckdb
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 
-from . import sql as sqlmod
-from .catalog import MYDB, ColumnInfo, Principal
-from .errors import ArchiveError, permission
-from .formats import engine_votable_type
-from .query import QueryResult, execute
+from ..formats import engine_votable_type
+from .model import MYDB, TAP_SCHEMA, ColumnInfo, Principal
 
-TAP_SCHEMA = "TAP_SCHEMA"
-_ALIAS = "tap_schema"  # the engine database holding the five tables
+if TYPE_CHECKING:
+    from .namespace import Namespace
+
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MENTIONS = re.compile(r'(?<![\w."])"?tap_schema"?\s*\.', re.IGNORECASE)
 
 
 @dataclass
@@ -148,6 +146,11 @@ _SELF_KEYS = [  # (from table, from column, target table, target column)
 ]
 
 
+TABLES = tuple(_SELF)  # TAP_SCHEMA's tables, as TAP_SCHEMA.<name> names them
+# What results read from TAP_SCHEMA say of their columns: the description, and that text is char.
+COLUMN_META = {c: {"description": d, **({"datatype": "char"} if t == _V else {})} for cols in _SELF.values() for c, t, d in cols}
+
+
 def _self_schema() -> SchemaDesc:
     tables = []
     for name, cols in _SELF.items():
@@ -168,14 +171,14 @@ def _self_schema() -> SchemaDesc:
     return SchemaDesc(TAP_SCHEMA, "the TAP service's description of its own tables", tables)
 
 
-def describe(archive, principal: Principal) -> list[SchemaDesc]:
+def describe(namespace: Namespace, principal: Principal) -> list[SchemaDesc]:
     """The schemas, tables and columns ``principal`` may query, TAP_SCHEMA last."""
     out = []
-    for ref in archive.contexts(principal):
+    for ref in namespace.contexts(principal):
         schema = ref.mount.schema_name if ref.mount is not None else MYDB.lower()
         about = (ref.mount.description if ref.mount is not None else None) or f"context {ref.name}"
         desc = SchemaDesc(schema, about)
-        for info in sorted(archive.tables(principal, ref), key=lambda t: t.name.lower()):
+        for info in sorted(namespace.tables(principal, ref), key=lambda t: t.name.lower()):
             desc.tables.append(
                 TableDesc(schema, qualified(schema, info.name), "table", info.description, [_column(c) for c in info.columns])
             )
@@ -220,52 +223,3 @@ def arrow_tables(schemas: list[SchemaDesc]) -> dict[str, pa.Table]:
         schema = pa.schema([(c, pa.string() if t == _V else pa.int32()) for c, t, _ in cols])
         out[name] = pa.Table.from_pylist(rows[name], schema=schema)
     return out
-
-
-def mentions_tap_schema(text: str) -> bool:
-    """Whether a query names a TAP_SCHEMA table (any case, maybe delimited)."""
-    return bool(_MENTIONS.search(text or ""))
-
-
-class _Resolver:
-    """Resolves ``TAP_SCHEMA.<table>`` only (``sql.Resolver``)."""
-
-    def resolve_name(self, parts, *, write: bool = False) -> sqlmod.TableTarget:
-        parts = tuple(parts)
-        if write:
-            raise permission("TAP_SCHEMA is read-only")
-        if len(parts) == 2 and parts[0].lower() == "tap_schema" and parts[1].lower() in _SELF:
-            return sqlmod.TableTarget(_ALIAS, "main", parts[1].lower(), TAP_SCHEMA, False)
-        if len(parts) == 2 and parts[0].lower() == "tap_schema":
-            raise ArchiveError("unknown_table", f"unknown table {'.'.join(parts)!r} (TAP_SCHEMA has: {', '.join(_SELF)})", 400)
-        raise ArchiveError(
-            "unknown_table",
-            f"{'.'.join(parts)!r}: a query on TAP_SCHEMA can read only TAP_SCHEMA tables; joining them with data tables is not supported",
-            400,
-        )
-
-    def resolve_path(self, path: str, *, write: bool = False):
-        raise ArchiveError("unknown_table", f"path {path!r}: a query on TAP_SCHEMA can read only TAP_SCHEMA tables", 400)
-
-    def new_table(self, parts_or_path, *, language: str | None = None):
-        raise permission("TAP_SCHEMA is read-only")
-
-
-def query(archive, principal: Principal, text: str, *, row_limit: int | None, time_limit: float | None = None) -> QueryResult:
-    """Run an ADQL query over the principal's TAP_SCHEMA; the result owns its own engine."""
-    compiled = sqlmod.compile_query(text, "adql", _Resolver(), row_limit=row_limit)
-    tables = arrow_tables(describe(archive, principal))
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute(f"ATTACH ':memory:' AS {_ALIAS}")
-        for name, table in tables.items():
-            con.register("_src", table)
-            con.execute(f'CREATE TABLE {_ALIAS}.main."{name}" AS SELECT * FROM _src')
-            con.unregister("_src")
-    except BaseException:
-        con.close()
-        raise
-    # TAP_SCHEMA declares its text columns char: results say so too
-    meta = {c: {"description": d, **({"datatype": "char"} if t == _V else {})} for cols in _SELF.values() for c, t, d in cols}
-    # execute() closes what it is given when the result closes: here the whole in-memory engine.
-    return execute(con, compiled.statements, row_limit=row_limit, time_limit=time_limit, column_meta=meta)

@@ -3,7 +3,7 @@
 A query whose tables all live on one SQL-server mount is pushed down whole. A query that
 reads such a server and writes into a DuckDB database (``SELECT ... INTO mydb.T``, a job's
 target table) streams the server's rows into DuckDB. Joining a server's tables with tables
-of another backend in one query is refused with a clear error.
+of another backend in one query is refused with a clear error (the planner decides which).
 """
 
 from __future__ import annotations
@@ -15,36 +15,14 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from . import sql as sqlmod
-from .backends.duckdb import quote_ident
-from .errors import ArchiveError
-from .query import QueryResult, engine_error, rows_affected_result
+from .. import sql as sqlmod
+from ..errors import ArchiveError
+from ..sql import quote_ident
+from .result import QueryResult, engine_error, rows_affected_result
 
 if TYPE_CHECKING:
-    from .archive import Archive
-    from .backends.sqlalchemy import SqlBackend
-    from .catalog import Principal
-
-
-def backend_of(archive: Archive, statements) -> SqlBackend | None:
-    """The SQL server the statements read, or None when they read DuckDB only."""
-    reads = {t.catalog for st in statements for t in (st.tables or [])}
-    writes = {st.into.catalog for st in statements if st.into is not None}
-    servers = {alias for alias in reads | writes if alias in archive.backends}
-    if not servers:
-        return None
-    names = {m.alias: m.context for m in archive.catalog.mounts()}
-    if len(servers) > 1 or (reads - servers):
-        involved = ", ".join(sorted(names.get(a, a) for a in reads | servers))
-        raise ArchiveError(
-            "bad_request",
-            f"one query cannot join tables of different backends ({involved}); query the SQL server's tables on their own, "
-            "e.g. copy what you need into MyDB with SELECT ... INTO mydb.T first",
-        )
-    alias = servers.pop()
-    if writes - {alias} and len(statements) > 1:
-        raise ArchiveError("bad_request", "copying from a SQL server into DuckDB works one statement at a time")
-    return archive.backends[alias]
+    from ..backends.sqlalchemy import SqlBackend
+    from .pool import EngineRef
 
 
 def _names(statements) -> dict[tuple[str, str, str], str]:
@@ -77,28 +55,28 @@ def _select_part(st: sqlmod.Statement) -> str | None:
 
 
 def run(
-    archive: Archive,
-    principal: Principal,
     backend: SqlBackend,
     compiled: sqlmod.Compiled,
     *,
+    target: EngineRef | None = None,
     row_limit: int | None = None,
     time_limit: float | None = None,
     column_meta: dict | None = None,
     on_cancel=None,
 ) -> QueryResult:
-    """Run compiled statements that read one SQL server: on the server, or copied into DuckDB."""
+    """Run compiled statements that read one SQL server: on the server, or copied into DuckDB
+    (``target``: the engine holding the DuckDB table written)."""
     if len(compiled.statements) != 1:
         raise ArchiveError("bad_request", "queries on a SQL-server mount run one statement at a time")
     st = compiled.statements[0]
     if on_cancel is not None:
         on_cancel(backend.interrupt_all)
-    if st.into is not None and st.into.catalog not in archive.backends:
-        return _copy_into(archive, principal, backend, st, time_limit=time_limit, column_meta=column_meta)
+    if target is not None:
+        return _copy_into(target, backend, st, time_limit=time_limit, column_meta=column_meta)
     return backend.run(st.sql, st.params, _names([st]), time_limit=time_limit, row_limit=row_limit, column_meta=column_meta)
 
 
-def _copy_into(archive, principal, backend, st, *, time_limit, column_meta) -> QueryResult:
+def _copy_into(engine: EngineRef, backend, st, *, time_limit, column_meta) -> QueryResult:
     """``CREATE TABLE <duckdb target> AS <select on the server>``: the server's rows stream in."""
     select = _select_part(st)
     if select is None:
@@ -107,8 +85,7 @@ def _copy_into(archive, principal, backend, st, *, time_limit, column_meta) -> Q
     tree = sqlglot.parse_one(st.sql, read="duckdb")
     replace = bool(tree.args.get("replace"))
     target = f"{quote_ident(st.into.catalog)}.{quote_ident(st.into.schema)}.{quote_ident(st.into.name)}"
-    ref = archive.context(principal, st.into.context)
-    cur = archive.context_engine(principal, ref).cursor()
+    cur = engine.cursor()
     reader = pa.RecordBatchReader.from_batches(source.schema, source.batches())
     try:
         cur.register("__archive_source", reader)

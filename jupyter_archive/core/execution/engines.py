@@ -1,4 +1,4 @@
-"""The embedded DuckDB engine: one locked-down DuckDB instance per principal.
+"""The embedded DuckDB engine: one locked-down DuckDB instance per key, and its leased connections.
 
 Each principal (user, or the shared anonymous reader) gets its own in-memory DuckDB
 instance with the public mounts attached read-only and, for a user, their own MyDB file
@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from ..errors import ArchiveError
+from ..sql import quote_ident as _quote_ident
+from ..sql import quote_literal as _quote_literal
 
 
 @dataclass(frozen=True)
@@ -171,13 +174,17 @@ class Lease:
         self._engine._give_back(self._con, self._pooled)
 
 
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-quote_ident = _quote_ident
-quote_literal = _quote_literal
+def memory_engine(alias: str, tables: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB holding ``tables`` in the database ``alias`` (TAP_SCHEMA's
+    engine, made for one query; closing the connection ends it)."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"ATTACH ':memory:' AS {_quote_ident(alias)}")
+        for name, table in tables.items():
+            con.register("_src", table)
+            con.execute(f"CREATE TABLE {_quote_ident(alias)}.main.{_quote_ident(name)} AS SELECT * FROM _src")
+            con.unregister("_src")
+    except BaseException:
+        con.close()
+        raise
+    return con

@@ -1,5 +1,8 @@
-"""TAP queries in the core: the tables a query brings with it (``TAP_UPLOAD.<name>``) and the
-run of one sync query; async ones are query jobs (``query_jobs``) with the same fields.
+"""The tables a TAP query brings with it (``TAP_UPLOAD.<name>``): parsed, staged, loaded.
+
+A query with uploads is an ordinary query (``Queries.query(..., uploads=entries)``, or a
+query job with the same request field) whose resolver knows the TAP_UPLOAD schema and whose
+plan is pinned to the engine holding the loaded tables.
 
 ``UPLOAD=name,param:part[;name2,<URL>]`` names inline VOTables (multipart parts) or, by URL,
 results of this archive's own jobs (nothing is fetched from other hosts). ``stage`` keeps the
@@ -21,21 +24,17 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import sql as sqlmod
-from .backends.duckdb import quote_ident
-from . import tap_schema
-from .errors import ArchiveError, bad_request
-from .query import QueryResult, engine_error
+from .. import sql as sqlmod
+from ..catalog.model import ENGINE_CATALOG, TAP_UPLOAD
+from ..errors import bad_request
+from ..sql import quote_ident
+from .result import engine_error
 
 if TYPE_CHECKING:
-    from .archive import Archive
-    from .catalog import Principal
+    from ..catalog.model import Principal
+    from .pool import EnginePool
 
-SCHEMA = "TAP_UPLOAD"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-# The engine's own in-memory catalog: user SQL can never name it (every table reference goes
-# through the resolver), so per-query schemas there are private to the query that made them.
-ENGINE_CATALOG = "memory"
 
 
 @dataclass(frozen=True)
@@ -72,9 +71,9 @@ def parse(value: str) -> list[UploadSpec]:
 
 
 def stage(
-    archive: Archive, specs: list[UploadSpec], parts: dict[str, bytes], job_of_url: Any
+    data_dir: Path, specs: list[UploadSpec], parts: dict[str, bytes], job_of_url: Any
 ) -> list[dict]:
-    """Keep the uploads of a request: inline parts are written under the data dir, URLs are
+    """Keep the uploads of a request: inline parts are written under ``data_dir``, URLs are
     turned into job ids by ``job_of_url(url) -> int | None``. Returns JSON-able entries."""
     entries: list[dict] = []
     folder: Path | None = None
@@ -96,7 +95,7 @@ def stage(
                 have = ", ".join(sorted(parts)) or "none"
                 raise bad_request(f"UPLOAD {spec.name}: the request has no part named {spec.ref!r} (parts: {have})")
             if folder is None:
-                folder = archive.data_dir / "tap_uploads" / uuid.uuid4().hex
+                folder = Path(data_dir) / "tap_uploads" / uuid.uuid4().hex
                 folder.mkdir(parents=True)
             path = folder / f"{spec.name}.vot"
             path.write_bytes(data)
@@ -116,20 +115,21 @@ def discard(entries: list[dict] | None) -> None:
 
 def upload_target(name: str, schema: str = "tap_upload") -> sqlmod.TableTarget:
     """What ``TAP_UPLOAD.<name>`` resolves to: a table of a per-query schema of the engine."""
-    return sqlmod.TableTarget(ENGINE_CATALOG, schema, name, SCHEMA, False)
+    return sqlmod.TableTarget(ENGINE_CATALOG, schema, name, TAP_UPLOAD, False)
 
 
 class UploadSet:
     """Staged uploads loaded into the principal's engine as ``TAP_UPLOAD.<name>`` tables.
 
     ``targets`` is what the resolver maps ``TAP_UPLOAD.<name>`` to; ``close`` drops them.
+    ``jobs`` reads uploads named by the URL of a job's result (``job(principal, id)``, ``results``).
     """
 
-    def __init__(self, archive: Archive, principal: Principal, entries: list[dict], *, cancel=None):
+    def __init__(self, engines: EnginePool, principal: Principal, entries: list[dict], *, jobs=None, cancel=None):
         # The tables live in one engine's memory: this lease, held until ``close``, keeps that
         # engine open, and the query runs on it (``pin``). A job's wait for it can be canceled.
         options = {"timeout": None, "cancel": cancel} if cancel is not None else {}
-        self.pin = archive.engine(principal).cursor(**options)
+        self.pin = engines.engine(principal).cursor(**options)
         self.schema = f"tap_upload_{uuid.uuid4().hex[:16]}"
         self.targets: dict[str, sqlmod.TableTarget] = {}
         self.column_meta: dict[str, dict[str, str]] = {}
@@ -137,7 +137,7 @@ class UploadSet:
         try:
             self.pin.execute(f"CREATE SCHEMA {ENGINE_CATALOG}.{quote_ident(self.schema)}")
             for entry in entries:
-                table = _read_entry(archive, principal, entry)
+                table = _read_entry(jobs, principal, entry)
                 self._load(self.pin, entry["name"], table)
         except BaseException:
             self.close()
@@ -183,13 +183,13 @@ class UploadSet:
             self.pin.close()
 
 
-def _read_entry(archive: Archive, principal: Principal, entry: dict) -> pa.Table:
+def _read_entry(jobs, principal: Principal, entry: dict) -> pa.Table:
     """The rows of one staged upload as Arrow, with each column's VOTable metadata."""
     if "job" in entry:
-        job = archive.job(principal, entry["job"])
+        job = jobs.job(principal, entry["job"])  # stage-2 wiring: jobs.get once Jobs is a service
         if job.state != "completed" or "store" not in job.results:
             raise bad_request(f"UPLOAD {entry['name']}: job {job.id} has no result to upload (it is {job.state})")
-        return pq.read_table(archive.results.path(job.id))
+        return pq.read_table(jobs.results.path(job.id))
     return read_votable(Path(entry["path"]), entry["name"])
 
 
@@ -198,7 +198,7 @@ def read_votable(path: Path, name: str) -> pa.Table:
     from astropy.io.votable import parse as parse_votable
     from astropy.utils.exceptions import AstropyWarning
 
-    from .ingest import _one_line, _to_arrow
+    from ..ingest import _one_line, _to_arrow
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
@@ -225,21 +225,3 @@ def read_votable(path: Path, name: str) -> pa.Table:
         fields.append(pa.field(col, arr.type, metadata=md or None))
         arrays.append(arr)
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
-def run_sync(archive: Archive, principal: Principal, request: dict) -> QueryResult:
-    """One sync TAP query (``request`` as a TAP face builds it: query, row_limit, uploads,
-    tap_schema): over TAP_SCHEMA, or over the archive's tables plus the uploaded ones."""
-    if request.get("tap_schema"):
-        return tap_schema.query(archive, principal, request["query"], row_limit=request["row_limit"],
-                                time_limit=archive.config.quick_time_limit)
-    if not request.get("uploads"):
-        return archive.query(principal, request["query"], "adql", row_limit=request["row_limit"])
-    uploads = UploadSet(archive, principal, request["uploads"])
-    try:
-        result = archive.query(principal, request["query"], "adql", row_limit=request["row_limit"], uploads=uploads)
-    except BaseException:
-        uploads.close()
-        raise
-    result.also_on_close(uploads.close)
-    return result

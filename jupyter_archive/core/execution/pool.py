@@ -16,6 +16,10 @@ hold a file read-write, so a changed spec means a new engine, made safely:
   the spec says; a replaced engine goes on serving what it has unchanged (the user's MyDB
   while their job runs). Only a lease needing a file that is still held elsewhere waits,
   bounded. Engines are handed out whole: no caller ever sees one being swapped.
+
+The keys are the archive's: ``("user", name, identity)``, ``("anonymous",)`` and
+``("mount", alias)`` for a writable mount; ``engine``, ``mount_engine`` and ``context_engine``
+name them as ``EngineRef``s, which lease when asked for a cursor.
 """
 
 from __future__ import annotations
@@ -27,14 +31,45 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .backends.duckdb import Attachment, Engine, Lease
-from .errors import ArchiveError, not_found
+from ..catalog.model import MYDB_ALIAS, ContextRef, Mount, Principal
+from ..errors import ArchiveError, not_found
+from .engines import Attachment, Engine, Lease
+from .planner import duckdb_engine
+
+if TYPE_CHECKING:
+    from ..catalog.namespace import Namespace
 
 log = logging.getLogger(__name__)
 
 # Catalogs every DuckDB instance has; a lease never needs them from a spec.
 BUILT_IN = frozenset({"memory", "system", "temp"})
+_DEFAULT = object()
+
+
+class EngineRef:
+    """An engine as a caller asks for it: whose, and which databases it must have.
+
+    ``cursor()`` leases a connection from the engine pool at that moment, of an engine that has
+    ``needs`` (aliases; None: every database of the key) attached as they are now.
+    """
+
+    def __init__(self, pool: EnginePool, key: Hashable, needs: Iterable[str] | None, pinned: Engine | None = None):
+        self._pool = pool
+        self.key = key
+        self.needs = None if needs is None else frozenset(needs)
+        self._pinned = pinned
+
+    @property
+    def temp_dir(self) -> Path:
+        """The one directory the engine may read: uploads go here."""
+        return self._pool.temp_dir(self.key)
+
+    def cursor(self, *, timeout: float | None | object = _DEFAULT, cancel: threading.Event | None = None) -> Lease:
+        """A leased connection; ``timeout`` bounds a wait for a database still held by an engine
+        being replaced (default: the quick-query time limit; None with ``cancel``: a job's wait)."""
+        return self._pool._lease_for(self, timeout, cancel)
 
 
 @dataclass(frozen=True)
@@ -67,19 +102,28 @@ class _Generation:
 
 class EnginePool:
     """Owns every engine: hands out leases (``lease``), follows spec changes (``refresh``),
-    ends a key (``discard``) and closes each engine once nothing uses it."""
+    ends a key (``discard``) and closes each engine once nothing uses it.
+
+    ``users(name)`` is a user's principal now (None once deleted); ``running_jobs(identity)``
+    the ids of a user's running jobs (named when one holds a database a query waits for)."""
 
     def __init__(
         self,
-        spec: Callable[[Hashable], EngineSpec | None],
+        namespace: Namespace,
+        data_dir: Path,
         *,
-        describe: Callable[[Hashable], str] = str,
+        users: Callable[[str], Principal | None],
+        running_jobs: Callable[[str], list[int]],
+        wait: float | None = 30.0,
         threads: int | None = None,
         memory_limit: str | None = None,
         connections: int = 8,
     ):
-        self._spec = spec  # the spec of a key now, or None when the key is gone
-        self._describe = describe  # a key in words, for messages
+        self._namespace = namespace
+        self._data_dir = Path(data_dir)
+        self._users = users
+        self._running_jobs = running_jobs
+        self._wait = wait  # how long a lease waits by default: the quick-query time limit
         self._options = {"threads": threads, "memory_limit": memory_limit, "pool_size": connections}
         self._cond = threading.Condition()
         self._current: dict[Hashable, _Generation] = {}
@@ -88,6 +132,89 @@ class EnginePool:
         self._version = 0
         self._serial = 0
         self._closed = False
+
+    # -- which engine -----------------------------------------------------------------------------
+    def engine(self, principal: Principal, needs: Iterable[str] | None = None) -> EngineRef:
+        """The principal's engine: MyDB read-write (for a user) and the mounts they may read."""
+        key = ("anonymous",) if principal.anonymous else ("user", principal.name, principal.uid or principal.name)
+        return EngineRef(self, key, needs)
+
+    def mount_engine(self, mount: Mount) -> EngineRef:
+        """The one engine that holds a writable mount's file read-write (DuckDB allows only one),
+        with the read-only mounts beside it; every query touching that mount runs here."""
+        if mount.engine_file is None:
+            raise ArchiveError("bad_request", f"{mount.context} is a SQL server: change its data with SQL queries")
+        return EngineRef(self, ("mount", mount.alias), {mount.alias})
+
+    def context_engine(self, principal: Principal, ref: ContextRef) -> EngineRef:
+        """The engine holding a context's database for writing: the principal's for MyDB, a
+        writable mount's own engine for that mount."""
+        if ref.mount is not None and not ref.mount.read_only:
+            return self.mount_engine(ref.mount)
+        return self.engine(principal, {ref.alias})
+
+    def engine_for(self, principal: Principal, statements, pinned: Lease | None = None) -> EngineRef:
+        """The DuckDB engine compiled statements run on, as the planner decides it."""
+        return duckdb_engine(self._namespace, self, principal, statements, pinned)
+
+    def _lease_for(self, ref: EngineRef, timeout, cancel: threading.Event | None) -> Lease:
+        if timeout is _DEFAULT:
+            timeout = self._wait
+        try:
+            return self.lease(ref.key, ref.needs, pinned=ref._pinned, timeout=timeout, cancel=cancel)
+        except ArchiveError as exc:
+            held = exc.details.get("held")
+            if held and ref.key[0] == "user":
+                raise self._held_error(ref.key, held) from None
+            raise
+
+    def _held_error(self, key, held: list[str]) -> ArchiveError:
+        """Who holds a user's database that a query waited for in vain, in the user's words."""
+        names = ", ".join("your MyDB" if a == MYDB_ALIAS else a for a in held)
+        jobs = self._running_jobs(key[2])
+        by = f"your running job {', '.join(str(j) for j in jobs)}" if jobs else "a result of yours still being read"
+        return ArchiveError(
+            "conflict",
+            f"{names} is still held by {by}, which began before the mounts changed; "
+            "a query joining it with the changed mounts can run once that ends",
+            409,
+            details={"held": held, "jobs": list(jobs)},
+        )
+
+    # -- what each engine is ------------------------------------------------------------------------
+    def spec(self, key) -> EngineSpec | None:
+        """What a key's engine should have attached now; None once the user or mount is gone."""
+        ns = self._namespace
+        temp = self.temp_dir(key)
+        if key[0] == "anonymous":
+            return EngineSpec(tuple(self._read_only_attachments(anonymous=True)), temp)
+        if key[0] == "user":
+            principal = self._users(key[1])
+            if principal is None or principal.ident != key[2]:
+                return None
+            mydb = Attachment(MYDB_ALIAS, ns.mydb_path(principal), read_only=False)
+            return EngineSpec((*self._read_only_attachments(), mydb), temp)
+        mount = next((m for m in ns.mounts() if m.alias == key[1]), None)
+        if mount is None or mount.read_only or mount.engine_file is None or mount.alias in ns.backends:
+            return None
+        return EngineSpec((Attachment(mount.alias, mount.engine_file, read_only=False), *self._read_only_attachments()), temp)
+
+    def _read_only_attachments(self, *, anonymous: bool = False) -> list[Attachment]:
+        return [
+            Attachment(m.alias, m.engine_file, read_only=True)
+            for m in self._namespace.mounts()
+            if m.engine_file is not None and m.read_only and (m.public or not anonymous)
+        ]
+
+    def temp_dir(self, key) -> Path:
+        """A key's temp dir: the one directory its engine may read (uploads are staged there)."""
+        if key[0] == "anonymous":
+            name = "_anonymous"
+        elif key[0] == "user":
+            name = Principal(key[1], uid=key[2]).home
+        else:
+            name = "_mount_" + key[1]
+        return self._data_dir / "tmp" / name
 
     # -- leases ---------------------------------------------------------------------------------
     def lease(
@@ -133,10 +260,10 @@ class EnginePool:
         return gen
 
     def _choose(self, key, need, pinned) -> tuple[_Generation | None, frozenset[str]]:
-        spec = self._spec(key)
+        spec = self.spec(key)
         if spec is None:
             self._end(key)
-            raise not_found(f"{self._describe(key)} no longer exists")
+            raise not_found(f"{_describe(key)} no longer exists")
         want = spec.by_alias()
         need = frozenset(want) if need is None else need
         unknown = need - want.keys()
@@ -220,7 +347,7 @@ class EnginePool:
         with self._cond:
             self._version += 1
             for key, gen in list(self._current.items()):
-                spec = self._spec(key)
+                spec = self.spec(key)
                 if spec is None:
                     self._end(key)
                 elif spec != gen.spec:
@@ -303,6 +430,12 @@ class EnginePool:
         for gen in gens:
             gen.engine.interrupt()
             gen.engine.close()
+
+
+def _describe(key) -> str:
+    if key[0] == "user":
+        return f"user {key[1]!r}"
+    return f"the writable mount {key[1]}" if key[0] == "mount" else "the anonymous reader"
 
 
 def _busy(aliases: Iterable[str]) -> ArchiveError:

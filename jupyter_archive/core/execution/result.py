@@ -1,4 +1,8 @@
-"""Running compiled statements on an engine and streaming the rows out as Arrow batches."""
+"""A query's result: running compiled statements on a DuckDB cursor and streaming the rows as Arrow batches.
+
+Also the one mapping of engine exceptions to ``ArchiveError`` (``engine_error``) and the
+watchdog that enforces time limits.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ from collections.abc import Callable, Iterator
 import duckdb
 import pyarrow as pa
 
-from .errors import ArchiveError
-from .schema import annotate
+from ..errors import ArchiveError
+from ..schema import annotate
 
 ROWS_AFFECTED = "Rows Affected"
 BATCH_ROWS = 131_072

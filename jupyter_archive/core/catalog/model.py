@@ -1,4 +1,4 @@
-"""The archive's namespace: mounts, contexts, per-user MyDBs and table metadata.
+"""The namespace's vocabulary: who asks (Principal), mounts, contexts, tables and columns.
 
 A *mount* puts a data source at a path (``/demo``) under a *context* name (``DEMO``, the
 CasJobs word for it). Each user also has a context ``MyDB`` at ``/mydb``: their own
@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ArchiveError, not_found
+from ..errors import ArchiveError
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,14 @@ MYDB_ALIAS = "mydb"
 _RESERVED_ALIASES = {"mydb", "memory", "system", "temp", "main", "archive_meta"}
 MOUNT_KINDS = ("duckdb", "files", "sqlite", "postgresql")
 SQL_SERVER_KINDS = ("sqlite", "postgresql")
+# Schemas a TAP query may name besides the contexts: TAP_SCHEMA (the tables' description,
+# loaded into an in-memory engine for the query) and TAP_UPLOAD (the tables the request brought).
+TAP_SCHEMA = "TAP_SCHEMA"
+TAP_SCHEMA_ALIAS = "tap_schema"  # the engine database holding TAP_SCHEMA's tables
+TAP_UPLOAD = "TAP_UPLOAD"
+# The engine's own in-memory catalog: user SQL can never name it (every table reference goes
+# through the resolver), so per-query schemas there are private to the query that made them.
+ENGINE_CATALOG = "memory"
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,29 @@ class TableInfo:
         return out
 
 
+@dataclass
+class ContextRef:
+    """A context as one principal sees it."""
+
+    name: str  # "DEMO" or "MyDB"
+    path: str  # "/demo" or "/mydb"
+    alias: str  # the engine's database alias
+    writable: bool
+    mount: Mount | None = None  # None for MyDB
+
+    def to_json(self) -> dict:
+        m = self.mount
+        return {
+            "name": self.name,
+            "path": self.path,
+            "kind": m.kind if m else "mydb",
+            "readOnly": not self.writable,
+            "public": bool(m and m.public),
+            "description": (m.description if m else "your own database: write query results and uploads here"),
+            "schema": m.schema_name if m else "mydb",
+        }
+
+
 def normalise_path(path: str) -> str:
     """``/demo/`` -> ``/demo``; refuses ``..`` segments and empty names."""
     parts = []
@@ -149,69 +180,3 @@ def safe_user_file(name: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60].lstrip(".") or "user"
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
     return f"{stem}-{digest}.duckdb"
-
-
-class Catalog:
-    """Mounts by context name and path, and where each user's MyDB lives."""
-
-    def __init__(self, data_dir: Path):
-        self.data_dir = Path(data_dir)
-        self.mydb_dir = self.data_dir / "mydb"
-        self.mydb_dir.mkdir(parents=True, exist_ok=True)
-        self._mounts: dict[str, Mount] = {}
-
-    # -- mounts ---------------------------------------------------------------------------
-    def add_mount(self, mount: Mount) -> Mount:
-        mount.path = normalise_path(mount.path)
-        if mount.path == "/" or mount.path.lower() == "/mydb":
-            raise ArchiveError("conflict", f"cannot mount at {mount.path}: reserved path", 409)
-        if mount.kind not in MOUNT_KINDS:
-            raise ArchiveError("bad_request", f"unknown mount type {mount.kind!r}; known: {', '.join(MOUNT_KINDS)}")
-        key = mount.context.lower()
-        if key == MYDB.lower():
-            raise ArchiveError("conflict", "the context name MyDB is reserved for users' own databases", 409)
-        for other in self._mounts.values():
-            if other.context.lower() == key:
-                raise ArchiveError("conflict", f"context {mount.context} already exists", 409)
-            if other.path.lower() == mount.path.lower():
-                raise ArchiveError("conflict", f"path {mount.path} is already mounted", 409)
-        mount.alias = alias_for(mount.context)
-        self._mounts[key] = mount
-        return mount
-
-    def remove_mount(self, context: str) -> None:
-        self._mounts.pop(context.lower(), None)
-
-    def mounts(self) -> list[Mount]:
-        return list(self._mounts.values())
-
-    def mount(self, context: str) -> Mount | None:
-        return self._mounts.get(context.lower())
-
-    def mount_at(self, path: str) -> tuple[Mount | None, str]:
-        """The mount holding ``path`` and the rest of the path inside it ("" for the mount itself)."""
-        path = normalise_path(path)
-        low = path.lower()
-        best = None
-        for m in self._mounts.values():
-            mp = m.path.lower()
-            if low == mp or low.startswith(mp + "/"):
-                if best is None or len(mp) > len(best.path):
-                    best = m
-        if best is None:
-            return None, path
-        return best, path[len(best.path) + 1 :]
-
-    def visible_mounts(self, principal: Principal) -> list[Mount]:
-        return [m for m in self._mounts.values() if m.public or not principal.anonymous]
-
-    # -- MyDB -----------------------------------------------------------------------------
-    def mydb_path(self, principal: Principal) -> Path:
-        """The MyDB file of one user's identity (a re-made user gets a new file)."""
-        return self.mydb_dir / f"{principal.home}.duckdb"
-
-    def require_mount(self, context: str, principal: Principal) -> Mount:
-        m = self.mount(context)
-        if m is None or (principal.anonymous and not m.public):
-            raise not_found(f"unknown context {context!r}", context=context)
-        return m

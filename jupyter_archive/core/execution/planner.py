@@ -1,0 +1,114 @@
+"""Where compiled statements run: decided once, here, for every path (quick query, paged read,
+compile, export, job).
+
+The choices: the principal's DuckDB engine (the default; pinned to the engine holding a TAP
+upload's tables), a writable mount's own engine, a pushed-down SQL server (with the DuckDB
+engine a copy from it writes into), or a fresh in-memory engine holding TAP_SCHEMA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..catalog.model import MYDB_ALIAS, TAP_SCHEMA_ALIAS, Principal
+from ..errors import ArchiveError
+
+if TYPE_CHECKING:
+    from ..catalog.namespace import Namespace
+    from .engines import Lease
+    from .pool import EnginePool, EngineRef
+
+ENGINE = "engine"  # a DuckDB engine of the pool
+SERVER = "server"  # pushed down to a SQL server
+TAP_SCHEMA = "tap_schema"  # an in-memory engine holding the principal's TAP_SCHEMA
+
+
+@dataclass
+class Plan:
+    """Where a compiled query runs: ``where`` (one of the above), the pool's engine (for a
+    server: the engine of the DuckDB table a copy writes, if any) and the SQL server."""
+
+    where: str
+    engine: EngineRef | None = None
+    backend: Any = None  # backends.sqlalchemy.SqlBackend
+
+
+def plan(
+    namespace: Namespace, engines: EnginePool, principal: Principal, statements, pinned: Lease | None = None, *, engine: bool = True
+) -> Plan:
+    """The plan of compiled statements; ``pinned``: the lease holding tables made for this
+    query (TAP uploads), whose engine it must use. Without ``engine`` a DuckDB plan names no
+    engine (compiling without explaining checks no more than that)."""
+    catalogs = _catalogs(statements)
+    if TAP_SCHEMA_ALIAS in catalogs:
+        if len(catalogs) > 1:
+            raise ArchiveError(
+                "unknown_table",
+                "a query on TAP_SCHEMA can read only TAP_SCHEMA tables; joining them with data tables is not supported",
+                400,
+            )
+        return Plan(TAP_SCHEMA)
+    backend = _server_of(namespace, statements)
+    if backend is not None:
+        target = None
+        if len(statements) == 1 and (into := statements[0].into) is not None and into.catalog not in namespace.backends:
+            target = engines.context_engine(principal, namespace.context(principal, into.context))
+        return Plan(SERVER, target, backend)
+    return Plan(ENGINE, duckdb_engine(namespace, engines, principal, statements, pinned) if engine else None)
+
+
+def _catalogs(statements) -> set[str]:
+    catalogs = set()
+    for st in statements:
+        catalogs.update(t.catalog for t in (st.tables or []))
+        if st.into is not None:
+            catalogs.add(st.into.catalog)
+    return catalogs
+
+
+def _server_of(namespace: Namespace, statements):
+    """The SQL server the statements read, or None when they read DuckDB only."""
+    reads = {t.catalog for st in statements for t in (st.tables or [])}
+    writes = {st.into.catalog for st in statements if st.into is not None}
+    servers = {alias for alias in reads | writes if alias in namespace.backends}
+    if not servers:
+        return None
+    names = {m.alias: m.context for m in namespace.mounts()}
+    if len(servers) > 1 or (reads - servers):
+        involved = ", ".join(sorted(names.get(a, a) for a in reads | servers))
+        raise ArchiveError(
+            "bad_request",
+            f"one query cannot join tables of different backends ({involved}); query the SQL server's tables on their own, "
+            "e.g. copy what you need into MyDB with SELECT ... INTO mydb.T first",
+        )
+    alias = servers.pop()
+    if writes - {alias} and len(statements) > 1:
+        raise ArchiveError("bad_request", "copying from a SQL server into DuckDB works one statement at a time")
+    return namespace.backends[alias]
+
+
+def duckdb_engine(namespace: Namespace, engines: EnginePool, principal: Principal, statements, pinned: Lease | None = None) -> EngineRef:
+    """The DuckDB engine compiled statements run on: the principal's, or a writable mount's own."""
+    catalogs = _catalogs(statements)
+    backends = namespace.backends
+    writable = {m.alias: m for m in namespace.mounts() if not m.read_only and m.alias in catalogs and m.alias not in backends}
+    if not writable:
+        ref = engines.engine(principal, catalogs - set(backends))
+        if pinned is not None:
+            ref._pinned = pinned.engine
+        return ref
+    if len(writable) > 1:
+        names = ", ".join(sorted(m.context for m in writable.values()))
+        raise ArchiveError("bad_request", f"one query cannot combine the writable mounts {names}; copy the data into one of them first")
+    mount = next(iter(writable.values()))
+    if MYDB_ALIAS in catalogs:
+        raise ArchiveError(
+            "bad_request",
+            f"one query cannot combine your MyDB with the writable mount {mount.context}; copy the data into one of them first",
+        )
+    if pinned is not None:
+        raise ArchiveError("bad_request", f"uploaded tables cannot be combined with the writable mount {mount.context}")
+    ref = engines.mount_engine(mount)
+    ref.needs = frozenset(catalogs)
+    return ref

@@ -22,7 +22,6 @@ from . import pushdown, temp_area
 from . import sql as sqlmod
 from .archive_engines import EnginesMixin
 from .archive_images import ImagesMixin
-from .archive_jobs import JobsMixin
 from .archive_mounts import MountsMixin
 from .backends.duckdb import quote_ident
 from .catalog import (
@@ -34,19 +33,20 @@ from .catalog import (
     TableInfo,
     normalise_path,
 )
-from .datasets import reset_dataset
-from .directives import DirectiveStore
 from .engine_pool import EnginePool
 from .errors import ArchiveError, not_found, permission
 from .jobs import JobRunner, JobStore
+from .jobs.directives import DirectiveStore
+from .jobs.query import run_query_job
+from .jobs.reset import reset_dataset
+from .jobs.results import ResultStore
+from .jobs.service import JobsMixin
 from .languages import DEFAULT_LANGUAGE
 from .mounts import MountStore
 from .owned import remove_owned
 from .ownership import DataDirLock, describe_holder
 from .query import QueryResult, engine_error, execute
-from .query_jobs import run_query_job
 from .resolver import Resolver, tables_in
-from .results import ResultStore
 from .users import UserStore, valid_password
 
 log = logging.getLogger(__name__)

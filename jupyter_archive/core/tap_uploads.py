@@ -1,5 +1,5 @@
 """TAP queries in the core: the tables a query brings with it (``TAP_UPLOAD.<name>``) and the
-run of one sync query; async ones are query jobs (``query_jobs``) with the same fields.
+run of one sync query; async ones are query jobs (``jobs.query``) with the same fields.
 
 ``UPLOAD=name,param:part[;name2,<URL>]`` names inline VOTables (multipart parts) or, by URL,
 results of this archive's own jobs (nothing is fetched from other hosts). ``stage`` keeps the

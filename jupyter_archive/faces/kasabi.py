@@ -17,9 +17,10 @@ from __future__ import annotations
 from http.client import responses
 from urllib.parse import quote
 
-from ..core import datasets, times
+from ..core import times
 from ..core.errors import ArchiveError
 from ..core.jobs import Job
+from ..core.jobs import reset as datasets
 from .base import AUTH_HEADER, FORWARDED_USER, PLAIN_TEXT, ArchiveHandler, HttpError, endpoint
 
 # Kasabi's jobType -> the core call that submits it.

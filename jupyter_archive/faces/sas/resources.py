@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ...core import formats, times
-from ...core.directives import Directive
+from ...core.jobs.directives import Directive
 from ...core.errors import ArchiveError, not_found
 from ...core.jobs import Job
 from ..base import ArchiveHandler, log_message_id

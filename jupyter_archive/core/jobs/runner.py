@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import params, times
-from .errors import ArchiveError, not_found
+from .. import params, times
+from ..errors import ArchiveError, not_found
 
 log = logging.getLogger(__name__)
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .catalog import ANONYMOUS
-from .errors import ArchiveError, not_found, permission
-from .jobs import ANONYMOUS_OWNER, Job
-from .languages import DEFAULT_LANGUAGE
-from .query import QueryResult
-from .query_jobs import compile_job, query_request
-from .tap_uploads import discard as discard_uploads
-from .tap_uploads import upload_target
+from ..catalog import ANONYMOUS
+from ..errors import ArchiveError, not_found, permission
+from .runner import ANONYMOUS_OWNER, Job
+from ..languages import DEFAULT_LANGUAGE
+from ..query import QueryResult
+from .query import compile_job, query_request
+from ..tap_uploads import discard as discard_uploads
+from ..tap_uploads import upload_target
 
 if TYPE_CHECKING:
-    from .catalog import Principal
+    from ..catalog import Principal
 
 
 class JobsMixin:

@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from .backends.duckdb import quote_ident
-from .catalog import MYDB, Principal
-from .errors import ArchiveError, not_found, permission
-from .jobs import ACTIVE, JobCanceled
-from .query import engine_error
+from ..backends.duckdb import quote_ident
+from ..catalog import MYDB, Principal
+from ..errors import ArchiveError, not_found, permission
+from .runner import ACTIVE, JobCanceled
+from ..query import engine_error
 
 if TYPE_CHECKING:
-    from .archive import Archive, ContextRef
-    from .jobs import Job, JobContext
+    from ..archive import Archive, ContextRef
+    from .runner import Job, JobContext
 
 # The kinds of dataset job there are (Kasabi's ``jobType`` values).
 DATASET_JOB_KINDS = ("reset",)

@@ -10,18 +10,18 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from . import pushdown, tap_schema
-from . import sql as sqlmod
-from .backends.duckdb import quote_ident
-from .errors import ArchiveError, permission
-from .jobs import Job, JobContext
-from .languages import DEFAULT_LANGUAGE
-from .query import execute
-from .tap_uploads import UploadSet
+from .. import pushdown, tap_schema
+from .. import sql as sqlmod
+from ..backends.duckdb import quote_ident
+from ..errors import ArchiveError, permission
+from .runner import Job, JobContext
+from ..languages import DEFAULT_LANGUAGE
+from ..query import execute
+from ..tap_uploads import UploadSet
 
 if TYPE_CHECKING:
-    from .archive import Archive
-    from .catalog import Principal
+    from ..archive import Archive
+    from ..catalog import Principal
 
 PROGRESS_INTERVAL = 0.1
 

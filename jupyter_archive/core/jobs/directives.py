@@ -16,15 +16,15 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import params, times
-from .catalog import MYDB, Principal, normalise_path
-from .errors import ArchiveError, bad_request, not_found, permission
-from .query_jobs import compile_job, query_request
-from .languages import DEFAULT_LANGUAGE, LANGUAGES
+from .. import params, times
+from ..catalog import MYDB, Principal, normalise_path
+from ..errors import ArchiveError, bad_request, not_found, permission
+from .query import compile_job, query_request
+from ..languages import DEFAULT_LANGUAGE, LANGUAGES
 
 if TYPE_CHECKING:
-    from .archive import Archive
-    from .jobs import Job
+    from ..archive import Archive
+    from .runner import Job
 
 MAX_NAME = 256
 MAX_PAGE = 1000

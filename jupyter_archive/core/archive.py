@@ -21,7 +21,7 @@ import duckdb
 from . import pushdown, temp_area
 from . import sql as sqlmod
 from .archive_engines import EnginesMixin
-from .archive_images import ImagesMixin
+from .archive_images import CUTOUT_JOB, ImagesMixin
 from .archive_mounts import MountsMixin
 from .backends.duckdb import quote_ident
 from .catalog import (
@@ -35,12 +35,11 @@ from .catalog import (
 )
 from .engine_pool import EnginePool
 from .errors import ArchiveError, not_found, permission
-from .jobs import JobRunner, JobStore
 from .jobs.directives import DirectiveStore
-from .jobs.query import run_query_job
-from .jobs.reset import reset_dataset
+from .jobs.reset import Datasets
 from .jobs.results import ResultStore
-from .jobs.service import JobsMixin
+from .jobs.service import Jobs
+from .jobs.store import JobStore
 from .languages import DEFAULT_LANGUAGE
 from .mounts import MountStore
 from .owned import remove_owned
@@ -109,7 +108,7 @@ class ContextRef:
         }
 
 
-class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
+class Archive(MountsMixin, EnginesMixin, ImagesMixin):
     """The archive: catalog + engines + users. One per server process."""
 
     def __init__(self, config: ArchiveConfig, *, lock: DataDirLock | None = None):
@@ -139,19 +138,18 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         self.mount_store = MountStore(self.data_dir / "mounts.sqlite")
         self._setup_mounts()
         self.results = ResultStore(self.data_dir / "results")
-        self.jobs = JobRunner(
+        self.jobs = Jobs(
             JobStore(self.data_dir / "jobs.sqlite"),
+            self.results,
+            users=self, queries=self, engines=self, catalog=self,  # stage-2 wiring
+            allow_anonymous=config.allow_anonymous,
             workers=config.job_workers,
             per_user=config.jobs_per_user,
             retention=config.job_retention,
-            on_expire=self._forget_job_results,
         )
-        self.jobs.register("query", lambda job, ctx: run_query_job(self, job, ctx))
-        # A directive is a saved query: its jobs do the same work.
-        self.jobs.register("directive", lambda job, ctx: run_query_job(self, job, ctx))
-        self.jobs.register("reset", lambda job, ctx: reset_dataset(self, job, ctx))
-        self.jobs.register("cutout", self.run_cutout_job)
-        self.directives = DirectiveStore(self)
+        self.jobs.register_kind(CUTOUT_JOB, self.run_cutout_job, self.forget_cutout_files)  # stage-2 wiring
+        self.datasets = Datasets(self.jobs, catalog=self, engines=self)  # stage-2 wiring
+        self.directives = DirectiveStore(self.data_dir / "directives.sqlite", jobs=self.jobs, users=self, queries=self)  # stage-2 wiring
         # Datasets being reset, as (owner or "", context lower-case): read-only until the reset ends.
         self.resetting: set[tuple[str, str]] = set()
 
@@ -160,12 +158,11 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         self.jobs.start()
 
     def close(self) -> None:
-        self.jobs.stop()
+        self.jobs.close()
         self.directives.close()
         self.mount_store.close()
         for backend in self.backends.values():
             backend.close()
-        self.jobs.store.close()
         self.engine_pool.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.users.close()

@@ -186,7 +186,7 @@ class UploadSet:
 def _read_entry(archive: Archive, principal: Principal, entry: dict) -> pa.Table:
     """The rows of one staged upload as Arrow, with each column's VOTable metadata."""
     if "job" in entry:
-        job = archive.job(principal, entry["job"])
+        job = archive.jobs.get(principal, entry["job"])
         if job.state != "completed" or "store" not in job.results:
             raise bad_request(f"UPLOAD {entry['name']}: job {job.id} has no result to upload (it is {job.state})")
         return pq.read_table(archive.results.path(job.id))

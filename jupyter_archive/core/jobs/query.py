@@ -14,14 +14,17 @@ from .. import pushdown, tap_schema
 from .. import sql as sqlmod
 from ..backends.duckdb import quote_ident
 from ..errors import ArchiveError, permission
-from .runner import Job, JobContext
 from ..languages import DEFAULT_LANGUAGE
 from ..query import execute
 from ..tap_uploads import UploadSet
+from ..tap_uploads import discard as discard_uploads
 
 if TYPE_CHECKING:
-    from ..archive import Archive
     from ..catalog import Principal
+    from .model import Job
+    from .results import ResultStore
+    from .runner import JobContext
+    from .service import Jobs
 
 PROGRESS_INTERVAL = 0.1
 
@@ -52,139 +55,156 @@ def query_request(
     }
 
 
-def compile_job(
-    archive: Archive, principal: Principal, request: dict, uploads: dict | None = None
-) -> tuple[sqlmod.Compiled, sqlmod.TableTarget | None]:
-    """Compile a query job's request; returns the compiled query and the table it writes (if any)."""
-    resolver = archive.resolver(principal, request.get("context"), request.get("base_path"), uploads)
-    compiled = sqlmod.compile_query(
-        request["query"],
-        request.get("language") or DEFAULT_LANGUAGE,
-        resolver,
-        variables=request.get("variables"),
-        params=request.get("params"),
-        base_path=request.get("base_path"),
-        row_limit=request.get("row_limit"),
-        positional_index=archive.positional_lookup(principal),
-    )
-    last = compiled.statements[-1]
-    target = request.get("target")
-    if target:
-        if last.kind != "read":
-            raise ArchiveError("bad_request", "a target table needs a query that returns rows (a SELECT)")
-        into = resolver.new_table(target if isinstance(target, str) else tuple(target), language=compiled.language)
-        verb = "CREATE OR REPLACE TABLE" if request.get("replace") else "CREATE TABLE"
-        name = f"{quote_ident(into.catalog)}.{quote_ident(into.schema)}.{quote_ident(into.name)}"
-        compiled.statements[-1] = sqlmod.Statement(
-            kind="write", sql=f"{verb} {name} AS {last.sql}", params=last.params, source=last.source, into=into, tables=last.tables
+class QueryJobs:
+    """The ``query`` (and ``directive``) job kind: compiles a job's request and runs it, keeping
+    its rows in the result store or the table it writes."""
+
+    def __init__(self, jobs: Jobs, results: ResultStore, *, queries, engines, catalog):
+        self._jobs = jobs
+        self._results = results
+        self._queries = queries
+        self._engines = engines
+        self._catalog = catalog
+
+    def compile(
+        self, principal: Principal, request: dict, uploads: dict | None = None
+    ) -> tuple[sqlmod.Compiled, sqlmod.TableTarget | None]:
+        """Compile a query job's request; returns the compiled query and the table it writes (if any)."""
+        resolver = self._queries.resolver(principal, request.get("context"), request.get("base_path"), uploads)  # stage-2 wiring
+        compiled = sqlmod.compile_query(
+            request["query"],
+            request.get("language") or DEFAULT_LANGUAGE,
+            resolver,
+            variables=request.get("variables"),
+            params=request.get("params"),
+            base_path=request.get("base_path"),
+            row_limit=request.get("row_limit"),
+            positional_index=self._catalog.positional_lookup(principal),
         )
-        return compiled, into
-    writes = [st.into for st in compiled.statements if st.kind == "write" and st.into is not None]
-    return compiled, (writes[-1] if writes else None)
+        last = compiled.statements[-1]
+        target = request.get("target")
+        if target:
+            if last.kind != "read":
+                raise ArchiveError("bad_request", "a target table needs a query that returns rows (a SELECT)")
+            into = resolver.new_table(target if isinstance(target, str) else tuple(target), language=compiled.language)
+            verb = "CREATE OR REPLACE TABLE" if request.get("replace") else "CREATE TABLE"
+            name = f"{quote_ident(into.catalog)}.{quote_ident(into.schema)}.{quote_ident(into.name)}"
+            compiled.statements[-1] = sqlmod.Statement(
+                kind="write", sql=f"{verb} {name} AS {last.sql}", params=last.params, source=last.source, into=into, tables=last.tables
+            )
+            return compiled, into
+        writes = [st.into for st in compiled.statements if st.kind == "write" and st.into is not None]
+        return compiled, (writes[-1] if writes else None)
 
-
-def run_query_job(archive: Archive, job: Job, ctx: JobContext) -> dict:
-    """The work of a ``query`` job (also directives, which are saved queries, and TAP async jobs:
-    their ``row_limit``, ``time_limit`` and ``uploads`` are request fields too)."""
-    principal = archive.job_principal(job)
-    request = job.request
-    if request.get("invalid"):  # a request its face found wrong but had to accept (UWS)
-        raise ArchiveError("bad_request", request["invalid"])
-    if request.get("tap_schema"):
-        result = tap_schema.query(archive, principal, request["query"], row_limit=request.get("row_limit"),
-                                  time_limit=request.get("time_limit"))
-        return _keep(archive, job, ctx, result, None, None)
-    uploads = UploadSet(archive, principal, request["uploads"], cancel=ctx.canceled) if request.get("uploads") else None
-    try:
-        return _run(archive, job, ctx, principal, uploads)
-    except ArchiveError as exc:
-        if exc.code == "time_limit" and not ctx.canceled.is_set():
-            limit = request.get("time_limit")
-            raise ArchiveError("time_limit", f"the job ran longer than its execution duration of {limit:g} s", 400) from None
-        raise
-    finally:
-        if uploads is not None:
-            uploads.close()
-
-
-def _run(archive: Archive, job: Job, ctx: JobContext, principal: Principal, uploads: UploadSet | None) -> dict:
-    compiled, into = compile_job(archive, principal, job.request, uploads.targets if uploads else None)
-    if principal.anonymous and any(st.kind != "read" for st in compiled.statements):
-        raise permission("writing needs a signed-in user: log in to Jupyter or send an X-Auth-Token")
-    ctx.log(f"compiled {compiled.language}: {len(compiled.statements)} statement(s)")
-    backend = pushdown.backend_of(archive, compiled.statements)
-    if backend is not None:
-        ctx.log(f"pushed down to {backend.where}")
-        meta = archive.column_meta_for(principal, compiled.statements[-1])
-        result = pushdown.run(archive, principal, backend, compiled, column_meta=meta, on_cancel=ctx.on_cancel,
-                              row_limit=job.request.get("row_limit"), time_limit=job.request.get("time_limit"))
+    def run(self, job: Job, ctx: JobContext) -> dict:
+        """The work of a ``query`` job (also directives, which are saved queries, and TAP async jobs:
+        their ``row_limit``, ``time_limit`` and ``uploads`` are request fields too)."""
+        principal = self._jobs.principal_of(job)
+        request = job.request
+        if request.get("invalid"):  # a request its face found wrong but had to accept (UWS)
+            raise ArchiveError("bad_request", request["invalid"])
+        if request.get("tap_schema"):
+            result = tap_schema.query(  # stage-2 wiring
+                self._queries, principal, request["query"], row_limit=request.get("row_limit"), time_limit=request.get("time_limit")
+            )
+            return self._keep(job, ctx, result, None, None)
+        uploads = (
+            UploadSet(self._queries, principal, request["uploads"], cancel=ctx.canceled)  # stage-2 wiring
+            if request.get("uploads") else None
+        )
         try:
-            return _keep(archive, job, ctx, result, compiled, into)
+            return self._run(job, ctx, principal, uploads)
+        except ArchiveError as exc:
+            if exc.code == "time_limit" and not ctx.canceled.is_set():
+                limit = request.get("time_limit")
+                raise ArchiveError("time_limit", f"the job ran longer than its execution duration of {limit:g} s", 400) from None
+            raise
         finally:
-            ctx.on_cancel(None)
-    # A job waits as long as it must for a database still held by an engine being replaced.
-    pinned = uploads.pin if uploads is not None else None
-    cursor = archive.engine_for(principal, compiled.statements, pinned).cursor(timeout=None, cancel=ctx.canceled)
-    ctx.on_cancel(cursor.interrupt)
-    done = threading.Event()
-    guard = threading.Lock()
+            if uploads is not None:
+                uploads.close()
 
-    def poll_progress():
-        # DuckDB reports a percentage while a query runs (-1 when it cannot tell).
-        while not done.wait(PROGRESS_INTERVAL):
-            if ctx.canceled.is_set():
-                # DuckDB forgets an interrupt sent before the query started: repeat it, but
-                # never once the connection may have gone back to the pool.
-                with guard:
-                    if done.is_set():
-                        return
-                    try:
-                        cursor.interrupt()
-                    except Exception:  # noqa: BLE001
-                        return
-                continue
+    def _run(self, job: Job, ctx: JobContext, principal: Principal, uploads: UploadSet | None) -> dict:
+        compiled, into = self.compile(principal, job.request, uploads.targets if uploads else None)
+        if principal.anonymous and any(st.kind != "read" for st in compiled.statements):
+            raise permission("writing needs a signed-in user: log in to Jupyter or send an X-Auth-Token")
+        ctx.log(f"compiled {compiled.language}: {len(compiled.statements)} statement(s)")
+        backend = pushdown.backend_of(self._queries, compiled.statements)  # stage-2 wiring
+        if backend is not None:
+            ctx.log(f"pushed down to {backend.where}")
+            meta = self._queries.column_meta_for(principal, compiled.statements[-1])
+            result = pushdown.run(  # stage-2 wiring
+                self._queries, principal, backend, compiled, column_meta=meta, on_cancel=ctx.on_cancel,
+                row_limit=job.request.get("row_limit"), time_limit=job.request.get("time_limit"),
+            )
             try:
-                pct = cursor.query_progress()
-            except Exception:  # noqa: BLE001 - the cursor may close under us
-                return
-            if pct is not None and pct >= 0:
-                ctx.set_progress(min(pct / 100.0, 0.99))
+                return self._keep(job, ctx, result, compiled, into)
+            finally:
+                ctx.on_cancel(None)
+        # A job waits as long as it must for a database still held by an engine being replaced.
+        pinned = uploads.pin if uploads is not None else None
+        cursor = self._engines.engine_for(principal, compiled.statements, pinned).cursor(timeout=None, cancel=ctx.canceled)
+        ctx.on_cancel(cursor.interrupt)
+        done = threading.Event()
+        guard = threading.Lock()
 
-    poller = threading.Thread(target=poll_progress, daemon=True)
-    poller.start()
-    try:
-        meta = {**(uploads.column_meta if uploads else {}), **archive.column_meta_for(principal, compiled.statements[-1])}
-        result = execute(cursor, compiled.statements, column_meta=meta, row_limit=job.request.get("row_limit"),
-                         time_limit=job.request.get("time_limit"))
-        return _keep(archive, job, ctx, result, compiled, into)
-    finally:
-        with guard:
-            done.set()
-        ctx.on_cancel(None)
+        def poll_progress():
+            # DuckDB reports a percentage while a query runs (-1 when it cannot tell).
+            while not done.wait(PROGRESS_INTERVAL):
+                if ctx.canceled.is_set():
+                    # DuckDB forgets an interrupt sent before the query started: repeat it, but
+                    # never once the connection may have gone back to the pool.
+                    with guard:
+                        if done.is_set():
+                            return
+                        try:
+                            cursor.interrupt()
+                        except Exception:  # noqa: BLE001
+                            return
+                    continue
+                try:
+                    pct = cursor.query_progress()
+                except Exception:  # noqa: BLE001 - the cursor may close under us
+                    return
+                if pct is not None and pct >= 0:
+                    ctx.set_progress(min(pct / 100.0, 0.99))
+
+        poller = threading.Thread(target=poll_progress, daemon=True)
+        poller.start()
         try:
-            cursor.close()
-        except Exception:  # noqa: BLE001
-            pass
+            meta = {**(uploads.column_meta if uploads else {}), **self._queries.column_meta_for(principal, compiled.statements[-1])}
+            result = execute(cursor, compiled.statements, column_meta=meta, row_limit=job.request.get("row_limit"),
+                             time_limit=job.request.get("time_limit"))
+            return self._keep(job, ctx, result, compiled, into)
+        finally:
+            with guard:
+                done.set()
+            ctx.on_cancel(None)
+            try:
+                cursor.close()
+            except Exception:  # noqa: BLE001
+                pass
 
-
-def _keep(archive: Archive, job: Job, ctx: JobContext, result, compiled, into) -> dict:
-    """What a finished query job keeps: the table it wrote, or its rows in the result store."""
-    ctx.check()
-    if compiled is not None and (into is not None or compiled.statements[-1].kind != "read"):
-        rows = result.rows_affected or 0
-        result.close()
-        out: dict[str, Any] = {"rows": rows}
-        if into is not None:
-            out["table"] = {"context": into.context, "name": into.name}
-            ctx.log(f"wrote {rows} rows into {into.context}.{into.name}")
+    def _keep(self, job: Job, ctx: JobContext, result, compiled, into) -> dict:
+        """What a finished query job keeps: the table it wrote, or its rows in the result store."""
+        ctx.check()
+        if compiled is not None and (into is not None or compiled.statements[-1].kind != "read"):
+            rows = result.rows_affected or 0
+            result.close()
+            out: dict[str, Any] = {"rows": rows}
+            if into is not None:
+                out["table"] = {"context": into.context, "name": into.name}
+                ctx.log(f"wrote {rows} rows into {into.context}.{into.name}")
+            return out
+        try:
+            rows = self._results.write(job.id, result.schema, result.batches(), on_rows=lambda n: ctx.check())
+        finally:
+            result.close()
+        ctx.log(f"stored {rows} rows in the result store" + (" (cut at the row limit)" if result.truncated else ""))
+        out = {"rows": rows, "store": self._results.path(job.id).name}
+        if result.truncated:
+            out["overflow"] = True
         return out
-    try:
-        rows = archive.results.write(job.id, result.schema, result.batches(), on_rows=lambda n: ctx.check())
-    finally:
-        result.close()
-    ctx.log(f"stored {rows} rows in the result store" + (" (cut at the row limit)" if result.truncated else ""))
-    out = {"rows": rows, "store": archive.results.path(job.id).name}
-    if result.truncated:
-        out["overflow"] = True
-    return out
 
+    def forget(self, job: Job) -> None:
+        """What goes with a query job besides its stored result: its staged TAP uploads."""
+        discard_uploads(job.request.get("uploads"))

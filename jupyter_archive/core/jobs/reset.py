@@ -16,139 +16,146 @@ import duckdb
 from ..backends.duckdb import quote_ident
 from ..catalog import MYDB, Principal
 from ..errors import ArchiveError, not_found, permission
-from .runner import ACTIVE, JobCanceled
 from ..query import engine_error
+from .model import ACTIVE, JobCanceled
 
 if TYPE_CHECKING:
-    from ..archive import Archive, ContextRef
-    from .runner import Job, JobContext
+    from ..archive import ContextRef
+    from .model import Job
+    from .runner import JobContext
+    from .service import Jobs
 
 # The kinds of dataset job there are (Kasabi's ``jobType`` values).
 DATASET_JOB_KINDS = ("reset",)
 
 NOT_OWNER = "only the dataset's owner may run jobs on it"
 
-# Guards check-and-add on ``archive.resetting``: two resets of one dataset must not overlap,
+# Guards check-and-add on the catalog's ``resetting``: two resets of one dataset must not overlap,
 # or the first to finish would make the dataset writable while the second still drops.
 _marks = threading.Lock()
 
 
-def dataset_ref(archive: Archive, principal: Principal, short_code: str) -> ContextRef:
-    """The dataset a short code names, if the principal owns it (401, 403 or 404 otherwise).
+class Datasets:
+    """Dataset jobs (``archive.datasets``): find a dataset a principal owns, submit and find its
+    jobs; the ``reset`` job kind registers itself with the job service."""
 
-    ``mydb`` (any case) is the caller's own MyDB; any other code is a mount's context name.
-    A mount is owned by the archive's admins, and only a writable mount is a dataset.
-    """
-    if principal.anonymous:
-        raise ArchiveError("unauthorized", "dataset jobs need a signed-in user: log in to Jupyter or send an X-Auth-Token", 401)
-    code = (short_code or "").strip()
-    if not code:
-        raise not_found("unknown dataset ''", dataset=code)
-    if code.lower() == MYDB.lower():
-        return archive.context(principal, MYDB)
-    try:
-        ref = archive.context(principal, code)
-    except ArchiveError as exc:
-        if exc.code == "not_found":
-            raise not_found(f"unknown dataset {code!r}", dataset=code) from None
-        raise
-    if not ref.writable:
-        raise permission(f"{NOT_OWNER}: {ref.name} is a read-only context", dataset=ref.name)
-    if not principal.admin:
-        raise permission(f"{NOT_OWNER}: {ref.name} belongs to the archive's admins", dataset=ref.name)
-    return ref
+    def __init__(self, jobs: Jobs, *, catalog, engines):
+        self._jobs = jobs
+        self._catalog = catalog
+        self._engines = engines
+        jobs.register_kind("reset", self.run_reset)
 
+    def ref(self, principal: Principal, short_code: str) -> ContextRef:
+        """The dataset a short code names, if the principal owns it (401, 403 or 404 otherwise).
 
-def check_resettable(archive: Archive, principal: Principal, ref: ContextRef) -> None:
-    """Refuse (409) a dataset the archive cannot empty yet.
+        ``mydb`` (any case) is the caller's own MyDB; any other code is a mount's context name.
+        A mount is owned by the archive's admins, and only a writable mount is a dataset.
+        """
+        if principal.anonymous:
+            raise ArchiveError("unauthorized", "dataset jobs need a signed-in user: log in to Jupyter or send an X-Auth-Token", 401)
+        code = (short_code or "").strip()
+        if not code:
+            raise not_found("unknown dataset ''", dataset=code)
+        if code.lower() == MYDB.lower():
+            return self._catalog.context(principal, MYDB)
+        try:
+            ref = self._catalog.context(principal, code)
+        except ArchiveError as exc:
+            if exc.code == "not_found":
+                raise not_found(f"unknown dataset {code!r}", dataset=code) from None
+            raise
+        if not ref.writable:
+            raise permission(f"{NOT_OWNER}: {ref.name} is a read-only context", dataset=ref.name)
+        if not principal.admin:
+            raise permission(f"{NOT_OWNER}: {ref.name} belongs to the archive's admins", dataset=ref.name)
+        return ref
 
-    MyDB always can. A mount can only once its engine attaches it read-write and its data
-    lives in the engine's file (a ``files`` mount is a cache of a folder: emptying the cache
-    would not empty the folder).
-    """
-    m = ref.mount
-    if m is None:
-        return
-    if m.kind != "duckdb":
-        raise ArchiveError(
-            "unsupported",
-            f"{ref.name} is a {m.kind} mount; only DuckDB datasets and MyDB can be reset",
-            409,
-            details={"dataset": ref.name},
-        )
-    if m.read_only:
-        raise ArchiveError("permission", f"{ref.name} is read-only", 403, details={"dataset": ref.name})
+    @staticmethod
+    def check_resettable(ref: ContextRef) -> None:
+        """Refuse (409) a dataset the archive cannot empty yet.
 
-
-def submit_reset(
-    archive: Archive, principal: Principal, short_code: str, start_time: float | None = None, *, face: str = "native"
-) -> Job:
-    """Queue a reset of a dataset the principal owns, at ``start_time`` (unix seconds) or now."""
-    ref = dataset_ref(archive, principal, short_code)
-    check_resettable(archive, principal, ref)
-    request = {"dataset": short_code, "context": ref.name}
-    return archive.submit_job(principal, "reset", request, face=face, start_time=start_time)
-
-
-def dataset_job(archive: Archive, principal: Principal, short_code: str, job_id: int | str) -> Job:
-    """A dataset job of the principal's, found through its dataset's URL (404 for any other job).
-
-    Only the dataset's owner may see its jobs: anyone else is refused as ``dataset_ref`` refuses
-    them, whichever job they name.
-    """
-    dataset_ref(archive, principal, short_code)
-    job = archive.job(principal, job_id)
-    context = str(job.request.get("context") or "")
-    if job.kind not in DATASET_JOB_KINDS or context.lower() != (short_code or "").strip().lower():
-        raise not_found(f"unknown job {job_id} for dataset {short_code!r}", job=job_id, dataset=short_code)
-    return job
-
-
-def delete_dataset_job(archive: Archive, principal: Principal, short_code: str, job_id: int | str) -> Job:
-    """Remove a dataset job that is not running: a waiting one never runs, a finished one is forgotten.
-
-    A running job is refused (409): it cannot be taken back half-way. A job that starts
-    between the check and the delete is canceled by the delete; its drops are one
-    transaction, so the dataset is then left as it was.
-    """
-    job = dataset_job(archive, principal, short_code, job_id)
-    if job.state in ACTIVE:
-        raise ArchiveError(
-            "conflict",
-            f"job {job.id} is running and cannot be deleted; {job.request.get('context')} is read-only until it ends",
-            409,
-            details={"job": job.id, "state": job.state},
-        )
-    archive.delete_job(principal, job.id)
-    return job
-
-
-def reset_dataset(archive: Archive, job: Job, ctx: JobContext) -> dict:
-    """The work of a ``reset`` job: drop every table and view of the dataset in one transaction.
-
-    The dataset is marked resetting (read-only to the SQL pipeline) for the whole run and
-    unmarked whatever happens. A cancel or a failure rolls back, leaving the data unchanged.
-    Returns ``rows`` (tables and views dropped), ``tables`` and ``views``.
-    """
-    principal = archive.job_principal(job)
-    # Re-check ownership: rights or the mount may have changed since a scheduled job was made.
-    ref = dataset_ref(archive, principal, job.request.get("context") or job.request.get("dataset") or "")
-    check_resettable(archive, principal, ref)
-    key = archive.dataset_key(principal, ref)
-    with _marks:
-        if key in archive.resetting:
+        MyDB always can. A mount can only once its engine attaches it read-write and its data
+        lives in the engine's file (a ``files`` mount is a cache of a folder: emptying the cache
+        would not empty the folder).
+        """
+        m = ref.mount
+        if m is None:
+            return
+        if m.kind != "duckdb":
             raise ArchiveError(
-                "conflict", f"{ref.name} is already being reset by another job", 409, details={"dataset": ref.name}
+                "unsupported",
+                f"{ref.name} is a {m.kind} mount; only DuckDB datasets and MyDB can be reset",
+                409,
+                details={"dataset": ref.name},
             )
-        archive.resetting.add(key)
-    try:
-        ctx.log(f"{ref.name} is read-only until the reset ends")
-        result = _drop_all(archive.context_engine(principal, ref).cursor(timeout=None, cancel=ctx.canceled), ref.alias, ctx)
-        ctx.log(f"{ref.name} emptied ({result['tables']} tables, {result['views']} views dropped); writable again")
-        return result
-    finally:
+        if m.read_only:
+            raise ArchiveError("permission", f"{ref.name} is read-only", 403, details={"dataset": ref.name})
+
+    def submit_reset(self, principal: Principal, short_code: str, start_time: float | None = None, *, face: str = "native") -> Job:
+        """Queue a reset of a dataset the principal owns, at ``start_time`` (unix seconds) or now."""
+        ref = self.ref(principal, short_code)
+        self.check_resettable(ref)
+        request = {"dataset": short_code, "context": ref.name}
+        return self._jobs.submit(principal, "reset", request, face=face, start_time=start_time)
+
+    def job(self, principal: Principal, short_code: str, job_id: int | str) -> Job:
+        """A dataset job of the principal's, found through its dataset's URL (404 for any other job).
+
+        Only the dataset's owner may see its jobs: anyone else is refused as ``ref`` refuses
+        them, whichever job they name.
+        """
+        self.ref(principal, short_code)
+        job = self._jobs.get(principal, job_id)
+        context = str(job.request.get("context") or "")
+        if job.kind not in DATASET_JOB_KINDS or context.lower() != (short_code or "").strip().lower():
+            raise not_found(f"unknown job {job_id} for dataset {short_code!r}", job=job_id, dataset=short_code)
+        return job
+
+    def delete_job(self, principal: Principal, short_code: str, job_id: int | str) -> Job:
+        """Remove a dataset job that is not running: a waiting one never runs, a finished one is forgotten.
+
+        A running job is refused (409): it cannot be taken back half-way. A job that starts
+        between the check and the delete is canceled by the delete; its drops are one
+        transaction, so the dataset is then left as it was.
+        """
+        job = self.job(principal, short_code, job_id)
+        if job.state in ACTIVE:
+            raise ArchiveError(
+                "conflict",
+                f"job {job.id} is running and cannot be deleted; {job.request.get('context')} is read-only until it ends",
+                409,
+                details={"job": job.id, "state": job.state},
+            )
+        self._jobs.delete(principal, job.id)
+        return job
+
+    def run_reset(self, job: Job, ctx: JobContext) -> dict:
+        """The work of a ``reset`` job: drop every table and view of the dataset in one transaction.
+
+        The dataset is marked resetting (read-only to the SQL pipeline) for the whole run and
+        unmarked whatever happens. A cancel or a failure rolls back, leaving the data unchanged.
+        Returns ``rows`` (tables and views dropped), ``tables`` and ``views``.
+        """
+        principal = self._jobs.principal_of(job)
+        # Re-check ownership: rights or the mount may have changed since a scheduled job was made.
+        ref = self.ref(principal, job.request.get("context") or job.request.get("dataset") or "")
+        self.check_resettable(ref)
+        key = self._catalog.dataset_key(principal, ref)
         with _marks:
-            archive.resetting.discard(key)
+            if key in self._catalog.resetting:  # stage-2 wiring: the catalog's set of datasets being reset
+                raise ArchiveError(
+                    "conflict", f"{ref.name} is already being reset by another job", 409, details={"dataset": ref.name}
+                )
+            self._catalog.resetting.add(key)
+        try:
+            ctx.log(f"{ref.name} is read-only until the reset ends")
+            cursor = self._engines.context_engine(principal, ref).cursor(timeout=None, cancel=ctx.canceled)
+            result = _drop_all(cursor, ref.alias, ctx)
+            ctx.log(f"{ref.name} emptied ({result['tables']} tables, {result['views']} views dropped); writable again")
+            return result
+        finally:
+            with _marks:
+                self._catalog.resetting.discard(key)
 
 
 def _drop_all(cur, alias: str, ctx: JobContext) -> dict:

@@ -222,7 +222,7 @@ class SasHandler(ArchiveHandler):
 
     async def sas_job(self, job_id: str) -> Job:
         """One of the caller's directive jobs (other jobs are not SAS's to show)."""
-        job = await self.call(self.archive.job, self.principal, job_id)
+        job = await self.call(self.archive.jobs.get, self.principal, job_id)
         if job.kind != "directive":
             raise not_found(f"unknown job {job_id}", job=job_id)
         return job

@@ -1,5 +1,5 @@
 """The Job: what every long thing is (long query, Quasar large query, TAP async, dataset reset,
-directive run, async cutout), its states and the moves between them.
+directive run, async cutout), its states and the moves between them, and when it is destroyed.
 
 Faces only rename states (CasJobs numbers, UWS phases, SAS and Kasabi words).
 """
@@ -94,3 +94,14 @@ class Job:
 
 class JobCanceled(Exception):
     """Raised inside a job's work when the job was asked to stop."""
+
+
+def destruction_time(job: Job, retention: float | None) -> float | None:
+    """When a job is removed, whatever its state: its own destruction time, else ``retention``
+    seconds after it was submitted; None: it is kept (no retention).
+
+    The one rule: the runner's expiry and every face that shows a destruction time use it
+    (``Jobs.destruction``). A retention never stops work: the runner waits for such a job to end."""
+    if job.destruction is not None:
+        return job.destruction
+    return job.submitted + retention if retention else None

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import ArchiveError, not_found
-from .model import Job, JobCanceled
+from .model import Job, JobCanceled, destruction_time
 from .store import JobStore
 
 log = logging.getLogger(__name__)
@@ -242,13 +242,18 @@ class JobRunner:
                 self._pool.submit(self._execute, ctx)
         if now - self._last_sweep > self.sweep_interval:
             self._last_sweep = now
-            self._expire(None if self.retention is None else now - self.retention, now)
+            self._expire(now)
         return max(0.01, next_due)
 
-    def _expire(self, before: float | None, now: float) -> None:
-        for job in self.store.expired(before, now):
+    def _expire(self, now: float) -> None:
+        for job in self.store.expiry_candidates(now, self.retention):
+            when = destruction_time(job, self.retention)
+            if when is None or when >= now:
+                continue
             if not job.final:
-                # a destruction time reached while the job waits or runs: stop it, then forget it
+                if job.destruction is None:
+                    continue  # the retention keeps finished jobs: it never stops work
+                # its own destruction time reached while the job waits or runs: stop it, then forget it
                 threading.Thread(target=self._destroy, args=(job.id,), daemon=True).start()
                 continue
             try:

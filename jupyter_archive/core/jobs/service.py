@@ -11,7 +11,7 @@ from ..errors import ArchiveError, not_found, permission
 from ..languages import DEFAULT_LANGUAGE
 from ..query import QueryResult
 from ..tap_uploads import upload_target
-from .model import ANONYMOUS_OWNER, Job
+from .model import ANONYMOUS_OWNER, Job, destruction_time
 from .query import QueryJobs, query_request
 from .runner import JobContext, JobRunner
 from .store import JobStore
@@ -76,6 +76,11 @@ class Jobs:
     def principal_of(self, job: Job) -> Principal:
         """Whom a job runs as; 404 once its owner was deleted (a job never makes a user)."""
         return ANONYMOUS if job.anonymous else self._users.owner(job.owner, job.owner_uid)
+
+    def destruction(self, job: Job) -> float | None:
+        """When a job is removed, whatever its state: its own destruction time, else its
+        submission plus the retention (None: kept). The runner's expiry uses the same rule."""
+        return destruction_time(job, self.runner.retention)
 
     # -- submitting ---------------------------------------------------------------------------------
     def submit_query(

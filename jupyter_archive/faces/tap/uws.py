@@ -70,12 +70,6 @@ class UwsHandler(TapParamsHandler):
         self.set_header("Location", url)
         self.finish()
 
-    def destruction(self, job: Job) -> float | None:
-        if job.destruction is not None:
-            return job.destruction
-        retention = self.archive.config.job_retention
-        return job.submitted + retention if retention else None
-
     @staticmethod
     def owner(job: Job) -> str | None:
         """The ownerId: nil for anonymous jobs."""
@@ -114,7 +108,7 @@ class UwsHandler(TapParamsHandler):
             _nil("startTime", times.iso(job.started)),
             _nil("endTime", times.iso(job.ended)),
             f"<uws:executionDuration>{int(job.request.get('time_limit') or 0)}</uws:executionDuration>",
-            _nil("destruction", times.iso(self.destruction(job))),
+            _nil("destruction", times.iso(self.archive.jobs.destruction(job))),
             self.parameters_xml(job),
             self.results_xml(job),
         ]
@@ -228,7 +222,7 @@ class JobPartHandler(UwsHandler):
         elif part == "executionduration":
             self.send_text(str(int(job.request.get("time_limit") or 0)))
         elif part == "destruction":
-            self.send_text(times.iso(self.destruction(job)) or "")
+            self.send_text(times.iso(self.archive.jobs.destruction(job)) or "")
         elif part == "quote":
             self.send_text("")
         elif part == "owner":

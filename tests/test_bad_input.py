@@ -357,7 +357,7 @@ def settle(archive, timeout: float = 30) -> None:
     for job in jobs:
         if job.state in ("pending", "scheduled", "queued"):
             try:
-                archive.jobs.cancel(job.id)
+                archive.jobs.runner.cancel(job.id)
             except Exception:  # noqa: BLE001 - it may have started meanwhile
                 pass
     deadline = time.time() + timeout

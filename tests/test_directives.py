@@ -126,7 +126,7 @@ def test_run_writes_the_target_table_and_reruns(archive, alice):
     assert job.kind == "directive" and job.face == "sas" and job.owner == "alice"
     assert job.request["directive"] == d.id and job.request["directive_name"] == "bright"
     assert job.request["into"] == {"context": "MyDB", "name": "Bright"} and job.request["modified_query"]
-    job = archive.wait_job(alice, job.id, timeout=30)
+    job = archive.jobs.wait(alice, job.id, timeout=30)
     assert job.state == "completed", job.error_message
     want = archive.queries.query(alice, "SELECT count(*) AS n FROM PhotoObj WHERE r < 19", context="DEMO").to_table().column("n")[0].as_py()
     got = archive.queries.query(alice, "SELECT count(*) AS n FROM Bright", context="MyDB").to_table().column("n")[0].as_py()
@@ -134,19 +134,19 @@ def test_run_writes_the_target_table_and_reruns(archive, alice):
     # a second run (by path) replaces the table rather than failing on it
     archive.directives.update(alice, d.id, {"query": "SELECT objid, r FROM PhotoObj WHERE r < 18"})
     job2 = archive.directives.run(alice, "/Users/alice/bright", by_path=True)
-    job2 = archive.wait_job(alice, job2.id, timeout=30)
+    job2 = archive.jobs.wait(alice, job2.id, timeout=30)
     assert job2.state == "completed", job2.error_message
     n18 = archive.queries.query(alice, "SELECT count(*) AS n FROM Bright", context="MyDB").to_table().column("n")[0].as_py()
     assert job2.rows == n18 < got
-    jobs, total = archive.list_jobs(alice, face="sas")
+    jobs, total = archive.jobs.list(alice, face="sas")
     assert total == 2 and {j.id for j in jobs} == {job.id, job2.id}
 
 
 def test_run_without_target_keeps_the_rows(archive, alice):
     d = make(archive, alice)
-    job = archive.wait_job(alice, archive.directives.run(alice, d.id, face="native").id, timeout=30)
+    job = archive.jobs.wait(alice, archive.directives.run(alice, d.id, face="native").id, timeout=30)
     assert job.state == "completed" and job.face == "native" and "store" in job.results
-    rows = archive.job_result(alice, job.id).to_table().column("objid").to_pylist()
+    rows = archive.jobs.result(alice, job.id).to_table().column("objid").to_pylist()
     want = archive.queries.query(alice, BRIGHT, context="DEMO").to_table().column("objid").to_pylist()
     assert rows == want
 
@@ -200,9 +200,9 @@ def test_directives_survive_a_restart(archive_data_dir):
 def test_cancel_right_after_start_stops_the_job(archive, alice):
     d = make(archive, alice, name="slow", query="SELECT count(*) FROM range(100000000000) a")
     job = archive.directives.run(alice, d.id)
-    archive.wait_job(alice, job.id, timeout=30, until=lambda j: j.state != "queued")
-    archive.cancel_job(alice, job.id)
-    assert archive.wait_job(alice, job.id, timeout=2).state == "canceled"
+    archive.jobs.wait(alice, job.id, timeout=30, until=lambda j: j.state != "queued")
+    archive.jobs.cancel(alice, job.id)
+    assert archive.jobs.wait(alice, job.id, timeout=2).state == "canceled"
 
 
 def test_anonymous_has_no_directives(archive):

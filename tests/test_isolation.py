@@ -175,7 +175,7 @@ async def test_sas(fetch, archive, jp_serverapp):
     alice = archive.principal("alice")
     d = await asyncio.to_thread(archive.directives.create, alice, {"name": "mine", "query": "SELECT answer FROM secret", "context": "MyDB"})
     job = await asyncio.to_thread(archive.directives.run, alice, d.id)
-    await asyncio.to_thread(archive.jobs.wait, job.id, 20)
+    await asyncio.to_thread(archive.jobs.wait, alice, job.id, 20)
     for part in ((), ("state",), ("log",), ("results",)):
         resp = await fetch("archive", "sas", "jobs", str(job.id), *part, headers=w.b())
         assert resp.code == 404, (part, resp.body)

@@ -9,7 +9,8 @@ import pytest
 from jupyter_archive.core.archive import Archive
 from jupyter_archive.core.config import ArchiveConfig
 from jupyter_archive.core.errors import ArchiveError
-from jupyter_archive.core.jobs import RESTART_MESSAGE, JobStore
+from jupyter_archive.core.jobs.model import RESTART_MESSAGE
+from jupyter_archive.core.jobs.store import JobStore
 from jupyter_archive.core.users import UserStore
 
 SLOW = "SELECT count(*) FROM range(100000000000) a"
@@ -46,15 +47,15 @@ def test_illegal_transitions_are_refused(tmp_path):
 def test_query_job_into_mydb_and_result_store(make_archive):
     a = make_archive()
     owner = a.principal("alice")
-    job = a.submit_query(owner, "SELECT objid, r FROM PhotoObj WHERE r < 19", "sql", context="DEMO", target=("MyDB", "Bright"))
-    job = a.wait_job(owner, job.id, timeout=30)
+    job = a.jobs.submit_query(owner, "SELECT objid, r FROM PhotoObj WHERE r < 19", "sql", context="DEMO", target=("MyDB", "Bright"))
+    job = a.jobs.wait(owner, job.id, timeout=30)
     assert job.state == "completed", job.error_message
     n = a.queries.query(owner, "SELECT count(*) AS n FROM Bright", context="MyDB").to_table().column("n")[0].as_py()
     assert job.rows == n > 0 and job.results["table"] == {"context": "MyDB", "name": "Bright"}
-    job2 = a.submit_query(owner, "SELECT objid FROM PhotoObj ORDER BY objid", "sql", context="DEMO")
-    job2 = a.wait_job(owner, job2.id, timeout=30)
+    job2 = a.jobs.submit_query(owner, "SELECT objid FROM PhotoObj ORDER BY objid", "sql", context="DEMO")
+    job2 = a.jobs.wait(owner, job2.id, timeout=30)
     assert job2.state == "completed" and job2.rows == 20_000
-    page = a.job_result(owner, job2.id, offset=10, limit=5).to_table()
+    page = a.jobs.result(owner, job2.id, offset=10, limit=5).to_table()
     want = a.queries.query(owner, "SELECT objid FROM PhotoObj ORDER BY objid LIMIT 5 OFFSET 10", context="DEMO").to_table()
     assert page.column("objid").to_pylist() == want.column("objid").to_pylist()
 
@@ -62,24 +63,24 @@ def test_query_job_into_mydb_and_result_store(make_archive):
 def test_other_users_cannot_see_a_job(make_archive):
     a = make_archive()
     alice, bob = a.principal("alice"), a.principal("bob")
-    job = a.submit_query(alice, "SELECT 1 AS x", "sql", context="DEMO")
+    job = a.jobs.submit_query(alice, "SELECT 1 AS x", "sql", context="DEMO")
     with pytest.raises(ArchiveError) as err:
-        a.job(bob, job.id)
+        a.jobs.get(bob, job.id)
     assert err.value.status == 404
-    assert a.list_jobs(bob)[1] == 0
+    assert a.jobs.list(bob)[1] == 0
     admin = a.principal("root", admin=True)
-    assert a.job(admin, job.id).owner == "alice"
+    assert a.jobs.get(admin, job.id).owner == "alice"
 
 
 def test_cancel_stops_a_long_query_within_a_second(make_archive):
     a = make_archive()
     u = a.principal("carol")
-    job = a.submit_query(u, SLOW, "sql", context="DEMO")
-    a.wait_job(u, job.id, timeout=10, until=lambda j: j.state == "running")
+    job = a.jobs.submit_query(u, SLOW, "sql", context="DEMO")
+    a.jobs.wait(u, job.id, timeout=10, until=lambda j: j.state == "running")
     time.sleep(0.3)
     t = time.monotonic()
-    a.cancel_job(u, job.id)
-    job = a.wait_job(u, job.id, timeout=5)
+    a.jobs.cancel(u, job.id)
+    job = a.jobs.wait(u, job.id, timeout=5)
     assert job.state == "canceled"
     assert time.monotonic() - t < 1.0
     # the engine is free after
@@ -89,11 +90,11 @@ def test_cancel_stops_a_long_query_within_a_second(make_archive):
 def test_progress_moves_while_running(make_archive):
     a = make_archive()
     u = a.principal("dave")
-    job = a.submit_query(u, "SELECT sum(a.range * b.range) AS s FROM range(40000) a, range(20000) b", "sql", context="DEMO")
+    job = a.jobs.submit_query(u, "SELECT sum(a.range * b.range) AS s FROM range(40000) a, range(20000) b", "sql", context="DEMO")
     seen = set()
     deadline = time.time() + 60
     while time.time() < deadline:
-        j = a.job(u, job.id)
+        j = a.jobs.get(u, job.id)
         seen.add(round(j.progress, 2))
         if j.final:
             break
@@ -106,9 +107,9 @@ def test_scheduled_job_does_not_start_early(make_archive):
     a = make_archive()
     u = a.principal("erin")
     start = time.time() + 2
-    job = a.submit_query(u, "SELECT 1 AS x", "sql", context="DEMO", start_time=start)
+    job = a.jobs.submit_query(u, "SELECT 1 AS x", "sql", context="DEMO", start_time=start)
     assert job.state == "scheduled"
-    job = a.wait_job(u, job.id, timeout=10)
+    job = a.jobs.wait(u, job.id, timeout=10)
     assert job.state == "completed"
     assert job.started >= start
 
@@ -116,8 +117,8 @@ def test_scheduled_job_does_not_start_early(make_archive):
 def test_scheduled_job_can_be_canceled_before_it_runs(make_archive):
     a = make_archive()
     u = a.principal("fred")
-    job = a.submit_query(u, "SELECT 1 AS x", "sql", context="DEMO", start_time=time.time() + 30)
-    assert a.cancel_job(u, job.id).state == "canceled"
+    job = a.jobs.submit_query(u, "SELECT 1 AS x", "sql", context="DEMO", start_time=time.time() + 30)
+    assert a.jobs.cancel(u, job.id).state == "canceled"
 
 
 def test_per_user_cap_and_many_jobs(make_archive):
@@ -126,7 +127,7 @@ def test_per_user_cap_and_many_jobs(make_archive):
     jobs = []
     for i in range(200):
         u = users[i % 4]
-        jobs.append((u, a.submit_query(u, f"SELECT {i} AS n, sum(range) AS s FROM range(20000)", "sql", context="DEMO").id))
+        jobs.append((u, a.jobs.submit_query(u, f"SELECT {i} AS n, sum(range) AS s FROM range(20000)", "sql", context="DEMO").id))
     max_running_per_user = 0
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -139,7 +140,7 @@ def test_per_user_cap_and_many_jobs(make_archive):
         if all(a.jobs.store.get(jid).final for _, jid in jobs[-4:]) and not a.jobs.store.list(states=["queued", "running"])[1]:
             break
         time.sleep(0.02)
-    states = [a.job(u, jid).state for u, jid in jobs]
+    states = [a.jobs.get(u, jid).state for u, jid in jobs]
     assert states.count("completed") == 200
     assert max_running_per_user <= 1
 
@@ -160,9 +161,9 @@ def test_restart_fails_running_jobs_and_runs_queued_ones(archive_data_dir):
     a.start()
     try:
         u = a.principal("gina")
-        j = a.job(u, running.id)
+        j = a.jobs.get(u, running.id)
         assert j.state == "failed" and j.error_message == RESTART_MESSAGE
-        assert a.wait_job(u, queued.id, timeout=20).state == "completed"
+        assert a.jobs.wait(u, queued.id, timeout=20).state == "completed"
     finally:
         a.close()
 
@@ -170,18 +171,18 @@ def test_restart_fails_running_jobs_and_runs_queued_ones(archive_data_dir):
 def test_expiry_removes_results(make_archive):
     a = make_archive(job_retention=0.5)
     u = a.principal("hank")
-    job = a.wait_job(u, a.submit_query(u, "SELECT * FROM range(10)", "sql", context="DEMO").id, timeout=20)
+    job = a.jobs.wait(u, a.jobs.submit_query(u, "SELECT * FROM range(10)", "sql", context="DEMO").id, timeout=20)
     path = a.results.path(job.id)
     assert path.exists()
-    a.jobs._last_sweep = 0
+    a.jobs.runner._last_sweep = 0
     time.sleep(0.7)
-    a.jobs._last_sweep = 0
-    a.jobs.wake()
+    a.jobs.runner._last_sweep = 0
+    a.jobs.runner.wake()
     deadline = time.time() + 5
     while path.exists() and time.time() < deadline:
-        a.jobs._last_sweep = 0
-        a.jobs.wake()
+        a.jobs.runner._last_sweep = 0
+        a.jobs.runner.wake()
         time.sleep(0.1)
     assert not path.exists()
     with pytest.raises(ArchiveError):
-        a.job(u, job.id)
+        a.jobs.get(u, job.id)

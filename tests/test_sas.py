@@ -241,7 +241,7 @@ async def test_cancel_a_long_job_and_state_values(fetch, follow):
     d = await create(fetch, name="slow", query=SLOW)
     _, job = await run(fetch, directive=d["id"])
     # Cancel once the engine reports progress: a cancel in the instant between "running" and the
-    # query's start is lost in core/query_jobs.py (see test_directives' xfail), not in this face.
+    # query's start is lost in core/jobs/query.py (see test_directives' xfail), not in this face.
     job = await poll(fetch, job["id"], lambda j: j["state"] == "running" and j["progress"] > 0)
     assert job["state"] == "running" and job["endedTimeStamp"] is None and 0 < job["progress"] < 100
     assert "stopTimeStamp" not in job  # the document's sign that the job is not complete yet

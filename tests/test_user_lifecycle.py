@@ -187,9 +187,9 @@ async def test_a_job_left_by_a_deleted_user_neither_runs_nor_makes_them_again(fe
     # A job whose owner is gone (left by an older version's deletion, or queued in the instant
     # the owner was deleted) fails when it runs; it never makes the user again, nor passes to
     # a later user of that name.
-    job = archive.jobs.submit("dora", "query", {"query": "SELECT 1 AS x", "language": "sql", "context": "DEMO"},
-                              owner_uid="an-identity-long-gone")  # fmt: skip
-    done = archive.jobs.wait(job.id, timeout=30)
+    job = archive.jobs.runner.submit("dora", "query", {"query": "SELECT 1 AS x", "language": "sql", "context": "DEMO"},
+                                     owner_uid="an-identity-long-gone")  # fmt: skip
+    done = archive.jobs.runner.wait(job.id, timeout=30)
     assert done.state == "failed" and "dora" in done.error_message, done
     assert archive.users.principal("dora") is None
     token = await make_user(fetch, archive, "dora")

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from jupyter_archive.core import params, times
 from jupyter_archive.core.errors import ArchiveError
-from jupyter_archive.core.jobs import JobStore
+from jupyter_archive.core.jobs.store import JobStore
 from jupyter_archive.faces.dax_images import status_json
 
 from .conftest import body_json

@@ -1,40 +1,39 @@
-"""Archive: the facade every face and the Python client call.
+"""Archive: builds the archive's services and hands them out.
 
-It owns the catalog, the user store and one engine per principal, and answers in archive
-words: contexts, tables, compile, query, read a table, list a folder. Everything here is
-synchronous and thread-safe; faces call it from a thread pool (``executor``).
+Every face and the Python client reach the archive through these services: ``catalog``
+(the namespace), ``mounts``, ``engines``, ``queries``, ``jobs``, ``datasets``, ``directives``,
+``users``, ``images``, ``tables``. Everything here is synchronous and thread-safe; faces call
+it from a thread pool (``executor``).
 """
 
 from __future__ import annotations
-
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import temp_area
-from .archive_images import ImagesMixin
-from .archive_jobs import JobsMixin
+from .archive_images import CUTOUT_JOB, ImagesMixin
 from .catalog.model import MYDB_ALIAS, Principal
-from .config import ArchiveConfig
 from .catalog.mounts import Mounts
 from .catalog.namespace import Namespace
-from .datasets import reset_dataset
-from .directives import DirectiveStore
+from .config import ArchiveConfig
 from .errors import ArchiveError, not_found
 from .execution.pool import EnginePool
 from .execution.run import Queries
-from .jobs import JobRunner, JobStore
+from .jobs.directives import DirectiveStore
+from .jobs.reset import Datasets
+from .jobs.results import ResultStore
+from .jobs.service import Jobs
+from .jobs.store import JobStore
 from .owned import remove_owned
 from .ownership import DataDirLock, describe_holder
-from .query_jobs import run_query_job
-from .results import ResultStore
 from .users import UserStore, valid_password
 
 log = logging.getLogger(__name__)
 
 
-class Archive(ImagesMixin, JobsMixin):
+class Archive(ImagesMixin):
     """The archive: catalog + engines + users. One per server process."""
 
     def __init__(self, config: ArchiveConfig, *, lock: DataDirLock | None = None):
@@ -52,7 +51,7 @@ class Archive(ImagesMixin, JobsMixin):
             self.catalog,
             self.data_dir,
             users=self.users.principal,  # stage-2 wiring: the user store's lookup (None once deleted)
-            running_jobs=self._running_job_ids,  # stage-2 wiring: the Jobs service's running jobs of an owner
+            running_jobs=lambda uid: self.jobs.running_ids(uid),  # built below: the pool asks only when an engine is held
             wait=config.quick_time_limit,
             threads=config.engine_threads,
             memory_limit=config.engine_memory_limit,
@@ -61,34 +60,28 @@ class Archive(ImagesMixin, JobsMixin):
         self.catalog.engines = self.engines  # the namespace reads MyDB and writable mounts through them
         self.mounts = Mounts(config, self.data_dir, self.catalog, self.engines)
         self.mounts.load()
-        self.queries = Queries(
-            self.catalog, self.engines, row_limit=config.quick_row_limit, time_limit=config.quick_time_limit, jobs=self
-        )  # stage-2 wiring: jobs=self.jobs
+        self.queries = Queries(self.catalog, self.engines, row_limit=config.quick_row_limit, time_limit=config.quick_time_limit)
         self.results = ResultStore(self.data_dir / "results")
-        self.jobs = JobRunner(
+        self.jobs = Jobs(
             JobStore(self.data_dir / "jobs.sqlite"),
+            self.results,
+            users=self, queries=self.queries,  # stage-2 wiring: users=self.users
+            allow_anonymous=config.allow_anonymous,
             workers=config.job_workers,
             per_user=config.jobs_per_user,
             retention=config.job_retention,
-            on_expire=self._forget_job_results,
         )
-        self.jobs.register("query", lambda job, ctx: run_query_job(self, job, ctx))
-        # A directive is a saved query: its jobs do the same work.
-        self.jobs.register("directive", lambda job, ctx: run_query_job(self, job, ctx))
-        self.jobs.register("reset", lambda job, ctx: reset_dataset(self, job, ctx))
-        self.jobs.register("cutout", self.run_cutout_job)
-        self.directives = DirectiveStore(self)
-
-    def _running_job_ids(self, owner_uid: str) -> list[int]:  # stage-2 wiring: goes with the Jobs service
-        jobs, _ = self.jobs.store.list(owner_uid, states=["running", "canceling"])
-        return [j.id for j in jobs]
+        self.queries.jobs = self.jobs  # TAP uploads may name a job's result
+        self.jobs.register_kind(CUTOUT_JOB, self.run_cutout_job, self.forget_cutout_files)  # stage-2 wiring
+        self.datasets = Datasets(self.jobs, catalog=self.catalog, engines=self.engines)
+        self.directives = DirectiveStore(self.data_dir / "directives.sqlite", jobs=self.jobs, users=self, queries=self.queries)  # stage-2 wiring
 
     def start(self) -> None:
         """Start background work (the job runner); call once the archive is set up."""
         self.jobs.start()
 
     def close(self) -> None:
-        self.jobs.stop()
+        self.jobs.close()
         self.directives.close()
         self.mounts.close()
         self.jobs.store.close()

@@ -33,7 +33,8 @@ from .image_stencils import parse_stencil, stencil_request
 
 if TYPE_CHECKING:
     from .catalog import Principal
-    from .jobs import Job, JobContext
+    from .jobs.model import Job
+    from .jobs.runner import JobContext
 
 LEVELS = (DEFAULT_LEVEL,)
 CUTOUT_JOB = "cutout"
@@ -203,12 +204,12 @@ class ImagesMixin:
             "images": [image.ref for image in images], "planes": planes, "cutout": cutout or None, "format": fmt,
             "estimate": _estimate(images, shapes, planes, cutout is not None),
         }  # fmt: skip
-        return self.submit_job(principal, CUTOUT_JOB, request, face=face)
+        return self.jobs.submit(principal, CUTOUT_JOB, request, face=face)
 
     def cutout_job(self, principal: Principal, job_id) -> Job:
         """A cutout job of the principal's (404 for any other job)."""
         try:
-            job = self.job(principal, job_id)
+            job = self.jobs.get(principal, job_id)
         except ArchiveError:
             raise not_found(f"unknown cutout request {job_id}", job=job_id) from None
         if job.kind != CUTOUT_JOB:
@@ -239,7 +240,7 @@ class ImagesMixin:
 
     def run_cutout_job(self, job: Job, ctx: JobContext) -> dict:
         """The work of a ``cutout`` job: per image cut, encode, write the file atomically."""
-        principal = self.job_principal(job)
+        principal = self.jobs.principal_of(job)
         req = job.request
         fmt = req.get("format", "fits")
         refs = req["images"] if "images" in req else [req["image"]]  # "image": queued before requests held lists
@@ -264,12 +265,11 @@ class ImagesMixin:
         ext = formats.image_format(fmt).extension
         return self.data_dir / "cutouts" / (f"{int(job_id)}.{ext}" if n == 0 else f"{int(job_id)}-{n}.{ext}")
 
-    def _forget_job_results(self, job: Job) -> None:
-        if job.kind == CUTOUT_JOB:
-            fmt = job.request.get("format", "fits")
-            for n in range(max(1, len(job.request.get("images") or []))):
-                self._cutout_path(job.id, fmt, n).unlink(missing_ok=True)
-        super()._forget_job_results(job)
+    def forget_cutout_files(self, job: Job) -> None:
+        """Remove the files a cutout job made (it was deleted or expired)."""
+        fmt = job.request.get("format", "fits")
+        for n in range(max(1, len(job.request.get("images") or []))):
+            self._cutout_path(job.id, fmt, n).unlink(missing_ok=True)
 
 
 def _files(job: Job) -> list[dict]:

@@ -28,17 +28,6 @@ class OwnedKind:
     remove: Callable[[Archive, Principal], None]
 
 
-def _remove_jobs(archive: Archive, principal: Principal) -> None:
-    jobs, _ = archive.jobs.store.list(principal.ident)
-    # Cancel all first, so their engine work stops together, then forget each with its logs,
-    # stored result, cutout file and staged TAP uploads.
-    for job in jobs:
-        if not job.final:
-            archive.jobs.cancel(job.id)
-    for job in jobs:
-        archive.jobs.delete(job.id)
-
-
 def _remove_files(archive: Archive, principal: Principal) -> None:
     """MyDB and the temp dir go once the user's engines have closed: engines still in use (a
     result being streamed) are interrupted, and DuckDB keeps a file open until its engine closes."""
@@ -60,7 +49,7 @@ def _mydb_files(archive: Archive, principal: Principal) -> list:
 KINDS: tuple[OwnedKind, ...] = (
     # First: with the account go the password and the tokens, so no new request gets in.
     OwnedKind("account", lambda a, p: a.users.owned_count(p), lambda a, p: a.users.delete_user(p.name, uid=p.ident)),
-    OwnedKind("jobs", lambda a, p: a.jobs.store.list(p.ident, limit=0)[1], _remove_jobs),
+    OwnedKind("jobs", lambda a, p: a.jobs.count(p), lambda a, p: a.jobs.remove_owned(p)),
     OwnedKind("directives", lambda a, p: a.directives.count(p), lambda a, p: a.directives.remove_owned(p)),
     OwnedKind(
         "mydb and temp files",

@@ -137,7 +137,7 @@ class JobsHandler(CasJobsHandler):
                 raise ArchiveError("bad_request", "CreateTable needs a TableName")
             target = ("MyDB", table)
         job = await self.call(
-            self.archive.submit_query,
+            self.archive.jobs.submit_query,
             self.principal,
             query,
             "tsql",
@@ -163,7 +163,7 @@ class JobListHandler(CasJobsHandler):
             raw = self.arg(arg)
             if raw and raw.lower() != "null":  # SciScript sends "null" for no bound
                 bounds[key] = times.parse(arg, raw)
-        jobs, _ = await self.call(self.archive.list_jobs, self.principal, **bounds)
+        jobs, _ = await self.call(self.archive.jobs.list, self.principal, **bounds)
         self.send_json([job_json(j) for j in jobs])
 
 
@@ -174,12 +174,12 @@ class JobHandler(JobListHandler):
     async def get(self, job_id: str):
         if not job_id:
             return await self.send_job_list()
-        job = await self.call(self.archive.job, self.principal, job_id)
+        job = await self.call(self.archive.jobs.get, self.principal, job_id)
         self.send_json(job_json(job))
 
     @endpoint()
     async def delete(self, job_id: str):
-        await self.call(self.archive.cancel_job, self.principal, job_id)
+        await self.call(self.archive.jobs.cancel, self.principal, job_id)
         self.send_json(True)
 
 

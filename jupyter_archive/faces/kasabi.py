@@ -17,13 +17,13 @@ from __future__ import annotations
 from http.client import responses
 from urllib.parse import quote
 
-from ..core import datasets, times
+from ..core import times
 from ..core.errors import ArchiveError
 from ..core.jobs import Job
+from ..core.jobs.reset import DATASET_JOB_KINDS
 from .base import AUTH_HEADER, FORWARDED_USER, PLAIN_TEXT, ArchiveHandler, HttpError, endpoint
 
 # Kasabi's jobType -> the core call that submits it.
-JOB_TYPES = {"reset": datasets.submit_reset}
 
 # One job state machine, Kasabi's four words (a canceled job did not do its work: failed).
 STATUS = {
@@ -105,12 +105,11 @@ class JobsHandler(KasabiHandler):
         # Parameters come in the body (JSON or form, names matched case-insensitively) or the query string.
         job_type = self.body_field("jobType", query=True)
         if job_type is None or (isinstance(job_type, str) and not job_type.strip()):
-            raise ArchiveError("bad_request", "missing parameter jobType (known job types: " + ", ".join(JOB_TYPES) + ")")
-        submit = JOB_TYPES.get(job_type.strip().lower()) if isinstance(job_type, str) else None
-        if submit is None:
-            raise ArchiveError("bad_request", f"unknown jobType {job_type!r}; known job types: {', '.join(JOB_TYPES)}")
+            raise ArchiveError("bad_request", "missing parameter jobType (known job types: " + ", ".join(DATASET_JOB_KINDS) + ")")
+        if not isinstance(job_type, str) or job_type.strip().lower() not in DATASET_JOB_KINDS:
+            raise ArchiveError("bad_request", f"unknown jobType {job_type!r}; known job types: {', '.join(DATASET_JOB_KINDS)}")
         start = times.parse("startTime", self.body_field("startTime", query=True))  # ISO 8601; naive means UTC
-        job = await self.call(submit, self.archive, self.principal, short_code, start, face=self.face)
+        job = await self.call(self.archive.datasets.submit_reset, self.principal, short_code, start, face=self.face)
         url = self.job_url(short_code, job.id)
         self.set_header("Location", url)
         when = f"at {times.iso(start, 'seconds')}" if job.state == "scheduled" else "as soon as possible"
@@ -122,12 +121,12 @@ class JobHandler(KasabiHandler):
 
     @endpoint()
     async def get(self, short_code: str, job_id: str):
-        job = await self.call(datasets.dataset_job, self.archive, self.principal, short_code, job_id)
+        job = await self.call(self.archive.datasets.job, self.principal, short_code, job_id)
         self.send_json(job_json(job))
 
     @endpoint()
     async def delete(self, short_code: str, job_id: str):
-        job = await self.call(datasets.delete_dataset_job, self.archive, self.principal, short_code, job_id)
+        job = await self.call(self.archive.datasets.delete_job, self.principal, short_code, job_id)
         what = "never ran" if STATUS[job.state] == "scheduled" else f"had {STATUS[job.state]}"
         self.send_text(f"job {job.id} deleted (it {what})")
 

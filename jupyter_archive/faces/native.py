@@ -148,7 +148,7 @@ class JobsHandler(NativeHandler):
         offset, limit = self.page("offset", "limit", PAGE_SIZE)
         everyone = self.bool_arg("all")
         jobs, total = await self.call(
-            self.archive.list_jobs, self.principal, all_users=everyone, states=states or None, kinds=kinds or None,
+            self.archive.jobs.list, self.principal, all_users=everyone, states=states or None, kinds=kinds or None,
             offset=offset, limit=limit,
         )
         self.send_json({"jobs": [job_json(self, j) for j in jobs], "total": total, "offset": offset, "limit": limit})
@@ -160,7 +160,7 @@ class JobsHandler(NativeHandler):
         text, language = args.pop("text"), args.pop("language")
         args.pop("offset", None), args.pop("limit", None)
         job = await self.call(
-            self.archive.submit_query, self.principal, text, language, face="native",
+            self.archive.jobs.submit_query, self.principal, text, language, face="native",
             target=_target(body.get("into")), replace=params.boolean("replace", body.get("replace")),
             start_time=times.parse("startTime", body.get("startTime"), seconds=True), run=params.boolean("run", body.get("run"), default=True),
             **args,
@@ -176,12 +176,12 @@ class JobHandler(NativeHandler):
         if wait is not None and wait > 0:
             job = await self.wait_job(job_id, min(wait, 60.0))
         else:
-            job = await self.call(self.archive.job, self.principal, job_id)
+            job = await self.call(self.archive.jobs.get, self.principal, job_id)
         self.send_json(job_json(self, job))
 
     @endpoint()
     async def delete(self, job_id: str):
-        await self.call(self.archive.delete_job, self.principal, job_id)
+        await self.call(self.archive.jobs.delete, self.principal, job_id)
         self.set_status(204)
         self.finish()
 
@@ -191,7 +191,7 @@ class JobActionHandler(NativeHandler):
 
     @endpoint()
     async def post(self, job_id: str, action: str):
-        fn = {"cancel": self.archive.cancel_job, "run": self.archive.run_job}[action]
+        fn = {"cancel": self.archive.jobs.cancel, "run": self.archive.jobs.run}[action]
         job = await self.call(fn, self.principal, job_id)
         self.send_json(job_json(self, job))
 
@@ -199,7 +199,7 @@ class JobActionHandler(NativeHandler):
 class JobLogHandler(NativeHandler):
     @endpoint()
     async def get(self, job_id: str):
-        lines = await self.call(self.archive.job_log, self.principal, job_id)
+        lines = await self.call(self.archive.jobs.log, self.principal, job_id)
         self.send_json({"log": [{"time": ts, "line": line} for ts, line in lines]})
 
 
@@ -210,7 +210,7 @@ class JobResultsHandler(NativeHandler):
     async def get(self, job_id: str):
         offset, limit = self.page("offset", "limit", None)
         fmt = self.negotiate(DEFAULT_FORMAT, media_map=NATIVE_MEDIA)
-        result = await self.call(self.archive.job_result, self.principal, job_id, offset=offset, limit=limit)
+        result = await self.call(self.archive.jobs.result, self.principal, job_id, offset=offset, limit=limit)
         await self.stream(result, fmt, formats.ResultInfo(table_name=f"job{job_id}"))
 
 

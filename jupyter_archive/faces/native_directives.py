@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from ..core.directives import Directive
+from ..core.jobs.directives import Directive
 from .base import endpoint
 from .native import PAGE_SIZE, NativeHandler, job_json
 

@@ -91,7 +91,7 @@ class LargeQueryHandler(QueryHandler):
         phases = [p.to_json() for p in compiled.phases]
         try:
             job = await self.call(
-                self.archive.submit_query, self.principal, text, "sql2", face="quasar", base_path=base, variables=variables,
+                self.archive.jobs.submit_query, self.principal, text, "sql2", face="quasar", base_path=base, variables=variables,
                 target=out, replace=True,
             )
             job = await self.wait_job(job.id, timeout=float("inf"))

@@ -55,7 +55,7 @@ class Queries:
         self._engines = engines
         self.row_limit = row_limit  # the quick-query limits
         self.time_limit = time_limit
-        self._jobs = jobs
+        self.jobs = jobs
         self._cache: OrderedDict = OrderedDict()
         self._cache_version = namespace.version
         self._lock = threading.Lock()
@@ -213,7 +213,7 @@ class Queries:
             if not uploads:
                 return self.query(principal, text, language, context=context, base_path=base_path, variables=variables,
                                   params=params, offset=offset, limit=limit, row_limit=row_limit, time_limit=time_limit)  # fmt: skip
-            uploads = UploadSet(self._engines, principal, uploads, jobs=self._jobs)
+            uploads = UploadSet(self._engines, principal, uploads, jobs=self.jobs)
         try:
             compiled = self._compile(
                 principal, text, language, context, base_path, variables, params, offset, limit, row_limit, uploads.targets
@@ -231,7 +231,7 @@ class Queries:
 
     def uploads(self, principal: Principal, entries: list[dict], *, cancel: threading.Event | None = None) -> UploadSet:
         """Staged uploads loaded into the principal's engine for one query or job (close it after)."""
-        return UploadSet(self._engines, principal, entries, jobs=self._jobs, cancel=cancel)
+        return UploadSet(self._engines, principal, entries, jobs=self.jobs, cancel=cancel)
 
     def run(
         self,

@@ -186,7 +186,7 @@ class UploadSet:
 def _read_entry(jobs, principal: Principal, entry: dict) -> pa.Table:
     """The rows of one staged upload as Arrow, with each column's VOTable metadata."""
     if "job" in entry:
-        job = jobs.job(principal, entry["job"])  # stage-2 wiring: jobs.get once Jobs is a service
+        job = jobs.get(principal, entry["job"])
         if job.state != "completed" or "store" not in job.results:
             raise bad_request(f"UPLOAD {entry['name']}: job {job.id} has no result to upload (it is {job.state})")
         return pq.read_table(jobs.results.path(job.id))

@@ -108,11 +108,11 @@ class ArchiveHandler(ErrorReplies, ExtensionHandlerMixin, APIHandler):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         delay = 0.005
-        job = await self.call(self.archive.job, self.principal, job_id)
+        job = await self.call(self.archive.jobs.get, self.principal, job_id)
         while not until(job) and loop.time() < deadline:
             await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
             delay = min(delay * 1.5, 0.1)
-            job = await self.call(self.archive.job, self.principal, job_id)
+            job = await self.call(self.archive.jobs.get, self.principal, job_id)
         return job
 
     # -- who is asking ----------------------------------------------------------------------------

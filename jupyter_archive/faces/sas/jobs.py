@@ -31,7 +31,7 @@ class JobsHandler(SasHandler):
     @endpoint()
     async def get(self):
         start, limit = self.page("start", "limit", DEFAULT_LIMIT, MAX_LIMIT)
-        jobs, total = await self.call(self.archive.list_jobs, self.principal, face="sas", offset=start, limit=limit)
+        jobs, total = await self.call(self.archive.jobs.list, self.principal, face="sas", offset=start, limit=limit)
         body = self.collection("/jobs", [self.job_json(j) for j in jobs], total, start, limit, JOB, up=self.link("up", "/", API))
         self.send_sas(body, COLLECTION)
 
@@ -50,7 +50,7 @@ class JobHandler(SasHandler):
     @endpoint()
     async def delete(self, job_id: str):
         job = await self.sas_job(job_id)
-        await self.call(self.archive.delete_job, self.principal, job.id)
+        await self.call(self.archive.jobs.delete, self.principal, job.id)
         self.set_status(204)
         self.finish()
 
@@ -71,7 +71,7 @@ class JobStateHandler(SasHandler):
         if value != "canceled":
             raise bad_request(f"invalid value {value!r}: the only state a job can be set to is 'canceled'", value=value)
         job = await self.sas_job(job_id)
-        job = await self.call(self.archive.cancel_job, self.principal, job.id)
+        job = await self.call(self.archive.jobs.cancel, self.principal, job.id)
         self.send_text(STATE[job.state])
 
 
@@ -81,7 +81,7 @@ class JobLogHandler(SasHandler):
     @endpoint()
     async def get(self, job_id: str):
         job = await self.sas_job(job_id)
-        lines = await self.call(self.archive.job_log, self.principal, job.id)
+        lines = await self.call(self.archive.jobs.log, self.principal, job.id)
         entries = []
         for _ts, line in lines:
             kind = "error" if line.startswith("failed") else "note"
@@ -136,7 +136,7 @@ class JobResultsHandler(SasHandler):
             return
         fmt = self.negotiate("json")
         start, limit = self.page("start", "limit", None)
-        result = await self.call(self.archive.job_result, self.principal, job.id, offset=start, limit=limit)
+        result = await self.call(self.archive.jobs.result, self.principal, job.id, offset=start, limit=limit)
         await self.stream(result, fmt, formats.ResultInfo(table_name=f"job{job.id}"))
 
     def wants_collection(self) -> bool:

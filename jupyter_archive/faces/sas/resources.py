@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ...core import formats, times
-from ...core.directives import Directive
+from ...core.jobs.directives import Directive
 from ...core.errors import ArchiveError, not_found
 from ...core.jobs import Job
 from ..base import ArchiveHandler, log_message_id
@@ -222,7 +222,7 @@ class SasHandler(ArchiveHandler):
 
     async def sas_job(self, job_id: str) -> Job:
         """One of the caller's directive jobs (other jobs are not SAS's to show)."""
-        job = await self.call(self.archive.job, self.principal, job_id)
+        job = await self.call(self.archive.jobs.get, self.principal, job_id)
         if job.kind != "directive":
             raise not_found(f"unknown job {job_id}", job=job_id)
         return job

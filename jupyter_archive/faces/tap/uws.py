@@ -50,7 +50,7 @@ class UwsHandler(TapParamsHandler):
         return self.archive_url("tap", "async", job.id, absolute=True)
 
     async def tap_job(self, job_id: str) -> Job:
-        job = await self.call(self.archive.job, self.principal, job_id)
+        job = await self.call(self.archive.jobs.get, self.principal, job_id)
         if job.face != "tap":
             raise not_found(f"unknown job {job_id}")
         return job
@@ -58,9 +58,9 @@ class UwsHandler(TapParamsHandler):
     async def change_phase(self, job: Job, value: str) -> None:
         value = (value or "").strip().upper()
         if value == "RUN":
-            await self.call(self.archive.run_job, self.principal, job.id)
+            await self.call(self.archive.jobs.run, self.principal, job.id)
         elif value == "ABORT":
-            await self.call(self.archive.cancel_job, self.principal, job.id)
+            await self.call(self.archive.jobs.cancel, self.principal, job.id)
         else:
             raise bad_request(f"unsupported PHASE {value!r}: RUN or ABORT")
         self.see(self.job_url(job))
@@ -70,12 +70,6 @@ class UwsHandler(TapParamsHandler):
         self.set_status(303)
         self.set_header("Location", url)
         self.finish()
-
-    def destruction(self, job: Job) -> float | None:
-        if job.destruction is not None:
-            return job.destruction
-        retention = self.archive.config.job_retention
-        return job.submitted + retention if retention else None
 
     @staticmethod
     def owner(job: Job) -> str | None:
@@ -115,7 +109,7 @@ class UwsHandler(TapParamsHandler):
             _nil("startTime", times.iso(job.started)),
             _nil("endTime", times.iso(job.ended)),
             f"<uws:executionDuration>{int(job.request.get('time_limit') or 0)}</uws:executionDuration>",
-            _nil("destruction", times.iso(self.destruction(job))),
+            _nil("destruction", times.iso(self.archive.jobs.destruction(job))),
             self.parameters_xml(job),
             self.results_xml(job),
         ]
@@ -138,7 +132,7 @@ class JobsHandler(UwsHandler):
     async def get(self):
         phases = {p.strip().upper() for v in self.args("PHASE") for p in v.split(",")}
         _, last = self.page(None, "LAST", None, least=0)
-        jobs, _ = await self.call(self.archive.list_jobs, self.principal, face="tap", submitted_from=self.time_arg("AFTER"))
+        jobs, _ = await self.call(self.archive.jobs.list, self.principal, face="tap", submitted_from=self.time_arg("AFTER"))
         jobs = [j for j in jobs if (phase(j) in phases if phases else True)]
         if last is not None:
             # LAST: the most recently created, still newest first (UWS 1.1 section 2.2.2.1)
@@ -168,7 +162,7 @@ class JobsHandler(UwsHandler):
         run = (params.get("PHASE") or "").strip().upper() == "RUN"
         try:
             job = await self.call(
-                self.archive.submit_query, self.principal, request.pop("query"), "adql", face="tap", run=run,
+                self.archive.jobs.submit_query, self.principal, request.pop("query"), "adql", face="tap", run=run,
                 validate=False, **request,
             )
         except BaseException:
@@ -196,7 +190,7 @@ class JobHandler(UwsHandler):
     @endpoint(anonymous=True)
     async def delete(self, job_id: str):
         job = await self.tap_job(job_id)
-        await self.call(self.archive.delete_job, self.principal, job.id)
+        await self.call(self.archive.jobs.delete, self.principal, job.id)
         self.see(self.jobs_url)
 
     @endpoint(anonymous=True)
@@ -205,7 +199,7 @@ class JobHandler(UwsHandler):
         job = await self.tap_job(job_id)
         action = (params.get("ACTION") or "").strip().upper()
         if action == "DELETE":
-            await self.call(self.archive.delete_job, self.principal, job.id)
+            await self.call(self.archive.jobs.delete, self.principal, job.id)
             self.see(self.jobs_url)
             return
         if "PHASE" in params:
@@ -229,7 +223,7 @@ class JobPartHandler(UwsHandler):
         elif part == "executionduration":
             self.send_text(str(int(job.request.get("time_limit") or 0)))
         elif part == "destruction":
-            self.send_text(times.iso(self.destruction(job)) or "")
+            self.send_text(times.iso(self.archive.jobs.destruction(job)) or "")
         elif part == "quote":
             self.send_text("")
         elif part == "owner":
@@ -257,12 +251,12 @@ class JobPartHandler(UwsHandler):
             if seconds is None:
                 raise bad_request("EXECUTIONDURATION is required: whole seconds, 0 for no limit")
             request = dict(job.request, time_limit=seconds or None)
-            await self.call(self.archive.update_job, self.principal, job.id, request=request)
+            await self.call(self.archive.jobs.update, self.principal, job.id, request=request)
         elif part == "destruction":
             when = times.parse("DESTRUCTION", params.get("DESTRUCTION"))
             if when is None:
                 raise bad_request("DESTRUCTION is required: an ISO 8601 time such as 2030-01-01T00:00:00Z")
-            await self.call(self.archive.update_job, self.principal, job.id, destruction=when)
+            await self.call(self.archive.jobs.update, self.principal, job.id, destruction=when)
         else:
             raise bad_request(f"job resource {part!r} cannot be changed")
         self.see(self.job_url(job))
@@ -276,7 +270,7 @@ class JobPartHandler(UwsHandler):
             request["uploads"] = job.request.get("uploads") or []  # staged before: keep them
         old = job.request.get("uploads") or []
         try:
-            await self.call(self.archive.update_job, self.principal, job.id, request=dict(job.request, **request))
+            await self.call(self.archive.jobs.update, self.principal, job.id, request=dict(job.request, **request))
         except BaseException:
             if request["uploads"] is not old:
                 tap_uploads.discard(request["uploads"])
@@ -298,7 +292,7 @@ class ResultHandler(UwsHandler):
             table_name="result", query=job.request.get("query"), row_limit=job.request.get("row_limit"),
             truncated=bool(job.results.get("overflow")),
         )
-        result = await self.call(self.archive.job_result, self.principal, job.id)
+        result = await self.call(self.archive.jobs.result, self.principal, job.id)
         await self.stream(result, fmt, info)
 
 

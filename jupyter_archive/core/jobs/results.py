@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import not_found
-from .execution.result import QueryResult
+from ..errors import not_found
+from ..execution.result import QueryResult
 
 
 class ResultStore:

@@ -16,15 +16,17 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import params, times
-from .catalog import MYDB, Principal, normalise_path
-from .errors import ArchiveError, bad_request, not_found, permission
-from .query_jobs import compile_job, query_request
-from .languages import DEFAULT_LANGUAGE, LANGUAGES
+from .. import params, times
+from ..catalog import MYDB, Principal, normalise_path
+from ..errors import ArchiveError, bad_request, not_found, permission
+from ..languages import DEFAULT_LANGUAGE, LANGUAGES
+from .query import query_request
 
 if TYPE_CHECKING:
-    from .archive import Archive
-    from .jobs import Job
+    from pathlib import Path
+
+    from .model import Job
+    from .service import Jobs
 
 MAX_NAME = 256
 MAX_PAGE = 1000
@@ -162,9 +164,11 @@ def _clean(fields: dict[str, Any], *, creating: bool) -> dict[str, Any]:
 class DirectiveStore:
     """Directives of every user in ``directives.sqlite`` of the data dir; safe from many threads."""
 
-    def __init__(self, archive: Archive):
-        self.archive = archive
-        self.path = archive.data_dir / "directives.sqlite"
+    def __init__(self, path: Path, *, jobs: Jobs, users, queries):
+        self.path = path
+        self._jobs = jobs
+        self._users = users
+        self._queries = queries
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -303,13 +307,13 @@ class DirectiveStore:
 
     def _check(self, d: Directive) -> None:
         """Compile the directive as its owner would run it: the pipeline's error if it cannot run."""
-        owner = self.archive.owner(d.owner, d.owner_uid)
-        compiled = self.archive.queries.compile(owner, d.query, d.language, context=d.context, explain=False)
+        owner = self._users.owner(d.owner, d.owner_uid)
+        compiled = self._queries.compile(owner, d.query, d.language, context=d.context, explain=False)
         if len(compiled.statements) == 1 and compiled.statements[0].kind == "read":
             # The engine's plan finds unknown columns without running anything; a write or a
             # script may depend on tables it has yet to create, so those get the parser's check only.
-            self.archive.queries.compile(owner, d.query, d.language, context=d.context, explain=True)
-        compile_job(self.archive, owner, self._request(d))  # the target table: writable, after a SELECT
+            self._queries.compile(owner, d.query, d.language, context=d.context, explain=True)
+        self._jobs.query_jobs.compile(owner, self._request(d))  # the target table: writable, after a SELECT
 
     # -- running ------------------------------------------------------------------------------
     def run(self, principal: Principal, ref: str, *, by_path: bool = False, face: str = "sas") -> Job:
@@ -319,11 +323,11 @@ class DirectiveStore:
             # An admin may read anyone's directive, but a job runs as its owner's MyDB.
             raise permission(f"directive {d.id} belongs to {d.owner}; only its owner can run it", directive=d.id)
         req = self._request(d)
-        compiled, into = compile_job(self.archive, principal, req)
+        compiled, into = self._jobs.query_jobs.compile(principal, req)
         req["modified_query"] = compiled.modified_query
         if into is not None:
             req["into"] = {"context": into.context, "name": into.name}
-        return self.archive.submit_job(principal, "directive", req, face=face)
+        return self._jobs.submit(principal, "directive", req, face=face)
 
 
 def _signed_in(principal: Principal) -> None:

@@ -1,0 +1,325 @@
+"""The runner: moves jobs through their states on a bounded pool of threads, and what a job's
+work sees while it runs (its JobContext)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..errors import ArchiveError, not_found
+from .model import Job, JobCanceled, destruction_time
+from .store import JobStore
+
+log = logging.getLogger(__name__)
+
+class JobContext:
+    """What a job's work sees: its job, a log, progress, and the cancel signal."""
+
+    def __init__(self, runner: JobRunner, job: Job):
+        self.runner = runner
+        self.job = job
+        self.canceled = threading.Event()
+        self._interrupt: Callable[[], None] | None = None
+        self._guard = threading.Lock()
+
+    def log(self, line: str) -> None:
+        self.runner.store.add_log(self.job.id, line)
+
+    def set_progress(self, fraction: float, rows: int | None = None) -> None:
+        fields: dict[str, Any] = {"progress": max(0.0, min(1.0, float(fraction)))}
+        if rows is not None:
+            fields["rows"] = int(rows)
+        self.runner.store.update(self.job.id, **fields)
+
+    def on_cancel(self, interrupt: Callable[[], None] | None) -> None:
+        """Register how to stop the work now (e.g. the engine cursor's ``interrupt``)."""
+        with self._guard:
+            self._interrupt = interrupt
+            if interrupt is not None and self.canceled.is_set():
+                interrupt()
+
+    def check(self) -> None:
+        if self.canceled.is_set():
+            raise JobCanceled()
+
+    def _cancel(self) -> None:
+        self.canceled.set()
+        with self._guard:
+            if self._interrupt is not None:
+                try:
+                    self._interrupt()
+                except Exception:  # noqa: BLE001 - the work may have just finished
+                    log.debug("interrupt of job %s failed", self.job.id, exc_info=True)
+
+
+Work = Callable[[Job, JobContext], dict | None]
+
+
+class JobRunner:
+    """Runs jobs from the store on a bounded pool, never more than ``per_user`` at once per owner.
+
+    A dispatcher thread moves due scheduled jobs to the queue and queued jobs to running.
+    The work of a kind is a function registered with ``register``; it returns the job's
+    results (a dict, may carry ``rows``) or raises ``ArchiveError`` / ``JobCanceled``.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        workers: int = 2,
+        per_user: int = 2,
+        retention: float | None = 7 * 24 * 3600,
+        on_expire: Callable[[Job], None] | None = None,
+    ):
+        self.store = store
+        self.workers = max(1, workers)
+        self.per_user = max(1, per_user)
+        self.retention = retention
+        self.on_expire = on_expire
+        self._work: dict[str, Work] = {}
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="archive-job")
+        self._cond = threading.Condition()
+        self._running: dict[int, JobContext] = {}
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._last_sweep = 0.0
+        self.sweep_interval = 60.0  # seconds between looks for expired jobs
+
+    def register(self, kind: str, work: Work) -> None:
+        self._work[kind] = work
+
+    # -- life cycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        failed = self.store.recover()
+        if failed:
+            log.warning("jobs %s were running when the server stopped; marked failed", failed)
+        self._thread = threading.Thread(target=self._dispatch, name="archive-job-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stop = True
+            contexts = list(self._running.values())
+            self._cond.notify_all()
+        for ctx in contexts:
+            ctx._cancel()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    # -- requests ---------------------------------------------------------------------------------
+    def submit(
+        self,
+        owner: str,
+        kind: str,
+        request: dict,
+        *,
+        face: str = "native",
+        start_time: float | None = None,
+        run: bool = True,
+        owner_uid: str | None = None,
+    ) -> Job:
+        """Create a job: queued now, scheduled for ``start_time``, or pending until ``run_job``."""
+        if kind not in self._work:
+            raise ArchiveError("bad_request", f"unknown job kind {kind!r}")
+        if not run:
+            state = "pending"
+        elif start_time is not None and start_time > time.time():
+            state = "scheduled"
+        else:
+            state = "queued"
+        job = self.store.create(owner, kind, request, face=face, state=state, scheduled=start_time, owner_uid=owner_uid)
+        self.store.add_log(job.id, f"submitted ({state})")
+        self.wake()
+        return job
+
+    def run_job(self, job_id: int) -> Job:
+        """Start a pending job (UWS ``PHASE=RUN``); a job already past pending is left alone."""
+        job = self.require(job_id)
+        if job.state != "pending":
+            return job
+        if job.scheduled is not None and job.scheduled > time.time():
+            job = self.store.transition(job_id, "scheduled")
+        else:
+            job = self.store.transition(job_id, "queued")
+        self.wake()
+        return job
+
+    def cancel(self, job_id: int) -> Job:
+        """Ask a job to stop: a waiting job is canceled at once; a running one goes through canceling."""
+        with self._cond:
+            job = self.require(job_id)
+            if job.final or job.state == "canceling":
+                return job
+            if job.state in ("pending", "scheduled", "queued"):
+                job = self.store.transition(job_id, "canceled", ended=time.time())
+                self.store.add_log(job_id, "canceled before it ran")
+                return job
+            job = self.store.transition(job_id, "canceling")
+            self.store.add_log(job_id, "cancel requested")
+            ctx = self._running.get(job_id)
+        if ctx is not None:
+            ctx._cancel()
+        return job
+
+    def delete(self, job_id: int) -> None:
+        """Cancel (if needed) and forget a job, removing what it produced in the result store."""
+        job = self.require(job_id)
+        if not job.final:
+            self.cancel(job_id)
+            self.wait(job_id, timeout=10)
+        job = self.require(job_id)
+        if self.on_expire is not None:
+            self.on_expire(job)
+        self.store.delete(job_id)
+
+    def require(self, job_id: int) -> Job:
+        job = self.store.get(job_id)
+        if job is None:
+            raise not_found(f"unknown job {job_id}", job=job_id)
+        return job
+
+    def wait(self, job_id: int, timeout: float | None = None, *, until: Callable[[Job], bool] | None = None) -> Job:
+        """Block until the job is final (or ``until(job)``), or the timeout passes; returns the job."""
+        until = until or (lambda j: j.final)
+        deadline = None if timeout is None else time.time() + timeout
+        with self._cond:
+            while True:
+                job = self.require(job_id)
+                if until(job):
+                    return job
+                remaining = None if deadline is None else deadline - time.time()
+                if remaining is not None and remaining <= 0:
+                    return job
+                self._cond.wait(0.25 if remaining is None else min(0.25, remaining))
+
+    # -- dispatcher -------------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        while True:
+            with self._cond:
+                if self._stop:
+                    return
+                try:
+                    delay = self._dispatch_once()
+                except Exception:  # noqa: BLE001 - keep the dispatcher alive whatever happens
+                    log.exception("job dispatcher failed")
+                    delay = 1.0
+                self._cond.wait(delay)
+
+    def _dispatch_once(self) -> float:
+        now = time.time()
+        scheduled, _ = self.store.list(states=["scheduled"], newest_first=False)
+        next_due = 1.0
+        for job in scheduled:
+            if job.scheduled is None or job.scheduled <= now:
+                self.store.transition(job.id, "queued")
+                self.store.add_log(job.id, "start time reached; queued")
+            else:
+                next_due = min(next_due, job.scheduled - now)
+        if len(self._running) < self.workers:
+            queued, _ = self.store.list(states=["queued"], newest_first=False)
+            per_owner: dict[str, int] = {}
+            for ctx in self._running.values():
+                per_owner[ctx.job.owner] = per_owner.get(ctx.job.owner, 0) + 1
+            for job in queued:
+                if len(self._running) >= self.workers:
+                    break
+                if per_owner.get(job.owner, 0) >= self.per_user:
+                    continue
+                job = self.store.transition(job.id, "running", started=time.time())
+                ctx = JobContext(self, job)
+                self._running[job.id] = ctx
+                per_owner[job.owner] = per_owner.get(job.owner, 0) + 1
+                self._pool.submit(self._execute, ctx)
+        if now - self._last_sweep > self.sweep_interval:
+            self._last_sweep = now
+            self._expire(now)
+        return max(0.01, next_due)
+
+    def _expire(self, now: float) -> None:
+        for job in self.store.expiry_candidates(now, self.retention):
+            when = destruction_time(job, self.retention)
+            if when is None or when >= now:
+                continue
+            if not job.final:
+                if job.destruction is None:
+                    continue  # the retention keeps finished jobs: it never stops work
+                # its own destruction time reached while the job waits or runs: stop it, then forget it
+                threading.Thread(target=self._destroy, args=(job.id,), daemon=True).start()
+                continue
+            try:
+                if self.on_expire is not None:
+                    self.on_expire(job)
+                self.store.delete(job.id)
+            except Exception:  # noqa: BLE001
+                log.exception("could not expire job %s", job.id)
+
+    def _destroy(self, job_id: int) -> None:
+        try:
+            self.delete(job_id)
+        except ArchiveError:
+            pass  # already gone
+        except Exception:  # noqa: BLE001
+            log.exception("could not destroy job %s", job_id)
+
+    def _execute(self, ctx: JobContext) -> None:
+        try:
+            self._run_work(ctx)
+        except Exception:  # noqa: BLE001
+            if self.store.get(ctx.job.id) is not None:
+                log.exception("job %s could not be finished", ctx.job.id)
+            elif self.on_expire is not None:
+                # Deleted while it ran (its owner was deleted, or its destruction time came):
+                # what it made after the deletion goes too.
+                try:
+                    self.on_expire(ctx.job)
+                except Exception:  # noqa: BLE001
+                    log.exception("could not remove what deleted job %s made", ctx.job.id)
+        finally:
+            with self._cond:
+                self._running.pop(ctx.job.id, None)
+                self._cond.notify_all()
+
+    def _run_work(self, ctx: JobContext) -> None:
+        job = ctx.job
+        work = self._work[job.kind]
+        self.store.add_log(job.id, "running")
+        try:
+            results = work(job, ctx) or {}
+            if ctx.canceled.is_set():
+                raise JobCanceled()
+            rows = results.get("rows")
+            self.store.transition(
+                job.id, "completed", ended=time.time(), progress=1.0, results=results, **({"rows": rows} if rows is not None else {})
+            )
+            self.store.add_log(job.id, f"completed{f' ({rows} rows)' if rows is not None else ''}")
+        except JobCanceled:
+            self._finish_canceled(job.id)
+        except ArchiveError as exc:
+            if ctx.canceled.is_set() and exc.code in ("canceled", "time_limit"):
+                self._finish_canceled(job.id)
+            else:
+                self._fail(job.id, exc.code, exc.message)
+        except Exception as exc:  # noqa: BLE001 - a job must end, whatever its work raised
+            log.exception("job %s failed", job.id)
+            self._fail(job.id, "server_error", f"internal error: {type(exc).__name__}: {exc}")
+
+    def _finish_canceled(self, job_id: int) -> None:
+        job = self.store.get(job_id)
+        if job is not None and job.state == "running":
+            self.store.transition(job_id, "canceling")
+        self.store.transition(job_id, "canceled", ended=time.time())
+        self.store.add_log(job_id, "canceled")
+
+    def _fail(self, job_id: int, code: str, message: str) -> None:
+        self.store.transition(job_id, "failed", ended=time.time(), error_code=code, error_message=message)
+        self.store.add_log(job_id, f"failed: {message}")

@@ -1,0 +1,203 @@
+"""Where jobs live: SQLite (WAL) in the data dir, so they survive a restart; a job that was
+running when the process died is failed with "interrupted by server restart"."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import params, times
+from ..errors import ArchiveError, not_found
+from .model import COLUMNS, RESTART_MESSAGE, TIME_FIELDS, TRANSITIONS, Job
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    face TEXT NOT NULL DEFAULT 'native',
+    request TEXT NOT NULL DEFAULT '{}',
+    state TEXT NOT NULL,
+    submitted REAL NOT NULL,
+    scheduled REAL,
+    started REAL,
+    ended REAL,
+    progress REAL NOT NULL DEFAULT 0,
+    rows INTEGER,
+    error_code TEXT,
+    error_message TEXT,
+    results TEXT NOT NULL DEFAULT '{}',
+    destruction REAL,
+    owner_uid TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, id);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);
+CREATE TABLE IF NOT EXISTS job_log (
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    ts REAL NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_log_job ON job_log(job_id, ts);
+"""
+
+class JobStore:
+    """Jobs and their logs in SQLite; every state change goes through ``transition``."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "destruction" not in columns:  # a store made before jobs had a destruction time
+            self._db.execute("ALTER TABLE jobs ADD COLUMN destruction REAL")
+        if "owner_uid" not in columns:  # a store made before identities: owners keep their names as uid
+            self._db.execute("ALTER TABLE jobs ADD COLUMN owner_uid TEXT")
+            self._db.execute("UPDATE jobs SET owner_uid = owner")
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_owner_uid ON jobs(owner_uid, id)")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def create(
+        self, owner: str, kind: str, request: dict, *, face: str, state: str, scheduled: float | None, owner_uid: str | None = None
+    ) -> Job:
+        """A new job of ``owner`` (a user name), belonging to the identity ``owner_uid`` (default: the name)."""
+        now = time.time()
+        if scheduled is not None:
+            scheduled = times.check(TIME_FIELDS["scheduled"], scheduled)
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO jobs(owner, owner_uid, kind, face, request, state, submitted, scheduled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (owner, owner_uid or owner, kind, face, json.dumps(request, default=str), state, now, scheduled),
+            )
+            job_id = cur.lastrowid
+        return self.get(job_id)
+
+    def get(self, job_id: int | str) -> Job | None:
+        """The job with this id; None for an id no job can have (not a 64-bit row id)."""
+        jid = params.identifier(job_id)
+        if jid is None:
+            return None
+        with self._lock:
+            row = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE id = ?", (jid,)).fetchone()
+        return Job.from_row(row) if row else None
+
+    def list(
+        self,
+        owner: str | None = None,
+        *,
+        states: list[str] | None = None,
+        kinds: list[str] | None = None,
+        face: str | None = None,
+        submitted_from: float | None = None,
+        submitted_to: float | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> tuple[list[Job], int]:
+        """Jobs matching the filters (a page of them) and how many match in all; ``owner`` is
+        the owner's identity (``Principal.ident``)."""
+        where, args = [], []
+        if owner is not None:
+            where.append("owner_uid = ?")
+            args.append(owner)
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            args.extend(states)
+        if kinds:
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            args.extend(kinds)
+        if face:
+            where.append("face = ?")
+            args.append(face)
+        if submitted_from is not None:
+            where.append("submitted >= ?")
+            args.append(submitted_from)
+        if submitted_to is not None:
+            where.append("submitted <= ?")
+            args.append(submitted_to)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        order = "DESC" if newest_first else "ASC"
+        offset = params.integer("offset", offset, default=0, minimum=0)
+        limit = params.integer("limit", limit, minimum=0)
+        page = f" LIMIT {-1 if limit is None else limit} OFFSET {offset}"
+        with self._lock:
+            total = self._db.execute(f"SELECT count(*) FROM jobs{clause}", args).fetchone()[0]
+            rows = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs{clause} ORDER BY id {order}{page}", args).fetchall()
+        return [Job.from_row(r) for r in rows], total
+
+    def transition(self, job_id: int, new: str, **fields: Any) -> Job:
+        """Move a job to state ``new`` (refusing an illegal move) and set other fields with it."""
+        with self._lock:
+            job = self.get(job_id)
+            if job is None:
+                raise not_found(f"unknown job {job_id}", job=job_id)
+            if new != job.state and new not in TRANSITIONS.get(job.state, ()):
+                raise ArchiveError(
+                    "conflict", f"job {job_id} is {job.state}; it cannot become {new}", 409, details={"state": job.state}
+                )
+            self._update(job_id, state=new, **fields)
+            return self.get(job_id)
+
+    def update(self, job_id: int, **fields: Any) -> None:
+        """Set fields other than the state (progress, rows, results, request)."""
+        if "state" in fields:
+            raise ValueError("use transition() to change a job's state")
+        with self._lock:
+            self._update(job_id, **fields)
+
+    def _update(self, job_id: int, **fields: Any) -> None:
+        if not fields:
+            return
+        for key, name in TIME_FIELDS.items():
+            if fields.get(key) is not None:
+                # checked where it is kept, so every face can show it later
+                fields[key] = times.check(name, fields[key])
+        for key in ("request", "results"):
+            if key in fields:
+                fields[key] = json.dumps(fields[key], default=str)
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self._db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*fields.values(), int(job_id)])
+
+    def delete(self, job_id: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM jobs WHERE id = ?", (int(job_id),))
+
+    def add_log(self, job_id: int, line: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO job_log(job_id, ts, line) VALUES (?, ?, ?)", (int(job_id), time.time(), line))
+
+    def log_lines(self, job_id: int) -> list[tuple[float, str]]:
+        with self._lock:
+            return self._db.execute("SELECT ts, line FROM job_log WHERE job_id = ? ORDER BY rowid", (int(job_id),)).fetchall()
+
+    def recover(self) -> list[int]:
+        """After a restart: fail the jobs that were running; returns their ids."""
+        now = time.time()
+        with self._lock:
+            ids = [r[0] for r in self._db.execute("SELECT id FROM jobs WHERE state IN ('running', 'canceling')")]
+            for job_id in ids:
+                self._update(job_id, state="failed", ended=now, error_code="interrupted", error_message=RESTART_MESSAGE)
+                self._db.execute("INSERT INTO job_log(job_id, ts, line) VALUES (?, ?, ?)", (job_id, now, RESTART_MESSAGE))
+        return ids
+
+    def expiry_candidates(self, now: float, retention: float | None) -> list[Job]:
+        """The jobs that may be past their destruction time (``model.destruction_time``): their own
+        destruction time has passed, or they finished and were submitted over ``retention`` seconds ago."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE destruction < ? "
+                "OR (state IN ('completed', 'failed', 'canceled') AND submitted < ?)",
+                (now, now - retention if retention else float("-inf")),
+            ).fetchall()
+        return [Job.from_row(r) for r in rows]

@@ -21,7 +21,7 @@ from .core.catalog import Principal
 from .core.errors import ArchiveError
 from .core.mounts import check_spec
 from .core.ownership import DataDirLock, describe_holder
-from .core.users import valid_user_name
+from .core.users.store import valid_user_name
 from .faces.auth import auth_handlers
 from .faces.casjobs import casjobs_handlers
 from .faces.casjobs_users import casjobs_user_handlers
@@ -201,7 +201,7 @@ class ArchiveApp(ExtensionApp):
             raise SettingError("ArchiveApp.data_dir", f"{self.data_dir}: {exc}") from None
 
     def _install(self, archive: Archive) -> None:
-        archive.principal(self.owner, admin=True)
+        archive.users.principal(self.owner, admin=True)
         archive.start()
         self.archive = archive
         self.settings["archive"] = archive
@@ -278,12 +278,12 @@ class ArchiveApp(ExtensionApp):
         """The archive user a Jupyter-authenticated request acts as."""
         # Both are users on first sight (the owner again if an admin deleted them meanwhile).
         name, admin = self.jupyter_user(user)
-        return self.archive.principal(name, admin=admin)
+        return self.archive.users.principal(name, admin=admin)
 
     def principal_for_forwarded_user(self, name: str, admin: bool) -> Principal:
         """The archive user a forwarding server on this data dir vouches for (by its own mapping);
         only this server's owner is an admin here, whatever the forwarder's settings say."""
-        return self.archive.principal(name, admin=admin and name == self.owner)
+        return self.archive.users.principal(name, admin=admin and name == self.owner)
 
     async def stop_extension(self):
         timer = getattr(self, "_take_over_timer", None)
@@ -318,7 +318,7 @@ class ArchiveTokenApp(JupyterApp):
         return os.path.join(jupyter_data_dir(), "jupyter_archive")
 
     def start(self):
-        from .core.users import UserStore
+        from .core.users.store import UserStore
 
         args = list(self.extra_args)
         if len(args) != 2 or args[0] != "create":

@@ -319,7 +319,7 @@ def snapshot(archive, users: list[str], memo: dict) -> dict:
             con.close()
     for name in users:
         # A MyDB's rows are read again only when its files changed (DuckDB writes them on commit).
-        path = archive.catalog.mydb_path(archive.user(name))
+        path = archive.catalog.mydb_path(archive.users.user(name))
         stamp = tuple((p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else None
                       for p in (path, path.with_name(path.name + ".wal")))  # fmt: skip
         if memo.get(name, (None,))[0] != stamp:
@@ -339,7 +339,7 @@ def snapshot(archive, users: list[str], memo: dict) -> dict:
 
 def mydb_rows(archive, name: str) -> dict:
     """Every table of a user's MyDB: its columns and rows."""
-    principal = archive.user(name)
+    principal = archive.users.user(name)
     out = {}
     for t in archive.tables(principal, "MyDB"):
         result = archive.query(principal, f'SELECT * FROM "{t.name}"', "sql", context="MyDB")

@@ -41,13 +41,14 @@ from .errors import ArchiveError, not_found, permission
 from .jobs import JobRunner, JobStore
 from .languages import DEFAULT_LANGUAGE
 from .mounts import MountStore
-from .owned import remove_owned
 from .ownership import DataDirLock, describe_holder
 from .query import QueryResult, engine_error, execute
 from .query_jobs import run_query_job
 from .resolver import Resolver, tables_in
 from .results import ResultStore
-from .users import UserStore, valid_password
+from .users.owned import Owned
+from .users.service import Users
+from .users.store import UserStore
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
             raise ArchiveError("conflict", f"the data dir {self.data_dir} is in use by another process ({describe_holder(self.lock.holder())})", 409)
         temp_area.clear(self.data_dir)  # what a killed process left; the lock says no live one uses it
         self.catalog = Catalog(self.data_dir)
-        self.users = UserStore(self.data_dir / "state.sqlite")
+        user_store = UserStore(self.data_dir / "state.sqlite")
         self.executor = ThreadPoolExecutor(max(1, config.quick_workers), thread_name_prefix="archive-quick")
         self.engine_pool = EnginePool(
             self._engine_spec,
@@ -152,6 +153,8 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         self.jobs.register("reset", lambda job, ctx: reset_dataset(self, job, ctx))
         self.jobs.register("cutout", self.run_cutout_job)
         self.directives = DirectiveStore(self)
+        owned = Owned(user_store, jobs=self, directives=self.directives, engines=self, pool=self.engine_pool, catalog=self.catalog)  # stage-2 wiring
+        self.users = Users(user_store, engines=self, owned=owned)  # stage-2 wiring
         # Datasets being reset, as (owner or "", context lower-case): read-only until the reset ends.
         self.resetting: set[tuple[str, str]] = set()
 
@@ -168,52 +171,8 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
         self.jobs.store.close()
         self.engine_pool.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.users.close()
+        self.users.store.close()
         self.lock.release()
-
-    # -- users --------------------------------------------------------------------------------------
-    def principal_for_token(self, token: str) -> Principal | None:
-        return self.users.principal_for_token(token)
-
-    def principal(self, name: str, *, admin: bool = False) -> Principal:
-        """The user named so, made on first sight. Only explicit acts make users (the Jupyter
-        owner or a JupyterHub user on first sight, an admin's ``create_user``, the token
-        command); anything acting on a user a request names uses ``user`` instead."""
-        return self.users.ensure_user(name, admin=admin)
-
-    def user(self, name: str) -> Principal:
-        """An existing user's principal; 404 if there is none (looking a user up never makes one)."""
-        principal = self.users.principal(name) if isinstance(name, str) else None
-        if principal is None:
-            raise not_found(f"unknown user {name!r}", user=name)
-        return principal
-
-    def owner(self, name: str, uid: str | None = None) -> Principal:
-        """The principal of a stored owner (a job's, a directive's); 404 once that user was
-        deleted, even if a new user has the name since."""
-        principal = self.users.principal(name)
-        if principal is None or principal.ident != (uid or name):
-            raise not_found(f"user {name!r} no longer exists", user=name)
-        return principal
-
-    def create_user(
-        self, name: str, *, full_name: str | None = None, email: str | None = None, password: str | None = None
-    ) -> Principal:
-        """Make a user (or update one) and their MyDB file: what an admin's CasJobs ``PUT /users`` does."""
-        if password is not None:
-            valid_password(password)  # refuse a bad password before anything is made
-        principal = self.users.ensure_user(name)
-        self.users.update_user(principal.name, full_name=full_name, email=email)
-        if password is not None:
-            self.users.set_password(principal.name, password)
-        self.engine(principal, {MYDB_ALIAS}).cursor().close()  # attaching MyDB read-write creates its file now
-        return principal
-
-    def delete_user(self, name: str) -> None:
-        """Remove a user and everything they own (``owned.KINDS``: account and tokens first, so
-        no new request gets in; running jobs are canceled, open work interrupted). A user made
-        later under the same name is a new identity and starts with nothing."""
-        remove_owned(self, self.user(name))
 
     # -- contexts and tables --------------------------------------------------------------------
     def contexts(self, principal: Principal) -> list[ContextRef]:

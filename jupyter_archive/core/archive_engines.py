@@ -130,7 +130,7 @@ class EnginesMixin:
         if key[0] == "anonymous":
             return EngineSpec(tuple(self._read_only_attachments(anonymous=True)), temp)
         if key[0] == "user":
-            principal = self.users.principal(key[1])
+            principal = self.users.find(key[1])
             if principal is None or principal.ident != key[2]:
                 return None
             mydb = Attachment(MYDB_ALIAS, self.catalog.mydb_path(principal), read_only=False)

@@ -73,7 +73,7 @@ class JobsMixin:
 
     def job_principal(self, job: Job) -> Principal:
         """Whom a job runs as; 404 once its owner was deleted (a job never makes a user)."""
-        return ANONYMOUS if job.anonymous else self.owner(job.owner, job.owner_uid)
+        return ANONYMOUS if job.anonymous else self.users.owner(job.owner, job.owner_uid)
 
     def job(self, principal: Principal, job_id: int | str) -> Job:
         """A job the principal may see (their own, or any for an admin)."""

@@ -303,7 +303,7 @@ class DirectiveStore:
 
     def _check(self, d: Directive) -> None:
         """Compile the directive as its owner would run it: the pipeline's error if it cannot run."""
-        owner = self.archive.owner(d.owner, d.owner_uid)
+        owner = self.archive.users.owner(d.owner, d.owner_uid)
         compiled = self.archive.compile(owner, d.query, d.language, context=d.context, explain=False)
         if len(compiled.statements) == 1 and compiled.statements[0].kind == "read":
             # The engine's plan finds unknown columns without running anything; a write or a

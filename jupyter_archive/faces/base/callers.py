@@ -65,7 +65,7 @@ class Callers:
         forwarded = self._forwarded_user()
         token = self.request.headers.get(AUTH_HEADER)
         if token:
-            p = self.archive.principal_for_token(token)
+            p = self.archive.users.principal_for_token(token)
             if p is None:
                 raise ArchiveError("unauthorized", "invalid or expired X-Auth-Token", 401)
             return p

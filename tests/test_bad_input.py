@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from tornado import web
 
 import jupyter_archive
-from jupyter_archive.core import images
+from jupyter_archive.core.images.cut import CUTOUT_PARAMETERS
 
 from .conftest import body_json
 from .raw_http import Reply, Req, send
@@ -73,7 +73,7 @@ def _module_names(module: str) -> set[str]:
     return _names_in(path.read_text())
 
 
-ALL_NAMES = sorted(set().union(*(_names_in(p.read_text()) for p in FACES.rglob("*.py"))) | set(images.CUTOUT_PARAMETERS))
+ALL_NAMES = sorted(set().union(*(_names_in(p.read_text()) for p in FACES.rglob("*.py"))) | set(CUTOUT_PARAMETERS))
 
 
 def handler_names(cls) -> list[str]:

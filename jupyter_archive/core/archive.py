@@ -21,7 +21,6 @@ import duckdb
 from . import pushdown, temp_area
 from . import sql as sqlmod
 from .archive_engines import EnginesMixin
-from .archive_images import ImagesMixin
 from .archive_jobs import JobsMixin
 from .archive_mounts import MountsMixin
 from .backends.duckdb import quote_ident
@@ -38,6 +37,8 @@ from .datasets import reset_dataset
 from .directives import DirectiveStore
 from .engine_pool import EnginePool
 from .errors import ArchiveError, not_found, permission
+from .images.cutout import CUTOUT_JOB
+from .images.service import Images
 from .jobs import JobRunner, JobStore
 from .languages import DEFAULT_LANGUAGE
 from .mounts import MountStore
@@ -110,7 +111,7 @@ class ContextRef:
         }
 
 
-class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
+class Archive(MountsMixin, EnginesMixin, JobsMixin):
     """The archive: catalog + engines + users. One per server process."""
 
     def __init__(self, config: ArchiveConfig, *, lock: DataDirLock | None = None):
@@ -145,13 +146,15 @@ class Archive(MountsMixin, EnginesMixin, ImagesMixin, JobsMixin):
             workers=config.job_workers,
             per_user=config.jobs_per_user,
             retention=config.job_retention,
-            on_expire=self._forget_job_results,
+            # stage-2 wiring: the cutout kind's forget goes with its register_kind
+            on_expire=lambda job: (self.images.cutouts.forget(job), self._forget_job_results(job)),
         )
         self.jobs.register("query", lambda job, ctx: run_query_job(self, job, ctx))
         # A directive is a saved query: its jobs do the same work.
         self.jobs.register("directive", lambda job, ctx: run_query_job(self, job, ctx))
         self.jobs.register("reset", lambda job, ctx: reset_dataset(self, job, ctx))
-        self.jobs.register("cutout", self.run_cutout_job)
+        self.images = Images(self.catalog, mounts=self, jobs=self, data_dir=self.data_dir)  # stage-2 wiring
+        self.jobs.register(CUTOUT_JOB, self.images.cutouts.run)  # stage-2 wiring: jobs.register_kind
         self.directives = DirectiveStore(self)
         owned = Owned(user_store, jobs=self, directives=self.directives, engines=self, pool=self.engine_pool, catalog=self.catalog)  # stage-2 wiring
         self.users = Users(user_store, engines=self, owned=owned)  # stage-2 wiring

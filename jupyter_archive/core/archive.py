@@ -47,6 +47,7 @@ from .query import QueryResult, engine_error, execute
 from .query_jobs import run_query_job
 from .resolver import Resolver, tables_in
 from .results import ResultStore
+from .tables.service import Tables
 from .users.owned import Owned
 from .users.service import Users
 from .users.store import UserStore
@@ -158,6 +159,8 @@ class Archive(MountsMixin, EnginesMixin, JobsMixin):
         self.directives = DirectiveStore(self)
         owned = Owned(user_store, jobs=self, directives=self.directives, engines=self, pool=self.engine_pool, catalog=self.catalog)  # stage-2 wiring
         self.users = Users(user_store, engines=self, owned=owned)  # stage-2 wiring
+        # stage-2 wiring: archive.tables once Archive.tables moves to archive.catalog.tables (and catalog=self.catalog)
+        self.tables_service = Tables(catalog=self, engines=self, mydb_path=self.catalog.mydb_path)
         # Datasets being reset, as (owner or "", context lower-case): read-only until the reset ends.
         self.resetting: set[tuple[str, str]] = set()
 

@@ -28,6 +28,7 @@ class OwnedKind:
     remove: Callable[[Owned, Principal], None]
 
 
+@dataclass(frozen=True)
 class Owned:
     """The things of one identity across the archive's stores, counted and removed by ``KINDS``.
 
@@ -36,13 +37,12 @@ class Owned:
     (``discard``), and the catalog (``mydb_path``).
     """
 
-    def __init__(self, store: UserStore, *, jobs: Any, directives: Any, engines: Any, pool: Any, catalog: Any):
-        self.store = store
-        self.jobs = jobs
-        self.directives = directives
-        self.engines = engines
-        self.pool = pool
-        self.catalog = catalog
+    store: UserStore
+    jobs: Any
+    directives: Any
+    engines: Any
+    pool: Any
+    catalog: Any
 
     def remove(self, principal: Principal) -> None:
         """Remove everything of one identity, kind by kind."""

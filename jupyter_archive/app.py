@@ -22,7 +22,7 @@ from .core.config import ArchiveConfig
 from .core.errors import ArchiveError
 from .core.catalog.mounts import check_spec
 from .core.ownership import DataDirLock, describe_holder
-from .core.users import valid_user_name
+from .core.users.store import valid_user_name
 from .faces.auth import auth_handlers
 from .faces.casjobs import casjobs_handlers
 from .faces.casjobs_users import casjobs_user_handlers
@@ -202,7 +202,7 @@ class ArchiveApp(ExtensionApp):
             raise SettingError("ArchiveApp.data_dir", f"{self.data_dir}: {exc}") from None
 
     def _install(self, archive: Archive) -> None:
-        archive.principal(self.owner, admin=True)
+        archive.users.principal(self.owner, admin=True)
         archive.start()
         self.archive = archive
         self.settings["archive"] = archive
@@ -302,7 +302,7 @@ class ArchiveTokenApp(JupyterApp):
         return os.path.join(jupyter_data_dir(), "jupyter_archive")
 
     def start(self):
-        from .core.users import UserStore
+        from .core.users.store import UserStore
 
         args = list(self.extra_args)
         if len(args) != 2 or args[0] != "create":

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from tornado import web
 
 import jupyter_archive
-from jupyter_archive.core import images
+from jupyter_archive.core.images.cut import CUTOUT_PARAMETERS
 
 from .conftest import body_json
 from .raw_http import Reply, Req, send
@@ -73,7 +73,7 @@ def _module_names(module: str) -> set[str]:
     return _names_in(path.read_text())
 
 
-ALL_NAMES = sorted(set().union(*(_names_in(p.read_text()) for p in FACES.rglob("*.py"))) | set(images.CUTOUT_PARAMETERS))
+ALL_NAMES = sorted(set().union(*(_names_in(p.read_text()) for p in FACES.rglob("*.py"))) | set(CUTOUT_PARAMETERS))
 
 
 def handler_names(cls) -> list[str]:
@@ -319,7 +319,7 @@ def snapshot(archive, users: list[str], memo: dict) -> dict:
             con.close()
     for name in users:
         # A MyDB's rows are read again only when its files changed (DuckDB writes them on commit).
-        path = archive.catalog.mydb_path(archive.user(name))
+        path = archive.catalog.mydb_path(archive.users.user(name))
         stamp = tuple((p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else None
                       for p in (path, path.with_name(path.name + ".wal")))  # fmt: skip
         if memo.get(name, (None,))[0] != stamp:
@@ -339,7 +339,7 @@ def snapshot(archive, users: list[str], memo: dict) -> dict:
 
 def mydb_rows(archive, name: str) -> dict:
     """Every table of a user's MyDB: its columns and rows."""
-    principal = archive.user(name)
+    principal = archive.users.user(name)
     out = {}
     for t in archive.catalog.tables(principal, "MyDB"):
         result = archive.queries.query(principal, f'SELECT * FROM "{t.name}"', "sql", context="MyDB")

@@ -23,7 +23,7 @@ def archive(archive_data_dir):
 
 @pytest.fixture
 def alice(archive):
-    return archive.principal("alice")
+    return archive.users.principal("alice")
 
 
 def make(archive, who, name="bright", **fields):
@@ -117,7 +117,7 @@ def test_names_are_unique_per_owner_and_folder(archive, alice):
     with pytest.raises(ArchiveError) as err:
         archive.directives.update(alice, other.id, {"folderPath": "/a"})
     assert err.value.status == 409
-    make(archive, archive.principal("bob"), folderPath="/a")  # another owner may use the name
+    make(archive, archive.users.principal("bob"), folderPath="/a")  # another owner may use the name
 
 
 def test_run_writes_the_target_table_and_reruns(archive, alice):
@@ -165,7 +165,7 @@ def test_run_refuses_a_directive_that_no_longer_compiles(archive, alice):
 
 def test_other_users_cannot_see_a_directive(archive, alice):
     d = make(archive, alice, folderPath="/shared")
-    bob = archive.principal("bob")
+    bob = archive.users.principal("bob")
     for call in (
         lambda: archive.directives.get(bob, d.id),
         lambda: archive.directives.by_path(bob, "/shared/bright"),
@@ -178,7 +178,7 @@ def test_other_users_cannot_see_a_directive(archive, alice):
         assert err.value.status == 404
     assert archive.directives.list(bob) == ([], 0)
     assert archive.directives.list(bob, all_users=True) == ([], 0)  # only admins list everyone's
-    admin = archive.principal("root", admin=True)
+    admin = archive.users.principal("root", admin=True)
     assert archive.directives.get(admin, d.id).owner == "alice"
     assert archive.directives.list(admin, all_users=True)[1] == 1
     with pytest.raises(ArchiveError) as err:
@@ -188,11 +188,11 @@ def test_other_users_cannot_see_a_directive(archive, alice):
 
 def test_directives_survive_a_restart(archive_data_dir):
     a = Archive(ArchiveConfig(data_dir=archive_data_dir, demo_rows=20_000))
-    d = make(a, a.principal("alice"), folderPath="/keep")
+    d = make(a, a.users.principal("alice"), folderPath="/keep")
     a.close()
     b = Archive(ArchiveConfig(data_dir=archive_data_dir, demo_rows=20_000))
     try:
-        assert b.directives.get(b.principal("alice"), d.id).path == "/keep/bright"
+        assert b.directives.get(b.users.principal("alice"), d.id).path == "/keep/bright"
     finally:
         b.close()
 

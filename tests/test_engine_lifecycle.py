@@ -67,7 +67,7 @@ async def test_mounts_change_while_a_user_streams_and_runs_jobs(fetch, archive, 
     con.execute("CREATE TABLE t AS SELECT 1 AS one")
     con.close()
     alice = as_user(archive.users.create_token("alice"))
-    key = archive.engines.engine(archive.user("alice")).key
+    key = archive.engines.engine(archive.users.user("alice")).key
     assert await rows(fetch, alice, f"CREATE TABLE mydb.big AS SELECT range AS i FROM range({ROWS})") == [[str(ROWS)]]
     stream = await HeldStream.open(jp_http_port, jp_base_url, f"archive/api/contexts/MyDB/tables/big/rows?limit={ROWS}&format=csv",
                                    {"X-Auth-Token": alice["X-Auth-Token"]})  # fmt: skip
@@ -111,7 +111,7 @@ async def test_mounts_change_while_a_user_streams_and_runs_jobs(fetch, archive, 
 
 async def test_a_running_job_keeps_its_engine_through_mount_changes(fetch, archive, sky_db):
     alice = as_user(archive.users.create_token("alice"))
-    key = archive.engines.engine(archive.user("alice")).key
+    key = archive.engines.engine(archive.users.user("alice")).key
     assert await rows(fetch, alice, "CREATE TABLE mydb.mine AS SELECT 7 AS n") == [["1"]]
     job = await submit(fetch, alice, "SELECT count(*) FROM range(1000000000) a, range(1000000000) b", "mydb.endless")
     for _ in range(400):

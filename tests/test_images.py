@@ -365,5 +365,5 @@ async def test_async_errors(fetch, archive):
     assert_error(await fetch("archive", "dax", "image", "v0", "987654", "status"), 404, "NotFound")
     assert_error(await fetch("archive", "dax", "image", "v0", "987654", "results"), 404, "NotFound")
     # a query job is not a cutout request
-    job = archive.jobs.submit_query(archive.principal("someone"), "SELECT 1", context="DEMO")
+    job = archive.jobs.submit_query(archive.users.principal("someone"), "SELECT 1", context="DEMO")
     assert_error(await fetch("archive", "dax", "image", "v0", str(job.id), "status"), 404, "NotFound")

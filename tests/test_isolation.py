@@ -172,7 +172,7 @@ async def test_sas(fetch, archive, jp_serverapp):
     w = await make_world(fetch, archive)
     if not any("archive/sas/jobs" in rule.matcher.regex.pattern for rule in _rules(jp_serverapp)):
         pytest.skip("the SAS face has no job routes in this build")
-    alice = archive.principal("alice")
+    alice = archive.users.principal("alice")
     d = await asyncio.to_thread(archive.directives.create, alice, {"name": "mine", "query": "SELECT answer FROM secret", "context": "MyDB"})
     job = await asyncio.to_thread(archive.directives.run, alice, d.id)
     await asyncio.to_thread(archive.jobs.wait, alice, job.id, 20)

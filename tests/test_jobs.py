@@ -11,7 +11,7 @@ from jupyter_archive.core.config import ArchiveConfig
 from jupyter_archive.core.errors import ArchiveError
 from jupyter_archive.core.jobs.model import RESTART_MESSAGE
 from jupyter_archive.core.jobs.store import JobStore
-from jupyter_archive.core.users import UserStore
+from jupyter_archive.core.users.store import UserStore
 
 SLOW = "SELECT count(*) FROM range(100000000000) a"
 
@@ -46,7 +46,7 @@ def test_illegal_transitions_are_refused(tmp_path):
 
 def test_query_job_into_mydb_and_result_store(make_archive):
     a = make_archive()
-    owner = a.principal("alice")
+    owner = a.users.principal("alice")
     job = a.jobs.submit_query(owner, "SELECT objid, r FROM PhotoObj WHERE r < 19", "sql", context="DEMO", target=("MyDB", "Bright"))
     job = a.jobs.wait(owner, job.id, timeout=30)
     assert job.state == "completed", job.error_message
@@ -62,19 +62,19 @@ def test_query_job_into_mydb_and_result_store(make_archive):
 
 def test_other_users_cannot_see_a_job(make_archive):
     a = make_archive()
-    alice, bob = a.principal("alice"), a.principal("bob")
+    alice, bob = a.users.principal("alice"), a.users.principal("bob")
     job = a.jobs.submit_query(alice, "SELECT 1 AS x", "sql", context="DEMO")
     with pytest.raises(ArchiveError) as err:
         a.jobs.get(bob, job.id)
     assert err.value.status == 404
     assert a.jobs.list(bob)[1] == 0
-    admin = a.principal("root", admin=True)
+    admin = a.users.principal("root", admin=True)
     assert a.jobs.get(admin, job.id).owner == "alice"
 
 
 def test_cancel_stops_a_long_query_within_a_second(make_archive):
     a = make_archive()
-    u = a.principal("carol")
+    u = a.users.principal("carol")
     job = a.jobs.submit_query(u, SLOW, "sql", context="DEMO")
     a.jobs.wait(u, job.id, timeout=10, until=lambda j: j.state == "running")
     time.sleep(0.3)
@@ -89,7 +89,7 @@ def test_cancel_stops_a_long_query_within_a_second(make_archive):
 
 def test_progress_moves_while_running(make_archive):
     a = make_archive()
-    u = a.principal("dave")
+    u = a.users.principal("dave")
     job = a.jobs.submit_query(u, "SELECT sum(a.range * b.range) AS s FROM range(40000) a, range(20000) b", "sql", context="DEMO")
     seen = set()
     deadline = time.time() + 60
@@ -105,7 +105,7 @@ def test_progress_moves_while_running(make_archive):
 
 def test_scheduled_job_does_not_start_early(make_archive):
     a = make_archive()
-    u = a.principal("erin")
+    u = a.users.principal("erin")
     start = time.time() + 2
     job = a.jobs.submit_query(u, "SELECT 1 AS x", "sql", context="DEMO", start_time=start)
     assert job.state == "scheduled"
@@ -116,14 +116,14 @@ def test_scheduled_job_does_not_start_early(make_archive):
 
 def test_scheduled_job_can_be_canceled_before_it_runs(make_archive):
     a = make_archive()
-    u = a.principal("fred")
+    u = a.users.principal("fred")
     job = a.jobs.submit_query(u, "SELECT 1 AS x", "sql", context="DEMO", start_time=time.time() + 30)
     assert a.jobs.cancel(u, job.id).state == "canceled"
 
 
 def test_per_user_cap_and_many_jobs(make_archive):
     a = make_archive(job_workers=3, jobs_per_user=1)
-    users = [a.principal(f"user{i}") for i in range(4)]
+    users = [a.users.principal(f"user{i}") for i in range(4)]
     jobs = []
     for i in range(200):
         u = users[i % 4]
@@ -160,7 +160,7 @@ def test_restart_fails_running_jobs_and_runs_queued_ones(archive_data_dir):
     a = Archive(ArchiveConfig(data_dir=archive_data_dir, demo_rows=20_000))
     a.start()
     try:
-        u = a.principal("gina")
+        u = a.users.principal("gina")
         j = a.jobs.get(u, running.id)
         assert j.state == "failed" and j.error_message == RESTART_MESSAGE
         assert a.jobs.wait(u, queued.id, timeout=20).state == "completed"
@@ -170,7 +170,7 @@ def test_restart_fails_running_jobs_and_runs_queued_ones(archive_data_dir):
 
 def test_expiry_removes_results(make_archive):
     a = make_archive(job_retention=0.5)
-    u = a.principal("hank")
+    u = a.users.principal("hank")
     job = a.jobs.wait(u, a.jobs.submit_query(u, "SELECT * FROM range(10)", "sql", context="DEMO").id, timeout=20)
     path = a.results.path(job.id)
     assert path.exists()

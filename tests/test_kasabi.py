@@ -84,7 +84,7 @@ def assert_plain_error(resp, status, *words) -> str:
 
 def owner_principal(jp_serverapp) -> Principal:
     app = jp_serverapp.web_app.settings["archive_app"]
-    return app.archive.user(app.owner)
+    return app.archive.users.user(app.owner)
 
 
 def bob(archive) -> dict:

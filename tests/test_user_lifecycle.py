@@ -11,7 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from jupyter_archive.core.owned import KINDS, owned_counts
+from jupyter_archive.core.users.owned import KINDS
 
 from .conftest import body_json
 from .held_stream import HeldStream
@@ -139,16 +139,16 @@ async def test_deleting_a_user_removes_every_kind_they_own(fetch, archive, archi
     before = snapshot(archive_data_dir)
 
     token = await make_user(fetch, archive, "carol")
-    carol = archive.user("carol")
+    carol = archive.users.user("carol")
     for make in MAKERS.values():
         await make(fetch, token)
-    counts = owned_counts(archive, carol)
+    counts = archive.users.owned.counts(carol)
     assert all(counts.values()), counts
     assert snapshot(archive_data_dir) != before
 
     resp = await fetch("archive", "casjobs", "users", "carol", method="DELETE")
     assert resp.code == 200, resp.body
-    assert owned_counts(archive, carol) == {kind.name: 0 for kind in KINDS}
+    assert archive.users.owned.counts(carol) == {kind.name: 0 for kind in KINDS}
     files, rows = snapshot(archive_data_dir)
     assert files == before[0], files ^ before[0]  # no result, cutout, upload, MyDB or temp file left
     assert rows == before[1], {k: rows[k] ^ before[1].get(k, set()) for k in rows if rows[k] != before[1].get(k)}
@@ -156,7 +156,7 @@ async def test_deleting_a_user_removes_every_kind_they_own(fetch, archive, archi
 
     # made again, carol is a new identity and starts with nothing
     token = await make_user(fetch, archive, "carol")
-    assert archive.user("carol").ident != carol.ident
+    assert archive.users.user("carol").ident != carol.ident
     assert body_json(await fetch("archive", "casjobs", "jobs", headers=as_user(token))) == []
     assert body_json(await fetch("archive", "api", "jobs", headers=as_user(token)))["jobs"] == []
     assert body_json(await fetch("archive", "sas", "directives", headers=as_user(token)))["count"] == 0
@@ -167,7 +167,7 @@ async def test_deleting_a_user_removes_every_kind_they_own(fetch, archive, archi
 
 
 async def test_no_request_makes_a_user(fetch, archive):
-    known = archive.users.users()
+    known = archive.users.list()
     resp = await fetch("archive", "casjobs", "contexts", "DEMO", "query", method="POST", body=json.dumps({"Query": "SELECT 1 AS a"}),
                        headers={**JSON, "X-Owner": "ghost"})  # fmt: skip
     assert resp.code == 404, resp.body
@@ -180,7 +180,7 @@ async def test_no_request_makes_a_user(fetch, archive):
     login = {"auth": {"identity": {"password": {"user": {"name": "ghost", "password": "x"}}}}}
     resp = await fetch("archive", "auth", "tokens", method="POST", body=json.dumps(login), headers={"Authorization": "", **JSON})
     assert resp.code == 401
-    assert archive.users.users() == known
+    assert archive.users.list() == known
 
 
 async def test_a_job_left_by_a_deleted_user_neither_runs_nor_makes_them_again(fetch, archive):
@@ -191,7 +191,7 @@ async def test_a_job_left_by_a_deleted_user_neither_runs_nor_makes_them_again(fe
                                      owner_uid="an-identity-long-gone")  # fmt: skip
     done = archive.jobs.runner.wait(job.id, timeout=30)
     assert done.state == "failed" and "dora" in done.error_message, done
-    assert archive.users.principal("dora") is None
+    assert archive.users.find("dora") is None
     token = await make_user(fetch, archive, "dora")
     assert body_json(await fetch("archive", "api", "jobs", headers=as_user(token)))["jobs"] == []
     assert (await fetch("archive", "api", "jobs", str(job.id), headers=as_user(token))).code == 404
@@ -199,7 +199,7 @@ async def test_a_job_left_by_a_deleted_user_neither_runs_nor_makes_them_again(fe
 
 async def test_deleting_a_user_while_they_stream_and_run_a_job(fetch, archive, jp_http_port, jp_base_url):
     token = await make_user(fetch, archive, "erin")
-    erin = archive.user("erin")
+    erin = archive.users.user("erin")
     assert (await quick(fetch, token, "CREATE TABLE big AS SELECT range AS i FROM range(2000000)")).code == 200
     stream = await HeldStream.open(jp_http_port, jp_base_url, "archive/api/contexts/MyDB/tables/big/rows?limit=2000000&format=csv",
                                    {"X-Auth-Token": token})  # fmt: skip
@@ -217,7 +217,7 @@ async def test_deleting_a_user_while_they_stream_and_run_a_job(fetch, archive, j
         if not mydb.exists():
             break
         await asyncio.sleep(0.05)
-    assert owned_counts(archive, erin) == {kind.name: 0 for kind in KINDS}
+    assert archive.users.owned.counts(erin) == {kind.name: 0 for kind in KINDS}
     assert archive.engines.engines(archive.engines.engine(erin).key) == []
 
     token = await make_user(fetch, archive, "erin")
@@ -228,7 +228,7 @@ async def test_deleting_a_user_while_they_stream_and_run_a_job(fetch, archive, j
 
 
 def test_users_of_an_older_store_keep_their_names_as_identity(tmp_path):
-    from jupyter_archive.core.users import UserStore
+    from jupyter_archive.core.users.store import UserStore
 
     db = tmp_path / "state.sqlite"
     con = sqlite3.connect(db)

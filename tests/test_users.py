@@ -178,14 +178,14 @@ async def test_casjobs_users_put_get_delete(fetch, archive):
     assert type(wsid) is int and wsid > 0
     assert user == {"UserId": "carol", "FullName": "Carol C", "Email": "c@example.org", "MyDBHost": user["MyDBHost"],
                     "MyDBName": f"MYDB_{wsid}", "WebServicesId": wsid}
-    mydb = archive.catalog.mydb_path(archive.user("carol"))
+    mydb = archive.catalog.mydb_path(archive.users.user("carol"))
     assert mydb.exists()  # made on PUT, before any query
 
     # the login portal sends no body at all; routes are case-insensitive
     resp = await fetch("archive", "CasJobs", "Users", "dave", method="PUT", body="")
     assert resp.code == 200, resp.body
     assert body_json(resp)["UserId"] == "dave" and body_json(resp)["FullName"] == ""
-    assert archive.catalog.mydb_path(archive.user("dave")).exists()
+    assert archive.catalog.mydb_path(archive.users.user("dave")).exists()
 
     # the admin reads anyone
     got = await fetch("archive", "casjobs", "USERS", "carol")
@@ -200,8 +200,8 @@ async def test_casjobs_users_put_get_delete(fetch, archive):
     assert_casjobs_error(await put_user(fetch, "eve", headers=as_user(carol)), 403)
     assert_casjobs_error(await put_user(fetch, "carol", {"Password": "mine"}, headers=as_user(carol)), 403)
     assert_casjobs_error(await fetch("archive", "casjobs", "users", "dave", method="DELETE", headers=as_user(carol)), 403)
-    assert archive.users.user("eve") is None
-    assert archive.catalog.mydb_path(archive.user("dave")).exists()
+    assert archive.users.record("eve") is None
+    assert archive.catalog.mydb_path(archive.users.user("dave")).exists()
 
     # bad bodies
     assert_casjobs_error(await put_user(fetch, "carol", {"UserId": "someone-else"}), 400)
@@ -213,7 +213,7 @@ async def test_casjobs_users_put_get_delete(fetch, archive):
     resp = await fetch("archive", "casjobs", "users", "carol", method="DELETE")
     assert resp.code == 200, resp.body
     assert not mydb.exists()
-    assert archive.users.user("carol") is None
+    assert archive.users.record("carol") is None
     assert_casjobs_error(await casjobs_query(fetch, "SELECT 1 AS one", as_user(carol)), 401)
     assert_casjobs_error(await fetch("archive", "casjobs", "users", "carol"), 404)
     assert_casjobs_error(await fetch("archive", "casjobs", "users", "carol", method="DELETE"), 404)

@@ -138,7 +138,7 @@ class PasswordHandler(AuthHandler):
             current = body.get("currentPassword")
             if not isinstance(current, str) or await self.in_background(self.archive.users.verify_password, name, current) is None:
                 raise permission("currentPassword is missing or wrong")
-        if await self.call(self.archive.users.user, name) is None:
+        if await self.call(self.archive.users.record, name) is None:
             raise not_found(f"unknown user {name!r}", user=name)
         await self.in_background(self.archive.users.set_password, name, body.get("password"))
         self.set_status(204)

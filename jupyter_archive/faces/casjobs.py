@@ -60,7 +60,7 @@ class QuickQueryHandler(CasJobsHandler):
         if owner:
             if not principal.admin:
                 raise ArchiveError("permission", "X-Owner needs the admin role", 403)
-            principal = await self.call(self.archive.user, owner)  # 404 for a user who does not exist
+            principal = await self.call(self.archive.users.user, owner)  # 404 for a user who does not exist
         fmt = self.negotiate("csv", media_map=MEDIA)
         info = formats.ResultInfo(table_name="Table1", query=query)
         await self.query_and_stream(fmt, info, self.archive.queries.query, principal, query, "tsql", context=context)

@@ -4,7 +4,7 @@
 "FullName", "Email", "TableName", "Password"}`` (SciServer's login portal sends none);
 ``GET`` shows a user to themself or to an admin, with the ``WebServicesId`` that
 SciScript's ``getSchemaName`` turns into ``wsid_<n>``; ``DELETE`` (admin) removes the
-user and everything they own (``core/owned.py``). Someone else's user is 404, as someone
+user and everything they own (``core/users/owned.py``). Someone else's user is 404, as someone
 else's job is: a non-admin cannot tell which users exist. Every success is exactly 200.
 """
 
@@ -41,7 +41,7 @@ class UserHandler(CasJobsHandler):
     @endpoint()
     async def get(self, user_id: str):
         me = self.principal
-        info = await self.call(self.archive.users.user, user_id) if (me.admin or me.name == user_id) else None
+        info = await self.call(self.archive.users.record, user_id) if (me.admin or me.name == user_id) else None
         if info is None:
             raise not_found(f"unknown user {user_id!r}", user=user_id)
         self.send_json(self.user_json(info))
@@ -58,9 +58,9 @@ class UserHandler(CasJobsHandler):
         if fields["UserId"] and fields["UserId"] != user_id:
             raise ArchiveError("bad_request", f"UserId {fields['UserId']!r} in the body differs from {user_id!r} in the URL")
         principal = await self.call(
-            self.archive.create_user, user_id, full_name=fields["FullName"], email=fields["Email"], password=fields["Password"]
+            self.archive.users.create, user_id, full_name=fields["FullName"], email=fields["Email"], password=fields["Password"]
         )
-        info = await self.call(self.archive.users.user, principal.name)
+        info = await self.call(self.archive.users.record, principal.name)
         self.send_json(self.user_json(info))
 
     @endpoint()
@@ -69,7 +69,7 @@ class UserHandler(CasJobsHandler):
         if user_id == self.principal.name:
             # An admin locking themself out (and dropping their own MyDB) is never what was meant.
             raise ArchiveError("conflict", "you cannot delete your own user", 409)
-        await self.call(self.archive.delete_user, user_id)
+        await self.call(self.archive.users.delete, user_id)
         self.send_json(True)
 
 

@@ -26,7 +26,8 @@ from urllib.parse import urlencode
 
 from ..core import formats, params, times
 from ..core.errors import not_found
-from ..core.images import PLANES, check_plane_names, cutout_request
+from ..core.images.catalog import PLANES
+from ..core.images.cut import check_plane_names, cutout_request
 from .base import endpoint
 from .dax import PAGE_SIZE, DaxHandler
 
@@ -83,7 +84,7 @@ class MetaLevelsHandler(ImageHandler):
 
     @endpoint(anonymous=True)
     async def get(self):
-        levels = self.archive.image_levels(self.principal)
+        levels = self.archive.images.levels(self.principal)
         await self.send_meta({"results": levels}, [{"level": v} for v in levels], name="levels")
 
 
@@ -92,7 +93,7 @@ class MetaCollectionsHandler(ImageHandler):
 
     @endpoint(anonymous=True)
     async def get(self, level: str):
-        names = await self.call(self.archive.image_collections, self.principal, level)
+        names = await self.call(self.archive.images.collections, self.principal, level)
         await self.send_page(names, stable=True, rows=False, name=level)
 
 
@@ -101,7 +102,7 @@ class MetaKindsHandler(ImageHandler):
 
     @endpoint(anonymous=True)
     async def get(self, level: str, collection: str):
-        kinds = await self.call(self.archive.image_kinds, self.principal, level, collection)
+        kinds = await self.call(self.archive.images.kinds, self.principal, level, collection)
         await self.send_page(kinds, stable=True, rows=False, name=collection)
 
 
@@ -121,7 +122,7 @@ class MetaImagesHandler(ImageHandler):
 def list_images(handler: ImageHandler, level: str, collection: str, kind: str):
     p = handler.params()
     position = {name: params.number(name, p[name]) for name in ("ra", "dec") if p.get(name)}  # degrees
-    return handler.archive.list_images(
+    return handler.archive.images.list(
         handler.principal, level, collection, kind, owner=p.get("owner") or None,
         created_after=times.parse("createdAfter", p.get("createdAfter") or p.get("createAfter")),
         created_before=times.parse("createdBefore", p.get("createdBefore") or p.get("createBefore")),
@@ -134,7 +135,7 @@ class MetaImageHandler(ImageHandler):
 
     @endpoint(anonymous=True)
     async def get(self, level: str, collection: str, kind: str, image_id: str):
-        img = await self.call(self.archive.image, self.principal, level, collection, kind, image_id)
+        img = await self.call(self.archive.images.image, self.principal, level, collection, kind, image_id)
         info = img.to_json(self.image_url(img))
         await self.send_meta({"result": info}, [info], name=img.ref)
 
@@ -147,7 +148,7 @@ class ImgservIndexHandler(ImageHandler):
 
     @endpoint(anonymous=True)
     async def get(self, version: str | None = None):
-        self.send_json({"results": ["v0"] if not version else self.archive.image_levels(self.principal)})
+        self.send_json({"results": ["v0"] if not version else self.archive.images.levels(self.principal)})
 
 
 class ImgservListHandler(ImageHandler):
@@ -168,7 +169,7 @@ class ImgservListHandler(ImageHandler):
     @endpoint(anonymous=True)
     async def post(self, level: str, collection: str, kind: str):
         images = await self.call(self._page, level, collection, kind)
-        job = await self.call(self.archive.submit_images, self.principal, images, self.planes(), self.fmt(), face="dax")
+        job = await self.call(self.archive.images.cutouts.submit_images, self.principal, images, self.planes(), self.fmt(), face="dax")
         self.send_submitted(job)
 
     def _page(self, level: str, collection: str, kind: str):
@@ -183,18 +184,18 @@ class ImgservImageHandler(ImageHandler):
     @endpoint(anonymous=True)
     async def get(self, level: str, collection: str, kind: str, image_id: str, cutout: str | None = None):
         img, planes, request, fmt = await self.call(self._parse, level, collection, kind, image_id, cutout)
-        data = await self.call(self.archive.image_bytes, img, planes, request, fmt)
+        data = await self.call(self.archive.images.render, img, planes, request, fmt)
         what = "cutout" if request else "image"
         self.send_image(data, fmt, f"{img.kind}-{img.id}-{what}.{formats.image_format(fmt).extension}")
 
     @endpoint(anonymous=True)
     async def post(self, level: str, collection: str, kind: str, image_id: str, cutout: str | None = None):
         img, planes, request, fmt = await self.call(self._parse, level, collection, kind, image_id, cutout)
-        job = await self.call(self.archive.submit_cutout, self.principal, img, planes, request, fmt, face="dax")
+        job = await self.call(self.archive.images.cutouts.submit_cutout, self.principal, img, planes, request, fmt, face="dax")
         self.send_submitted(job)
 
     def _parse(self, level, collection, kind, image_id, cutout):
-        img = self.archive.image(self.principal, level, collection, kind, image_id)
+        img = self.archive.images.image(self.principal, level, collection, kind, image_id)
         request = cutout_request(self.params()) if cutout else None
         return img, self.planes(), request, self.fmt()
 
@@ -204,12 +205,12 @@ class ImgservJobHandler(ImageHandler):
 
     @endpoint(anonymous=True)
     async def get(self, job_id: str, what: str = "status"):
-        job = await self.call(self.archive.cutout_job, self.principal, job_id)
+        job = await self.call(self.archive.images.cutouts.job, self.principal, job_id)
         if what == "explain":
             estimate = job.request.get("estimate") or {}
             self.send_json({"result": estimate.get("text", ""), **{k: v for k, v in estimate.items() if k != "text"}})
         elif what == "results":
-            names = await self.call(self.archive.cutout_results, self.principal, job_id)  # 409 until it has completed
+            names = await self.call(self.archive.images.cutouts.results, self.principal, job_id)  # 409 until it has completed
             urls = [self.archive_url("dax", "image", "v0", job.id, "results", n, absolute=True) for n in range(len(names))]
             self.send_json(urls)
         else:
@@ -232,7 +233,7 @@ class ImgservResultHandler(ImageHandler):
 
     @endpoint(anonymous=True)
     async def get(self, job_id: str, n: str):
-        path, media, name = await self.call(self.archive.cutout_result, self.principal, job_id, int(n))
+        path, media, name = await self.call(self.archive.images.cutouts.result, self.principal, job_id, int(n))
         data = await self.call(path.read_bytes)
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
         self.finish(data, set_content_type=media)

@@ -67,7 +67,7 @@ class KasabiHandler(ArchiveHandler):
         # missing key with 401 where the base class says 403.
         key = self.api_key()
         if key and not self.request.headers.get(AUTH_HEADER):
-            principal = self.archive.principal_for_token(key)
+            principal = self.archive.users.principal_for_token(key)
             if principal is None:
                 raise ArchiveError("unauthorized", "not authorized: the API key is not valid (or has expired)", 401)
             return principal

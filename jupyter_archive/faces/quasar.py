@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from tornado import web
 
-from ..core import formats, ingest, params
+from ..core import formats, params
 from ..core.catalog import normalise_path
 from ..core.errors import ArchiveError
 from ..core.catalog.mounts import quasar_view
+from ..core.tables.write import check_table_name
 from .base import ArchiveHandler, endpoint
 from .tables import UploadBody
 
@@ -162,8 +163,8 @@ class DataHandler(UploadBody, QuasarHandler):
 
     def body_target(self) -> None:
         _, ref, rest = self._table_at(self.path_kwargs.get("path"))
-        ingest.writable_context(self.archive, self.principal, ref)
-        ingest.check_table_name(rest)
+        self.archive.tables.writable_context(self.principal, ref)
+        check_table_name(rest)
         self._upload_format()
         self.upload_context = ref
 
@@ -203,7 +204,7 @@ class DataHandler(UploadBody, QuasarHandler):
             if body.stat().st_size == 0:
                 raise ArchiveError("bad_request", "Request has no body.")
             try:
-                await self.call(ingest.upload_table, self.archive, self.principal, ref, table, body, self._upload_format(), mode)
+                await self.call(self.archive.tables.upload, self.principal, ref, table, body, self._upload_format(), mode)
             except ArchiveError as exc:
                 if exc.status == 400:  # Quasar's shape for bad upload data: a summary, the reason in details
                     raise ArchiveError(
@@ -231,7 +232,7 @@ class DataHandler(UploadBody, QuasarHandler):
     @endpoint()
     async def delete(self, path: str | None = None):
         _, ref, table = await self._existing_table_at(path)
-        await self.call(ingest.drop_table, self.archive, self.principal, ref, table)
+        await self.call(self.archive.tables.drop, self.principal, ref, table)
         self.send_text(b"")
 
     @endpoint()
@@ -244,7 +245,7 @@ class DataHandler(UploadBody, QuasarHandler):
         dref, new_name = self.archive.catalog.context_at(self.principal, target)
         if dref is None or dref.name != ref.name or not new_name or "/" in new_name:
             raise ArchiveError("bad_request", f"Illegal move: {fs} can only be renamed within {ref.path}", details={"destination": dest})
-        await self.call(ingest.rename_table, self.archive, self.principal, ref, table, new_name)
+        await self.call(self.archive.tables.rename, self.principal, ref, table, new_name)
         self.send_text(b"")
 
 

@@ -68,7 +68,7 @@ class SyncHandler(SodaHandler):
         detail = (params.get("CUTOUTDETAIL") or ["Image"])[-1]
         ids = [v for v in params.get("ID", []) if v.strip()]
         stencils = [(name, v) for name in _STENCILS for v in params.get(name, []) if v.strip()]
-        data = await self.call(self.archive.soda_cutouts, self.principal, ids, stencils, detail)
+        data = await self.call(self.archive.images.soda_cutouts, self.principal, ids, stencils, detail)
         if data is None:
             self.set_status(204)
             self.finish()

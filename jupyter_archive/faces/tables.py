@@ -23,7 +23,9 @@ from __future__ import annotations
 
 from tornado import web
 
-from ..core import ingest, times
+from ..core import times
+from ..core.tables.sources import upload_format
+from ..core.tables.write import MODES, check_table_name
 from ..core.errors import ArchiveError
 from .base import LimitedBody, endpoint
 from .casjobs import CasJobsHandler
@@ -43,7 +45,7 @@ class UploadBody(LimitedBody):
     def body_started(self) -> None:
         # The file goes where the engine that loads it may read: the user's, or a writable mount's.
         context = getattr(self, "upload_context", None) or self.path_kwargs.get("context")
-        self._upload_path = ingest.upload_path(self.archive, self.principal, context)
+        self._upload_path = self.archive.tables.upload_path(self.principal, context)
         self._upload = open(self._upload_path, "wb")  # noqa: SIM115 - a local temp file; closed in body_file() or discard_upload()
 
     def body_chunk(self, chunk: bytes) -> None:
@@ -87,7 +89,7 @@ class CasJobsTablesHandler(CasJobsHandler):
 
     @endpoint(anonymous=True)
     async def get(self, context: str):
-        tables = await self.call(ingest.table_summaries, self.archive, self.principal, context)
+        tables = await self.call(self.archive.tables.summaries, self.principal, context)
         self.send_json(
             [{"Name": t["name"], "Rows": t["rows"], "Size": t["size_kb"], "Date": times.dotnet_ticks(t["modified"])} for t in tables]
         )
@@ -98,8 +100,8 @@ class CasJobsUploadHandler(UploadBody, CasJobsHandler):
     """``POST /contexts/{context}/tables/{table}``: a CSV body into MyDB (create, or append)."""
 
     def body_target(self) -> None:
-        ingest.writable_context(self.archive, self.principal, self.path_kwargs["context"])
-        ingest.check_table_name(self.path_kwargs["table"])
+        self.archive.tables.writable_context(self.principal, self.path_kwargs["context"])
+        check_table_name(self.path_kwargs["table"])
 
     @endpoint()
     async def post(self, context: str, table: str):
@@ -108,7 +110,7 @@ class CasJobsUploadHandler(UploadBody, CasJobsHandler):
         try:
             path = self.body_file()
             # CasJobs uploads are CSV whatever the Content-Type says (clients send none, JSON, text).
-            result = await self.call(ingest.upload_table, self.archive, self.principal, context, table, path, "csv", "auto")
+            result = await self.call(self.archive.tables.upload, self.principal, context, table, path, "csv", "auto")
         finally:
             self.discard_upload()
         self.send_json({"Name": result.table.name, "Rows": result.rows, "Created": result.created})
@@ -120,14 +122,14 @@ class TableHandler(UploadBody, NativeTableHandler):
     """A MyDB table: ``GET`` its info, ``PUT`` (replace), ``POST`` (``?mode=``) an upload, ``DELETE`` it."""
 
     def body_target(self) -> None:
-        ingest.writable_context(self.archive, self.principal, self.path_kwargs["context"])
-        ingest.check_table_name(self.path_kwargs["table"])
+        self.archive.tables.writable_context(self.principal, self.path_kwargs["context"])
+        check_table_name(self.path_kwargs["table"])
         mode = self.arg("mode", "auto")
-        if mode not in ingest.MODES:
-            raise ArchiveError("bad_request", f"unknown mode {mode!r}; known: {', '.join(ingest.MODES)}")
+        if mode not in MODES:
+            raise ArchiveError("bad_request", f"unknown mode {mode!r}; known: {', '.join(MODES)}")
         fmt = self.arg("format")
         if fmt or self.request.headers.get("Content-Type"):
-            ingest.upload_format(self.request.headers.get("Content-Type"), fmt)  # refuse unknown formats early
+            upload_format(self.request.headers.get("Content-Type"), fmt)  # refuse unknown formats early
 
     @endpoint()
     async def put(self, context: str, table: str):
@@ -142,10 +144,10 @@ class TableHandler(UploadBody, NativeTableHandler):
             return
         try:
             path = self.body_file()
-            fmt = ingest.upload_format(
+            fmt = upload_format(
                 self.request.headers.get("Content-Type"), self.arg("format"), self.body_head()
             )
-            result = await self.call(ingest.upload_table, self.archive, self.principal, context, table, path, fmt, mode)
+            result = await self.call(self.archive.tables.upload, self.principal, context, table, path, fmt, mode)
         finally:
             self.discard_upload()
         info = result.table.to_json()
@@ -156,7 +158,7 @@ class TableHandler(UploadBody, NativeTableHandler):
 
     @endpoint()
     async def delete(self, context: str, table: str):
-        await self.call(ingest.drop_table, self.archive, self.principal, context, table)
+        await self.call(self.archive.tables.drop, self.principal, context, table)
         self.set_status(204)
         self.finish()
 
@@ -169,7 +171,7 @@ class RenameHandler(NativeHandler):
         new = self.json_body().get("name")
         if not isinstance(new, str):
             raise ArchiveError("bad_request", "the request needs {\"name\": <the new table name>}")
-        info = await self.call(ingest.rename_table, self.archive, self.principal, context, table, new)
+        info = await self.call(self.archive.tables.rename, self.principal, context, table, new)
         self.send_json(info.to_json())
 
 

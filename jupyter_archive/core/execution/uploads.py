@@ -198,7 +198,7 @@ def read_votable(path: Path, name: str) -> pa.Table:
     from astropy.io.votable import parse as parse_votable
     from astropy.utils.exceptions import AstropyWarning
 
-    from ..ingest import _one_line, _to_arrow
+    from ..tables.sources import one_line, to_arrow
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
@@ -207,16 +207,16 @@ def read_votable(path: Path, name: str) -> pa.Table:
             resource_table = vot.get_first_table()
             table = resource_table.to_table(use_names_over_ids=True)
         except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for bad XML
-            raise bad_request(f"UPLOAD {name}: not a valid VOTable: {_one_line(exc)}") from None
+            raise bad_request(f"UPLOAD {name}: not a valid VOTable: {one_line(exc)}") from None
     if not resource_table.fields:
         raise bad_request(f"UPLOAD {name}: the VOTable's table has no FIELD, so no columns to query")
     fields = []
     arrays = []
     for f, col in zip(resource_table.fields, table.colnames):
         try:
-            arr = _to_arrow(table[col])
+            arr = to_arrow(table[col])
         except Exception as exc:  # noqa: BLE001 - values astropy read but Arrow cannot hold
-            raise bad_request(f"UPLOAD {name}: column {col!r} cannot be read: {_one_line(exc)}") from None
+            raise bad_request(f"UPLOAD {name}: column {col!r} cannot be read: {one_line(exc)}") from None
         if pa.types.is_null(arr.type):
             arr = arr.cast(pa.string())
         values = {"unit": f.unit, "ucd": f.ucd, "description": f.description, "utype": f.utype, "xtype": f.xtype,

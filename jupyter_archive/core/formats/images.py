@@ -17,7 +17,7 @@ import numpy as np
 from .registry import IMAGE, Writer
 
 if TYPE_CHECKING:
-    from ..images import Cut
+    from ..images.cut import Cut
 
 _EXTNAMES = {"data": "IMAGE", "mask": "MASK", "variance": "VARIANCE"}
 

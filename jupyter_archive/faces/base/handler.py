@@ -121,7 +121,7 @@ class ArchiveHandler(ErrorReplies, ExtensionHandlerMixin, APIHandler):
         forwarded = self._forwarded_user()
         token = self.request.headers.get(AUTH_HEADER)
         if token:
-            p = self.archive.principal_for_token(token)
+            p = self.archive.users.principal_for_token(token)
             if p is None:
                 raise ArchiveError("unauthorized", "invalid or expired X-Auth-Token", 401)
             return p
@@ -129,11 +129,11 @@ class ArchiveHandler(ErrorReplies, ExtensionHandlerMixin, APIHandler):
         # server's owner is an admin here, whatever a forwarding server's settings say.
         if forwarded is not None:
             name, admin = forwarded
-            return self.archive.principal(name, admin=admin and name == self.archive_app.owner)
+            return self.archive.users.principal(name, admin=admin and name == self.archive_app.owner)
         user = self.current_user
         if user is not None:
             name, admin = jupyter_user(self.archive_app, user)
-            return self.archive.principal(name, admin=admin)
+            return self.archive.users.principal(name, admin=admin)
         if anonymous_ok and self.archive.config.allow_anonymous:
             return ANONYMOUS
         raise ArchiveError(

@@ -11,8 +11,9 @@ import math
 
 import numpy as np
 
-from .errors import bad_request
-from .images import Image, LoadedImage, parse_numbers, check_position, no_overlap, parse_polygon
+from ..errors import bad_request
+from .catalog import Image, LoadedImage, check_position, parse_numbers, parse_polygon
+from .cut import no_overlap
 
 
 def parse_stencil(kind: str, text: str) -> dict:

@@ -23,8 +23,8 @@ import time
 import uuid
 from pathlib import Path
 
-from .catalog import Principal
-from .errors import ArchiveError
+from ..catalog import Principal
+from ..errors import ArchiveError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -122,6 +122,9 @@ class UserStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        # Bumped when this store makes or deletes a user, so that callers may keep principals in
+        # memory while it stays the same (Users does, for the request hot path).
+        self.version = 0
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -151,6 +154,7 @@ class UserStore:
                 "ON CONFLICT(name) DO UPDATE SET admin = max(admin, excluded.admin)",
                 (name, int(admin), time.time(), uuid.uuid4().hex),
             )
+            self.version += 1
         return self.principal(name)
 
     def principal(self, name: str) -> Principal | None:
@@ -292,6 +296,7 @@ class UserStore:
                 cur = self._db.execute("DELETE FROM users WHERE name = ?", (name,))
             else:
                 cur = self._db.execute("DELETE FROM users WHERE name = ? AND uid = ?", (name, uid))
+            self.version += 1
         return cur.rowcount > 0
 
     def owned_count(self, principal: Principal) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ..conftest import DEMO_ROWS, copy_demo
+from tests.support import DEMO_ROWS, copy_demo
 
 CHROMIUM = "/usr/bin/chromium"
 # Flags that keep Chromium off the network (only loopback is reachable here) and work as root.

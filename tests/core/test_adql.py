@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 
 import astropy.units as u
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -16,7 +15,7 @@ from cdshealpix.nested import lonlat_to_healpix
 from jupyter_archive.core import demo
 from jupyter_archive.core.errors import ArchiveError
 from jupyter_archive.core.sql import compile_query, healpix_index, rebind
-from tests.support.sql import PHOTO, DictResolver
+from tests.support.sql import DictResolver, memory_con, photo_con
 
 INDEX = healpix_index.parse_healpix_spec(healpix_index.DEMO_PHOTOOBJ_HEALPIX)
 
@@ -27,11 +26,7 @@ def photo_index(target):
 
 @pytest.fixture
 def con():
-    c = duckdb.connect()
-    c.sql("ATTACH ':memory:' AS demo")
-    c.sql("ATTACH ':memory:' AS mydb")
-    c.sql('CREATE TABLE demo.main."PhotoObj" ("objID" BIGINT, ra DOUBLE, dec DOUBLE, type VARCHAR, state VARCHAR)')
-    c.executemany('INSERT INTO demo.main."PhotoObj" VALUES (?, ?, ?, ?, ?)', PHOTO)
+    c = photo_con()
     c.sql("CREATE TABLE demo.main.pts (id INTEGER, ra DOUBLE, dec DOUBLE)")
     yield c
     c.close()
@@ -298,9 +293,7 @@ def sky():
 
 @pytest.fixture
 def sky_con(sky):
-    c = duckdb.connect()
-    c.sql("ATTACH ':memory:' AS demo")
-    c.sql("ATTACH ':memory:' AS mydb")
+    c = memory_con()
     c.register("src", sky)
     c.sql('CREATE TABLE demo.main."PhotoObj" AS SELECT * FROM src ORDER BY "objID"')
     yield c

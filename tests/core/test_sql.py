@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import duckdb
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,7 +17,7 @@ from jupyter_archive.core.sql import (
     parse_variable,
 )
 
-from tests.support.sql import PHOTO, DictResolver
+from tests.support.sql import PHOTO, DictResolver, memory_con, photo_con
 
 PHASE_NAMES = ["SQL AST", "Variables Substituted", "Resolved", "Rewritten", "Engine SQL"]
 
@@ -27,11 +26,7 @@ SPEC = [(101, 1, 0.01), (102, 2, 0.1), (104, 4, 0.2), (105, 5, 2.1)]
 
 @pytest.fixture
 def con():
-    c = duckdb.connect()
-    c.sql("ATTACH ':memory:' AS demo")
-    c.sql("ATTACH ':memory:' AS mydb")
-    c.sql('CREATE TABLE demo.main."PhotoObj" ("objID" BIGINT, ra DOUBLE, dec DOUBLE, type VARCHAR, state VARCHAR)')
-    c.executemany("INSERT INTO demo.main.\"PhotoObj\" VALUES (?, ?, ?, ?, ?)", PHOTO)
+    c = photo_con()
     c.sql('CREATE TABLE demo.main."SpecObj" ("specObjID" BIGINT, "bestObjID" BIGINT, z DOUBLE)')
     c.executemany('INSERT INTO demo.main."SpecObj" VALUES (?, ?, ?)', SPEC)
     c.sql('CREATE TABLE mydb.main."T" (x INTEGER, s VARCHAR)')
@@ -138,9 +133,7 @@ def test_tsql_top(con, resolver):
     nested=st.booleans(),
 )
 def test_default_language_reads_top_as_limit(n, form, distinct, nested):
-    con = duckdb.connect()
-    con.sql("ATTACH ':memory:' AS demo")
-    con.sql("ATTACH ':memory:' AS mydb")
+    con = memory_con()
     con.sql('CREATE TABLE demo.main."PhotoObj" ("objID" BIGINT, type VARCHAR)')
     con.executemany('INSERT INTO demo.main."PhotoObj" VALUES (?, ?)', [(i, t) for i, t, *_ in PHOTO])
     resolver = DictResolver(con)

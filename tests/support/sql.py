@@ -1,6 +1,9 @@
-"""A small in-test resolver for the SQL pipeline's tests (no server), and the rows it is tried on."""
+"""A small in-test resolver for the SQL pipeline's tests (no server), and the in-memory databases it
+is tried on."""
 
 from __future__ import annotations
+
+import duckdb
 
 from jupyter_archive.core.errors import ArchiveError
 from jupyter_archive.core.sql import TableTarget
@@ -77,3 +80,18 @@ class DictResolver:
         ctx, name = self._split(tuple(parts_or_path))
         return self._target(ctx, name, write=True, must_exist=False)
 
+
+def memory_con() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the empty databases DictResolver's contexts name (``demo``, ``mydb``)."""
+    con = duckdb.connect()
+    con.sql("ATTACH ':memory:' AS demo")
+    con.sql("ATTACH ':memory:' AS mydb")
+    return con
+
+
+def photo_con() -> duckdb.DuckDBPyConnection:
+    """`memory_con` with PHOTO as demo's PhotoObj."""
+    con = memory_con()
+    con.sql('CREATE TABLE demo.main."PhotoObj" ("objID" BIGINT, ra DOUBLE, dec DOUBLE, type VARCHAR, state VARCHAR)')
+    con.executemany('INSERT INTO demo.main."PhotoObj" VALUES (?, ?, ?, ?, ?)', PHOTO)
+    return con

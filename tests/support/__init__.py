@@ -1,4 +1,4 @@
-"""What the tests share besides fixtures: the demo's size and copies of it, and reading a JSON reply.
+"""What the tests share besides fixtures: the demo's size and copies of it, where artifacts go, reading a JSON reply.
 
 Fixtures live in the conftest.py files (the root's for every test, a folder's for its own);
 helpers by topic live in this package's modules: ``servers`` (real server processes), ``pg``
@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 DEMO_ROWS = 20_000
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"  # what tests leave for a person to look at
 
 
 def copy_demo(demo_dir: Path, dest: Path) -> None:

@@ -11,7 +11,7 @@ command -v stilts >/dev/null 2>&1 || need+=(stilts)
 # CasJobs' application/x-dataset is checked by loading it with .NET's DataSet.ReadXml (Mono's).
 command -v mcs >/dev/null 2>&1 || need+=(mono-mcs)
 [ -e /usr/lib/mono/4.5/System.Data.dll ] || need+=(libmono-system-data4.0-cil)
-# tests/pg.py runs a real PostgreSQL server from /usr/lib/postgresql/<version>/bin.
+# tests/support/pg.py runs a real PostgreSQL server from /usr/lib/postgresql/<version>/bin.
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
 # tests/browser drives Debian's chromium with Playwright (Playwright's own browser downloads are
 # never used). No system node: the sidebar's build and its unit tests take node and npm from the

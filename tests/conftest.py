@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-pytest_plugins = ("pytest_jupyter.jupyter_server",)
+from tests.support import DEMO_ROWS, copy_demo, pg
 
-DEMO_ROWS = 20_000
+pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
 
 @pytest.fixture(scope="session")
@@ -23,24 +20,6 @@ def demo_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo-data")
     ensure_demo(root, rows=DEMO_ROWS)
     return root / "demo"
-
-
-def copy_demo(demo_dir: Path, dest: Path) -> None:
-    """Give a test its own demo archive at ``dest``, cheaply: the images are hard links (the
-    archive only reads them, and rebuilds them beside the old ones, never in place), the
-    database a real copy (tests may add tables to it)."""
-    images = demo_dir / "images"
-
-    def link_or_copy(src, dst):
-        if Path(src).is_relative_to(images):
-            try:
-                os.link(src, dst)
-                return dst
-            except OSError:  # another file system, or no hard links there
-                pass
-        return shutil.copy2(src, dst)
-
-    shutil.copytree(demo_dir, dest, copy_function=link_or_copy)
 
 
 @pytest.fixture
@@ -85,6 +64,14 @@ def demo_db(archive_data_dir):
     con.close()
 
 
+@pytest.fixture(scope="module")
+def pg_server():
+    """The URI (``postgresql://user:pw@127.0.0.1:port/db``) of a running PostgreSQL holding the
+    sample (tests/support/pg.py); each module that asks gets a server of its own."""
+    with pg.running() as uri:
+        yield uri
+
+
 @pytest.fixture
 def fetch(jp_fetch):
     """jp_fetch that never raises on HTTP errors, so tests can assert on error replies."""
@@ -110,10 +97,6 @@ def no_matplotlib(monkeypatch):
             monkeypatch.delitem(sys.modules, name)
     monkeypatch.delattr(astropy, "visualization", raising=False)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # "import matplotlib" raises ImportError
-
-
-def body_json(resp):
-    return json.loads(resp.body)
 
 
 @pytest.fixture

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import requests
 
-BIN = Path(sys.executable).parent
+from tests.support import servers
+from tests.support.servers import BIN, free_port, root_flags
+
 DATA_ROOT = Path(__file__).parent / "data"  # generated, git-ignored
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def demo_data(rows: int) -> Path:
@@ -35,28 +27,17 @@ def demo_data(rows: int) -> Path:
     return data
 
 
-class Server:
+class Server(servers.Server):
     """`jupyter archive` in a subprocess on a data dir; ``session`` is an authenticated requests session."""
 
     def __init__(self, data_dir: Path, *extra: str, token: str = "bench-token"):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        argv = [str(BIN / "jupyter"), "archive", "--no-browser", f"--port={self.port}", "--ServerApp.ip=127.0.0.1",
-                f"--IdentityProvider.token={token}", f"--ArchiveApp.data_dir={data_dir}", *extra]
-        if os.geteuid() == 0:
-            argv.append("--allow-root")
-        self.log = open(data_dir / "bench-server.log", "wb")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        port = free_port()
+        argv = [str(BIN / "jupyter"), "archive", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+                f"--IdentityProvider.token={token}", f"--ArchiveApp.data_dir={data_dir}", *extra, *root_flags()]
+        super().__init__(argv, port, token, data_dir / "bench-server.log")
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {token}"
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            try:
-                if self.session.get(self.url + "archive/api/contexts", timeout=5).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        raise RuntimeError("server did not start")
+        self.wait(timeout=300)
 
     def peak_rss_mb(self) -> float:
         """Peak resident memory of the server process so far (VmHWM)."""
@@ -70,14 +51,6 @@ class Server:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 class LeanClient:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ..conftest import DEMO_ROWS, copy_demo
+from tests.support import ARTIFACTS, DEMO_ROWS, copy_demo
 
 CHROMIUM = "/usr/bin/chromium"
 # Flags that keep Chromium off the network (only loopback is reachable here) and work as root.
@@ -28,7 +28,6 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]  # fmt: skip
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 START_TIMEOUT = 120
 
 

@@ -14,8 +14,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from ..conftest import DEMO_ROWS
-from .conftest import ARTIFACTS
+from tests.support import ARTIFACTS, DEMO_ROWS
 
 # How long to wait for things that start processes or run queries (generous: a loaded CI machine).
 SLOW = 120_000

@@ -1,0 +1,809 @@
+"""The SQL pipeline against a real in-memory DuckDB, with a small in-test resolver (no server)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jupyter_archive.core.errors import ArchiveError
+from jupyter_archive.core.languages import DEFAULT_LANGUAGE, LANGUAGES
+from jupyter_archive.core.sql import (
+    Compiled,
+    TableTarget,
+    compile_query,
+    parse_variable,
+)
+
+from tests.support.sql import PHOTO, DictResolver, memory_con, photo_con
+
+PHASE_NAMES = ["SQL AST", "Variables Substituted", "Resolved", "Rewritten", "Engine SQL"]
+
+SPEC = [(101, 1, 0.01), (102, 2, 0.1), (104, 4, 0.2), (105, 5, 2.1)]
+
+
+@pytest.fixture
+def con():
+    c = photo_con()
+    c.sql('CREATE TABLE demo.main."SpecObj" ("specObjID" BIGINT, "bestObjID" BIGINT, z DOUBLE)')
+    c.executemany('INSERT INTO demo.main."SpecObj" VALUES (?, ?, ?)', SPEC)
+    c.sql('CREATE TABLE mydb.main."T" (x INTEGER, s VARCHAR)')
+    c.sql("INSERT INTO mydb.main.\"T\" VALUES (1, 'a'), (2, 'b')")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def resolver(con):
+    return DictResolver(con)
+
+
+def run(con, compiled: Compiled):
+    """Execute every statement in order; return the rows of the last one (None for no rows)."""
+    rows = None
+    for st in compiled.statements:
+        rel = con.sql(st.sql, params=st.params or None)
+        rows = rel.fetchall() if rel is not None else None
+    return rows
+
+
+def q(con, resolver, text, language="sql", **kw):
+    return run(con, compile_query(text, language, resolver, **kw))
+
+
+def error(text, language, resolver, **kw) -> ArchiveError:
+    with pytest.raises(ArchiveError) as info:
+        compile_query(text, language, resolver, **kw)
+    return info.value
+
+
+def mydb_tables(con):
+    return {r[0] for r in con.sql("SELECT table_name FROM duckdb_tables() WHERE database_name = 'mydb'").fetchall()}
+
+
+# --- each language's basic select -------------------------------------------------------------
+
+
+def test_languages():
+    assert LANGUAGES == ("sql", "tsql", "sql2", "mysql", "adql")
+
+
+@pytest.mark.parametrize(
+    "language,text",
+    [
+        ("sql", "SELECT objID FROM PhotoObj WHERE ra > 25 ORDER BY objID"),
+        ("sql", "FROM photoobj SELECT objid WHERE ra > 25 ORDER BY 1"),
+        ("tsql", "SELECT [objID] FROM [DEMO].[dbo].[PhotoObj] WHERE [ra] > 25 ORDER BY [objID]"),
+        ("tsql", "SELECT p.objID FROM DEMO..PhotoObj AS p WHERE p.ra > 25 ORDER BY p.objID"),
+        ("mysql", "SELECT `objID` FROM `DEMO`.`PhotoObj` WHERE ra > 25 ORDER BY `objID`"),
+        ("sql2", "SELECT objID FROM `/demo/PhotoObj` WHERE ra > 25 ORDER BY objID"),
+    ],
+)
+def test_basic_select(con, resolver, language, text):
+    compiled = compile_query(text, language, resolver)
+    assert [s.kind for s in compiled.statements] == ["read"]
+    st = compiled.statements[0]
+    assert '"demo"."main"."PhotoObj"' in st.sql
+    assert st.tables == [TableTarget("demo", "main", "PhotoObj", "DEMO", False)]
+    assert run(con, compiled) == [(3,), (4,), (5,), (6,)]
+
+
+def test_join_and_column_qualifiers(con, resolver):
+    rows = q(
+        con,
+        resolver,
+        "SELECT dbo.PhotoObj.objID, s.z FROM dbo.PhotoObj JOIN DEMO.dbo.SpecObj s "
+        "ON s.bestObjID = dbo.PhotoObj.objID WHERE DEMO.dbo.PhotoObj.type = 'GALAXY' ORDER BY 1",
+        "tsql",
+    )
+    assert rows == [(2, 0.1), (4, 0.2)]
+
+
+def test_table_names_case_insensitive_and_quoted(con, resolver):
+    compiled = compile_query("select OBJID from photoOBJ p where p.RA < 15", "sql", resolver)
+    assert '"demo"."main"."PhotoObj"' in compiled.statements[0].sql
+    assert run(con, compiled) == [(1,)]
+
+
+def test_table_functions_allowed(con, resolver):
+    assert q(con, resolver, "SELECT count(*) FROM range(10)") == [(10,)]
+    assert q(con, resolver, "SELECT * FROM generate_series(1, 3)") == [(1,), (2,), (3,)]
+    assert q(con, resolver, "SELECT * FROM unnest([4, 5])") == [(4,), (5,)]
+
+
+# --- T-SQL ------------------------------------------------------------------------------------
+
+
+def test_tsql_top(con, resolver):
+    compiled = compile_query("SELECT TOP 2 objID FROM PhotoObj ORDER BY objID DESC", "tsql", resolver)
+    assert "LIMIT 2" in compiled.statements[0].sql
+    assert run(con, compiled) == [(6,), (5,)]
+
+
+# --- TOP n in the default language (DuckDB's SQL has no TOP of its own) ---------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(0, 8),
+    form=st.sampled_from(["TOP {n}", "top {n}", "TOP ({n})", "TOP (:n)"]),
+    distinct=st.booleans(),
+    nested=st.booleans(),
+)
+def test_default_language_reads_top_as_limit(n, form, distinct, nested):
+    con = memory_con()
+    con.sql('CREATE TABLE demo.main."PhotoObj" ("objID" BIGINT, type VARCHAR)')
+    con.executemany('INSERT INTO demo.main."PhotoObj" VALUES (?, ?)', [(i, t) for i, t, *_ in PHOTO])
+    resolver = DictResolver(con)
+    column = "type" if distinct else '"objID"'
+    select = f"SELECT {'DISTINCT ' if distinct else ''}{form.format(n=n)} {column} FROM PhotoObj ORDER BY {column}"
+    text = f"SELECT * FROM ({select}) AS t ORDER BY 1" if nested else select
+    got = q(con, resolver, text, DEFAULT_LANGUAGE, params={"n": n})
+    want = con.sql(f"SELECT {'DISTINCT ' if distinct else ''}{column} FROM demo.PhotoObj ORDER BY 1 LIMIT {n}").fetchall()
+    assert got == want
+    assert got == q(con, resolver, text.replace(":n", "@n"), "tsql", params={"n": n})  # as CasJobs reads it
+
+
+@pytest.mark.parametrize(
+    "text, rows",
+    [
+        ("SELECT top FROM Boxes ORDER BY top", [(1,), (2,)]),
+        ("SELECT top, bottom FROM Boxes ORDER BY 1", [(1, 5), (2, 6)]),
+        ("SELECT top + 1 AS t FROM Boxes ORDER BY 1", [(2,), (3,)]),
+        ("SELECT b.top FROM Boxes AS b ORDER BY 1", [(1,), (2,)]),
+        ("SELECT DISTINCT top FROM Boxes ORDER BY 1", [(1,), (2,)]),
+        ("SELECT TOP 1 top FROM Boxes ORDER BY top DESC", [(2,)]),
+        ('SELECT "top" FROM Boxes WHERE top > 1', [(2,)]),
+    ],
+)
+def test_default_language_keeps_columns_named_top(con, resolver, text, rows):
+    con.sql('CREATE TABLE demo.main."Boxes" ("top" INTEGER, bottom INTEGER)')
+    con.sql('INSERT INTO demo.main."Boxes" VALUES (1, 5), (2, 6)')
+    assert q(con, resolver, text, DEFAULT_LANGUAGE) == rows
+
+
+def test_default_language_refuses_top_percent_by_name(resolver):
+    err = error("SELECT TOP 10 PERCENT objID FROM PhotoObj", DEFAULT_LANGUAGE, resolver)
+    assert err.code == "unsupported" and "PERCENT" in err.message
+
+
+@pytest.mark.parametrize("into", ["mydb.Stars", "MyDB.dbo.Stars", "[mydb].[Stars]"])
+def test_tsql_select_into(con, resolver, into):
+    text = f"SELECT objID, ra INTO {into} FROM PhotoObj WHERE type = 'STAR'"
+    compiled = compile_query(text, "tsql", resolver)
+    st = compiled.statements[0]
+    assert st.kind == "write"
+    assert st.into == TableTarget("mydb", "main", "Stars", "MyDB", True)
+    assert st.sql.startswith('CREATE TABLE "mydb"."main"."Stars" AS SELECT')
+    assert st.tables == [TableTarget("demo", "main", "PhotoObj", "DEMO", False)]
+    assert "INTO" not in compiled.modified_query.upper().split("/*")[0]
+    assert compiled.modified_query.endswith("/*CASJOBS_INTO_TABLE:MyDB.Stars*/")
+    run(con, compiled)
+    assert "Stars" in mydb_tables(con)
+    assert con.sql('SELECT * FROM mydb.main."Stars" ORDER BY 1').fetchall() == [(1, 10.0), (3, 30.0), (6, 60.0)]
+
+
+def test_tsql_select_into_bare_name_in_mydb_context(con):
+    resolver = DictResolver(con, default="MyDB")
+    compiled = compile_query("SELECT TOP 1 objID INTO Top1 FROM DEMO..PhotoObj ORDER BY objID", "tsql", resolver)
+    assert compiled.statements[0].into.catalog == "mydb"
+    run(con, compiled)
+    assert con.sql('SELECT * FROM mydb.main."Top1"').fetchall() == [(1,)]
+
+
+def test_tsql_batch_with_go_semicolons_and_no_separator(con, resolver):
+    text = (
+        "SELECT objID INTO mydb.Gal FROM PhotoObj WHERE type = 'GALAXY'\n"
+        "GO\n"
+        "INSERT INTO mydb.Gal SELECT 99; SELECT count(*) AS n FROM mydb.Gal\n"
+        "SELECT max(objID) FROM mydb.Gal\n"
+        "go\n"
+    )
+    compiled = compile_query(text, "tsql", resolver)
+    assert [s.kind for s in compiled.statements] == ["write", "write", "read", "read"]
+    assert compiled.statements[1].source == "INSERT INTO mydb.Gal SELECT 99"
+    assert compiled.statements[2].source == "SELECT count(*) AS n FROM mydb.Gal"
+    assert compiled.statements[2].tables == [TableTarget("mydb", "main", "Gal", "MyDB", True)]
+    assert run(con, compiled) == [(99,)]
+    assert con.sql('SELECT count(*) FROM mydb.main."Gal"').fetchall() == [(3,)]
+
+
+def test_go_inside_string_or_comment_does_not_split(resolver):
+    compiled = compile_query("SELECT 'a\nGO\nb' AS s /*\nGO\n*/ FROM PhotoObj", "tsql", resolver)
+    assert len(compiled.statements) == 1
+
+
+def test_tsql_temp_tables_refused(resolver):
+    err = error("SELECT objID INTO #tmp FROM PhotoObj", "tsql", resolver)
+    assert err.code == "unsupported" and "temporary" in err.message
+
+
+# --- SQL² -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path,base",
+    [
+        ("`PhotoObj`", "/demo/"),
+        ("`photoobj`", "/demo"),
+        ("`./PhotoObj`", "/demo/"),
+        ("`/demo/PhotoObj`", None),
+        ("`/demo/PhotoObj`", "/mydb/"),
+        ("`../demo/PhotoObj`", "/mydb/"),
+        ("`demo/PhotoObj`", "/"),
+        ("`/mydb/../demo/PhotoObj`", None),
+    ],
+)
+def test_sql2_paths(con, resolver, path, base):
+    compiled = compile_query(f"SELECT count(*) FROM {path}", "sql2", resolver, base_path=base)
+    assert compiled.statements[0].tables == [TableTarget("demo", "main", "PhotoObj", "DEMO", False)]
+    assert run(con, compiled) == [(6,)]
+
+
+def test_sql2_relative_path_into_mydb(con, resolver):
+    rows = q(con, resolver, "SELECT t.s FROM `../mydb/T` AS t ORDER BY t.x", "sql2", base_path="/demo/")
+    assert rows == [("a",), ("b",)]
+
+
+def test_sql2_path_escaping_root(resolver):
+    err = error("SELECT * FROM `../../x/T`", "sql2", resolver, base_path="/demo/")
+    assert err.status == 400 and "escapes the root" in err.message
+    assert err.details["phases"][-1]["name"] == "Resolved"
+
+
+def test_sql2_strings_and_limit_offset(con, resolver):
+    text = "SELECT objID FROM `/demo/PhotoObj` WHERE state = \"CO\" OR state = 'TX' ORDER BY objID LIMIT 2 OFFSET 1"
+    assert q(con, resolver, text, "sql2") == [(3,), (5,)]
+
+
+def test_sql2_concat_is_string_concatenation(con, resolver):
+    assert q(con, resolver, "SELECT type || '/' || state FROM `/demo/PhotoObj` WHERE objID = 1", "sql2") == [
+        ("STAR/CO",)
+    ]
+
+
+@pytest.mark.parametrize("op", ["[*]", "{*}", "[_]", "{_}", "??", "~~"])
+def test_sql2_quasar_operators_refused(resolver, op):
+    text = f"SELECT a{op} FROM `/demo/PhotoObj`" if op not in ("??", "~~") else f"SELECT a {op} b FROM `/demo/PhotoObj`"
+    err = error(text, "sql2", resolver)
+    assert err.code == "unsupported" and err.status == 400
+    assert op in err.message
+    assert err.details["phases"][-1]["name"] == "SQL AST"
+
+
+def test_sql2_operator_inside_string_is_fine(con, resolver):
+    assert q(con, resolver, "SELECT '[*]' FROM `/demo/PhotoObj` LIMIT 1", "sql2") == [("[*]",)]
+
+
+def test_sql2_writes(con, resolver):
+    q(con, resolver, 'INSERT INTO `/mydb/T` VALUES (3, "c")', "sql2")
+    q(con, resolver, "DELETE FROM `T` WHERE x = 1", "sql2", base_path="/mydb/")
+    assert con.sql('SELECT * FROM mydb.main."T" ORDER BY x').fetchall() == [(2, "b"), (3, "c")]
+    err = error("DELETE FROM `PhotoObj`", "sql2", resolver, base_path="/demo/")
+    assert err.status == 403
+    err = error("UPDATE `/mydb/T` SET x = 1", "sql2", resolver)
+    assert err.code == "unsupported" and "UPDATE" in err.message
+
+
+# --- variables and parameters -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw,value",
+    [
+        ("123", 123),
+        ("-7", -7),
+        ("-1.5e3", -1500.0),
+        ("2.5", 2.5),
+        ("'CO'", "CO"),
+        ('"CO"', "CO"),
+        ("'it''s'", "it's"),
+        ("DATE '2015-07-06'", dt.date(2015, 7, 6)),
+        ('DATE("2015-07-06")', dt.date(2015, 7, 6)),
+        ("TIMESTAMP '2015-07-06T10:11:12'", dt.datetime(2015, 7, 6, 10, 11, 12)),
+        ("TIME '10:11'", dt.time(10, 11)),
+        ("true", True),
+        ("FALSE", False),
+        ("null", None),
+    ],
+)
+def test_parse_variable(raw, value):
+    got = parse_variable("v", raw)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "18; DROP TABLE x",
+        "0 OR 1=1",
+        "1 + 1",
+        "ra",
+        "upper('x')",
+        "DATE '2015-13-45'",
+        "'a' 'b'",
+        "'unterminated",
+        "",
+        "(1)",
+    ],
+)
+def test_parse_variable_malformed(raw):
+    with pytest.raises(ArchiveError) as info:
+        parse_variable("cut", raw)
+    err = info.value
+    assert err.code == "malformed_variable" and err.status == 400
+    assert err.details == {"varName": "cut", "varValue": raw}
+
+
+@pytest.mark.parametrize(
+    "variables,expected",
+    [
+        ({"cut": "25", "state": "'CO'"}, [(3,), (5,)]),
+        ({"cut": "25", "state": '"CO"'}, [(3,), (5,)]),
+        ({"cut": "2.5e1", "state": "'NY'"}, [(4,)]),
+    ],
+)
+def test_sql2_variables_bound_as_parameters(con, resolver, variables, expected):
+    text = "SELECT objID FROM `/demo/PhotoObj` WHERE ra > :cut AND state = :state ORDER BY objID"
+    compiled = compile_query(text, "sql2", resolver, variables=variables)
+    st = compiled.statements[0]
+    assert "$p1" in st.sql and "$p2" in st.sql
+    assert "CO" not in st.sql and "25" not in st.sql and "NY" not in st.sql
+    assert set(st.params) == {"p1", "p2"}
+    assert run(con, compiled) == expected
+    detail = compiled.phases[1].detail
+    assert "cut" in detail and "state" in detail and "str" in detail
+    assert "CO" not in detail  # types, never values
+
+
+def test_backticked_variable_name_and_reuse(con, resolver):
+    text = "SELECT objID FROM `/demo/PhotoObj` WHERE ra > :`min ra` AND ra < :`min ra` + 15 ORDER BY 1"
+    compiled = compile_query(text, "sql2", resolver, variables={"min ra": "15"})
+    assert compiled.statements[0].params == {"p1": 15}
+    assert run(con, compiled) == [(2,)]
+
+
+def test_date_variable(con, resolver):
+    compiled = compile_query(
+        "SELECT :d + 1 AS next FROM `/demo/PhotoObj` LIMIT 1", "sql2", resolver, variables={"d": "DATE '2015-07-06'"}
+    )
+    assert compiled.statements[0].params == {"p1": dt.date(2015, 7, 6)}
+    assert run(con, compiled) == [(dt.date(2015, 7, 7),)]
+
+
+def test_unbound_variable(resolver):
+    err = error("SELECT * FROM `/demo/PhotoObj` WHERE ra > :cut", "sql2", resolver, variables={"other": "1"})
+    assert err.code == "unbound_variable" and err.status == 400
+    assert err.message == "Unbound variable: cut"
+    assert err.details["varName"] == "cut"
+    assert [p["name"] for p in err.details["phases"]] == ["SQL AST", "Variables Substituted"]
+    assert "error" in err.details["phases"][-1]
+
+
+def test_malformed_variable_in_query(resolver):
+    text = "SELECT * FROM `/demo/PhotoObj` WHERE ra > :cut"
+    err = error(text, "sql2", resolver, variables={"cut": "18; DROP TABLE x"})
+    assert err.code == "malformed_variable"
+    assert err.details["varName"] == "cut" and err.details["varValue"] == "18; DROP TABLE x"
+
+
+@pytest.mark.parametrize("raw", ["18; DROP TABLE T", "0 OR 1=1", "'CO' OR 1=1", "1); DELETE FROM mydb.T; --"])
+def test_injection_attempts_refused(con, resolver, raw):
+    err = error("SELECT objID FROM `/demo/PhotoObj` WHERE objID = :id", "sql2", resolver, variables={"id": raw})
+    assert err.code == "malformed_variable"
+    assert con.sql('SELECT count(*) FROM mydb.main."T"').fetchall() == [(2,)]
+
+
+def test_injection_string_is_one_value(con, resolver):
+    raw = "'a'' OR ''1''=''1'"
+    text = "SELECT objID FROM `/demo/PhotoObj` WHERE state = :s"
+    compiled = compile_query(text, "sql2", resolver, variables={"s": raw})
+    st = compiled.statements[0]
+    assert st.params == {"p1": "a' OR '1'='1"}
+    # the query text is exactly what it is for a harmless value
+    harmless = compile_query(text, "sql2", resolver, variables={"s": "'CO'"}).statements[0]
+    assert st.sql == harmless.sql
+    assert run(con, compiled) == []
+    assert run(con, compile_query(text, "sql2", resolver, variables={"s": "'CO'"})) == [(1,), (3,), (5,)]
+
+
+def test_native_params(con, resolver):
+    for text in (
+        "SELECT objID FROM PhotoObj WHERE state = $s AND ra < :maxra ORDER BY 1",
+        "SELECT objID FROM PhotoObj WHERE state = :s AND ra < $maxra ORDER BY 1",
+    ):
+        compiled = compile_query(text, "sql", resolver, params={"s": "CO", "maxra": 40})
+        assert compiled.statements[0].params == {"p1": "CO", "p2": 40}
+        assert run(con, compiled) == [(1,), (3,)]
+    assert q(con, resolver, "SELECT TOP (@n) objID FROM PhotoObj ORDER BY objID", "tsql", params={"n": 2}) == [
+        (1,),
+        (2,),
+    ]
+    assert q(con, resolver, "SELECT objID FROM PhotoObj WHERE state = :s", "mysql", params={"s": "NY"}) == [(4,)]
+
+
+def test_param_injection_is_a_value(con, resolver):
+    text = "SELECT objID FROM PhotoObj WHERE state = $s"
+    compiled = compile_query(text, "sql", resolver, params={"s": "x' OR 1=1 --"})
+    assert "OR 1=1" not in compiled.statements[0].sql
+    assert run(con, compiled) == []
+
+
+def test_variable_as_table_refused(resolver):
+    err = error("SELECT * FROM :tbl", "sql2", resolver, variables={"tbl": "'PhotoObj'"})
+    assert err.status == 400 and "table" in err.message
+    err = error("SELECT * FROM $tbl", "sql", resolver, params={"tbl": "PhotoObj"})
+    assert err.status == 400 and "table" in err.message
+
+
+def test_positional_parameters_refused(resolver):
+    err = error("SELECT * FROM PhotoObj WHERE ra > ?", "sql", resolver, params={"1": 1})
+    assert err.code == "bad_request"
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def test_syntax_error_position(resolver):
+    err = error("SELECT *\nFROM PhotoObj\nWHERE ra >", "sql", resolver)
+    assert err.code == "syntax_error" and err.status == 400
+    assert err.position is not None and err.position[0] == 3
+    assert err.message.startswith(f"syntax error at line {err.position[0]}, column {err.position[1]}:")
+    assert err.details["phases"] == [{"name": "SQL AST", "error": err.message}]
+
+
+def test_syntax_error_position_in_later_statement(resolver):
+    err = error("SELECT 1;\n  SELECT objID FROM PhotoObj WHERE WHERE", "sql", resolver)
+    assert err.code == "syntax_error"
+    assert err.position == (2, 36)  # the second WHERE
+
+
+def test_unterminated_string_position(resolver):
+    err = error("SELECT 1;\nSELECT 'abc", "sql", resolver)
+    assert err.code == "syntax_error" and err.position == (2, 8)
+
+
+def test_unknown_table_names_the_table(resolver):
+    err = error("SELECT * FROM PhotoObj JOIN NoSuchTable ON 1=1", "sql", resolver)
+    assert err.code == "unknown_table" and "NoSuchTable" in err.message
+    assert err.position == (1, 29)
+    assert [p["name"] for p in err.details["phases"]] == ["SQL AST", "Variables Substituted", "Resolved"]
+    assert err.details["phases"][-1]["error"] == err.message
+
+
+def test_unknown_language(resolver):
+    err = error("SELECT 1", "cobol", resolver)
+    assert err.code == "bad_request" and "cobol" in err.message
+
+
+def test_empty_query(resolver):
+    err = error("  -- nothing\n ; ", "sql", resolver)
+    assert err.code == "bad_request"
+
+
+# --- check: writes and refused statements -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "language,text",
+    [
+        ("sql", "INSERT INTO PhotoObj VALUES (7, 1, 1, 'STAR', 'CO')"),
+        ("sql", "UPDATE PhotoObj SET ra = 0"),
+        ("sql", "DELETE FROM DEMO.PhotoObj"),
+        ("sql", "DROP TABLE PhotoObj"),
+        ("sql", "ALTER TABLE PhotoObj ADD COLUMN c INT"),
+        ("sql", "TRUNCATE PhotoObj"),
+        ("sql", "CREATE TABLE DEMO.X (a INT)"),
+        ("sql", "CREATE TABLE X AS SELECT 1"),
+        ("sql", "CREATE VIEW DEMO.V AS SELECT 1"),
+        ("tsql", "SELECT objID INTO DEMO..X FROM PhotoObj"),
+        ("tsql", "SELECT objID INTO X FROM PhotoObj"),
+    ],
+)
+def test_write_into_demo_refused(con, resolver, language, text):
+    err = error(text, language, resolver)
+    assert err.code == "permission" and err.status == 403
+    assert err.details["phases"][-1]["name"] == "Resolved"
+    assert con.sql('SELECT count(*) FROM demo.main."PhotoObj"').fetchall() == [(6,)]
+
+
+def test_read_only_message_suggests_mydb(resolver):
+    err = error("SELECT objID INTO X FROM PhotoObj", "tsql", resolver)
+    assert "read-only" in err.message and "mydb.X" in err.message
+
+
+def test_writes_in_mydb(con, resolver):
+    compiled = compile_query(
+        "CREATE TABLE mydb.U (a INTEGER, b VARCHAR);"
+        "INSERT INTO mydb.U SELECT objID, state FROM PhotoObj WHERE type = 'STAR';"
+        "UPDATE mydb.U SET b = lower(b) WHERE a = 1;"
+        "DELETE FROM mydb.U WHERE a = 6;"
+        "ALTER TABLE mydb.U ADD COLUMN c DOUBLE;"
+        "CREATE VIEW mydb.UV AS SELECT a FROM mydb.U;"
+        "CREATE TABLE mydb.W AS SELECT * FROM mydb.UV;"
+        "DROP TABLE mydb.T;"
+        "DROP TABLE IF EXISTS mydb.NotThere;"
+        "SELECT * FROM mydb.U ORDER BY a",
+        "sql",
+        resolver,
+    )
+    kinds = [s.kind for s in compiled.statements]
+    assert kinds == ["ddl", "write", "write", "write", "ddl", "ddl", "write", "ddl", "ddl", "read"]
+    assert compiled.statements[1].into == TableTarget("mydb", "main", "U", "MyDB", True)
+    assert compiled.statements[1].tables == [TableTarget("demo", "main", "PhotoObj", "DEMO", False)]
+    assert run(con, compiled) == [(1, "co", None), (3, "CO", None)]
+    assert mydb_tables(con) == {"U", "W"}
+    q(con, resolver, "ALTER TABLE mydb.U RENAME TO U2; TRUNCATE mydb.U2", "sql")
+    assert mydb_tables(con) == {"U2", "W"}
+    assert con.sql('SELECT count(*) FROM mydb.main."U2"').fetchall() == [(0,)]
+
+
+REFUSED = [
+    "ATTACH 'evil.db' AS evil",
+    "ATTACH DATABASE ':memory:' AS x",
+    "DETACH demo",
+    "COPY PhotoObj TO '/tmp/out.csv'",
+    "COPY (SELECT 1) TO '/tmp/out.csv'",
+    "EXPORT DATABASE '/tmp/x'",
+    "IMPORT DATABASE '/tmp/x'",
+    "PRAGMA database_list",
+    "SET enable_external_access = true",
+    "RESET threads",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "FORCE INSTALL httpfs",
+    "USE demo",
+    "CALL pragma_version()",
+    "CHECKPOINT",
+    "VACUUM",
+    "BEGIN TRANSACTION",
+    "COMMIT",
+    "CREATE SECRET s (TYPE s3)",
+    "CREATE MACRO m(a) AS a + 1",
+    "CREATE FUNCTION f(a) AS a + 1",
+    "CREATE SCHEMA mydb.s",
+    "CREATE SEQUENCE mydb.seq",
+    "CREATE TYPE mood AS ENUM ('a')",
+    "DESCRIBE PhotoObj",
+    "SHOW TABLES",
+    "EXPLAIN SELECT 1",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_text('/etc/passwd')",
+    "SELECT * FROM read_parquet('x.parquet')",
+    "SELECT * FROM read_json_auto('x.json')",
+    "SELECT * FROM 'x.csv'",
+    "SELECT * FROM PhotoObj JOIN 'x.parquet' ON true",
+    "SELECT * FROM glob('/etc/*')",
+    "SELECT * FROM query_table('PhotoObj')",
+    "SELECT * FROM query('SELECT 1')",
+    "SELECT * FROM duckdb_settings()",
+    "SELECT * FROM pragma_table_info('PhotoObj')",
+    "SELECT * FROM sniff_csv('x.csv')",
+    "SELECT getenv('HOME')",
+    "SELECT current_setting('home_directory')",
+    "SELECT (SELECT count(*) FROM read_csv('/etc/passwd'))",
+    "WITH x AS (SELECT * FROM read_blob('/etc/passwd')) SELECT * FROM x",
+    "CREATE TABLE mydb.P AS SELECT * FROM read_csv('/etc/passwd')",
+    "INSERT INTO mydb.T SELECT * FROM read_csv('/etc/passwd')",
+]
+
+
+@pytest.mark.parametrize("text", REFUSED)
+def test_refused_statements(con, resolver, text):
+    err = error(text, "sql", resolver)
+    assert (err.code, err.status) in (("permission", 403), ("unsupported", 400))
+    assert err.details["phases"][-1]["name"] == "SQL AST"
+    assert err.details["phases"][-1]["error"] == err.message
+    if "read_" in text or "'x." in text or "glob" in text:
+        assert err.status == 403 and "reading files is not allowed in queries" in err.message
+    assert mydb_tables(con) == {"T"}
+
+
+@pytest.mark.parametrize(
+    "text,word",
+    [
+        ("ATTACH 'x' AS y", "ATTACH"),
+        ("COPY PhotoObj TO 'x.csv'", "COPY"),
+        ("PRAGMA version", "PRAGMA"),
+        ("SET threads = 1", "SET"),
+        ("INSTALL httpfs", "INSTALL"),
+        ("CREATE SECRET s (TYPE s3)", "CREATE SECRET"),
+        ("SELECT * FROM query_table('PhotoObj')", "query_table"),
+    ],
+)
+def test_refusal_names_the_statement(resolver, text, word):
+    assert word in error(text, "sql", resolver).message
+
+
+@pytest.mark.parametrize("language", ["tsql", "mysql"])
+def test_refused_in_other_languages(resolver, language):
+    for text in ("DECLARE @x INT", "EXEC sp_who", "SELECT * FROM OPENROWSET('x')", "SET @x = 1", "SHOW TABLES"):
+        if language == "mysql" and text.startswith(("DECLARE", "EXEC", "SELECT * FROM OPENROWSET")):
+            continue
+        err = error(text, language, resolver)
+        assert err.status in (400, 403) and err.code in ("permission", "unsupported")
+
+
+def test_refusal_after_harmless_statement_in_tsql_batch(con, resolver):
+    err = error("SELECT 1\nATTACH 'x.db' AS x", "tsql", resolver)
+    assert err.status == 403 and "ATTACH" in err.message and err.position == (2, 1)
+
+
+# --- table references -------------------------------------------------------------------------
+
+
+def test_cte_names_not_resolved(con, resolver):
+    # A CTE may shadow a real table name; it must not be sent to the resolver.
+    assert q(con, resolver, "WITH PhotoObj AS (SELECT 42 AS x) SELECT x FROM PhotoObj") == [(42,)]
+    text = (
+        "WITH stars AS (SELECT objID FROM PhotoObj WHERE type = 'STAR'), "
+        "pairs AS (SELECT s.objID FROM stars s JOIN (WITH inner_ AS (SELECT * FROM SpecObj) SELECT * FROM inner_) sp "
+        "ON sp.bestObjID = s.objID) "
+        "SELECT count(*) FROM pairs WHERE objID IN (SELECT objID FROM stars)"
+    )
+    compiled = compile_query(text, "sql", resolver)
+    assert {t.name for t in compiled.statements[0].tables} == {"PhotoObj", "SpecObj"}
+    assert run(con, compiled) == [(1,)]
+
+
+def test_recursive_cte(con, resolver):
+    text = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4) SELECT sum(i) FROM n"
+    assert q(con, resolver, text) == [(10,)]
+
+
+def test_cte_not_visible_outside_its_scope(resolver):
+    # "x" is a CTE only inside the subquery; the outer reference is a (missing) table.
+    err = error("SELECT * FROM (WITH x AS (SELECT 1) SELECT * FROM x) a, x", "sql", resolver)
+    assert err.code == "unknown_table" and "'x'" in err.message
+
+
+def test_lateral_and_subqueries(con, resolver):
+    text = (
+        "SELECT p.objID, l.z FROM PhotoObj p, "
+        "LATERAL (SELECT z FROM SpecObj s WHERE s.bestObjID = p.objID) l "
+        "WHERE p.objID IN (SELECT bestObjID FROM SpecObj) ORDER BY 1"
+    )
+    assert q(con, resolver, text) == [(1, 0.01), (2, 0.1), (4, 0.2), (5, 2.1)]
+
+
+def test_set_operations(con, resolver):
+    text = "SELECT objID FROM PhotoObj WHERE objID < 3 UNION ALL SELECT bestObjID FROM SpecObj ORDER BY 1"
+    assert q(con, resolver, text) == [(1,), (1,), (2,), (2,), (4,), (5,)]
+    assert q(con, resolver, "VALUES (1), (2)") == [(1,), (2,)]
+
+
+# --- limits -----------------------------------------------------------------------------------
+
+
+def test_offset_limit(con, resolver):
+    compiled = compile_query("SELECT objID FROM PhotoObj ORDER BY objID", "sql", resolver, offset=1, limit=2)
+    assert run(con, compiled) == [(2,), (3,)]
+    # a query that already limits is wrapped
+    compiled = compile_query(
+        "SELECT objID FROM `/demo/PhotoObj` ORDER BY objID LIMIT 4", "sql2", resolver, offset=3, limit=5
+    )
+    assert "AS \"_q\"" in compiled.statements[0].sql
+    assert run(con, compiled) == [(4,)]
+
+
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        ({"offset": -1}, "invalid offset: -1 (must be >= 0)"),
+        ({"limit": 0}, "invalid limit: 0 (must be >= 1)"),
+        ({"limit": "ten"}, "invalid limit: 'ten' (must be an integer >= 1)"),
+    ],
+)
+def test_offset_limit_validation(resolver, kw, message):
+    err = error("SELECT 1", "sql", resolver, **kw)
+    assert err.code == "bad_request" and err.message == message
+
+
+def test_row_limit_adds_one(con, resolver):
+    compiled = compile_query("SELECT objID FROM PhotoObj ORDER BY objID", "sql", resolver, row_limit=3)
+    assert len(run(con, compiled)) == 4
+    compiled = compile_query("SELECT TOP 5 objID FROM PhotoObj ORDER BY objID", "tsql", resolver, row_limit=2)
+    assert run(con, compiled) == [(1,), (2,), (3,)]
+    compiled = compile_query("SELECT objID FROM PhotoObj WHERE objID = 1", "sql", resolver, row_limit=3)
+    assert run(con, compiled) == [(1,)]
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "wrapped"),
+    [
+        ("SELECT TOP 3 objID FROM PhotoObj ORDER BY objID", "tsql", False),  # its own limit is tighter
+        ("SELECT objID FROM PhotoObj ORDER BY objID LIMIT 4 OFFSET 1", "sql", False),
+        ("SELECT objID FROM PhotoObj ORDER BY objID LIMIT 5", "sql", True),  # more than the row limit + 1
+        ("SELECT objID FROM PhotoObj ORDER BY objID LIMIT $n", "sql", True),
+    ],
+)
+def test_row_limit_wraps_only_a_query_that_could_return_more(con, resolver, text, language, wrapped):
+    compiled = compile_query(text, language, resolver, row_limit=3, params={"n": 9} if "$n" in text else None)
+    assert ('AS "_q"' in compiled.statements[0].sql) is wrapped
+    rows = run(con, compiled)
+    assert 1 <= len(rows) <= 4 and rows == sorted(rows)
+
+
+def test_row_limit_only_on_last_read(con, resolver):
+    compiled = compile_query(
+        "SELECT * FROM PhotoObj; CREATE TABLE mydb.All_ AS SELECT * FROM PhotoObj; SELECT objID FROM mydb.All_",
+        "sql",
+        resolver,
+        row_limit=1,
+    )
+    sts = compiled.statements
+    assert "LIMIT" not in sts[0].sql and "LIMIT" not in sts[1].sql and "LIMIT 2" in sts[2].sql
+    assert len(run(con, compiled)) == 2
+    assert con.sql('SELECT count(*) FROM mydb.main."All_"').fetchall() == [(6,)]
+
+
+# --- phases -----------------------------------------------------------------------------------
+
+
+def test_phases_present_and_named(resolver):
+    compiled = compile_query(
+        "SELECT TOP 2 p.objID INTO mydb.X FROM PhotoObj p WHERE p.ra > :cut", "tsql", resolver, params={"cut": 1}
+    )
+    phases = [p.to_json() for p in compiled.phases]
+    assert [p["name"] for p in phases] == PHASE_NAMES
+    assert not any("error" in p for p in phases)
+    ast = phases[0]["tree"]
+    assert ast["type"] == "AST/Select"
+    labels = []
+
+    def walk(node):
+        assert set(node) <= {"type", "label", "children"} and node["type"].startswith("AST/")
+        labels.append(node["label"])
+        for child in node.get("children", []):
+            walk(child)
+
+    walk(ast)
+    assert "p.objID" in labels
+    assert "$p1" in phases[1]["detail"] and "int" in phases[1]["detail"]
+    assert "PhotoObj -> DEMO: demo.main.PhotoObj" in phases[2]["detail"]
+    assert "mydb.X -> MyDB: mydb.main.X" in phases[2]["detail"]
+    assert phases[3]["tree"]["type"] == "AST/Create"
+    assert phases[4]["detail"] == compiled.statements[0].sql
+
+
+def test_batch_phase_tree(resolver):
+    compiled = compile_query("SELECT 1; SELECT 2", "sql", resolver)
+    tree = compiled.phases[0].to_json()["tree"]
+    assert tree["type"] == "AST/Batch" and len(tree["children"]) == 2
+    assert compiled.phases[4].detail.count(";") == 1
+
+
+def test_go_after_semicolon_on_same_line(resolver):
+    compiled = compile_query("SELECT 1; GO\nSELECT 2;\nGO", "tsql", resolver)
+    assert [st.source for st in compiled.statements] == ["SELECT 1", "SELECT 2"]
+
+
+def test_check_error_keeps_the_ast_tree(resolver):
+    err = error("SELECT getenv('HOME') FROM PhotoObj", "sql", resolver)
+    phase = err.details["phases"][-1]
+    assert phase["name"] == "SQL AST" and phase["tree"]["type"] == "AST/Select"
+    assert err.position == (1, 8)
+
+
+def test_modified_query_keeps_variables_and_names_as_written(resolver):
+    compiled = compile_query(
+        "SELECT objID FROM `PhotoObj` WHERE ra > :cut", "sql2", resolver, base_path="/demo", variables={"cut": "1"}
+    )
+    assert compiled.modified_query == "SELECT objID FROM `PhotoObj` WHERE ra > :cut"
+    assert compiled.language == "sql2"
+
+
+def test_rename_then_use_in_same_batch(con, resolver):
+    q(con, resolver, "ALTER TABLE mydb.T RENAME TO T9; INSERT INTO mydb.T9 VALUES (3, 'c')")
+    assert con.sql('SELECT count(*) FROM mydb.main."T9"').fetchall() == [(3,)]
+
+
+def test_numpy_and_other_param_values(con, resolver):
+    np = pytest.importorskip("numpy")
+    rows = q(con, resolver, "SELECT objID FROM PhotoObj WHERE objID = $id", params={"id": np.int64(4)})
+    assert rows == [(4,)]
+    err = error("SELECT $x", "sql", resolver, params={"x": object()})
+    assert err.code == "bad_request"

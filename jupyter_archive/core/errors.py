@@ -44,3 +44,13 @@ def permission(message: str, **details) -> ArchiveError:
 
 def bad_request(message: str, **details) -> ArchiveError:
     return ArchiveError("bad_request", message, 400, details=details)
+
+
+def one_line(exc: BaseException, *, kind: bool = False) -> str:
+    """The first line of an exception's message, for an error a person reads (a reader's or a
+    library's message can run to pages). ``kind`` puts the exception's class name first."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if kind:
+        return f"{type(exc).__name__}: {first}".strip()
+    return first or type(exc).__name__

@@ -253,17 +253,17 @@ def dax_image_handlers() -> list[tuple[str, type]]:
     """The routes; register them before ``dax_handlers`` (whose last route takes the rest of dax)."""
     meta = r"archive/dax/meta/v0/image"
     img = r"archive/dax/image/v0"
-    return [
+    metaserv = [
         (meta + r"/?", MetaLevelsHandler),
         (meta + r"/(?P<level>[^/]+)/?", MetaCollectionsHandler),
         (meta + r"/(?P<level>[^/]+)/(?P<collection>[^/]+)/?", MetaKindsHandler),
         (meta + "/" + _IMG + r"/?", MetaImagesHandler),
         (meta + "/" + _IMG + r"/(?P<image_id>[^/]+)/?", MetaImageHandler),
-        (r"archive/dax/image(?:/(?P<version>v0))?/?", ImgservIndexHandler),
-        (img + r"/(?P<job_id>\d+)/?", ImgservJobHandler),
-        (img + r"/(?P<job_id>\d+)/(?P<what>status|results|explain)/?", ImgservJobHandler),
-        (img + r"/(?P<job_id>\d+)/results/(?P<n>\d+)/?", ImgservResultHandler),
-        (img + "/" + _IMG + r"/?", ImgservListHandler),
-        (img + "/" + _IMG + r"/(?P<image_id>[^/]+)(?:/(?P<cutout>cutout))?/?", ImgservImageHandler),
-        (r"archive/dax/(?P<path>(?:meta/v0/)?image/.*)", ImageNotFoundHandler),
     ]
+    # imgserv: its index, the async cutout jobs, then the images themselves
+    jobs = img + r"/(?P<job_id>\d+)"
+    imgserv = [(r"archive/dax/image(?:/(?P<version>v0))?/?", ImgservIndexHandler)]
+    imgserv += [(jobs + r"/?", ImgservJobHandler), (jobs + r"/(?P<what>status|results|explain)/?", ImgservJobHandler)]
+    imgserv += [(jobs + r"/results/(?P<n>\d+)/?", ImgservResultHandler), (img + "/" + _IMG + r"/?", ImgservListHandler)]
+    imgserv.append((img + "/" + _IMG + r"/(?P<image_id>[^/]+)(?:/(?P<cutout>cutout))?/?", ImgservImageHandler))
+    return [*metaserv, *imgserv, (r"archive/dax/(?P<path>(?:meta/v0/)?image/.*)", ImageNotFoundHandler)]

@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
 from .. import errors
+from ..errors import one_line
+from ..formats.columns import to_arrow
 from ..schema import META_KEYS
 from . import metadata as md
 
@@ -185,7 +186,7 @@ def _scan(root: str) -> Iterator[_Entry]:
                 with contextlib.suppress(OSError):
                     st = os.lstat(full)
                     yield _Entry(rel, None, table, kind, priority, st.st_size, st.st_mtime_ns,
-                                 "error", _one_line(exc))  # fmt: skip
+                                 "error", one_line(exc, kind=True))  # fmt: skip
 
 
 def _format_of(name: str) -> tuple[int, str, str] | None:
@@ -259,7 +260,7 @@ def _build(tmp: Path, shown: Path, root: str, entries: list[_Entry]) -> None:
                     e.status, e.message = "skipped", str(exc)
                     log.warning("files mount %s: skipped %s: %s", shown, e.rel, exc)
                 except Exception as exc:  # any reader failure: skip the file, keep scanning
-                    e.status, e.message = "error", _one_line(exc)
+                    e.status, e.message = "error", one_line(exc, kind=True)
                     log.warning("files mount %s: skipped %s: %s", shown, e.rel, e.message)
                 else:
                     e.status, winner = "ok", e
@@ -387,7 +388,7 @@ def _read_fits(con, target: str, real: str) -> tuple[None, dict]:
         columns: dict[str, dict] = {}
         arrays = []
         for i, name in enumerate(table.colnames, start=1):
-            arrays.append(_fits_column_to_arrow(table[name]))
+            arrays.append(to_arrow(table[name]))
             meta = {}
             for key, card in (("unit", "TUNIT"), ("ucd", "TUCD"), ("description", "TCOMM")):
                 value = header.get(f"{card}{i}")
@@ -403,25 +404,6 @@ def _read_fits(con, target: str, real: str) -> tuple[None, dict]:
         con.unregister(view)
     return None, columns
 
-
-def _fits_column_to_arrow(col) -> pa.Array:
-    """One astropy column as Arrow: native byte order, masked -> null, vector cells -> lists."""
-    mask = np.ma.getmaskarray(col) if getattr(col, "mask", None) is not None else None
-    data = np.asarray(col.data if hasattr(col, "data") else col)
-    if data.dtype.kind == "O":  # variable-length arrays: a Python list per row
-        values = [None if v is None else np.asarray(v).astype(np.asarray(v).dtype.newbyteorder("=")).tolist()
-                  for v in data]  # fmt: skip
-        return pa.array(values)
-    if not data.dtype.isnative:  # FITS is big-endian; Arrow wants native order
-        data = data.astype(data.dtype.newbyteorder("="))
-    if data.dtype.kind == "S":
-        data = np.char.decode(data, "utf-8", "replace")
-    if data.ndim == 1:
-        return pa.array(data, mask=mask if mask is not None and mask.any() else None)
-    width = int(np.prod(data.shape[1:]))
-    flat_mask = mask.reshape(-1) if mask is not None and mask.any() else None
-    flat = pa.array(data.reshape(-1), mask=flat_mask)
-    return pa.FixedSizeListArray.from_arrays(flat, width)
 
 
 _READERS = {
@@ -457,8 +439,3 @@ class _safe_path:
     def __exit__(self, *exc) -> None:
         if self.tmpdir:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()

@@ -346,14 +346,20 @@ class PositionalLookup:
         return [(a, b) for a, b in rows if a is not None and b is not None]
 
 
+def relations_in(con, alias: str, *, schema: str | None = None) -> list[tuple[str, str, str, int | None]]:
+    """The tables and views of one attached database (of one of its schemas, if given) as
+    ``(schema, name, "table" | "view", estimated rows)``, by schema and name."""
+    where = "database_name = $db AND NOT internal" + (" AND schema_name = $schema" if schema else "")
+    return con.sql(
+        f"SELECT schema_name, table_name, 'table', estimated_size FROM duckdb_tables() WHERE {where} "
+        f"UNION ALL SELECT schema_name, view_name, 'view', NULL FROM duckdb_views() WHERE {where} ORDER BY 1, 2",
+        params={"db": alias, **({"schema": schema} if schema else {})},
+    ).fetchall()
+
+
 def tables_in(con, alias: str, context: str, meta: dict, *, exact_rows: bool) -> dict[str, TableInfo]:
     """TableInfo for every table and view in schema main of an attached database."""
-    rows = con.sql(
-        "SELECT table_name, estimated_size, 'table' FROM duckdb_tables() WHERE database_name = $db AND schema_name = 'main' "
-        "UNION ALL SELECT view_name, NULL, 'view' FROM duckdb_views() WHERE database_name = $db AND schema_name = 'main' AND NOT internal "
-        "ORDER BY 1",
-        params={"db": alias},
-    ).fetchall()
+    rows = [(name, est, kind) for _, name, kind, est in relations_in(con, alias, schema="main")]
     cols = con.sql(
         "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE database_name = $db AND schema_name = 'main' "
         "ORDER BY table_name, column_index",

@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 
 from .. import sql as sqlmod
 from ..catalog.model import ENGINE_CATALOG, TAP_UPLOAD
-from ..errors import bad_request
+from ..errors import bad_request, one_line
+from ..formats.columns import to_arrow
 from ..sql import quote_ident
 from .result import engine_error
 
@@ -197,8 +198,6 @@ def read_votable(path: Path, name: str) -> pa.Table:
     """A VOTable upload as an Arrow table; FIELD unit/ucd/xtype kept as field metadata."""
     from astropy.io.votable import parse as parse_votable
     from astropy.utils.exceptions import AstropyWarning
-
-    from ..tables.sources import one_line, to_arrow
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)

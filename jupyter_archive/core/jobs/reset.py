@@ -15,6 +15,7 @@ import duckdb
 
 from ..sql import quote_ident
 from ..catalog import MYDB, Principal
+from ..catalog.namespace import relations_in
 from ..errors import ArchiveError, not_found, permission
 from ..execution.result import engine_error
 from .model import ACTIVE, JobCanceled
@@ -162,14 +163,9 @@ def _drop_all(cur, alias: str, ctx: JobContext) -> dict:
     """Drop the views, then the tables (referencing before referenced) of one attached database."""
     began = False
     try:
-        views = cur.sql(
-            "SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = $db AND NOT internal ORDER BY 1, 2",
-            params={"db": alias},
-        ).fetchall()
-        tables = cur.sql(
-            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = $db AND NOT internal ORDER BY 1, 2",
-            params={"db": alias},
-        ).fetchall()
+        relations = relations_in(cur, alias)
+        views = [(s, n) for s, n, kind, _ in relations if kind == "view"]
+        tables = [(s, n) for s, n, kind, _ in relations if kind == "table"]
         refs = cur.sql(
             "SELECT schema_name, table_name, referenced_table FROM duckdb_constraints() "
             "WHERE database_name = $db AND constraint_type = 'FOREIGN KEY'",

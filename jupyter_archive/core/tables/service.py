@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from ..errors import ArchiveError, bad_request, permission
+from ..errors import ArchiveError, bad_request, one_line, permission
 from ..execution.result import engine_error
 from . import write
-from .sources import FORMATS, NOT_WHOLE, one_line, open_source, read_error
+from .sources import FORMATS, NOT_WHOLE, open_source, read_error
 from .write import MODES, UploadResult, check_table_name
 
 if TYPE_CHECKING:

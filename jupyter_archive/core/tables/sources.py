@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
 from ..sql import quote_ident, quote_literal
-from ..errors import ArchiveError, bad_request
+from ..errors import ArchiveError, bad_request, one_line
+from ..formats.columns import to_arrow
 from ..execution.result import engine_error
 from ..schema import META_KEYS
 
@@ -255,33 +255,6 @@ def _arrow_source(cur, table, meta: dict, description: str | None) -> Source:
     return Source(quote_ident(view), [], [(c, None) for c in table.colnames], description, meta, lambda: cur.unregister(view))
 
 
-def to_arrow(col) -> pa.Array:
-    """One astropy column (or slice) as Arrow: native byte order, masked -> null, vectors -> lists."""
-    arr = np.ma.asarray(col)
-    mask = np.ma.getmaskarray(arr)
-    data = np.ma.getdata(arr)
-    if data.dtype.kind == "O":  # VOTable strings and variable-length arrays: Python objects
-        out = []
-        for v, m in zip(data, mask if mask.ndim == 1 else mask.any(axis=tuple(range(1, mask.ndim)))):
-            if m or v is None:
-                out.append(None)
-            elif isinstance(v, bytes):
-                out.append(v.decode("utf-8", "replace"))
-            elif isinstance(v, np.ndarray):
-                out.append(np.ma.filled(v.astype(v.dtype.newbyteorder("=")), 0).tolist() if v.dtype.kind != "O" else v.tolist())
-            else:
-                out.append(v.item() if isinstance(v, np.generic) else v)
-        return pa.array(out)
-    if not data.dtype.isnative:  # FITS is big-endian; Arrow wants native order
-        data = data.astype(data.dtype.newbyteorder("="))
-    if data.dtype.kind == "S":
-        data = np.char.decode(data, "utf-8", "replace")
-    if data.ndim == 1:
-        return pa.array(data, mask=mask if mask.any() else None)
-    width = int(np.prod(data.shape[1:]))
-    flat_mask = mask.reshape(-1) if mask.any() else None
-    return pa.FixedSizeListArray.from_arrays(pa.array(data.reshape(-1), mask=flat_mask), width)
-
 
 _SOURCES = {"csv": _csv_source, "parquet": _parquet_source, "ldjson": _json_source,
             "votable": _votable_source, "fits": _fits_source}  # fmt: skip
@@ -322,8 +295,3 @@ def _csv_problem(path: Path) -> str | None:
         except StopIteration:
             return "the upload has no header line"
     return None
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

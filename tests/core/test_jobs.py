@@ -186,3 +186,30 @@ def test_expiry_removes_results(make_archive):
     assert not path.exists()
     with pytest.raises(ArchiveError):
         a.jobs.get(u, job.id)
+
+
+def test_one_destruction_rule_for_expiry_and_what_faces_show(tmp_path):
+    """A job goes at its own destruction time, else ``retention`` after it ended (before that, the
+    earliest it can go: after it was submitted); the store's expiry candidates follow the same rule."""
+    from jupyter_archive.core.jobs.model import destruction_time
+
+    store = JobStore(tmp_path / "jobs.sqlite")
+    now, day = time.time(), 86400.0
+    long_job = store.create("u", "query", {}, face="native", state="queued", scheduled=None)
+    store._db.execute("UPDATE jobs SET submitted = ? WHERE id = ?", (now - 10 * day, long_job.id))
+    store.transition(long_job.id, "running", started=now - 9 * day)
+    running = store.get(long_job.id)
+    assert destruction_time(running, 7 * day) == pytest.approx(now - 3 * day)  # shown while it runs
+    assert long_job.id not in [j.id for j in store.expired(now, 7 * day)]  # retention never stops work
+    done = store.transition(long_job.id, "completed", ended=now - day)
+    assert destruction_time(done, 7 * day) == pytest.approx(now + 6 * day)  # a week after it ended, not after it was submitted
+    assert long_job.id not in [j.id for j in store.expired(now, 7 * day)]
+    assert long_job.id in [j.id for j in store.expired(now + 6.5 * day, 7 * day)]
+    own = store.create("u", "query", {}, face="native", state="queued", scheduled=None)
+    store.update(own.id, destruction=now + 30 * day)
+    store.transition(own.id, "running", started=now)
+    own = store.transition(own.id, "completed", ended=now)
+    assert destruction_time(own, 7 * day) == pytest.approx(now + 30 * day)  # its own time wins
+    assert own.id not in [j.id for j in store.expired(now + 10 * day, 7 * day)]
+    assert destruction_time(own, None) == pytest.approx(now + 30 * day) and destruction_time(done, None) is None
+    store.close()

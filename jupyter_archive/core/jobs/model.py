@@ -98,10 +98,11 @@ class JobCanceled(Exception):
 
 def destruction_time(job: Job, retention: float | None) -> float | None:
     """When a job is removed, whatever its state: its own destruction time, else ``retention``
-    seconds after it was submitted; None: it is kept (no retention).
+    seconds after it ended (while it has not ended: after it was submitted, the earliest it can
+    be); None: it is kept (no retention).
 
     The one rule: the runner's expiry and every face that shows a destruction time use it
     (``Jobs.destruction``). A retention never stops work: the runner waits for such a job to end."""
     if job.destruction is not None:
         return job.destruction
-    return job.submitted + retention if retention else None
+    return (job.ended or job.submitted) + retention if retention else None

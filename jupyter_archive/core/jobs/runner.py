@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import ArchiveError, not_found
-from .model import Job, JobCanceled, destruction_time
+from .model import Job, JobCanceled
 from .store import JobStore
 
 log = logging.getLogger(__name__)
@@ -246,13 +246,10 @@ class JobRunner:
         return max(0.01, next_due)
 
     def _expire(self, now: float) -> None:
-        for job in self.store.expiry_candidates(now, self.retention):
-            when = destruction_time(job, self.retention)
-            if when is None or when >= now:
-                continue
+        # The store finds the jobs past ``model.destruction_time``; a retention only ever finds
+        # finished ones, so it never stops work.
+        for job in self.store.expired(now, self.retention):
             if not job.final:
-                if job.destruction is None:
-                    continue  # the retention keeps finished jobs: it never stops work
                 # its own destruction time reached while the job waits or runs: stop it, then forget it
                 threading.Thread(target=self._destroy, args=(job.id,), daemon=True).start()
                 continue

@@ -76,8 +76,8 @@ class Jobs:
         return ANONYMOUS if job.anonymous else self._users.owner(job.owner, job.owner_uid)
 
     def destruction(self, job: Job) -> float | None:
-        """When a job is removed, whatever its state: its own destruction time, else its
-        submission plus the retention (None: kept). The runner's expiry uses the same rule."""
+        """When a job is removed, whatever its state (``model.destruction_time``: its own time, else
+        the retention after it ended; None: kept). The runner's expiry uses the same rule."""
         return destruction_time(job, self.runner.retention)
 
     # -- submitting ---------------------------------------------------------------------------------

@@ -191,13 +191,13 @@ class JobStore:
                 self._db.execute("INSERT INTO job_log(job_id, ts, line) VALUES (?, ?, ?)", (job_id, now, RESTART_MESSAGE))
         return ids
 
-    def expiry_candidates(self, now: float, retention: float | None) -> list[Job]:
-        """The jobs that may be past their destruction time (``model.destruction_time``): their own
-        destruction time has passed, or they finished and were submitted over ``retention`` seconds ago."""
+    def expired(self, now: float, retention: float | None) -> list[Job]:
+        """The jobs past their destruction time (``model.destruction_time``): their own destruction
+        time has passed, or they have none and ended over ``retention`` seconds ago."""
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE destruction < ? "
-                "OR (state IN ('completed', 'failed', 'canceled') AND submitted < ?)",
+                "OR (destruction IS NULL AND state IN ('completed', 'failed', 'canceled') AND coalesce(ended, submitted) < ?)",
                 (now, now - retention if retention else float("-inf")),
             ).fetchall()
         return [Job.from_row(r) for r in rows]

@@ -1,1 +1,3 @@
-"""The archive itself: catalog, SQL pipeline, engines, formats. No tornado or Jupyter imports."""
+"""The archive itself, as services (``archive.Archive`` builds them); no tornado or Jupyter imports.
+
+The layers and where things go: docs/architecture.md."""

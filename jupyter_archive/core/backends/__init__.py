@@ -1,1 +1,2 @@
-"""Storage backends: DuckDB (the embedded engine) and file directories ingested into it."""
+"""Mount types: directories of data files (``files``), the metadata convention of mounted DuckDB
+files (``metadata``), SQL servers (``sqlalchemy``)."""

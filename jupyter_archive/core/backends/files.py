@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import errors
-from ..schema import META_KEYS
+from ..formats.base import META_KEYS
 from . import metadata as md
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import ArchiveError
-from ..schema import annotate
+from ..formats.base import annotate
 
 ROWS_AFFECTED = "Rows Affected"
 BATCH_ROWS = 131_072

@@ -24,7 +24,7 @@ import pyarrow as pa
 from ..sql import quote_ident, quote_literal
 from ..errors import ArchiveError, bad_request
 from ..execution.result import engine_error
-from ..schema import META_KEYS
+from ..formats.base import META_KEYS
 
 
 FORMATS = ("csv", "parquet", "ldjson", "votable", "fits")

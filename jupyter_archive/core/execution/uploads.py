@@ -28,7 +28,7 @@ from .. import sql as sqlmod
 from ..catalog.model import ENGINE_CATALOG, TAP_UPLOAD
 from ..errors import bad_request
 from ..sql import quote_ident
-from .result import engine_error
+from .engines import engine_error
 
 if TYPE_CHECKING:
     from ..catalog.model import Principal

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from ..sql import quote_ident, quote_literal
 from ..errors import ArchiveError, bad_request
-from ..execution.result import engine_error
+from ..execution.engines import engine_error
 from ..formats.base import META_KEYS
 
 

@@ -1,5 +1,5 @@
 """The values requests carry, checked once for every face and store: integers, numbers,
-flags, text and JSON documents.
+flags, text, JSON documents and the media ranges of an Accept header.
 
 Each check takes a parameter's name and its value as it came (query-string text, form
 bytes, or a decoded JSON value) and returns the value in its Python type, or raises a 400
@@ -199,3 +199,62 @@ def parse_json(data: bytes | str, *, what: str = "the request body", max_depth: 
     except UnicodeEncodeError:
         raise bad_request(f"{what} holds a string that is not valid Unicode (a lone surrogate escape such as \\ud800)") from None
     return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Accept headers (which format they choose is ``formats``' business)
+
+
+def _quoted(s: str, i: int) -> tuple[str, int]:
+    """A parameter value starting at s[i]: quoted ("x", 'x', Quasar's "\\") or a bare token."""
+    n = len(s)
+    if i < n and s[i] in "\"'":
+        q = s[i]
+        # Quasar writes one-char values as qXq without escaping: "\"" is a backslash, """ a quote
+        if i + 2 < n and s[i + 2] == q and (i + 3 == n or s[i + 3] in ";&, \t"):
+            return s[i + 1], i + 3
+        out, j = [], i + 1
+        while j < n and s[j] != q:
+            if s[j] == "\\" and j + 1 < n and s[j + 1] in (q, "\\"):
+                j += 1
+            out.append(s[j])
+            j += 1
+        return "".join(out), j + 1
+    m = re.compile(r"[^\s,;&]*").match(s, i)
+    if not m.group() and i < n and s[i] in ",;&" and (i + 1 == n or s[i + 1] in ",;& \t"):
+        return s[i], i + 1  # a bare separator as the value: columnDelimiter=;
+    return m.group(), m.end()
+
+
+_TOKEN = re.compile(r"\s*([^\s,;&]*)\s*")
+_PNAME = re.compile(r"\s*([^\s=,;&]+)\s*(=\s*)?")
+
+
+def parse_accept(header: str) -> list[tuple[str, dict[str, str]]]:
+    """Media ranges of an Accept header in order: ``[(type/subtype, {param: value})]``.
+
+    Parameters may be separated by ``;`` or ``&`` (Quasar) and values may be quoted.
+    """
+    ranges, i, n = [], 0, len(header)
+    while i < n:
+        m = _TOKEN.match(header, i)
+        mt, i = m.group(1).lower(), m.end()
+        params: dict[str, str] = {}
+        while i < n and header[i] in ";&":
+            m = _PNAME.match(header, i + 1)
+            if not m:
+                i += 1
+                continue
+            i = m.end()
+            value = ""
+            if m.group(2) is not None:
+                value, i = _quoted(header, i)
+            params[m.group(1).lower()] = value
+            while i < n and header[i] in " \t":
+                i += 1
+        while i < n and header[i] != ",":  # skip junk up to the next range
+            i += 1
+        i += 1
+        if mt:
+            ranges.append((mt, params))
+    return ranges

@@ -28,8 +28,7 @@ from astropy.table import Table
 
 from jupyter_archive.core.errors import ArchiveError
 from jupyter_archive.core.formats import MEDIA_TYPES, ResultInfo, by_name, negotiate
-from jupyter_archive.core.formats.common import slices
-from jupyter_archive.core.schema import field_meta, with_meta
+from jupyter_archive.core.formats.base import field_meta, slices, with_meta
 
 from tests.support.html_table import html_cells
 
@@ -384,7 +383,7 @@ def test_votable_serializations_agree():
 
 
 def test_votable_binary2_across_many_slices(monkeypatch):
-    import jupyter_archive.core.formats.common as formats
+    import jupyter_archive.core.formats.base as formats
 
     monkeypatch.setattr(formats, "SLICE_BYTES", 1)  # 1024-row slices: base64 carries between them
     n = 5000

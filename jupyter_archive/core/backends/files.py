@@ -36,8 +36,8 @@ import pyarrow as pa
 
 from .. import errors
 from ..errors import one_line
+from ..formats.base import META_KEYS
 from ..formats.columns import to_arrow
-from ..schema import META_KEYS
 from . import metadata as md
 
 log = logging.getLogger(__name__)

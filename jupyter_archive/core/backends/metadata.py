@@ -27,7 +27,7 @@ from pathlib import Path
 
 import duckdb
 
-from ..schema import META_KEYS
+from ..formats.base import META_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def read_metadata(con: duckdb.DuckDBPyConnection, catalog_alias: str | None = No
 
     ``catalog_alias`` names an ATTACHed database (``None``: the connection's current one).
     Each ``columns`` value is ``{column_name: {key: value}}`` with only the non-empty keys of
-    :data:`~jupyter_archive.core.schema.META_KEYS`. Returns ``{}`` when there is no metadata.
+    :data:`~jupyter_archive.core.formats.base.META_KEYS`. Returns ``{}`` when there is no metadata.
     """
     catalog = catalog_alias or _current_catalog(con)
     present = _meta_tables(con, catalog)

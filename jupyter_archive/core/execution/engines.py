@@ -1,24 +1,31 @@
-"""The embedded DuckDB engine: one locked-down DuckDB instance per key, and its leased connections.
+"""DuckDB engines as the archive makes them: what each key's engine attaches (its spec), a
+locked-down instance, TAP_SCHEMA's in-memory engine, and the one mapping of DuckDB's errors.
 
 Each principal (user, or the shared anonymous reader) gets its own in-memory DuckDB
 instance with the public mounts attached read-only and, for a user, their own MyDB file
 attached read-write as ``mydb``. Other users' MyDBs are never attached, so no SQL trick
 (``duckdb_tables()``, ``query_table``) can reach them. External file access is switched off
-and the configuration locked before any user SQL runs.
+and the configuration locked before any user SQL runs. The engine pool (``pool``) opens,
+lends and closes them.
 """
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 
+from ..catalog.model import MYDB_ALIAS, Principal
 from ..errors import ArchiveError
 from ..sql import quote_ident as _quote_ident
 from ..sql import quote_literal as _quote_literal
+
+if TYPE_CHECKING:
+    from ..catalog.namespace import Namespace
 
 
 @dataclass(frozen=True)
@@ -30,148 +37,117 @@ class Attachment:
     read_only: bool = True
 
 
-class Engine:
-    """One DuckDB instance; ``cursor()`` hands out thread-safe connections to it.
+@dataclass(frozen=True)
+class EngineSpec:
+    """What one key's engine should be: its attachments and its temp dir (the one directory it may read)."""
 
-    Every connection handed out is a lease: the engine counts them, and ``on_idle`` (set by
-    the engine pool) is called when the last one comes back, so an engine that was replaced
-    is closed only once nothing uses it any more.
-    """
+    attachments: tuple[Attachment, ...]
+    temp_dir: Path
 
-    def __init__(
-        self,
-        attachments: list[Attachment],
-        *,
-        threads: int | None = None,
-        memory_limit: str | None = None,
-        temp_dir: Path | None = None,
-        spill_dir: Path | None = None,
-        pool_size: int = 8,
-    ):
-        config = {}
-        if threads:
-            config["threads"] = int(threads)
-        if memory_limit:
-            config["memory_limit"] = str(memory_limit)
-        self._db = duckdb.connect(":memory:", config=config)
-        self._lock = threading.Lock()
-        self.attachments = {a.alias: a for a in attachments}
-        self.temp_dir = temp_dir  # the one directory this engine's own code may read files from
-        # Where DuckDB spills: its own folder, as two engines of one user may be open at once
-        # (one replaced but still in use) and must not share spill files.
-        self.spill_dir = spill_dir or temp_dir
-        self.leases = 0
-        self.on_idle = None  # called (without locks held) when the last lease comes back
-        self._leased: set[duckdb.DuckDBPyConnection] = set()
-        if temp_dir is not None:
-            temp_dir.mkdir(parents=True, exist_ok=True)
-            self._db.execute(f"SET temp_directory = {_quote_literal(str(self.spill_dir))}")
-        for a in attachments:
-            mode = " (READ_ONLY)" if a.read_only else ""
-            try:
-                self._db.execute(f"ATTACH {_quote_literal(str(a.path))} AS {_quote_ident(a.alias)}{mode}")
-            except duckdb.Error as exc:
-                self._db.close()
-                raise ArchiveError(
-                    "engine_error", f"cannot open database for {a.alias}: {exc}", 500
-                ) from exc
-        if temp_dir is not None:
-            # Spilling to disk stays possible for big sorts while every other file access is off.
-            self._db.execute(f"SET allowed_directories = [{_quote_literal(str(temp_dir))}]")
-        self._db.execute("SET enable_external_access = false")
-        self._db.execute("SET autoinstall_known_extensions = false")
-        self._db.execute("SET autoload_known_extensions = false")
-        # Progress (what job progress bars show) is a per-connection setting that the lock
-        # below freezes, so a pool of connections is configured before locking.
-        self._pool: list[duckdb.DuckDBPyConnection] = []
-        for _ in range(max(1, pool_size)):
-            con = self._db.cursor()
-            con.execute("SET enable_progress_bar = true")
-            con.execute("SET enable_progress_bar_print = false")
-            self._pool.append(con)
-        self._db.execute("SET lock_configuration = true")
-        self.closed = False
+    def by_alias(self) -> dict[str, Attachment]:
+        return {a.alias: a for a in self.attachments}
 
-    def cursor(self) -> Lease:
-        """A connection to this instance for one query in one thread; ``close()`` gives it back."""
-        with self._lock:
-            if self.closed:
-                raise ArchiveError("engine_error", "engine closed", 503)
-            self.leases += 1
-            pooled = bool(self._pool)
-            # Pool exhausted: a plain connection works, only without progress reports.
-            con = self._pool.pop() if pooled else self._db.cursor()
-            self._leased.add(con)
-            return Lease(self, con, pooled=pooled)
 
-    def _give_back(self, con: duckdb.DuckDBPyConnection, pooled: bool) -> None:
-        with self._lock:
-            self._leased.discard(con)
-            self.leases -= 1
-            idle = self.leases == 0
-            keep = pooled and not self.closed
-            if keep:
-                self._pool.append(con)
-        if not keep:
-            try:
-                con.close()
-            except duckdb.Error:
-                pass
-        if idle and self.on_idle is not None:
-            self.on_idle(self)
+class Specs:
+    """What each key's engine should have attached: ``("user", name, identity)`` their MyDB
+    read-write and the mounts they may read, ``("anonymous",)`` the public mounts, ``("mount",
+    alias)`` a writable mount's file read-write beside the read-only mounts.
 
-    def interrupt(self) -> None:
-        """Interrupt whatever runs on the connections lent out now (their holders see an error)."""
-        with self._lock:
-            leased = list(self._leased)
-        for con in leased:
-            try:
-                con.interrupt()
-            except duckdb.Error:
-                pass
+    ``users(name)`` is a user's principal now (None once deleted)."""
 
-    def close(self) -> None:
-        """Close the instance. DuckDB keeps it (and its files) alive while any of its connections
-        is open, so its files are free once this returns only if nothing is lent out; a lent
-        connection is closed when it comes back."""
-        with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-            cons, self._pool = self._pool, []
-        for con in cons:
-            try:
-                con.close()
-            except duckdb.Error:
-                pass
+    def __init__(self, namespace: Namespace, data_dir: Path, users: Callable[[str], Principal | None]):
+        self._namespace = namespace
+        self._data_dir = Path(data_dir)
+        self._users = users
+
+    def spec(self, key) -> EngineSpec | None:
+        """What a key's engine should have attached now; None once the user or mount is gone."""
+        ns = self._namespace
+        temp = self.temp_dir(key)
+        if key[0] == "anonymous":
+            return EngineSpec(tuple(self._read_only_attachments(anonymous=True)), temp)
+        if key[0] == "user":
+            principal = self._users(key[1])
+            if principal is None or principal.ident != key[2]:
+                return None
+            mydb = Attachment(MYDB_ALIAS, ns.mydb_path(principal), read_only=False)
+            return EngineSpec((*self._read_only_attachments(), mydb), temp)
+        mount = next((m for m in ns.mounts() if m.alias == key[1]), None)
+        if mount is None or mount.read_only or mount.engine_file is None or mount.alias in ns.backends:
+            return None
+        return EngineSpec((Attachment(mount.alias, mount.engine_file, read_only=False), *self._read_only_attachments()), temp)
+
+    def _read_only_attachments(self, *, anonymous: bool = False) -> list[Attachment]:
+        return [
+            Attachment(m.alias, m.engine_file, read_only=True)
+            for m in self._namespace.mounts()
+            if m.engine_file is not None and m.read_only and (m.public or not anonymous)
+        ]
+
+    def temp_dir(self, key) -> Path:
+        """A key's temp dir: the one directory its engine may read (uploads are staged there)."""
+        if key[0] == "anonymous":
+            name = "_anonymous"
+        elif key[0] == "user":
+            name = Principal(key[1], uid=key[2]).home
+        else:
+            name = "_mount_" + key[1]
+        return self._data_dir / "tmp" / name
+
+
+def describe(key) -> str:
+    """A key in words: whose engine it is."""
+    if key[0] == "user":
+        return f"user {key[1]!r}"
+    return f"the writable mount {key[1]}" if key[0] == "mount" else "the anonymous reader"
+
+
+def open_instance(
+    attachments: list[Attachment],
+    *,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+    temp_dir: Path | None = None,
+    spill_dir: Path | None = None,
+    pool_size: int = 8,
+) -> tuple[duckdb.DuckDBPyConnection, list[duckdb.DuckDBPyConnection]]:
+    """A new DuckDB instance with ``attachments`` attached, every file access but ``temp_dir``
+    (where it spills, in ``spill_dir``) switched off and its configuration locked; and
+    ``pool_size`` connections to it, configured before the lock."""
+    config = {}
+    if threads:
+        config["threads"] = int(threads)
+    if memory_limit:
+        config["memory_limit"] = str(memory_limit)
+    db = duckdb.connect(":memory:", config=config)
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        db.execute(f"SET temp_directory = {_quote_literal(str(spill_dir))}")
+    for a in attachments:
+        mode = " (READ_ONLY)" if a.read_only else ""
         try:
-            self._db.close()
-        except duckdb.Error:
-            pass
-
-
-class Lease:
-    """A pooled engine connection lent for one query; every DuckDB method passes through."""
-
-    def __init__(self, engine: Engine, con: duckdb.DuckDBPyConnection, *, pooled: bool):
-        self._engine = engine
-        self._con = con
-        self.con = con  # the connection itself, for hot paths that skip ``__getattr__``
-        self._pooled = pooled
-        self._done = False
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
-
-    def __getattr__(self, name):
-        return getattr(self._con, name)
-
-    def close(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        self._engine._give_back(self._con, self._pooled)
+            db.execute(f"ATTACH {_quote_literal(str(a.path))} AS {_quote_ident(a.alias)}{mode}")
+        except duckdb.Error as exc:
+            db.close()
+            raise ArchiveError(
+                "engine_error", f"cannot open database for {a.alias}: {exc}", 500
+            ) from exc
+    if temp_dir is not None:
+        # Spilling to disk stays possible for big sorts while every other file access is off.
+        db.execute(f"SET allowed_directories = [{_quote_literal(str(temp_dir))}]")
+    db.execute("SET enable_external_access = false")
+    db.execute("SET autoinstall_known_extensions = false")
+    db.execute("SET autoload_known_extensions = false")
+    # Progress (what job progress bars show) is a per-connection setting that the lock
+    # below freezes, so a pool of connections is configured before locking.
+    connections: list[duckdb.DuckDBPyConnection] = []
+    for _ in range(max(1, pool_size)):
+        con = db.cursor()
+        con.execute("SET enable_progress_bar = true")
+        con.execute("SET enable_progress_bar_print = false")
+        connections.append(con)
+    db.execute("SET lock_configuration = true")
+    return db, connections
 
 
 def memory_engine(alias: str, tables: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
@@ -188,3 +164,36 @@ def memory_engine(alias: str, tables: dict[str, pa.Table]) -> duckdb.DuckDBPyCon
         con.close()
         raise
     return con
+
+
+def engine_error(exc: Exception) -> ArchiveError:
+    """Turn a DuckDB exception into an ArchiveError whose message names the problem."""
+    text = str(exc).strip()
+    # DuckDB appends "LINE n: <engine SQL>" with a caret; that SQL is ours, not the user's.
+    first = text.split("\nLINE ", 1)[0].strip()
+    kind = type(exc).__name__
+    if isinstance(exc, duckdb.PermissionException):
+        return ArchiveError("permission", f"not allowed: {first}", 403)
+    if isinstance(exc, duckdb.ParserException):
+        return ArchiveError("syntax_error", first, 400)
+    if isinstance(exc, (duckdb.BinderException, duckdb.CatalogException)):
+        return ArchiveError("invalid_query", first, 400)
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return ArchiveError("too_large", f"the query needs more memory than the archive allows: {first}", 400)
+    if isinstance(exc, duckdb.TransactionException):
+        return ArchiveError("conflict", first, 409)
+    if isinstance(
+        exc,
+        (
+            duckdb.ConversionException,
+            duckdb.InvalidInputException,
+            duckdb.OutOfRangeException,
+            duckdb.ConstraintException,
+            duckdb.NotImplementedException,
+            duckdb.TypeMismatchException,
+            duckdb.DependencyException,
+            duckdb.ProgrammingError,
+        ),
+    ):
+        return ArchiveError("invalid_query", first, 400)
+    return ArchiveError("engine_error", f"{kind}: {first}", 500)

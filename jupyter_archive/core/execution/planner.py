@@ -16,8 +16,7 @@ from ..errors import ArchiveError
 
 if TYPE_CHECKING:
     from ..catalog.namespace import Namespace
-    from .engines import Lease
-    from .pool import EnginePool, EngineRef
+    from .pool import EnginePool, EngineRef, Lease
 
 ENGINE = "engine"  # a DuckDB engine of the pool
 SERVER = "server"  # pushed down to a SQL server

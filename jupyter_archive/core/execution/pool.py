@@ -1,4 +1,4 @@
-"""The engine pool: every DuckDB engine of the archive and its lifecycle.
+"""The engine pool: every DuckDB engine of the archive, the connections it lends, and its lifecycle.
 
 An engine is one locked-down DuckDB instance for one *key*: a user's identity, the anonymous
 reader, or a writable mount. What a key should have attached, its *spec* (a user's MyDB
@@ -17,9 +17,8 @@ hold a file read-write, so a changed spec means a new engine, made safely:
   while their job runs). Only a lease needing a file that is still held elsewhere waits,
   bounded. Engines are handed out whole: no caller ever sees one being swapped.
 
-The keys are the archive's: ``("user", name, identity)``, ``("anonymous",)`` and
-``("mount", alias)`` for a writable mount; ``engine``, ``mount_engine`` and ``context_engine``
-name them as ``EngineRef``s, which lease when asked for a cursor.
+The keys are the archive's (``engines.Specs``); ``engine``, ``mount_engine`` and ``context_engine``
+name them as ``EngineRef``s, which lease when asked for a cursor: a ``Lease`` of an ``Engine``.
 """
 
 from __future__ import annotations
@@ -33,10 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import duckdb
+
 from ..catalog.model import MYDB_ALIAS, ContextRef, Mount, Principal
 from ..errors import ArchiveError, not_found
-from .engines import Attachment, Engine, Lease
-from .planner import duckdb_engine
+from .engines import Attachment, EngineSpec, Specs, describe, open_instance
 
 if TYPE_CHECKING:
     from ..catalog.namespace import Namespace
@@ -46,6 +46,110 @@ log = logging.getLogger(__name__)
 # Catalogs every DuckDB instance has; a lease never needs them from a spec.
 BUILT_IN = frozenset({"memory", "system", "temp"})
 _DEFAULT = object()
+
+
+class Engine:
+    """One locked-down DuckDB instance (``engines.open_instance``); ``cursor()`` hands out
+    thread-safe connections to it.
+
+    Every connection handed out is a lease: the engine counts them, and ``on_idle`` (set by
+    the engine pool) is called when the last one comes back, so an engine that was replaced
+    is closed only once nothing uses it any more.
+    """
+
+    def __init__(self, attachments: list[Attachment], *, temp_dir: Path | None = None, spill_dir: Path | None = None, **options):
+        self.attachments = {a.alias: a for a in attachments}
+        self.temp_dir = temp_dir  # the one directory this engine's own code may read files from
+        # Where DuckDB spills: its own folder, as two engines of one user may be open at once
+        # (one replaced but still in use) and must not share spill files.
+        self.spill_dir = spill_dir or temp_dir
+        self._db, self._pool = open_instance(attachments, temp_dir=temp_dir, spill_dir=self.spill_dir, **options)
+        self._lock = threading.Lock()
+        self.leases = 0
+        self.on_idle = None  # called (without locks held) when the last lease comes back
+        self._leased: set[duckdb.DuckDBPyConnection] = set()
+        self.closed = False
+
+    def cursor(self) -> Lease:
+        """A connection to this instance for one query in one thread; ``close()`` gives it back."""
+        with self._lock:
+            if self.closed:
+                raise ArchiveError("engine_error", "engine closed", 503)
+            self.leases += 1
+            pooled = bool(self._pool)
+            # Pool exhausted: a plain connection works, only without progress reports.
+            con = self._pool.pop() if pooled else self._db.cursor()
+            self._leased.add(con)
+            return Lease(self, con, pooled=pooled)
+
+    def _give_back(self, con: duckdb.DuckDBPyConnection, pooled: bool) -> None:
+        with self._lock:
+            self._leased.discard(con)
+            self.leases -= 1
+            idle = self.leases == 0
+            keep = pooled and not self.closed
+            if keep:
+                self._pool.append(con)
+        if not keep:
+            try:
+                con.close()
+            except duckdb.Error:
+                pass
+        if idle and self.on_idle is not None:
+            self.on_idle(self)
+
+    def interrupt(self) -> None:
+        """Interrupt whatever runs on the connections lent out now (their holders see an error)."""
+        with self._lock:
+            leased = list(self._leased)
+        for con in leased:
+            try:
+                con.interrupt()
+            except duckdb.Error:
+                pass
+
+    def close(self) -> None:
+        """Close the instance. DuckDB keeps it (and its files) alive while any of its connections
+        is open, so its files are free once this returns only if nothing is lent out; a lent
+        connection is closed when it comes back."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            cons, self._pool = self._pool, []
+        for con in cons:
+            try:
+                con.close()
+            except duckdb.Error:
+                pass
+        try:
+            self._db.close()
+        except duckdb.Error:
+            pass
+
+
+class Lease:
+    """A pooled engine connection lent for one query; every DuckDB method passes through."""
+
+    def __init__(self, engine: Engine, con: duckdb.DuckDBPyConnection, *, pooled: bool):
+        self._engine = engine
+        self._con = con
+        self.con = con  # the connection itself, for hot paths that skip ``__getattr__``
+        self._pooled = pooled
+        self._done = False
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+    def close(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._engine._give_back(self._con, self._pooled)
 
 
 class EngineRef:
@@ -64,23 +168,12 @@ class EngineRef:
     @property
     def temp_dir(self) -> Path:
         """The one directory the engine may read: uploads go here."""
-        return self._pool.temp_dir(self.key)
+        return self._pool.specs.temp_dir(self.key)
 
     def cursor(self, *, timeout: float | None | object = _DEFAULT, cancel: threading.Event | None = None) -> Lease:
         """A leased connection; ``timeout`` bounds a wait for a database still held by an engine
         being replaced (default: the quick-query time limit; None with ``cancel``: a job's wait)."""
         return self._pool._lease_for(self, timeout, cancel)
-
-
-@dataclass(frozen=True)
-class EngineSpec:
-    """What one key's engine should be: its attachments and its temp dir (the one directory it may read)."""
-
-    attachments: tuple[Attachment, ...]
-    temp_dir: Path
-
-    def by_alias(self) -> dict[str, Attachment]:
-        return {a.alias: a for a in self.attachments}
 
 
 @dataclass(eq=False)
@@ -104,8 +197,8 @@ class EnginePool:
     """Owns every engine: hands out leases (``lease``), follows spec changes (``refresh``),
     ends a key (``discard``) and closes each engine once nothing uses it.
 
-    ``users(name)`` is a user's principal now (None once deleted); ``running_jobs(identity)``
-    the ids of a user's running jobs (named when one holds a database a query waits for)."""
+    ``users(name)`` is a user's principal now (None once deleted: see ``engines.Specs``);
+    ``running_jobs(identity)`` the ids of a user's running jobs (named when one holds a database a query waits for)."""
 
     def __init__(
         self,
@@ -119,9 +212,7 @@ class EnginePool:
         memory_limit: str | None = None,
         connections: int = 8,
     ):
-        self._namespace = namespace
-        self._data_dir = Path(data_dir)
-        self._users = users
+        self.specs = Specs(namespace, data_dir, users)  # what each key's engine attaches
         self._running_jobs = running_jobs
         self._wait = wait  # how long a lease waits by default: the quick-query time limit
         self._options = {"threads": threads, "memory_limit": memory_limit, "pool_size": connections}
@@ -153,10 +244,6 @@ class EnginePool:
             return self.mount_engine(ref.mount)
         return self.engine(principal, {ref.alias})
 
-    def engine_for(self, principal: Principal, statements, pinned: Lease | None = None) -> EngineRef:
-        """The DuckDB engine compiled statements run on, as the planner decides it."""
-        return duckdb_engine(self._namespace, self, principal, statements, pinned)
-
     def _lease_for(self, ref: EngineRef, timeout, cancel: threading.Event | None) -> Lease:
         if timeout is _DEFAULT:
             timeout = self._wait
@@ -180,41 +267,6 @@ class EnginePool:
             409,
             details={"held": held, "jobs": list(jobs)},
         )
-
-    # -- what each engine is ------------------------------------------------------------------------
-    def spec(self, key) -> EngineSpec | None:
-        """What a key's engine should have attached now; None once the user or mount is gone."""
-        ns = self._namespace
-        temp = self.temp_dir(key)
-        if key[0] == "anonymous":
-            return EngineSpec(tuple(self._read_only_attachments(anonymous=True)), temp)
-        if key[0] == "user":
-            principal = self._users(key[1])
-            if principal is None or principal.ident != key[2]:
-                return None
-            mydb = Attachment(MYDB_ALIAS, ns.mydb_path(principal), read_only=False)
-            return EngineSpec((*self._read_only_attachments(), mydb), temp)
-        mount = next((m for m in ns.mounts() if m.alias == key[1]), None)
-        if mount is None or mount.read_only or mount.engine_file is None or mount.alias in ns.backends:
-            return None
-        return EngineSpec((Attachment(mount.alias, mount.engine_file, read_only=False), *self._read_only_attachments()), temp)
-
-    def _read_only_attachments(self, *, anonymous: bool = False) -> list[Attachment]:
-        return [
-            Attachment(m.alias, m.engine_file, read_only=True)
-            for m in self._namespace.mounts()
-            if m.engine_file is not None and m.read_only and (m.public or not anonymous)
-        ]
-
-    def temp_dir(self, key) -> Path:
-        """A key's temp dir: the one directory its engine may read (uploads are staged there)."""
-        if key[0] == "anonymous":
-            name = "_anonymous"
-        elif key[0] == "user":
-            name = Principal(key[1], uid=key[2]).home
-        else:
-            name = "_mount_" + key[1]
-        return self._data_dir / "tmp" / name
 
     # -- leases ---------------------------------------------------------------------------------
     def lease(
@@ -260,10 +312,10 @@ class EnginePool:
         return gen
 
     def _choose(self, key, need, pinned) -> tuple[_Generation | None, frozenset[str]]:
-        spec = self.spec(key)
+        spec = self.specs.spec(key)
         if spec is None:
             self._end(key)
-            raise not_found(f"{_describe(key)} no longer exists")
+            raise not_found(f"{describe(key)} no longer exists")
         want = spec.by_alias()
         need = frozenset(want) if need is None else need
         unknown = need - want.keys()
@@ -347,7 +399,7 @@ class EnginePool:
         with self._cond:
             self._version += 1
             for key, gen in list(self._current.items()):
-                spec = self.spec(key)
+                spec = self.specs.spec(key)
                 if spec is None:
                     self._end(key)
                 elif spec != gen.spec:
@@ -430,12 +482,6 @@ class EnginePool:
         for gen in gens:
             gen.engine.interrupt()
             gen.engine.close()
-
-
-def _describe(key) -> str:
-    if key[0] == "user":
-        return f"user {key[1]!r}"
-    return f"the writable mount {key[1]}" if key[0] == "mount" else "the anonymous reader"
 
 
 def _busy(aliases: Iterable[str]) -> ArchiveError:

@@ -18,7 +18,8 @@ from sqlglot import exp
 from .. import sql as sqlmod
 from ..errors import ArchiveError
 from ..sql import quote_ident
-from .result import QueryResult, engine_error, rows_affected_result
+from .engines import engine_error
+from .result import QueryResult, rows_affected_result
 
 if TYPE_CHECKING:
     from ..backends.sqlalchemy import SqlBackend

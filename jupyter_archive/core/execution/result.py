@@ -1,7 +1,6 @@
 """A query's result: running compiled statements on a DuckDB cursor and streaming the rows as Arrow batches.
 
-Also the one mapping of engine exceptions to ``ArchiveError`` (``engine_error``) and the
-watchdog that enforces time limits.
+Also the watchdog that enforces time limits.
 """
 
 from __future__ import annotations
@@ -17,7 +16,8 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import ArchiveError
-from ..schema import annotate
+from .engines import engine_error
+from ..formats.base import annotate
 
 ROWS_AFFECTED = "Rows Affected"
 BATCH_ROWS = 131_072
@@ -83,39 +83,6 @@ class Watchdog:
 
 
 WATCHDOG = Watchdog()
-
-
-def engine_error(exc: Exception) -> ArchiveError:
-    """Turn a DuckDB exception into an ArchiveError whose message names the problem."""
-    text = str(exc).strip()
-    # DuckDB appends "LINE n: <engine SQL>" with a caret; that SQL is ours, not the user's.
-    first = text.split("\nLINE ", 1)[0].strip()
-    kind = type(exc).__name__
-    if isinstance(exc, duckdb.PermissionException):
-        return ArchiveError("permission", f"not allowed: {first}", 403)
-    if isinstance(exc, duckdb.ParserException):
-        return ArchiveError("syntax_error", first, 400)
-    if isinstance(exc, (duckdb.BinderException, duckdb.CatalogException)):
-        return ArchiveError("invalid_query", first, 400)
-    if isinstance(exc, duckdb.OutOfMemoryException):
-        return ArchiveError("too_large", f"the query needs more memory than the archive allows: {first}", 400)
-    if isinstance(exc, duckdb.TransactionException):
-        return ArchiveError("conflict", first, 409)
-    if isinstance(
-        exc,
-        (
-            duckdb.ConversionException,
-            duckdb.InvalidInputException,
-            duckdb.OutOfRangeException,
-            duckdb.ConstraintException,
-            duckdb.NotImplementedException,
-            duckdb.TypeMismatchException,
-            duckdb.DependencyException,
-            duckdb.ProgrammingError,
-        ),
-    ):
-        return ArchiveError("invalid_query", first, 400)
-    return ArchiveError("engine_error", f"{kind}: {first}", 500)
 
 
 class QueryResult:

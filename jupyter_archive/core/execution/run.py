@@ -24,7 +24,8 @@ from ..languages import DEFAULT_LANGUAGE
 from ..sql import quote_ident
 from . import pushdown
 from .planner import ENGINE, SERVER, TAP_SCHEMA, Plan, plan
-from .result import QueryResult, engine_error, execute
+from .engines import engine_error
+from .result import QueryResult, execute
 from .uploads import UploadSet
 
 if TYPE_CHECKING:

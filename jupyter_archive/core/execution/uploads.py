@@ -29,7 +29,7 @@ from ..catalog.model import ENGINE_CATALOG, TAP_UPLOAD
 from ..errors import bad_request, one_line
 from ..formats.columns import to_arrow
 from ..sql import quote_ident
-from .result import engine_error
+from .engines import engine_error
 
 if TYPE_CHECKING:
     from ..catalog.model import Principal

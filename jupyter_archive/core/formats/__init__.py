@@ -7,16 +7,17 @@ spools to a temporary file. :func:`negotiate` picks a format from an Accept head
 ``?format=`` value, :func:`by_name` builds one directly; :func:`image_format` picks an image
 format (FITS, PNG, JPEG), whose :meth:`Format.render` makes the bytes of cutouts.
 
-Modules: ``registry`` (names, media types, negotiation), ``common`` (what writers share),
+Modules: ``base`` (the registry, negotiation, column metadata on Arrow fields, plain types and
+slices: what every writer uses), ``text`` (text of arrays and escaping, for the text writers),
 ``datatypes`` (VOTable datatypes of Arrow and engine types), and one module per kind of writer:
 ``delimited`` (CSV, TSV), ``json`` (the JSON kinds), ``votable``, ``fits``, ``arrow`` (Arrow
 IPC, Parquet), ``markup`` (XML, HTML), ``dataset`` (.NET DataSet), ``dbserv`` (LSST DAX's
-JSON), ``images``. To add a format: write its module with a :class:`~.registry.Writer` and
-register it below.
+JSON), ``images`` (and :func:`image_format`). To add a format: write its module with a
+:class:`~.base.Writer` and register it below.
 """
 
 from . import arrow, dataset, dbserv, delimited, fits, images, json, markup, votable
-from .registry import register
+from .base import register
 
 # The order 406 answers list media types in; after a face's default, the order a wildcard
 # Accept tries formats in.
@@ -27,11 +28,12 @@ register(
 )
 
 # (after registering: DEFAULT_FORMATS is set by it)
+from .base import DEFAULT_FORMATS, MEDIA_TYPES, Format, ResultInfo, by_name, negotiate  # noqa: E402
 from .datatypes import engine_votable_type, votable_type  # noqa: E402
 from .dbserv import DBSERV_JSON  # noqa: E402
-from .registry import DEFAULT_FORMATS, MEDIA_TYPES, Format, ResultInfo, by_name, image_format, negotiate, parse_accept  # noqa: E402
+from .images import image_format  # noqa: E402
 
 __all__ = [
     "DBSERV_JSON", "DEFAULT_FORMATS", "MEDIA_TYPES", "Format", "ResultInfo", "by_name", "engine_votable_type",
-    "image_format", "negotiate", "parse_accept", "votable_type",
+    "image_format", "negotiate", "votable_type",
 ]

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .common import plain, slices, text_row_bytes
-from .registry import Writer
+from .base import Writer, plain, slices, text_row_bytes
 
 
 class _Drain:

@@ -24,19 +24,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .common import (
-    encode_name,
-    markup_rows,
-    plain_type,
-    slices,
-    tagged,
-    text,
-    text_row_bytes,
-    unique_names,
-    xml_attr,
-    xml_text,
-)
-from .registry import Writer
+from .base import Writer, plain_type, slices, text_row_bytes
+from .text import encode_name, markup_rows, tagged, text, unique_names, xml_attr, xml_text
 
 XS = "http://www.w3.org/2001/XMLSchema"
 MSDATA = "urn:schemas-microsoft-com:xml-msdata"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .common import plain_type
+from .base import plain_type
 
 # The fixed-width VOTable datatypes: the Arrow types and the engine type names that have them.
 _SCALARS = (

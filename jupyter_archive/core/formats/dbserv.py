@@ -17,9 +17,8 @@ import json
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..schema import field_meta
-from .common import joined_bytes, json_values, slices, text, text_row_bytes
-from .registry import Format, Writer
+from .base import Format, Writer, field_meta, slices, text_row_bytes
+from .text import joined_bytes, json_values, text
 
 
 def _datatype(t: pa.DataType) -> tuple[str, str | None]:

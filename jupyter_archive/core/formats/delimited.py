@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .common import any_true, is_stringish, joined_bytes, plain, plain_type, replace_all, slices, text, text_row_bytes
-from .registry import Writer, not_acceptable
+from .base import Writer, is_stringish, not_acceptable, plain, plain_type, slices, text_row_bytes
+from .text import any_true, joined_bytes, replace_all, text
 
 
 def _csv_header(names, d, rd, q, e) -> bytes:

@@ -24,9 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..schema import field_meta
-from .common import joined_bytes, plain, slices, text, unique_names
-from .registry import Writer
+from .base import Writer, field_meta, plain, slices
+from .text import joined_bytes, text, unique_names
 
 BLOCK = 2880
 _U64_ZERO = 2**63

@@ -1,4 +1,5 @@
-"""Cutouts and whole images as bytes: FITS (one plane, or all as extensions), PNG and JPEG.
+"""Cutouts and whole images as bytes: FITS (one plane, or all as extensions), PNG and JPEG;
+:func:`image_format` picks one from a ``format`` value or an Accept header.
 
 FITS keeps every pixel and the cutout's WCS; ``LTV1``/``LTV2`` give the offset of the
 cutout in the original image (IRAF's physical coordinates, as LSST's afw writes them).
@@ -14,7 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .registry import IMAGE, Writer
+from ..errors import ArchiveError
+from ..params import parse_accept
+from .base import IMAGE, IMAGE_VALUES, Format, Writer
 
 if TYPE_CHECKING:
     from ..images.cut import Cut
@@ -145,3 +148,40 @@ FITS_IMAGE = Writer("fits", fits_bytes, "image/fits", {"image/fits": {}, "applic
 PNG = Writer("png", _picture("png"), "image/png", {"image/png": {}}, family=IMAGE)
 JPEG = Writer("jpeg", _picture("jpeg"), "image/jpeg", {"image/jpeg": {}, "image/jpg": {}}, names={"jpeg": {}, "jpg": {}},
               family=IMAGE, extension="jpg")
+
+
+# ---------------------------------------------------------------------------------------------
+# Which image format a request asks for
+
+_IMAGE_DEFAULT = "fits"
+_IMAGE_WILDCARDS = ("*/*", "image/*", "application/*")  # each means the default
+
+
+def image_format(value: str | None = None, accept: str | None = None) -> Format:
+    """The image format a ``format`` value (a name or media type) or else an Accept header asks
+    for; FITS when neither says. Accept ranges are tried by q, then in the order given."""
+    if value:
+        fmt = IMAGE_VALUES.get(value.strip().lower())
+        if fmt is None:
+            raise _no_image(f"unknown image format {value!r}")
+        return fmt
+    if not accept:
+        return IMAGE_VALUES[_IMAGE_DEFAULT]
+    ranked = []
+    for pos, (mt, params) in enumerate(parse_accept(accept)):
+        try:
+            q = float(params.get("q", 1))
+        except ValueError:
+            q = 0.0
+        ranked.append((-q, pos, mt))
+    for _, _, mt in sorted(ranked):
+        if mt in IMAGE_VALUES:
+            return IMAGE_VALUES[mt]
+        if mt in _IMAGE_WILDCARDS:
+            return IMAGE_VALUES[_IMAGE_DEFAULT]
+    raise _no_image(f"cannot answer Accept: {accept}")
+
+
+def _no_image(message: str) -> ArchiveError:
+    types = list(dict.fromkeys(fmt.media_type for fmt in IMAGE_VALUES.values()))
+    return ArchiveError("not_acceptable", f"{message}; images come as {', '.join(types)}", 406, details={"supported": types})

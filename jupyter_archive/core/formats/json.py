@@ -18,10 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..schema import field_meta, per_object
-from .common import joined_bytes, json_values, slices, text_row_bytes
+from .base import Writer, field_meta, not_acceptable, per_object, slices, text_row_bytes
 from .datatypes import votable_type
-from .registry import Writer, not_acceptable
+from .text import joined_bytes, json_values
 
 
 _EXP_ZEROS = re.compile(r"e([+-])0+(?=\d)")

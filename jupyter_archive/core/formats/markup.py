@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import html
 
-from ..schema import field_meta
-from .common import encode_name, markup_rows, slices, tagged, text_row_bytes, xml_attr, xml_text
-from .registry import Writer
+from .base import Writer, field_meta, slices, text_row_bytes
+from .text import encode_name, markup_rows, tagged, xml_attr, xml_text
 
 
 def write_xml(schema, batches, info, opt):

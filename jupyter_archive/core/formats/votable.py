@@ -25,10 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..schema import field_meta
-from .common import joined_bytes, plain, slices, text, xml_attr, xml_escape
+from .base import Writer, field_meta, not_acceptable, plain, slices
 from .datatypes import votable_type
-from .registry import Writer, not_acceptable
+from .text import joined_bytes, text, xml_attr, xml_escape
 
 VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
 _SCHEMA_LOCATION = f"{VOTABLE_NS} http://www.ivoa.net/xml/VOTable/votable-1.4.xsd"

@@ -17,7 +17,7 @@ from ..sql import quote_ident
 from ..catalog import MYDB, Principal
 from ..catalog.namespace import relations_in
 from ..errors import ArchiveError, not_found, permission
-from ..execution.result import engine_error
+from ..execution.engines import engine_error
 from .model import ACTIVE, JobCanceled
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import ArchiveError, bad_request, one_line, permission
-from ..execution.result import engine_error
+from ..execution.engines import engine_error
 from . import write
 from .sources import FORMATS, NOT_WHOLE, open_source, read_error
 from .write import MODES, UploadResult, check_table_name

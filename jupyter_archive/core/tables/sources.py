@@ -22,9 +22,9 @@ import pyarrow as pa
 
 from ..sql import quote_ident, quote_literal
 from ..errors import ArchiveError, bad_request, one_line
+from ..execution.engines import engine_error
+from ..formats.base import META_KEYS
 from ..formats.columns import to_arrow
-from ..execution.result import engine_error
-from ..schema import META_KEYS
 
 
 FORMATS = ("csv", "parquet", "ldjson", "votable", "fits")

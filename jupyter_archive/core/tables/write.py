@@ -22,7 +22,7 @@ from ..sql import quote_ident, quote_literal
 from ..backends.metadata import META_SCHEMA
 from ..catalog import MYDB_ALIAS, TableInfo
 from ..errors import ArchiveError, bad_request, not_found
-from ..schema import META_KEYS
+from ..formats.base import META_KEYS
 from ..sql import HEALPIX_INFO_PREFIX, healpix_index, parse_healpix_spec
 from .sources import INT_TYPES
 

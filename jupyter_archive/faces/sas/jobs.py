@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...core import formats
+from ...core import formats, params
 from ...core.errors import ArchiveError, bad_request
 from ...core.jobs import Job
 from ..base import endpoint
@@ -145,9 +145,9 @@ class JobResultsHandler(SasHandler):
         if self.arg("format"):
             return False
         ranges = []
-        for mt, params in formats.parse_accept(self.request.headers.get("Accept") or ""):
+        for mt, options in params.parse_accept(self.request.headers.get("Accept") or ""):
             try:
-                q = float(params.get("q") or 1)
+                q = float(options.get("q") or 1)
             except ValueError:
                 q = 1.0
             if q > 0:

@@ -9,7 +9,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from ...core import formats, times
+from ...core import formats, params, times
 from ...core.jobs.directives import Directive
 from ...core.errors import ArchiveError, not_found
 from ...core.jobs import Job
@@ -104,14 +104,14 @@ class SasHandler(ArchiveHandler):
     # -- rendering -----------------------------------------------------------------------------
     def accepts(self, media: str) -> bool:
         """Does Accept name ``media`` itself (with or without ``+json``)?"""
-        ranges = formats.parse_accept(self.request.headers.get("Accept") or "")
+        ranges = params.parse_accept(self.request.headers.get("Accept") or "")
         return any(mt in (media, media + "+json") for mt, _ in ranges)
 
     def answer_type(self, media: str) -> str:
         """The Content-Type a ``media`` resource goes out as: its vnd type, or plain JSON when that
         is all Accept allows; 406 when Accept allows neither. A request that changes something
         asks first, so that a 406 leaves everything as it was."""
-        ranges = [mt for mt, _ in formats.parse_accept(self.request.headers.get("Accept") or "")]
+        ranges = [mt for mt, _ in params.parse_accept(self.request.headers.get("Accept") or "")]
         ok = {media, media + "+json", "*/*", "application/*", "application/json"}
         if ranges and not any(mt in ok for mt in ranges):
             raise ArchiveError("not_acceptable", f"this resource is {media}+json (or application/json); Accept was {', '.join(ranges)}", 406)

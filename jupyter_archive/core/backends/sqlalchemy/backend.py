@@ -27,7 +27,7 @@ from sqlglot import exp
 from ...catalog import TableInfo
 from ...errors import ArchiveError
 from ...execution.result import QueryResult, rows_affected_result
-from ...schema import annotate
+from ...formats.base import annotate
 from .dialect import emit, parse, write_kind
 from .failures import connect_error, server_error
 from .listing import pg_tables, sqlite_tables

@@ -1,4 +1,4 @@
-"""The format registry: which writer answers a request, and under which Content-Type.
+"""What every format writer is built on: the registry, negotiation, column metadata, plain types and slices.
 
 Each writer module declares its formats as :class:`Writer` records (names, media types,
 options and the function that writes); the package registers them (``formats/__init__``).
@@ -6,22 +6,250 @@ Two families share the registry: result tables, streamed by :meth:`Format.encode
 (cutouts as bytes), made by :meth:`Format.render`.
 
 Tables: :func:`negotiate` picks a format from ``?format=`` (a name, or a media range with
-parameters) or the Accept header; :func:`by_name` builds one directly. Accept parameters become
-writer options (``text/csv;columnDelimiter=|``, ``serialization=``), each writer checking its
-own. An ``opt_in`` format (HTML, DAX's dbserv JSON) answers only where a face offers it.
-Images: :func:`image_format` picks FITS, PNG or JPEG from a ``format`` value or an Accept header.
+parameters) or the Accept header (parsed by ``params.parse_accept``); :func:`by_name` builds one
+directly. Accept parameters become writer options (``text/csv;columnDelimiter=|``,
+``serialization=``), each writer checking its own. An ``opt_in`` format (HTML, DAX's dbserv
+JSON) answers only where a face offers it. Images: ``images.image_format`` picks one.
+
+Column metadata (unit, UCD, description, utype, xtype) travels on the Arrow fields of every
+result: backends put it there (:func:`annotate`), writers read it (:func:`field_meta`). Writers
+see plain types (:func:`plain_type`) and hold one batch, cut into slices of a few MiB of output
+(:func:`slices`), at a time, never the whole result.
 """
 
 from __future__ import annotations
 
-import re
+import functools
+import itertools
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 
 from ..errors import ArchiveError
-from .common import plain_schema
+from ..params import parse_accept
+
+# ---------------------------------------------------------------------------------------------
+# Column metadata, carried on Arrow fields so it travels with every streamed result
+
+META_KEYS = ("unit", "ucd", "description", "utype", "xtype")
+#: What result writers also read: ``datatype`` = "char" says a text column is declared ASCII
+#: (TAP_SCHEMA's own columns, uploaded ``char`` fields), so VOTable writes ``char`` for it.
+RESULT_KEYS = (*META_KEYS, "datatype")
+
+
+def per_object(fn):
+    """``fn(*args)`` remembered per tuple of argument *objects* (the last 256).
+
+    Arrow's schema equality ignores metadata, so equal schemas cannot share a value; but a
+    quick query's schema is one remembered object (``query._small_shape``, ``annotate``), and
+    what is derived from it (its annotated and plain forms, a JSON header) costs more to
+    remake than the query's rows. The memo holds its arguments, so their ``id``s are not
+    reused while remembered; it is for immutable arguments.
+    """
+    memo: OrderedDict[tuple[int, ...], tuple[tuple, object]] = OrderedDict()
+    lock = threading.Lock()
+
+    @functools.wraps(fn)
+    def remembered(*args):
+        key = tuple(map(id, args))
+        with lock:
+            hit = memo.get(key)
+            if hit is not None:
+                memo.move_to_end(key)
+                return hit[1]
+        value = fn(*args)
+        with lock:
+            memo[key] = (args, value)
+            while len(memo) > 256:
+                memo.popitem(last=False)
+        return value
+
+    return remembered
+
+
+def field_meta(field: pa.Field) -> dict[str, str]:
+    """The archive metadata of a field as a plain ``{key: value}`` dict (only keys present)."""
+    md = field.metadata or {}
+    out = {}
+    for key in RESULT_KEYS:
+        value = md.get(key.encode())
+        if value:
+            out[key] = value.decode()
+    return out
+
+
+def with_meta(field: pa.Field, **meta: str | None) -> pa.Field:
+    """A copy of ``field`` with the given archive metadata set (``None`` values are dropped)."""
+    md = dict(field.metadata or {})
+    for key, value in meta.items():
+        if key not in RESULT_KEYS:
+            raise ValueError(f"unknown column metadata key {key!r}")
+        if value:
+            md[key.encode()] = str(value).encode()
+    return field.with_metadata(md)
+
+
+def annotate(schema: pa.Schema, columns: dict[str, dict[str, str]]) -> pa.Schema:
+    """Attach metadata to the fields of ``schema`` by column name (case-insensitive).
+
+    ``columns`` is not mutated afterwards (the result is remembered per pair of objects)."""
+    return _annotate_objects(schema, columns)
+
+
+@per_object
+def _annotate_objects(schema: pa.Schema, columns: dict[str, dict[str, str]]) -> pa.Schema:
+    if schema.metadata is None and not any(f.metadata for f in schema):
+        # Every quick query annotates its engine schema again; remembering the few distinct
+        # (schema, metadata) pairs saves ~0.1 ms a query. Arrow's schema equality ignores
+        # metadata, so only metadata-free schemas are looked up.
+        return _annotate_plain(schema, tuple((k, tuple(v.items())) for k, v in columns.items()))
+    return _annotate(schema, columns)
+
+
+@functools.lru_cache(maxsize=256)
+def _annotate_plain(schema: pa.Schema, columns: tuple) -> pa.Schema:
+    return _annotate(schema, {k: dict(v) for k, v in columns})
+
+
+def _annotate(schema: pa.Schema, columns: dict[str, dict[str, str]]) -> pa.Schema:
+    lower = {k.lower(): v for k, v in columns.items()}
+    fields = []
+    for f in schema:
+        meta = lower.get(f.name.lower())
+        fields.append(with_meta(f, **{k: v for k, v in meta.items() if k in RESULT_KEYS}) if meta else f)
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+SLICE_BYTES = 4 * 1024 * 1024  # batches are cut so that one slice encodes to about this much
+
+
+# ---------------------------------------------------------------------------------------------
+# Type normalisation and slicing
+
+
+def plain_type(t: pa.DataType) -> pa.DataType:
+    """The type writers see: dictionaries decoded, large/view/fixed variants made plain."""
+    if pa.types.is_dictionary(t):
+        return plain_type(t.value_type)
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t) or pa.types.is_fixed_size_binary(t):
+        return pa.binary()
+    if pa.types.is_float16(t):
+        return pa.float32()
+    if pa.types.is_date64(t):
+        return pa.date32()
+    return t
+
+
+@per_object
+def plain_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema with every type made plain (what writers are given)."""
+    return pa.schema([f.with_type(plain_type(f.type)) for f in schema], metadata=schema.metadata)
+
+
+def plain(arr) -> pa.Array:
+    """A column (chunks combined) cast to its :func:`plain_type`."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    t = plain_type(arr.type)
+    return arr if t == arr.type else arr.cast(t)
+
+
+def slices(
+    batches: Iterable, row_bytes: int, render, *, multiple: int = 1, rows: int | None = None, parallel: bool = False
+) -> Iterator:
+    """Yield ``render(slice)`` for the incoming batches cut into slices of about SLICE_BYTES of
+    output (``row_bytes``: an estimate per row), or of ``rows`` rows; slice lengths are multiples
+    of ``multiple`` where the batch allows. Empty slices are skipped.
+
+    ``parallel``: ``render`` releases the GIL for most of its work (pyarrow's CSV writer), so
+    the next slice is rendered on another core while this one is sent; output stays in order."""
+    rows = rows or max(1024, SLICE_BYTES // max(row_bytes, 1)) // multiple * multiple
+
+    def cut() -> Iterator[pa.RecordBatch]:
+        it = iter(batches)
+        # Explicit dels: no reference to a finished batch may survive into the next fetch, so the
+        # producer (DuckDB) can build the next batch without two being alive at once.
+        while (b := next(it, None)) is not None:
+            parts = b.to_batches() if isinstance(b, pa.Table) else [b]
+            del b
+            while parts:
+                part = parts.pop(0)
+                for off in range(0, part.num_rows, rows):
+                    yield part.slice(off, rows)
+                del part
+
+    pieces = cut()
+    head = list(itertools.islice(pieces, 2)) if parallel else []
+    if not parallel or len(head) < 2:
+        # One slice (any quick result): handing it to another thread costs more than it saves.
+        for i, piece in enumerate(itertools.chain(_popping(head), pieces)):
+            # From the second slice on this is an export: give the Arrow heap of this thread
+            # back after each (the pool's threads take turns, each would keep its own).
+            out = render(piece) if i == 0 else _render_releasing(render, piece)
+            del piece
+            yield out
+            del out
+        return
+    pending: list = []  # at most two slices in flight: memory stays bounded
+    try:
+        for piece in itertools.chain(_popping(head), pieces):
+            pending.append(_render_pool().submit(_render_releasing, render, piece))
+            del piece
+            if len(pending) == 2:
+                yield pending.pop(0).result()
+        while pending:
+            yield pending.pop(0).result()
+    finally:
+        for f in pending:
+            f.cancel()
+
+
+def _popping(items: list) -> Iterator:
+    """The items of a list, each dropped from it as it is given (no reference stays behind)."""
+    while items:
+        yield items.pop(0)
+
+
+def _render_releasing(render, piece):
+    try:
+        return render(piece)
+    finally:
+        # Arrow's allocator keeps a heap per thread; without this the render threads' heaps hold
+        # tens of MB after an export (~3 us a call).
+        pa.default_memory_pool().release_unused()
+
+
+_RENDER_POOL = None
+
+
+def _render_pool():
+    global _RENDER_POOL
+    if _RENDER_POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _RENDER_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="archive-render")
+    return _RENDER_POOL
+
+
+@per_object
+def text_row_bytes(schema: pa.Schema) -> int:
+    """A rough size of a row as text, to size slices."""
+    return sum(24 if is_stringish(f.type) else 12 for f in schema) + 8
+
+
+def is_stringish(t: pa.DataType) -> bool:
+    """Types rendered as quoted strings in JSON/CSV (text, times, base64 binary, JSON text)."""
+    return not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+                or pa.types.is_decimal(t) or pa.types.is_null(t))
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats and writers
 
 TABLE = "table"
 IMAGE = "image"
@@ -115,7 +343,8 @@ _SHORT: dict[str, tuple[str, dict]] = {}  # ?format= values -> (format, default 
 _OPTIONS: dict[str, frozenset[str]] = {}  # format -> the options it takes
 _LOWER_TYPES: dict[str, str] = {}  # lower-case media type -> its MEDIA_TYPES key
 _ALIAS_TYPES: set[str] = set()  # media types answered under their format's own Content-Type
-_IMAGE_VALUES: dict[str, Format] = {}  # image format names and media types (lower case)
+#: Image format names and media types (lower case) -> the format (``images.image_format`` reads it).
+IMAGE_VALUES: dict[str, Format] = {}
 
 
 def register(*writers: Writer) -> None:
@@ -128,7 +357,7 @@ def register(*writers: Writer) -> None:
         if w.family == IMAGE:
             fmt = Format(w.name, w.content_type, family=IMAGE)
             for value in (*names, *w.media_types):
-                _IMAGE_VALUES[value.lower()] = fmt
+                IMAGE_VALUES[value.lower()] = fmt
             continue
         _CANONICAL[w.name] = w.content_type
         _SHORT.update((value, (w.name, options)) for value, options in names.items())
@@ -167,61 +396,6 @@ def by_name(name: str, **options) -> Format:
     if writer.check is not None:
         writer.check(opts)
     return Format(name, writer.content_type, opts)
-
-
-def _quoted(s: str, i: int) -> tuple[str, int]:
-    """A parameter value starting at s[i]: quoted ("x", 'x', Quasar's "\\") or a bare token."""
-    n = len(s)
-    if i < n and s[i] in "\"'":
-        q = s[i]
-        # Quasar writes one-char values as qXq without escaping: "\"" is a backslash, """ a quote
-        if i + 2 < n and s[i + 2] == q and (i + 3 == n or s[i + 3] in ";&, \t"):
-            return s[i + 1], i + 3
-        out, j = [], i + 1
-        while j < n and s[j] != q:
-            if s[j] == "\\" and j + 1 < n and s[j + 1] in (q, "\\"):
-                j += 1
-            out.append(s[j])
-            j += 1
-        return "".join(out), j + 1
-    m = re.compile(r"[^\s,;&]*").match(s, i)
-    if not m.group() and i < n and s[i] in ",;&" and (i + 1 == n or s[i + 1] in ",;& \t"):
-        return s[i], i + 1  # a bare separator as the value: columnDelimiter=;
-    return m.group(), m.end()
-
-
-_TOKEN = re.compile(r"\s*([^\s,;&]*)\s*")
-_PNAME = re.compile(r"\s*([^\s=,;&]+)\s*(=\s*)?")
-
-
-def parse_accept(header: str) -> list[tuple[str, dict[str, str]]]:
-    """Media ranges of an Accept header in order: ``[(type/subtype, {param: value})]``.
-
-    Parameters may be separated by ``;`` or ``&`` (Quasar) and values may be quoted.
-    """
-    ranges, i, n = [], 0, len(header)
-    while i < n:
-        m = _TOKEN.match(header, i)
-        mt, i = m.group(1).lower(), m.end()
-        params: dict[str, str] = {}
-        while i < n and header[i] in ";&":
-            m = _PNAME.match(header, i + 1)
-            if not m:
-                i += 1
-                continue
-            i = m.end()
-            value = ""
-            if m.group(2) is not None:
-                value, i = _quoted(header, i)
-            params[m.group(1).lower()] = value
-            while i < n and header[i] in " \t":
-                i += 1
-        while i < n and header[i] != ",":  # skip junk up to the next range
-            i += 1
-        i += 1
-        if mt:
-            ranges.append((mt, params))
-    return ranges
 
 
 def _lookup(mt: str, params: dict[str, str]) -> str | None:
@@ -299,40 +473,3 @@ def negotiate(accept: str | None, format_param: str | None = None, *, default: s
             raise not_acceptable("No format is available", names)
         return by_name(default)
     return _resolve(ranges, default, names, f"Accept {accept!r}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Images
-
-_IMAGE_DEFAULT = "fits"
-_IMAGE_WILDCARDS = ("*/*", "image/*", "application/*")  # each means the default
-
-
-def image_format(value: str | None = None, accept: str | None = None) -> Format:
-    """The image format a ``format`` value (a name or media type) or else an Accept header asks
-    for; FITS when neither says. Accept ranges are tried by q, then in the order given."""
-    if value:
-        fmt = _IMAGE_VALUES.get(value.strip().lower())
-        if fmt is None:
-            raise _no_image(f"unknown image format {value!r}")
-        return fmt
-    if not accept:
-        return _IMAGE_VALUES[_IMAGE_DEFAULT]
-    ranked = []
-    for pos, (mt, params) in enumerate(parse_accept(accept)):
-        try:
-            q = float(params.get("q", 1))
-        except ValueError:
-            q = 0.0
-        ranked.append((-q, pos, mt))
-    for _, _, mt in sorted(ranked):
-        if mt in _IMAGE_VALUES:
-            return _IMAGE_VALUES[mt]
-        if mt in _IMAGE_WILDCARDS:
-            return _IMAGE_VALUES[_IMAGE_DEFAULT]
-    raise _no_image(f"cannot answer Accept: {accept}")
-
-
-def _no_image(message: str) -> ArchiveError:
-    types = [w.content_type for w in _IMAGES.values()]
-    return ArchiveError("not_acceptable", f"{message}; images come as {', '.join(types)}", 406, details={"supported": types})

@@ -1,148 +1,23 @@
-"""What the format writers share: plain types, slicing, text of arrays, escaping, names, markup rows.
+"""Text of Arrow arrays for the text writers: literals, escaping, names and markup rows.
 
 Text rendering is vectorised with pyarrow.compute: every column becomes a string array of
 ready-to-write literals and ``binary_join_element_wise`` glues them into rows, whose bytes are
-then taken straight from the Arrow value buffer (:func:`joined_bytes`). Writers hold one batch,
-cut into slices of a few MiB of output (:func:`slices`), at a time, never the whole result.
+then taken straight from the Arrow value buffer (:func:`joined_bytes`). What every writer uses
+(plain types, slices, column metadata) is in :mod:`.base`.
 """
 
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import re
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..schema import per_object
-
-SLICE_BYTES = 4 * 1024 * 1024  # batches are cut so that one slice encodes to about this much
-
-
-# ---------------------------------------------------------------------------------------------
-# Type normalisation and slicing
-
-
-def plain_type(t: pa.DataType) -> pa.DataType:
-    """The type writers see: dictionaries decoded, large/view/fixed variants made plain."""
-    if pa.types.is_dictionary(t):
-        return plain_type(t.value_type)
-    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return pa.string()
-    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t) or pa.types.is_fixed_size_binary(t):
-        return pa.binary()
-    if pa.types.is_float16(t):
-        return pa.float32()
-    if pa.types.is_date64(t):
-        return pa.date32()
-    return t
-
-
-@per_object
-def plain_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema with every type made plain (what writers are given)."""
-    return pa.schema([f.with_type(plain_type(f.type)) for f in schema], metadata=schema.metadata)
-
-
-def plain(arr) -> pa.Array:
-    """A column (chunks combined) cast to its :func:`plain_type`."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    t = plain_type(arr.type)
-    return arr if t == arr.type else arr.cast(t)
-
-
-def slices(
-    batches: Iterable, row_bytes: int, render, *, multiple: int = 1, rows: int | None = None, parallel: bool = False
-) -> Iterator:
-    """Yield ``render(slice)`` for the incoming batches cut into slices of about SLICE_BYTES of
-    output (``row_bytes``: an estimate per row), or of ``rows`` rows; slice lengths are multiples
-    of ``multiple`` where the batch allows. Empty slices are skipped.
-
-    ``parallel``: ``render`` releases the GIL for most of its work (pyarrow's CSV writer), so
-    the next slice is rendered on another core while this one is sent; output stays in order."""
-    rows = rows or max(1024, SLICE_BYTES // max(row_bytes, 1)) // multiple * multiple
-
-    def cut() -> Iterator[pa.RecordBatch]:
-        it = iter(batches)
-        # Explicit dels: no reference to a finished batch may survive into the next fetch, so the
-        # producer (DuckDB) can build the next batch without two being alive at once.
-        while (b := next(it, None)) is not None:
-            parts = b.to_batches() if isinstance(b, pa.Table) else [b]
-            del b
-            while parts:
-                part = parts.pop(0)
-                for off in range(0, part.num_rows, rows):
-                    yield part.slice(off, rows)
-                del part
-
-    pieces = cut()
-    head = list(itertools.islice(pieces, 2)) if parallel else []
-    if not parallel or len(head) < 2:
-        # One slice (any quick result): handing it to another thread costs more than it saves.
-        for i, piece in enumerate(itertools.chain(_popping(head), pieces)):
-            # From the second slice on this is an export: give the Arrow heap of this thread
-            # back after each (the pool's threads take turns, each would keep its own).
-            out = render(piece) if i == 0 else _render_releasing(render, piece)
-            del piece
-            yield out
-            del out
-        return
-    pending: list = []  # at most two slices in flight: memory stays bounded
-    try:
-        for piece in itertools.chain(_popping(head), pieces):
-            pending.append(_render_pool().submit(_render_releasing, render, piece))
-            del piece
-            if len(pending) == 2:
-                yield pending.pop(0).result()
-        while pending:
-            yield pending.pop(0).result()
-    finally:
-        for f in pending:
-            f.cancel()
-
-
-def _popping(items: list) -> Iterator:
-    """The items of a list, each dropped from it as it is given (no reference stays behind)."""
-    while items:
-        yield items.pop(0)
-
-
-def _render_releasing(render, piece):
-    try:
-        return render(piece)
-    finally:
-        # Arrow's allocator keeps a heap per thread; without this the render threads' heaps hold
-        # tens of MB after an export (~3 us a call).
-        pa.default_memory_pool().release_unused()
-
-
-_RENDER_POOL = None
-
-
-def _render_pool():
-    global _RENDER_POOL
-    if _RENDER_POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _RENDER_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="archive-render")
-    return _RENDER_POOL
-
-
-@per_object
-def text_row_bytes(schema: pa.Schema) -> int:
-    """A rough size of a row as text, to size slices."""
-    return sum(24 if is_stringish(f.type) else 12 for f in schema) + 8
-
-
-def is_stringish(t: pa.DataType) -> bool:
-    """Types rendered as quoted strings in JSON/CSV (text, times, base64 binary, JSON text)."""
-    return not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
-                or pa.types.is_decimal(t) or pa.types.is_null(t))
+from .base import is_stringish, plain, plain_type
 
 
 def joined_bytes(arr: pa.Array) -> bytes:

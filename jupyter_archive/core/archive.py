@@ -8,7 +8,6 @@ it from a thread pool (``executor``).
 
 from __future__ import annotations
 
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,8 +30,6 @@ from .tables.service import Tables
 from .users.owned import Owned
 from .users.service import Users
 from .users.store import UserStore
-
-log = logging.getLogger(__name__)
 
 
 class Archive:

@@ -33,7 +33,7 @@ from .users.store import UserStore
 
 
 class Archive:
-    """The archive: catalog + engines + users. One per server process."""
+    """The archive's services, built in dependency order and closed together; one per server process."""
 
     def __init__(self, config: ArchiveConfig, *, lock: DataDirLock | None = None):
         self.config = config

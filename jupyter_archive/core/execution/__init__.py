@@ -1,9 +1,10 @@
 """Where and how a compiled query runs: one planner, one ``run()`` for every path.
 
 - ``engines``: what each key's engine attaches (``Specs``), opening a locked-down DuckDB
-  instance, TAP_SCHEMA's in-memory engine, ``engine_error`` (DuckDB's errors as ``ArchiveError``).
-- ``pool``: ``EnginePool`` (``archive.engines``): every engine's lifecycle; ``Engine``, the
-  ``Lease`` of a connection it lends, ``EngineRef``.
+  instance, every engine's lifecycle (``EngineLifecycle``), TAP_SCHEMA's in-memory engine,
+  ``engine_error`` (DuckDB's errors as ``ArchiveError``).
+- ``pool``: ``EnginePool`` (``archive.engines``): lends connections; ``Engine``, the ``Lease``
+  of a connection it lends, ``EngineRef``.
 - ``planner``: ``Plan``: decides once where compiled statements run.
 - ``run``: ``Queries`` (``archive.queries``): compile (+ cache), query, read_table, run.
 - ``result``: ``QueryResult``, ``execute`` on a cursor, the watchdog.

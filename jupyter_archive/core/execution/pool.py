@@ -14,17 +14,19 @@ name them as ``EngineRef``s, which lease when asked for a cursor: a ``Lease`` of
 from __future__ import annotations
 
 import functools
+import heapq
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+import pyarrow as pa
 
 from ..catalog.model import MYDB_ALIAS, ContextRef, Mount, Principal
 from ..errors import ArchiveError
-from .engines import Attachment, EngineLifecycle, Generation, Specs, busy, open_instance
+from .engines import Attachment, EngineLifecycle, Generation, Specs, busy, engine_error, open_instance
 
 if TYPE_CHECKING:
     from ..catalog.namespace import Namespace
@@ -295,3 +297,167 @@ class EnginePool:
     def clear(self) -> None:
         """Close every engine now, in use or not (the archive is stopping)."""
         self._life.clear()
+
+
+# -- what a lease streams: the result, and the watchdog of its time limit -------------------------
+
+ROWS_AFFECTED = "Rows Affected"
+
+
+class Watchdog:
+    """One thread that fires callbacks at deadlines: the quick-query time limits.
+
+    A thread per query (``threading.Timer``) costs milliseconds to start under load;
+    this costs a heap push.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._canceled: set[int] = set()
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, delay: float, callback: Callable[[], None]) -> int:
+        with self._cond:
+            self._seq += 1
+            entry = (time.monotonic() + delay, self._seq, callback)
+            earliest = not self._heap or entry < self._heap[0]
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="archive-watchdog", daemon=True)
+                self._thread.start()
+            if earliest:
+                # Only a new earliest deadline changes when the thread must wake; waking it for
+                # every query would make it fight the query's thread for the GIL.
+                self._cond.notify()
+            return self._seq
+
+    def cancel(self, handle: int) -> None:
+        with self._cond:
+            self._canceled.add(handle)
+            if len(self._canceled) > 1024 and 2 * len(self._canceled) > len(self._heap):
+                # Canceled entries wait in the heap until their deadline; drop them in bulk.
+                self._heap = [e for e in self._heap if e[1] not in self._canceled]
+                heapq.heapify(self._heap)
+                self._canceled.clear()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                when, handle, callback = self._heap[0]
+                now = time.monotonic()
+                if handle in self._canceled:
+                    heapq.heappop(self._heap)
+                    self._canceled.discard(handle)
+                    continue
+                if when > now:
+                    self._cond.wait(when - now)
+                    continue
+                heapq.heappop(self._heap)
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a failed interrupt must not stop the watchdog
+                pass
+
+
+WATCHDOG = Watchdog()
+
+
+class QueryResult:
+    """A running query's rows: schema known, batches pulled on demand, closed at the end.
+
+    ``truncated`` is known before the first byte is sent: with a row limit the first rows
+    (at most ``row_limit + 1``, a configured, bounded amount) are fetched up front.
+    """
+
+    def __init__(
+        self,
+        schema: pa.Schema,
+        prefetched: list[pa.RecordBatch],
+        reader: pa.RecordBatchReader | None,
+        *,
+        truncated: bool = False,
+        rows_affected: int | None = None,
+        on_close: Callable[[], None] | None = None,
+        check_interrupt: Callable[[BaseException], ArchiveError] | None = None,
+    ):
+        self.schema = schema
+        self.truncated = truncated
+        self.rows_affected = rows_affected
+        self._prefetched = prefetched
+        self._reader = reader
+        self._on_close = on_close
+        self._check = check_interrupt or engine_error
+        self.rows_sent = 0
+        self.closed = False
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            while self._prefetched:
+                b = self._prefetched.pop(0)
+                self.rows_sent += b.num_rows
+                yield b.cast(self.schema) if b.schema != self.schema else b
+            if self._reader is not None:
+                while True:
+                    try:
+                        b = self._reader.read_next_batch()
+                    except StopIteration:
+                        break
+                    except duckdb.Error as exc:
+                        raise self._check(exc) from None
+                    except pa.ArrowException as exc:
+                        raise self._check(exc) from None
+                    self.rows_sent += b.num_rows
+                    yield b.replace_schema_metadata(None).cast(self.schema) if b.schema != self.schema else b
+        finally:
+            self.close()
+
+    @property
+    def complete(self) -> bool:
+        """All rows are already fetched (a small result): nothing more to pull from the engine."""
+        return self._reader is None
+
+    def to_table(self) -> pa.Table:
+        """All rows at once; for small results (tests, widgets), never for exports."""
+        return pa.Table.from_batches(list(self.batches()), schema=self.schema)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._prefetched = []
+        if self._reader is not None:
+            try:
+                self._reader.close()
+            except Exception:  # noqa: BLE001 - closing after an engine error may fail again
+                pass
+        if self._on_close:
+            self._on_close()
+
+    def also_on_close(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` when the result closes, after what already runs then (e.g. drop uploads)."""
+        before = self._on_close
+
+        def both():
+            try:
+                if before:
+                    before()
+            finally:
+                fn()
+
+        self._on_close = both
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def rows_affected_result(count: int) -> QueryResult:
+    schema = pa.schema([pa.field(ROWS_AFFECTED, pa.int64())])
+    batch = pa.record_batch([pa.array([count], pa.int64())], schema=schema)
+    return QueryResult(schema, [batch], None, rows_affected=count)

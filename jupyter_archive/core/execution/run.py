@@ -1,9 +1,9 @@
 """The Queries service (``archive.queries``): compile, and run a compiled query where the planner says.
 
-``compile`` shows a query's phases and its plan (the engine's, or the SQL pushed to a
-server); ``query`` compiles (through the compile cache) and runs a quick query; ``read_table``
-streams a table page by page; ``run`` executes compiled statements on their plan: quick
-queries, paged reads and jobs all end there.
+``compile`` shows a query's phases and its plan (``compiling``); ``query`` compiles (through
+the compile cache) and runs a quick query; ``read_table`` streams a table page by page; ``run``
+executes compiled statements on their plan: quick queries, paged reads and jobs all end there,
+in ``execute`` on an engine's cursor (below) or on a SQL server (``pushdown``).
 
 A compile-cache hit without variables or parameters goes straight to the engine: the cached
 entry carries the compiled statements, their column metadata and their plan.
@@ -15,7 +15,7 @@ import functools
 import threading
 import warnings
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Unpack
 
 import duckdb
 import pyarrow as pa
@@ -27,6 +27,7 @@ from ..formats.base import annotate
 from ..languages import DEFAULT_LANGUAGE
 from ..sql import quote_ident
 from . import pushdown
+from .compiling import TextOptions, compile_text, with_plan
 from .engines import engine_error
 from .planner import ENGINE, SERVER, TAP_SCHEMA, Plan, plan
 from .pool import WATCHDOG, QueryResult, rows_affected_result
@@ -38,17 +39,6 @@ if TYPE_CHECKING:
 
 DEFAULT = object()  # "use the configured limit"
 COMPILE_CACHE_SIZE = 512
-
-
-class TextOptions(TypedDict, total=False):
-    """What a query's text means beyond its words: the keywords ``compile`` and ``query`` share."""
-
-    context: str | None  # where unqualified table names resolve
-    base_path: str | None  # Quasar: the directory relative paths start from
-    variables: dict[str, str] | None  # Quasar's ``var.name=value``: each one SQL literal, bound
-    params: dict[str, Any] | None  # the native API's parameters: python values, bound
-    offset: int | None  # rows to skip (a face's paging)
-    limit: int | None  # at most this many rows (a face's paging; the row limit is separate)
 
 
 class _Entry:
@@ -90,53 +80,15 @@ class Queries:
     ) -> sqlmod.Compiled:
         """Compile without running; with ``explain`` the plan is the last phase (the engine's
         plan, or the SQL pushed to a server)."""
-        compiled, _ = self._compile(principal, text, language, options, row_limit)
-        where = plan(self._namespace, self._engines, principal, compiled.statements, engine=explain)
-        if where.where == SERVER:
-            compiled.phases.append(sqlmod.Phase("Pushed SQL", detail=pushdown.pushed_sql(where.backend, compiled)))
-        elif explain and where.where == ENGINE:
-            plans = []
-            cur = where.engine.cursor()
-            try:
-                for st in compiled.statements:
-                    rows = cur.sql("EXPLAIN " + st.sql, params=st.params or None).fetchall()
-                    plans.append("\n".join(str(r[-1]) for r in rows))
-            except duckdb.Error as exc:
-                err = engine_error(exc)
-                phases = [p.to_json() for p in compiled.phases] + [{"name": "Engine Plan", "error": err.message}]
-                err.details["phases"] = phases
-                raise err from None
-            finally:
-                cur.close()
-            compiled.phases.append(sqlmod.Phase("Engine Plan", detail="\n\n".join(plans)))
-        return compiled
+        compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit)
+        return with_plan(self._namespace, self._engines, principal, compiled, explain=explain)
 
     def compile_request(self, principal: Principal, request: dict, uploads: dict | None = None):
         """Compile a stored request (a job's: query, language, context, base_path, variables,
         params, row_limit); returns the compiled query and its resolver (for a target table)."""
         options = {k: request.get(k) for k in ("context", "base_path", "variables", "params")}
         language = request.get("language") or DEFAULT_LANGUAGE
-        return self._compile(principal, request["query"], language, options, request.get("row_limit"), uploads)
-
-    def _compile(self, principal, text, language, options: TextOptions, row_limit, uploads=None):
-        """The compiled query and the resolver that named its tables."""
-        if unknown := options.keys() - TextOptions.__annotations__.keys():
-            raise TypeError(f"unexpected keyword argument {sorted(unknown)[0]!r}")
-        get = options.get
-        resolver = self._namespace.resolver(principal, get("context"), get("base_path"), language=language, uploads=uploads)
-        compiled = sqlmod.compile_query(
-            text,
-            language,
-            resolver,
-            variables=get("variables"),
-            params=get("params"),
-            base_path=get("base_path"),
-            offset=get("offset"),
-            limit=get("limit"),
-            row_limit=row_limit,
-            positional_index=self._namespace.positional_lookup(principal),
-        )
-        return compiled, resolver
+        return compile_text(self._namespace, principal, request["query"], language, options, request.get("row_limit"), uploads)
 
     def _cached(self, principal, text, language, options: TextOptions, row_limit) -> _Entry:
         """Compile, reusing an earlier compile of the same text with new values when possible.
@@ -159,7 +111,7 @@ class Queries:
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
-        compiled, _ = self._compile(principal, text, language, options, row_limit)
+        compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit)
         read_only = {m.alias for m in self._namespace.mounts() if m.read_only}
         cacheable = all(st.kind == "read" and all(t.catalog in read_only for t in st.tables) for st in compiled.statements)
         entry = _Entry(compiled, self._namespace.column_meta_for(principal, compiled.statements[-1]), self.plan(principal, compiled.statements))
@@ -214,7 +166,7 @@ class Queries:
                 return self.query(principal, text, language, row_limit=row_limit, time_limit=time_limit, **options)
             uploads = UploadSet(self._engines, principal, uploads, jobs=self.jobs)
         try:
-            compiled, _ = self._compile(principal, text, language, options, row_limit, uploads.targets)
+            compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit, uploads.targets)
             result = self.run(
                 principal, compiled, row_limit=row_limit, time_limit=time_limit, column_meta=uploads.column_meta, pinned=uploads.pin
             )

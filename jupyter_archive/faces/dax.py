@@ -32,7 +32,7 @@ from tornado.httputil import split_host_and_port
 from ..core import formats, params
 from ..core.catalog import MYDB
 from ..core.errors import ArchiveError, not_found
-from ..core.execution.result import QueryResult
+from ..core.execution.pool import QueryResult
 from .base import ArchiveHandler, endpoint
 
 LEVELS = ("L2", "L3")

@@ -9,7 +9,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from jupyter_archive.core.execution.result import Watchdog, _small_batch, execute
+from jupyter_archive.core.execution.pool import Watchdog
+from jupyter_archive.core.execution.run import _small_batch, execute
 from jupyter_archive.core.formats.base import annotate, field_meta, per_object
 from jupyter_archive.core.sql import Statement
 

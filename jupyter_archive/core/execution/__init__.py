@@ -1,11 +1,15 @@
 """Where and how a compiled query runs: one planner, one ``run()`` for every path.
 
 - ``engines``: what each key's engine attaches (``Specs``), opening a locked-down DuckDB
-  instance, TAP_SCHEMA's in-memory engine, ``engine_error`` (DuckDB's errors as ``ArchiveError``).
-- ``pool``: ``EnginePool`` (``archive.engines``): every engine's lifecycle; ``Engine``, the
-  ``Lease`` of a connection it lends, ``EngineRef``.
+  instance, every engine's lifecycle (``EngineLifecycle``), TAP_SCHEMA's in-memory engine,
+  ``engine_error`` (DuckDB's errors as ``ArchiveError``).
+- ``pool``: ``EnginePool`` (``archive.engines``): lends connections; ``Engine``, the ``Lease``
+  of a connection it lends, ``EngineRef``; ``QueryResult`` (what a lease streams) and the
+  watchdog of time limits.
 - ``planner``: ``Plan``: decides once where compiled statements run.
-- ``run``: ``Queries`` (``archive.queries``): compile (+ cache), query, read_table, run.
-- ``result``: ``QueryResult``, ``execute`` on a cursor, the watchdog.
+- ``run``: ``Queries`` (``archive.queries``): compile (+ cache), query, read_table, run;
+  ``execute`` on an engine's cursor.
+- ``compiling``: ``compile_text`` (a text through the SQL pipeline for a principal),
+  ``with_plan`` (the plan phase compile shows), ``TextOptions``.
 - ``pushdown``: running a plan on a SQL server; ``uploads``: TAP uploads (``UploadSet``).
 """

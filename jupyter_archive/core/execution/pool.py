@@ -1,21 +1,11 @@
-"""The engine pool: every DuckDB engine of the archive, the connections it lends, and its lifecycle.
+"""The engine pool: the connections it lends of the archive's DuckDB engines, and the results they stream.
 
 An engine is one locked-down DuckDB instance for one *key*: a user's identity, the anonymous
-reader, or a writable mount. What a key should have attached, its *spec* (a user's MyDB
-read-write, the mounts they may read), changes when mounts change or the user is deleted.
-A locked instance cannot attach more files, and DuckDB lets only one instance of a process
-hold a file read-write, so a changed spec means a new engine, made safely:
-
-- every connection handed out is a *lease*, and an engine is closed only once it has been
-  replaced (or its user deleted) *and* its last lease has come back: nothing closes an engine
-  under a running job, a streamed result or an upload;
-- a new engine attaches only files that no live engine holds in a conflicting mode. A file
-  still held by a replaced engine (a user's MyDB under a long job) is left out, and the new
-  engine, *incomplete*, is itself replaced by a complete one as soon as the file is free;
-- a lease names the databases it needs and gets the newest engine that has all of them as
-  the spec says; a replaced engine goes on serving what it has unchanged (the user's MyDB
-  while their job runs). Only a lease needing a file that is still held elsewhere waits,
-  bounded. Engines are handed out whole: no caller ever sees one being swapped.
+reader, or a writable mount. Every connection handed out is a *lease*; a lease names the
+databases it needs and gets the newest engine that has all of them as the key's spec says.
+Which engines live, and when they are replaced and closed, is ``engines.EngineLifecycle``'s;
+the pool lends under its lock and reads its current engines directly (the fast path).
+Engines are handed out whole: no caller ever sees one being swapped.
 
 The keys are the archive's (``engines.Specs``); ``engine``, ``mount_engine`` and ``context_engine``
 name them as ``EngineRef``s, which lease when asked for a cursor: a ``Lease`` of an ``Engine``.
@@ -23,25 +13,23 @@ name them as ``EngineRef``s, which lease when asked for a cursor: a ``Lease`` of
 
 from __future__ import annotations
 
-import logging
-import shutil
+import functools
+import heapq
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+import pyarrow as pa
 
 from ..catalog.model import MYDB_ALIAS, ContextRef, Mount, Principal
-from ..errors import ArchiveError, not_found
-from .engines import Attachment, EngineSpec, Specs, describe, open_instance
+from ..errors import ArchiveError
+from .engines import Attachment, EngineLifecycle, Generation, Specs, busy, engine_error, open_instance
 
 if TYPE_CHECKING:
     from ..catalog.namespace import Namespace
-
-log = logging.getLogger(__name__)
 
 # Catalogs every DuckDB instance has; a lease never needs them from a spec.
 BUILT_IN = frozenset({"memory", "system", "temp"})
@@ -53,8 +41,8 @@ class Engine:
     thread-safe connections to it.
 
     Every connection handed out is a lease: the engine counts them, and ``on_idle`` (set by
-    the engine pool) is called when the last one comes back, so an engine that was replaced
-    is closed only once nothing uses it any more.
+    the lifecycle when it replaces the engine) is called when the last one comes back, so an
+    engine that was replaced is closed only once nothing uses it any more.
     """
 
     def __init__(self, attachments: list[Attachment], *, temp_dir: Path | None = None, spill_dir: Path | None = None, **options):
@@ -66,7 +54,7 @@ class Engine:
         self._db, self._pool = open_instance(attachments, temp_dir=temp_dir, spill_dir=self.spill_dir, **options)
         self._lock = threading.Lock()
         self.leases = 0
-        self.on_idle = None  # called (without locks held) when the last lease comes back
+        self.on_idle = None  # once replaced: called (without locks held) when the last lease comes back
         self._leased: set[duckdb.DuckDBPyConnection] = set()
         self.closed = False
 
@@ -176,23 +164,6 @@ class EngineRef:
         return self._pool._lease_for(self, timeout, cancel)
 
 
-@dataclass(eq=False)
-class _Generation:
-    """One engine of a key, as the pool tracks it."""
-
-    key: Hashable
-    engine: Engine
-    spec: EngineSpec
-    version: int  # the pool's mount version the spec was checked against
-    missing: frozenset[str] = frozenset()  # aliases left out: their files were held elsewhere
-    retired: bool = False
-    files: dict[Path, bool] = field(default_factory=dict)  # resolved path -> attached read-only
-
-    def serves(self, need: Iterable[str], want: dict[str, Attachment]) -> bool:
-        have = self.engine.attachments
-        return all(have.get(a) == want[a] for a in need)
-
-
 class EnginePool:
     """Owns every engine: hands out leases (``lease``), follows spec changes (``refresh``),
     ends a key (``discard``) and closes each engine once nothing uses it.
@@ -215,14 +186,8 @@ class EnginePool:
         self.specs = Specs(namespace, data_dir, users)  # what each key's engine attaches
         self._running_jobs = running_jobs
         self._wait = wait  # how long a lease waits by default: the quick-query time limit
-        self._options = {"threads": threads, "memory_limit": memory_limit, "pool_size": connections}
-        self._cond = threading.Condition()
-        self._current: dict[Hashable, _Generation] = {}
-        self._retired: list[_Generation] = []
-        self._cleanups: dict[Hashable, list[Callable[[], None]]] = {}
-        self._version = 0
-        self._serial = 0
-        self._closed = False
+        make = functools.partial(Engine, threads=threads, memory_limit=memory_limit, pool_size=connections)
+        self._life = EngineLifecycle(self.specs, make)
 
     # -- which engine -----------------------------------------------------------------------------
     def engine(self, principal: Principal, needs: Iterable[str] | None = None) -> EngineRef:
@@ -284,216 +249,215 @@ class EnginePool:
         ``cancel`` is set) when a needed file is still held by an engine being replaced."""
         need = None if needs is None else frozenset(needs) - BUILT_IN
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        life = self._life
+        with life.cond:
             while True:
-                if self._closed:
+                if life.closed:
                     raise ArchiveError("engine_error", "the archive is shutting down", 503)
                 gen = self._fast(key, need) if pinned is None else None
                 if gen is None:
-                    gen, blocked = self._choose(key, need, pinned)
+                    gen, blocked = life.choose(key, need, pinned)
                 if gen is not None:
                     return gen.engine.cursor()
                 if cancel is not None and cancel.is_set():
                     raise ArchiveError("canceled", "canceled while waiting for the engine", 409)
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    raise _busy(blocked)
+                    raise busy(blocked)
                 if cancel is not None:
                     left = 0.25 if left is None else min(left, 0.25)  # look at the cancel signal now and then
-                self._cond.wait(left)  # woken when an engine closes or the mounts change
+                life.cond.wait(left)  # woken when an engine closes or the mounts change
 
-    def _fast(self, key: Hashable, need: frozenset[str] | None) -> _Generation | None:
+    def _fast(self, key: Hashable, need: frozenset[str] | None) -> Generation | None:
         # The common case without asking for the spec: a complete engine, checked since the last change.
-        gen = self._current.get(key)
-        if gen is None or gen.version != self._version or gen.missing:
+        gen = self._life.current.get(key)
+        if gen is None or gen.version != self._life.version or gen.missing:
             return None
         if need is not None and not need <= gen.engine.attachments.keys():
             return None
         return gen
 
-    def _choose(self, key, need, pinned) -> tuple[_Generation | None, frozenset[str]]:
-        spec = self.specs.spec(key)
-        if spec is None:
-            self._end(key)
-            raise not_found(f"{describe(key)} no longer exists")
-        want = spec.by_alias()
-        need = frozenset(want) if need is None else need
-        unknown = need - want.keys()
-        if unknown:
-            raise ArchiveError(
-                "conflict",
-                f"the mounts changed while the query was prepared ({', '.join(sorted(unknown))} is gone); run it again",
-                409,
-            )
-        if pinned is not None:
-            gens = [g for g in self._live(key) if g.engine is pinned]
-            if gens and gens[0].serves(need, want):
-                return gens[0], frozenset()
-            if gens and not gens[0].retired and need & gens[0].missing:
-                raise _busy(need & gens[0].missing)
-            raise ArchiveError("conflict", "the mounts changed while the request was prepared; send it again", 409)
-        current = self._current_for(key, spec)
-        for gen in [current, *reversed([g for g in self._retired if g.key == key])]:
-            if gen.serves(need, want):
-                return gen, frozenset()
-        blocked = need & current.missing
-        if not blocked:
-            raise ArchiveError("conflict", "the mounts changed while the query was prepared; run it again", 409)
-        return None, blocked
-
-    def _current_for(self, key: Hashable, spec: EngineSpec) -> _Generation:
-        """The key's newest engine, replaced first if its spec changed or if it is incomplete and
-        the files it lacks are free now."""
-        gen = self._current.get(key)
-        if gen is not None and gen.spec != spec:
-            self._retire(gen)
-            gen = None
-        if gen is not None and gen.missing and not self._conflicts(spec, [a for a in spec.attachments if a.alias in gen.missing]):
-            self._retire(gen)
-            gen = None
-        if gen is None:
-            gen = self._open(key, spec)
-        gen.version = self._version
-        return gen
-
-    def _open(self, key: Hashable, spec: EngineSpec) -> _Generation:
-        held = self._conflicts(spec, spec.attachments)
-        attach = [a for a in spec.attachments if a.alias not in held]
-        self._serial += 1
-        engine = Engine(
-            attach,
-            temp_dir=spec.temp_dir,
-            spill_dir=spec.temp_dir / f".spill-{self._serial}",
-            **self._options,
-        )
-        gen = _Generation(key, engine, spec, self._version, frozenset(held),
-                          files={_real(a.path): a.read_only for a in attach})  # fmt: skip
-        # Only a replaced engine has anything to do when idle: the others skip the pool's lock.
-        engine.on_idle = lambda _engine, gen=gen: gen.retired and self._idle(gen)
-        self._current[key] = gen
-        if held:
-            log.info("engine %s opened without %s: still held by an engine being replaced", key, ", ".join(sorted(held)))
-        return gen
-
-    def _conflicts(self, spec: EngineSpec, attachments: Iterable[Attachment]) -> set[str]:
-        """Aliases whose files a live engine holds so that attaching them here would fail:
-        a file held read-write anywhere, or wanted read-write here and held at all."""
-        holders: dict[Path, bool] = {}  # path -> held read-only only
-        for gen in self._live():
-            for path, read_only in gen.files.items():
-                holders[path] = holders.get(path, True) and read_only
-        return {
-            a.alias
-            for a in attachments
-            if (ro := holders.get(_real(a.path))) is not None and not (ro and a.read_only)
-        }
-
-    def _live(self, key: Hashable | None = None) -> list[_Generation]:
-        gens = [*self._current.values(), *self._retired]
-        return gens if key is None else [g for g in gens if g.key == key]
-
-    # -- changes ----------------------------------------------------------------------------------
+    # -- the lifecycle's (off the hot path) ---------------------------------------------------------
     def refresh(self) -> None:
-        """The specs may have changed (a mount came or went): replace the engines that differ.
-        Those still in use go on serving their holders and close when the last one is done."""
-        with self._cond:
-            self._version += 1
-            for key, gen in list(self._current.items()):
-                spec = self.specs.spec(key)
-                if spec is None:
-                    self._end(key)
-                elif spec != gen.spec:
-                    self._retire(gen)
-                else:
-                    gen.version = self._version
-            self._cond.notify_all()
+        """The specs may have changed (a mount came or went): replace the engines that differ."""
+        self._life.refresh()
 
     def discard(self, key: Hashable, cleanup: Callable[[], None] | None = None) -> None:
-        """End a key (a deleted user): its engines get no new leases, what runs on them is
-        interrupted, and ``cleanup`` runs once the last of them has closed (at once if none is open)."""
-        with self._cond:
-            gens = self._end(key)
-            if cleanup is not None:
-                if any(not g.engine.closed for g in gens):
-                    self._cleanups.setdefault(key, []).append(cleanup)
-                else:
-                    cleanup()
-        for gen in gens:
-            gen.engine.interrupt()
-
-    def _end(self, key: Hashable) -> list[_Generation]:
-        gen = self._current.get(key)
-        if gen is not None:
-            self._retire(gen)
-        return [g for g in self._retired if g.key == key]
-
-    def _retire(self, gen: _Generation) -> None:
-        if self._current.get(gen.key) is gen:
-            del self._current[gen.key]
-        if not gen.retired:
-            gen.retired = True
-            self._retired.append(gen)
-        if gen.engine.leases == 0:
-            self._close(gen)
-
-    def _idle(self, gen: _Generation) -> None:
-        with self._cond:
-            # Re-checked here: a lease may have been given out again since the count hit zero.
-            if gen.retired and gen.engine.leases == 0:
-                self._close(gen)
-
-    def _close(self, gen: _Generation) -> None:
-        gen.engine.close()
-        if gen in self._retired:
-            self._retired.remove(gen)
-        shutil.rmtree(gen.engine.spill_dir, ignore_errors=True)
-        if not self._live(gen.key):
-            for cleanup in self._cleanups.pop(gen.key, []):
-                try:
-                    cleanup()
-                except Exception:  # noqa: BLE001 - a failed clean-up must not stop the others
-                    log.exception("clean-up after engine %s failed", gen.key)
-        self._cond.notify_all()
+        """End a key (a deleted user); ``cleanup`` runs once its last engine has closed."""
+        self._life.discard(key, cleanup)
 
     def lease_holding(self, path: Path) -> tuple[Lease, str] | None:
-        """A lease of a live engine that has the file ``path`` attached, and its alias there;
-        None if no engine holds it (then another instance may open it read-only)."""
-        real = _real(path)
-        with self._cond:
-            for gen in self._live():
-                for alias, a in gen.engine.attachments.items():
-                    if _real(a.path) == real and not gen.engine.closed:
-                        return gen.engine.cursor(), alias
-        return None
+        """A lease of a live engine that has the file ``path`` attached, and its alias there (or None)."""
+        return self._life.holding(path)
 
-    # -- inspection and shutdown ---------------------------------------------------------------------
     def engines(self, key: Hashable | None = None) -> list[Engine]:
         """The live engines (of one key), newest first."""
-        with self._cond:
-            return [g.engine for g in reversed(self._live(key))]
+        return self._life.engines(key)
 
     def clear(self) -> None:
         """Close every engine now, in use or not (the archive is stopping)."""
+        self._life.clear()
+
+
+# -- what a lease streams: the result, and the watchdog of its time limit -------------------------
+
+ROWS_AFFECTED = "Rows Affected"
+
+
+class Watchdog:
+    """One thread that fires callbacks at deadlines: the quick-query time limits.
+
+    A thread per query (``threading.Timer``) costs milliseconds to start under load;
+    this costs a heap push.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._canceled: set[int] = set()
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, delay: float, callback: Callable[[], None]) -> int:
         with self._cond:
-            self._closed = True
-            gens = self._live()
-            self._current, self._retired = {}, []
-            self._cond.notify_all()
-        for gen in gens:
-            gen.engine.interrupt()
-            gen.engine.close()
+            self._seq += 1
+            entry = (time.monotonic() + delay, self._seq, callback)
+            earliest = not self._heap or entry < self._heap[0]
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="archive-watchdog", daemon=True)
+                self._thread.start()
+            if earliest:
+                # Only a new earliest deadline changes when the thread must wake; waking it for
+                # every query would make it fight the query's thread for the GIL.
+                self._cond.notify()
+            return self._seq
+
+    def cancel(self, handle: int) -> None:
+        with self._cond:
+            self._canceled.add(handle)
+            if len(self._canceled) > 1024 and 2 * len(self._canceled) > len(self._heap):
+                # Canceled entries wait in the heap until their deadline; drop them in bulk.
+                self._heap = [e for e in self._heap if e[1] not in self._canceled]
+                heapq.heapify(self._heap)
+                self._canceled.clear()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                when, handle, callback = self._heap[0]
+                now = time.monotonic()
+                if handle in self._canceled:
+                    heapq.heappop(self._heap)
+                    self._canceled.discard(handle)
+                    continue
+                if when > now:
+                    self._cond.wait(when - now)
+                    continue
+                heapq.heappop(self._heap)
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a failed interrupt must not stop the watchdog
+                pass
 
 
-def _busy(aliases: Iterable[str]) -> ArchiveError:
-    names = ", ".join(sorted(aliases))
-    return ArchiveError(
-        "conflict",
-        f"{names} is still held by work that began before the mounts changed (a running job or a result "
-        "being read); the query can run once that ends",
-        409,
-        details={"held": sorted(aliases)},
-    )
+WATCHDOG = Watchdog()
 
 
-def _real(path: Path) -> Path:
-    return Path(path).resolve()
+class QueryResult:
+    """A running query's rows: schema known, batches pulled on demand, closed at the end.
+
+    ``truncated`` is known before the first byte is sent: with a row limit the first rows
+    (at most ``row_limit + 1``, a configured, bounded amount) are fetched up front.
+    """
+
+    def __init__(
+        self,
+        schema: pa.Schema,
+        prefetched: list[pa.RecordBatch],
+        reader: pa.RecordBatchReader | None,
+        *,
+        truncated: bool = False,
+        rows_affected: int | None = None,
+        on_close: Callable[[], None] | None = None,
+        check_interrupt: Callable[[BaseException], ArchiveError] | None = None,
+    ):
+        self.schema = schema
+        self.truncated = truncated
+        self.rows_affected = rows_affected
+        self._prefetched = prefetched
+        self._reader = reader
+        self._on_close = on_close
+        self._check = check_interrupt or engine_error
+        self.rows_sent = 0
+        self.closed = False
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            while self._prefetched:
+                b = self._prefetched.pop(0)
+                self.rows_sent += b.num_rows
+                yield b.cast(self.schema) if b.schema != self.schema else b
+            if self._reader is not None:
+                while True:
+                    try:
+                        b = self._reader.read_next_batch()
+                    except StopIteration:
+                        break
+                    except duckdb.Error as exc:
+                        raise self._check(exc) from None
+                    except pa.ArrowException as exc:
+                        raise self._check(exc) from None
+                    self.rows_sent += b.num_rows
+                    yield b.replace_schema_metadata(None).cast(self.schema) if b.schema != self.schema else b
+        finally:
+            self.close()
+
+    @property
+    def complete(self) -> bool:
+        """All rows are already fetched (a small result): nothing more to pull from the engine."""
+        return self._reader is None
+
+    def to_table(self) -> pa.Table:
+        """All rows at once; for small results (tests, widgets), never for exports."""
+        return pa.Table.from_batches(list(self.batches()), schema=self.schema)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._prefetched = []
+        if self._reader is not None:
+            try:
+                self._reader.close()
+            except Exception:  # noqa: BLE001 - closing after an engine error may fail again
+                pass
+        if self._on_close:
+            self._on_close()
+
+    def also_on_close(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` when the result closes, after what already runs then (e.g. drop uploads)."""
+        before = self._on_close
+
+        def both():
+            try:
+                if before:
+                    before()
+            finally:
+                fn()
+
+        self._on_close = both
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def rows_affected_result(count: int) -> QueryResult:
+    schema = pa.schema([pa.field(ROWS_AFFECTED, pa.int64())])
+    batch = pa.record_batch([pa.array([count], pa.int64())], schema=schema)
+    return QueryResult(schema, [batch], None, rows_affected=count)

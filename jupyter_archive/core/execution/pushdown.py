@@ -19,11 +19,10 @@ from .. import sql as sqlmod
 from ..errors import ArchiveError
 from ..sql import quote_ident
 from .engines import engine_error
-from .result import QueryResult, rows_affected_result
+from .pool import EngineRef, QueryResult, rows_affected_result
 
 if TYPE_CHECKING:
     from ..backends.sqlalchemy import SqlBackend
-    from .pool import EngineRef
 
 
 def _names(statements) -> dict[tuple[str, str, str], str]:

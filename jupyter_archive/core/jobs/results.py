@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import not_found
-from ..execution.result import QueryResult
+from ..execution.pool import QueryResult
 
 
 class ResultStore:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..catalog import ANONYMOUS
 from ..errors import ArchiveError, not_found, permission
 from ..languages import DEFAULT_LANGUAGE
-from ..execution.result import QueryResult
+from ..execution.pool import QueryResult
 from ..execution.uploads import upload_target
 from .model import ANONYMOUS_OWNER, Job, destruction_time
 from .query import QueryJobs, query_request

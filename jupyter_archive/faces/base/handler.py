@@ -36,7 +36,7 @@ from ...core import formats, params, times
 from ...core.archive import Archive
 from ...core.catalog import ANONYMOUS, Principal
 from ...core.errors import ArchiveError
-from ...core.execution.result import QueryResult
+from ...core.execution.pool import QueryResult
 from .errors import ErrorReplies
 
 AUTH_HEADER = "X-Auth-Token"

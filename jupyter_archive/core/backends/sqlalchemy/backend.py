@@ -26,7 +26,7 @@ from sqlglot import exp
 
 from ...catalog import TableInfo
 from ...errors import ArchiveError
-from ...execution.result import QueryResult, rows_affected_result
+from ...execution.pool import QueryResult, rows_affected_result
 from ...formats.base import annotate
 from .dialect import emit, parse, write_kind
 from .failures import connect_error, server_error

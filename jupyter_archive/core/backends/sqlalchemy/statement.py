@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ...errors import ArchiveError
-from ...execution.result import WATCHDOG
+from ...execution.pool import WATCHDOG
 from .types import to_batch
 
 if TYPE_CHECKING:

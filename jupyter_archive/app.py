@@ -69,6 +69,9 @@ class ArchiveApp(ExtensionApp):
     quick_row_limit = Int(100_000, min=1, config=True, help="Most rows a quick query returns; more sets the truncation flag.")
     quick_time_limit = Float(60.0, config=True, help="Seconds a quick query may run before the engine is interrupted.")
     quick_workers = Int(4, min=1, config=True, help="Threads running quick queries and streaming results.")
+    read_workers = Int(
+        4, min=1, config=True, help="Threads answering cheap reads (metadata, job status, listings), apart from queries."
+    )
     job_workers = Int(2, min=1, config=True, help="Jobs (long queries, resets, ...) running at once.")
     jobs_per_user = Int(2, min=1, config=True, help="Jobs one user may have running at once; more wait in the queue.")
     job_retention = Float(7 * 24 * 3600.0, min=0.0, config=True, help="Seconds finished jobs and their stored results are kept (0: forever).")
@@ -115,6 +118,7 @@ class ArchiveApp(ExtensionApp):
             quick_row_limit=self.quick_row_limit,
             quick_time_limit=self.quick_time_limit,
             quick_workers=self.quick_workers,
+            read_workers=self.read_workers,
             engine_threads=self.engine_threads or None,
             engine_memory_limit=self.engine_memory_limit or None,
             allow_anonymous=self.allow_anonymous,

@@ -3,7 +3,7 @@
 Every face and the Python client reach the archive through these services: ``catalog``
 (the namespace), ``mounts``, ``engines``, ``queries``, ``jobs``, ``datasets``, ``directives``,
 ``users``, ``images``, ``tables``. Everything here is synchronous and thread-safe; faces call
-it from a thread pool (``executor``).
+it from two thread pools: ``executor`` for queries and writes, ``reads`` for cheap reads (``lanes``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,10 @@ class Archive:
         temp_area.clear(self.data_dir)  # what a killed process left; the lock says no live one uses it
         self.catalog = Namespace(self.data_dir)
         user_store = UserStore(self.data_dir / "state.sqlite")
+        # Two lanes (``lanes``): queries, exports and writes on the quick pool; cheap reads on their own,
+        # so metadata and job status never wait behind queries.
         self.executor = ThreadPoolExecutor(max(1, config.quick_workers), thread_name_prefix="archive-quick")
+        self.reads = ThreadPoolExecutor(max(1, config.read_workers), thread_name_prefix="archive-reads")
         self.engines = EnginePool(
             self.catalog,
             self.data_dir,
@@ -91,5 +94,6 @@ class Archive:
         self.mounts.close()
         self.engines.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.reads.shutdown(wait=False, cancel_futures=True)
         self.users.store.close()
         self.lock.release()

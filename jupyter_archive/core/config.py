@@ -17,6 +17,7 @@ class ArchiveConfig:
     quick_row_limit: int = 100_000
     quick_time_limit: float = 60.0
     quick_workers: int = 4
+    read_workers: int = 4  # threads of the cheap-reads lane (metadata, job status, listings)
     engine_threads: int | None = None
     engine_memory_limit: str | None = None
     allow_anonymous: bool = False

@@ -32,6 +32,7 @@ from tornado.httputil import split_host_and_port
 from ..core import formats, params
 from ..core.catalog import MYDB
 from ..core.errors import ArchiveError, not_found
+from ..core.lanes import cheap_read
 from ..core.execution.pool import QueryResult
 from .base import ArchiveHandler, endpoint
 
@@ -120,6 +121,7 @@ class DaxHandler(ArchiveHandler):
         await self.send_meta(doc, [{"name": n} for n in page], ("name",), name)
 
     # -- databases by level ---------------------------------------------------------------------
+    @cheap_read
     def databases(self, level: str) -> list:
         """The contexts a level holds for the caller: mounts (L2) or the caller's MyDB (L3)."""
         level = check_level(level)
@@ -128,6 +130,7 @@ class DaxHandler(ArchiveHandler):
             return [r for r in refs if r.mount is not None]
         return [r for r in refs if r.mount is None]
 
+    @cheap_read
     def database(self, level: str, db: str):
         """One database of a level by name (case-insensitive), or 404."""
         level = check_level(level)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from ..errors import ArchiveError, not_found, permission
+from ..lanes import cheap_read
 from ..sql import quote_ident
 from .model import (
     ENGINE_CATALOG,
@@ -120,12 +121,14 @@ class Namespace:
         return m
 
     # -- contexts -------------------------------------------------------------------------------
+    @cheap_read
     def contexts(self, principal: Principal) -> list[ContextRef]:
         refs = [self._mount_ref(m) for m in self.visible_mounts(principal)]
         if not principal.anonymous:
             refs.append(self._mydb_ref())
         return refs
 
+    @cheap_read
     def context(self, principal: Principal, name: str) -> ContextRef:
         """A context by name (case-insensitive); ``MyDB`` is the caller's own database."""
         if (name or "").lower() == MYDB.lower():
@@ -164,9 +167,11 @@ class Namespace:
         return bool(self.resetting) and self.dataset_key(principal, ref) in self.resetting
 
     # -- tables ---------------------------------------------------------------------------------
+    @cheap_read
     def tables(self, principal: Principal, context: str | ContextRef) -> list[TableInfo]:
         return list(self.table_map(principal, self._ref(principal, context)).values())
 
+    @cheap_read
     def table(self, principal: Principal, context: str | ContextRef, name: str) -> TableInfo:
         ref = self._ref(principal, context)
         info = self.table_map(principal, ref).get(name.lower())
@@ -174,6 +179,7 @@ class Namespace:
             raise not_found(f"unknown table {name!r} in context {ref.name}", table=name, context=ref.name)
         return info
 
+    @cheap_read
     def table_ddl(self, principal: Principal, context: str | ContextRef, name: str) -> str:
         """The ``CREATE TABLE`` (or ``CREATE VIEW``) statement of a table, as the engine has it."""
         ref = self._ref(principal, context)
@@ -231,6 +237,7 @@ class Namespace:
             meta.update(info.column_meta())
         return meta
 
+    @cheap_read
     def folder(self, principal: Principal, path: str) -> list[dict]:
         """The children of a namespace folder: ``[{"name", "type"}]`` (type directory | file | mount)."""
         path = normalise_path(path)
@@ -266,6 +273,7 @@ class Namespace:
             raise not_found(f"path not found: {path}", path=path)
         return _dedupe(kids)
 
+    @cheap_read
     def resolve_table_path(self, principal: Principal, path: str) -> tuple[ContextRef, str] | None:
         """``/demo/PhotoObj`` -> (DEMO, "PhotoObj") when it names a table, else None."""
         ref, rest = self.context_at(principal, path)

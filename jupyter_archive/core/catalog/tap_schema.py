@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from ..formats import engine_votable_type
+from ..lanes import cheap_read
 from .model import MYDB, TAP_SCHEMA, ColumnInfo, Principal
 
 if TYPE_CHECKING:
@@ -171,6 +172,7 @@ def _self_schema() -> SchemaDesc:
     return SchemaDesc(TAP_SCHEMA, "the TAP service's description of its own tables", tables)
 
 
+@cheap_read
 def describe(namespace: Namespace, principal: Principal) -> list[SchemaDesc]:
     """The schemas, tables and columns ``principal`` may query, TAP_SCHEMA last."""
     out = []

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import formats
 from ..errors import ArchiveError, not_found, permission
+from ..lanes import cheap_read
 from .catalog import PLANES
 from .cut import check_planes, cut
 
@@ -67,6 +68,7 @@ class Cutouts:
         }  # fmt: skip
         return self._jobs.submit(principal, CUTOUT_JOB, request, face=face)
 
+    @cheap_read
     def job(self, principal: Principal, job_id) -> Job:
         """A cutout job of the principal's (404 for any other job)."""
         try:

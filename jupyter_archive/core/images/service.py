@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import formats
 from ..errors import ArchiveError, bad_request, not_found
+from ..lanes import cheap_read
 from .catalog import DEFAULT_LEVEL, PLANES, Image, ImageCatalog, ImageSource, check_position, covering
 from .cut import check_planes, cut
 from .cutout import Cutouts
@@ -60,17 +61,21 @@ class Images:
         return self.catalog.images(self.sources(principal))
 
     # -- metaserv listings -------------------------------------------------------------------------
+    @cheap_read
     def levels(self, principal: Principal) -> list[str]:
         return list(LEVELS)
 
+    @cheap_read
     def collections(self, principal: Principal, level: str) -> list[str]:
         level = check_image_level(level)
         return sorted({img.collection for img in self.all(principal) if img.level == level}, key=str.lower)
 
+    @cheap_read
     def kinds(self, principal: Principal, level: str, collection: str) -> list[str]:
         images = self._collection(principal, level, collection)
         return sorted({img.kind for img in images}, key=str.lower)
 
+    @cheap_read
     def list(
         self,
         principal: Principal,
@@ -105,6 +110,7 @@ class Images:
         """Every image (of any collection and kind) whose footprint holds (ra, dec), nearest centre first."""
         return covering(self.all(principal), *check_position(ra, dec))
 
+    @cheap_read
     def image(self, principal: Principal, level: str, collection: str, kind: str, image_id: str) -> Image:
         for img in self._collection(principal, level, collection):
             if img.kind.lower() == kind.lower() and img.id == image_id:

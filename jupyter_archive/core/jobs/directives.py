@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .. import params, times
 from ..catalog import MYDB, Principal, normalise_path
 from ..errors import ArchiveError, bad_request, not_found, permission
+from ..lanes import cheap_read
 from ..languages import DEFAULT_LANGUAGE, LANGUAGES
 from .query import query_request
 
@@ -189,6 +190,7 @@ class DirectiveStore:
             row = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM directives WHERE {where}", args).fetchone()
         return Directive(*row) if row else None
 
+    @cheap_read
     def get(self, principal: Principal, directive_id: str) -> Directive:
         """A directive the principal may see: their own, or any for an admin; else not_found."""
         _signed_in(principal)
@@ -197,6 +199,7 @@ class DirectiveStore:
             raise not_found(f"unknown directive {directive_id!r}", directive=directive_id)
         return d
 
+    @cheap_read
     def by_path(self, principal: Principal, path: str) -> Directive:
         """The principal's own directive at ``folderPath/name``."""
         _signed_in(principal)
@@ -207,6 +210,7 @@ class DirectiveStore:
             raise not_found(f"no directive at {full!r}", directivePath=full)
         return d
 
+    @cheap_read
     def list(
         self,
         principal: Principal,

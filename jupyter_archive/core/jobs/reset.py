@@ -18,6 +18,7 @@ from ..catalog import MYDB, Principal
 from ..catalog.namespace import relations_in
 from ..errors import ArchiveError, not_found, permission
 from ..execution.engines import engine_error
+from ..lanes import cheap_read
 from .model import ACTIVE, JobCanceled
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class Datasets:
         request = {"dataset": short_code, "context": ref.name}
         return self._jobs.submit(principal, "reset", request, face=face, start_time=start_time)
 
+    @cheap_read
     def job(self, principal: Principal, short_code: str, job_id: int | str) -> Job:
         """A dataset job of the principal's, found through its dataset's URL (404 for any other job).
 

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..catalog import ANONYMOUS
 from ..errors import ArchiveError, not_found, permission
-from ..languages import DEFAULT_LANGUAGE
 from ..execution.pool import QueryResult
 from ..execution.uploads import upload_target
+from ..lanes import cheap_read
+from ..languages import DEFAULT_LANGUAGE
 from .model import ANONYMOUS_OWNER, Job, destruction_time
 from .query import QueryJobs, query_request
 from .runner import JobContext, JobRunner
@@ -122,6 +123,7 @@ class Jobs:
         return self.runner.submit(owner, kind, request, owner_uid=uid, **options)
 
     # -- one job --------------------------------------------------------------------------------------
+    @cheap_read
     def get(self, principal: Principal, job_id: int | str) -> Job:
         """A job the principal may see (their own, or any for an admin)."""
         job = self.store.get(job_id)  # None too for an id no job can have
@@ -129,6 +131,7 @@ class Jobs:
             raise not_found(f"unknown job {job_id}", job=job_id)
         return job
 
+    @cheap_read
     def list(self, principal: Principal, *, all_users: bool = False, **filters: Any) -> tuple[list[Job], int]:
         """The principal's jobs (every user's for an admin asking ``all_users``), newest first."""
         if principal.anonymous and not self.allow_anonymous:
@@ -160,6 +163,7 @@ class Jobs:
     def delete(self, principal: Principal, job_id: int | str) -> None:
         self.runner.delete(self.get(principal, job_id).id)
 
+    @cheap_read
     def log(self, principal: Principal, job_id: int | str) -> list[tuple[float, str]]:
         return self.store.log_lines(self.get(principal, job_id).id)
 

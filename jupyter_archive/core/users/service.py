@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..catalog import MYDB_ALIAS
 from ..errors import not_found
+from ..lanes import cheap_read
 from .store import valid_password
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class Users:
             self._admins[name] = (principal, version)
         return principal
 
+    @cheap_read
     def user(self, name: str) -> Principal:
         """An existing user's principal; 404 if there is none (looking a user up never makes one)."""
         principal = self.store.principal(name) if isinstance(name, str) else None
@@ -91,6 +93,7 @@ class Users:
         self.owned.remove(self.user(name))
 
     # -- accounts and tokens, as the auth and users faces use them ----------------------------------
+    @cheap_read
     def record(self, name: str) -> dict | None:
         """A user's record (no secrets), or None: see ``UserStore.user``."""
         return self.store.user(name)
@@ -103,6 +106,7 @@ class Users:
         """A new token for ``name`` (made a user if need be), shown once."""
         return self.store.create_token(name, admin=admin, label=label, lifetime=lifetime)
 
+    @cheap_read
     def token_info(self, token: str) -> dict | None:
         return self.store.token_info(token)
 

@@ -37,6 +37,7 @@ from ...core.archive import Archive
 from ...core.catalog import ANONYMOUS, Principal
 from ...core.errors import ArchiveError
 from ...core.execution.pool import QueryResult
+from ...core.lanes import READS
 from .errors import ErrorReplies
 
 AUTH_HEADER = "X-Auth-Token"
@@ -98,9 +99,11 @@ class ArchiveHandler(ErrorReplies, ExtensionHandlerMixin, APIHandler):
         return self.settings["archive_app"]
 
     async def call(self, fn: Callable, *args, **kwargs):
-        """Run a blocking archive call in the archive's pool, off the tornado loop."""
+        """Run a blocking archive call off the tornado loop: a cheap read (``core.lanes``) on the
+        reads pool, anything else on the query pool."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.archive.executor, functools.partial(fn, *args, **kwargs))
+        pool = self.archive.reads if getattr(fn, "lane", None) == READS else self.archive.executor
+        return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
 
     async def wait_job(self, job_id, timeout: float, until: Callable | None = None):
         """Wait for a job to end (or ``until(job)``) without holding a thread: poll, 5 ms growing to 100 ms."""

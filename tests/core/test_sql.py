@@ -807,3 +807,25 @@ def test_numpy_and_other_param_values(con, resolver):
     assert rows == [(4,)]
     err = error("SELECT $x", "sql", resolver, params={"x": object()})
     assert err.code == "bad_request"
+
+
+# --- bounds on compiling one query -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
+def test_compiling_is_bounded_in_size_and_time(resolver, language):
+    from jupyter_archive.core.sql.pipeline import MAX_QUERY_CHARS, MAX_STATEMENTS
+
+    scripts = language != "adql"  # an ADQL query is one SELECT
+    if scripts:
+        many = ";\n".join(["SELECT 1 AS x"] * (MAX_STATEMENTS + 1))
+        err = error(many, language, resolver)
+        assert err.status == 400 and f"more than {MAX_STATEMENTS:,} statements" in err.message
+        assert len(compile_query(";\n".join(["SELECT 1 AS x"] * 50), language, resolver).statements) == 50
+    long = "SELECT 1 AS x -- " + "y" * MAX_QUERY_CHARS
+    err = error(long, language, resolver)
+    assert err.status == 400 and f"at most {MAX_QUERY_CHARS:,}" in err.message
+    text = ";\n".join(["SELECT 1 AS x"] * (200 if scripts else 1))
+    err = error(text, language, resolver, time_budget=0.0)
+    assert err.status == 400 and "longer than 0 s" in err.message and err.details["phases"][-1]["error"]
+    assert compile_query(text, language, resolver, time_budget=30.0).statements

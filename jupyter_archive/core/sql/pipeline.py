@@ -8,6 +8,7 @@ live in this package's other modules; this one holds their order and the compile
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlglot.errors import ErrorLevel, SqlglotError
@@ -25,6 +26,22 @@ from .tables import Resolution, find_into, resolve_statement, same_table
 from .variables import INTEGER, Binder
 
 ENGINE_DIALECT = "duckdb"
+# Bounds on compiling one query, so no text holds a worker for long (each is a clear 400):
+MAX_QUERY_CHARS = 1_000_000
+MAX_STATEMENTS = 1_000
+COMPILE_SECONDS = 10.0
+
+
+class _Budget:
+    """The time one compilation may take; checked between statements of every phase."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise bad_request(f"compiling the query took longer than {self.seconds:g} s; make it shorter or split it")
 
 
 def _check_int(what: str, value: Any, minimum: int) -> int | None:
@@ -56,13 +73,15 @@ def compile_query(
     limit: int | None = None,
     row_limit: int | None = None,
     positional_index=None,
+    time_budget: float = COMPILE_SECONDS,
 ) -> Compiled:
     """Compile a query text into DuckDB statements with bound parameters.
 
     ``positional_index`` (ADQL only): ``TableTarget -> healpix_index.HealpixIndex | None``, enabling
     HEALPix range filters for cone searches on tables stored in HEALPix-index order.
     Raises ``ArchiveError``; ``err.details["phases"]`` holds the phases computed so far,
-    the failing one last with its ``error`` set.
+    the failing one last with its ``error`` set. A text over ``MAX_QUERY_CHARS`` characters or
+    ``MAX_STATEMENTS`` statements, or a compilation over ``time_budget`` seconds, is a 400.
     """
     run = PhaseLog()
     try:
@@ -71,6 +90,9 @@ def compile_query(
         limit = _check_int("limit", limit, 1)
         row_limit = _check_int("row_limit", row_limit, 0)
         text = text or ""
+        if len(text) > MAX_QUERY_CHARS:
+            raise bad_request(f"the query is {len(text):,} characters long; at most {MAX_QUERY_CHARS:,} are accepted")
+        budget = _Budget(time_budget)
         user_dialect = spec.dialect
 
         with run.phase(PHASE_AST) as ph:
@@ -79,7 +101,10 @@ def compile_query(
                 check_quasar_operators(text, code)
             parsed: list[Parsed] = []
             for chunk in chunks:
+                budget.check()
                 pieces = parse_chunk(text, chunk, spec)
+                if len(parsed) + len(pieces) > MAX_STATEMENTS:
+                    raise bad_request(f"the query has more than {MAX_STATEMENTS:,} statements; split it into several queries")
                 for piece, stmt in pieces:
                     alone = sum(1 for c, _ in pieces if c is piece) == 1
                     source = piece.text if alone else stmt.sql(dialect=user_dialect)
@@ -91,6 +116,7 @@ def compile_query(
             if spec.name == "adql":
                 adql.check_batch([p.stmt for p in parsed])
             for p in parsed:
+                budget.check()
                 try:
                     check_statement(p.stmt, spec, lambda node, p=p: node_position(text, p.chunk, node))
                 except ArchiveError as err:
@@ -100,6 +126,7 @@ def compile_query(
         with run.phase(PHASE_VARIABLES) as ph:
             binder = Binder(variables, params)
             for p in parsed:
+                budget.check()
                 p.params = binder.bind(p.stmt, lambda node, p=p: node_position(text, p.chunk, node))
             ph.detail = binder.describe()
 
@@ -107,11 +134,13 @@ def compile_query(
             res = Resolution(resolver, spec, base_path)
             lines = []
             for p in parsed:
+                budget.check()
                 lines += resolve_statement(p, res, text)
             ph.detail = "\n".join(lines) or "no tables"
 
         with run.phase(PHASE_REWRITTEN) as ph:
             for p in parsed:
+                budget.check()
                 rewrite_statement(p)
                 if spec.name == "adql":
                     xtypes = adql.geometry_columns(getattr(resolver, "column_meta", None), p.refs)
@@ -130,6 +159,7 @@ def compile_query(
         with run.phase(PHASE_ENGINE_SQL) as ph:
             statements = []
             for p in parsed:
+                budget.check()
                 # copy=False: the generator's own defensive copy of the tree costs ~1 ms, and the
                 # tree is not used again except to show the rewritten phase
                 sql = p.stmt.sql(dialect=ENGINE_DIALECT, identify=True, unsupported_level=ErrorLevel.RAISE, copy=False)

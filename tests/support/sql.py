@@ -4,9 +4,10 @@ is tried on."""
 from __future__ import annotations
 
 import duckdb
+import pytest
 
 from jupyter_archive.core.errors import ArchiveError
-from jupyter_archive.core.sql import TableTarget
+from jupyter_archive.core.sql import TableTarget, compile_query
 
 PHOTO = [
     # objID, ra, dec, type, state
@@ -95,3 +96,42 @@ def photo_con() -> duckdb.DuckDBPyConnection:
     con.sql('CREATE TABLE demo.main."PhotoObj" ("objID" BIGINT, ra DOUBLE, dec DOUBLE, type VARCHAR, state VARCHAR)')
     con.executemany('INSERT INTO demo.main."PhotoObj" VALUES (?, ?, ?, ?, ?)', PHOTO)
     return con
+
+
+SPEC = [(101, 1, 0.01), (102, 2, 0.1), (104, 4, 0.2), (105, 5, 2.1)]
+
+
+def pipeline_con() -> duckdb.DuckDBPyConnection:
+    """`photo_con` plus demo's SpecObj (SPEC) and a MyDB table ``T``: what the SQL pipeline tests query."""
+    con = photo_con()
+    con.sql('CREATE TABLE demo.main."SpecObj" ("specObjID" BIGINT, "bestObjID" BIGINT, z DOUBLE)')
+    con.executemany('INSERT INTO demo.main."SpecObj" VALUES (?, ?, ?)', SPEC)
+    con.sql('CREATE TABLE mydb.main."T" (x INTEGER, s VARCHAR)')
+    con.sql("INSERT INTO mydb.main.\"T\" VALUES (1, 'a'), (2, 'b')")
+    return con
+
+
+def run(con, compiled):
+    """Execute every statement in order; return the rows of the last one (None for no rows)."""
+    rows = None
+    for st in compiled.statements:
+        rel = con.sql(st.sql, params=st.params or None)
+        rows = rel.fetchall() if rel is not None else None
+    return rows
+
+
+def q(con, resolver, text, language="sql", **kw):
+    """Compile ``text`` and run it on ``con``: the last statement's rows."""
+    return run(con, compile_query(text, language, resolver, **kw))
+
+
+def error(text, language, resolver, **kw) -> ArchiveError:
+    """The ArchiveError compiling ``text`` raises (the test fails if it compiles)."""
+    with pytest.raises(ArchiveError) as info:
+        compile_query(text, language, resolver, **kw)
+    return info.value
+
+
+def mydb_tables(con) -> set[str]:
+    """The table names in ``con``'s MyDB."""
+    return {r[0] for r in con.sql("SELECT table_name FROM duckdb_tables() WHERE database_name = 'mydb'").fetchall()}

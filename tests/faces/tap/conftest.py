@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import pyvo
 import requests
 
 
@@ -15,3 +16,10 @@ def tap_session(jp_serverapp, http_server_client, jp_http_port, jp_base_url, jp_
     s.headers.update(jp_auth_header)
     yield f"http://127.0.0.1:{jp_http_port}{jp_base_url}archive/tap", s
     s.close()
+
+
+@pytest.fixture
+def tap_service(tap_session):
+    """A pyvo TAPService on the archive's TAP face, signed in as the server's user."""
+    url, session = tap_session
+    return pyvo.dal.TAPService(url, session=session)

@@ -182,9 +182,8 @@ async def test_tables_and_tap_schema_agree(fetch):
 # -- pyvo ----------------------------------------------------------------------------------------
 
 
-async def test_pyvo_sync_overflow_tables_and_errors(tap_session, demo_db):
-    url, session = tap_session
-    svc = pyvo.dal.TAPService(url, session=session)
+async def test_pyvo_sync_overflow_tables_and_errors(tap_service, demo_db):
+    svc = tap_service
 
     def work():
         res = svc.run_sync(QUERY)

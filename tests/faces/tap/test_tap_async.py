@@ -44,9 +44,9 @@ async def finished(fetch, job_id: str) -> ET.Element:
 # -- pyvo ------------------------------------------------------------------------------------------
 
 
-async def test_pyvo_run_async_and_job_lifecycle(tap_session, demo_db):
+async def test_pyvo_run_async_and_job_lifecycle(tap_service, tap_session, demo_db):
     url, session = tap_session
-    svc = pyvo.dal.TAPService(url, session=session)
+    svc = tap_service
 
     def work():
         res = svc.run_async(QUERY)
@@ -71,9 +71,8 @@ async def test_pyvo_run_async_and_job_lifecycle(tap_session, demo_db):
     assert gone.status_code == 404
 
 
-async def test_pyvo_async_errors_and_abort(tap_session):
-    url, session = tap_session
-    svc = pyvo.dal.TAPService(url, session=session)
+async def test_pyvo_async_errors_and_abort(tap_service):
+    svc = tap_service
 
     def work():
         bad = svc.submit_job("SELECT nope FROM demo.PhotoObj")
@@ -94,9 +93,8 @@ async def test_pyvo_async_errors_and_abort(tap_session):
     assert slow_phase == "ABORTED"
 
 
-async def test_pyvo_uploads_sync_async_and_by_url(tap_session, demo_db):
-    url, session = tap_session
-    svc = pyvo.dal.TAPService(url, session=session)
+async def test_pyvo_uploads_sync_async_and_by_url(tap_service, demo_db):
+    svc = tap_service
     first = demo_db.sql("SELECT objid, ra, dec FROM PhotoObj ORDER BY objid LIMIT 3").fetchall()
     mine = Table({"id": [1, 2, 3], "ra": [r[1] for r in first], "dec": [r[2] for r in first]})
     mine["ra"].unit = "deg"

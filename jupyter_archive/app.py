@@ -69,6 +69,13 @@ class ArchiveApp(ExtensionApp):
     quick_row_limit = Int(100_000, min=1, config=True, help="Most rows a quick query returns; more sets the truncation flag.")
     quick_time_limit = Float(60.0, config=True, help="Seconds a quick query may run before the engine is interrupted.")
     quick_workers = Int(4, min=1, config=True, help="Threads running quick queries and streaming results.")
+    quick_per_user = Int(
+        0, min=0, config=True,
+        help="Quick requests one user may run at once; more wait their turn, fairly across users (0: every quick worker but one).",
+    )
+    quick_queue_time = Float(
+        30.0, min=0.0, config=True, help="Seconds a quick request may wait for its turn before a 429 with Retry-After."
+    )
     read_workers = Int(
         4, min=1, config=True, help="Threads answering cheap reads (metadata, job status, listings), apart from queries."
     )
@@ -119,6 +126,8 @@ class ArchiveApp(ExtensionApp):
             quick_time_limit=self.quick_time_limit,
             quick_workers=self.quick_workers,
             read_workers=self.read_workers,
+            quick_per_user=self.quick_per_user,
+            quick_queue_time=self.quick_queue_time,
             engine_threads=self.engine_threads or None,
             engine_memory_limit=self.engine_memory_limit or None,
             allow_anonymous=self.allow_anonymous,

@@ -3,7 +3,8 @@
 Every face and the Python client reach the archive through these services: ``catalog``
 (the namespace), ``mounts``, ``engines``, ``queries``, ``jobs``, ``datasets``, ``directives``,
 ``users``, ``images``, ``tables``. Everything here is synchronous and thread-safe; faces call
-it from two thread pools: ``executor`` for queries and writes, ``reads`` for cheap reads (``lanes``).
+it from two thread pools: ``executor`` for queries and writes, ``reads`` for cheap reads (``lanes``);
+``admission`` says whose request takes a quick worker next.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .catalog.namespace import Namespace
 from .config import ArchiveConfig
 from .errors import ArchiveError
 from .execution.pool import EnginePool
-from .execution.run import Queries
+from .execution.run import Admission, Queries
 from .images.cutout import CUTOUT_JOB
 from .images.service import Images
 from .jobs.directives import DirectiveStore
@@ -49,6 +50,8 @@ class Archive:
         # so metadata and job status never wait behind queries.
         self.executor = ThreadPoolExecutor(max(1, config.quick_workers), thread_name_prefix="archive-quick")
         self.reads = ThreadPoolExecutor(max(1, config.read_workers), thread_name_prefix="archive-reads")
+        # Whose request takes a quick worker next: each user's fair share, waiting without a thread.
+        self.admission = Admission(config.quick_workers, config.quick_per_user, wait=config.quick_queue_time)
         self.engines = EnginePool(
             self.catalog,
             self.data_dir,

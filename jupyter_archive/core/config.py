@@ -17,6 +17,8 @@ class ArchiveConfig:
     quick_row_limit: int = 100_000
     quick_time_limit: float = 60.0
     quick_workers: int = 4
+    quick_per_user: int = 0  # quick requests one user runs at once (0: every quick worker but one)
+    quick_queue_time: float = 30.0  # seconds a quick request waits for its turn before a 429
     read_workers: int = 4  # threads of the cheap-reads lane (metadata, job status, listings)
     engine_threads: int | None = None
     engine_memory_limit: str | None = None

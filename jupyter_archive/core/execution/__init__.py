@@ -8,8 +8,9 @@
   watchdog of time limits.
 - ``planner``: ``Plan``: decides once where compiled statements run.
 - ``run``: ``Queries`` (``archive.queries``): compile (+ cache), query, read_table, run;
-  ``execute`` on an engine's cursor.
+  ``execute`` on an engine's cursor; ``Admission`` (``archive.admission``): whose request
+  takes a quick worker next, fairly across users.
 - ``compiling``: ``compile_text`` (a text through the SQL pipeline for a principal),
-  ``with_plan`` (the plan phase compile shows), ``TextOptions``.
+  ``with_plan`` (the plan phase compile shows), ``table_read`` (a table's page), ``TextOptions``.
 - ``pushdown``: running a plan on a SQL server; ``uploads``: TAP uploads (``UploadSet``).
 """

@@ -1,4 +1,4 @@
-"""The compile side of the Queries service: a text compiled for a principal, and the plan compile shows.
+"""The compile side of the Queries service: a text compiled for a principal, the plan compile shows, a table's read.
 
 ``compile_text`` runs the SQL pipeline (``sql.compile_query``) with the principal's resolver:
 quick queries on a compile-cache miss, compile, and jobs (``Queries.compile_request``) all go
@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import duckdb
 
 from .. import sql as sqlmod
-from ..catalog.model import Principal
+from ..catalog.model import ContextRef, Principal
+from ..errors import ArchiveError
+from ..sql import quote_ident
 from . import pushdown
 from .engines import engine_error
 from .planner import ENGINE, SERVER, plan
@@ -80,3 +82,29 @@ def with_plan(namespace: Namespace, engines: EnginePool, principal: Principal, c
             cur.close()
         compiled.phases.append(sqlmod.Phase("Engine Plan", detail="\n\n".join(plans)))
     return compiled
+
+
+def table_read(
+    namespace: Namespace, principal: Principal, context: str | ContextRef, table: str, *,
+    offset: int | None, limit: int | None, order_by: str | None, descending: bool,
+) -> tuple[sqlmod.Compiled, dict]:  # fmt: skip
+    """The compiled read of a whole table or a page of it (``Queries.read_table``), and its column metadata."""
+    ref = context if isinstance(context, ContextRef) else namespace.context(principal, context)
+    info = namespace.table(principal, ref, table)
+    if offset is not None and offset < 0:
+        raise ArchiveError("bad_request", f"invalid offset: {offset} (must be >= 0)")
+    if limit is not None and limit < 1:
+        raise ArchiveError("bad_request", f"invalid limit: {limit} (must be >= 1)")
+    text = f"SELECT * FROM {quote_ident(ref.alias)}.main.{quote_ident(info.name)}"
+    if order_by:
+        names = {c.name.lower(): c.name for c in info.columns}
+        if order_by.lower() not in names:
+            raise ArchiveError("bad_request", f"unknown column {order_by!r} in table {info.name}")
+        text += f" ORDER BY {quote_ident(names[order_by.lower()])} {'DESC' if descending else 'ASC'}"
+    if limit is not None:
+        text += f" LIMIT {int(limit)}"
+    if offset:
+        text += f" OFFSET {int(offset)}"
+    target = sqlmod.TableTarget(ref.alias, "main", info.name, ref.name, ref.writable)
+    st = sqlmod.Statement(kind="read", sql=text, params={}, source=text, into=None, tables=[target])
+    return sqlmod.Compiled("sql", [st], [], text, {}), info.column_meta()

@@ -1,12 +1,10 @@
 """The Queries service (``archive.queries``): compile, and run a compiled query where the planner says.
 
 ``compile`` shows a query's phases and its plan (``compiling``); ``query`` compiles (through
-the compile cache) and runs a quick query; ``read_table`` streams a table page by page; ``run``
-executes compiled statements on their plan: quick queries, paged reads and jobs all end there,
-in ``execute`` on an engine's cursor (below) or on a SQL server (``pushdown``).
-
-A compile-cache hit without variables or parameters goes straight to the engine: the cached
-entry carries the compiled statements, their column metadata and their plan.
+the compile cache: a hit carries the compiled statements, their column metadata and plan) and
+runs a quick query; ``read_table`` streams a table page by page; ``run`` executes compiled
+statements on their plan: quick queries, paged reads and jobs all end there, in ``execute`` on
+an engine's cursor (below) or on a SQL server (``pushdown``). ``Admission``: whose turn is next.
 """
 
 from __future__ import annotations
@@ -14,7 +12,8 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Unpack
 
 import duckdb
@@ -25,9 +24,8 @@ from ..catalog.model import TAP_SCHEMA_ALIAS, ContextRef, Principal
 from ..errors import ArchiveError
 from ..formats.base import annotate
 from ..languages import DEFAULT_LANGUAGE
-from ..sql import quote_ident
 from . import pushdown
-from .compiling import TextOptions, compile_text, with_plan
+from .compiling import TextOptions, compile_text, table_read, with_plan
 from .engines import engine_error
 from .planner import ENGINE, SERVER, TAP_SCHEMA, Plan, plan
 from .pool import WATCHDOG, QueryResult, rows_affected_result
@@ -239,27 +237,92 @@ class Queries:
         descending: bool = False,
     ) -> QueryResult:
         """Stream a whole table (or a page of it): no quick-query row limit applies."""
-        ns = self._namespace
-        ref = context if isinstance(context, ContextRef) else ns.context(principal, context)
-        info = ns.table(principal, ref, table)
-        if offset is not None and offset < 0:
-            raise ArchiveError("bad_request", f"invalid offset: {offset} (must be >= 0)")
-        if limit is not None and limit < 1:
-            raise ArchiveError("bad_request", f"invalid limit: {limit} (must be >= 1)")
-        text = f"SELECT * FROM {quote_ident(ref.alias)}.main.{quote_ident(info.name)}"
-        if order_by:
-            names = {c.name.lower(): c.name for c in info.columns}
-            if order_by.lower() not in names:
-                raise ArchiveError("bad_request", f"unknown column {order_by!r} in table {info.name}")
-            text += f" ORDER BY {quote_ident(names[order_by.lower()])} {'DESC' if descending else 'ASC'}"
-        if limit is not None:
-            text += f" LIMIT {int(limit)}"
-        if offset:
-            text += f" OFFSET {int(offset)}"
-        target = sqlmod.TableTarget(ref.alias, "main", info.name, ref.name, ref.writable)
-        st = sqlmod.Statement(kind="read", sql=text, params={}, source=text, into=None, tables=[target])
-        compiled = sqlmod.Compiled("sql", [st], [], text, {})
-        return self.run(principal, compiled, column_meta=info.column_meta())
+        compiled, meta = table_read(
+            self._namespace, principal, context, table, offset=offset, limit=limit, order_by=order_by, descending=descending
+        )
+        return self.run(principal, compiled, column_meta=meta)
+
+
+# -- who runs now: each user's fair share of the quick workers -------------------------------------
+
+
+class Admission:
+    """Admits requests to the quick workers, fairly across users (``Archive.admission``).
+
+    At most ``workers`` requests run at once, ``per_user`` of one user's (default: all but one, so
+    another user always finds one free). Over a limit ``enter`` gives a ticket (a ``Future``), set
+    when the request's turn comes; waiting holds no thread. A freed worker goes to the waiting user
+    running the fewest, ties in turn (round robin, not first come). A caller giving up ``withdraw``s
+    its ticket and answers 429 (``busy``), as does one whose user has ``max_waiting`` waiting.
+    """
+
+    def __init__(self, workers: int, per_user: int = 0, *, wait: float = 30.0, max_waiting: int = 64):
+        self.workers = max(1, workers)
+        self.per_user = min(per_user, self.workers) if per_user > 0 else max(1, self.workers - 1)
+        self.wait = wait  # seconds a request may wait for its turn
+        self.max_waiting = max_waiting
+        self._lock = threading.Lock()
+        self._running: dict[str, int] = {}
+        self._total = 0
+        self._waiting: dict[str, deque[Future]] = {}  # by user, in turn order
+
+    @property
+    def running(self) -> int:
+        """Requests admitted now, across users."""
+        return self._total
+
+    def enter(self, user: str) -> Future | None:
+        """Admit one request of ``user`` now (None) or give its ticket for a later turn."""
+        with self._lock:
+            running = self._running.get(user, 0)
+            # When a worker is free nobody under the per-user limit waits: each leave hands turns out at once.
+            if self._total < self.workers and running < self.per_user:
+                self._running[user] = running + 1
+                self._total += 1
+                return None
+            queue = self._waiting.setdefault(user, deque())
+            if len(queue) >= self.max_waiting:
+                raise self.busy(user)
+            ticket: Future = Future()
+            queue.append(ticket)
+            return ticket
+
+    def withdraw(self, user: str, ticket: Future) -> bool:
+        """Give up a ticket: False if it still waited, True if its turn had come (then ``leave``)."""
+        with self._lock:
+            queue = self._waiting.get(user)
+            if queue is not None and ticket in queue:
+                queue.remove(ticket)
+                if not queue:
+                    del self._waiting[user]
+                return False
+            return True
+
+    def leave(self, user: str) -> None:
+        """One admitted request of ``user`` has ended: its worker goes to the next in turn."""
+        with self._lock:
+            if (left := self._running.pop(user, 1) - 1) > 0:
+                self._running[user] = left
+            self._total -= 1
+            granted = []
+            while self._total < self.workers:
+                ready = [u for u in self._waiting if self._running.get(u, 0) < self.per_user]
+                if not ready:
+                    break
+                turn = min(ready, key=lambda u: self._running.get(u, 0))  # the first of the fewest running
+                queue = self._waiting.pop(turn)
+                granted.append(queue.popleft())
+                if queue:
+                    self._waiting[turn] = queue  # to the back of the turn order
+                self._running[turn] = self._running.get(turn, 0) + 1
+                self._total += 1
+        for ticket in granted:
+            ticket.set_result(None)
+
+    def busy(self, user: str) -> ArchiveError:
+        """The 429 of a request that found no turn."""
+        message = f"the archive is busy: {self.per_user} of your requests run at once and more wait; retry shortly"
+        return ArchiveError("too_many_requests", message, 429, details={"retry_after": max(1, round(self.wait / 10))})
 
 
 # -- executing on a cursor ----------------------------------------------------------------------

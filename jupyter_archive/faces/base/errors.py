@@ -67,11 +67,14 @@ class ErrorReplies:
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every failure, whatever raised it, as the face's error reply (tornado's ``send_error``
         calls this once it has logged the exception: ``log_exception``)."""
-        status, body = self.error_body(archive_error(kwargs.get("exc_info", (None, None, None))[1]))
+        err = archive_error(kwargs.get("exc_info", (None, None, None))[1])
+        status, body = self.error_body(err)
         for name in SUCCESS_HEADERS:
             self.clear_header(name)
         for name, value in self.error_headers.get(status, {}).items():
             self.set_header(name, value)
+        if status in (429, 503) and "retry_after" in err.details:
+            self.set_header("Retry-After", str(err.details["retry_after"]))
         self.set_status(status)
         self.finish(body if isinstance(body, (str, bytes)) else json.dumps(body), set_content_type=self.error_media)
 

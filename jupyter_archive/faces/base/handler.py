@@ -12,7 +12,9 @@ right secret none of it is believed.
 What a request carries is read in one layer (query-string parameters, form and JSON bodies,
 listing windows, result formats), each checked by ``core.params`` and ``core.times``; answers
 go out as JSON, text, or a query result streamed in a format, chunk by chunk. What runs only
-sometimes lives beside this: error replies (errors.py) and bounded request bodies (bodies.py).
+sometimes lives beside this: error replies (errors.py), bounded request bodies (bodies.py) and
+typed values (values.py). A call that is not a cheap read waits for the caller's turn on the
+quick workers (``admit``), held until the request ends.
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import httputil
 from tornado.iostream import StreamClosedError
 
-from ...core import formats, params, times
+from ...core import formats, params
 from ...core.archive import Archive
 from ...core.catalog import ANONYMOUS, Principal
 from ...core.errors import ArchiveError
 from ...core.execution.pool import QueryResult
 from ...core.lanes import READS
 from .errors import ErrorReplies
+from .values import RequestValues
 
 AUTH_HEADER = "X-Auth-Token"
 # What a forwarding server on the same data dir says (faces/proxy.py), believed only with the secret.
@@ -65,7 +68,10 @@ def endpoint(*, anonymous: bool = False):
             if self._finished:
                 return None  # answered while the body arrived (LimitedBody's 413)
             self.principal = self.authenticate(anonymous)
-            return await method(self, *args, **kwargs)
+            try:
+                return await method(self, *args, **kwargs)
+            finally:
+                self.leave()
 
         return allow_unauthenticated(inner)
 
@@ -80,7 +86,7 @@ def jupyter_user(app, user) -> tuple[str, bool]:
     return app.owner, True
 
 
-class ArchiveHandler(ErrorReplies, ExtensionHandlerMixin, APIHandler):
+class ArchiveHandler(ErrorReplies, RequestValues, ExtensionHandlerMixin, APIHandler):
     """Base of every archive handler; a face subclasses it and says how errors look."""
 
     face = "native"
@@ -100,13 +106,46 @@ class ArchiveHandler(ErrorReplies, ExtensionHandlerMixin, APIHandler):
 
     async def call(self, fn: Callable, *args, **kwargs):
         """Run a blocking archive call off the tornado loop: a cheap read (``core.lanes``) on the
-        reads pool, anything else on the query pool."""
+        reads pool, anything else on the query pool once the caller's turn has come (``admit``)."""
         loop = asyncio.get_running_loop()
-        pool = self.archive.reads if getattr(fn, "lane", None) == READS else self.archive.executor
+        if getattr(fn, "lane", None) == READS:
+            pool = self.archive.reads
+        else:
+            await self.admit()
+            pool = self.archive.executor
         return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
 
+    _admitted: str | None = None  # whose turn on the quick workers this request holds
+
+    async def admit(self) -> None:
+        """Hold one of the caller's turns on the quick workers until the request ends (``Admission``
+        in core/execution/run.py): waiting for it holds no thread; waiting too long is a 429."""
+        if self._admitted is not None:
+            return
+        admission = self.archive.admission
+        who = f"anonymous {self.request.remote_ip}" if self.principal.anonymous else self.principal.name
+        ticket = admission.enter(who)
+        if ticket is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(ticket)), admission.wait)
+            except BaseException as exc:  # waited too long, or the request is being torn down
+                if not admission.withdraw(who, ticket):
+                    raise admission.busy(who) if isinstance(exc, TimeoutError) else exc from None
+        self._admitted = who
+
+    def leave(self) -> None:
+        """Give the request's turn on the quick workers back (its answer is sent, or it waits for a job)."""
+        if self._admitted is not None:
+            who, self._admitted = self._admitted, None
+            self.archive.admission.leave(who)
+
+    def on_finish(self) -> None:
+        self.leave()
+        super().on_finish()
+
     async def wait_job(self, job_id, timeout: float, until: Callable | None = None):
-        """Wait for a job to end (or ``until(job)``) without holding a thread: poll, 5 ms growing to 100 ms."""
+        """Wait for a job to end (or ``until(job)``) without holding a thread or a turn: poll, 5 ms growing to 100 ms."""
+        self.leave()
         until = until or (lambda j: j.final)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -202,46 +241,6 @@ class ArchiveHandler(ErrorReplies, ExtensionHandlerMixin, APIHandler):
         """The last value of a query-string parameter, as UTF-8 text (400 if it is not)."""
         values = self.query_arguments.get(name)
         return params.text(name, values[-1]) if values else default
-
-    def args(self, name: str) -> list[str]:
-        """Every value of a query-string parameter, in order, as UTF-8 text."""
-        return [params.text(name, v) for v in self.query_arguments.get(name, [])]
-
-    def arguments(self, *, form: bool = True) -> dict[str, list[str]]:
-        """Every query-string parameter (then, with ``form``, every field of a form body) by
-        name, values in order, as UTF-8 text."""
-        out: dict[str, list[str]] = {}
-        sources = [self.query_arguments] + ([self.form_fields()] if form else [])
-        for source in sources:
-            for name, values in source.items():
-                out.setdefault(name, []).extend(params.text(name, v) for v in values)
-        return out
-
-    def form_fields(self) -> dict[str, list[bytes]]:
-        """The fields of a url-encoded or multipart form body (tornado parsed them), as bytes."""
-        return self.request.body_arguments if self.request.method in ("POST", "PUT", "PATCH") else {}
-
-    def number_arg(self, name: str, default: float | None = None, **bounds) -> float | None:
-        return params.number(name, self.arg(name), default=default, **bounds)
-
-    def bool_arg(self, name: str, default: bool = False) -> bool:
-        return params.boolean(name, self.arg(name), default=default)
-
-    def time_arg(self, name: str) -> float | None:
-        return times.parse(name, self.arg(name))
-
-    def page(
-        self, start: str | None, limit: str, default: int | None, maximum: int | None = None, *,
-        first: int | None = 0, least: int = 1, values: dict[str, str] | None = None,
-    ) -> tuple[int | None, int | None]:  # fmt: skip
-        """The window of a listing, under the face's names for its two ends: ``start`` (none when
-        the face has no such parameter; at least 0, ``first`` when absent) and ``limit`` (at least
-        ``least``, ``default`` when absent, at most ``maximum``). Read from the query string, or
-        from ``values`` when the face gathered its parameters itself."""
-        read = self.arg if values is None else values.get
-        offset = None if start is None else params.integer(start, read(start), default=first, minimum=0)
-        count = params.integer(limit, read(limit), default=default, minimum=least)
-        return offset, (min(count, maximum) if maximum is not None and count is not None else count)
 
     _json_body: dict | None = None
 

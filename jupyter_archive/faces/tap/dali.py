@@ -87,7 +87,7 @@ class TapHandler(ArchiveHandler):
         if err.position:
             message = f"{message} (line {err.position[0]}, column {err.position[1]})"
         status = err.status
-        if 400 <= status < 500 and status not in (401, 403, 404, 405, 413):
+        if 400 <= status < 500 and status not in (401, 403, 404, 405, 413, 429):
             status = 400  # DALI: parameter and query errors are 400, whatever the core's code
         return status, error_votable(message)
 

@@ -1,0 +1,54 @@
+"""Typed values of what a request carries beyond one parameter: every value of a parameter, form
+fields, numbers, booleans, times and the window of a listing, each checked by ``core.params`` and
+``core.times``. Part of every archive handler (``ArchiveHandler``), which reads the raw values
+(``arg``, ``query_arguments``); kept apart as a quick query reads none of them.
+"""
+
+from __future__ import annotations
+
+from ...core import params, times
+
+
+class RequestValues:
+    """The request readers an ``ArchiveHandler`` has besides ``arg``: a 400 in the face's shape
+    for a value that does not parse."""
+
+    def args(self, name: str) -> list[str]:
+        """Every value of a query-string parameter, in order, as UTF-8 text."""
+        return [params.text(name, v) for v in self.query_arguments.get(name, [])]
+
+    def arguments(self, *, form: bool = True) -> dict[str, list[str]]:
+        """Every query-string parameter (then, with ``form``, every field of a form body) by
+        name, values in order, as UTF-8 text."""
+        out: dict[str, list[str]] = {}
+        sources = [self.query_arguments] + ([self.form_fields()] if form else [])
+        for source in sources:
+            for name, values in source.items():
+                out.setdefault(name, []).extend(params.text(name, v) for v in values)
+        return out
+
+    def form_fields(self) -> dict[str, list[bytes]]:
+        """The fields of a url-encoded or multipart form body (tornado parsed them), as bytes."""
+        return self.request.body_arguments if self.request.method in ("POST", "PUT", "PATCH") else {}
+
+    def number_arg(self, name: str, default: float | None = None, **bounds) -> float | None:
+        return params.number(name, self.arg(name), default=default, **bounds)
+
+    def bool_arg(self, name: str, default: bool = False) -> bool:
+        return params.boolean(name, self.arg(name), default=default)
+
+    def time_arg(self, name: str) -> float | None:
+        return times.parse(name, self.arg(name))
+
+    def page(
+        self, start: str | None, limit: str, default: int | None, maximum: int | None = None, *,
+        first: int | None = 0, least: int = 1, values: dict[str, str] | None = None,
+    ) -> tuple[int | None, int | None]:  # fmt: skip
+        """The window of a listing, under the face's names for its two ends: ``start`` (none when
+        the face has no such parameter; at least 0, ``first`` when absent) and ``limit`` (at least
+        ``least``, ``default`` when absent, at most ``maximum``). Read from the query string, or
+        from ``values`` when the face gathered its parameters itself."""
+        read = self.arg if values is None else values.get
+        offset = None if start is None else params.integer(start, read(start), default=first, minimum=0)
+        count = params.integer(limit, read(limit), default=default, minimum=least)
+        return offset, (min(count, maximum) if maximum is not None and count is not None else count)

@@ -218,7 +218,7 @@ class Namespace:
                 cur.close()
         # Read live, but only when the MyDB file changed since: every query naming a MyDB table
         # resolves it here, and reading the catalog and metadata costs several engine queries.
-        key, stamp = principal.key, self._mydb_stamp(principal)
+        key, stamp = principal.key, self.mydb_stamp(principal)
         hit = self._mydb_tables.get(key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
@@ -234,7 +234,7 @@ class Namespace:
                 self._mydb_tables.pop(next(iter(self._mydb_tables)))
         return tables
 
-    def _mydb_stamp(self, principal: Principal) -> tuple:
+    def mydb_stamp(self, principal: Principal) -> tuple:
         """What changes whenever a MyDB's tables may have: its file's and its write-ahead log's
         size and modification time (every committed write appends to the log, a checkpoint
         empties it and writes the file). Taken before a read, so a write during it is seen next time."""

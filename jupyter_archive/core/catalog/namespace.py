@@ -9,6 +9,7 @@ datasets are being reset (read-only until the reset ends).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,8 @@ from .resolver import Resolver
 
 if TYPE_CHECKING:
     from ..execution.pool import EnginePool
+
+MYDB_TABLE_MAPS = 256  # users whose MyDB table list is kept (the longest kept goes first)
 
 
 def _dedupe(kids: list[dict]) -> list[dict]:
@@ -63,6 +66,8 @@ class Namespace:
         # Bumped whenever mounts come or go: what was derived from the namespace (compiled queries) is stale.
         self.version = 0
         self.engines: EnginePool | None = None  # set once the pool exists (it needs the namespace first)
+        self._mydb_tables: dict[str, tuple[tuple, dict[str, TableInfo]]] = {}  # principal key -> (file stamp, tables)
+        self._mydb_lock = threading.Lock()
 
     # -- the mount registry ---------------------------------------------------------------------
     def add_mount(self, mount: Mount) -> Mount:
@@ -211,11 +216,37 @@ class Namespace:
                 return tables_in(cur, ref.mount.alias, ref.name, read_metadata(cur, ref.mount.alias), exact_rows=False)
             finally:
                 cur.close()
+        # Read live, but only when the MyDB file changed since: every query naming a MyDB table
+        # resolves it here, and reading the catalog and metadata costs several engine queries.
+        key, stamp = principal.key, self.mydb_stamp(principal)
+        hit = self._mydb_tables.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
         cur = self.engines.engine(principal, {MYDB_ALIAS}).cursor()
         try:
-            return tables_in(cur, MYDB_ALIAS, MYDB, read_metadata(cur, MYDB_ALIAS), exact_rows=False)
+            tables = tables_in(cur, MYDB_ALIAS, MYDB, read_metadata(cur, MYDB_ALIAS), exact_rows=False)
         finally:
             cur.close()
+        with self._mydb_lock:
+            self._mydb_tables.pop(key, None)
+            self._mydb_tables[key] = (stamp, tables)
+            while len(self._mydb_tables) > MYDB_TABLE_MAPS:
+                self._mydb_tables.pop(next(iter(self._mydb_tables)))
+        return tables
+
+    def mydb_stamp(self, principal: Principal) -> tuple:
+        """What changes whenever a MyDB's tables may have: its file's and its write-ahead log's
+        size and modification time (every committed write appends to the log, a checkpoint
+        empties it and writes the file). Taken before a read, so a write during it is seen next time."""
+        path = self.mydb_path(principal)
+        out = []
+        for f in (path, path.with_name(path.name + ".wal")):
+            try:
+                st = f.stat()
+                out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                out.append(None)
+        return tuple(out)
 
     def table_info_for(self, principal: Principal, target) -> TableInfo | None:
         """The metadata of a resolved table of a read-only mount (None for others: theirs change)."""

@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from .. import sql as sqlmod
-from ..catalog.model import TAP_SCHEMA_ALIAS, ContextRef, Principal
+from ..catalog.model import MYDB_ALIAS, TAP_SCHEMA_ALIAS, ContextRef, Principal
 from ..errors import ArchiveError
 from ..formats.base import annotate
 from ..languages import DEFAULT_LANGUAGE
@@ -42,13 +42,14 @@ COMPILE_CACHE_SIZE = 512
 class _Entry:
     """A compile-cache entry: the compiled query, its column metadata and its plan."""
 
-    __slots__ = ("compiled", "meta", "plan", "plain")
+    __slots__ = ("compiled", "meta", "plan", "plain", "stamp")
 
-    def __init__(self, compiled: sqlmod.Compiled, meta: dict, plan: Plan):
+    def __init__(self, compiled: sqlmod.Compiled, meta: dict, plan: Plan, stamp: tuple | None = None):
         self.compiled = compiled
         self.meta = meta
         self.plan = plan
         self.plain = not compiled.param_names  # no values to bind again on a hit
+        self.stamp = stamp  # for a read of MyDB: its file's stamp when compiled (stale once it changes)
 
 
 class Queries:
@@ -91,9 +92,9 @@ class Queries:
     def _cached(self, principal, text, language, options: TextOptions, row_limit) -> _Entry:
         """Compile, reusing an earlier compile of the same text with new values when possible.
 
-        Only reads of mounted (read-only) tables are cached: their resolution cannot change
-        until the mounts do, which empties the cache. MyDB tables come and go, so queries
-        touching them are compiled afresh (and not kept).
+        Only reads are cached. Reads of mounted (read-only) tables stay valid until the mounts
+        change, which empties the cache; a read of MyDB tables is valid while the caller's MyDB
+        file is unchanged (``Namespace.mydb_stamp``, taken before compiling), as its tables are.
         """
         get = options.get
         variables, params = get("variables"), get("params")
@@ -108,11 +109,17 @@ class Queries:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
-                return hit
+        if hit is not None and (hit.stamp is None or hit.stamp == self._namespace.mydb_stamp(principal)):
+            return hit
+        stamp = None if principal.anonymous else self._namespace.mydb_stamp(principal)
         compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit)
         read_only = {m.alias for m in self._namespace.mounts() if m.read_only}
-        cacheable = all(st.kind == "read" and all(t.catalog in read_only for t in st.tables) for st in compiled.statements)
-        entry = _Entry(compiled, self._namespace.column_meta_for(principal, compiled.statements[-1]), self.plan(principal, compiled.statements))
+        cacheable = all(st.kind == "read" and all(t.catalog in read_only or t.catalog == MYDB_ALIAS for t in st.tables)
+                        for st in compiled.statements)  # fmt: skip
+        mydb = any(t.catalog == MYDB_ALIAS for st in compiled.statements for t in st.tables)
+        cacheable = cacheable and (stamp is not None or not mydb)
+        entry = _Entry(compiled, self._namespace.column_meta_for(principal, compiled.statements[-1]), self.plan(principal, compiled.statements),
+                       stamp if mydb else None)  # fmt: skip
         if cacheable:
             with self._lock:
                 self._cache[key] = entry

@@ -1,0 +1,55 @@
+"""A MyDB's table list is read live, so every write is seen by the very next query and listing
+(it is kept between writes: a point lookup in MyDB must not read the catalog every time)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jupyter_archive.core.archive import Archive
+from jupyter_archive.core.config import ArchiveConfig
+from jupyter_archive.core.errors import ArchiveError
+
+
+@pytest.fixture
+def core(archive_data_dir):
+    a = Archive(ArchiveConfig(data_dir=archive_data_dir, demo_rows=20_000))
+    yield a, a.users.principal("alice")
+    a.close()
+
+
+def _run(a, p, text):
+    result = a.queries.query(p, text, "sql", context="MyDB")
+    try:
+        return [row for b in result.batches() for row in b.to_pylist()]
+    finally:
+        result.close()
+
+
+def _names(a, p):
+    return sorted(t.name for t in a.catalog.tables(p, "MyDB"))
+
+
+def test_every_write_is_seen_by_the_next_query_and_listing(core):
+    a, p = core
+    for i in range(40):  # back to back, faster than a file system's clock ticks
+        _run(a, p, f"CREATE TABLE t{i} AS SELECT {i} AS a")
+        assert _run(a, p, f"SELECT a FROM t{i}") == [{"a": i}]
+        assert f"t{i}" in _names(a, p)
+        _run(a, p, f"CREATE OR REPLACE TABLE t{i} AS SELECT {i} AS a, 'x' AS b")
+        assert [c.name for c in a.catalog.table(p, "MyDB", f"t{i}").columns] == ["a", "b"]
+        _run(a, p, f"DROP TABLE t{i}")
+        assert f"t{i}" not in _names(a, p)
+        with pytest.raises(ArchiveError) as err:
+            _run(a, p, f"SELECT a FROM t{i}")
+        assert err.value.code == "unknown_table"
+
+
+def test_each_user_sees_their_own_tables(core):
+    a, p = core
+    bob = a.users.principal("bob")
+    _run(a, p, "CREATE TABLE mine AS SELECT 1 AS a")
+    assert _names(a, p) == ["mine"]
+    assert _names(a, bob) == []
+    _run(a, bob, "CREATE TABLE mine AS SELECT 2 AS a")
+    assert _run(a, bob, "SELECT a FROM mine") == [{"a": 2}]
+    assert _run(a, p, "SELECT a FROM mine") == [{"a": 1}]

@@ -113,13 +113,12 @@ class Queries:
             return hit
         stamp = None if principal.anonymous else self._namespace.mydb_stamp(principal)
         compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit)
-        read_only = {m.alias for m in self._namespace.mounts() if m.read_only}
-        cacheable = all(st.kind == "read" and all(t.catalog in read_only or t.catalog == MYDB_ALIAS for t in st.tables)
-                        for st in compiled.statements)  # fmt: skip
-        mydb = any(t.catalog == MYDB_ALIAS for st in compiled.statements for t in st.tables)
-        cacheable = cacheable and (stamp is not None or not mydb)
-        entry = _Entry(compiled, self._namespace.column_meta_for(principal, compiled.statements[-1]), self.plan(principal, compiled.statements),
-                       stamp if mydb else None)  # fmt: skip
+        catalogs = {t.catalog for st in compiled.statements for t in st.tables}
+        mydb = MYDB_ALIAS in catalogs
+        readable = {m.alias for m in self._namespace.mounts() if m.read_only} | ({MYDB_ALIAS} if stamp is not None else set())
+        cacheable = all(st.kind == "read" for st in compiled.statements) and catalogs <= readable
+        meta = self._namespace.column_meta_for(principal, compiled.statements[-1])
+        entry = _Entry(compiled, meta, self.plan(principal, compiled.statements), stamp if mydb else None)
         if cacheable:
             with self._lock:
                 self._cache[key] = entry
@@ -273,10 +272,7 @@ class Admission:
         self._total = 0
         self._waiting: dict[str, deque[Future]] = {}  # by user, in turn order
 
-    @property
-    def running(self) -> int:
-        """Requests admitted now, across users."""
-        return self._total
+    running = property(lambda self: self._total, doc="Requests admitted now, across users.")
 
     def enter(self, user: str) -> Future | None:
         """Admit one request of ``user`` now (None) or give its ticket for a later turn."""
@@ -287,11 +283,9 @@ class Admission:
                 self._running[user] = running + 1
                 self._total += 1
                 return None
-            queue = self._waiting.setdefault(user, deque())
-            if len(queue) >= self.max_waiting:
+            if len(queue := self._waiting.setdefault(user, deque())) >= self.max_waiting:
                 raise self.busy(user)
-            ticket: Future = Future()
-            queue.append(ticket)
+            queue.append(ticket := Future())
             return ticket
 
     def withdraw(self, user: str, ticket: Future) -> bool:

@@ -20,6 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from .. import sql as sqlmod
+from ..sql import literals
 from ..catalog.model import MYDB_ALIAS, TAP_SCHEMA_ALIAS, ContextRef, Principal
 from ..errors import ArchiveError
 from ..formats.base import annotate
@@ -92,9 +93,10 @@ class Queries:
     def _cached(self, principal, text, language, options: TextOptions, row_limit) -> _Entry:
         """Compile, reusing an earlier compile of the same text with new values when possible.
 
-        Only reads are cached. Reads of mounted (read-only) tables stay valid until the mounts
-        change, which empties the cache; a read of MyDB tables is valid while the caller's MyDB
-        file is unchanged (``Namespace.mydb_stamp``, taken before compiling), as its tables are.
+        Only reads are cached, by text and by shape (``literals``). Reads of mounted (read-only)
+        tables stay valid until the mounts change, which empties the cache; a read of MyDB tables
+        is valid while the caller's MyDB file is unchanged (``Namespace.mydb_stamp``, taken before
+        compiling), as its tables are.
         """
         get = options.get
         variables, params = get("variables"), get("params")
@@ -112,6 +114,14 @@ class Queries:
         if hit is not None and (hit.stamp is None or hit.stamp == self._namespace.mydb_stamp(principal)):
             return hit
         stamp = None if principal.anonymous else self._namespace.mydb_stamp(principal)
+        # The second level: the same text but for its numbers (``literals``), for texts without bound values.
+        form, numbers = literals.shape(text) if not (variables or params or literals.MARK in text) else ("", [])
+        shaped = (*key[:4], form, *key[5:]) if numbers else None
+        with self._lock:
+            if (known := self._cache.get(shaped) if shaped else None) is not None:
+                self._cache.move_to_end(shaped)
+        if isinstance(known, _Entry) and known.compiled.matches(numbers) and known.stamp in (None, stamp):
+            return _Entry(known.compiled.render(numbers), known.meta, known.plan, known.stamp)
         compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit)
         catalogs = {t.catalog for st in compiled.statements for t in st.tables}
         mydb = MYDB_ALIAS in catalogs
@@ -119,9 +129,16 @@ class Queries:
         cacheable = all(st.kind == "read" for st in compiled.statements) and catalogs <= readable
         meta = self._namespace.column_meta_for(principal, compiled.statements[-1])
         entry = _Entry(compiled, meta, self.plan(principal, compiled.statements), stamp if mydb else None)
+        if cacheable and shaped:  # learnt once seen twice (a one-off text costs one compilation), again once stale
+            stale = isinstance(known, _Entry) and known.compiled.matches(numbers)
+            again = lambda t: compile_text(self._namespace, principal, t, language, options, row_limit)[0]  # noqa: E731
+            template = literals.learn(text, compiled, again) if (tried := known == 1 or stale) else None
+            learnt = _Entry(template, meta, entry.plan, entry.stamp) if template else 0 if tried else 1 if known is None else known
         if cacheable:
             with self._lock:
                 self._cache[key] = entry
+                if shaped:
+                    self._cache[shaped] = learnt
                 while len(self._cache) > COMPILE_CACHE_SIZE:
                     self._cache.popitem(last=False)
         return entry
@@ -187,20 +204,10 @@ class Queries:
         return UploadSet(self._engines, principal, entries, jobs=self.jobs, cancel=cancel)
 
     def run(
-        self,
-        principal: Principal,
-        compiled: sqlmod.Compiled,
-        *,
-        row_limit: int | None = None,
-        time_limit: float | None = None,
-        column_meta: dict | None = None,
-        pinned=None,
-        plan: Plan | None = None,
-        wait: float | None | object = DEFAULT,
-        cancel: threading.Event | None = None,
-        on_cancel=None,
-        on_cursor=None,
-    ) -> QueryResult:
+        self, principal: Principal, compiled: sqlmod.Compiled, *, row_limit: int | None = None, time_limit: float | None = None,
+        column_meta: dict | None = None, pinned=None, plan: Plan | None = None, wait: float | None | object = DEFAULT,
+        cancel: threading.Event | None = None, on_cancel=None, on_cursor=None,
+    ) -> QueryResult:  # fmt: skip
         """Execute an already compiled query on its plan (made now unless given).
 
         ``column_meta`` adds units/UCDs for tables the catalog does not know (uploads), held in
@@ -232,16 +239,9 @@ class Queries:
         return result
 
     def read_table(
-        self,
-        principal: Principal,
-        context: str | ContextRef,
-        table: str,
-        *,
-        offset: int | None = None,
-        limit: int | None = None,
-        order_by: str | None = None,
-        descending: bool = False,
-    ) -> QueryResult:
+        self, principal: Principal, context: str | ContextRef, table: str, *,
+        offset: int | None = None, limit: int | None = None, order_by: str | None = None, descending: bool = False,
+    ) -> QueryResult:  # fmt: skip
         """Stream a whole table (or a page of it): no quick-query row limit applies."""
         compiled, meta = table_read(
             self._namespace, principal, context, table, offset=offset, limit=limit, order_by=order_by, descending=descending

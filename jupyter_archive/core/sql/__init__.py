@@ -13,6 +13,7 @@ HEALPix index. The modules, in the order a query meets them:
 - ``rewrite``: tables qualified for the engine, ``SELECT ... INTO`` as ``CREATE TABLE``, row caps.
 - ``adql`` with ``geometry`` and ``spherical``: ADQL functions and geometry as DuckDB expressions.
 - ``healpix_index``: the HEALPix positional index (made at ingest, declared, used for cone searches).
+- ``literals``: a text's shape (its numbers marked), so the compile cache serves texts that differ only in them.
 - ``compiled`` and ``phases``: what a compilation makes (``Compiled``, ``Statement``, ``TableTarget``)
   and shows (``Phase``).
 """

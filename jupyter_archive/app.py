@@ -21,6 +21,7 @@ from .core.catalog import Principal
 from .core.config import ArchiveConfig
 from .core.errors import ArchiveError
 from .core.catalog.mounts import check_spec
+from .core.memory import keep_pandas_unloaded
 from .core.ownership import DataDirLock, describe_holder
 from .core.users.store import valid_user_name
 from .faces.auth import auth_handlers
@@ -180,6 +181,7 @@ class ArchiveApp(ExtensionApp):
 
     # -- the data dir: owned here, or served through its owner ------------------------------------
     def initialize_settings(self):
+        keep_pandas_unloaded()  # about 30 MB the server would hold for nothing
         self.archive: Archive | None = None
         self.lock = DataDirLock(Path(self.data_dir))
         self.forwarding = Forwarding(self.lock, self.take_over_if_free)

@@ -38,6 +38,8 @@ def test_jupyter_archive_starts_on_the_demo_and_prints_url_and_token(start, tmp_
                       headers={"Authorization": f"token {s.token}", "Content-Type": "application/json"}, timeout=30)
     assert r.status_code == 200 and len(r.text.strip().splitlines()) == 11
     assert (data / "demo" / "demo.duckdb").exists()
+    # pyarrow would load pandas (about 30 MB, never used by the server) at its first conversion
+    assert "/pandas/" not in Path(f"/proc/{s.proc.pid}/maps").read_text()
     log = s.log_text()
     assert f"127.0.0.1:{s.port}/" in log and "token=" in log
 

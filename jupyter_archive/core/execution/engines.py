@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from ..catalog.model import MYDB_ALIAS, Principal
 from ..errors import ArchiveError, not_found
+from ..memory import release_memory
 from ..sql import quote_ident as _quote_ident
 from ..sql import quote_literal as _quote_literal
 
@@ -413,6 +414,7 @@ class EngineLifecycle:
             while not self.closed:
                 now = time.monotonic()
                 wake = now + self.idle_seconds  # a lease out now comes back idle no sooner
+                closed = 0
                 for gen in list(self.current.values()):
                     if gen.engine.leases:
                         continue
@@ -420,8 +422,11 @@ class EngineLifecycle:
                     if due <= now:
                         log.debug("engine of %s closed: idle for %.0f s", describe(gen.key), now - gen.engine.idle_since)
                         self._retire(gen)  # no lease is out: closed at once
+                        closed += 1
                     else:
                         wake = min(wake, due)
+                if closed and not self.current:
+                    release_memory()
                 self.cond.wait(wake - now)
 
     def holding(self, path: Path) -> tuple[Lease, str] | None:

@@ -38,7 +38,7 @@ def any_true(mask) -> bool:
     return bool(pc.any(mask).as_py())
 
 
-_NULL_STR = pa.scalar(None, pa.string())
+_NULL_STR = pa.nulls(1, pa.string())[0]  # not pa.scalar: its first call imports pandas (core/memory.py)
 
 
 def text(arr: pa.Array, style: str = "csv") -> pa.Array:

@@ -84,7 +84,10 @@ class ArchiveApp(ExtensionApp):
         60.0, min=0.0, config=True,
         help="Seconds an engine nobody uses stays open; then it is closed (freeing its memory) and the next query opens it again (0: never).",
     )
-    engine_memory_limit = Unicode("", config=True, help="DuckDB memory limit per engine, e.g. '2GB' (empty: DuckDB's default).")
+    engine_memory_limit = Unicode(
+        "1GB", config=True,
+        help="DuckDB memory limit per engine, e.g. '2GB'; past it queries spill to disk (empty: DuckDB's default, 80% of RAM per engine).",
+    )
     allow_anonymous = Bool(
         False, config=True, help="Let unauthenticated callers run quick queries on public, read-only contexts."
     )

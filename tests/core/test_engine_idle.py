@@ -1,5 +1,6 @@
-"""Idle engines close (their buffers are what the server holds at rest) and reopen on the next
-query; an engine with a lease out (a streamed result, a running job) is never closed under it."""
+"""Engines at rest: idle ones close (their buffers are what the server holds at rest) and reopen on
+the next query; one with a lease out (a streamed result, a running job) is never closed under it;
+each is bounded by a memory limit."""
 
 from __future__ import annotations
 
@@ -81,3 +82,13 @@ def test_a_running_job_keeps_its_engine_open(archive):
     assert archive.jobs.wait(alice, job.id, timeout=30).state == "canceled"
     wait_closed(archive, key_of(archive, alice))
     assert count(archive, alice, "SELECT 42") == 42
+
+
+def test_each_engine_has_a_memory_limit_by_default(archive):
+    alice = archive.users.principal("alice")
+    lease = archive.engines.engine(alice).cursor()  # the engine itself: users may not read settings
+    try:
+        [limit] = lease.execute("SELECT current_setting('memory_limit')").fetchone()
+    finally:
+        lease.close()
+    assert limit.endswith("MiB") and float(limit.split()[0]) < 1024, limit  # 1GB, not DuckDB's 80% of RAM

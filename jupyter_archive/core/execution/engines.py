@@ -317,9 +317,11 @@ class EngineLifecycle:
         gen = Generation(key, engine, spec, self.version, frozenset(held),
                          files={_real(a.path): a.read_only for a in attach})  # fmt: skip
         self.current[key] = gen
-        if self.idle_seconds and self._idle_watch is None:
-            self._idle_watch = threading.Thread(target=self._close_idle, name="archive-engines-idle", daemon=True)
-            self._idle_watch.start()
+        if self.idle_seconds:
+            if self._idle_watch is None:
+                self._idle_watch = threading.Thread(target=self._close_idle, name="archive-engines-idle", daemon=True)
+                self._idle_watch.start()
+            self.cond.notify_all()  # the idle watch sleeps without a deadline while no engine is open
         if held:
             log.info("engine %s opened without %s: still held by an engine being replaced", key, ", ".join(sorted(held)))
         return gen
@@ -413,21 +415,20 @@ class EngineLifecycle:
         with self.cond:
             while not self.closed:
                 now = time.monotonic()
-                wake = now + self.idle_seconds  # a lease out now comes back idle no sooner
-                closed = 0
+                wake = None
+                closed = False
                 for gen in list(self.current.values()):
-                    if gen.engine.leases:
-                        continue
-                    due = gen.engine.idle_since + self.idle_seconds
+                    # An engine with a lease out comes back idle no sooner than an idle time from now.
+                    due = now + self.idle_seconds if gen.engine.leases else gen.engine.idle_since + self.idle_seconds
                     if due <= now:
                         log.debug("engine of %s closed: idle for %.0f s", describe(gen.key), now - gen.engine.idle_since)
                         self._retire(gen)  # no lease is out: closed at once
-                        closed += 1
+                        closed = True
                     else:
-                        wake = min(wake, due)
+                        wake = due if wake is None else min(wake, due)
                 if closed and not self.current:
                     release_memory()
-                self.cond.wait(wake - now)
+                self.cond.wait(None if wake is None else wake - now)
 
     def holding(self, path: Path) -> tuple[Lease, str] | None:
         """A lease of a live engine that has the file ``path`` attached, and its alias there;

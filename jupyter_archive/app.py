@@ -86,7 +86,14 @@ class ArchiveApp(ExtensionApp):
         1 << 30, min=1, config=True, help="Bytes one table upload may have (CasJobs and native uploads); more is refused with 413."
     )
     engine_threads = Int(0, min=0, config=True, help="DuckDB threads per engine (0: DuckDB's default, the core count).")
-    engine_memory_limit = Unicode("", config=True, help="DuckDB memory limit per engine, e.g. '2GB' (empty: DuckDB's default).")
+    engine_idle_seconds = Float(
+        60.0, min=0.0, config=True,
+        help="Seconds an engine nobody uses stays open; then it is closed (freeing its memory) and the next query opens it again (0: never).",
+    )
+    engine_memory_limit = Unicode(
+        "1GB", config=True,
+        help="DuckDB memory limit per engine, e.g. '2GB'; past it queries spill to disk (empty: DuckDB's default, 80% of RAM per engine).",
+    )
     allow_anonymous = Bool(
         False, config=True, help="Let unauthenticated callers run quick queries on public, read-only contexts."
     )
@@ -130,6 +137,7 @@ class ArchiveApp(ExtensionApp):
             quick_queue_time=self.quick_queue_time,
             engine_threads=self.engine_threads or None,
             engine_memory_limit=self.engine_memory_limit or None,
+            engine_idle_seconds=self.engine_idle_seconds or None,
             allow_anonymous=self.allow_anonymous,
             job_workers=self.job_workers,
             jobs_per_user=self.jobs_per_user,

@@ -61,6 +61,7 @@ class Archive:
             threads=config.engine_threads,
             memory_limit=config.engine_memory_limit,
             connections=config.quick_workers + config.job_workers + 2,
+            idle_seconds=config.engine_idle_seconds,  # idle engines close: their buffers are memory held at rest
         )
         self.catalog.engines = self.engines  # the namespace reads MyDB and writable mounts through them
         self.mounts = Mounts(config, self.data_dir, self.catalog, self.engines)

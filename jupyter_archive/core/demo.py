@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -97,15 +99,7 @@ def ensure_demo(
     if round(rows * SPEC_FRACTION) > _MAX_SPECTRA:
         raise ValueError(f"rows must be at most {int(_MAX_SPECTRA / SPEC_FRACTION)}")
     field = (float(ra_min), float(ra_max), float(dec_min), float(dec_max))
-    wanted = {
-        "generator": GENERATOR,
-        "generator_version": GENERATOR_VERSION,
-        "rows": str(rows),
-        "seed": str(seed),
-        "field": ",".join(repr(v) for v in field),
-        # PhotoObj's objid is a HEALPix-ordered index of (ra, dec): ADQL cone searches use it.
-        "healpix:PhotoObj": f"objid,{OBJID_HEALPIX_ORDER},{OBJID_SHIFT},ra,dec",
-    }
+    wanted = _wanted(rows, seed, field)
     path = demo_path(data_dir)
     if not _is_current(path, wanted):
         with md.build_lock(path):
@@ -119,6 +113,33 @@ def ensure_demo(
 
     ensure_demo_images(path, field)
     return path
+
+
+def ensure_demo_apart(data_dir: Path, rows: int = 100_000) -> Path:
+    """:func:`ensure_demo` (default seed and field) for a server: a missing or outdated demo is
+    built in a child process, so the server does not keep what building it took (the generator's
+    arrays, astropy for the images: about 35 MB held at rest)."""
+    if not _is_current(demo_path(data_dir), _wanted(int(rows), 42, DEFAULT_FIELD)):
+        code = "import sys; from pathlib import Path; from jupyter_archive.core.demo import ensure_demo; ensure_demo(Path(sys.argv[1]), rows=int(sys.argv[2]))"
+        package_root = str(Path(__file__).parents[2])  # the child imports this very package
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+        done = subprocess.run([sys.executable, "-c", code, str(data_dir), str(int(rows))], capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise ValueError(f"building the demo archive failed: {(done.stderr.strip().splitlines() or ['no message'])[-1]}")
+    return ensure_demo(data_dir, rows=rows)
+
+
+def _wanted(rows: int, seed: int, field: tuple[float, float, float, float]) -> dict[str, str]:
+    """What the demo file records about how it was made: a file recording anything else is rebuilt."""
+    return {
+        "generator": GENERATOR,
+        "generator_version": GENERATOR_VERSION,
+        "rows": str(rows),
+        "seed": str(seed),
+        "field": ",".join(repr(v) for v in field),
+        # PhotoObj's objid is a HEALPix-ordered index of (ra, dec): ADQL cone searches use it.
+        "healpix:PhotoObj": f"objid,{OBJID_HEALPIX_ORDER},{OBJID_SHIFT},ra,dec",
+    }
 
 
 def generate(rows: int, seed: int, field: tuple[float, float, float, float] = DEFAULT_FIELD) -> tuple[pa.Table, pa.Table]:

@@ -38,6 +38,10 @@ def test_jupyter_archive_starts_on_the_demo_and_prints_url_and_token(start, tmp_
                       headers={"Authorization": f"token {s.token}", "Content-Type": "application/json"}, timeout=30)
     assert r.status_code == 200 and len(r.text.strip().splitlines()) == 11
     assert (data / "demo" / "demo.duckdb").exists()
+    # What the server would hold at rest for nothing: astropy, which only building the demo's images
+    # needed (built in a child process)
+    loaded = Path(f"/proc/{s.proc.pid}/maps").read_text()
+    assert "/astropy/" not in loaded
     log = s.log_text()
     assert f"127.0.0.1:{s.port}/" in log and "token=" in log
 

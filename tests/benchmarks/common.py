@@ -47,10 +47,20 @@ class Server(servers.Server):
         return float("nan")
 
     def rss_mb(self) -> float:
+        """Resident memory of the server process now (VmRSS)."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+    def memory_mb(self) -> dict[str, float]:
+        """Resident memory now, split: ``rss``, ``heap`` (anonymous: what the process allocated) and
+        ``files`` (mapped files, mostly the code of Python and its libraries, shared with other processes)."""
+        got = {}
+        for line in Path(f"/proc/{self.proc.pid}/smaps_rollup").read_text().splitlines()[1:]:
+            name, value = line.split(":", 1)
+            got[name] = int(value.split()[0]) / 1024
+        return {"rss": got["Rss"], "heap": got["Anonymous"], "files": got["Rss"] - got["Anonymous"]}
 
 
 class LeanClient:

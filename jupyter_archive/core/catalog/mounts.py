@@ -205,9 +205,9 @@ class Mounts:
             except ArchiveError as exc:  # a stored mount whose file went away must not stop the archive
                 log.warning("mount %s not restored: %s", spec.get("path"), exc.message)
         if not self.config.mounts and self.config.demo:
-            from ..demo import ensure_demo
+            from ..demo import ensure_demo_apart
 
-            path = ensure_demo(self.data_dir, rows=self.config.demo_rows)
+            path = ensure_demo_apart(self.data_dir, rows=self.config.demo_rows)
             self.add(
                 {
                     "path": "/demo",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import pyarrow as pa
 
 from ..catalog.model import MYDB_ALIAS, Principal
 from ..errors import ArchiveError, not_found
+from ..memory import release_memory
 from ..sql import quote_ident as _quote_ident
 from ..sql import quote_literal as _quote_literal
 
@@ -227,8 +229,9 @@ class Generation:
 
 
 class EngineLifecycle:
-    """Every engine of the archive, by key: opened for its spec, replaced when the spec changes,
-    closed once replaced (or its key ended) and idle. The engine pool holds one and lends from it.
+    """Every engine of the archive, by key: opened for its spec when first leased, replaced when
+    the spec changes, closed once replaced (or its key ended) and idle, and closed when nobody has
+    leased it for ``idle_seconds`` (the next lease opens it again). The engine pool holds one and lends from it.
 
     A locked instance cannot attach more files, and DuckDB lets only one instance of a process hold
     a file read-write, so a changed spec means a new engine, made safely:
@@ -246,9 +249,11 @@ class EngineLifecycle:
     ``make(attachments, temp_dir=, spill_dir=)`` opens an engine (the pool's ``Engine``).
     """
 
-    def __init__(self, specs: Specs, make: Callable[..., Engine]):
+    def __init__(self, specs: Specs, make: Callable[..., Engine], *, idle_seconds: float | None = None):
         self.specs = specs
         self._make = make
+        self.idle_seconds = idle_seconds or None  # None: an engine in no one's use stays open
+        self._idle_watch: threading.Thread | None = None
         self.cond = threading.Condition()
         self.current: dict[Hashable, Generation] = {}
         self.version = 0
@@ -312,6 +317,11 @@ class EngineLifecycle:
         gen = Generation(key, engine, spec, self.version, frozenset(held),
                          files={_real(a.path): a.read_only for a in attach})  # fmt: skip
         self.current[key] = gen
+        if self.idle_seconds:
+            if self._idle_watch is None:
+                self._idle_watch = threading.Thread(target=self._close_idle, name="archive-engines-idle", daemon=True)
+                self._idle_watch.start()
+            self.cond.notify_all()  # the idle watch sleeps without a deadline while no engine is open
         if held:
             log.info("engine %s opened without %s: still held by an engine being replaced", key, ", ".join(sorted(held)))
         return gen
@@ -397,6 +407,28 @@ class EngineLifecycle:
                 except Exception:  # noqa: BLE001 - a failed clean-up must not stop the others
                     log.exception("clean-up after engine %s failed", gen.key)
         self.cond.notify_all()
+
+    def _close_idle(self) -> None:
+        """The idle watch (a thread): close each current engine that no lease has used for
+        ``idle_seconds``; its buffers and caches go with it. An engine with a lease out (a streamed
+        result, a running job, a TAP upload) is never closed: the pool leases under ``cond``, held here."""
+        with self.cond:
+            while not self.closed:
+                now = time.monotonic()
+                wake = None
+                closed = False
+                for gen in list(self.current.values()):
+                    # An engine with a lease out comes back idle no sooner than an idle time from now.
+                    due = now + self.idle_seconds if gen.engine.leases else gen.engine.idle_since + self.idle_seconds
+                    if due <= now:
+                        log.debug("engine of %s closed: idle for %.0f s", describe(gen.key), now - gen.engine.idle_since)
+                        self._retire(gen)  # no lease is out: closed at once
+                        closed = True
+                    else:
+                        wake = due if wake is None else min(wake, due)
+                if closed and not self.current:
+                    release_memory()
+                self.cond.wait(None if wake is None else wake - now)
 
     def holding(self, path: Path) -> tuple[Lease, str] | None:
         """A lease of a live engine that has the file ``path`` attached, and its alias there;

@@ -54,6 +54,7 @@ class Engine:
         self._db, self._pool = open_instance(attachments, temp_dir=temp_dir, spill_dir=self.spill_dir, **options)
         self._lock = threading.Lock()
         self.leases = 0
+        self.idle_since = time.monotonic()  # when the last lease came back (the lifecycle closes long-idle engines)
         self.on_idle = None  # once replaced: called (without locks held) when the last lease comes back
         self._leased: set[duckdb.DuckDBPyConnection] = set()
         self.closed = False
@@ -75,6 +76,8 @@ class Engine:
             self._leased.discard(con)
             self.leases -= 1
             idle = self.leases == 0
+            if idle:
+                self.idle_since = time.monotonic()
             keep = pooled and not self.closed
             if keep:
                 self._pool.append(con)
@@ -169,7 +172,8 @@ class EnginePool:
     ends a key (``discard``) and closes each engine once nothing uses it.
 
     ``users(name)`` is a user's principal now (None once deleted: see ``engines.Specs``);
-    ``running_jobs(identity)`` the ids of a user's running jobs (named when one holds a database a query waits for)."""
+    ``running_jobs(identity)`` the ids of a user's running jobs (named when one holds a database a query waits for);
+    ``idle_seconds``: how long an engine nobody leases stays open (None: until replaced)."""
 
     def __init__(
         self,
@@ -182,12 +186,13 @@ class EnginePool:
         threads: int | None = None,
         memory_limit: str | None = None,
         connections: int = 8,
+        idle_seconds: float | None = None,
     ):
         self.specs = Specs(namespace, data_dir, users)  # what each key's engine attaches
         self._running_jobs = running_jobs
         self._wait = wait  # how long a lease waits by default: the quick-query time limit
         make = functools.partial(Engine, threads=threads, memory_limit=memory_limit, pool_size=connections)
-        self._life = EngineLifecycle(self.specs, make)
+        self._life = EngineLifecycle(self.specs, make, idle_seconds=idle_seconds)
 
     # -- which engine -----------------------------------------------------------------------------
     def engine(self, principal: Principal, needs: Iterable[str] | None = None) -> EngineRef:

@@ -1,0 +1,94 @@
+"""Engines at rest: idle ones close (their buffers are what the server holds at rest) and reopen on
+the next query; one with a lease out (a streamed result, a running job) is never closed under it;
+each is bounded by a memory limit."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jupyter_archive.core.archive import Archive
+from jupyter_archive.core.config import ArchiveConfig
+
+IDLE = 0.2  # seconds: short, so the idle watch acts within the test
+SLOW = "SELECT count(*) FROM range(100000000000) a"
+
+
+@pytest.fixture
+def archive(archive_data_dir):
+    a = Archive(ArchiveConfig(data_dir=archive_data_dir, demo_rows=20_000, engine_idle_seconds=IDLE))
+    a.start()
+    yield a
+    a.close()
+
+
+def key_of(archive: Archive, principal):
+    return archive.engines.engine(principal).key
+
+
+def wait_closed(archive: Archive, key, timeout: float = 30.0) -> None:
+    """Until the key has no open engine (a generous bound: the idle watch is a thread)."""
+    deadline = time.monotonic() + timeout
+    while archive.engines.engines(key):
+        assert time.monotonic() < deadline, f"the engine of {key} is still open"
+        time.sleep(0.05)
+
+
+def count(archive: Archive, principal, sql: str, context: str = "MyDB") -> int:
+    return archive.queries.query(principal, sql, context=context).to_table().column(0)[0].as_py()
+
+
+def test_an_idle_engine_closes_and_the_next_query_reopens_it(archive):
+    alice = archive.users.principal("alice")
+    key = key_of(archive, alice)
+    archive.queries.query(alice, "CREATE TABLE mine AS SELECT range AS i FROM range(1000)", context="MyDB").close()
+    [first] = archive.engines.engines(key)
+    wait_closed(archive, key)
+    assert first.closed
+    # transparently open again, with her MyDB as she left it and the demo beside it
+    assert count(archive, alice, "SELECT count(*) FROM mine") == 1000
+    assert count(archive, alice, "SELECT count(*) FROM PhotoObj", context="DEMO") == 20_000
+    [second] = archive.engines.engines(key)
+    assert second is not first and not second.closed
+
+
+def test_a_streamed_result_keeps_its_engine_open(archive):
+    alice, bob = archive.users.principal("alice"), archive.users.principal("bob")
+    result = archive.queries.query(alice, "SELECT range AS i FROM range(3000000)", context="MyDB", row_limit=None)
+    batches = result.batches()
+    rows = next(batches).num_rows
+    [engine] = archive.engines.engines(key_of(archive, alice))
+    count(archive, bob, "SELECT 1")
+    wait_closed(archive, key_of(archive, bob))  # the idle watch has run past alice's idle time too
+    assert not engine.closed and archive.engines.engines(key_of(archive, alice)) == [engine]
+    rows += sum(b.num_rows for b in batches)  # the rest streams from the same engine
+    assert rows == 3_000_000
+    wait_closed(archive, key_of(archive, alice))  # given back: now it closes
+
+
+def test_a_running_job_keeps_its_engine_open(archive):
+    alice, bob = archive.users.principal("alice"), archive.users.principal("bob")
+    job = archive.jobs.submit_query(alice, SLOW, "sql", context="MyDB")
+    deadline = time.monotonic() + 30
+    while archive.jobs.get(alice, job.id).state != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    [engine] = archive.engines.engines(key_of(archive, alice))
+    count(archive, bob, "SELECT 1")
+    wait_closed(archive, key_of(archive, bob))
+    assert not engine.closed and archive.jobs.get(alice, job.id).state == "running"
+    archive.jobs.cancel(alice, job.id)
+    assert archive.jobs.wait(alice, job.id, timeout=30).state == "canceled"
+    wait_closed(archive, key_of(archive, alice))
+    assert count(archive, alice, "SELECT 42") == 42
+
+
+def test_each_engine_has_a_memory_limit_by_default(archive):
+    alice = archive.users.principal("alice")
+    lease = archive.engines.engine(alice).cursor()  # the engine itself: users may not read settings
+    try:
+        [limit] = lease.execute("SELECT current_setting('memory_limit')").fetchone()
+    finally:
+        lease.close()
+    assert limit.endswith("MiB") and float(limit.split()[0]) < 1024, limit  # 1GB, not DuckDB's 80% of RAM

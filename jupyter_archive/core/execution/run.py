@@ -12,9 +12,11 @@ entry carries the compiled statements, their column metadata and their plan.
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Unpack
 
 import duckdb
@@ -31,6 +33,7 @@ from .compiling import TextOptions, compile_text, with_plan
 from .engines import engine_error
 from .planner import ENGINE, SERVER, TAP_SCHEMA, Plan, plan
 from .pool import WATCHDOG, QueryResult, rows_affected_result
+from .spool import Spool
 from .uploads import UploadSet
 
 if TYPE_CHECKING:
@@ -404,29 +407,21 @@ def _small_shape(columns: tuple[tuple[str, str], ...]) -> tuple[pa.Schema, pa.St
 
 def _prefetched(reader, row_limit, column_meta, on_close, check, *, first=None) -> QueryResult:
     """A QueryResult over an engine reader (and/or a first ``(batch, schema)`` already fetched):
-    with a row limit every row (at most limit + 1) is fetched now, so truncation is known before
-    anything is sent; else the first batch, so errors surface before the response starts."""
+    with a row limit every row (at most limit + 1) is read now, so truncation is known before
+    anything is sent (held in bounded memory, the rest spooled: ``hold``); else the first
+    batch, so errors surface before the response starts."""
     first, schema = first if first is not None else (None, reader.schema)
     if column_meta:
         schema = annotate(schema, column_meta)
     prefetched: list[pa.RecordBatch] = [first] if first is not None and first.num_rows else []
     truncated = False
     if row_limit is not None:
-        total = sum(b.num_rows for b in prefetched)
-        while total <= row_limit and reader is not None:
-            try:
-                b = reader.read_next_batch()
-            except StopIteration:
-                break
-            prefetched.append(b)
-            total += b.num_rows
-        if total > row_limit:
-            truncated = True
-            keep = row_limit - (total - prefetched[-1].num_rows)
-            prefetched[-1] = prefetched[-1].slice(0, keep)
-        if reader is not None:
-            reader.close()
-            reader = None
+        engine = reader
+        try:
+            prefetched, reader, truncated = hold(itertools.chain(prefetched, _batches(engine)), row_limit)
+        finally:
+            if engine is not None:
+                engine.close()
     else:
         try:
             prefetched.append(reader.read_next_batch())
@@ -434,3 +429,53 @@ def _prefetched(reader, row_limit, column_meta, on_close, check, *, first=None) 
             reader.close()
             reader = None
     return QueryResult(schema, prefetched, reader, truncated=truncated, on_close=on_close, check_interrupt=check)
+
+
+#: Rows held in memory while a row-limited result is read (Arrow bytes); past it they spool to disk.
+HOLD_BYTES = 32 * 1024 * 1024
+
+
+def hold(batches: Iterator[pa.RecordBatch], row_limit: int):
+    """Read ``batches`` until ``row_limit + 1`` rows or their end (so truncation is known before
+    anything is sent), holding at most ``HOLD_BYTES`` of them in memory.
+
+    Returns ``(held, spool, truncated)``: the batches in memory, then a :class:`Spool` of the
+    rest (None when everything fit) to read after them; the last row kept is the limit's.
+    """
+    held: list[pa.RecordBatch] = []
+    total = size = 0
+    spool = None
+    try:
+        for b in batches:
+            if total + b.num_rows > row_limit:
+                b = b.slice(0, row_limit - total)
+                total = row_limit + 1  # one row past the limit was seen: the result is cut
+            else:
+                total += b.num_rows
+            if b.num_rows:
+                if spool is None and size + b.nbytes > HOLD_BYTES:
+                    spool = Spool(b.schema)
+                if spool is None:
+                    held.append(b)
+                    size += b.nbytes
+                else:
+                    spool.write(b)
+            del b  # no reference survives into the next fetch
+            if total > row_limit:
+                break
+    except BaseException:
+        if spool is not None:
+            spool.close()
+        raise
+    if spool is not None:
+        spool.finish()
+    return held, spool, total > row_limit
+
+
+def _batches(reader) -> Iterator[pa.RecordBatch]:
+    """The batches of a RecordBatchReader (None: none), one at a time."""
+    while reader is not None:
+        try:
+            yield reader.read_next_batch()
+        except StopIteration:
+            return

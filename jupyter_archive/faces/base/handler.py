@@ -302,7 +302,7 @@ class ArchiveHandler(ErrorReplies, ExtensionHandlerMixin, APIHandler):
 
         def work():
             result = fn(*args, **kwargs)
-            if not result.complete:
+            if not result.small:
                 return result, None
             info.truncated = info.truncated or result.truncated
             return result, b"".join(fmt.encode(result.schema, result.batches(), info))
@@ -311,10 +311,9 @@ class ArchiveHandler(ErrorReplies, ExtensionHandlerMixin, APIHandler):
         await self.stream(result, fmt, info, body=body)
 
     async def stream(self, result: QueryResult, fmt, info: formats.ResultInfo | None = None, *, body: bytes | None = None) -> None:
-        """Send a result in a format, chunk by chunk, encoded off the loop; gzip when asked.
-
-        ``body`` is the whole encoded result when the caller already made it.
-        """
+        """Send a result in a format (gzipped when asked): a small one in one piece (``body``:
+        already encoded), any other chunk by chunk, each encoded (and compressed) on the pool
+        and out of the socket before the next is made: bounded memory, however slow the client."""
         info = info or formats.ResultInfo()
         info.truncated = info.truncated or result.truncated
         self.set_header("Content-Type", fmt.media_type)
@@ -330,7 +329,7 @@ class ArchiveHandler(ErrorReplies, ExtensionHandlerMixin, APIHandler):
             self.set_header("Vary", "Accept-Encoding")
         loop = asyncio.get_running_loop()
         pool = self.archive.executor
-        if body is None and result.complete:
+        if body is None and result.small:
             # A small result is already in memory: encode it in one go, one trip to the pool.
             body = await loop.run_in_executor(pool, b"".join, fmt.encode(result.schema, result.batches(), info))
         if body is not None:
@@ -339,19 +338,17 @@ class ArchiveHandler(ErrorReplies, ExtensionHandlerMixin, APIHandler):
             self.finish(body, set_content_type=fmt.media_type)
             return
         chunks = fmt.encode(result.schema, result.batches(), info)
+        if gzip is not None:
+            chunks = _compressed(chunks, gzip)
         sentinel = object()
         try:
             while True:
                 chunk = await loop.run_in_executor(pool, next, chunks, sentinel)
                 if chunk is sentinel:
                     break
-                if gzip is not None:
-                    chunk = gzip.compress(chunk)
-                if chunk:
-                    self.write(chunk)
-                    await self.flush()
-            if gzip is not None:
-                self.write(gzip.flush())
+                self.write(chunk)
+                await self.flush()  # resolves once the socket took it: at most one chunk waits in tornado
+                del chunk
             self.finish(set_content_type=fmt.media_type)
         except StreamClosedError:
             pass  # the client went away
@@ -363,6 +360,17 @@ class ArchiveHandler(ErrorReplies, ExtensionHandlerMixin, APIHandler):
             self.request.connection.close()
         finally:
             await loop.run_in_executor(pool, _close_quietly, chunks, result)
+
+
+def _compressed(chunks, gzip):
+    """``chunks`` through ``gzip`` (a zlib compressor), on the thread that encodes them."""
+    try:
+        for chunk in chunks:
+            if out := gzip.compress(chunk):
+                yield out
+        yield gzip.flush()
+    finally:
+        chunks.close()
 
 
 def _close_quietly(chunks, result: QueryResult) -> None:

@@ -330,9 +330,10 @@ def execute(
                 # Reads before the last statement have no effect; run them (bounded) so errors surface.
                 (rel.limit(1) if st.kind == "read" else rel).fetchall()
         last = statements[-1]
-        if last.kind == "read" and row_limit is not None:
+        if last.kind == "read" and row_limit is not None and row_limit <= DBAPI_ROWS:
             # A quick query's rows are all fetched up front anyway: the DB-API path skips the
-            # relation API's extra bind (~0.3 ms a query); its Arrow copy costs nothing here.
+            # relation API's extra bind (~0.3 ms a query); its Arrow reader copies every row
+            # first, bounded here by the row limit (a larger limit streams through the relation).
             con = getattr(cursor, "con", cursor)  # a pool lease's connection, without its indirection
             con.execute(last.sql, last.params or None)
             first = _small_batch(con)
@@ -362,6 +363,8 @@ def execute(
 
 
 SMALL_ROWS = 64
+#: Row limits up to this run on the DB-API path (whose Arrow reader holds a copy of every row).
+DBAPI_ROWS = 100_000
 # DuckDB types whose Python values convert to Arrow exactly as DuckDB's own Arrow export does.
 _SIMPLE_TYPES = {
     "BIGINT": pa.int64(), "INTEGER": pa.int32(), "SMALLINT": pa.int16(), "TINYINT": pa.int8(),

@@ -421,7 +421,7 @@ def _prefetched(reader, row_limit, column_meta, on_close, check, *, first=None) 
     if row_limit is not None:
         engine = reader
         try:
-            prefetched, reader, truncated = hold(itertools.chain(prefetched, _batches(engine)), row_limit)
+            prefetched, reader, truncated = hold(itertools.chain(prefetched, batches_of(engine)), row_limit)
         finally:
             if engine is not None:
                 engine.close()
@@ -475,7 +475,7 @@ def hold(batches: Iterator[pa.RecordBatch], row_limit: int):
     return held, spool, total > row_limit
 
 
-def _batches(reader) -> Iterator[pa.RecordBatch]:
+def batches_of(reader) -> Iterator[pa.RecordBatch]:
     """The batches of a RecordBatchReader (None: none), one at a time."""
     while reader is not None:
         try:

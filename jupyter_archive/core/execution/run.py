@@ -435,7 +435,7 @@ def _prefetched(reader, row_limit, column_meta, on_close, check, *, first=None) 
 
 
 #: Rows held in memory while a row-limited result is read (Arrow bytes); past it they spool to disk.
-HOLD_BYTES = 32 * 1024 * 1024
+HOLD_BYTES = 16 * 1024 * 1024
 
 
 def hold(batches: Iterator[pa.RecordBatch], row_limit: int):

@@ -18,6 +18,7 @@ sometimes lives beside this: error replies (errors.py) and bounded request bodie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import json
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+import pyarrow as pa
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
@@ -330,7 +332,6 @@ class ArchiveHandler(ErrorReplies, ExtensionHandlerMixin, APIHandler):
         loop = asyncio.get_running_loop()
         pool = self.archive.executor
         if body is None and result.small:
-            # A small result is already in memory: encode it in one go, one trip to the pool.
             body = await loop.run_in_executor(pool, b"".join, fmt.encode(result.schema, result.batches(), info))
         if body is not None:
             if gzip is not None:
@@ -374,18 +375,17 @@ def _compressed(chunks, gzip):
 
 
 def _close_quietly(chunks, result: QueryResult) -> None:
-    try:
+    with contextlib.suppress(Exception):  # best effort
         chunks.close()
-    except Exception:  # noqa: BLE001 - best effort
-        pass
     result.close()
     _give_memory_back()
 
 
 def _give_memory_back() -> None:
-    """After a large export, hand freed heap back to the OS (glibc keeps it in per-thread
-    arenas otherwise, so the server's resident size creeps up export after export)."""
+    """After a large export, hand freed heap back to the OS (glibc and Arrow's allocator keep it
+    per thread otherwise, so the server's resident size creeps up export after export)."""
     global _malloc_trim
+    pa.default_memory_pool().release_unused()
     if _malloc_trim is None:
         try:
             import ctypes

@@ -28,12 +28,12 @@ register(
 )
 
 # (after registering: DEFAULT_FORMATS is set by it)
-from .base import DEFAULT_FORMATS, MEDIA_TYPES, Format, ResultInfo, by_name, negotiate  # noqa: E402
+from .base import DEFAULT_FORMATS, MEDIA_TYPES, Format, ResultInfo, by_name, give_memory_back, negotiate  # noqa: E402
 from .datatypes import engine_votable_type, votable_type  # noqa: E402
 from .dbserv import DBSERV_JSON  # noqa: E402
 from .images import image_format  # noqa: E402
 
 __all__ = [
-    "DBSERV_JSON", "DEFAULT_FORMATS", "MEDIA_TYPES", "Format", "ResultInfo", "by_name", "engine_votable_type",
+    "DBSERV_JSON", "DEFAULT_FORMATS", "MEDIA_TYPES", "Format", "ResultInfo", "by_name", "engine_votable_type", "give_memory_back",
     "image_format", "negotiate", "votable_type",
 ]

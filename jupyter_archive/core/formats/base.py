@@ -232,6 +232,23 @@ def _render_releasing(render, piece):
         pa.default_memory_pool().release_unused()
 
 
+def give_memory_back() -> None:
+    """After an export (or a job's result written), hand freed heap back to the OS: glibc and
+    Arrow's allocator keep it per thread, and the resident size would creep up export after export."""
+    global _malloc_trim
+    pa.default_memory_pool().release_unused()
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 _RENDER_POOL = None
 
 

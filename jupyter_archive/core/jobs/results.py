@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import not_found
+from ..formats import give_memory_back
 from ..execution.pool import QueryResult
 
 
@@ -46,6 +47,7 @@ class ResultStore:
         finally:
             if tmp.exists():
                 tmp.unlink()
+            give_memory_back()
         return rows
 
     def read(self, job_id: int, *, offset: int = 0, limit: int | None = None) -> QueryResult:

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-import pyarrow as pa
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
@@ -378,23 +377,4 @@ def _close_quietly(chunks, result: QueryResult) -> None:
     with contextlib.suppress(Exception):  # best effort
         chunks.close()
     result.close()
-    _give_memory_back()
-
-
-def _give_memory_back() -> None:
-    """After a large export, hand freed heap back to the OS (glibc and Arrow's allocator keep it
-    per thread otherwise, so the server's resident size creeps up export after export)."""
-    global _malloc_trim
-    pa.default_memory_pool().release_unused()
-    if _malloc_trim is None:
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim = None
+    formats.give_memory_back()

@@ -102,3 +102,24 @@ def test_values_remembered_per_object_tell_metadata_apart():
     assert deg == rad  # Arrow's equality ignores metadata: an equality-keyed cache would mix them up
     assert units(deg) == ["deg"] and units(rad) == ["rad"] and units(deg) == ["deg"]
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("limit, truncated", [(2_500_000, True), (3_000_000, False)])
+def test_a_row_limited_result_past_what_memory_holds_spools_and_keeps_every_row(limit, truncated):
+    # 3,000,000 rows of two 8-byte columns are ~48 MB of Arrow, more than spool.HOLD_BYTES.
+    result = execute(duckdb.connect().cursor(), [_read("SELECT range AS i, range * 0.5 AS x FROM range(3000000)")],
+                     row_limit=limit)
+    assert result.truncated is truncated
+    assert not result.small and not result.complete, "the rows past what memory holds wait on disk"
+    total, last = 0, -1
+    for b in result.batches():
+        i = b.column("i").to_numpy()
+        assert i[0] == last + 1 and (i[1:] - i[:-1] == 1).all(), "every row, in order"
+        total, last = total + b.num_rows, int(i[-1])
+    assert total == min(limit, 3_000_000) and result.closed
+
+
+def test_a_small_row_limited_result_is_cut_at_the_limit():
+    result = execute(duckdb.connect().cursor(), [_read("SELECT range AS i FROM range(20)")], row_limit=10)
+    assert result.truncated and result.small
+    assert result.to_table().column("i").to_pylist() == list(range(10))

@@ -371,11 +371,14 @@ class Watchdog:
 WATCHDOG = Watchdog()
 
 
+SMALL_BYTES = 256 * 1024
+
+
 class QueryResult:
     """A running query's rows: schema known, batches pulled on demand, closed at the end.
 
-    ``truncated`` is known before the first byte is sent: with a row limit the first rows
-    (at most ``row_limit + 1``, a configured, bounded amount) are fetched up front.
+    ``truncated`` is known before the first byte is sent: with a row limit the rows (at most
+    ``row_limit + 1``) are read up front, in bounded memory (``spool.hold``).
     """
 
     def __init__(
@@ -422,8 +425,14 @@ class QueryResult:
 
     @property
     def complete(self) -> bool:
-        """All rows are already fetched (a small result): nothing more to pull from the engine."""
+        """All rows are already fetched: nothing more to pull from the engine."""
         return self._reader is None
+
+    @property
+    def small(self) -> bool:
+        """All rows are fetched and few (at most ``SMALL_BYTES`` of Arrow): encoding them in one
+        go is cheaper than streaming them, and the encoded answer stays small."""
+        return self._reader is None and sum(b.nbytes for b in self._prefetched) <= SMALL_BYTES
 
     def to_table(self) -> pa.Table:
         """All rows at once; for small results (tests, widgets), never for exports."""

@@ -10,6 +10,7 @@ an engine's cursor (below) or on a SQL server (``pushdown``). ``Admission``: who
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 import warnings
 from collections import OrderedDict, deque
@@ -30,6 +31,7 @@ from .compiling import TextOptions, compile_text, table_read, with_plan
 from .engines import engine_error
 from .planner import ENGINE, SERVER, TAP_SCHEMA, Plan, plan
 from .pool import WATCHDOG, QueryResult, rows_affected_result
+from .spool import batches_of, hold
 from .uploads import UploadSet
 
 if TYPE_CHECKING:
@@ -391,9 +393,10 @@ def execute(
                 # Reads before the last statement have no effect; run them (bounded) so errors surface.
                 (rel.limit(1) if st.kind == "read" else rel).fetchall()
         last = statements[-1]
-        if last.kind == "read" and row_limit is not None:
+        if last.kind == "read" and row_limit is not None and row_limit <= DBAPI_ROWS:
             # A quick query's rows are all fetched up front anyway: the DB-API path skips the
-            # relation API's extra bind (~0.3 ms a query); its Arrow copy costs nothing here.
+            # relation API's extra bind (~0.3 ms a query); its Arrow reader copies every row
+            # first, bounded here by the row limit (a larger limit streams through the relation).
             con = getattr(cursor, "con", cursor)  # a pool lease's connection, without its indirection
             con.execute(last.sql, last.params or None)
             first = _small_batch(con)
@@ -423,6 +426,8 @@ def execute(
 
 
 SMALL_ROWS = 64
+#: Row limits up to this run on the DB-API path (whose Arrow reader holds a copy of every row).
+DBAPI_ROWS = 100_000
 # DuckDB types whose Python values convert to Arrow exactly as DuckDB's own Arrow export does.
 _SIMPLE_TYPES = {
     "BIGINT": pa.int64(), "INTEGER": pa.int32(), "SMALLINT": pa.int16(), "TINYINT": pa.int8(),
@@ -468,29 +473,23 @@ def _small_shape(columns: tuple[tuple[str, str], ...]) -> tuple[pa.Schema, pa.St
 
 def _prefetched(reader, row_limit, column_meta, on_close, check, *, first=None) -> QueryResult:
     """A QueryResult over an engine reader (and/or a first ``(batch, schema)`` already fetched):
-    with a row limit every row (at most limit + 1) is fetched now, so truncation is known before
-    anything is sent; else the first batch, so errors surface before the response starts."""
+    with a row limit every row (at most limit + 1) is read now, so truncation is known before
+    anything is sent (held in bounded memory, the rest spooled: ``spool.hold``); else the first
+    batch, so errors surface before the response starts."""
     first, schema = first if first is not None else (None, reader.schema)
     if column_meta:
         schema = annotate(schema, column_meta)
     prefetched: list[pa.RecordBatch] = [first] if first is not None and first.num_rows else []
     truncated = False
-    if row_limit is not None:
-        total = sum(b.num_rows for b in prefetched)
-        while total <= row_limit and reader is not None:
-            try:
-                b = reader.read_next_batch()
-            except StopIteration:
-                break
-            prefetched.append(b)
-            total += b.num_rows
-        if total > row_limit:
-            truncated = True
-            keep = row_limit - (total - prefetched[-1].num_rows)
-            prefetched[-1] = prefetched[-1].slice(0, keep)
-        if reader is not None:
-            reader.close()
-            reader = None
+    if row_limit is not None and reader is None:  # a few rows, all in the first batch: cut at the limit
+        truncated = bool(prefetched) and prefetched[0].num_rows > row_limit
+        prefetched = [b for b in (p.slice(0, row_limit) for p in prefetched) if b.num_rows]
+    elif row_limit is not None:
+        engine = reader
+        try:
+            prefetched, reader, truncated = hold(itertools.chain(prefetched, batches_of(engine)), row_limit)
+        finally:
+            engine.close()
     else:
         try:
             prefetched.append(reader.read_next_batch())

@@ -195,18 +195,26 @@ def slices(
             yield out
             del out
         return
-    pending: list = []  # at most two slices in flight: memory stays bounded
+    yield from pipelined(itertools.chain(_popping(head), pieces), render, depth=2)
+
+
+def pipelined(pieces: Iterable, render, *, depth: int = 1) -> Iterator:
+    """Yield ``render(piece)`` for each piece, in order, rendered on the render pool while the
+    next piece is fetched here (from the engine); at most ``depth`` renders in flight, so memory
+    stays bounded. ``depth=1`` renders one piece after another: a stateful writer (Parquet's)."""
+    pending: list = []
     try:
-        for piece in itertools.chain(_popping(head), pieces):
+        for piece in pieces:
+            if len(pending) == depth:
+                yield pending.pop(0).result()
             pending.append(_render_pool().submit(_render_releasing, render, piece))
             del piece
-            if len(pending) == 2:
-                yield pending.pop(0).result()
         while pending:
             yield pending.pop(0).result()
     finally:
         for f in pending:
-            f.cancel()
+            if not f.cancel():
+                f.exception()  # running: wait, so the writer is not closed under it
 
 
 def _popping(items: list) -> Iterator:

@@ -20,6 +20,7 @@ quick workers (``admit``), held until the request ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import json
@@ -40,6 +41,7 @@ from ...core.catalog import ANONYMOUS, Principal
 from ...core.errors import ArchiveError
 from ...core.execution.pool import QueryResult
 from ...core.lanes import READS
+from ...core.memory import release_memory
 from .errors import ErrorReplies
 from .values import RequestValues
 
@@ -301,7 +303,7 @@ class ArchiveHandler(ErrorReplies, RequestValues, ExtensionHandlerMixin, APIHand
 
         def work():
             result = fn(*args, **kwargs)
-            if not result.complete:
+            if not result.small:
                 return result, None
             info.truncated = info.truncated or result.truncated
             return result, b"".join(fmt.encode(result.schema, result.batches(), info))
@@ -310,10 +312,9 @@ class ArchiveHandler(ErrorReplies, RequestValues, ExtensionHandlerMixin, APIHand
         await self.stream(result, fmt, info, body=body)
 
     async def stream(self, result: QueryResult, fmt, info: formats.ResultInfo | None = None, *, body: bytes | None = None) -> None:
-        """Send a result in a format, chunk by chunk, encoded off the loop; gzip when asked.
-
-        ``body`` is the whole encoded result when the caller already made it.
-        """
+        """Send a result in a format (gzipped when asked): a small one in one piece (``body``:
+        already encoded), any other chunk by chunk, each encoded (and compressed) on the pool
+        and out of the socket before the next is made: bounded memory, however slow the client."""
         info = info or formats.ResultInfo()
         info.truncated = info.truncated or result.truncated
         self.set_header("Content-Type", fmt.media_type)
@@ -329,8 +330,7 @@ class ArchiveHandler(ErrorReplies, RequestValues, ExtensionHandlerMixin, APIHand
             self.set_header("Vary", "Accept-Encoding")
         loop = asyncio.get_running_loop()
         pool = self.archive.executor
-        if body is None and result.complete:
-            # A small result is already in memory: encode it in one go, one trip to the pool.
+        if body is None and result.small:
             body = await loop.run_in_executor(pool, b"".join, fmt.encode(result.schema, result.batches(), info))
         if body is not None:
             if gzip is not None:
@@ -338,19 +338,17 @@ class ArchiveHandler(ErrorReplies, RequestValues, ExtensionHandlerMixin, APIHand
             self.finish(body, set_content_type=fmt.media_type)
             return
         chunks = fmt.encode(result.schema, result.batches(), info)
+        if gzip is not None:
+            chunks = _compressed(chunks, gzip)
         sentinel = object()
         try:
             while True:
                 chunk = await loop.run_in_executor(pool, next, chunks, sentinel)
                 if chunk is sentinel:
                     break
-                if gzip is not None:
-                    chunk = gzip.compress(chunk)
-                if chunk:
-                    self.write(chunk)
-                    await self.flush()
-            if gzip is not None:
-                self.write(gzip.flush())
+                self.write(chunk)
+                await self.flush()  # resolves once the socket took it: at most one chunk waits in tornado
+                del chunk
             self.finish(set_content_type=fmt.media_type)
         except StreamClosedError:
             pass  # the client went away
@@ -364,28 +362,19 @@ class ArchiveHandler(ErrorReplies, RequestValues, ExtensionHandlerMixin, APIHand
             await loop.run_in_executor(pool, _close_quietly, chunks, result)
 
 
-def _close_quietly(chunks, result: QueryResult) -> None:
+def _compressed(chunks, gzip):
+    """``chunks`` through ``gzip`` (a zlib compressor), on the thread that encodes them."""
     try:
+        for chunk in chunks:
+            if out := gzip.compress(chunk):
+                yield out
+        yield gzip.flush()
+    finally:
         chunks.close()
-    except Exception:  # noqa: BLE001 - best effort
-        pass
+
+
+def _close_quietly(chunks, result: QueryResult) -> None:
+    with contextlib.suppress(Exception):  # best effort
+        chunks.close()
     result.close()
-    _give_memory_back()
-
-
-def _give_memory_back() -> None:
-    """After a large export, hand freed heap back to the OS (glibc keeps it in per-thread
-    arenas otherwise, so the server's resident size creeps up export after export)."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim = None
+    release_memory()

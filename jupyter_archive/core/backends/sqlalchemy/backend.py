@@ -27,6 +27,7 @@ from sqlglot import exp
 from ...catalog import TableInfo
 from ...errors import ArchiveError
 from ...execution.pool import QueryResult, rows_affected_result
+from ...execution.spool import batches_of, hold
 from ...formats.base import annotate
 from .dialect import emit, parse, write_kind
 from .failures import connect_error, server_error
@@ -220,25 +221,20 @@ class SqlBackend:
 
     def _read(self, run: Statement, sql: str, params: dict, column_meta: dict | None, row_limit: int | None) -> QueryResult:
         self._execute(run, sql, params, server_side=True)
-        n = run.batch_rows if row_limit is None else max(1, min(run.batch_rows, row_limit + 1))
-        batches: list[pa.RecordBatch] = []
-        total = 0
-        while True:
-            rows = run.cursor.fetchmany(n)
-            if run.schema is None:
-                self._schema(run, rows, column_meta)
-            if rows:
-                batches.append(to_batch(rows, run.schema, run.floats))
-                total += len(rows)
-            if len(rows) < n or row_limit is None or total > row_limit:
-                break
-        truncated = row_limit is not None and total > row_limit
-        if truncated:
-            batches[-1] = batches[-1].slice(0, row_limit - (total - batches[-1].num_rows))
-        if len(rows) < n or row_limit is not None:  # every wanted row is here: give the connection back
+        rows = run.cursor.fetchmany(run.batch_rows)
+        self._schema(run, rows, column_meta)
+        first = [to_batch(rows, run.schema, run.floats)] if rows else []
+        more = run if len(rows) == run.batch_rows else None
+        if row_limit is None and more is not None:
+            return QueryResult(run.schema, first, run, on_close=run.close, check_interrupt=run.error)
+        if row_limit is None:
             run.close()
-            return QueryResult(run.schema, batches, None, truncated=truncated)
-        return QueryResult(run.schema, batches, run, on_close=run.close, check_interrupt=run.error)
+            return QueryResult(run.schema, first, None)
+        try:  # every wanted row is read now (truncation is known before sending), in bounded memory
+            held, spool, truncated = hold(itertools.chain(first, batches_of(more)), row_limit)
+        finally:
+            run.close()  # the connection goes back to the pool
+        return QueryResult(run.schema, held, spool, truncated=truncated)
 
     def _write(self, run: Statement, sql: str, params: dict, column_meta: dict | None) -> QueryResult:
         self._execute(run, sql, params, server_side=False)

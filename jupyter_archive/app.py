@@ -68,7 +68,10 @@ class ArchiveApp(ExtensionApp):
     demo_rows = Int(100_000, min=1, config=True, help="Rows of the demo PhotoObj table.")
     quick_row_limit = Int(100_000, min=1, config=True, help="Most rows a quick query returns; more sets the truncation flag.")
     quick_time_limit = Float(60.0, config=True, help="Seconds a quick query may run before the engine is interrupted.")
-    quick_workers = Int(4, min=1, config=True, help="Threads running quick queries and streaming results.")
+    quick_workers = Int(
+        5, min=1, config=True,
+        help="Threads running quick queries and streaming results (one user takes at most quick_per_user of them).",
+    )
     quick_per_user = Int(
         0, min=0, config=True,
         help="Quick requests one user may run at once; more wait their turn, fairly across users (0: every quick worker but one).",

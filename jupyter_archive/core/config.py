@@ -16,7 +16,7 @@ class ArchiveConfig:
     demo_rows: int = 100_000
     quick_row_limit: int = 100_000
     quick_time_limit: float = 60.0
-    quick_workers: int = 4
+    quick_workers: int = 5  # a lone user runs 4 at once (quick_per_user), one stays free for others
     quick_per_user: int = 0  # quick requests one user runs at once (0: every quick worker but one)
     quick_queue_time: float = 30.0  # seconds a quick request waits for its turn before a 429
     read_workers: int = 4  # threads of the cheap-reads lane (metadata, job status, listings)

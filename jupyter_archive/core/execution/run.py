@@ -264,7 +264,7 @@ class Admission:
     its ticket and answers 429 (``busy``), as does one whose user has ``max_waiting`` waiting.
     """
 
-    def __init__(self, workers: int, per_user: int = 0, *, wait: float = 30.0, max_waiting: int = 64):
+    def __init__(self, workers: int, per_user: int = 0, *, wait: float = 30.0, max_waiting: int = 1000):
         self.workers = max(1, workers)
         self.per_user = min(per_user, self.workers) if per_user > 0 else max(1, self.workers - 1)
         self.wait = wait  # seconds a request may wait for its turn

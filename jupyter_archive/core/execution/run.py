@@ -118,7 +118,7 @@ class Queries:
         stamp = None if principal.anonymous else self._namespace.mydb_stamp(principal)
         # The second level: the same text but for its numbers (``literals``), for texts without bound values.
         form, numbers = literals.shape(text) if not (variables or params or literals.MARK in text) else ("", [])
-        shaped = (*key[:4], form, *key[5:]) if numbers else None
+        shaped = ("shape", *key[:4], form, *key[5:]) if numbers else None  # never equal to a text's key
         with self._lock:
             if (known := self._cache.get(shaped) if shaped else None) is not None:
                 self._cache.move_to_end(shaped)

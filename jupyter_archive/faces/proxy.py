@@ -158,13 +158,17 @@ class _Relay(httputil.HTTPMessageDelegate):
         loop = asyncio.get_running_loop()
         self.handler = handler
         self.started = loop.create_future()  # the owner's status line came (or the exchange failed)
+        # The owner's 100 Continue (or its final answer, or a failure): the body waits for it, so an owner
+        # refusing from the headers closes with no body unread, whose reset would lose its answer.
+        self.proceed = loop.create_future()
         self.ended = loop.create_future()  # True: the whole answer was relayed
         self.failure: str | None = None
         self.content_type: str | None = None
 
     def headers_received(self, start_line, headers):
+        _resolve(self.proceed, None)
         if 100 <= start_line.code < 200:
-            return  # an interim answer; the real one follows
+            return  # an interim answer (100 Continue: send the body); the real one follows
         h = self.handler
         h.set_status(start_line.code, start_line.reason or None)
         seen: set[str] = set()
@@ -194,6 +198,7 @@ class _Relay(httputil.HTTPMessageDelegate):
     def fail(self, reason: str) -> None:
         if not self.started.done():
             self.failure = reason
+        _resolve(self.proceed, None)
         _resolve(self.started, None)
         _resolve(self.ended, False)
 
@@ -261,6 +266,8 @@ class ProxyMixin:
                 headers.add(name, value)
         headers["Host"] = _netloc(note["url"])
         headers["Connection"] = "close"
+        if self.request.headers.get("Transfer-Encoding") or self.request.headers.get("Content-Length", "0") != "0":
+            headers["Expect"] = "100-continue"  # see _Relay.proceed
         headers[FORWARD_SECRET] = note["secret"]
         headers[FORWARDED_HOST] = self.request.host
         headers[FORWARDED_PROTO] = self.request.protocol
@@ -288,7 +295,10 @@ class ProxyMixin:
                 self.close_upstream()
 
     async def data_received(self, chunk: bytes) -> None:
-        if self._relay is None or self._relay.ended.done():
+        if self._relay is None:
+            return
+        await self._relay.proceed
+        if self._relay.started.done():
             return  # the owner has answered already (a refusal from the headers): the rest is dropped
         try:
             await self._upstream.write(chunk)

@@ -195,3 +195,21 @@ def test_users_sql_cannot_reach_files_and_engines_read_only_visible_roots(sky, h
                 cur.sql(f"SELECT count(*) FROM read_csv('{tmp_path}/x.csv')").fetchall()
         finally:
             cur.close()
+
+
+def test_the_hats_demo_is_written_once_and_mounted(tmp_path):
+    def start():
+        a = Archive(ArchiveConfig(data_dir=tmp_path, demo=False, hats_demo_rows=3_000))
+        a.start()
+        return a
+
+    a = start()
+    try:
+        assert rows(a, "SELECT COUNT(*) AS n FROM sky.stars") == [{"n": 3_000}]
+        assert rows(a, "SELECT COUNT(*) AS n FROM sky.stars WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 0, 90, 0.5))")[0]["n"] > 0
+    finally:
+        a.close()
+    stamp = (tmp_path / "hats-demo" / "stars" / "properties").stat().st_mtime_ns
+    a = start()
+    a.close()
+    assert (tmp_path / "hats-demo" / "stars" / "properties").stat().st_mtime_ns == stamp  # not written again

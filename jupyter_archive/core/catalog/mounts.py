@@ -223,6 +223,12 @@ class Mounts:
                     "configured": True,
                 }
             )
+        if self.config.hats_demo_rows:
+            from ..demo_hats import ensure_hats_demo_apart
+
+            root = ensure_hats_demo_apart(self.data_dir, self.config.hats_demo_rows)
+            description = "The HATS demo: a seeded sky of stars, partitioned by HEALPix (HATS), read in place"
+            self.add({"path": "/sky", "type": "hats", "location": str(root), "context": "SKY", "description": description, "configured": True})
 
     def close(self) -> None:
         self.store.close()

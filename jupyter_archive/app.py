@@ -66,6 +66,11 @@ class ArchiveApp(ExtensionApp):
     )
     demo = Bool(True, config=True, help="Make and mount the demo archive when no mounts are configured.")
     demo_rows = Int(100_000, min=1, config=True, help="Rows of the demo PhotoObj table.")
+    hats_demo_rows = Int(
+        0, min=0, config=True,
+        help="Rows of a seeded HATS demo catalog (written with lsdb at first start under the data dir) mounted as "
+        "context SKY, TAP sky.stars; 0 (the default) makes none.",
+    )
     quick_row_limit = Int(100_000, min=1, config=True, help="Most rows a quick query returns; more sets the truncation flag.")
     quick_time_limit = Float(60.0, config=True, help="Seconds a quick query may run before the engine is interrupted.")
     quick_workers = Int(
@@ -132,6 +137,7 @@ class ArchiveApp(ExtensionApp):
             mounts=list(self.mounts),
             demo=self.demo,
             demo_rows=self.demo_rows,
+            hats_demo_rows=self.hats_demo_rows,
             quick_row_limit=self.quick_row_limit,
             quick_time_limit=self.quick_time_limit,
             quick_workers=self.quick_workers,

@@ -132,3 +132,15 @@ def pytest_unconfigure(config):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_EXIT_STATUS[0])
+
+
+@pytest.fixture(scope="session")
+def hats_root(tmp_path_factory) -> Path:
+    """A folder of HATS catalogs written by lsdb once per session (tests/support/hats_data.py): ``stars``
+    (files ``Npix=n.parquet``) with its margin ``stars_10arcs``, and ``stars_dirs``, the same rows with
+    ``Npix=n/`` folders."""
+    from tests.support.hats_data import write_catalogs
+
+    root = tmp_path_factory.mktemp("hats")
+    write_catalogs(root)
+    return root

@@ -14,6 +14,7 @@ class ArchiveConfig:
     mounts: list[dict] = field(default_factory=list)
     demo: bool = True
     demo_rows: int = 100_000
+    hats_demo_rows: int = 0  # rows of the HATS demo catalog mounted as SKY (0: none)
     quick_row_limit: int = 100_000
     quick_time_limit: float = 60.0
     quick_workers: int = 5  # a lone user runs 4 at once (quick_per_user), one stays free for others

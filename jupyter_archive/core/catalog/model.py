@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 MYDB = "MyDB"
 MYDB_ALIAS = "mydb"
 _RESERVED_ALIASES = {"mydb", "memory", "system", "temp", "main", "archive_meta"}
-MOUNT_KINDS = ("duckdb", "files", "sqlite", "postgresql")
+MOUNT_KINDS = ("duckdb", "files", "sqlite", "postgresql", "hats")
 SQL_SERVER_KINDS = ("sqlite", "postgresql")
 # Schemas a TAP query may name besides the contexts: TAP_SCHEMA (the tables' description,
 # loaded into an in-memory engine for the query) and TAP_UPLOAD (the tables the request brought).
@@ -71,8 +71,8 @@ class Mount:
     """A data source at a path of the namespace, known to CasJobs users as a context."""
 
     path: str  # "/demo": normalised, lower-case-insensitive, no trailing slash
-    kind: str  # "duckdb" | "files"
-    location: Path  # database file or directory
+    kind: str  # "duckdb" | "files" | "sqlite" | "postgresql" | "hats"
+    location: Path  # database file or directory (for hats: a catalog or a folder of catalogs)
     context: str  # "DEMO"
     read_only: bool = True
     public: bool = True

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KINDS = ("files", "duckdb", "sqlite", "postgresql")
-FILE_KINDS = ("files", "duckdb", "sqlite")
+KINDS = ("files", "duckdb", "sqlite", "postgresql", "hats")
+FILE_KINDS = ("files", "duckdb", "sqlite", "hats")
+DIRECTORY_KINDS = ("files", "hats")  # located at a directory; the others at a file or a URL
 _CONTEXT = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 
 
@@ -66,8 +67,8 @@ def parse_spec(path: str, body: dict) -> dict:
     read_only = extra.get("readOnly", True)
     if not isinstance(read_only, bool):
         raise ArchiveError("bad_request", "Invalid mount configuration: readOnly must be true or false")
-    if kind == "files" and not read_only:
-        raise ArchiveError("bad_request", "Invalid mount configuration: a files mount is read-only (its tables are files)")
+    if kind in DIRECTORY_KINDS and not read_only:
+        raise ArchiveError("bad_request", f"Invalid mount configuration: a {kind} mount is read-only (its tables are files)")
     return {
         "path": path,
         "type": kind,
@@ -101,9 +102,11 @@ def check_spec(spec) -> None:
     location = Path(spec["location"]).expanduser()
     if not location.exists():
         raise ArchiveError("bad_request", f"mount location {location} does not exist")
-    if kind == "files" and not location.is_dir():
-        raise ArchiveError("bad_request", f"a files mount needs a directory; {location} is not one")
-    if kind != "files" and not location.is_file():
+    if kind in DIRECTORY_KINDS and not location.is_dir():
+        raise ArchiveError("bad_request", f"a {kind} mount needs a directory; {location} is not one")
+    if kind in DIRECTORY_KINDS and not spec.get("readOnly", True):
+        raise ArchiveError("bad_request", f"mount {spec['path']}: a {kind} mount is read-only (its tables are files)")
+    if kind not in DIRECTORY_KINDS and not location.is_file():
         raise ArchiveError("bad_request", f"a {kind} mount needs a database file; {location} is not one")
 
 
@@ -127,9 +130,9 @@ def check_location(spec: dict, roots: list[str]) -> None:
         )
     if not real.exists():
         raise ArchiveError("bad_request", f"Invalid mount configuration: {loc} does not exist")
-    if spec["type"] == "files" and not real.is_dir():
-        raise ArchiveError("bad_request", f"Invalid mount configuration: a files mount needs a directory, {loc} is not one")
-    if spec["type"] != "files" and not real.is_file():
+    if spec["type"] in DIRECTORY_KINDS and not real.is_dir():
+        raise ArchiveError("bad_request", f"Invalid mount configuration: a {spec['type']} mount needs a directory, {loc} is not one")
+    if spec["type"] not in DIRECTORY_KINDS and not real.is_file():
         raise ArchiveError("bad_request", f"Invalid mount configuration: {loc} is not a database file")
     spec["location"] = str(real)
 
@@ -220,6 +223,12 @@ class Mounts:
                     "configured": True,
                 }
             )
+        if self.config.hats_demo_rows:
+            from ..demo_hats import ensure_hats_demo_apart
+
+            root = ensure_hats_demo_apart(self.data_dir, self.config.hats_demo_rows)
+            description = "The HATS demo: a seeded sky of stars, partitioned by HEALPix (HATS), read in place"
+            self.add({"path": "/sky", "type": "hats", "location": str(root), "context": "SKY", "description": description, "configured": True})
 
     def close(self) -> None:
         self.store.close()
@@ -246,6 +255,8 @@ class Mounts:
         )
         if kind in SQL_SERVER_KINDS:
             return self._add_sql_mount(mount, spec)
+        if kind == "hats":
+            return self._add_hats_mount(mount, spec)
         self._check_mount_file(mount)
         mount = self._namespace.add_mount(mount)
         self._specs[mount.path.lower()] = dict(spec)
@@ -298,6 +309,20 @@ class Mounts:
         self._namespace.version += 1  # compiled queries name the mounts they saw
         return mount
 
+    def _add_hats_mount(self, mount: Mount, spec: dict) -> Mount:
+        """HATS catalogs read in place: their metadata read now (listings never read data); queries
+        read the partition files the planner picks (``execution/partitions.py``)."""
+        from ..backends.hats import open_location
+
+        tables = open_location(mount.location)  # refuses a malformed or partial catalog before anything changes
+        mount = self._namespace.add_mount(mount)
+        self._specs[mount.path.lower()] = dict(spec)
+        self._namespace.hats[mount.alias] = tables
+        self._namespace.mount_tables[mount.context.lower()] = {k: t.info(mount.context) for k, t in tables.items()}
+        self._namespace.mount_info[mount.context.lower()] = {f"healpix:{t.name}": t.healpix_spec for t in tables.values()}
+        self._changed()  # engines may now read its files (their allowed directories)
+        return mount
+
     def drop(self, path: str) -> Mount | None:
         """Unmount the mount at ``path`` (engines are rebuilt without it)."""
         mount, rest = self._namespace.mount_at(path)
@@ -307,6 +332,7 @@ class Mounts:
         backend = self._namespace.backends.pop(mount.alias, None)
         if backend is not None:
             backend.close()
+        self._namespace.hats.pop(mount.alias, None)
         self._specs.pop(mount.path.lower(), None)
         self._changed()
         return mount

@@ -61,6 +61,7 @@ class Namespace:
         self.mount_tables: dict[str, dict[str, TableInfo]] = {}  # context lower -> tables of a read-only mount
         self.mount_info: dict[str, dict[str, str]] = {}  # context lower -> its database's archive_meta.info
         self.backends: dict[str, Any] = {}  # mount alias -> SqlBackend (PostgreSQL, SQLite)
+        self.hats: dict[str, dict[str, Any]] = {}  # mount alias -> its HATS catalogs (backends.hats.HatsTable) by lower-case name
         # Datasets being reset, as (owner or "", context lower-case): read-only until the reset ends.
         self.resetting: set[tuple[str, str]] = set()
         # Bumped whenever mounts come or go: what was derived from the namespace (compiled queries) is stale.

@@ -18,7 +18,7 @@ from ..errors import ArchiveError
 from ..sql import quote_ident
 from . import pushdown
 from .engines import engine_error
-from .planner import ENGINE, SERVER, plan
+from .planner import ENGINE, HATS, SERVER, plan
 
 if TYPE_CHECKING:
     from ..catalog.namespace import Namespace
@@ -62,15 +62,18 @@ def compile_text(
 
 def with_plan(namespace: Namespace, engines: EnginePool, principal: Principal, compiled: sqlmod.Compiled, *, explain: bool) -> sqlmod.Compiled:
     """``compiled`` with its plan as the last phase: the SQL pushed to a server, or (with
-    ``explain``) the engine's plan of each statement."""
+    ``explain``) the engine's plan of each statement; before it, for HATS catalogs, the phase
+    ``partitions``: how many partitions of each the query reads, and where."""
     where = plan(namespace, engines, principal, compiled.statements, engine=explain)
+    if where.partitioned is not None:
+        compiled.phases.append(sqlmod.Phase("partitions", detail=where.partitioned.phase_detail("in-process")))
     if where.where == SERVER:
         compiled.phases.append(sqlmod.Phase("Pushed SQL", detail=pushdown.pushed_sql(where.backend, compiled)))
-    elif explain and where.where == ENGINE:
+    elif explain and where.where in (ENGINE, HATS):
         plans = []
         cur = where.engine.cursor()
         try:
-            for st in compiled.statements:
+            for st in where.ready(compiled.statements):
                 rows = cur.sql("EXPLAIN " + st.sql, params=st.params or None).fetchall()
                 plans.append("\n".join(str(r[-1]) for r in rows))
         except duckdb.Error as exc:

@@ -48,10 +48,12 @@ class Attachment:
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """What one key's engine should be: its attachments and its temp dir (the one directory it may read)."""
+    """What one key's engine should be: its attachments, its temp dir (where it may write) and the
+    directories it may read: the temp dir and the roots of the HATS mounts its key can see."""
 
     attachments: tuple[Attachment, ...]
     temp_dir: Path
+    read_dirs: tuple[Path, ...] = ()
 
     def by_alias(self) -> dict[str, Attachment]:
         return {a.alias: a for a in self.attachments}
@@ -74,17 +76,22 @@ class Specs:
         ns = self._namespace
         temp = self.temp_dir(key)
         if key[0] == "anonymous":
-            return EngineSpec(tuple(self._read_only_attachments(anonymous=True)), temp)
+            return EngineSpec(tuple(self._read_only_attachments(anonymous=True)), temp, self._hats_roots(anonymous=True))
         if key[0] == "user":
             principal = self._users(key[1])
             if principal is None or principal.ident != key[2]:
                 return None
             mydb = Attachment(MYDB_ALIAS, ns.mydb_path(principal), read_only=False)
-            return EngineSpec((*self._read_only_attachments(), mydb), temp)
+            return EngineSpec((*self._read_only_attachments(), mydb), temp, self._hats_roots())
         mount = next((m for m in ns.mounts() if m.alias == key[1]), None)
         if mount is None or mount.read_only or mount.engine_file is None or mount.alias in ns.backends:
             return None
-        return EngineSpec((Attachment(mount.alias, mount.engine_file, read_only=False), *self._read_only_attachments()), temp)
+        own = Attachment(mount.alias, mount.engine_file, read_only=False)
+        return EngineSpec((own, *self._read_only_attachments()), temp, self._hats_roots())
+
+    def _hats_roots(self, *, anonymous: bool = False) -> tuple[Path, ...]:
+        """The HATS mounts' directories an engine may read: those its key can see (as ``visible_mounts``)."""
+        return tuple(sorted(m.location.resolve() for m in self._namespace.mounts() if m.kind == "hats" and (m.public or not anonymous)))
 
     def _read_only_attachments(self, *, anonymous: bool = False) -> list[Attachment]:
         return [
@@ -118,10 +125,11 @@ def open_instance(
     memory_limit: str | None = None,
     temp_dir: Path | None = None,
     spill_dir: Path | None = None,
+    read_dirs: Iterable[Path] = (),
     pool_size: int = 8,
 ) -> tuple[duckdb.DuckDBPyConnection, list[duckdb.DuckDBPyConnection]]:
     """A new DuckDB instance with ``attachments`` attached, every file access but ``temp_dir``
-    (where it spills, in ``spill_dir``) switched off and its configuration locked; and
+    (where it spills, in ``spill_dir``) and ``read_dirs`` switched off and its configuration locked; and
     ``pool_size`` connections to it, configured before the lock."""
     config = {}
     if threads:
@@ -142,8 +150,10 @@ def open_instance(
                 "engine_error", f"cannot open database for {a.alias}: {exc}", 500
             ) from exc
     if temp_dir is not None:
-        # Spilling to disk stays possible for big sorts while every other file access is off.
-        db.execute(f"SET allowed_directories = [{_quote_literal(str(temp_dir))}]")
+        # Spilling to disk stays possible for big sorts, and the HATS files the key may see readable,
+        # while every other file access is off.
+        dirs = [str(temp_dir), *(str(d).rstrip("/") + "/" for d in read_dirs)]
+        db.execute(f"SET allowed_directories = [{', '.join(_quote_literal(d) for d in dirs)}]")
     db.execute("SET enable_external_access = false")
     db.execute("SET autoinstall_known_extensions = false")
     db.execute("SET autoload_known_extensions = false")
@@ -313,7 +323,7 @@ class EngineLifecycle:
         held = self._conflicts(spec, spec.attachments)
         attach = [a for a in spec.attachments if a.alias not in held]
         self._serial += 1
-        engine = self._make(attach, temp_dir=spec.temp_dir, spill_dir=spec.temp_dir / f".spill-{self._serial}")
+        engine = self._make(attach, temp_dir=spec.temp_dir, spill_dir=spec.temp_dir / f".spill-{self._serial}", read_dirs=spec.read_dirs)
         gen = Generation(key, engine, spec, self.version, frozenset(held),
                          files={_real(a.path): a.read_only for a in attach})  # fmt: skip
         self.current[key] = gen

@@ -3,7 +3,9 @@ compile, export, job).
 
 The choices: the principal's DuckDB engine (the default; pinned to the engine holding a TAP
 upload's tables), a writable mount's own engine, a pushed-down SQL server (with the DuckDB
-engine a copy from it writes into), or a fresh in-memory engine holding TAP_SCHEMA.
+engine a copy from it writes into), a fresh in-memory engine holding TAP_SCHEMA, or, for a query
+reading HATS catalogs, the principal's DuckDB engine over only the partitions the query touches
+(``partitions.py``; the plan carries them, so a cluster can run the same shapes as another ``where``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 ENGINE = "engine"  # a DuckDB engine of the pool
 SERVER = "server"  # pushed down to a SQL server
 TAP_SCHEMA = "tap_schema"  # an in-memory engine holding the principal's TAP_SCHEMA
+HATS = "hats"  # the principal's DuckDB engine, in-process, over the pruned partitions of HATS catalogs
 
 
 @dataclass
@@ -31,6 +34,11 @@ class Plan:
     where: str
     engine: EngineRef | None = None
     backend: Any = None  # backends.sqlalchemy.SqlBackend
+    partitioned: Any = None  # partitions.Partitioned: the HATS catalogs read, their pruned files, the SQL shapes
+
+    def ready(self, statements: list) -> list:
+        """The statements as this plan runs them: HATS tables read from their pruned partitions."""
+        return statements if self.partitioned is None else self.partitioned.statements(statements)
 
 
 def plan(
@@ -54,7 +62,12 @@ def plan(
         if len(statements) == 1 and (into := statements[0].into) is not None and into.catalog not in namespace.backends:
             target = engines.context_engine(principal, namespace.context(principal, into.context))
         return Plan(SERVER, target, backend)
-    return Plan(ENGINE, duckdb_engine(namespace, engines, principal, statements, pinned) if engine else None)
+    ref = duckdb_engine(namespace, engines, principal, statements, pinned) if engine else None
+    if namespace.hats and (catalogs & namespace.hats.keys()):
+        from .partitions import partition
+
+        return Plan(HATS, ref, partitioned=partition(namespace.hats, statements))
+    return Plan(ENGINE, ref)
 
 
 def _catalogs(statements) -> set[str]:
@@ -89,7 +102,7 @@ def _server_of(namespace: Namespace, statements):
 
 def duckdb_engine(namespace: Namespace, engines: EnginePool, principal: Principal, statements, pinned: Lease | None = None) -> EngineRef:
     """The DuckDB engine compiled statements run on: the principal's, or a writable mount's own."""
-    catalogs = _catalogs(statements)
+    catalogs = _catalogs(statements) - namespace.hats.keys()  # HATS files are read, not attached
     backends = namespace.backends
     writable = {m.alias: m for m in namespace.mounts() if not m.read_only and m.alias in catalogs and m.alias not in backends}
     if not writable:

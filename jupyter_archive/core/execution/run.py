@@ -236,7 +236,7 @@ class Queries:
             cursor = plan.engine.cursor() if wait is DEFAULT else plan.engine.cursor(timeout=wait, cancel=cancel)
             if on_cursor is not None:
                 on_cursor(cursor)
-            result = execute(cursor, compiled.statements, row_limit=row_limit, time_limit=time_limit, column_meta=meta)
+            result = execute(cursor, plan.ready(compiled.statements), row_limit=row_limit, time_limit=time_limit, column_meta=meta)
         result.compiled = compiled
         return result
 

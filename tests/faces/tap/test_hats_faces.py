@@ -1,0 +1,64 @@
+"""HATS mounts through the real server: TAP sync with pyvo, TAP_SCHEMA, CasJobs quick queries, the
+native API's compile (the partitions phase), and Quasar's PUT mount of a catalog."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+
+from tests.support import body_json
+from tests.support.faces import in_thread, mount_body
+
+CONE = "SELECT objid FROM sky.stars WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 30.5, -2.25, 0.7)) = 1 ORDER BY objid"
+ORACLE_CONE = ("SELECT objid FROM read_parquet('{root}/stars/dataset/**/*.parquet', hive_partitioning = false) "
+               "WHERE degrees(2 * asin(sqrt(pow(sin(radians(dec + 2.25) / 2), 2) + cos(radians(dec)) * cos(radians(-2.25)) "
+               "* pow(sin(radians(ra - 30.5) / 2), 2)))) < 0.7 ORDER BY objid")  # fmt: skip
+
+
+@pytest.fixture
+def archive_config(hats_root, tmp_path):
+    return {
+        "mounts": [{"path": "/sky", "type": "hats", "location": str(hats_root), "context": "SKY", "public": True}],
+        "mount_roots": [str(hats_root), str(tmp_path)],
+    }
+
+
+async def test_tap_sync_with_pyvo_and_tap_schema(tap_service, hats_root):
+    def work():
+        res = tap_service.run_sync(CONE)
+        names = [t.name for t in tap_service.tables]
+        schema = tap_service.run_sync("SELECT table_name FROM TAP_SCHEMA.tables WHERE schema_name = 'sky' ORDER BY table_name")
+        return [int(r["objid"]) for r in res], names, [str(r["table_name"]) for r in schema]
+
+    got, names, schema = await in_thread(work)
+    want = [r[0] for r in duckdb.sql(ORACLE_CONE.format(root=hats_root)).fetchall()]
+    assert got == want and got
+    assert "sky.stars" in names and schema == ["sky.stars", "sky.stars_dirs"]
+
+
+async def test_casjobs_quick_query_and_native_compile(fetch):
+    q = await fetch("archive", "casjobs", "contexts", "SKY", "query", method="POST", body=json.dumps({"Query": "SELECT COUNT(*) AS n FROM stars"}))
+    assert q.code == 200 and q.body.decode().split() == ["n", "200000"]
+    top = await fetch("archive", "casjobs", "contexts", "SKY", "query", method="POST",
+                      body=json.dumps({"Query": "SELECT TOP 2 objid FROM stars_dirs ORDER BY objid"}))  # fmt: skip
+    assert top.body.decode().split() == ["objid", "1", "2"]
+    plan = body_json(await fetch("archive", "api", "compile", method="POST", body=json.dumps({"query": CONE, "language": "adql"})))
+    detail = next(p["detail"] for p in plan["phases"] if p["name"] == "partitions")
+    assert "sky.stars: read " in detail and ", total " in detail and "engine: in-process" in detail
+    tree = body_json(await fetch("archive", "api", "contexts", "SKY", "tables"))
+    assert {t["name"]: t["rows"] for t in tree["tables"]} == {"stars": 200_000, "stars_dirs": 200_000}
+
+
+async def test_quasar_mounts_a_catalog_and_refuses_a_partial_one(fetch, hats_root, tmp_path):
+    put = await fetch("archive", "quasar", "mount", "fs", "more/", method="PUT", body=mount_body("hats", hats_root / "stars", context="MORE"))
+    assert put.code == 200, put.body
+    q = await fetch("archive", "casjobs", "contexts", "MORE", "query", method="POST", body=json.dumps({"Query": "SELECT COUNT(*) AS n FROM stars WHERE flags = 3"}))
+    want = duckdb.sql(f"SELECT count(*) FROM read_parquet('{hats_root}/stars/dataset/**/*.parquet') WHERE flags = 3").fetchall()[0][0]
+    assert q.code == 200 and q.body.decode().split() == ["n", str(want)]
+    partial = tmp_path / "partial"
+    (partial / "dataset").mkdir(parents=True)
+    (partial / "properties").write_text("obs_collection=partial\ndataproduct_type=object\nhats_nrows=5\n")
+    bad = await fetch("archive", "quasar", "mount", "fs", "partial/", method="PUT", body=mount_body("hats", partial))
+    assert bad.code == 400 and "not a readable HATS catalog" in body_json(bad)["error"]

@@ -100,6 +100,9 @@ def partition(hats: dict[str, dict[str, HatsTable]], statements: list) -> Partit
         if not any(t.catalog in hats for t in (st.tables or [])):
             shapes.append(st.sql)
             continue
+        if (shape := _bounded_shape(st, hats, reads)) is not None:
+            shapes.append(shape)
+            continue
         tree = parse_one(st.sql, read="duckdb")
         count = _whole_count(tree, hats)
         if count is not None:
@@ -116,6 +119,42 @@ def partition(hats: dict[str, dict[str, HatsTable]], statements: list) -> Partit
             node.replace(exp.Table(this=exp.to_identifier(f"{_TOKEN}{len(reads) - 1}__"), alias=alias))
         shapes.append(tree.sql(dialect="duckdb", identify=True))
     return Partitioned(tuple(st.sql for st in statements), shapes, reads)
+
+
+def _bounded_shape(st, hats, reads: list[HatsRead]) -> str | None:
+    """The shape of a statement whose every HATS table is read once, in a FROM or JOIN, and bounded by
+    the ranges the compiler noted (``Statement.regions``, a cone's), made without parsing the SQL
+    again (parsing it cost more than the cone's whole compile); None: not such a statement."""
+    found = []
+    for target in st.tables:
+        tables = hats.get(target.catalog)
+        if tables is None:
+            continue
+        table = tables.get(target.name.lower())
+        noted = st.regions.get(target)
+        if table is None or target.schema.lower() != "main" or not noted:
+            return None
+        ref = ".".join(_quoted(x) for x in (target.catalog, target.schema, target.name))
+        at = [m.start() for m in re.finditer(re.escape(ref), st.sql)]
+        if len(at) != 1 or not st.sql[: at[0]].endswith(("FROM ", "JOIN ")):
+            return None
+        bounds = None
+        for ranges, used in noted:
+            if any(st.params.get(k) != v for k, v in used.items()):
+                return None  # the values bound now are not those the ranges were made for
+            bounds = sorted(ranges) if bounds is None else _intersect(bounds, sorted(ranges))
+        found.append((at[0], ref, target, table, bounds))
+    shape = st.sql
+    for at, ref, target, table, bounds in sorted(found, key=lambda f: f[0], reverse=True):
+        reads.append(HatsRead(target.catalog, table, table.touched(bounds)))
+        name = _quoted(f"{_TOKEN}{len(reads) - 1}__")
+        aliased = shape[at + len(ref):].startswith(" AS ")
+        shape = shape[:at] + name + ("" if aliased else " AS " + _quoted(target.name)) + shape[at + len(ref):]
+    return shape
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _hats_table(node: exp.Table, hats) -> HatsTable | None:

@@ -57,6 +57,9 @@ class Statement:
     source: str
     into: TableTarget | None
     tables: list[TableTarget]
+    # Read tables whose rows HEALPix ranges of their index bound (a cone's): TableTarget -> [(ranges, the
+    # bound values they hold for)]; only for a table read once in the statement.
+    regions: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass

@@ -164,10 +164,15 @@ def compile_query(
                 # tree is not used again except to show the rewritten phase
                 sql = p.stmt.sql(dialect=ENGINE_DIALECT, identify=True, unsupported_level=ErrorLevel.RAISE, copy=False)
                 tables: list[TableTarget] = []
-                for _, target, role, _ in p.refs:
+                regions: dict = {}
+                for node, target, role, _ in p.refs:
                     if role == "read" and not any(same_table(target, t) for t in tables):
                         tables.append(target)
-                statements.append(Statement(p.kind, sql, dict(p.params), p.source, p.into, tables))
+                        if "healpix_ranges" in node.meta:
+                            regions[target] = node.meta["healpix_ranges"]
+                    elif role == "read":  # read twice: which read the ranges bound is not kept
+                        regions = {k: v for k, v in regions.items() if not same_table(k, target)}
+                statements.append(Statement(p.kind, sql, dict(p.params), p.source, p.into, tables, regions))
             ph.detail = ";\n".join(s.sql for s in statements)
 
         return Compiled(spec.name, statements, run.phases, lambda: _modified_query(parsed, user_dialect), dict(binder.names))
@@ -186,7 +191,7 @@ def rebind(compiled: Compiled, *, variables: dict[str, str] | None = None, param
     for name, pname in compiled.param_names.items():
         values[pname] = binder.value(name)[0]
     statements = [
-        Statement(st.kind, st.sql, {k: values[k] for k in st.params}, st.source, st.into, st.tables)
+        Statement(st.kind, st.sql, {k: values[k] for k in st.params}, st.source, st.into, st.tables, st.regions)
         for st in compiled.statements
     ]
     return Compiled(compiled.language, statements, compiled.phases, compiled.modified, compiled.param_names)

@@ -36,29 +36,17 @@ def run_batch(
     """Run ``sql`` over ``files`` (the view ``SOURCE``) and the ``shipped`` tables; its columns renamed
     ``__c0``, ``__c1``, ... by position. ``cancel`` names the job's ``distributed.Event``: once set, the
     query is interrupted, so a canceled job leaves no task running."""
-    config = {"threads": int(threads)} if threads else {}
-    if memory_limit:
-        config["memory_limit"] = memory_limit
-    con = duckdb.connect(":memory:", config=config)
+    remote = any("://" in f for f in files)
+    con = _instance("" if remote else root, threads, memory_limit).cursor()  # its own temp views and tables
     try:
         for i, table in enumerate(shipped):
-            con.register("__in", table)
-            con.execute(f'CREATE TABLE "{SHIPPED.format(i)}" AS SELECT * FROM __in')
-            con.unregister("__in")
-        remote = any("://" in f for f in files)
+            con.register(SHIPPED.format(i), table)
         if remote:
-            data = _dataset(files)  # noqa: F841 - scanned below by name, through pyarrow's filesystem
-            con.execute(f'CREATE VIEW "{SOURCE}" AS SELECT * FROM data')
+            con.register("__files", _dataset(files))  # read through pyarrow's filesystem: DuckDB reads no file
+            con.execute(f'CREATE TEMP VIEW "{SOURCE}" AS SELECT * FROM __files')
         else:
-            con.execute(f"SET allowed_directories = [{_literal(root.rstrip('/') + '/')}]")
-        con.execute("SET enable_progress_bar = false")  # a worker's stdout is no place for it
-        con.execute("SET enable_external_access = false")
-        con.execute("SET autoinstall_known_extensions = false")
-        con.execute("SET autoload_known_extensions = false")
-        con.execute("SET lock_configuration = true")
-        if not remote:
             listed = ", ".join(_literal(f) for f in files)
-            con.execute(f'CREATE VIEW "{SOURCE}" AS SELECT * FROM read_parquet([{listed}], hive_partitioning = false)')
+            con.execute(f'CREATE TEMP VIEW "{SOURCE}" AS SELECT * FROM read_parquet([{listed}], hive_partitioning = false)')
         stop = threading.Event()
         if cancel:
             _watch(con, cancel, stop)
@@ -69,6 +57,32 @@ def run_batch(
         return table.rename_columns([f"__c{i}" for i in range(table.num_columns)])
     finally:
         con.close()
+
+
+_INSTANCES: dict[tuple, duckdb.DuckDBPyConnection] = {}
+_LOCK = threading.Lock()
+
+
+def _instance(root: str, threads: int | None, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
+    """This worker's DuckDB for a catalog root, locked down once and kept (opening one costs ~0.1 s a task);
+    each task takes a connection of its own."""
+    key = (root, threads, memory_limit)
+    with _LOCK:
+        db = _INSTANCES.get(key)
+        if db is None:
+            config = {"threads": int(threads)} if threads else {}
+            if memory_limit:
+                config["memory_limit"] = memory_limit
+            db = duckdb.connect(":memory:", config=config)
+            # Only the catalog's root is readable (nothing at all for a URL catalog, read through pyarrow).
+            db.execute(f"SET allowed_directories = [{_literal(root.rstrip('/') + '/')}]" if root else "SET allowed_directories = []")
+            db.execute("SET enable_progress_bar = false")  # a worker's stdout is no place for it
+            db.execute("SET enable_external_access = false")
+            db.execute("SET autoinstall_known_extensions = false")
+            db.execute("SET autoload_known_extensions = false")
+            db.execute("SET lock_configuration = true")
+            _INSTANCES[key] = db
+        return db
 
 
 def shipped(tables: list[pa.Table]) -> list[pa.Table]:

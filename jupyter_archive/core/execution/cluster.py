@@ -163,13 +163,23 @@ def _file_schema(plan: FanOut) -> pa.Schema:
     return pq.read_schema(first)
 
 
+_COORDINATOR: list[duckdb.DuckDBPyConnection] = []
+_COORDINATOR_LOCK = threading.Lock()
+
+
 def _coordinator() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(":memory:")
-    con.execute("SET enable_external_access = false")
-    con.execute("SET autoinstall_known_extensions = false")
-    con.execute("SET autoload_known_extensions = false")
-    con.execute("SET lock_configuration = true")
-    return con
+    """A connection of the merging DuckDB (one locked-down instance, opened once); what a query registers
+    and its temp table of parts are its connection's own."""
+    with _COORDINATOR_LOCK:
+        if not _COORDINATOR:
+            db = duckdb.connect(":memory:")
+            db.execute("SET enable_progress_bar = false")
+            db.execute("SET enable_external_access = false")
+            db.execute("SET autoinstall_known_extensions = false")
+            db.execute("SET autoload_known_extensions = false")
+            db.execute("SET lock_configuration = true")
+            _COORDINATOR.append(db)
+        return _COORDINATOR[0].cursor()
 
 
 def _params(sql: str, params: dict) -> dict | None:
@@ -202,7 +212,7 @@ def _check(con: duckdb.DuckDBPyConnection, split: fanout.Decomposition, inputs: 
 
 
 def _empty(split: fanout.Decomposition, inputs: dict, params: dict, result: pa.Schema) -> pa.RecordBatchReader:
-    con = duckdb.connect(":memory:")
+    con = _coordinator()
     try:
         for name, schema in inputs.items():
             con.register(name, schema.empty_table())
@@ -258,7 +268,7 @@ class _Run:
                 yield from self._concatenated()
                 return
             con.register("__empty", parts.empty_table())
-            con.execute(f'CREATE TABLE "{fanout.PARTS}" AS SELECT * FROM __empty')
+            con.execute(f'CREATE TEMP TABLE "{fanout.PARTS}" AS SELECT * FROM __empty')
             con.unregister("__empty")
             for part in self._parts():
                 con.register("__part", part)

@@ -280,3 +280,12 @@ def test_no_dask_is_imported_without_a_scheduler(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_no_partitions_to_read_is_the_statement_over_no_rows(cluster, catalog):
+    import pyarrow.parquet as pq
+
+    root, files = catalog
+    sql = "SELECT count(*) AS n, max(ra) AS top FROM cat WHERE dec > 100"
+    got = fan_out(cluster, FanOut(sql, "cat", [], root, schema=pq.read_schema(files[0]))).read_all()
+    assert_same(got, expected(catalog, sql), ordered=False)

@@ -160,7 +160,10 @@ def _file_schema(plan: FanOut) -> pa.Schema:
     first = next((f for b in plan.batches for f in b), None)
     if first is None:
         raise ArchiveError("bad_request", "the partitioned table has no files and no schema", 400)
-    return pq.read_schema(first)
+    try:
+        return pq.read_schema(first)
+    except (OSError, pa.ArrowException) as exc:
+        raise ArchiveError("engine_error", f"cannot read the partition file {first}: {exc}", 500) from None
 
 
 _COORDINATOR: list[duckdb.DuckDBPyConnection] = []

@@ -289,3 +289,15 @@ def test_no_partitions_to_read_is_the_statement_over_no_rows(cluster, catalog):
     sql = "SELECT count(*) AS n, max(ra) AS top FROM cat WHERE dec > 100"
     got = fan_out(cluster, FanOut(sql, "cat", [], root, schema=pq.read_schema(files[0]))).read_all()
     assert_same(got, expected(catalog, sql), ordered=False)
+
+
+def test_a_task_reads_only_under_the_catalog_root(cluster, catalog, tmp_path):
+    import pyarrow.parquet as pq
+
+    root, files = catalog
+    outside = tmp_path / "outside.parquet"
+    pq.write_table(pq.read_table(files[0]), outside)
+    plan = FanOut("SELECT count(*) FROM cat", "cat", [[str(outside)]], root, schema=pq.read_schema(files[0]))
+    with pytest.raises(ArchiveError) as err:
+        fan_out(cluster, plan).read_all()
+    assert err.value.status == 403

@@ -20,6 +20,7 @@ from .core.archive import Archive
 from .core.catalog import Principal
 from .core.config import ArchiveConfig
 from .core.errors import ArchiveError
+from .core.execution.cluster import check_scheduler
 from .core.catalog.mounts import check_spec
 from .core.ownership import DataDirLock, describe_holder
 from .core.users.store import valid_user_name
@@ -102,6 +103,14 @@ class ArchiveApp(ExtensionApp):
         "1GB", config=True,
         help="DuckDB memory limit per engine, e.g. '2GB'; past it queries spill to disk (empty: DuckDB's default, 80% of RAM per engine).",
     )
+    dask_scheduler = Unicode(
+        "", config=True,
+        help=(
+            "Where work spanning many partitions of a HATS catalog runs: empty (default) in-process, no cluster; "
+            "'local' a LocalCluster of worker processes sized to the machine ('local:N' for N workers), started on first use; "
+            "'tcp://host:8786' a running Dask scheduler, whose workers must reach the catalogs' files."
+        ),
+    )
     allow_anonymous = Bool(
         False, config=True, help="Let unauthenticated callers run quick queries on public, read-only contexts."
     )
@@ -152,6 +161,7 @@ class ArchiveApp(ExtensionApp):
             jobs_per_user=self.jobs_per_user,
             job_retention=self.job_retention or None,
             upload_limit=self.upload_limit,
+            dask_scheduler=self.dask_scheduler,
             mount_roots=list(self.mount_roots) or [self.serverapp.root_dir],
         )
 
@@ -179,6 +189,10 @@ class ArchiveApp(ExtensionApp):
         self.data_dir = str(usable_dir("ArchiveApp.data_dir", self.data_dir, create=True))
         for root in self.mount_roots:
             usable_dir("ArchiveApp.mount_roots", root, create=False)
+        try:
+            self.dask_scheduler = check_scheduler(self.dask_scheduler)
+        except ValueError as exc:
+            raise SettingError("ArchiveApp.dask_scheduler", str(exc)) from None
         for i, spec in enumerate(self.mounts):
             try:
                 check_spec(spec)

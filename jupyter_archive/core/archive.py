@@ -2,7 +2,7 @@
 
 Every face and the Python client reach the archive through these services: ``catalog``
 (the namespace), ``mounts``, ``engines``, ``queries``, ``jobs``, ``datasets``, ``directives``,
-``users``, ``images``, ``tables``. Everything here is synchronous and thread-safe; faces call
+``users``, ``images``, ``tables``, ``cluster`` (the Dask cluster, ``dask_scheduler``). Everything here is synchronous and thread-safe; faces call
 it from two thread pools: ``executor`` for queries and writes, ``reads`` for cheap reads (``lanes``);
 ``admission`` says whose request takes a quick worker next.
 """
@@ -17,6 +17,7 @@ from .catalog.mounts import Mounts
 from .catalog.namespace import Namespace
 from .config import ArchiveConfig
 from .errors import ArchiveError
+from .execution.cluster import Cluster
 from .execution.pool import EnginePool
 from .execution.run import Admission, Queries
 from .images.cutout import CUTOUT_JOB
@@ -86,6 +87,8 @@ class Archive:
         self.directives = DirectiveStore(self.data_dir / "directives.sqlite", jobs=self.jobs, users=self.users, queries=self.queries)
         # What deleting a user removes: built last, as it walks the other services.
         self.users.owned = Owned(user_store, jobs=self.jobs, directives=self.directives, engines=self.engines, catalog=self.catalog)
+        # The Dask cluster for work spanning many partitions: nothing of dask is loaded until it is first used.
+        self.cluster = Cluster(config.dask_scheduler, memory_limit=config.engine_memory_limit)
         self.tables = Tables(catalog=self.catalog, engines=self.engines, mydb_path=self.catalog.mydb_path)
 
     def start(self) -> None:
@@ -97,6 +100,7 @@ class Archive:
         self.directives.close()
         self.mounts.close()
         self.engines.clear()
+        self.cluster.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.reads.shutdown(wait=False, cancel_futures=True)
         self.users.store.close()

@@ -29,4 +29,5 @@ class ArchiveConfig:
     jobs_per_user: int = 2
     job_retention: float | None = 7 * 24 * 3600
     upload_limit: int = 1 << 30  # bytes one table upload may have
+    dask_scheduler: str = ""  # "" (in-process only), "local", "local:N" or "tcp://host:8786" (core/execution/cluster.py)
     mount_roots: list[str] = field(default_factory=list)  # directories run-time mounts may use

@@ -13,4 +13,6 @@
 - ``compiling``: ``compile_text`` (a text through the SQL pipeline for a principal),
   ``with_plan`` (the plan phase compile shows), ``table_read`` (a table's page), ``TextOptions``.
 - ``pushdown``: running a plan on a SQL server; ``uploads``: TAP uploads (``UploadSet``).
+- ``cluster``: the Dask cluster (``Cluster``, ``archive.cluster``) and ``fan_out``, a statement over many
+  partitions run there; ``fanout``: splitting it into task and merge SQL; ``batch``: one task, on a worker.
 """

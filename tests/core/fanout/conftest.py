@@ -1,0 +1,36 @@
+"""A seeded partitioned catalog and a real LocalCluster (2 workers, 1 thread each, loopback), once per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from jupyter_archive.core.execution.cluster import Cluster
+from tests.support.partitioned import write_catalog
+
+ROWS = 200_000
+
+
+@pytest.fixture(scope="session")
+def catalog(tmp_path_factory) -> tuple[str, list[str]]:
+    """(root, files): ROWS seeded rows in one file per HEALPix order-2 cell."""
+    root = tmp_path_factory.mktemp("partitioned")
+    return str(root), write_catalog(root, ROWS)
+
+
+@pytest.fixture(scope="session")
+def local_cluster():
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, memory_limit="2GB"
+    )
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def cluster(local_cluster):
+    """The archive's ``Cluster`` holder connected to the session's LocalCluster (``dask_scheduler = tcp://...``)."""
+    holder = Cluster(local_cluster.scheduler_address)
+    yield holder
+    holder.close()

@@ -89,6 +89,7 @@ class Archive:
         self.users.owned = Owned(user_store, jobs=self.jobs, directives=self.directives, engines=self.engines, catalog=self.catalog)
         # The Dask cluster for work spanning many partitions: nothing of dask is loaded until it is first used.
         self.cluster = Cluster(config.dask_scheduler, memory_limit=config.engine_memory_limit)
+        self.queries.cluster = self.cluster  # built after the queries; jobs over many HATS partitions fan out on it
         self.tables = Tables(catalog=self.catalog, engines=self.engines, mydb_path=self.catalog.mydb_path)
 
     def start(self) -> None:

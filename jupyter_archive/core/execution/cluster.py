@@ -378,3 +378,39 @@ def _task():
     from .batch import run_batch
 
     return run_batch
+
+
+class JobView:
+    """What a job sees of a fanned-out query: the two calls it makes on a DuckDB cursor (its progress,
+    and interrupting it), and ``fan_out``'s progress callback behind them."""
+
+    def __init__(self, cancel: threading.Event | None):
+        self.cancel = cancel if cancel is not None else threading.Event()
+        self.done = self.total = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+
+    def query_progress(self) -> float:
+        return 100.0 * self.done / self.total if self.total else -1
+
+    def interrupt(self) -> None:
+        self.cancel.set()
+
+    def close(self) -> None:
+        """Nothing to give back: the query's own stream closes what it holds."""
+
+
+def run_partitioned(cluster: Cluster, partitioned, statements, *, time_limit=None, cancel=None, on_cursor=None) -> pa.RecordBatchReader:
+    """A job's one read of one HATS catalog (``planner.CLUSTER``) fanned out over the cluster: its rows."""
+    from .partitions import placeholder
+
+    read = partitioned.reads[0]
+    view = JobView(cancel)
+    if on_cursor is not None:
+        on_cursor(view)
+    plan = FanOut(
+        sql=partitioned.shapes[0], table=placeholder(0), batches=batches(read.files, cluster.threads()), root=str(read.table.path),
+        params=dict(statements[0].params or {}), time_limit=time_limit,
+    )  # fmt: skip
+    return fan_out(cluster, plan, cancel=view.cancel, progress=view)

@@ -90,6 +90,11 @@ class Partitioned:
         return "\n".join([*(r.describe() for r in self.reads), f"engine: {engine}"])
 
 
+def placeholder(index: int) -> str:
+    """The table name standing for HATS read ``index`` in a shape."""
+    return f"{_TOKEN}{index}__"
+
+
 def partition(hats: dict[str, dict[str, HatsTable]], statements: list) -> Partitioned | None:
     """The HATS reads of compiled ``statements`` (``hats``: mount alias -> its tables by lower-case
     name), or None when they read no HATS table."""

@@ -24,6 +24,8 @@ ENGINE = "engine"  # a DuckDB engine of the pool
 SERVER = "server"  # pushed down to a SQL server
 TAP_SCHEMA = "tap_schema"  # an in-memory engine holding the principal's TAP_SCHEMA
 HATS = "hats"  # the principal's DuckDB engine, in-process, over the pruned partitions of HATS catalogs
+CLUSTER = "cluster"  # a job's read of one HATS catalog fanned out over the Dask cluster (``cluster.run_partitioned``)
+CLUSTER_PARTITIONS = 16  # fewer partitions than this run in-process: a cluster's tasks cost more than they save
 
 
 @dataclass
@@ -42,7 +44,8 @@ class Plan:
 
 
 def plan(
-    namespace: Namespace, engines: EnginePool, principal: Principal, statements, pinned: Lease | None = None, *, engine: bool = True
+    namespace: Namespace, engines: EnginePool, principal: Principal, statements, pinned: Lease | None = None, *, engine: bool = True,
+    cluster=None,
 ) -> Plan:
     """The plan of compiled statements; ``pinned``: the lease holding tables made for this
     query (TAP uploads), whose engine it must use. Without ``engine`` a DuckDB plan names no
@@ -66,8 +69,19 @@ def plan(
     if namespace.hats and (catalogs & namespace.hats.keys()):
         from .partitions import partition
 
-        return Plan(HATS, ref, partitioned=partition(namespace.hats, statements))
+        partitioned = partition(namespace.hats, statements)
+        if cluster is not None and cluster.enabled and _fans_out(partitioned, statements):
+            return Plan(CLUSTER, ref, partitioned=partitioned)
+        return Plan(HATS, ref, partitioned=partitioned)
     return Plan(ENGINE, ref)
+
+
+def _fans_out(partitioned, statements) -> bool:
+    """Whether a job runs on the cluster: one read statement of one HATS catalog, over many of its partitions."""
+    if partitioned is None or len(statements) != 1 or statements[0].kind != "read" or statements[0].into is not None:
+        return False
+    reads = partitioned.reads
+    return len(reads) == 1 and not reads[0].count and len(reads[0].partitions) >= CLUSTER_PARTITIONS
 
 
 def _catalogs(statements) -> set[str]:

@@ -29,7 +29,8 @@ from ..languages import DEFAULT_LANGUAGE
 from . import pushdown
 from .compiling import TextOptions, compile_text, table_read, with_plan
 from .engines import engine_error
-from .planner import ENGINE, SERVER, TAP_SCHEMA, Plan, plan
+from .cluster import run_partitioned
+from .planner import CLUSTER, ENGINE, SERVER, TAP_SCHEMA, Plan, plan
 from .pool import WATCHDOG, QueryResult, rows_affected_result
 from .spool import batches_of, hold
 from .uploads import UploadSet
@@ -64,6 +65,7 @@ class Queries:
         self.row_limit = row_limit  # the quick-query limits
         self.time_limit = time_limit
         self.jobs = jobs
+        self.cluster = None  # the archive's Dask cluster (cluster.Cluster): jobs over many HATS partitions fan out there
         self._cache: OrderedDict = OrderedDict()
         self._cache_version = namespace.version
         self._lock = threading.Lock()
@@ -71,15 +73,9 @@ class Queries:
 
     # -- compiling ------------------------------------------------------------------------------
     def compile(
-        self,
-        principal: Principal,
-        text: str,
-        language: str = DEFAULT_LANGUAGE,
-        *,
-        row_limit: int | None = None,
-        explain: bool = True,
+        self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, *, row_limit: int | None = None, explain: bool = True,
         **options: Unpack[TextOptions],
-    ) -> sqlmod.Compiled:
+    ) -> sqlmod.Compiled:  # fmt: skip
         """Compile without running; with ``explain`` the plan is the last phase (the engine's
         plan, or the SQL pushed to a server)."""
         compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit)
@@ -146,9 +142,9 @@ class Queries:
         return entry
 
     # -- running --------------------------------------------------------------------------------
-    def plan(self, principal: Principal, statements, pinned=None) -> Plan:
-        """Where compiled statements run (``planner.plan``)."""
-        return plan(self._namespace, self._engines, principal, statements, pinned)
+    def plan(self, principal: Principal, statements, pinned=None, *, job: bool = False) -> Plan:
+        """Where compiled statements run (``planner.plan``); a ``job``'s may run on the cluster."""
+        return plan(self._namespace, self._engines, principal, statements, pinned, cluster=self.cluster if job else None)
 
     def query(
         self,
@@ -232,6 +228,9 @@ class Queries:
             # execute() closes what it is given when the result closes: here the whole in-memory engine.
             con = memory_engine(TAP_SCHEMA_ALIAS, arrow_tables(describe(self._namespace, principal)))
             result = execute(con, compiled.statements, row_limit=row_limit, time_limit=time_limit, column_meta=COLUMN_META)
+        elif plan.where == CLUSTER:
+            reader = run_partitioned(self.cluster, plan.partitioned, compiled.statements, time_limit=time_limit, cancel=cancel, on_cursor=on_cursor)
+            result = _prefetched(reader, row_limit, meta, None, None)
         else:
             cursor = plan.engine.cursor() if wait is DEFAULT else plan.engine.cursor(timeout=wait, cancel=cancel)
             if on_cursor is not None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import sql as sqlmod
 from ..errors import ArchiveError, permission
-from ..execution.planner import SERVER
+from ..execution.planner import CLUSTER, SERVER
 from ..execution.uploads import UploadSet
 from ..execution.uploads import discard as discard_uploads
 from ..sql import quote_ident
@@ -108,9 +108,11 @@ class QueryJobs:
         ctx.log(f"compiled {compiled.language}: {len(compiled.statements)} statement(s)")
         # A job waits as long as it must for a database still held by an engine being replaced.
         pinned = uploads.pin if uploads is not None else None
-        plan = self._queries.plan(principal, compiled.statements, pinned)
+        plan = self._queries.plan(principal, compiled.statements, pinned, job=True)
         if plan.where == SERVER:
             ctx.log(f"pushed down to {plan.backend.where}")
+        elif plan.partitioned is not None:
+            ctx.log(plan.partitioned.phase_detail("the Dask cluster" if plan.where == CLUSTER else "in-process").replace("\n", "; "))
         done = threading.Event()
         guard = threading.Lock()
         leased = []

@@ -1,0 +1,106 @@
+"""Jobs over HATS catalogs on the Dask cluster, through the archive: a job reading many partitions of one
+catalog fans out (``planner.CLUSTER``) and answers what single-process DuckDB over all the files answers;
+quick queries and jobs over few partitions stay in-process; what cannot be split fails the job clearly;
+a canceled job leaves no task running."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import duckdb
+import pytest
+
+from jupyter_archive.core.archive import Archive
+from jupyter_archive.core.config import ArchiveConfig
+from jupyter_archive.core.execution.planner import CLUSTER, HATS
+
+
+@pytest.fixture(scope="module")
+def sky(hats_root, local_cluster, tmp_path_factory):
+    a = Archive(ArchiveConfig(data_dir=tmp_path_factory.mktemp("hats-jobs"), demo=False, dask_scheduler=local_cluster.scheduler_address,
+                              mounts=[{"path": "/sky", "type": "hats", "location": str(hats_root), "context": "SKY"}]))  # fmt: skip
+    a.start()
+    yield a
+    a.close()
+
+
+@pytest.fixture(scope="module")
+def oracle(hats_root):
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW stars AS SELECT * FROM read_parquet('{hats_root / 'stars'}/dataset/**/*.parquet', hive_partitioning = false)")
+    yield con
+    con.close()
+
+
+def job_rows(a, text, language="adql"):
+    p = a.users.principal("alice")
+    job = a.jobs.submit_query(p, text, language)
+    job = a.jobs.wait(p, job.id, timeout=300)
+    assert job.state == "completed", (job.state, job.error_message)
+    return job, a.jobs.result(p, job.id).to_table().to_pylist()
+
+
+def where(a, text, *, job: bool):
+    p = a.users.principal("alice")
+    compiled = a.queries.compile(p, text, "adql", explain=False)
+    return a.queries.plan(p, compiled.statements, job=job).where
+
+
+def close(x, y) -> bool:
+    return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9) if isinstance(x, float) else x == y
+
+
+@pytest.mark.parametrize(
+    ("adql", "sql"),
+    [
+        ("SELECT COUNT(*) AS n, SUM(objid) AS s, MIN(ra) AS lo, MAX(dec) AS hi, AVG(g) AS m FROM sky.stars WHERE g < 21",
+         "SELECT COUNT(*), SUM(objid), MIN(ra), MAX(dec), AVG(g) FROM stars WHERE g < 21"),
+        ("SELECT flags, COUNT(*) AS n, AVG(g) AS m FROM sky.stars GROUP BY flags ORDER BY flags",
+         "SELECT flags, COUNT(*), AVG(g) FROM stars GROUP BY flags ORDER BY flags"),
+        ("SELECT TOP 25 objid, g FROM sky.stars ORDER BY g DESC, objid",
+         "SELECT objid, g FROM stars ORDER BY g DESC, objid LIMIT 25"),
+    ],
+)  # fmt: skip
+def test_a_job_over_many_partitions_fans_out_and_answers_as_duckdb(sky, oracle, adql, sql):
+    assert where(sky, adql, job=True) == CLUSTER
+    assert where(sky, adql, job=False) == HATS  # a quick query stays in-process
+    _, got = job_rows(sky, adql)
+    want = oracle.sql(sql).fetchall()
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert all(close(x, y) for x, y in zip(g.values(), w)), (g, w)
+
+
+def test_a_job_reading_few_partitions_stays_in_process(sky):
+    cone = "SELECT objid FROM sky.stars WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 40, 10, 0.5))"
+    assert where(sky, cone, job=True) == HATS
+
+
+def test_what_cannot_be_split_fails_the_job_with_what_to_do(sky):
+    p = sky.users.principal("alice")
+    job = sky.jobs.submit_query(p, "SELECT COUNT(DISTINCT flags) AS n FROM sky.stars", "adql")
+    job = sky.jobs.wait(p, job.id, timeout=300)
+    assert job.state == "failed" and "cannot be split" in str(job.error_message) and "INTO mydb" in str(job.error_message), job.error_message
+
+
+def test_a_canceled_cluster_job_leaves_no_task_running(sky, local_cluster):
+    from distributed import Client
+
+    p = sky.users.principal("alice")
+    # seconds of work in every task: each row's id repeated 200,000 times
+    slow = "SELECT SUM(LENGTH(REPEAT(CAST(objid AS VARCHAR), 200000))) AS n FROM sky.stars"
+    job = sky.jobs.submit_query(p, slow, "sql", context="SKY")
+    with Client(local_cluster.scheduler_address) as client:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(client.processing().values()):
+            if sky.jobs.get(p, job.id).state in ("completed", "failed"):
+                break
+            time.sleep(0.1)
+        sky.jobs.cancel(p, job.id)
+        job = sky.jobs.wait(p, job.id, timeout=120)
+        assert job.state == "canceled", (job.state, job.error_message)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(client.processing().values()):
+            time.sleep(0.2)
+        assert not any(client.processing().values())

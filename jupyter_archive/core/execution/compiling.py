@@ -18,7 +18,8 @@ from ..errors import ArchiveError
 from ..sql import quote_ident
 from . import pushdown
 from .engines import engine_error
-from .planner import ENGINE, HATS, SERVER, plan
+from .cluster import batches
+from .planner import CLUSTER, ENGINE, HATS, SERVER, plan
 
 if TYPE_CHECKING:
     from ..catalog.namespace import Namespace
@@ -60,13 +61,20 @@ def compile_text(
     return compiled, resolver
 
 
-def with_plan(namespace: Namespace, engines: EnginePool, principal: Principal, compiled: sqlmod.Compiled, *, explain: bool) -> sqlmod.Compiled:
+def with_plan(
+    namespace: Namespace, engines: EnginePool, principal: Principal, compiled: sqlmod.Compiled, *, explain: bool, cluster=None
+) -> sqlmod.Compiled:
     """``compiled`` with its plan as the last phase: the SQL pushed to a server, or (with
     ``explain``) the engine's plan of each statement; before it, for HATS catalogs, the phase
-    ``partitions``: how many partitions of each the query reads, and where."""
+    ``partitions``: how many partitions of each the query reads, and where (in-process, or as a
+    job the Dask cluster, with its task count)."""
     where = plan(namespace, engines, principal, compiled.statements, engine=explain)
     if where.partitioned is not None:
-        compiled.phases.append(sqlmod.Phase("partitions", detail=where.partitioned.phase_detail("in-process")))
+        engine = "in-process"
+        if cluster is not None and plan(namespace, engines, principal, compiled.statements, engine=False, cluster=cluster).where == CLUSTER:
+            tasks = len(batches(where.partitioned.reads[0].files, cluster.threads()))
+            engine = f"in-process as a quick query; as a job, the Dask cluster ({cluster.scheduler}): {tasks} tasks"
+        compiled.phases.append(sqlmod.Phase("partitions", detail=where.partitioned.phase_detail(engine)))
     if where.where == SERVER:
         compiled.phases.append(sqlmod.Phase("Pushed SQL", detail=pushdown.pushed_sql(where.backend, compiled)))
     elif explain and where.where in (ENGINE, HATS):

@@ -79,7 +79,7 @@ class Queries:
         """Compile without running; with ``explain`` the plan is the last phase (the engine's
         plan, or the SQL pushed to a server)."""
         compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit)
-        return with_plan(self._namespace, self._engines, principal, compiled, explain=explain)
+        return with_plan(self._namespace, self._engines, principal, compiled, explain=explain, cluster=self.cluster)
 
     def compile_request(self, principal: Principal, request: dict, uploads: dict | None = None):
         """Compile a stored request (a job's: query, language, context, base_path, variables,

@@ -72,6 +72,14 @@ def test_a_job_over_many_partitions_fans_out_and_answers_as_duckdb(sky, oracle, 
         assert all(close(x, y) for x, y in zip(g.values(), w)), (g, w)
 
 
+def test_compile_shows_the_partitions_and_the_cluster(sky):
+    p = sky.users.principal("alice")
+    phases = {ph.name: ph.detail for ph in sky.queries.compile(p, "SELECT flags, COUNT(*) AS n FROM sky.stars GROUP BY flags", "adql").phases}
+    total = len(sky.catalog.hats["sky"]["stars"].files)
+    assert f"read {total}, total {total}" in phases["partitions"]
+    assert "as a job, the Dask cluster" in phases["partitions"] and "tasks" in phases["partitions"]
+
+
 def test_a_job_reading_few_partitions_stays_in_process(sky):
     cone = "SELECT objid FROM sky.stars WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 40, 10, 0.5))"
     assert where(sky, cone, job=True) == HATS

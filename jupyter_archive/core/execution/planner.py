@@ -70,15 +70,18 @@ def plan(
         from .partitions import partition
 
         partitioned = partition(namespace.hats, statements)
-        if cluster is not None and cluster.enabled and _fans_out(partitioned, statements):
+        if cluster is not None and cluster.enabled and _fans_out(namespace, partitioned, statements):
             return Plan(CLUSTER, ref, partitioned=partitioned)
         return Plan(HATS, ref, partitioned=partitioned)
     return Plan(ENGINE, ref)
 
 
-def _fans_out(partitioned, statements) -> bool:
-    """Whether a job runs on the cluster: one read statement of one HATS catalog, over many of its partitions."""
+def _fans_out(namespace: Namespace, partitioned, statements) -> bool:
+    """Whether a job runs on the cluster: one read statement of one HATS catalog and no other table (an
+    upload's rows are in this process's engine, out of the tasks' reach), over many of its partitions."""
     if partitioned is None or len(statements) != 1 or statements[0].kind != "read" or statements[0].into is not None:
+        return False
+    if any(t.catalog not in namespace.hats for t in statements[0].tables):
         return False
     reads = partitioned.reads
     return len(reads) == 1 and not reads[0].count and len(reads[0].partitions) >= CLUSTER_PARTITIONS

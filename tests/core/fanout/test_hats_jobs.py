@@ -85,6 +85,16 @@ def test_a_job_reading_few_partitions_stays_in_process(sky):
     assert where(sky, cone, job=True) == HATS
 
 
+def test_a_job_joining_another_table_stays_in_process_and_is_right(sky, oracle):
+    p = sky.users.principal("alice")
+    sky.queries.query(p, "SELECT objid AS id INTO mydb.picked FROM sky.stars WHERE objid % 1000 = 7", "sql", context="SKY").close()
+    join = "SELECT COUNT(*) AS n, SUM(s.g) AS g FROM sky.stars AS s JOIN mydb.picked AS k ON s.objid = k.id"
+    assert where(sky, join, job=True) == HATS  # the MyDB table is this process's: tasks could not read it
+    _, got = job_rows(sky, join)
+    n, g = oracle.sql("SELECT COUNT(*), SUM(g) FROM stars WHERE objid % 1000 = 7").fetchall()[0]
+    assert got[0]["n"] == n and math.isclose(got[0]["g"], g, rel_tol=1e-9)
+
+
 def test_what_cannot_be_split_fails_the_job_with_what_to_do(sky):
     p = sky.users.principal("alice")
     job = sky.jobs.submit_query(p, "SELECT COUNT(DISTINCT flags) AS n FROM sky.stars", "adql")

@@ -79,11 +79,66 @@ def cones(server: Server, files: list[str], n: int, seed: int = 3) -> None:
           f"speed-up {ps / pa:.1f}x (target >= 30x)")
 
 
+AGGREGATE = "SELECT flags, COUNT(*) AS n, AVG(r) AS r, MIN(ra) AS lo, MAX(dec) AS hi FROM sky.stars GROUP BY flags ORDER BY flags"
+
+
+def tap_async(server: Server, query: str, timeout: float = 900) -> bytes:
+    """A TAP async job run to its end: its result (CSV)."""
+    r = server.session.post(server.url + TAP + "async", data={"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": query,
+                                                              "FORMAT": "csv", "PHASE": "RUN"}, allow_redirects=False, timeout=60)
+    assert r.status_code == 303, r.text[:500]
+    job = r.headers["Location"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        phase = server.session.get(job + "/phase", params={"WAIT": "5"}, timeout=60).text.strip()
+        if phase in ("COMPLETED", "ERROR", "ABORTED"):
+            break
+    assert phase == "COMPLETED", (phase, server.session.get(job + "/error", timeout=60).text[:500])
+    return server.session.get(job + "/results/result", timeout=600).content
+
+
+def aggregate(data: Path, mount: str, files: list[str], runs: int) -> None:
+    from distributed import LocalCluster
+
+    sql = AGGREGATE.replace("sky.stars", f"read_parquet({files!r})")
+    con = duckdb.connect()
+    want = con.sql(sql).fetchall()
+    print(f"\n## a whole-catalog aggregate ({len(files)} partitions): a TAP async job on a LocalCluster against "
+          "single-process DuckDB over the same files")
+    for workers in (1, 2):
+        t = time.perf_counter()
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
+        print(f"LocalCluster({workers}x1) up in {time.perf_counter() - t:.1f} s")
+        (data / f"w{workers}").mkdir(exist_ok=True)
+        server = Server(data / f"w{workers}", f"--ArchiveApp.mounts={mount}", "--ArchiveApp.demo=False",
+                        f"--ArchiveApp.dask_scheduler={cluster.scheduler_address}")
+        try:
+            tap_async(server, AGGREGATE)  # warm: the client, the workers' DuckDB
+            ratios = []
+            for k in range(runs):
+                t = time.perf_counter()
+                got = tap_async(server, AGGREGATE)
+                a = time.perf_counter() - t
+                t = time.perf_counter()
+                con.sql(sql).fetchall()
+                d = time.perf_counter() - t
+                rows = [line.split(",") for line in got.decode().strip().splitlines()[1:]]
+                assert [int(r[1]) for r in rows] == [w[1] for w in want]
+                assert all(math.isclose(float(r[2]), w[2], rel_tol=1e-9) for r, w in zip(rows, want))
+                ratios.append(a / d)
+                print(f"{workers} worker(s) run {k}: archive job {a:6.2f} s   DuckDB {d:6.2f} s   ratio {a / d:5.2f}x")
+            print(f"{workers} worker(s): median {statistics.median(ratios):.2f}x DuckDB's time (target <= 2.5x)")
+        finally:
+            server.stop()
+            cluster.close()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=8_000_000)
     ap.add_argument("--cones", type=int, default=20)
     ap.add_argument("--upload", type=int, default=40_000)
+    ap.add_argument("--runs", type=int, default=3, help="runs of the aggregate per cluster size")
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: cones, xmatch, aggregate")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -99,6 +154,8 @@ def main(argv=None):
                 cones(server, files, args.cones)
             finally:
                 server.stop()
+        if "aggregate" not in skip:
+            aggregate(Path(data), mount, files, args.runs)
 
 
 if __name__ == "__main__":

@@ -127,14 +127,26 @@ def key_sql(index_column: str, order: int, shift: int) -> str:
     return f"({index_column} >> CASE WHEN __xm_o.__xm_all THEN 63 ELSE {shift} + 2 * ({order} - __xm_o.__xm_k) END)"
 
 
-def candidates_sql(table: str, index_column: str, order: int, shift: int, positions: str, radius: str) -> str:
-    """SQL: the rows of ``table`` (all its columns) near each position of ``positions``, paired with
-    that position (``__xm_ra``, ``__xm_dec``), for a cross-match at ``radius`` (``scale_sql``)."""
+def candidates(table: exp.Table, index_column: str, order: int, shift: int, positions: str, radius: str) -> exp.Select:
+    """The rows of ``table`` (all its columns) near each position of ``positions``, paired with that
+    position (``__xm_ra``, ``__xm_dec``), for a cross-match at ``radius`` (``scale_sql``). ``table``
+    (a node of the statement, aliased ``__xm_t`` here) stays a node of the tree, so that later steps
+    still find the tables a statement reads; the generated parts are text."""
+    scale = scale_sql(radius, order)
+    table.set("alias", exp.TableAlias(this=exp.to_identifier("__xm_t")))
+    key = f"{key_sql('__xm_t.' + index_column, order, shift)} = __xm_c.__xm_cell"
     return (
-        f"WITH __xm_o AS MATERIALIZED ({scale_sql(radius, order)}), __xm_c AS ({cells_sql(positions, 'SELECT * FROM __xm_o')}) "
-        f"SELECT __xm_t.*, __xm_c.__xm_ra, __xm_c.__xm_dec FROM {table} AS __xm_t CROSS JOIN __xm_o "
-        f"JOIN __xm_c ON {key_sql('__xm_t.' + index_column, order, shift)} = __xm_c.__xm_cell"
+        exp.select("__xm_t.*", "__xm_c.__xm_ra", "__xm_c.__xm_dec")
+        .from_(table)
+        .join(_text_table(scale, "__xm_o"), join_type="cross")
+        .join(_text_table(cells_sql(positions, scale), "__xm_c"), on=exp.Paren(this=exp.Var(this=key)))
     )
+
+
+def _text_table(sql: str, alias: str) -> exp.Subquery:
+    """Generated SQL as a derived table of the tree, emitted as is (parsing it back would cost
+    more than the rest of the compile)."""
+    return exp.Subquery(this=exp.Var(this=sql), alias=exp.TableAlias(this=exp.to_identifier(alias)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,14 +178,15 @@ def rewrite_join(cone, where: exp.Expr, select: exp.Select, t_node: exp.Table, u
     columns = list(cone.radius.find_all(exp.Column))
     if cone.radius.find(exp.Select, exp.AggFunc) is not None or any(c.table.casefold() != u_name.casefold() for c in columns):
         return False
-    u_sql, t_sql = (_bare(n) for n in (u_node, t_node))
+    u_sql = _bare(u_node)
     u_alias = quote_ident(u_name)
     radius = splice(cone.radius)
     scale = f"SELECT max({radius}) FROM {u_sql} AS {u_alias}" if columns else f"SELECT {radius}"
     ra, dec = (quote_ident(c.name) for c in (cone.center.ra, cone.center.dec))
     positions = f"SELECT {u_alias}.{ra} AS __xm_ra, {u_alias}.{dec} AS __xm_dec FROM {u_sql} AS {u_alias}"
-    near = candidates_sql(t_sql, quote_ident(index.column), index.order, index.shift, positions, scale)
-    t_node.replace(exp.Subquery(this=exp.Var(this=near), alias=exp.TableAlias(this=exp.to_identifier(t_name, quoted=True))))
+    near = exp.Subquery(alias=exp.TableAlias(this=exp.to_identifier(t_name, quoted=True)))
+    t_node.replace(near)
+    near.set("this", candidates(t_node, quote_ident(index.column), index.order, index.shift, positions, scale))
     t_alias = quote_ident(t_name)
     pair = f"{t_alias}.__xm_ra = {u_alias}.{ra} AND {t_alias}.__xm_dec = {u_alias}.{dec}"
     node, kept = cone.node, exp.Paren()

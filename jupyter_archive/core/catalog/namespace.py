@@ -19,11 +19,9 @@ from ..errors import ArchiveError, not_found, permission
 from ..lanes import cheap_read
 from ..sql import quote_ident
 from .model import (
-    ENGINE_CATALOG,
     MOUNT_KINDS,
     MYDB,
     MYDB_ALIAS,
-    TAP_UPLOAD,
     ColumnInfo,
     ContextRef,
     Mount,
@@ -355,11 +353,8 @@ class Namespace:
 
 
 class PositionalLookup:
-    """The ADQL planner's questions about positions (``adql.rewrite``'s ``positional_index``):
-    a table's HEALPix index (calling it), and for a cross-match the positions of a small
-    uploaded table (``points``), whose cones then bound the catalog's index ranges."""
-
-    MAX_POINTS = 5000  # more centres than this: the range filter would be longer than it saves
+    """The ADQL planner's question about positions (``adql.rewrite``'s ``positional_index``): a
+    table's HEALPix index, which cone searches and cross-matches on the table use."""
 
     def __init__(self, namespace: Namespace, principal: Principal):
         self.namespace = namespace
@@ -367,23 +362,6 @@ class PositionalLookup:
 
     def __call__(self, target):
         return self.namespace.positional_index(target, self.principal)
-
-    def points(self, target, ra: str, dec: str) -> list[tuple[float, float]] | None:
-        if target is None or target.context != TAP_UPLOAD:
-            return None
-        cur = self.namespace.engines.engine(self.principal, ()).cursor()  # the tables of an upload are in its memory
-        try:
-            rows = cur.sql(
-                f"SELECT {quote_ident(ra)}::DOUBLE, {quote_ident(dec)}::DOUBLE FROM "
-                f"{ENGINE_CATALOG}.{quote_ident(target.schema)}.{quote_ident(target.name)} LIMIT {self.MAX_POINTS + 1}"
-            ).fetchall()
-        except duckdb.Error:
-            return None  # not loaded (a job checked before it runs) or not numeric: no speed-up
-        finally:
-            cur.close()
-        if len(rows) > self.MAX_POINTS:
-            return None
-        return [(a, b) for a, b in rows if a is not None and b is not None]
 
 
 def relations_in(con, alias: str, *, schema: str | None = None) -> list[tuple[str, str, str, int | None]]:

@@ -48,7 +48,8 @@ from .geometry import (
     PolygonColumn,
     distance_sql,
 )
-from .healpix_index import HealpixIndex, healpix_ranges, healpix_ranges_of_cones
+from . import crossmatch
+from .healpix_index import HealpixIndex, healpix_ranges
 from .spherical import constant, parse_duckdb, splice
 
 
@@ -360,8 +361,8 @@ def rewrite(
 
 def _speed_up(cone: _Cone, refs: list, params: Mapping[str, Any], positional_index) -> bool:
     """AND a HEALPix range filter to a cone condition that is a top-level conjunct of a WHERE
-    or of a JOIN's ON. The cone's centre is a constant, or (a cross-match) the positions of a
-    table the index's provider can list (``positional_index.points``: uploads)."""
+    or of a JOIN's ON, whose centre is a constant; when the centre is another table's position
+    (a cross-match), plan the join on HEALPix cells (``crossmatch.rewrite_join``)."""
     where = cone.node.parent
     while isinstance(where, (exp.And, exp.Paren)):
         where = where.parent
@@ -378,13 +379,12 @@ def _speed_up(cone: _Cone, refs: list, params: Mapping[str, Any], positional_ind
     tables = [from_.this] if from_ is not None else []
     tables += [j.this for j in select.args.get("joins") or []]
 
-    def target_of(qualifier: str):
+    def node_of(qualifier: str) -> exp.Table | None:
         found = [t for t in tables if isinstance(t, exp.Table) and (not qualifier or t.alias_or_name.casefold() == qualifier.casefold())]
-        if len(found) != 1:
-            return None  # unqualified columns with several tables: not sure whose they are
-        return next((t for node, t, role, _ in refs if node is found[0] and role == "read"), None)
+        return found[0] if len(found) == 1 else None  # unqualified columns with several tables: not sure whose they are
 
-    target = target_of(ra.table)
+    t_node = node_of(ra.table)
+    target = next((t for node, t, role, _ in refs if node is t_node and role == "read"), None) if t_node is not None else None
     index = positional_index(target) if target is not None else None
     if index is None:
         return False
@@ -394,18 +394,13 @@ def _speed_up(cone: _Cone, refs: list, params: Mapping[str, Any], positional_ind
     used: dict[str, Any] = {}
     radius = constant(cone.radius, params, used)
     centre = [constant(x, params, used) for x in (cone.center.ra, cone.center.dec)]
-    if radius is None:
-        return False
-    if None not in centre:
-        ranges = healpix_ranges(index, centre[0], centre[1], radius)
-    else:
+    if None in centre:  # a cross-match: the centre is another table's position
         cra, cdec = cone.center.ra, cone.center.dec
-        points = getattr(positional_index, "points", None)
-        if points is None or not (isinstance(cra, exp.Column) and isinstance(cdec, exp.Column)) or cra.table != cdec.table:
+        if not (isinstance(cra, exp.Column) and isinstance(cdec, exp.Column)) or cra.table != cdec.table or not cra.table:
             return False
-        other = target_of(cra.table) if cra.table and cra.table != ra.table else None
-        centres = points(other, cra.name, cdec.name) if other is not None else None
-        ranges = healpix_ranges_of_cones(index, centres, radius) if centres is not None else None
+        u_node = node_of(cra.table)
+        return u_node is not None and crossmatch.rewrite_join(cone, where, select, t_node, u_node, index)
+    ranges = healpix_ranges(index, centre[0], centre[1], radius) if radius is not None else None
     if ranges is None:
         return False
     col = exp.column(index.column, table=ra.table or None, quoted=True).sql(dialect="duckdb")

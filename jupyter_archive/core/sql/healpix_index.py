@@ -100,7 +100,7 @@ _N = 1 << ORDER
 _HELPERS = ("__hpx_z", "__hpx_t", "__hpx_s", "__hpx_eq", "__hpx_n", "__hpx_jp", "__hpx_jm", "__hpx_f", "__hpx_x", "__hpx_y")
 
 
-def _spread(select_sql: str, columns: tuple[str, ...]) -> str:
+def spread(select_sql: str, columns: tuple[str, ...]) -> str:
     """``select_sql`` with the 20 low bits of each of ``columns`` spread to the even bits
     (Morton interleave). One projection per step: nested in one expression, each step would
     repeat the previous one twice over."""
@@ -151,7 +151,7 @@ def with_index(select_sql: str, ra: str, dec: str) -> str:
         # (least() skips nulls, so a missing position is tested once more here)
         f"CASE WHEN __hpx_z IS NOT NULL THEN (__hpx_f << {2 * ORDER}) | __hpx_x | (__hpx_y << 1) END "
         f"AS {quote_ident(COLUMN)} "
-        f"FROM ({_spread(step3, ('__hpx_x', '__hpx_y'))}) AS __hpx_3"
+        f"FROM ({spread(step3, ('__hpx_x', '__hpx_y'))}) AS __hpx_3"
     )
 
 
@@ -191,17 +191,6 @@ def healpix_ranges(index: HealpixIndex, ra: float, dec: float, radius: float, ma
     when a range filter would not help (bad or huge cone)."""
     cells = _cone_cells(index, ra, dec, radius)
     return None if cells is None else _ranges(index, cells, max_ranges)
-
-
-def healpix_ranges_of_cones(index: HealpixIndex, centres, radius: float, max_ranges: int = 400):
-    """Ranges covering cones of one radius around many centres (a cross-match), or None."""
-    cells = []
-    for ra, dec in centres:
-        one = _cone_cells(index, ra, dec, radius)
-        if one is None:
-            return None
-        cells += one
-    return _ranges(index, cells, max_ranges) if cells else []
 
 
 def _cone_cells(index: HealpixIndex, ra: float, dec: float, radius: float):

@@ -410,18 +410,14 @@ def _speed_up(cone: _Cone, refs: list, params: Mapping[str, Any], positional_ind
     node, kept = cone.node, exp.Paren()
     node.replace(exp.And(this=exp.Paren(this=_raw(pred)), expression=kept))
     kept.set("this", node)
-    _note_bounds(where, tables, ra.table, ranges, used)
+    _note_bounds(where, t_node, ranges, used)
     return True
 
 
-def _note_bounds(where: exp.Expr, tables: list, qualifier: str, ranges, used: dict) -> None:
+def _note_bounds(where: exp.Expr, node: exp.Table, ranges, used: dict) -> None:
     """Note on the table node the ranges that bound every row it gives (``Statement.regions``, from
     which a partitioned table's reads are pruned without parsing the SQL again): a WHERE conjunct
     always does; an ON conjunct only of the join that reads the table, unless that keeps all its rows."""
-    found = [t for t in tables if isinstance(t, exp.Table) and (not qualifier or t.alias_or_name.casefold() == qualifier.casefold())]
-    if len(found) != 1:
-        return
-    node = found[0]
     if isinstance(where, exp.Join) and (where.this is not node or where.side in ("RIGHT", "FULL") or where.kind == "FULL"):
         return
     node.meta.setdefault("healpix_ranges", []).append((list(ranges), dict(used)))

@@ -144,3 +144,16 @@ def hats_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("hats")
     write_catalogs(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def hats_oracle(hats_root):
+    """DuckDB over all the files of the session's HATS catalogs, in one process (views ``stars`` and
+    ``stars_dirs``): the reference answers partition pruning and fanned-out jobs must give."""
+    import duckdb
+
+    con = duckdb.connect()
+    for name in ("stars", "stars_dirs"):
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{hats_root / name}/dataset/**/*.parquet', hive_partitioning = false)")
+    yield con
+    con.close()

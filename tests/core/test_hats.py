@@ -33,16 +33,6 @@ def sky(hats_root, tmp_path_factory):
     a.close()
 
 
-@pytest.fixture(scope="module")
-def oracle(hats_root):
-    """DuckDB over all the catalog's files, in one process: the reference answers."""
-    con = duckdb.connect()
-    for name in ("stars", "stars_dirs"):
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{hats_root / name}/dataset/**/*.parquet', hive_partitioning = false)")
-    yield con
-    con.close()
-
-
 def user(a):
     return a.users.principal("alice")
 
@@ -51,11 +41,11 @@ def rows(a, text, language="adql", principal=None, **kw):
     return a.queries.query(principal or user(a), text, language, row_limit=None, **kw).to_table().to_pylist()
 
 
-def cone_ids(oracle, table, ra, dec, r) -> tuple[set, set]:
+def cone_ids(hats_oracle, table, ra, dec, r) -> tuple[set, set]:
     """The objids surely inside (r - EPS) and possibly inside (r + EPS) a cone, by the haversine."""
     d = (f"degrees(2 * asin(sqrt(pow(sin(radians(dec - {dec}) / 2), 2) + cos(radians(dec)) * cos(radians({dec})) "
          f"* pow(sin(radians(ra - {ra}) / 2), 2))))")  # fmt: skip
-    got = oracle.sql(f"SELECT objid, {d} AS d FROM {table} WHERE {d} < {r} + {EPS}").fetchall()
+    got = hats_oracle.sql(f"SELECT objid, {d} AS d FROM {table} WHERE {d} < {r} + {EPS}").fetchall()
     return {i for i, x in got if x < r - EPS}, {i for i, _ in got}
 
 
@@ -74,9 +64,9 @@ def cone(table, ra, dec, r, cols="objid"):
     [(10.0, 5.0, 0.5), (0.0, 0.0, 0.4), (359.9, 0.1, 0.3), (0.05, -0.2, 1.0), (45.0, 89.9, 0.8), (200.0, -89.8, 0.5),
      (90.0, 41.8103, 0.6), (135.0, 0.0, 0.1), (67.5, 19.47122, 0.25)],  # fmt: skip
 )
-def test_cones_equal_the_full_scan_and_read_few_partitions(sky, oracle, table, ra, dec, r):
+def test_cones_equal_the_full_scan_and_read_few_partitions(sky, hats_oracle, table, ra, dec, r):
     got = {row["objid"] for row in rows(sky, cone(table, ra, dec, r))}
-    sure, maybe = cone_ids(oracle, table, ra, dec, r)
+    sure, maybe = cone_ids(hats_oracle, table, ra, dec, r)
     assert sure <= got <= maybe
     plan, compiled = plan_of(sky, cone(table, ra, dec, r))
     (read,) = plan.partitioned.reads
@@ -88,27 +78,27 @@ def test_cones_equal_the_full_scan_and_read_few_partitions(sky, oracle, table, r
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ra=st.floats(0, 359.999), dec=st.floats(-89.99, 89.99), r=st.floats(0.001, 2.0))
-def test_generated_cones_equal_the_full_scan(sky, oracle, ra, dec, r):
+def test_generated_cones_equal_the_full_scan(sky, hats_oracle, ra, dec, r):
     got = [row["objid"] for row in rows(sky, cone("stars", ra, dec, r) + " ORDER BY objid")]
-    sure, maybe = cone_ids(oracle, "stars", ra, dec, r)
+    sure, maybe = cone_ids(hats_oracle, "stars", ra, dec, r)
     assert sure <= set(got) <= maybe and len(got) == len(set(got))
 
 
-def test_distance_and_point_lookups_equal_the_full_scan(sky, oracle):
-    ra, dec = oracle.sql("SELECT ra, dec FROM stars WHERE objid = 4242").fetchall()[0]
+def test_distance_and_point_lookups_equal_the_full_scan(sky, hats_oracle):
+    ra, dec = hats_oracle.sql("SELECT ra, dec FROM stars WHERE objid = 4242").fetchall()[0]
     got = rows(sky, f"SELECT objid FROM sky.stars WHERE DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', {ra!r}, {dec!r})) < 1.0 / 3600")
     assert [r["objid"] for r in got] == [4242]
     plan, _ = plan_of(sky, f"SELECT objid FROM sky.stars WHERE DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', {ra!r}, {dec!r})) < 0.001")
     assert len(plan.partitioned.reads[0].partitions) == 1
     near = rows(sky, f"SELECT TOP 5 objid, DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 10, 5)) AS d FROM sky.stars "
                      "WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 10, 5, 1)) ORDER BY d, objid")  # fmt: skip
-    sure, maybe = cone_ids(oracle, "stars", 10, 5, 1)
+    sure, maybe = cone_ids(hats_oracle, "stars", 10, 5, 1)
     assert len(near) == 5 and {r["objid"] for r in near} <= maybe
 
 
-def test_boxes_polygons_and_whole_table_queries_equal_the_full_scan(sky, oracle):
+def test_boxes_polygons_and_whole_table_queries_equal_the_full_scan(sky, hats_oracle):
     box = rows(sky, "SELECT objid FROM sky.stars WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), BOX('ICRS', 20, 10, 2, 1))")
-    want = oracle.sql("SELECT objid FROM stars WHERE ra BETWEEN 19 AND 21 AND dec BETWEEN 9.5 AND 10.5").fetchall()
+    want = hats_oracle.sql("SELECT objid FROM stars WHERE ra BETWEEN 19 AND 21 AND dec BETWEEN 9.5 AND 10.5").fetchall()
     assert abs(len(box) - len(want)) <= 2 and len(box) > 0  # ADQL's box has great-circle sides
     poly = rows(sky, "SELECT objid FROM sky.stars WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), POLYGON('ICRS', 0.5, -1, 1.5, -1, 1, 1))")
     assert 0 < len(poly) < 200
@@ -117,7 +107,7 @@ def test_boxes_polygons_and_whole_table_queries_equal_the_full_scan(sky, oracle)
               "SELECT TOP 7 objid, g FROM {t} ORDER BY g DESC, objid",
               "SELECT COUNT(*) AS n FROM {t} WHERE g < 17"):  # fmt: skip
         got = rows(sky, q.format(t="sky.stars"))
-        rel = oracle.sql(q.replace("TOP 7 ", "").format(t="stars") + (" LIMIT 7" if "TOP 7" in q else ""))
+        rel = hats_oracle.sql(q.replace("TOP 7 ", "").format(t="stars") + (" LIMIT 7" if "TOP 7" in q else ""))
         want = [dict(zip(rel.columns, r)) for r in rel.fetchall()]
         assert [{k: pytest.approx(v) for k, v in r.items()} for r in got] == want
 
@@ -138,7 +128,7 @@ def test_count_and_listings_come_from_the_metadata(sky):
     assert len(whole.partitioned.reads[0].partitions) == hats.partitions  # no region: every partition
 
 
-def test_sql_languages_read_hats_tables_too(sky, oracle):
+def test_sql_languages_read_hats_tables_too(sky, hats_oracle):
     got = rows(sky, "SELECT TOP 3 objid FROM stars ORDER BY objid", "sql", context="SKY")
     assert [r["objid"] for r in got] == [1, 2, 3]
     got = rows(sky, "SELECT a.objid FROM stars AS a JOIN stars_dirs AS b ON a.objid = b.objid WHERE a.objid < 5 ORDER BY 1", "sql", context="SKY")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import time
 
-import duckdb
 import pytest
 
 from jupyter_archive.core.archive import Archive
@@ -23,14 +22,6 @@ def sky(hats_root, local_cluster, tmp_path_factory):
     a.start()
     yield a
     a.close()
-
-
-@pytest.fixture(scope="module")
-def oracle(hats_root):
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW stars AS SELECT * FROM read_parquet('{hats_root / 'stars'}/dataset/**/*.parquet', hive_partitioning = false)")
-    yield con
-    con.close()
 
 
 def job_rows(a, text, language="adql"):
@@ -62,11 +53,11 @@ def close(x, y) -> bool:
          "SELECT objid, g FROM stars ORDER BY g DESC, objid LIMIT 25"),
     ],
 )  # fmt: skip
-def test_a_job_over_many_partitions_fans_out_and_answers_as_duckdb(sky, oracle, adql, sql):
+def test_a_job_over_many_partitions_fans_out_and_answers_as_duckdb(sky, hats_oracle, adql, sql):
     assert where(sky, adql, job=True) == CLUSTER
     assert where(sky, adql, job=False) == HATS  # a quick query stays in-process
     _, got = job_rows(sky, adql)
-    want = oracle.sql(sql).fetchall()
+    want = hats_oracle.sql(sql).fetchall()
     assert len(got) == len(want)
     for g, w in zip(got, want):
         assert all(close(x, y) for x, y in zip(g.values(), w)), (g, w)
@@ -85,13 +76,13 @@ def test_a_job_reading_few_partitions_stays_in_process(sky):
     assert where(sky, cone, job=True) == HATS
 
 
-def test_a_job_joining_another_table_stays_in_process_and_is_right(sky, oracle):
+def test_a_job_joining_another_table_stays_in_process_and_is_right(sky, hats_oracle):
     p = sky.users.principal("alice")
     sky.queries.query(p, "SELECT objid AS id INTO mydb.picked FROM sky.stars WHERE objid % 1000 = 7", "sql", context="SKY").close()
     join = "SELECT COUNT(*) AS n, SUM(s.g) AS g FROM sky.stars AS s JOIN mydb.picked AS k ON s.objid = k.id"
     assert where(sky, join, job=True) == HATS  # the MyDB table is this process's: tasks could not read it
     _, got = job_rows(sky, join)
-    n, g = oracle.sql("SELECT COUNT(*), SUM(g) FROM stars WHERE objid % 1000 = 7").fetchall()[0]
+    n, g = hats_oracle.sql("SELECT COUNT(*), SUM(g) FROM stars WHERE objid % 1000 = 7").fetchall()[0]
     assert got[0]["n"] == n and math.isclose(got[0]["g"], g, rel_tol=1e-9)
 
 

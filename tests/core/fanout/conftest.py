@@ -1,4 +1,5 @@
-"""A seeded partitioned catalog and a real LocalCluster (2 workers, 1 thread each, loopback), once per session."""
+"""A seeded partitioned catalog and a real LocalCluster (2 workers, 1 thread each, loopback), once for this
+package: the cluster's idle workers keep heartbeating, so it is closed once the package's tests are done."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def catalog(tmp_path_factory) -> tuple[str, list[str]]:
     return str(root), write_catalog(root, ROWS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_cluster():
     from distributed import LocalCluster
 
@@ -28,7 +29,7 @@ def local_cluster():
     cluster.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(local_cluster):
     """The archive's ``Cluster`` holder connected to the session's LocalCluster (``dask_scheduler = tcp://...``)."""
     holder = Cluster(local_cluster.scheduler_address)

@@ -72,8 +72,11 @@ def with_plan(
     if where.partitioned is not None:
         engine = "in-process"
         if cluster is not None and plan(namespace, engines, principal, compiled.statements, engine=False, cluster=cluster).where == CLUSTER:
-            tasks = len(batches(where.partitioned.reads[0].files, cluster.threads()))
-            engine = f"in-process as a quick query; as a job, the Dask cluster ({cluster.scheduler}): {tasks} tasks"
+            try:
+                tasks = f"{len(batches(where.partitioned.reads[0].files, cluster.threads()))} tasks"
+            except ArchiveError as exc:  # compiling still answers; the job would fail with this
+                tasks = str(exc)
+            engine = f"in-process as a quick query; as a job, the Dask cluster ({cluster.scheduler}): {tasks}"
         compiled.phases.append(sqlmod.Phase("partitions", detail=where.partitioned.phase_detail(engine)))
     if where.where == SERVER:
         compiled.phases.append(sqlmod.Phase("Pushed SQL", detail=pushdown.pushed_sql(where.backend, compiled)))

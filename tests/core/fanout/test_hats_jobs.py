@@ -71,6 +71,17 @@ def test_compile_shows_the_partitions_and_the_cluster(sky):
     assert "as a job, the Dask cluster" in phases["partitions"] and "tasks" in phases["partitions"]
 
 
+def test_compile_answers_when_the_cluster_cannot_be_reached(hats_root, tmp_path):
+    a = Archive(ArchiveConfig(data_dir=tmp_path, demo=False, dask_scheduler="tcp://127.0.0.1:9",
+                              mounts=[{"path": "/sky", "type": "hats", "location": str(hats_root), "context": "SKY"}]))  # fmt: skip
+    a.start()
+    try:
+        phases = {ph.name: ph.detail for ph in a.queries.compile(a.users.principal("alice"), "SELECT COUNT(*) AS n FROM sky.stars WHERE r > 0", "adql").phases}
+        assert "cannot be reached" in phases["partitions"]
+    finally:
+        a.close()
+
+
 def test_a_job_reading_few_partitions_stays_in_process(sky):
     cone = "SELECT objid FROM sky.stars WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 40, 10, 0.5))"
     assert where(sky, cone, job=True) == HATS

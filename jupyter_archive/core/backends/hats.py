@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..catalog.model import ColumnInfo, TableInfo
 from ..errors import ArchiveError
-from ..sql import quote_literal
+from ..sql import quote_ident, quote_literal
 
 HEALPIX_ORDER = 29  # HATS's spatial index: nested HEALPix at order 29
 _GLOB_CHARS = set("*?[]{}")  # DuckDB expands these in file names
@@ -83,14 +83,10 @@ class HatsTable:
     def read_files_sql(self, files: list[str]) -> str:
         """DuckDB's read of some of the table's files (none at all reads nothing, typed as the table)."""
         if not files:
-            cols = ", ".join(f"CAST(NULL AS {c.datatype}) AS {_ident(c.name)}" for c in self.columns)
+            cols = ", ".join(f"CAST(NULL AS {c.datatype}) AS {quote_ident(c.name)}" for c in self.columns)
             return f"(SELECT {cols} WHERE FALSE)"
         listed = ", ".join(quote_literal(f) for f in files)
         return f"read_parquet([{listed}], hive_partitioning = false, union_by_name = false)"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _refuse(where: Path, why: str) -> ArchiveError:

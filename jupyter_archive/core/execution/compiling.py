@@ -68,10 +68,10 @@ def with_plan(
     ``explain``) the engine's plan of each statement; before it, for HATS catalogs, the phase
     ``partitions``: how many partitions of each the query reads, and where (in-process, or as a
     job the Dask cluster, with its task count)."""
-    where = plan(namespace, engines, principal, compiled.statements, engine=explain)
+    where = plan(namespace, engines, principal, compiled.statements, engine=explain, cluster=cluster)
     if where.partitioned is not None:
         engine = "in-process"
-        if cluster is not None and plan(namespace, engines, principal, compiled.statements, engine=False, cluster=cluster).where == CLUSTER:
+        if where.where == CLUSTER:
             try:
                 tasks = f"{len(batches(where.partitioned.reads[0].files, cluster.threads()))} tasks"
             except ArchiveError as exc:  # compiling still answers; the job would fail with this
@@ -80,7 +80,7 @@ def with_plan(
         compiled.phases.append(sqlmod.Phase("partitions", detail=where.partitioned.phase_detail(engine)))
     if where.where == SERVER:
         compiled.phases.append(sqlmod.Phase("Pushed SQL", detail=pushdown.pushed_sql(where.backend, compiled)))
-    elif explain and where.where in (ENGINE, HATS):
+    elif explain and where.where in (ENGINE, HATS, CLUSTER):  # a cluster's plan is a job's; a quick query runs here
         plans = []
         cur = where.engine.cursor()
         try:

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp, parse_one
 
+from ..sql import quote_ident
+
 if TYPE_CHECKING:
     from ..backends.hats import HatsTable
 
@@ -139,7 +141,7 @@ def _bounded_shape(st, hats, reads: list[HatsRead]) -> str | None:
         noted = st.regions.get(target)
         if table is None or target.schema.lower() != "main" or not noted:
             return None
-        ref = ".".join(_quoted(x) for x in (target.catalog, target.schema, target.name))
+        ref = ".".join(quote_ident(x) for x in (target.catalog, target.schema, target.name))
         at = [m.start() for m in re.finditer(re.escape(ref), st.sql)]
         if len(at) != 1 or not st.sql[: at[0]].endswith(("FROM ", "JOIN ")):
             return None
@@ -152,14 +154,10 @@ def _bounded_shape(st, hats, reads: list[HatsRead]) -> str | None:
     shape = st.sql
     for at, ref, target, table, bounds in sorted(found, key=lambda f: f[0], reverse=True):
         reads.append(HatsRead(target.catalog, table, table.touched(bounds)))
-        name = _quoted(f"{_TOKEN}{len(reads) - 1}__")
+        name = quote_ident(f"{_TOKEN}{len(reads) - 1}__")
         aliased = shape[at + len(ref):].startswith(" AS ")
-        shape = shape[:at] + name + ("" if aliased else " AS " + _quoted(target.name)) + shape[at + len(ref):]
+        shape = shape[:at] + name + ("" if aliased else " AS " + quote_ident(target.name)) + shape[at + len(ref):]
     return shape
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _hats_table(node: exp.Table, hats) -> HatsTable | None:

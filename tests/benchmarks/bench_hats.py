@@ -202,9 +202,8 @@ def main(argv=None):
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: cones, xmatch, aggregate")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
-    root = hats_catalog(args.rows)
-    catalog = root / "stars"
-    files = files_of(catalog / "stars")  # a collection: the catalog, and its margin beside it
+    catalog = hats_catalog(args.rows)  # a folder: the catalog, and its margin beside it
+    files = files_of(catalog / "stars")
     mount = json.dumps([{"path": "/sky", "type": "hats", "location": str(catalog), "context": "SKY", "public": True}])
     with tempfile.TemporaryDirectory(prefix="bench-hats-") as data:
         if "cones" not in skip:

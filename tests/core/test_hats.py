@@ -128,6 +128,16 @@ def test_count_and_listings_come_from_the_metadata(sky):
     assert len(whole.partitioned.reads[0].partitions) == hats.partitions  # no region: every partition
 
 
+@pytest.mark.parametrize("table", ["stars", "stars_dirs"])
+def test_column_statistics_come_from_the_metadata_and_equal_the_data(sky, hats_oracle, table):
+    columns = {c.name: c for c in sky.catalog.table(user(sky), "SKY", table).columns}
+    for name, column in columns.items():
+        lo, hi, nulls = hats_oracle.sql(f'SELECT min("{name}"), max("{name}"), count(*) - count("{name}") FROM {table}').fetchall()[0]
+        assert column.statistics == {"min_value": lo, "max_value": hi, "null_count": nulls}, name
+        assert type(column.statistics["min_value"]) is type(lo)  # in the column's own type
+        assert "statistics" in column.to_json()
+
+
 def test_sql_languages_read_hats_tables_too(sky, hats_oracle):
     got = rows(sky, "SELECT TOP 3 objid FROM stars ORDER BY objid", "sql", context="SKY")
     assert [r["objid"] for r in got] == [1, 2, 3]

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +46,7 @@ class HatsTable:
     starts: list[int]  # first order-29 cell of each partition
     ends: list[int]  # one past its last
     files: list[tuple[str, ...]]  # the Parquet files of each partition
+    stamps: list[tuple[tuple[int, int], ...]] = field(default_factory=list)  # each file's (size, mtime_ns) when mounted
     size_bytes: int = 0
     statistics: dict[str, dict] = field(default_factory=dict)  # column -> min_value, max_value, null_count
     margins: dict[str, Path] = field(default_factory=dict)  # margin catalog name -> its path
@@ -76,6 +79,21 @@ class HatsTable:
                 i += 1
         return sorted(hit)
 
+    def check(self, partitions: list[int]) -> None:
+        """Refuse to read partitions whose files changed on disk since the catalog was mounted (gone, not a
+        file, another size or time): their rows may no longer be what the metadata says. A stat per file:
+        microseconds against the read."""
+        for i in partitions if self.stamps else ():
+            for name, stamp in zip(self.files[i], self.stamps[i]):
+                try:
+                    st = os.stat(name)
+                except OSError as exc:
+                    raise _changed(self.name, self.path, name, "cannot be read (permission denied)" if isinstance(exc, PermissionError) else MISSING) from None
+                if not stat.S_ISREG(st.st_mode):
+                    raise _changed(self.name, self.path, name, MISSING)
+                if (st.st_size, st.st_mtime_ns) != stamp:
+                    raise _changed(self.name, self.path, name, REWRITTEN)
+
     def read_sql(self, partitions: list[int]) -> str:
         """DuckDB's read of those partitions' files."""
         return self.read_files_sql([f for i in partitions for f in self.files[i]])
@@ -87,6 +105,44 @@ class HatsTable:
             return f"(SELECT {cols} WHERE FALSE)"
         listed = ", ".join(quote_literal(f) for f in files)
         return f"read_parquet([{listed}], hive_partitioning = false, union_by_name = false)"
+
+
+# A partition file named (quoted) in an engine's or a reader's message: the catalog's root, and the file under it.
+_PARTITION_FILE = re.compile(r"""["']?(?P<root>/[^"'\n]*?)/(?P<file>dataset/Norder=\d+/Dir=\d+/Npix=\d+[^"'\s]*)""")
+
+
+def changed_on_disk(message: str) -> ArchiveError | None:
+    """The clear error of a read that failed on a HATS partition file (a DuckDB, pyarrow or worker message
+    naming it): the catalog changed on disk after it was mounted, so its metadata lists files that are
+    gone, unreadable or rewritten; None when the message names no partition file. Only the message is read
+    (no file is looked at: user SQL can raise any message), and only the catalog's folder and the file's
+    path inside it are named, never where the server keeps it."""
+    m = _PARTITION_FILE.search(message)
+    if m is None:
+        return None
+    low = message.lower()
+    if "permission denied" in low:
+        what = "cannot be read (permission denied)"
+    elif "no files found" in low or "no such file" in low or "not found" in low or "is a directory" in low:
+        what = MISSING + " where the query ran (a Dask worker may not see the catalog's folder)"
+    else:
+        what = REWRITTEN
+    root = Path(m.group("root"))
+    return _changed(root.name, root, str(root / m.group("file")), what)
+
+
+MISSING = "is missing (or is no longer a file)"
+REWRITTEN = "is not the file it was (rewritten, truncated or replaced)"
+
+
+def _changed(catalog: str, root: Path, name: str, what: str) -> ArchiveError:
+    inside = os.path.relpath(name, root) if name.startswith(str(root)) else os.path.basename(name)
+    return ArchiveError(
+        "catalog_changed",
+        f"the HATS catalog {catalog!r} changed on disk after it was mounted: its file {inside} {what}; it must be "
+        "mounted again (unmounted and mounted, or the archive restarted) before it can be queried",
+        409,
+    )
 
 
 def _refuse(where: Path, why: str) -> ArchiveError:
@@ -167,9 +223,11 @@ def _open_catalog(path: Path):
             files = [str(where)] if where.is_file() else []
         if not files:
             raise _refuse(path, f"partition Norder={pixel.order} Npix={pixel.pixel} has no file ({where} is missing)")
-        size += sum(os.path.getsize(f) for f in files)
+        stats = [os.stat(f) for f in files]
+        size += sum(st.st_size for st in stats)
         shift = 2 * (HEALPIX_ORDER - pixel.order)
-        parts.append((pixel.pixel << shift, (pixel.pixel + 1) << shift, pixel.order, tuple(files)))
+        stamps = tuple((st.st_size, st.st_mtime_ns) for st in stats)
+        parts.append((pixel.pixel << shift, (pixel.pixel + 1) << shift, pixel.order, tuple(files), stamps))
     if not parts:
         raise _refuse(path, "its partition_info lists no partition")
     parts.sort()
@@ -177,8 +235,10 @@ def _open_catalog(path: Path):
         name=name, path=path, ra=info.ra_column, dec=info.dec_column, index_column=index_column,
         rows=int(info.total_rows) if info.total_rows is not None else None,
         columns=columns, starts=[p[0] for p in parts], ends=[p[1] for p in parts], orders=[p[2] for p in parts],
-        files=[p[3] for p in parts], size_bytes=size, statistics=_statistics(cat),
+        files=[p[3] for p in parts], stamps=[p[4] for p in parts], size_bytes=size, statistics=_statistics(cat, schema.names),
     )  # fmt: skip
+    for column in table.columns:
+        column.statistics = table.statistics.get(column.name)
     return "table", name, table
 
 
@@ -202,12 +262,57 @@ def _columns(schema) -> list[ColumnInfo]:
     return out
 
 
-def _statistics(cat) -> dict[str, dict]:
-    """Per-column min, max and null count from the catalog's statistics files ({} when it has none)."""
+def _statistics(cat, names: list[str]) -> dict[str, dict]:
+    """Per-column ``min_value``, ``max_value`` (in the column's own type) and ``null_count`` over every row
+    group the catalog's ``dataset/_metadata`` lists: the Parquet footers' statistics, so no data file is read.
+    A column is left out where a row group has no exact min and max (a null count where one lacks it); a
+    catalog without ``_metadata`` falls back on the hats package's own aggregate (numbers as floats)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(Path(str(cat.catalog_base_dir)) / "dataset" / "_metadata")
+    except Exception:  # noqa: BLE001 - optional metadata: a catalog without it is still a catalog
+        return _hats_statistics(cat)
+    out: dict[str, dict] = {n: {"min_value": None, "max_value": None, "null_count": 0} for n in names}
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            column = group.column(c)
+            name, st = column.path_in_schema, column.statistics
+            if (now := out.get(name)) is None:
+                continue  # a nested field, or a column gone from the schema
+            if st is None or not st.has_min_max or not getattr(st, "is_min_value_exact", True) or not getattr(st, "is_max_value_exact", True):
+                now["min_value"] = now["max_value"] = _GONE
+            elif now["min_value"] is not _GONE:
+                now["min_value"] = st.min if now["min_value"] is None else min(now["min_value"], st.min)
+                now["max_value"] = st.max if now["max_value"] is None else max(now["max_value"], st.max)
+            if now.get("null_count") is not None:
+                now["null_count"] = now["null_count"] + st.null_count if st is not None and st.has_null_count else None
+    stats = {}
+    for name, now in out.items():
+        kept = {k: _plain(v) for k, v in now.items() if v is not None and v is not _GONE}
+        if meta.num_row_groups and kept:
+            stats[name] = kept
+    return stats
+
+
+_GONE = object()  # a column some row group has no statistics for
+
+
+def _plain(value):
+    """A statistic as JSON can carry it (dates and times as ISO text)."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _hats_statistics(cat) -> dict[str, dict]:
     try:
         frame = cat.aggregate_column_statistics(warn_on_modified_catalog=False)
-    except Exception:  # optional metadata: a catalog without it is still a catalog
+    except Exception:  # noqa: BLE001 - optional metadata: a catalog without it is still a catalog
         return {}
     if frame is None or len(frame) == 0:
         return {}
-    return {str(name): {k: row[k] for k in ("min_value", "max_value", "null_count") if k in row} for name, row in frame.iterrows()}
+    return {str(name): {k: _plain(row[k].item()) for k in ("min_value", "max_value", "null_count") if k in row} for name, row in frame.iterrows()}

@@ -95,10 +95,11 @@ class ColumnInfo:
     description: str | None = None
     utype: str | None = None
     xtype: str | None = None
+    statistics: dict | None = None  # min_value, max_value, null_count where the table's metadata has them (HATS)
 
     def to_json(self) -> dict:
         out = {"name": self.name, "datatype": self.datatype}
-        for k in ("unit", "ucd", "description", "utype", "xtype"):
+        for k in ("unit", "ucd", "description", "utype", "xtype", "statistics"):
             v = getattr(self, k)
             if v:
                 out[k] = v
@@ -119,7 +120,7 @@ class TableInfo:
         """Units, UCDs, ... by column name; made once (a scan makes new TableInfos), not to be mutated."""
         cached = self.__dict__.get("_column_meta")
         if cached is None:
-            cached = {c.name: {k: v for k, v in c.to_json().items() if k not in ("name", "datatype")} for c in self.columns}
+            cached = {c.name: {k: v for k, v in c.to_json().items() if k not in ("name", "datatype", "statistics")} for c in self.columns}
             self.__dict__["_column_meta"] = cached
         return cached
 

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import duckdb
 
@@ -80,6 +80,25 @@ def parse_spec(path: str, body: dict) -> dict:
     }
 
 
+def local_location(spec: dict) -> None:
+    """A file kind's location as a path on this machine: a ``file://`` URL becomes its path; any other URL
+    (``s3://``, ``http://``, ``memory://``, ...) is refused, saying what works. The archive's engines read
+    the files themselves (DuckDB, with no network extension here), and a Dask cluster's workers read the
+    same path, so a catalog elsewhere is mounted through a shared filesystem."""
+    kind, loc = spec.get("type") or spec.get("kind"), spec["location"].strip()
+    if kind not in FILE_KINDS or loc.startswith("sqlite:") or not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", loc):
+        return
+    parts = urlsplit(loc)
+    if parts.scheme.lower() == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/"):
+        spec["location"] = unquote(parts.path)
+        return
+    raise ArchiveError(
+        "bad_request",
+        f"a {kind} mount's location is a folder or file on this server: a path or a file:// URL (on a shared filesystem, "
+        f"at the same path, when a Dask cluster's workers read it); {parts.scheme}:// locations are not supported",
+    )
+
+
 def check_spec(spec) -> None:
     """Refuse a mount configuration (configured, stored or made at run time) that cannot be
     mounted, before anything is made: its keys, their types, and that a file location exists."""
@@ -97,6 +116,7 @@ def check_spec(spec) -> None:
     for key in ("context", "schema", "description", "images"):
         if spec.get(key) is not None and not isinstance(spec[key], str):
             raise ArchiveError("bad_request", f"mount {spec['path']}: {key} must be a string, not {spec[key]!r}")
+    local_location(spec)
     if kind not in FILE_KINDS or spec["location"].startswith("sqlite:"):
         return  # a server's URL: reached when mounted
     location = Path(spec["location"]).expanduser()
@@ -114,6 +134,7 @@ def check_location(spec: dict, roots: list[str]) -> None:
     """Refuse a file mount outside the allowed roots (symlinks resolved first)."""
     if spec["type"] not in FILE_KINDS:
         return
+    local_location(spec)
     loc = spec["location"]
     if loc.startswith("sqlite:///"):
         loc = loc[len("sqlite:///") - 1 :]

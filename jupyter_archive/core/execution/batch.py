@@ -91,20 +91,30 @@ def shipped(tables: list[pa.Table]) -> list[pa.Table]:
 
 
 def _watch(con: duckdb.DuckDBPyConnection, name: str, stop: threading.Event) -> None:
-    """Interrupt ``con`` once the job's cancel event ``name`` is set (or stop watching with ``stop``)."""
-    from distributed import Event
+    """Interrupt ``con`` once the job's cancel event ``name`` is set, or once nobody wants this task's result
+    any more (its client, the archive, went away: a server killed mid-job leaves no task running); or stop
+    watching with ``stop``."""
+    from distributed import Event, get_worker
 
     event = Event(name)
     if event.is_set():
         raise RuntimeError("the job was canceled")
+    worker = get_worker()
+    key = worker.get_current_task()
+
+    def wanted() -> bool:
+        task = worker.state.tasks.get(key)
+        return task is not None and task.state not in ("cancelled", "released", "forgotten")
 
     def watch():
         while not stop.is_set():
             try:
-                if event.wait(timeout=CANCEL_POLL):
-                    con.interrupt()
-                    return
-            except Exception:  # noqa: BLE001 - the worker is closing: nothing left to interrupt
+                canceled = event.wait(timeout=CANCEL_POLL)
+            except Exception:  # noqa: BLE001 - the event cannot be asked (its client gone, the worker closing)
+                stop.wait(CANCEL_POLL)
+                canceled = False
+            if canceled or not wanted():
+                con.interrupt()
                 return
 
     threading.Thread(target=watch, name="archive-task-cancel", daemon=True).start()

@@ -1,9 +1,5 @@
-"""The Dask cluster (``ArchiveApp.dask_scheduler``) and running a fanned-out query on it.
-
-``Cluster`` owns the ``distributed.Client``: nothing of dask is imported until a query first needs the
-cluster; ``local`` then starts a LocalCluster sized to the machine (worker processes on loopback, one
-thread each, no dashboard), an address (``tcp://host:8786``) connects to a running scheduler; ``close``
-ends both with the archive. ``fan_out`` runs one compiled SELECT over a partitioned table: the
+"""Running a fanned-out query on the Dask cluster (``ArchiveApp.dask_scheduler``; ``scheduler.Cluster`` holds
+its client). ``fan_out`` runs one compiled SELECT over a partitioned table: the
 statement split by ``fanout.decompose``, one task (``batch.run_batch``) per batch of partition files,
 the parts merged by the coordinator's DuckDB; what comes back is a stream of Arrow batches. Progress
 is finished tasks over all tasks; a set cancel event cancels every future and interrupts the running
@@ -12,8 +8,6 @@ ones; a task that fails, or a worker that dies for good, fails the whole query w
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 import time
 import uuid
@@ -26,77 +20,11 @@ import pyarrow as pa
 from ..errors import ArchiveError
 from . import fanout
 from .engines import engine_error
+from .scheduler import Cluster, check_scheduler  # noqa: F401 - the cluster's holder, as its users import it
 
-LOCAL = re.compile(r"local(?::(\d+))?")
-ADDRESS = re.compile(r"(tcp|tls)://[^\s/:]+:\d+")
 POLL = 0.2  # seconds between the coordinator's looks at cancel, limits and workers
 NO_WORKERS = 60.0  # seconds a job waits for a cluster with no worker before it fails
 TASKS_PER_THREAD = 3  # a few batches per worker thread: scheduling costs ~30 ms a task
-
-
-def check_scheduler(value: str) -> str:
-    """The ``dask_scheduler`` setting, checked: empty, ``local``, ``local:N`` or ``tcp://host:port``."""
-    value = (value or "").strip()
-    if value and not (LOCAL.fullmatch(value) or ADDRESS.fullmatch(value)):
-        raise ValueError(f"dask_scheduler must be empty, 'local', 'local:N' or a scheduler address like 'tcp://host:8786', not {value!r}")
-    if (m := LOCAL.fullmatch(value)) and m.group(1) is not None and int(m.group(1)) < 1:
-        raise ValueError("dask_scheduler 'local:N' needs N >= 1 workers")
-    return value
-
-
-class Cluster:
-    """The client of the configured Dask cluster, started on first use and closed with the archive."""
-
-    def __init__(self, scheduler: str = "", *, memory_limit: str | None = None):
-        self.scheduler = check_scheduler(scheduler)
-        self.memory_limit = memory_limit  # DuckDB's limit in each task
-        self._lock = threading.Lock()
-        self._client = None
-        self._local = None
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.scheduler)
-
-    def client(self):
-        """The ``distributed.Client``, connected (or its LocalCluster started) on the first call."""
-        if not self.enabled:
-            raise ArchiveError("unavailable", "no Dask cluster is configured (ArchiveApp.dask_scheduler is empty)", 503)
-        with self._lock:
-            if self._client is None:
-                self._client = self._connect()
-            return self._client
-
-    def _connect(self):
-        from distributed import Client, LocalCluster
-
-        try:
-            if m := LOCAL.fullmatch(self.scheduler):
-                # Worker processes are spawned: a script that starts the archive needs an
-                # ``if __name__ == "__main__":`` guard (jupyter's own entry points have one).
-                self._local = LocalCluster(
-                    n_workers=int(m.group(1) or os.cpu_count() or 1), threads_per_worker=1, processes=True,
-                    host="127.0.0.1", dashboard_address=None,
-                )  # fmt: skip
-                return Client(self._local)
-            return Client(self.scheduler, timeout="10s")
-        except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, ...: the cluster cannot be had
-            if self._local is not None:
-                self._local.close()
-                self._local = None
-            raise ArchiveError("unavailable", f"the Dask cluster {self.scheduler} cannot be reached: {exc}", 503) from None
-
-    def threads(self) -> int:
-        """Worker threads in the cluster now (how many tasks run at once)."""
-        return sum(self.client().nthreads().values())
-
-    def close(self) -> None:
-        with self._lock:
-            client, local, self._client, self._local = self._client, self._local, None, None
-        if client is not None:
-            client.close()
-        if local is not None:
-            local.close()
 
 
 @dataclass
@@ -163,7 +91,9 @@ def _file_schema(plan: FanOut) -> pa.Schema:
     try:
         return pq.read_schema(first)
     except (OSError, pa.ArrowException) as exc:
-        raise ArchiveError("engine_error", f"cannot read the partition file {first}: {exc}", 500) from None
+        from ..backends.hats import changed_on_disk
+
+        raise changed_on_disk(f"{first!r}: {exc}") or ArchiveError("catalog_changed", f"a partition file cannot be read: {exc}", 409) from None
 
 
 _COORDINATOR: list[duckdb.DuckDBPyConnection] = []
@@ -406,6 +336,7 @@ def run_partitioned(cluster: Cluster, partitioned, statements, *, time_limit=Non
     from .partitions import placeholder
 
     read = partitioned.reads[0]
+    read.table.check(read.partitions)  # a catalog changed on disk fails here, not in its tasks
     view = JobView(cancel)
     if on_cursor is not None:
         on_cursor(view)

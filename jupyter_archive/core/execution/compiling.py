@@ -20,6 +20,7 @@ from . import pushdown
 from .engines import engine_error
 from .cluster import batches
 from .planner import CLUSTER, ENGINE, HATS, SERVER, plan
+from .scheduler import CONNECT_WAIT
 
 if TYPE_CHECKING:
     from ..catalog.namespace import Namespace
@@ -73,7 +74,7 @@ def with_plan(
         engine = "in-process"
         if where.where == CLUSTER:
             try:
-                tasks = f"{len(batches(where.partitioned.reads[0].files, cluster.threads()))} tasks"
+                tasks = f"{len(batches(where.partitioned.reads[0].files, cluster.threads(CONNECT_WAIT)))} tasks"
             except ArchiveError as exc:  # compiling still answers; the job would fail with this
                 tasks = str(exc)
             engine = f"in-process as a quick query; as a job, the Dask cluster ({cluster.scheduler}): {tasks}"

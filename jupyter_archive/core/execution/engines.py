@@ -191,6 +191,11 @@ def engine_error(exc: Exception) -> ArchiveError:
     # DuckDB appends "LINE n: <engine SQL>" with a caret; that SQL is ours, not the user's.
     first = text.split("\nLINE ", 1)[0].strip()
     kind = type(exc).__name__
+    if isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException)) and "/dataset/Norder=" in first:
+        from ..backends.hats import changed_on_disk  # only when a HATS partition file failed: not on the quick path
+
+        if (changed := changed_on_disk(first)) is not None:
+            return changed
     if isinstance(exc, duckdb.PermissionException):
         return ArchiveError("permission", f"not allowed: {first}", 403)
     if isinstance(exc, duckdb.ParserException):

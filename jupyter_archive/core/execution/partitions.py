@@ -83,6 +83,8 @@ class Partitioned:
             hats = {r.alias: {r.table.name.lower(): r.table} for r in self.reads}
             again = partition(hats, statements)
             return statements if again is None else again.statements(statements)
+        for r in self.reads:  # a catalog changed on disk since it was mounted fails clearly, before DuckDB reads it
+            r.table.check(r.partitions)
         if self._ready is None:
             self._ready = [dataclasses.replace(st, sql=self.sql_for(i)) for i, st in enumerate(statements)]
         return self._ready

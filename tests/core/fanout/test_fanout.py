@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pyarrow as pa
 import pytest
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 from jupyter_archive.core.errors import ArchiveError
 from jupyter_archive.core.execution import fanout
 from jupyter_archive.core.execution.cluster import FanOut, batches, check_scheduler, fan_out
+from tests.support.cluster import busy_workers, executing, wait_for
 from tests.support.partitioned import oracle
 
 FIXTURES = [HealthCheck.function_scoped_fixture]
@@ -154,25 +154,6 @@ SLOW = "SELECT count(*) FROM cat, slow WHERE hash(cat.objid + slow.x) % 1000003 
 
 def slow_table(rows=600):
     return {"slow": pa.table({"x": list(range(rows))})}
-
-
-def busy_workers(client) -> list[str]:
-    """Workers running a batch of a fanned-out query now (not the task holding the shipped tables)."""
-    keys = client.run(lambda dask_worker: [str(ts.key) for ts in dask_worker.state.executing])
-    return [w for w, running in keys.items() if any(not k.endswith("-shipped") for k in running)]
-
-
-def executing(client) -> int:
-    return sum(client.run(lambda dask_worker: dask_worker.state.executing_count).values())
-
-
-def wait_for(condition, seconds=60.0):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_cancel_stops_every_task(cluster, catalog):

@@ -49,10 +49,14 @@ async def test_casjobs_quick_query_and_native_compile(fetch):
     assert "sky.stars: read " in detail and ", total " in detail and "engine: in-process" in detail
     tree = body_json(await fetch("archive", "api", "contexts", "SKY", "tables"))
     assert {t["name"]: t["rows"] for t in tree["tables"]} == {"stars": 200_000, "stars_dirs": 200_000}
+    table = body_json(await fetch("archive", "api", "contexts", "SKY", "tables", "stars"))
+    stats = {c["name"]: c.get("statistics") for c in table["columns"]}
+    assert stats["objid"] == {"min_value": 1, "max_value": 200_000, "null_count": 0} and stats["flags"]["max_value"] == 15
 
 
 async def test_quasar_mounts_a_catalog_and_refuses_a_partial_one(fetch, hats_root, tmp_path):
-    put = await fetch("archive", "quasar", "mount", "fs", "more/", method="PUT", body=mount_body("hats", hats_root / "stars", context="MORE"))
+    # a file:// URL is a path on this server's (shared) filesystem
+    put = await fetch("archive", "quasar", "mount", "fs", "more/", method="PUT", body=mount_body("hats", (hats_root / "stars").as_uri(), context="MORE"))
     assert put.code == 200, put.body
     q = await fetch("archive", "casjobs", "contexts", "MORE", "query", method="POST", body=json.dumps({"Query": "SELECT COUNT(*) AS n FROM stars WHERE flags = 3"}))
     want = duckdb.sql(f"SELECT count(*) FROM read_parquet('{hats_root}/stars/dataset/**/*.parquet') WHERE flags = 3").fetchall()[0][0]
@@ -62,3 +66,32 @@ async def test_quasar_mounts_a_catalog_and_refuses_a_partial_one(fetch, hats_roo
     (partial / "properties").write_text("obs_collection=partial\ndataproduct_type=object\nhats_nrows=5\n")
     bad = await fetch("archive", "quasar", "mount", "fs", "partial/", method="PUT", body=mount_body("hats", partial))
     assert bad.code == 400 and "not a readable HATS catalog" in body_json(bad)["error"]
+    for url in ("s3://bucket/stars", "http://127.0.0.1:1/stars", "memory://stars", "file://otherhost/stars"):
+        bad = await fetch("archive", "quasar", "mount", "fs", "remote/", method="PUT", body=mount_body("hats", url))
+        assert bad.code == 400 and "a path or a file:// URL" in body_json(bad)["error"], (url, bad.body)
+
+
+async def test_a_catalog_damaged_on_disk_is_a_clear_4xx_in_every_face(fetch, hats_root, tmp_path):
+    import shutil
+    from urllib.parse import urlencode
+
+    from tests.support.faces import shape_problem
+    from tests.support.raw_http import Reply
+
+    copy = tmp_path / "stars"
+    shutil.copytree(hats_root / "stars", copy)
+    put = await fetch("archive", "quasar", "mount", "fs", "copy/", method="PUT", body=mount_body("hats", copy, context="COPY"))
+    assert put.code == 200, put.body
+    sorted((copy / "dataset").rglob("Npix=*.parquet"))[0].write_bytes(b"not parquet any more")
+    text = "SELECT TOP 5 objid FROM copy.stars ORDER BY objid"
+    replies = {
+        "tap": await fetch("archive", "tap", "sync", method="POST", body=urlencode({"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": text})),
+        "casjobs": await fetch("archive", "casjobs", "contexts", "COPY", "query", method="POST", body=json.dumps({"Query": "SELECT TOP 5 objid FROM stars"})),
+        "native": await fetch("archive", "api", "query", method="POST", body=json.dumps({"query": text, "language": "adql"})),
+        "quasar": await fetch("archive", "quasar", "query", "fs", "copy", params={"q": "SELECT objid FROM stars LIMIT 5"}),
+    }  # fmt: skip
+    for face, resp in replies.items():
+        assert 400 <= resp.code < 500, (face, resp.code, resp.body)
+        reply = Reply(resp.code, {k.lower(): v for k, v in resp.headers.items()}, resp.body)
+        assert shape_problem(face, reply) is None, (face, resp.body)
+        assert b"changed on disk" in resp.body and b"mounted again" in resp.body, (face, resp.body)

@@ -47,6 +47,7 @@ class Cluster:
         self._client = None
         self._local = None
         self._connecting: threading.Event | None = None  # set when the connect in progress ends
+        self._started = 0.0  # when it began
         self._failure: tuple[float, ArchiveError] | None = None  # when the last connect failed, and why
         self._closed = False
 
@@ -67,13 +68,14 @@ class Cluster:
                 raise ArchiveError("unavailable", "the archive is closing", 503)
             failure = self._failure
             if self._connecting is None and (failure is None or time.monotonic() - failure[0] >= RETRY):
-                self._connecting = threading.Event()
+                self._connecting, self._started = threading.Event(), time.monotonic()
                 threading.Thread(target=self._connect_in_background, args=(self._connecting,), name="archive-dask-connect", daemon=True).start()
             connecting = self._connecting
         if failure is not None and wait is not None:
             raise failure[1]  # a request does not wait for the retry: the last reason stands until it succeeds
         if connecting is not None:
-            connecting.wait(wait)
+            # a request waits ``wait`` from the connect's start, not each time: later ones do not wait again
+            connecting.wait(None if wait is None else max(0.0, self._started + wait - time.monotonic()))
         with self._lock:
             if self._client is not None:
                 return self._client

@@ -62,3 +62,13 @@ async def test_quasar_mounts_a_catalog_and_refuses_a_partial_one(fetch, hats_roo
     (partial / "properties").write_text("obs_collection=partial\ndataproduct_type=object\nhats_nrows=5\n")
     bad = await fetch("archive", "quasar", "mount", "fs", "partial/", method="PUT", body=mount_body("hats", partial))
     assert bad.code == 400 and "not a readable HATS catalog" in body_json(bad)["error"]
+
+
+async def test_compile_shows_boxes_and_polygons_read_few_partitions(fetch):
+    for region in ("BOX('ICRS', 30.5, -2.25, 1.5, 0.8)", "POLYGON('ICRS', 30, -2, 31, -2, 30.5, -1)"):
+        for how in ("CONTAINS", "INTERSECTS"):
+            query = f"SELECT objid FROM sky.stars WHERE {how}(POINT('ICRS', ra, dec), {region}) = 1"
+            plan = body_json(await fetch("archive", "api", "compile", method="POST", body=json.dumps({"query": query, "language": "adql"})))
+            detail = next(p["detail"] for p in plan["phases"] if p["name"] == "partitions")
+            read, total = (int(x) for x in detail.split("read ")[1].split(" (")[0].split(", total "))
+            assert 0 < read < total / 4, detail

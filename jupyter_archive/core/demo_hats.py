@@ -51,9 +51,14 @@ def write_catalogs(root: Path, rows: int, *, partition_rows: int = 50_000, dirs:
     """Write the seeded catalog under ``root`` as ``stars`` with its 10 arcsec margin ``stars_10arcs``
     (and with ``dirs``, the same rows with partition folders, ``npix_suffix="/"``, as ``stars_dirs``)."""
     import lsdb
+    from hats.pixel_math.spatial_index import compute_spatial_index
 
+    frame = sky_frame(rows)
+    # Rows in spatial-index order, as hats-import writes them (lsdb keeps the frame's order within a
+    # partition): a partition's row groups then span narrow ranges of ``_healpix_29``, which a cone's skips.
+    frame = frame.iloc[np.argsort(compute_spatial_index(frame["ra"].to_numpy(), frame["dec"].to_numpy()), kind="stable")]
     cat = lsdb.from_dataframe(
-        sky_frame(rows), catalog_name="stars", ra_column="ra", dec_column="dec", lowest_order=1, highest_order=8,
+        frame, catalog_name="stars", ra_column="ra", dec_column="dec", lowest_order=1, highest_order=8,
         partition_rows=partition_rows, margin_threshold=10,
     )  # fmt: skip
     quiet = {"as_collection": False, "progress_bar": False, "row_group_kwargs": {"num_rows": 10_000}}

@@ -16,8 +16,9 @@ from .common import DATA_ROOT
 
 
 def hats_catalog(rows: int, partition_rows: int = 300_000) -> Path:
-    """The folder holding the seeded catalog ``stars`` of ``rows`` rows and its 10 arcsec margin ``stars_10arcs``, made once."""
-    root = DATA_ROOT / f"hats-demo-{rows}"
+    """The folder holding the seeded catalog ``stars`` of ``rows`` rows and its 10 arcsec margin ``stars_10arcs``, made once
+    (``hats-sorted-``: each partition's rows in ``_healpix_29`` order, as hats-import and the generator now write them)."""
+    root = DATA_ROOT / f"hats-sorted-{rows}"
     done = root / ".complete"
     if not done.exists():
         t = time.perf_counter()

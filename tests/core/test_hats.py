@@ -15,6 +15,7 @@ from jupyter_archive.core.archive import Archive
 from jupyter_archive.core.catalog import ANONYMOUS
 from jupyter_archive.core.config import ArchiveConfig
 from jupyter_archive.core.errors import ArchiveError
+from tests.support.hats_data import sky_archive
 
 EPS = 1e-9  # degrees: rows this close to a cone's edge may fall either side of it
 
@@ -24,11 +25,7 @@ def sky(hats_root, tmp_path_factory):
     data = tmp_path_factory.mktemp("hats-archive")
     private = tmp_path_factory.mktemp("hats-private")
     shutil.copytree(hats_root / "stars", private / "stars")
-    a = Archive(ArchiveConfig(data_dir=data, demo=False, mounts=[
-        {"path": "/sky", "type": "hats", "location": str(hats_root), "context": "SKY"},
-        {"path": "/inner", "type": "hats", "location": str(private / "stars"), "context": "INNER", "public": False},
-    ]))  # fmt: skip
-    a.start()
+    a = sky_archive(data, hats_root, {"path": "/inner", "type": "hats", "location": str(private / "stars"), "context": "INNER", "public": False})
     yield a
     a.close()
 

@@ -154,6 +154,8 @@ def open_instance(
         # while every other file access is off.
         dirs = [str(temp_dir), *(str(d).rstrip("/") + "/" for d in read_dirs)]
         db.execute(f"SET allowed_directories = [{', '.join(_quote_literal(d) for d in dirs)}]")
+        if len(dirs) > 1:  # HATS files, read by query after query: their footers are kept (checked against the file's time)
+            db.execute("SET parquet_metadata_cache = true")
     db.execute("SET enable_external_access = false")
     db.execute("SET autoinstall_known_extensions = false")
     db.execute("SET autoload_known_extensions = false")

@@ -4,8 +4,8 @@ A compiled statement names a HATS table as ``"alias"."main"."name"``; nothing is
 that name. Here each such reference becomes a read of the catalog's partition files that the
 query's sky region touches (``read_parquet([...])``, the paths from the catalog's metadata, never
 from user text). The region is the HEALPix ranges of the index column that the SQL pipeline ANDs to
-a cone (``CONTAINS`` with a circle, ``DISTANCE``; ``adql._speed_up``), read back from the compiled
-SQL: a range filter that is a top-level conjunct of the WHERE of the SELECT reading the table (or
+a sky region (``CONTAINS``/``INTERSECTS`` with a circle, a box or a polygon, ``DISTANCE``; ``adql._speed_up``),
+as noted on the statement when its values were bound (``Statement.regions``) or read back from the compiled SQL: a range filter that is a top-level conjunct of the WHERE of the SELECT reading the table (or
 of the ON of a join in which the table is not the side kept whole) bounds the rows that table can
 give, so the partitions outside the ranges can be left unread; anything else reads every partition.
 ``COUNT(*)`` of a whole table is answered from the catalog's row count.
@@ -21,7 +21,7 @@ import dataclasses
 import re
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlglot import exp, parse_one
 
@@ -80,7 +80,9 @@ class Partitioned:
         """``statements`` (a compiled query's) as they run here; the same ones as this was made from
         unless a compile cache filled new values into a shape, which is then partitioned anew."""
         if tuple(st.sql for st in statements) != self.source:
-            hats = {r.alias: {r.table.name.lower(): r.table} for r in self.reads}
+            hats: dict[str, dict[str, HatsTable]] = {}
+            for r in self.reads:
+                hats.setdefault(r.alias, {})[r.table.name.lower()] = r.table
             again = partition(hats, statements)
             return statements if again is None else again.statements(statements)
         for r in self.reads:  # a catalog changed on disk since it was mounted fails clearly, before DuckDB reads it
@@ -122,7 +124,7 @@ def partition(hats: dict[str, dict[str, HatsTable]], statements: list) -> Partit
             table = _hats_table(node, hats)
             if table is None:
                 continue
-            ranges = _ranges(node, table, st.params or {})
+            ranges = _ranges(node, table)
             reads.append(HatsRead(node.catalog, table, table.touched(ranges)))
             alias = node.args.get("alias") or exp.TableAlias(this=exp.to_identifier(node.name))
             node.replace(exp.Table(this=exp.to_identifier(f"{_TOKEN}{len(reads) - 1}__"), alias=alias))
@@ -191,7 +193,7 @@ def _whole_count(tree: exp.Expr, hats) -> tuple[str, HatsTable, str] | None:
     return node.catalog, table, f"SELECT CAST({int(table.rows)} AS BIGINT) AS {exp.to_identifier(name, quoted=True).sql('duckdb')}"
 
 
-def _ranges(node: exp.Table, table: HatsTable, params: dict[str, Any]) -> list[tuple[int, int]] | None:
+def _ranges(node: exp.Table, table: HatsTable) -> list[tuple[int, int]] | None:
     """The order-29 ranges that bound the rows this reference gives (None: unbounded)."""
     select, kept = _select_of(node)
     if select is None:
@@ -206,7 +208,7 @@ def _ranges(node: exp.Table, table: HatsTable, params: dict[str, Any]) -> list[t
         conditions += _conjuncts(node.parent.args.get("on"))
     found: list[tuple[int, int]] | None = None
     for cond in conditions:
-        ranges = _range_filter(cond, table.index_column, node.alias_or_name, sole, params)
+        ranges = _range_filter(cond, table.index_column, node.alias_or_name, sole)
         if ranges is not None:
             found = ranges if found is None else _intersect(found, ranges)
     return found
@@ -234,9 +236,8 @@ def _conjuncts(cond) -> list[exp.Expr]:
     return [cond]
 
 
-def _range_filter(cond: exp.Expr, column: str, qualifier: str, sole: bool, params) -> list[tuple[int, int]] | None:
-    """The ranges of a condition that is an OR of ``column BETWEEN lo AND hi`` (and of guards
-    ``$p IS DISTINCT FROM value`` that the bound values make false), or None."""
+def _range_filter(cond: exp.Expr, column: str, qualifier: str, sole: bool) -> list[tuple[int, int]] | None:
+    """The ranges of a condition that is an OR of ``column BETWEEN lo AND hi``, or None."""
     terms: list[exp.Expr] = []
 
     def flatten(c):
@@ -261,7 +262,7 @@ def _range_filter(cond: exp.Expr, column: str, qualifier: str, sole: bool, param
             if lo is None or hi is None:
                 return None
             ranges.append((lo, hi))
-        elif not _false_guard(term, params):
+        else:
             return None
     return sorted(ranges)
 
@@ -273,20 +274,6 @@ def _integer(node) -> int | None:
     if isinstance(node, exp.Literal) and not node.is_string and re.fullmatch(r"\d+", node.name):
         return int(node.name)
     return None
-
-
-def _false_guard(term: exp.Expr, params) -> bool:
-    """``$p IS DISTINCT FROM CAST('v' AS DOUBLE)`` (``adql._speed_up``'s guard) that the bound value makes false."""
-    if not isinstance(term, exp.NullSafeNEQ):
-        return False
-    p, cast = term.this, term.expression
-    if not isinstance(p, (exp.Parameter, exp.Placeholder)) or not isinstance(cast, exp.Cast) or not isinstance(cast.this, exp.Literal):
-        return False
-    name = p.name if isinstance(p, exp.Placeholder) else p.this.name if isinstance(p.this, exp.Expr) else str(p.this)
-    try:
-        return name in params and params[name] is not None and float(params[name]) == float(cast.this.name)
-    except (TypeError, ValueError):
-        return False
 
 
 def _intersect(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:

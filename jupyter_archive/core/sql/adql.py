@@ -49,7 +49,7 @@ from .geometry import (
     distance_sql,
 )
 from . import crossmatch
-from .healpix_index import HealpixIndex, healpix_ranges
+from .healpix_index import HealpixIndex, SkyRegion, region_token
 from .spherical import constant, parse_duckdb, splice
 
 
@@ -104,12 +104,21 @@ def geometry_columns(column_meta: Callable[[TableTarget], Mapping[str, Mapping[s
 
 @dataclass
 class _Cone:
-    """A top-level ``point in circle`` condition a HEALPix range filter may be ANDed to."""
+    """A ``point in region`` condition (a circle, a box or a polygon) a HEALPix range filter may be ANDed to."""
 
     node: exp.Expr  # the condition as it now stands in the tree
     point: Point
-    center: Point
-    radius: exp.Expr
+    region: Circle | Box | Polygon
+
+    @property
+    def values(self) -> list[exp.Expr]:
+        """The region's numbers, as ``healpix_index.sky_ranges`` takes them."""
+        g = self.region
+        if isinstance(g, Circle):
+            return [g.center.ra, g.center.dec, g.r]
+        if isinstance(g, Box):
+            return [g.center.ra, g.center.dec, g.w, g.h]
+        return [x for v in g.vertices for x in (v.ra, v.dec)]
 
 
 class _Translator:
@@ -280,8 +289,8 @@ class _Translator:
             if isinstance(other, exp.Literal) and not other.is_string and other.this in ("1", "0"):
                 new = cond_node if other.this == "1" else exp.Not(this=cond_node)
                 parent.replace(new)
-                if other.this == "1" and pair and isinstance(pair[0], Point) and isinstance(pair[1], Circle):
-                    self.cones.append(_Cone(new, pair[0], pair[1].center, pair[1].r))
+                if other.this == "1" and pair and isinstance(pair[0], Point) and isinstance(pair[1], (Circle, Box, Polygon)):
+                    self.cones.append(_Cone(new, pair[0], pair[1]))
                 return
         node.replace(exp.Cast(this=cond_node, to=exp.DataType.build("INTEGER")))
 
@@ -291,7 +300,7 @@ class _Translator:
         if isinstance(parent, (exp.LT, exp.LTE)) and left or isinstance(parent, (exp.GT, exp.GTE)) and not left:
             other = parent.expression if left else parent.this
             for point, center in ((p, q), (q, p)):
-                self.cones.append(_Cone(parent, point, center, other))
+                self.cones.append(_Cone(parent, point, Circle(center, other)))
 
     def literal_geometry(self, node: exp.Expr) -> None:
         """A geometry left as a value: a DALI array of doubles."""
@@ -332,15 +341,18 @@ def rewrite(
     params: Mapping[str, Any],
     positional_index: Callable[[TableTarget], HealpixIndex | tuple | None] | None = None,
     xtypes: Mapping[str, str] | None = None,
+    regions: list | None = None,
 ) -> exp.Expr:
     """Translate ADQL functions and geometry in a resolved statement into DuckDB expressions.
 
     ``refs`` are the pipeline's ``(table node, TableTarget, role, written parts)``; ``params``
     the bound values (``pN`` -> value). With ``positional_index`` (TableTarget -> HealpixIndex
     or None), top-level cone conditions on an indexed table also get a range filter on the
-    index column. ``xtypes`` (see :func:`geometry_columns`) names the geometry columns. Bound parameters used for that filter are guarded in the SQL (``OR $pN IS
-    DISTINCT FROM value``) so that a compile cache rebinding other values stays correct.
+    index column: a placeholder in the SQL, whose ``healpix_index.SkyRegion`` is appended to ``regions``
+    and filled in when values are bound (so a compile cache rebinding or pasting other values stays
+    correct). ``xtypes`` (see :func:`geometry_columns`) names the geometry columns.
     """
+    regions = [] if regions is None else regions
     _map_functions(stmt)
     geo.reset_names()
     tr = _Translator(params, xtypes or {})
@@ -354,15 +366,16 @@ def rewrite(
     if positional_index is not None:
         done: set[int] = set()
         for cone in tr.cones:  # a DISTANCE comparison is listed twice (either point may be the centre)
-            if id(cone.node) not in done and _speed_up(cone, refs, params, positional_index):
+            if id(cone.node) not in done and _speed_up(cone, refs, params, positional_index, regions):
                 done.add(id(cone.node))
     return stmt
 
 
-def _speed_up(cone: _Cone, refs: list, params: Mapping[str, Any], positional_index) -> bool:
-    """AND a HEALPix range filter to a cone condition that is a top-level conjunct of a WHERE
-    or of a JOIN's ON, whose centre is a constant; when the centre is another table's position
-    (a cross-match), plan the join on HEALPix cells (``crossmatch.rewrite_join``)."""
+def _speed_up(cone: _Cone, refs: list, params: Mapping[str, Any], positional_index, regions: list) -> bool:
+    """AND a HEALPix range filter to a ``point in region`` condition that is a top-level conjunct of a
+    WHERE or of a JOIN's ON, whose region is constant (the filter's placeholder, filled in when values
+    are bound: ``regions`` gets its ``SkyRegion``); when the region is a circle about another table's
+    position (a cross-match), plan the join on HEALPix cells (``crossmatch.rewrite_join``)."""
     where = cone.node.parent
     while isinstance(where, (exp.And, exp.Paren)):
         where = where.parent
@@ -391,36 +404,32 @@ def _speed_up(cone: _Cone, refs: list, params: Mapping[str, Any], positional_ind
     index = HealpixIndex(*index)
     if (index.ra.casefold(), index.dec.casefold()) != (ra.name.casefold(), dec.name.casefold()):
         return False
-    used: dict[str, Any] = {}
-    radius = constant(cone.radius, params, used)
-    centre = [constant(x, params, used) for x in (cone.center.ra, cone.center.dec)]
-    if None in centre:  # a cross-match: the centre is another table's position
-        cra, cdec = cone.center.ra, cone.center.dec
+    values = cone.values
+    if any(constant(x, params, {}) is None for x in values):
+        g = cone.region  # a cross-match: a circle about another table's position
+        cra, cdec = (g.center.ra, g.center.dec) if isinstance(g, Circle) else (None, None)
         if not (isinstance(cra, exp.Column) and isinstance(cdec, exp.Column)) or cra.table != cdec.table or not cra.table:
             return False
         u_node = node_of(cra.table)
         return u_node is not None and crossmatch.rewrite_join(cone, where, select, t_node, u_node, index)
-    ranges = healpix_ranges(index, centre[0], centre[1], radius) if radius is not None else None
-    if ranges is None:
-        return False
     col = exp.column(index.column, table=ra.table or None, quoted=True).sql(dialect="duckdb")
-    pred = " OR ".join(f"{col} BETWEEN {lo} AND {hi}" for lo, hi in ranges) or "FALSE"
-    for pname, value in used.items():  # the filter is only right for these values
-        pred += f" OR ${pname} IS DISTINCT FROM CAST('{float(value)!r}' AS DOUBLE)"
+    kind = type(cone.region).__name__.lower()
+    region = SkyRegion(region_token(len(regions)), index, col, kind, tuple(x.sql(dialect="duckdb") for x in values))
+    regions.append(region)
     node, kept = cone.node, exp.Paren()
-    node.replace(exp.And(this=exp.Paren(this=_raw(pred)), expression=kept))
+    node.replace(exp.And(this=exp.Paren(this=_raw(region.token)), expression=kept))
     kept.set("this", node)
-    _note_bounds(where, t_node, ranges, used)
+    _note_bounds(where, t_node, region.token)
     return True
 
 
-def _note_bounds(where: exp.Expr, node: exp.Table, ranges, used: dict) -> None:
-    """Note on the table node the ranges that bound every row it gives (``Statement.regions``, from
+def _note_bounds(where: exp.Expr, node: exp.Table, token: str) -> None:
+    """Note on the table node the region that bounds every row it gives (``Statement.regions``, from
     which a partitioned table's reads are pruned without parsing the SQL again): a WHERE conjunct
     always does; an ON conjunct only of the join that reads the table, unless that keeps all its rows."""
     if isinstance(where, exp.Join) and (where.this is not node or where.side in ("RIGHT", "FULL") or where.kind == "FULL"):
         return
-    node.meta.setdefault("healpix_ranges", []).append((list(ranges), dict(used)))
+    node.meta.setdefault("healpix_regions", []).append(token)
 
 
 def _raw(sql: str) -> exp.Expr:

@@ -57,9 +57,20 @@ class Statement:
     source: str
     into: TableTarget | None
     tables: list[TableTarget]
-    # Read tables whose rows HEALPix ranges of their index bound (a cone's): TableTarget -> [(ranges, the
-    # bound values they hold for)]; only for a table read once in the statement.
+    # Read tables whose rows HEALPix ranges of their index bound (a sky region's): TableTarget -> [(ranges,
+    # the bound values they hold for)]; only for a table read once in the statement.
     regions: dict = field(default_factory=dict, compare=False, repr=False)
+    late: Late | None = field(default=None, compare=False, repr=False)  # the SQL before its regions' ranges
+
+
+@dataclass
+class Late:
+    """A statement's SQL with a placeholder where each sky region's range filter goes, filled in when
+    values are bound (``healpix_index.bind``: compiling, rebinding, rendering a template)."""
+
+    sql: str
+    regions: list  # healpix_index.SkyRegion
+    bounds: dict  # TableTarget -> the tokens of the regions that bound its rows
 
 
 @dataclass

@@ -175,14 +175,14 @@ def rewrite_join(cone, where: exp.Expr, select: exp.Select, t_node: exp.Table, u
         nullable = {"LEFT": t_node, "RIGHT": u_node}.get(side)
         if (side and where.this is not nullable) or kind in _UNSPLIT or where.this not in (t_node, u_node):
             return False
-    columns = list(cone.radius.find_all(exp.Column))
-    if cone.radius.find(exp.Select, exp.AggFunc) is not None or any(c.table.casefold() != u_name.casefold() for c in columns):
+    columns = list(cone.region.r.find_all(exp.Column))
+    if cone.region.r.find(exp.Select, exp.AggFunc) is not None or any(c.table.casefold() != u_name.casefold() for c in columns):
         return False
     u_sql = _bare(u_node)
     u_alias = quote_ident(u_name)
-    radius = splice(cone.radius)
+    radius = splice(cone.region.r)
     scale = f"SELECT max({radius}) FROM {u_sql} AS {u_alias}" if columns else f"SELECT {radius}"
-    ra, dec = (quote_ident(c.name) for c in (cone.center.ra, cone.center.dec))
+    ra, dec = (quote_ident(c.name) for c in (cone.region.center.ra, cone.region.center.dec))
     positions = f"SELECT {u_alias}.{ra} AS __xm_ra, {u_alias}.{dec} AS __xm_dec FROM {u_sql} AS {u_alias}"
     near = exp.Subquery(alias=exp.TableAlias(this=exp.to_identifier(t_name, quoted=True)))
     t_node.replace(near)

@@ -4,8 +4,8 @@ with the table stored in its order, so that a cone search reads only ranges of i
 - Declared per table in its database's ``archive_meta.info`` (``healpix:<table>``, see
   ``HEALPIX_INFO_PREFIX``), read back as a ``HealpixIndex``.
 - Made at ingest (``index_table``): HEALPix's ``ang2pix_nest`` as DuckDB SQL, run by the engine.
-- Used by the ADQL rewrite (``adql.py``): the cells covering a cone become ``BETWEEN`` ranges of the
-  column (``healpix_ranges``), ANDed to the exact test.
+- Used by the ADQL rewrite (``adql.py``): the cells covering a cone, a box or a polygon become
+  ``BETWEEN`` ranges of the column (``sky_ranges``), ANDed to the exact test when values are bound (``fill``).
 
 A table "has sky positions" when it has a numeric RA/Dec pair: by UCD (``pos.eq.ra`` /
 ``pos.eq.dec``, ``;meta.main`` preferred) or by a usual name pair (ra/dec, raj2000/dej2000...).
@@ -13,11 +13,15 @@ A table "has sky positions" when it has a numeric RA/Dec pair: by UCD (``pos.eq.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import math
+import uuid
 from collections.abc import Mapping
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from .compiled import quote_ident
+from .compiled import Statement, quote_ident
 
 #: ``archive_meta.info`` key ``healpix:<table>`` = ``"<column>,<order>,<shift>,<ra>,<dec>"``:
 #: ``column >> shift`` is the nested HEALPix index at ``order`` of (ra, dec), and the table is
@@ -183,14 +187,86 @@ def ordered(select_sql: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Used by cone searches
+# Used by sky searches (cones, boxes, polygons): ranges of the index made when values are bound
 # ---------------------------------------------------------------------------------------------
 
-def healpix_ranges(index: HealpixIndex, ra: float, dec: float, radius: float, max_ranges: int = 48):
-    """Inclusive ``[(lo, hi), ...]`` ranges of ``index.column`` covering the cone, or None
-    when a range filter would not help (bad or huge cone)."""
-    cells = _cone_cells(index, ra, dec, radius)
+_TOKEN = f"__hpx_{uuid.uuid4().hex[:12]}_"  # no user text can have reached the engine SQL with it
+
+
+@dataclass(frozen=True)
+class SkyRegion:
+    """A constant sky region (``kind`` circle, box or polygon) whose rows a range filter on ``index``
+    may be ANDed to. ``values`` are its numbers as engine SQL (literals, ``$pN``, arithmetic of them):
+    the ranges are made from them when values are bound (``fill``), not when the text is compiled, so
+    two queries differing only in their numbers share one compilation (``literals``)."""
+
+    token: str  # stands in the SQL for the range filter until it is filled in
+    index: HealpixIndex
+    column: str  # the index column as engine SQL
+    kind: str
+    values: tuple[str, ...]
+
+
+def region_token(n: int) -> str:
+    """The placeholder of a statement's ``n``th region in its SQL."""
+    return f"{_TOKEN}{n}__"
+
+
+def bind(st: Statement, params: dict[str, Any]) -> Statement:
+    """``st`` with ``params`` bound, its sky regions' range filters made for them."""
+    if st.late is None:
+        return dataclasses.replace(st, params=params)
+    sql, regions = fill(st.late, params)
+    return dataclasses.replace(st, sql=sql, params=params, regions=regions)
+
+
+def fill(late, params: Mapping[str, Any]) -> tuple[str, dict]:
+    """The SQL of ``late`` (``compiled.Late``) with each region's range filter for the bound ``params``,
+    and the ranges that bound each table's rows (``Statement.regions``)."""
+    sql, made = late.sql, {}
+    for region in late.regions:
+        used: dict[str, Any] = {}
+        values = [_value(v, params, used) for v in region.values]
+        ranges = None if None in values else sky_ranges(region.index, region.kind, values)
+        pred = "TRUE" if ranges is None else " OR ".join(f"{region.column} BETWEEN {lo} AND {hi}" for lo, hi in ranges) or "FALSE"
+        sql = sql.replace(region.token, pred)
+        if ranges is not None:
+            made[region.token] = (ranges, used)
+    regions = {target: [made[t] for t in tokens if t in made] for target, tokens in late.bounds.items()}
+    return sql, {target: noted for target, noted in regions.items() if noted}
+
+
+def _value(text: str, params: Mapping[str, Any], used: dict) -> float | None:
+    try:
+        return float(text)  # the usual case: a number as written
+    except ValueError:
+        from .spherical import constant, parse_duckdb
+
+        return constant(parse_duckdb(text), params, used)
+
+
+def sky_ranges(index: HealpixIndex, kind: str, values: list[float], max_ranges: int = 8):
+    """Inclusive ``[(lo, hi), ...]`` ranges (at most ``max_ranges``: each costs DuckDB planning time, more than the row
+    groups a finer cut skips save) of ``index.column`` covering a circle ``(ra, dec, r)``, a
+    box ``(ra, dec, w, h)`` or a polygon ``(ra1, dec1, ...)``, or None when a range filter would not
+    help or the region cannot be covered (bad, degenerate or huge: then every row is read)."""
+    if not all(math.isfinite(v) for v in values):
+        return None
+    if kind == "circle":
+        cells = _cone_cells(index, *values)
+    else:
+        vertices = _box_corners(*values) if kind == "box" else [(values[i], values[i + 1]) for i in range(0, len(values) - 1, 2)]
+        cells = _polygon_cells(index, vertices) if vertices else None
     return None if cells is None else _ranges(index, cells, max_ranges)
+
+
+def _depth(index: HealpixIndex, radius: float) -> int:
+    # Cells about half the radius across (order-0 cells are ~58.6 deg): a few dozen cells.
+    return max(0, min(index.order, math.ceil(math.log2(117.3 / radius))))
+
+
+def _cells_of(index: HealpixIndex, ipix, depths):
+    return [(int(p) << (2 * (index.order - int(d))), (int(p) + 1) << (2 * (index.order - int(d)))) for p, d in zip(ipix, depths)]
 
 
 def _cone_cells(index: HealpixIndex, ra: float, dec: float, radius: float):
@@ -199,21 +275,89 @@ def _cone_cells(index: HealpixIndex, ra: float, dec: float, radius: float):
     from astropy.coordinates import Latitude, Longitude
     from cdshealpix.nested import cone_search
 
-    if not all(math.isfinite(v) for v in (ra, dec, radius)) or not (0 < radius <= 60 and -90 <= dec <= 90):
+    if not (0 < radius <= 60 and -90 <= dec <= 90):
         return None
-    # Cells about half the radius across (order-0 cells are ~58.6 deg): a few dozen cells.
-    depth = max(0, min(index.order, math.ceil(math.log2(117.3 / radius))))
-    ipix, depths, _ = cone_search(Longitude(ra % 360, u.deg), Latitude(dec, u.deg), radius * u.deg, depth)
-    return [(int(p) << (2 * (index.order - int(d))), (int(p) + 1) << (2 * (index.order - int(d)))) for p, d in zip(ipix, depths)]
+    ipix, depths, _ = cone_search(Longitude(ra % 360, u.deg), Latitude(dec, u.deg), radius * u.deg, _depth(index, radius))
+    return _cells_of(index, ipix, depths)
 
 
-def _ranges(index: HealpixIndex, cells, max_ranges: int):
+def _unit(ra: float, dec: float) -> tuple[float, float, float]:
+    a, d = math.radians(ra), math.radians(dec)
+    return math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d)
+
+
+def _box_corners(ra: float, dec: float, w: float, h: float) -> list[tuple[float, float]] | None:
+    """The four corners of an ADQL BOX (the gnomonic rectangle about its centre, ``adql.py``)."""
+    if not (0 < w < 180 and 0 < h < 180 and -90 <= dec <= 90):
+        return None
+    c, a = _unit(ra, dec), math.radians(ra)
+    east = (-math.sin(a), math.cos(a), 0.0)
+    north = (c[1] * east[2] - c[2] * east[1], c[2] * east[0] - c[0] * east[2], c[0] * east[1] - c[1] * east[0])
+    tw, th = math.tan(math.radians(w) / 2), math.tan(math.radians(h) / 2)
+    corners = []
+    for x, y in ((-tw, -th), (tw, -th), (tw, th), (-tw, th)):
+        v = [c[i] + x * east[i] + y * north[i] for i in range(3)]
+        corners.append((math.degrees(math.atan2(v[1], v[0])) % 360, math.degrees(math.atan2(v[2], math.hypot(v[0], v[1])))))
+    return corners
+
+
+def _polygon_cells(index: HealpixIndex, vertices: list[tuple[float, float]]):
+    """Cells covering a polygon with great-circle edges inside a hemisphere (``adql.py``), or None.
+
+    Its vertices lie in the cap about their mean direction through the farthest one, and so does the
+    whole polygon (a cap of radius under 90 degrees is convex): that cap's cells always cover it.
+    cdshealpix's polygon cover is tighter, and is used when it lies within the cap's (a self-crossing
+    or degenerate polygon may give it anything, e.g. the other side of the sky)."""
+    import astropy.units as u
+    from astropy.coordinates import Latitude, Longitude
+    from cdshealpix.nested import polygon_search
+
+    if len(vertices) < 3 or not all(-90 <= d <= 90 for _, d in vertices):
+        return None
+    units = [_unit(a, d) for a, d in vertices]
+    mean = [sum(v[i] for v in units) for i in range(3)]
+    size = math.sqrt(sum(m * m for m in mean))
+    if size < 1e-9:
+        return None
+    centre = [m / size for m in mean]
+    reach = max(math.degrees(math.acos(max(-1.0, min(1.0, sum(c * x for c, x in zip(centre, v)))))) for v in units)
+    radius = reach * (1 + 1e-9) + 1e-9  # the vertices inside, whatever the rounding
+    cap = _cone_cells(index, math.degrees(math.atan2(centre[1], centre[0])), math.degrees(math.asin(centre[2])), radius)
+    if cap is None:
+        return None
+    try:
+        ipix, depths, _ = polygon_search(
+            Longitude([a for a, _ in vertices], u.deg), Latitude([d for _, d in vertices], u.deg), _depth(index, radius)
+        )
+    except (ValueError, IndexError, RuntimeError, OverflowError):
+        return cap
+    cells = _cells_of(index, ipix, depths)
+    return cells if cells and _within(cells, cap) else cap
+
+
+def _within(cells, cover) -> bool:
+    """Whether every cell of ``cells`` lies inside ``cover`` (both lists of ``[first, end)``)."""
+    merged = _merge(cover)
+    starts = [a for a, _ in merged]
+    for a, b in cells:
+        i = bisect.bisect_right(starts, a) - 1
+        if i < 0 or merged[i][1] < b:
+            return False
+    return True
+
+
+def _merge(cells) -> list[list[int]]:
     merged: list[list[int]] = []
     for a, b in sorted(cells):
         if merged and a <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], b)
         else:
             merged.append([a, b])
+    return merged
+
+
+def _ranges(index: HealpixIndex, cells, max_ranges: int):
+    merged = _merge(cells)
     while len(merged) > max_ranges:  # close the smallest gap: fewer ORs, a little more read
         k = min(range(len(merged) - 1), key=lambda i: merged[i + 1][0] - merged[i][1])
         merged[k][1] = merged.pop(k + 1)[1]

@@ -10,7 +10,7 @@ expression, so nothing else can be pasted).
 
 A template is kept only when it is *transparent*: rendered with the numbers of the text that was
 just compiled for real, it gives exactly that compilation. A number that compilation depends on
-(a ``TOP`` capped by the row limit, a cone turned into HEALPix ranges, a number checked for range)
+(a ``TOP`` capped by the row limit, a number checked for range or folded into another)
 renders differently, and the shape is then compiled afresh every time, as before.
 """
 
@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ..errors import ArchiveError
-from .compiled import Compiled
+from .compiled import Compiled, Late, Statement
+from .healpix_index import bind
 
 # One token at a time: quoted strings and identifiers, comments and words are kept whole, so a
 # number inside them is never taken for a literal; a plain number stands alone (not part of a
@@ -84,24 +85,36 @@ class Template:
             text = text.replace(mark, numbers[i])
         return text
 
+    def _statement(self, s: Statement, numbers: list[str]) -> Statement:
+        source = self._paste(s.source, numbers)
+        if s.late is None:
+            return replace(s, sql=self._paste(s.sql, numbers), source=source)
+        # Sky regions' range filters are made from the numbers pasted into their values
+        regions = [replace(r, values=tuple(self._paste(v, numbers) for v in r.values)) for r in s.late.regions]
+        late = Late(self._paste(s.late.sql, numbers), regions, s.late.bounds)
+        return bind(replace(s, source=source, late=late), s.params)
+
     def render(self, numbers: list[str]) -> Compiled:
         """The compilation of the shape with ``numbers``: statements with the numbers pasted; no
         phases (only ``/compile`` shows them, and it never uses the cache)."""
         c = self.compiled
-        statements = [replace(s, sql=self._paste(s.sql, numbers), source=self._paste(s.source, numbers)) for s in c.statements]
+        statements = [self._statement(s, numbers) for s in c.statements]
         return Compiled(c.language, statements, [], lambda: self._paste(c.modified_query, numbers), dict(c.param_names))
 
 
 def learn(text: str, real: Compiled, compile_text: Callable[[str], Compiled]) -> Template | None:
     """The template of ``text``'s shape (``real``: the text's own compilation), or None when no
     transparent one exists. Row counts are fixed; so is a number whose sentinel the compilation
-    used up, and the shape is compiled once more: at most two compilations."""
+    used up, and the shape is compiled once more; when the template is not transparent, the 0s and 1s
+    are fixed too (``CONTAINS(...) = 1`` is a condition only with a 1) and it is tried once more: at
+    most three compilations."""
     form, numbers = shape(text)
     marks = sentinels(numbers)
     # Row counts (TOP, LIMIT, OFFSET, FETCH FIRST) shape the compilation: fixed from the start.
     before = form.split(MARK)[:-1]
     fixed = {i: numbers[i] for i, b in enumerate(before) if _COUNT.search(b[1:] if i else b)}
-    for _ in range(2):
+    flags = {i: n for i, n in enumerate(numbers) if n in ("0", "1")}
+    for _ in range(3):
         try:
             compiled = compile_text(fill(form, [numbers[i] if i in fixed else m for i, m in enumerate(marks)]))
         except ArchiveError:
@@ -111,7 +124,11 @@ def learn(text: str, real: Compiled, compile_text: Callable[[str], Compiled]) ->
             fixed |= {i: numbers[i] for i in missing}
             continue
         template = Template(compiled, marks, fixed)
-        return template if template.slots and _same(template.render(numbers), real) else None
+        if template.slots and _same(template.render(numbers), real):
+            return template
+        if not flags.keys() - fixed.keys():
+            return None
+        fixed |= flags
     return None
 
 

@@ -16,7 +16,8 @@ from sqlglot.errors import ErrorLevel, SqlglotError
 from ..errors import ArchiveError, bad_request
 from . import adql
 from .checks import check_statement
-from .compiled import Compiled, Parsed, Resolver, Statement, TableTarget
+from .compiled import Compiled, Late, Parsed, Resolver, Statement, TableTarget
+from .healpix_index import bind
 from .dialects import language_spec
 from .parse import parse_chunk
 from .phases import PHASE_AST, PHASE_ENGINE_SQL, PHASE_RESOLVED, PHASE_REWRITTEN, PHASE_VARIABLES, PhaseLog, ast_tree, batch_tree
@@ -138,13 +139,14 @@ def compile_query(
                 lines += resolve_statement(p, res, text)
             ph.detail = "\n".join(lines) or "no tables"
 
+        sky: dict[int, list] = {}  # per statement: the sky regions whose range filters are filled in when values are bound
         with run.phase(PHASE_REWRITTEN) as ph:
-            for p in parsed:
+            for i, p in enumerate(parsed):
                 budget.check()
                 rewrite_statement(p)
                 if spec.name == "adql":
                     xtypes = adql.geometry_columns(getattr(resolver, "column_meta", None), p.refs)
-                    p.stmt = adql.rewrite(p.stmt, p.refs, p.params, positional_index, xtypes)
+                    p.stmt = adql.rewrite(p.stmt, p.refs, p.params, positional_index, xtypes, sky.setdefault(i, []))
             reads = [i for i, p in enumerate(parsed) if p.kind == "read"]
             if reads:
                 last = parsed[reads[-1]]
@@ -158,21 +160,22 @@ def compile_query(
 
         with run.phase(PHASE_ENGINE_SQL) as ph:
             statements = []
-            for p in parsed:
+            for i, p in enumerate(parsed):
                 budget.check()
                 # copy=False: the generator's own defensive copy of the tree costs ~1 ms, and the
                 # tree is not used again except to show the rewritten phase
                 sql = p.stmt.sql(dialect=ENGINE_DIALECT, identify=True, unsupported_level=ErrorLevel.RAISE, copy=False)
                 tables: list[TableTarget] = []
-                regions: dict = {}
+                bounds: dict = {}
                 for node, target, role, _ in p.refs:
                     if role == "read" and not any(same_table(target, t) for t in tables):
                         tables.append(target)
-                        if "healpix_ranges" in node.meta:
-                            regions[target] = node.meta["healpix_ranges"]
+                        if "healpix_regions" in node.meta:
+                            bounds[target] = node.meta["healpix_regions"]
                     elif role == "read":  # read twice: which read the ranges bound is not kept
-                        regions = {k: v for k, v in regions.items() if not same_table(k, target)}
-                statements.append(Statement(p.kind, sql, dict(p.params), p.source, p.into, tables, regions))
+                        bounds = {k: v for k, v in bounds.items() if not same_table(k, target)}
+                late = Late(sql, sky[i], bounds) if sky.get(i) else None
+                statements.append(bind(Statement(p.kind, sql, {}, p.source, p.into, tables, late=late), dict(p.params)))
             ph.detail = ";\n".join(s.sql for s in statements)
 
         return Compiled(spec.name, statements, run.phases, lambda: _modified_query(parsed, user_dialect), dict(binder.names))
@@ -190,10 +193,7 @@ def rebind(compiled: Compiled, *, variables: dict[str, str] | None = None, param
     values = {}
     for name, pname in compiled.param_names.items():
         values[pname] = binder.value(name)[0]
-    statements = [
-        Statement(st.kind, st.sql, {k: values[k] for k in st.params}, st.source, st.into, st.tables, st.regions)
-        for st in compiled.statements
-    ]
+    statements = [bind(st, {k: values[k] for k in st.params}) for st in compiled.statements]
     return Compiled(compiled.language, statements, compiled.phases, compiled.modified, compiled.param_names)
 
 

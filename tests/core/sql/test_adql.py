@@ -335,9 +335,12 @@ def test_cone_speed_up_with_parameters_survives_rebind(sky, sky_con):
     text = "SELECT COUNT(*) FROM demo.PhotoObj WHERE CONTAINS(POINT(ra, dec), CIRCLE(:ra, :dec, :r)) = 1"
     compiled = compile_query(text, "adql", res, params={"ra": 155.0, "dec": 5.0, "r": 0.3}, positional_index=photo_index)
     st = compiled.statements[0]
-    assert '"objid" between' in st.sql.lower() and "IS DISTINCT FROM" in st.sql
+    assert '"objid" between' in st.sql.lower()
     plain = compile_query(text, "adql", res, params={"ra": 151.0, "dec": 2.0, "r": 0.4}).statements[0]
     again = rebind(compiled, params={"ra": 151.0, "dec": 2.0, "r": 0.4}).statements[0]
+    # the ranges are made again for the values bound now
+    fresh = compile_query(text, "adql", res, params={"ra": 151.0, "dec": 2.0, "r": 0.4}, positional_index=photo_index).statements[0]
+    assert again.sql == fresh.sql != st.sql
     want = sky_con.sql(plain.sql, params=plain.params).fetchall()
     assert want[0][0] > 100
     assert sky_con.sql(again.sql, params=again.params).fetchall() == want

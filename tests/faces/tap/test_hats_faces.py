@@ -95,3 +95,13 @@ async def test_a_catalog_damaged_on_disk_is_a_clear_4xx_in_every_face(fetch, hat
         reply = Reply(resp.code, {k.lower(): v for k, v in resp.headers.items()}, resp.body)
         assert shape_problem(face, reply) is None, (face, resp.body)
         assert b"changed on disk" in resp.body and b"mounted again" in resp.body, (face, resp.body)
+
+
+async def test_compile_shows_boxes_and_polygons_read_few_partitions(fetch):
+    for region in ("BOX('ICRS', 30.5, -2.25, 1.5, 0.8)", "POLYGON('ICRS', 30, -2, 31, -2, 30.5, -1)"):
+        for how in ("CONTAINS", "INTERSECTS"):
+            query = f"SELECT objid FROM sky.stars WHERE {how}(POINT('ICRS', ra, dec), {region}) = 1"
+            plan = body_json(await fetch("archive", "api", "compile", method="POST", body=json.dumps({"query": query, "language": "adql"})))
+            detail = next(p["detail"] for p in plan["phases"] if p["name"] == "partitions")
+            read, total = (int(x) for x in detail.split("read ")[1].split(" (")[0].split(", total "))
+            assert 0 < read < total / 4, detail

@@ -42,6 +42,7 @@ class HatsRead:
     table: HatsTable
     partitions: list[int]  # indexes into table.files; [] with ``count`` too
     count: bool = False  # answered from the catalog's row count: no file read
+    near: Any = None  # crossmatches.Near: a cross-match's candidates, pruned by the positions of its other table when run
 
     @property
     def files(self) -> list[str]:
@@ -49,6 +50,8 @@ class HatsRead:
 
     def describe(self) -> str:
         how = "COUNT(*) from the catalog's metadata" if self.count else f"{len(self.partitions)} of {self.table.partitions} partitions"
+        if self.near is not None:
+            how = f"at most: pruned by the positions of {self.near.name} when it runs"
         return f"{self.alias}.{self.table.name}: read {0 if self.count else len(self.partitions)}, total {self.table.partitions} ({how})"
 
 
@@ -102,6 +105,8 @@ def partition(hats: dict[str, dict[str, HatsTable]], statements: list) -> Partit
     name), or None when they read no HATS table."""
     if not any(t.catalog in hats for st in statements for t in (st.tables or [])):
         return None
+    from .crossmatches import near_of  # which reads are a cross-match's candidates (that module reads these)
+
     shapes, reads = [], []
     for st in statements:
         if not any(t.catalog in hats for t in (st.tables or [])):
@@ -121,7 +126,7 @@ def partition(hats: dict[str, dict[str, HatsTable]], statements: list) -> Partit
             if table is None:
                 continue
             ranges = _ranges(node, table, st.params or {})
-            reads.append(HatsRead(node.catalog, table, table.touched(ranges)))
+            reads.append(HatsRead(node.catalog, table, table.touched(ranges), near=near_of(node, hats)))
             alias = node.args.get("alias") or exp.TableAlias(this=exp.to_identifier(node.name))
             node.replace(exp.Table(this=exp.to_identifier(f"{_TOKEN}{len(reads) - 1}__"), alias=alias))
         shapes.append(tree.sql(dialect="duckdb", identify=True))

@@ -5,7 +5,8 @@ The choices: the principal's DuckDB engine (the default; pinned to the engine ho
 upload's tables), a writable mount's own engine, a pushed-down SQL server (with the DuckDB
 engine a copy from it writes into), a fresh in-memory engine holding TAP_SCHEMA, or, for a query
 reading HATS catalogs, the principal's DuckDB engine over only the partitions the query touches
-(``partitions.py``; the plan carries them, so a cluster can run the same shapes as another ``where``).
+(``partitions.py``; for a cross-match, those the other table's positions touch: ``crossmatches.py``), or a job
+over many of them fanned out on the Dask cluster (the plan carries the partitions and the SQL shapes).
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ def _fans_out(namespace: Namespace, partitioned, statements, engine: EngineRef |
     others = {(t.catalog.lower(), t.schema.lower(), t.name.lower()) for t in st.tables if t.catalog not in namespace.hats}
     if others and (read.near is None or others != {tuple(p.name.lower() for p in read.near.upload.parts)}):
         return False
+    if read.near is not None and not _splits(partitioned, st, read.near):
+        return False  # e.g. an outer join keeping u's unmatched rows: right in-process, over the partitions u touches
     if read.near is not None and engine is not None:
         from .crossmatches import touched
 
@@ -109,6 +112,20 @@ def _fans_out(namespace: Namespace, partitioned, statements, engine: EngineRef |
         finally:
             cursor.close()
     return len(read.partitions) >= CLUSTER_PARTITIONS
+
+
+def _splits(partitioned, st, near) -> bool:
+    """Whether the cluster can split a cross-match (``fanout.decompose``) with its other table shipped."""
+    from .cluster_writes import select_of
+    from .fanout import decompose
+    from .partitions import placeholder
+
+    try:
+        select = partitioned.shapes[0] if st.kind == "read" else select_of(partitioned.shapes[0])[0]
+        decompose(select, placeholder(0), [near.table_sql])
+    except ArchiveError:
+        return False
+    return True
 
 
 def _catalogs(statements) -> set[str]:

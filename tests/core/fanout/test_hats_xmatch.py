@@ -224,3 +224,23 @@ def test_a_failed_into_job_on_the_cluster_leaves_no_table(sky):
     assert "broken" not in {t.name.lower() for t in sky.catalog.tables(p, "MyDB")}
     with pytest.raises(Exception, match="(?i)broken"):
         sky.queries.query(p, "SELECT COUNT(*) FROM mydb.broken", "sql").close()
+
+
+def test_an_outer_cross_match_keeping_unmatched_rows_stays_in_process_and_is_right(sky, hats_oracle, stars):
+    objid, ra, dec = stars
+    rng = np.random.default_rng(11)
+    pick = rng.integers(0, len(ra), 200)
+    table = upload(sky, "lefty", np.concatenate([ra[pick] + 1e-4, rng.uniform(0, 360, 100)]), np.concatenate([dec[pick], rng.uniform(-60, 60, 100)]))
+    r = 2 / 3600
+    text = (f"SELECT u.uid, s.objid FROM mydb.lefty AS u LEFT JOIN sky.stars AS s "
+            f"ON 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', u.ura, u.udec, {r!r}))")  # fmt: skip
+    p = alice(sky)
+    compiled = sky.queries.compile(p, text, "adql", explain=False)
+    assert sky.queries.plan(p, compiled.statements, job=True).where == HATS  # the cluster cannot split it: not refused, in-process
+    job, log = run_job(sky, text)
+    got = sorted(((r["uid"], r["objid"]) for r in sky.jobs.result(p, job.id).to_table().to_pylist()), key=repr)
+    surely, possibly = pairs_of(hats_oracle, table, r)
+    assert surely == possibly
+    matched = {u for u, _ in surely}
+    want = sorted([*surely, *((u, None) for u in range(table.num_rows) if u not in matched)], key=repr)
+    assert got == want and len(matched) >= 150

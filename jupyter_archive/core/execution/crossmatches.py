@@ -27,6 +27,7 @@ from sqlglot import exp
 from ..backends.hats import HEALPIX_ORDER
 from ..sql import quote_ident
 from .engines import engine_error
+from .fanout import placeholders
 from .partitions import HatsRead, Partitioned, partition, placeholder
 
 _ALIASES = ("__xm_t", "__xm_o", "__xm_c")  # crossmatch.candidates: t, the order, the cells
@@ -56,13 +57,20 @@ class Near:
         return ".".join(p.name for p in self.upload.parts)
 
     @functools.cached_property
-    def ranges_sql(self) -> str:
-        """``(__xm_ra, __xm_dec, lo, hi)``: each position of ``u`` with the order-29 cells of one of its cells."""
-        scale, cells = self._scale.sql("duckdb", identify=True), self._cells.sql("duckdb", identify=True)
-        shift = f"2 * ({HEALPIX_ORDER} - o.__xm_k)"
+    def _parts(self) -> tuple[str, str]:
+        return self._scale.sql("duckdb", identify=True), self._cells.sql("duckdb", identify=True)
+
+    def cells_sql(self, order: int, positions: bool) -> str:
+        """The distinct cells of ``u``'s positions (and their neighbours at the match order ``k``) at order
+        ``m = min(k, order)``: ``(a, m)``, ``a`` -1 when every pair is a candidate; with ``positions``, each with
+        the position it came from (``__xm_ra``, ``__xm_dec``). With ``order`` the finest of a catalog's
+        partitions, the partitions a cell at ``m`` meets are exactly those its cells at ``k`` meet (a partition
+        holds a cell at ``m`` whole, or none of it), and far fewer cells are distinct than at ``k``."""
+        scale, cells = self._parts
+        m = f"LEAST(o.__xm_k, {int(order)})"
         return (
-            f"SELECT c.__xm_ra, c.__xm_dec, CASE WHEN o.__xm_all THEN 0 ELSE c.__xm_cell << ({shift}) END AS lo, "
-            f"CASE WHEN o.__xm_all THEN {_ALL} ELSE ((c.__xm_cell + 1) << ({shift})) - 1 END AS hi "
+            f"SELECT DISTINCT {'c.__xm_ra, c.__xm_dec, ' if positions else ''}"
+            f"CASE WHEN o.__xm_all THEN -1 ELSE c.__xm_cell >> (2 * (o.__xm_k - {m})) END AS a, {m} AS m "
             f"FROM ({scale}) AS o CROSS JOIN ({cells}) AS c"
         )
 
@@ -91,8 +99,6 @@ def near_of(node: exp.Table, hats: dict) -> Near | None:
 
 
 def _params(sql: str, params: dict | None) -> dict | None:
-    from .fanout import placeholders
-
     if not params:
         return None
     used = placeholders(sql)
@@ -106,25 +112,28 @@ def _query(cursor, sql: str, params: dict | None) -> pa.Table:
         raise engine_error(exc) from None
 
 
-def _partition_of(read: HatsRead, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row, partition) pairs: each order-29 range ``[lo, hi]`` with every partition of ``read`` it meets."""
+def _partition_of(read: HatsRead, cells: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(row, partition) pairs: each cell of ``cells`` (``Near.cells_sql``) with every partition of ``read`` it meets."""
+    a, m = (cells.column(n).to_numpy(zero_copy_only=False).astype(np.int64) for n in ("a", "m"))
+    shift = 2 * (HEALPIX_ORDER - m)
+    lo = np.where(a < 0, 0, a << shift)
+    hi = np.where(a < 0, _ALL, ((a + 1) << shift) - 1)
     starts, ends = np.asarray(read.table.starts, dtype=np.int64), np.asarray(read.table.ends, dtype=np.int64)
     first = np.maximum(np.searchsorted(starts, lo, side="right") - 1, 0)
     first = np.where(ends[first] > lo, first, first + 1)  # lo in a gap between partitions: the next one
     last = np.searchsorted(starts, hi, side="right") - 1
-    span = np.maximum(last - first + 1, 0)  # a cell coarser than the partitions meets several
+    span = np.maximum(last - first + 1, 0)  # every pair: one cell spans all the partitions
     rows = np.repeat(np.arange(len(lo)), span)
     offsets = np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span)
-    return rows, np.repeat(first, span) + offsets
+    parts = np.repeat(first, span) + offsets
+    keep = np.isin(parts, read.partitions)  # and within a cone of the query, if any
+    return rows[keep], parts[keep]
 
 
 def touched(read: HatsRead, cursor, params: dict | None) -> list[int]:
     """The partitions of ``read`` the cells of ``u``'s positions meet (a query on ``u`` through ``cursor``)."""
-    near = read.near
-    cells = _query(cursor, f"SELECT DISTINCT lo, hi FROM ({near.ranges_sql}) AS __xm_r", params)
-    lo, hi = (cells.column(n).to_numpy(zero_copy_only=False).astype(np.int64) for n in ("lo", "hi"))
-    _, parts = _partition_of(read, lo, hi)
-    return sorted(set(np.unique(parts).tolist()) & set(read.partitions))  # and within a cone of the query, if any
+    cells = _query(cursor, read.near.cells_sql(max(read.table.orders), positions=False), params)
+    return np.unique(_partition_of(read, cells)[1]).tolist()
 
 
 def pruned(partitioned: Partitioned, statements: list, cursor) -> list:
@@ -163,11 +172,8 @@ def shipped(read: HatsRead, cursor, params: dict | None, threads: int, batch) ->
     partitions) and, for each, the rows of ``u`` whose cells meet one of its partitions; a batch no row
     of ``u`` can match is left out."""
     near = read.near
-    cells = _query(cursor, near.ranges_sql, params)
-    lo, hi = (cells.column(n).to_numpy(zero_copy_only=False).astype(np.int64) for n in ("lo", "hi"))
-    rows, parts = _partition_of(read, lo, hi)
-    keep = np.isin(parts, read.partitions)  # and within a cone of the query, if any
-    rows, parts = rows[keep], parts[keep]
+    cells = _query(cursor, near.cells_sql(max(read.table.orders), positions=True), params)
+    rows, parts = _partition_of(read, cells)
     order = np.unique(parts).tolist()
     groups = batch(order, threads)
     batch_of = np.zeros(read.table.partitions, dtype=np.int32)

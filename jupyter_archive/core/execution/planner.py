@@ -47,7 +47,11 @@ class Plan:
         if cursor is not None and any(r.near is not None for r in self.partitioned.reads):
             from .crossmatches import pruned
 
-            return pruned(self.partitioned, statements, cursor)
+            try:
+                return pruned(self.partitioned, statements, cursor)
+            except BaseException:
+                cursor.close()  # the query will not run on it: give it back
+                raise
         return self.partitioned.statements(statements)
 
 

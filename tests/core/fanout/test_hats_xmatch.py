@@ -15,21 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jupyter_archive.core.archive import Archive
-from jupyter_archive.core.config import ArchiveConfig
 from jupyter_archive.core.execution.crossmatches import touched
 from jupyter_archive.core.execution.planner import CLUSTER, CLUSTER_PARTITIONS, HATS
 
 EPS = 1e-9  # degrees: pairs this close to the radius may fall either side of it
-
-
-@pytest.fixture(scope="module")
-def sky(hats_root, local_cluster, tmp_path_factory):
-    a = Archive(ArchiveConfig(data_dir=tmp_path_factory.mktemp("hats-xmatch"), demo=False, dask_scheduler=local_cluster.scheduler_address,
-                              mounts=[{"path": "/sky", "type": "hats", "location": str(hats_root), "context": "SKY"}]))  # fmt: skip
-    a.start()
-    yield a
-    a.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from astropy.table import Table
 
 from tests.support import body_json
 from tests.support.faces import in_thread
+from tests.support.positions import near_rows, separation
 
 pyvo = pytest.importorskip("pyvo")
 
@@ -25,22 +26,10 @@ def archive_config(hats_root):
     }
 
 
-def _separation(ra1, dec1, ra2, dec2):
-    a1, d1, a2, d2 = (np.radians(np.asarray(x, float)) for x in (ra1, dec1, ra2, dec2))
-    h = np.sin((d2 - d1) / 2) ** 2 + np.cos(d1) * np.cos(d2) * np.sin((a2 - a1) / 2) ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.minimum(1.0, h))))
-
-
 async def test_tap_async_upload_cross_match_fans_out_and_equals_brute_force(tap_service, hats_oracle, fetch):
     objid, ra, dec = (np.asarray(c) for c in zip(*hats_oracle.sql("SELECT objid, ra, dec FROM stars").fetchall()))
-    rng = np.random.default_rng(29)
     n, radius = 400, 3 / 3600
-    pick = rng.integers(0, len(ra), n)
-    # half at a quarter of the radius from a row, half at twice it: no pair is near the boundary
-    sep = np.where(np.arange(n) % 2 == 0, 0.25, 2.0) * radius
-    angle = rng.uniform(0, 2 * np.pi, n)
-    up_dec = np.clip(dec[pick] + sep * np.cos(angle), -90, 90)
-    up_ra = (ra[pick] + sep * np.sin(angle) / np.maximum(np.cos(np.radians(up_dec)), 1e-6)) % 360
+    up_ra, up_dec = near_rows(ra, dec, n, radius, seed=29)
     mine = Table({"id": np.arange(n), "ra": up_ra, "dec": up_dec})
     text = ("SELECT m.id, s.objid FROM TAP_UPLOAD.mine AS m JOIN sky.stars AS s "
             f"ON 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', m.ra, m.dec, {radius!r}))")  # fmt: skip
@@ -56,7 +45,7 @@ async def test_tap_async_upload_cross_match_fans_out_and_equals_brute_force(tap_
     want = set()
     for i in range(n):
         band = np.nonzero(np.abs(dec - up_dec[i]) <= radius)[0]
-        want |= {(i, int(objid[j])) for j in band[_separation(up_ra[i], up_dec[i], ra[band], dec[band]) < radius]}
+        want |= {(i, int(objid[j])) for j in band[separation(up_ra[i : i + 1], up_dec[i : i + 1], ra[band], dec[band])[0] < radius]}
     pairs = [(int(i), int(o)) for i, o in zip(got["id"], got["objid"])]
     assert sorted(pairs) == sorted(want) and len(want) >= n // 2
     log = body_json(await fetch("archive", "api", "jobs", str(job_id), "log"))["log"]

@@ -317,6 +317,7 @@ class JobView:
     def __init__(self, cancel: threading.Event | None):
         self.cancel = cancel if cancel is not None else threading.Event()
         self.done = self.total = 0
+        self.detail = ""  # what ran where, for the job's log
 
     def __call__(self, done: int, total: int) -> None:
         self.done, self.total = done, total
@@ -331,17 +332,44 @@ class JobView:
         """Nothing to give back: the query's own stream closes what it holds."""
 
 
-def run_partitioned(cluster: Cluster, partitioned, statements, *, time_limit=None, cancel=None, on_cursor=None) -> pa.RecordBatchReader:
-    """A job's one read of one HATS catalog (``planner.CLUSTER``) fanned out over the cluster: its rows."""
+def run_partitioned(cluster: Cluster, plan, statements, *, time_limit=None, cancel=None, on_cursor=None) -> pa.RecordBatchReader | int:
+    """A job's one statement over one HATS catalog (``planner.CLUSTER``) fanned out over the cluster: its rows,
+    or, for ``SELECT ... INTO mydb``, how many it wrote. A cross-match's other table is read through the
+    plan's engine and shipped, each batch of partitions with only the rows that can match there."""
     from .partitions import placeholder
 
-    read = partitioned.reads[0]
+    read, st = plan.partitioned.reads[0], statements[0]
     read.table.check(read.partitions)  # a catalog changed on disk fails here, not in its tasks
     view = JobView(cancel)
     if on_cursor is not None:
         on_cursor(view)
-    plan = FanOut(
-        sql=partitioned.shapes[0], table=placeholder(0), batches=batches(read.files, cluster.threads()), root=str(read.table.path),
-        params=dict(statements[0].params or {}), time_limit=time_limit,
-    )  # fmt: skip
-    return fan_out(cluster, plan, cancel=view.cancel, progress=view)
+    select, create = plan.partitioned.shapes[0], None
+    if st.kind == "write":
+        from .cluster_writes import select_of
+
+        select, create = select_of(select)
+    fan = FanOut(sql=select, table=placeholder(0), batches=[], root=str(read.table.path), params=dict(st.params or {}), time_limit=time_limit)
+    if read.near is None:
+        fan.batches = batches(read.files, cluster.threads())
+        view.detail = f"the Dask cluster: {len(fan.batches)} tasks over {len(read.partitions)} of {read.table.partitions} partitions"
+    else:
+        from .crossmatches import shipped
+
+        cursor = plan.engine.cursor(timeout=None, cancel=view.cancel)
+        try:
+            ship = shipped(read, cursor, st.params, cluster.threads(), batches)
+        finally:
+            cursor.close()
+        name = read.near.table_sql
+        fan.batches, fan.shipped, fan.shipped_per_batch = ship.batches, {name: ship.schema.empty_table()}, [{name: r} for r in ship.rows]
+        view.detail = (
+            f"the Dask cluster: {len(fan.batches)} tasks over {ship.partitions} of {read.table.partitions} partitions "
+            f"(those the positions of {read.near.name} touch), {sum(r.num_rows for r in ship.rows)} of its rows shipped"
+        )
+    reader = fan_out(cluster, fan, cancel=view.cancel, progress=view)
+    if create is None:
+        return reader
+    from .cluster_writes import written
+
+    typed = select.replace(f'"{placeholder(0)}"', read.table.read_files_sql([]))  # the SELECT over no rows: its engine types
+    return written(plan.engine, create, typed, _params(typed, st.params or {}), reader, view.cancel)

@@ -19,7 +19,7 @@ from ..sql import quote_ident
 from . import pushdown
 from .engines import engine_error
 from .cluster import batches
-from .planner import CLUSTER, ENGINE, HATS, SERVER, plan
+from .planner import CLUSTER, CLUSTER_PARTITIONS, ENGINE, HATS, SERVER, plan
 from .scheduler import CONNECT_WAIT
 
 if TYPE_CHECKING:
@@ -77,7 +77,9 @@ def with_plan(
                 tasks = f"{len(batches(where.partitioned.reads[0].files, cluster.threads(CONNECT_WAIT)))} tasks"
             except ArchiveError as exc:  # compiling still answers; the job would fail with this
                 tasks = str(exc)
-            engine = f"in-process as a quick query; as a job, the Dask cluster ({cluster.scheduler}): {tasks}"
+            near = where.partitioned.reads[0].near
+            when = f" if the positions of {near.name} touch {CLUSTER_PARTITIONS} partitions or more" if near is not None else ""
+            engine = f"in-process as a quick query; as a job, the Dask cluster ({cluster.scheduler}){when}: {tasks}"
         compiled.phases.append(sqlmod.Phase("partitions", detail=where.partitioned.phase_detail(engine)))
     if where.where == SERVER:
         compiled.phases.append(sqlmod.Phase("Pushed SQL", detail=pushdown.pushed_sql(where.backend, compiled)))

@@ -116,35 +116,40 @@ def _rename_tables(tree: exp.Select, table: str, shipped: list[tuple[str, ...]])
     refuse any other table, and a partitioned table read twice or inside a subquery."""
     wanted = _parts(table)
     seen = 0
+    source = None  # what the statement's FROM or JOIN reads the partitioned rows as: the table, or a row-wise derived table
     for node in list(tree.find_all(exp.Table)):
         if not isinstance(node.this, exp.Identifier):
             raise refuse(f"a table function ({duck(node.this)})")
         parts = _table_parts(node)
         if parts == wanted:
             seen += 1
-            if node.find_ancestor(exp.Select) is not tree:
+            inner = node.find_ancestor(exp.Select)
+            if inner is not tree and not _row_wise(inner, node, tree):
                 raise refuse("a subquery that reads the partitioned table")
+            source = inner.parent if inner is not tree else None
             name = SOURCE
         elif parts in shipped:
             name = SHIPPED.format(shipped.index(parts))
         else:
             raise ArchiveError("bad_request", f"the table {'.'.join(parts)} cannot be read by the cluster's tasks", 400)
         alias = node.alias or node.name
-        node.replace(exp.Table(this=exp.to_identifier(name, quoted=True), alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True))))
+        renamed = exp.Table(this=exp.to_identifier(name, quoted=True), alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+        node.replace(renamed)
+        if name == SOURCE and source is None:
+            source = renamed
     for column in tree.find_all(exp.Column):
         if column.args.get("db") is not None:  # a column named with its table's database: the alias is enough now
             column.set("db", None)
             column.set("catalog", None)
     if seen != 1:
         raise refuse("a join of the partitioned table with itself" if seen else "a statement that does not read the partitioned table")
-    first = tree.args["from_"].this
-    source_first = isinstance(first, exp.Table) and first.name == SOURCE
+    source_first = tree.args["from_"].this is source
     for join in tree.args.get("joins") or []:
         target = join.this
-        if not isinstance(target, exp.Table):
+        if not isinstance(target, exp.Table) and target is not source:
             raise refuse("a join with a subquery")
         side, kind = (join.args.get("side") or "").upper(), (join.args.get("kind") or "").upper()
-        joins_source = target.name == SOURCE
+        joins_source = target is source
         if kind in ("", "INNER", "CROSS") and not side:
             continue
         if side == "LEFT" and kind in ("", "OUTER") and source_first and not joins_source:
@@ -152,6 +157,22 @@ def _rename_tables(tree: exp.Select, table: str, shipped: list[tuple[str, ...]])
         if kind in ("SEMI", "ANTI") and source_first and not joins_source:
             continue
         raise refuse(f"a {' '.join(x for x in (side, kind) if x)} JOIN that keeps rows of a shipped table unmatched in a batch")
+
+
+def _row_wise(inner: exp.Select, node: exp.Table, tree: exp.Select) -> bool:
+    """Whether ``inner``, a derived table in ``tree``'s FROM or JOIN, gives each partitioned row (``node``, its
+    FROM) on its own, so a batch's rows give that batch's part of it: inner joins with other (shipped) tables
+    only, no aggregate, DISTINCT, window, ORDER BY or LIMIT (a cross-match's candidates: ``sql/crossmatch.py``)."""
+    holder = inner.parent
+    if not isinstance(holder, exp.Subquery) or not isinstance(holder.parent, (exp.From, exp.Join)) or holder.parent.parent is not tree:
+        return False
+    if (inner.args.get("from_") or inner.args.get("from")).this is not node or _aggregates(inner):
+        return False
+    if any(inner.args.get(k) for k in ("group", "having", "distinct", "order", "limit", "offset", "qualify", "windows", "with")):
+        return False
+    own = [w for w in inner.find_all(exp.Window) if w.find_ancestor(exp.Select) is inner]
+    joins = inner.args.get("joins") or []
+    return not own and all((j.args.get("side") or "") == "" and (j.args.get("kind") or "").upper() in ("", "INNER", "CROSS") for j in joins)
 
 
 def _aggregates(tree: exp.Select) -> list[exp.Expression]:

@@ -42,6 +42,7 @@ class HatsRead:
     table: HatsTable
     partitions: list[int]  # indexes into table.files; [] with ``count`` too
     count: bool = False  # answered from the catalog's row count: no file read
+    near: Any = None  # crossmatches.Near: a cross-match's candidates, pruned by the positions of its other table when run
 
     @property
     def files(self) -> list[str]:
@@ -49,6 +50,8 @@ class HatsRead:
 
     def describe(self) -> str:
         how = "COUNT(*) from the catalog's metadata" if self.count else f"{len(self.partitions)} of {self.table.partitions} partitions"
+        if self.near is not None:
+            how = f"at most: pruned by the positions of {self.near.name} when it runs"
         return f"{self.alias}.{self.table.name}: read {0 if self.count else len(self.partitions)}, total {self.table.partitions} ({how})"
 
 
@@ -80,16 +83,20 @@ class Partitioned:
         """``statements`` (a compiled query's) as they run here; the same ones as this was made from
         unless a compile cache filled new values into a shape, which is then partitioned anew."""
         if tuple(st.sql for st in statements) != self.source:
-            hats: dict[str, dict[str, HatsTable]] = {}
-            for r in self.reads:
-                hats.setdefault(r.alias, {})[r.table.name.lower()] = r.table
-            again = partition(hats, statements)
+            again = self.again(statements)
             return statements if again is None else again.statements(statements)
         for r in self.reads:  # a catalog changed on disk since it was mounted fails clearly, before DuckDB reads it
             r.table.check(r.partitions)
         if self._ready is None:
             self._ready = [dataclasses.replace(st, sql=self.sql_for(i)) for i, st in enumerate(statements)]
         return self._ready
+
+    def again(self, statements: list) -> Partitioned | None:
+        """The reads of ``statements``, a compile cache's new values filled into the shape this was made from."""
+        hats: dict[str, dict[str, HatsTable]] = {}
+        for r in self.reads:  # every table of each mount this read: a learnt join of two catalogs of one mount
+            hats.setdefault(r.alias, {})[r.table.name.lower()] = r.table
+        return partition(hats, statements)
 
     def phase_detail(self, engine: str) -> str:
         """What ``/compile`` shows: each read's partitions, and the engine."""
@@ -106,6 +113,8 @@ def partition(hats: dict[str, dict[str, HatsTable]], statements: list) -> Partit
     name), or None when they read no HATS table."""
     if not any(t.catalog in hats for st in statements for t in (st.tables or [])):
         return None
+    from .crossmatches import near_of  # which reads are a cross-match's candidates (that module reads these)
+
     shapes, reads = [], []
     for st in statements:
         if not any(t.catalog in hats for t in (st.tables or [])):
@@ -125,7 +134,7 @@ def partition(hats: dict[str, dict[str, HatsTable]], statements: list) -> Partit
             if table is None:
                 continue
             ranges = _ranges(node, table)
-            reads.append(HatsRead(node.catalog, table, table.touched(ranges)))
+            reads.append(HatsRead(node.catalog, table, table.touched(ranges), near=near_of(node, hats)))
             alias = node.args.get("alias") or exp.TableAlias(this=exp.to_identifier(node.name))
             node.replace(exp.Table(this=exp.to_identifier(f"{_TOKEN}{len(reads) - 1}__"), alias=alias))
         shapes.append(tree.sql(dialect="duckdb", identify=True))

@@ -5,7 +5,8 @@ The choices: the principal's DuckDB engine (the default; pinned to the engine ho
 upload's tables), a writable mount's own engine, a pushed-down SQL server (with the DuckDB
 engine a copy from it writes into), a fresh in-memory engine holding TAP_SCHEMA, or, for a query
 reading HATS catalogs, the principal's DuckDB engine over only the partitions the query touches
-(``partitions.py``; the plan carries them, so a cluster can run the same shapes as another ``where``).
+(``partitions.py``; for a cross-match, those the other table's positions touch: ``crossmatches.py``), or a job
+over many of them fanned out on the Dask cluster (the plan carries the partitions and the SQL shapes).
 """
 
 from __future__ import annotations
@@ -38,18 +39,31 @@ class Plan:
     backend: Any = None  # backends.sqlalchemy.SqlBackend
     partitioned: Any = None  # partitions.Partitioned: the HATS catalogs read, their pruned files, the SQL shapes
 
-    def ready(self, statements: list) -> list:
-        """The statements as this plan runs them: HATS tables read from their pruned partitions."""
-        return statements if self.partitioned is None else self.partitioned.statements(statements)
+    def ready(self, statements: list, cursor=None) -> list:
+        """The statements as this plan runs them: HATS tables read from their pruned partitions; with the
+        ``cursor`` they run on, a cross-match's also by the positions of its other table (read now)."""
+        if self.partitioned is None:
+            return statements
+        if cursor is not None and any(r.near is not None for r in self.partitioned.reads):
+            from .crossmatches import pruned
+
+            try:
+                return pruned(self.partitioned, statements, cursor)
+            except BaseException:
+                cursor.close()  # the query will not run on it: give it back
+                raise
+        return self.partitioned.statements(statements)
 
 
 def plan(
     namespace: Namespace, engines: EnginePool, principal: Principal, statements, pinned: Lease | None = None, *, engine: bool = True,
-    cluster=None,
+    cluster=None, job: bool = False,
 ) -> Plan:
     """The plan of compiled statements; ``pinned``: the lease holding tables made for this
     query (TAP uploads), whose engine it must use. Without ``engine`` a DuckDB plan names no
-    engine (compiling without explaining checks no more than that)."""
+    engine (compiling without explaining checks no more than that). With ``cluster``, a statement
+    that can fan out plans to; for a ``job`` (about to run), a cross-match does only when the
+    positions it matches (read now) touch enough partitions."""
     catalogs = _catalogs(statements)
     if TAP_SCHEMA_ALIAS in catalogs:
         if len(catalogs) > 1:
@@ -70,21 +84,52 @@ def plan(
         from .partitions import partition
 
         partitioned = partition(namespace.hats, statements)
-        if cluster is not None and cluster.enabled and _fans_out(namespace, partitioned, statements):
+        if cluster is not None and cluster.enabled and _fans_out(namespace, partitioned, statements, ref if job else None):
             return Plan(CLUSTER, ref, partitioned=partitioned)
         return Plan(HATS, ref, partitioned=partitioned)
     return Plan(ENGINE, ref)
 
 
-def _fans_out(namespace: Namespace, partitioned, statements) -> bool:
-    """Whether a job runs on the cluster: one read statement of one HATS catalog and no other table (an
-    upload's rows are in this process's engine, out of the tasks' reach), over many of its partitions."""
-    if partitioned is None or len(statements) != 1 or statements[0].kind != "read" or statements[0].into is not None:
+def _fans_out(namespace: Namespace, partitioned, statements, engine: EngineRef | None) -> bool:
+    """Whether a job runs on the cluster: one statement (a read, or a read INTO MyDB) of one HATS catalog
+    over many of its partitions, reading no other table but, in a cross-match, the table whose positions
+    it matches (an upload, a MyDB table: its rows are shipped to the tasks). A cross-match's partitions
+    are those its positions touch, read through ``engine`` (a job's plan); without it (compile), all."""
+    if partitioned is None or len(statements) != 1 or len(partitioned.reads) != 1:
         return False
-    if any(t.catalog not in namespace.hats for t in statements[0].tables):
+    st, read = statements[0], partitioned.reads[0]
+    if st.kind not in ("read", "write") or (st.kind == "write" and (st.into is None or st.into.catalog != MYDB_ALIAS)) or read.count:
         return False
-    reads = partitioned.reads
-    return len(reads) == 1 and not reads[0].count and len(reads[0].partitions) >= CLUSTER_PARTITIONS
+    if st.kind == "read" and st.into is not None:
+        return False
+    others = {(t.catalog.lower(), t.schema.lower(), t.name.lower()) for t in st.tables if t.catalog not in namespace.hats}
+    if others and (read.near is None or others != {tuple(p.name.lower() for p in read.near.upload.parts)}):
+        return False
+    if read.near is not None and not _splits(partitioned, st, read.near):
+        return False  # e.g. an outer join keeping u's unmatched rows: right in-process, over the partitions u touches
+    if read.near is not None and engine is not None:
+        from .crossmatches import touched
+
+        cursor = engine.cursor()
+        try:
+            return len(touched(read, cursor, st.params)) >= CLUSTER_PARTITIONS
+        finally:
+            cursor.close()
+    return len(read.partitions) >= CLUSTER_PARTITIONS
+
+
+def _splits(partitioned, st, near) -> bool:
+    """Whether the cluster can split a cross-match (``fanout.decompose``) with its other table shipped."""
+    from .cluster_writes import select_of
+    from .fanout import decompose
+    from .partitions import placeholder
+
+    try:
+        select = partitioned.shapes[0] if st.kind == "read" else select_of(partitioned.shapes[0])[0]
+        decompose(select, placeholder(0), [near.table_sql])
+    except ArchiveError:
+        return False
+    return True
 
 
 def _catalogs(statements) -> set[str]:

@@ -144,7 +144,7 @@ class Queries:
     # -- running --------------------------------------------------------------------------------
     def plan(self, principal: Principal, statements, pinned=None, *, job: bool = False) -> Plan:
         """Where compiled statements run (``planner.plan``); a ``job``'s may run on the cluster."""
-        return plan(self._namespace, self._engines, principal, statements, pinned, cluster=self.cluster if job else None)
+        return plan(self._namespace, self._engines, principal, statements, pinned, cluster=self.cluster if job else None, job=job)
 
     def query(
         self,
@@ -229,13 +229,13 @@ class Queries:
             con = memory_engine(TAP_SCHEMA_ALIAS, arrow_tables(describe(self._namespace, principal)))
             result = execute(con, compiled.statements, row_limit=row_limit, time_limit=time_limit, column_meta=COLUMN_META)
         elif plan.where == CLUSTER:
-            reader = run_partitioned(self.cluster, plan.partitioned, compiled.statements, time_limit=time_limit, cancel=cancel, on_cursor=on_cursor)
-            result = _prefetched(reader, row_limit, meta, None, None)
+            out = run_partitioned(self.cluster, plan, compiled.statements, time_limit=time_limit, cancel=cancel, on_cursor=on_cursor)
+            result = rows_affected_result(out) if isinstance(out, int) else _prefetched(out, row_limit, meta, None, None)
         else:
             cursor = plan.engine.cursor() if wait is DEFAULT else plan.engine.cursor(timeout=wait, cancel=cancel)
             if on_cursor is not None:
                 on_cursor(cursor)
-            result = execute(cursor, plan.ready(compiled.statements), row_limit=row_limit, time_limit=time_limit, column_meta=meta)
+            result = execute(cursor, plan.ready(compiled.statements, cursor), row_limit=row_limit, time_limit=time_limit, column_meta=meta)
         result.compiled = compiled
         return result
 

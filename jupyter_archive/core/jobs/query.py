@@ -149,6 +149,9 @@ class QueryJobs:
                 row_limit=job.request.get("row_limit"), time_limit=job.request.get("time_limit"),
                 wait=None, cancel=ctx.canceled, on_cancel=ctx.on_cancel, on_cursor=on_cursor,
             )  # fmt: skip
+            for cursor in leased:
+                if getattr(cursor, "detail", ""):  # a fanned-out run's (cluster.JobView)
+                    ctx.log(f"ran on {cursor.detail}")
             return self._keep(job, ctx, result, compiled, into)
         finally:
             with guard:

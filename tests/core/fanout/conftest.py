@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from jupyter_archive.core.archive import Archive
+from jupyter_archive.core.config import ArchiveConfig
 from jupyter_archive.core.execution.cluster import Cluster
 from tests.support.partitioned import write_catalog
 
@@ -35,3 +37,13 @@ def cluster(local_cluster):
     holder = Cluster(local_cluster.scheduler_address)
     yield holder
     holder.close()
+
+
+@pytest.fixture(scope="module")
+def sky(hats_root, local_cluster, tmp_path_factory):
+    """An archive mounting the session's HATS catalogs as ``SKY`` with ``dask_scheduler`` on the package's LocalCluster."""
+    a = Archive(ArchiveConfig(data_dir=tmp_path_factory.mktemp("hats-jobs"), demo=False, dask_scheduler=local_cluster.scheduler_address,
+                              mounts=[{"path": "/sky", "type": "hats", "location": str(hats_root), "context": "SKY"}]))  # fmt: skip
+    a.start()
+    yield a
+    a.close()

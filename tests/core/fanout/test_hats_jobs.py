@@ -15,15 +15,6 @@ from jupyter_archive.core.config import ArchiveConfig
 from jupyter_archive.core.execution.planner import CLUSTER, HATS
 
 
-@pytest.fixture(scope="module")
-def sky(hats_root, local_cluster, tmp_path_factory):
-    a = Archive(ArchiveConfig(data_dir=tmp_path_factory.mktemp("hats-jobs"), demo=False, dask_scheduler=local_cluster.scheduler_address,
-                              mounts=[{"path": "/sky", "type": "hats", "location": str(hats_root), "context": "SKY"}]))  # fmt: skip
-    a.start()
-    yield a
-    a.close()
-
-
 def job_rows(a, text, language="adql"):
     p = a.users.principal("alice")
     job = a.jobs.submit_query(p, text, language)

@@ -8,33 +8,21 @@ import pytest
 from astropy.table import Table
 
 from tests.support.faces import in_thread
+from tests.support.positions import near_rows, separation
 
 pyvo = pytest.importorskip("pyvo")
 
 
-def _separation(ra1, dec1, ra2, dec2):
-    """Great-circle distances in degrees (haversine), every pair: shape (len(ra1), len(ra2))."""
-    a1, d1, a2, d2 = (np.radians(np.asarray(x, float)) for x in (ra1, dec1, ra2, dec2))
-    h = np.sin((d2[None, :] - d1[:, None]) / 2) ** 2 + np.cos(d1[:, None]) * np.cos(d2[None, :]) * np.sin((a2[None, :] - a1[:, None]) / 2) ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.minimum(1.0, h))))
-
-
 async def test_sync_upload_cross_match_equals_brute_force(tap_service, demo_db):
     objid, ra, dec = (np.array(c) for c in zip(*demo_db.sql("SELECT objid, ra, dec FROM PhotoObj").fetchall()))
-    rng = np.random.default_rng(17)
     n, radius = 400, 2 / 3600
-    pick = rng.integers(0, len(ra), n)
-    # half at a quarter of the radius from a row, half at twice it: no pair is near the boundary
-    sep = np.where(np.arange(n) % 2 == 0, 0.25, 2.0) * radius
-    angle = rng.uniform(0, 2 * np.pi, n)
-    up_dec = np.clip(dec[pick] + sep * np.cos(angle), -90, 90)
-    up_ra = (ra[pick] + sep * np.sin(angle) / np.maximum(np.cos(np.radians(up_dec)), 1e-6)) % 360
+    up_ra, up_dec = near_rows(ra, dec, n, radius, seed=17)
     mine = Table({"id": np.arange(n), "ra": up_ra, "dec": up_dec})
     text = ("SELECT m.id, p.objid FROM TAP_UPLOAD.mine AS m LEFT JOIN demo.PhotoObj AS p "
             f"ON DISTANCE(POINT(m.ra, m.dec), POINT(p.ra, p.dec)) < {radius!r}")
 
     got = (await in_thread(lambda: tap_service.run_sync(text, uploads={"mine": mine}, maxrec=100_000))).to_table()
-    near = _separation(up_ra, up_dec, ra, dec) < radius
+    near = separation(up_ra, up_dec, ra, dec) < radius
     want = [(int(i), int(objid[j])) for i, j in zip(*np.nonzero(near))]
     want += [(i, None) for i in range(n) if not near[i].any()]
     pairs = [(int(i), None if np.ma.is_masked(o) else int(o)) for i, o in zip(got["id"], got["objid"])]

@@ -113,6 +113,7 @@ class FanOut:
     shipped_per_batch: list[dict[str, pa.Table]] | None = None  # each batch's own rows of them (e.g. its cells only)
     threads: int | None = None  # DuckDB threads in a task (None: DuckDB's default)
     time_limit: float | None = None
+    pieces: Callable[[str], list[list[str]]] | None = None  # each batch's SQL texts from the task SQL (pairs.py); root may then be several
 
 
 def batches(files: list[str], threads: int, per_thread: int = TASKS_PER_THREAD) -> list[list[str]]:
@@ -246,7 +247,7 @@ class _Run:
         self.token = f"archive-fanout-{uuid.uuid4().hex}"
         self.event = Event(self.token, client=client)
         params = _params(split.task_sql, plan.params) or {}
-        shared = [plan.shipped[n] for n in names]
+        shared = [plan.shipped[n] for n in names] if plan.pieces is None else []
         if plan.shipped_per_batch is None and shared:
             # Sent once, not with every task; a task (not scattered data), so a worker's death only recomputes it.
             from .batch import shipped
@@ -254,7 +255,11 @@ class _Run:
             shared = client.submit(shipped, shared, key=f"{self.token}-shipped", pure=False)
         self.shared = shared
         self.futures = []
-        for i, files in enumerate(plan.batches):
+        if plan.pieces is not None:  # each task runs its SQL texts (over files they name) and returns their parts
+            for i, sqls in enumerate(plan.pieces(split.task_sql)):
+                self.futures.append(client.submit(_task("run_pieces"), sqls, params, plan.root, self.token, plan.threads,
+                                                  cluster.memory_limit, key=f"{self.token}-{i}", pure=False))  # fmt: skip
+        for i, files in enumerate(plan.batches if plan.pieces is None else []):
             mine = [plan.shipped_per_batch[i].get(n, plan.shipped[n]) for n in names] if plan.shipped_per_batch else shared
             self.futures.append(client.submit(
                 _task(), split.task_sql, params, files, plan.root, mine, self.token, plan.threads, cluster.memory_limit,
@@ -374,10 +379,10 @@ class _Run:
                 self.shared.release()
 
 
-def _task():
-    from .batch import run_batch
+def _task(name: str = "run_batch"):
+    from . import batch
 
-    return run_batch
+    return getattr(batch, name)
 
 
 class JobView:
@@ -405,6 +410,8 @@ def run_partitioned(cluster: Cluster, partitioned, statements, *, time_limit=Non
     """A job's one read of one HATS catalog (``planner.CLUSTER``) fanned out over the cluster: its rows."""
     from .partitions import placeholder
 
+    if hasattr(partitioned, "fan_out"):  # a catalog x catalog cross-match (pairs.py): its own pieces
+        return partitioned.fan_out(cluster, statements, time_limit=time_limit, cancel=cancel, on_cursor=on_cursor)
     read = partitioned.reads[0]
     view = JobView(cancel)
     if on_cursor is not None:

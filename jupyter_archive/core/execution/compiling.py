@@ -73,7 +73,8 @@ def with_plan(
         engine = "in-process"
         if where.where == CLUSTER:
             try:
-                tasks = f"{len(batches(where.partitioned.reads[0].files, cluster.threads()))} tasks"
+                pairs = getattr(where.partitioned, "tasks", None)  # a catalog x catalog cross-match counts its own
+                tasks = f"{pairs(cluster.threads()) if pairs else len(batches(where.partitioned.reads[0].files, cluster.threads()))} tasks"
             except ArchiveError as exc:  # compiling still answers; the job would fail with this
                 tasks = str(exc)
             engine = f"in-process as a quick query; as a job, the Dask cluster ({cluster.scheduler}): {tasks}"

@@ -67,9 +67,11 @@ def plan(
         return Plan(SERVER, target, backend)
     ref = duckdb_engine(namespace, engines, principal, statements, pinned) if engine else None
     if namespace.hats and (catalogs & namespace.hats.keys()):
+        from .pairs import cross_match
         from .partitions import partition
 
         partitioned = partition(namespace.hats, statements)
+        partitioned = cross_match(partitioned, statements) or partitioned  # two catalogs: by partitions, with margins
         if cluster is not None and cluster.enabled and _fans_out(namespace, partitioned, statements):
             return Plan(CLUSTER, ref, partitioned=partitioned)
         return Plan(HATS, ref, partitioned=partitioned)
@@ -77,12 +79,14 @@ def plan(
 
 
 def _fans_out(namespace: Namespace, partitioned, statements) -> bool:
-    """Whether a job runs on the cluster: one read statement of one HATS catalog and no other table (an
-    upload's rows are in this process's engine, out of the tasks' reach), over many of its partitions."""
+    """Whether a job runs on the cluster: one read statement of one HATS catalog (or a cross-match of two) and
+    no other table (an upload's rows are in this process's engine, out of the tasks' reach), over many partitions."""
     if partitioned is None or len(statements) != 1 or statements[0].kind != "read" or statements[0].into is not None:
         return False
     if any(t.catalog not in namespace.hats for t in statements[0].tables):
         return False
+    if hasattr(partitioned, "pieces"):  # a catalog x catalog cross-match (pairs.CrossMatch): its pieces are the tasks
+        return len(partitioned.pieces) >= CLUSTER_PARTITIONS
     reads = partitioned.reads
     return len(reads) == 1 and not reads[0].count and len(reads[0].partitions) >= CLUSTER_PARTITIONS
 

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .partitions import Partitioned
 
 _T_ALIAS = "__xm_t"  # crossmatch.candidates: the alias of t inside its candidates subquery
-_RADIUS = re.compile(r'FROM \(SELECT ([^()]*?)\) AS "?__xm_s"?\("?__xm_r"?\)')  # crossmatch.scale_sql
+_RADIUS = re.compile(r'\) AS "?__xm_s"?\("?__xm_r"?\)')  # the end of crossmatch.scale_sql's radius
 _REACH0 = 0.5 * math.degrees(math.sqrt(math.pi / 3))  # degrees a cell and its neighbours cover at order 0 (crossmatch.COVER)
 _PAIR_T = "__pair_t"  # the candidates of t, as the split statement's shipped table
 ARCSEC = 1 / 3600
@@ -113,7 +113,8 @@ class CrossMatch:
 
         tree = parse_one(self.shapes[0], read="duckdb")
         inner = next(t for t in tree.find_all(exp.Table) if t.alias == _T_ALIAS).find_ancestor(exp.Subquery)
-        candidates = inner.this.sql(dialect="duckdb", identify=True)
+        positions = next(s for s in inner.find_all(exp.Select) if [e.alias for e in s.expressions] == ["__xm_ra", "__xm_dec"])
+        positions = positions.sql(dialect="duckdb", identify=True)
         inner.replace(exp.Table(this=exp.to_identifier(_PAIR_T, quoted=True), alias=inner.args["alias"]))
         t, u = self.reads[self.t_read].table, self.reads[self.u_reads[0]].table
         (u_table,) = {t.name for t in tree.find_all(exp.Table) if t.name.startswith(placeholder(0)[:-3])}  # u's own read
@@ -125,7 +126,7 @@ class CrossMatch:
         groups = batches(self.pieces, cluster.threads())
 
         def pieces(task_sql: str) -> list[list[str]]:
-            return [[self._piece_sql(task_sql, candidates, p) for p in group] for group in groups]
+            return [[self._piece_sql(task_sql, positions, p) for p in group] for group in groups]
 
         view = JobView(cancel)
         if on_cursor is not None:
@@ -139,8 +140,10 @@ class CrossMatch:
         )  # fmt: skip
         return fan_out(cluster, plan, cancel=view.cancel, progress=view)
 
-    def _piece_sql(self, task_sql: str, candidates: str, piece: Piece) -> str:
-        """The task SQL over one piece: ``u``'s rows of the piece and the candidates of ``t`` from its files."""
+    def _piece_sql(self, task_sql: str, positions: str, piece: Piece) -> str:
+        """The task SQL over one piece: ``u``'s rows of the piece, and as the candidates of ``t`` the rows of
+        its files in a band of declination around each position of ``u`` (a superset of those within the
+        radius: the exact test stays; planning the cells' SQL for each small piece cost more than the band)."""
         from .batch import SOURCE
         from .fanout import SHIPPED
 
@@ -150,10 +153,14 @@ class CrossMatch:
         if piece.margin:
             cols = ", ".join(quote_ident(c.name) for c in t.columns)
             t_sql = f"(SELECT {cols} FROM {t_sql} UNION ALL SELECT {cols} FROM {t.read_files_sql(list(piece.margin))})"
-        reads = {i: u_sql for i in self.u_reads} | {self.t_read: t_sql}
-        filled = re.sub(r'"(__hats_[0-9a-f]{12}_(\d+)__)"', lambda m: reads.get(int(m.group(2)), m.group(0)), candidates)
-        shipped = quote_ident(SHIPPED.format(0))
-        return task_sql.replace(quote_ident(SOURCE), u_sql, 1).replace(shipped, f"({filled})", 1)
+        at = re.sub(r'"__hats_[0-9a-f]{12}_\d+__"', lambda m: u_sql, positions, count=1)
+        band = self.radius * (1 + 1e-9) + 1e-12
+        dec = f"__xm_t.{quote_ident(t.dec)}"
+        candidates = (
+            f"SELECT __xm_t.*, __xm_c.__xm_ra, __xm_c.__xm_dec FROM {t_sql} AS __xm_t JOIN (SELECT DISTINCT * FROM ({at}) AS __xm_p) "
+            f"AS __xm_c ON {dec} BETWEEN __xm_c.__xm_dec - {band!r} AND __xm_c.__xm_dec + {band!r}"
+        )
+        return task_sql.replace(quote_ident(SOURCE), u_sql, 1).replace(quote_ident(SHIPPED.format(0)), f"({candidates})", 1)
 
 
 def _filtered(table: HatsTable, read: str, ranges: list[tuple[int, int]] | None) -> str:
@@ -202,16 +209,19 @@ def cross_match(partitioned: Partitioned | None, statements) -> CrossMatch | Non
 
 
 def _radius(shape: str, params: dict) -> float:
-    """The radius (degrees) of the cross-match: a constant expression without calls, perhaps of bound values."""
+    """The radius (degrees) of the cross-match: a constant expression, perhaps of bound values (evaluated by a
+    DuckDB with no tables and no file access, so a radius reading a table fails here and is refused)."""
     import duckdb
 
-    found = _RADIUS.search(shape)
+    end = _RADIUS.search(shape)
+    start = shape.rfind("FROM (SELECT ", 0, end.start()) if end is not None else -1
     value = None
-    if found is not None:
+    if start >= 0:
+        text = shape[start + len("FROM (SELECT "): end.start()]
         con = duckdb.connect(":memory:", config={"enable_external_access": False})
         try:
-            used = {k: v for k, v in params.items() if f"${k}" in found.group(1)}
-            value = con.execute(f"SELECT CAST({found.group(1)} AS DOUBLE)", used or None).fetchone()[0]
+            used = {k: v for k, v in params.items() if f"${k}" in text}
+            value = con.execute(f"SELECT CAST({text} AS DOUBLE)", used or None).fetchone()[0]
         except duckdb.Error:
             value = None
         finally:

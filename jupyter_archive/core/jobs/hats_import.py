@@ -80,6 +80,21 @@ class HatsImports:
     def user_folder(self, principal: Principal) -> Path:
         return self.folder / principal.home
 
+    def count(self, principal: Principal) -> int:
+        """The user's imported catalogs and their mount (what deleting the user removes)."""
+        folder = self.user_folder(principal)
+        return (sum(1 for _ in folder.iterdir()) if folder.exists() else 0) + (self._mounts.spec(self._path(principal)) is not None)
+
+    def remove_owned(self, principal: Principal) -> None:
+        if self._mounts.spec(self._path(principal)) is not None:
+            self._mounts.drop(self._path(principal))
+            self._mounts.store.remove(self._path(principal))
+        shutil.rmtree(self.user_folder(principal), ignore_errors=True)
+
+    @staticmethod
+    def _path(principal: Principal) -> str:
+        return f"/hats-{principal.home}"
+
     @staticmethod
     def context_name(principal: Principal) -> str:
         return re.sub(r"[^A-Za-z0-9_]", "_", principal.name).upper() + "_HATS"
@@ -214,7 +229,7 @@ class HatsImports:
     def _mount(self, principal: Principal, folder: Path) -> str:
         """(Re)mount the user's folder of catalogs as their private ``hats`` mount; its context."""
         context = self.context_name(principal)
-        spec = {"path": f"/hats-{principal.home}", "type": "hats", "location": str(folder), "context": context, "public": False,
+        spec = {"path": self._path(principal), "type": "hats", "location": str(folder), "context": context, "public": False,
                 "owner": principal.ident, "description": f"HATS catalogs imported by {principal.name}"}  # fmt: skip
         self._mounts.replace_owned(spec)
         return context

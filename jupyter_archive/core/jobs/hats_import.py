@@ -216,11 +216,11 @@ class HatsImports:
                     break
                 thread.join(POLL)
         finally:
-            client.close()
+            client.close()  # on cancel: its tasks are dropped, and the pipeline fails soon after
             if local is not None:
                 local.close()
+        thread.join(30)  # before the job removes its folder, so nothing writes there after
         ctx.check()
-        thread.join(30)
         if failure:
             exc = failure[0]
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -157,3 +157,14 @@ def hats_oracle(hats_root):
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{hats_root / name}/dataset/**/*.parquet', hive_partitioning = false)")
     yield con
     con.close()
+
+
+@pytest.fixture(scope="session")
+def hats_near_root(tmp_path_factory) -> Path:
+    """A folder holding ``near`` (with its margin ``near_10arcs``): stars moved by a few arcsec, for
+    catalog x catalog cross-matches with ``stars`` (tests/support/hats_data.py)."""
+    from tests.support.hats_data import write_near_catalog
+
+    root = tmp_path_factory.mktemp("hats-near")
+    write_near_catalog(root)
+    return root

@@ -23,6 +23,8 @@ from .execution.run import Admission, Queries
 from .images.cutout import CUTOUT_JOB
 from .images.service import Images
 from .jobs.directives import DirectiveStore
+from .jobs.hats_import import KIND as HATS_IMPORT
+from .jobs.hats_import import HatsImports
 from .jobs.reset import Datasets
 from .jobs.results import ResultStore
 from .jobs.service import Jobs
@@ -85,11 +87,15 @@ class Archive:
         self.images = Images(self.catalog, mounts=self.mounts, jobs=self.jobs, data_dir=self.data_dir)
         self.jobs.register_kind(CUTOUT_JOB, self.images.cutouts.run, self.images.cutouts.forget)
         self.directives = DirectiveStore(self.data_dir / "directives.sqlite", jobs=self.jobs, users=self.users, queries=self.queries)
-        # What deleting a user removes: built last, as it walks the other services.
-        self.users.owned = Owned(user_store, jobs=self.jobs, directives=self.directives, engines=self.engines, catalog=self.catalog)
         # The Dask cluster for work spanning many partitions: nothing of dask is loaded until it is first used.
         self.cluster = Cluster(config.dask_scheduler, memory_limit=config.engine_memory_limit)
         self.queries.cluster = self.cluster  # built after the queries; jobs over many HATS partitions fan out on it
+        self.hats_imports = HatsImports(jobs=self.jobs, queries=self.queries, catalog=self.catalog, mounts=self.mounts,
+                                        cluster=self.cluster, data_dir=self.data_dir)  # fmt: skip
+        self.jobs.register_kind(HATS_IMPORT, self.hats_imports.run)
+        # What deleting a user removes: built last, as it walks the other services.
+        self.users.owned = Owned(user_store, jobs=self.jobs, directives=self.directives, engines=self.engines, catalog=self.catalog,
+                                 hats=self.hats_imports)  # fmt: skip
         self.tables = Tables(catalog=self.catalog, engines=self.engines, mydb_path=self.catalog.mydb_path)
 
     def start(self) -> None:

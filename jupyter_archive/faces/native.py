@@ -139,7 +139,8 @@ def _target(value) -> tuple[str, ...] | str | None:
 
 
 class JobsHandler(NativeHandler):
-    """``GET /jobs`` (``state``, ``kind``, ``offset``, ``limit``, ``all``); ``POST /jobs`` submits a query job."""
+    """``GET /jobs`` (``state``, ``kind``, ``offset``, ``limit``, ``all``); ``POST /jobs`` submits a query job, or with
+    ``"kind": "hats_import"`` turns a MyDB table (``table``, ``name``, ``ra``, ``dec``, ``margin_arcsec``) into a HATS catalog."""
 
     @endpoint()
     async def get(self):
@@ -156,6 +157,15 @@ class JobsHandler(NativeHandler):
     @endpoint()
     async def post(self):
         body = self.json_body()
+        if body.get("kind") == "hats_import":  # a MyDB table made a HATS catalog of the user's own
+            job = await self.call(
+                self.archive.hats_imports.submit, self.principal, body.get("table"), name=body.get("name"), ra=body.get("ra", "ra"),
+                dec=body.get("dec", "dec"), margin_arcsec=body.get("margin_arcsec", 10.0),
+            )  # fmt: skip
+            self.set_header("Location", job_json(self, job)["links"]["self"])
+            return self.send_json(job_json(self, job), status=201)
+        if body.get("kind") not in (None, "query"):
+            raise ArchiveError("bad_request", f"unknown job kind {body.get('kind')!r}: 'query' (the default) or 'hats_import'")
         args = _query_args(body)
         text, language = args.pop("text"), args.pop("language")
         args.pop("offset", None), args.pop("limit", None)

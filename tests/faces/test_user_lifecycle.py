@@ -112,7 +112,21 @@ async def make_files(fetch, token: str) -> None:
     assert resp.code == 200, resp.body
 
 
-MAKERS = {"account": make_account, "jobs": make_jobs, "directives": make_directives, "mydb and temp files": make_files}
+async def make_hats(fetch, token: str) -> None:
+    """A HATS catalog imported from a MyDB table (a private mount of the user's, and its files)."""
+    assert (await quick(fetch, token, "SELECT TOP 300 objid, ra, dec INTO mydb.Spots FROM PhotoObj", "DEMO")).code == 200
+    resp = await fetch("archive", "api", "jobs", method="POST", headers=as_user(token),
+                       body=json.dumps({"kind": "hats_import", "table": "Spots", "name": "spots"}))  # fmt: skip
+    assert resp.code == 201, resp.body
+    for _ in range(30):  # hats-import's first run in a process compiles its numba code: tens of seconds
+        job = body_json(await fetch("archive", "api", "jobs", str(body_json(resp)["id"]), params={"wait": "5"}, headers=as_user(token)))
+        if job["state"] in ("completed", "failed", "canceled"):
+            break
+    assert job["state"] == "completed", job
+
+
+MAKERS = {"account": make_account, "jobs": make_jobs, "directives": make_directives, "mydb and temp files": make_files,
+          "hats catalogs": make_hats}  # fmt: skip
 
 
 def snapshot(data_dir: Path) -> tuple[set[str], dict[str, set[tuple]]]:

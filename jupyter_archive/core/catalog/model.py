@@ -80,6 +80,11 @@ class Mount:
     schema_name: str = ""  # the TAP schema name; defaults to the context in lower case
     alias: str = ""  # the engine's database alias
     engine_file: Path | None = None  # the DuckDB file attached (the cache for "files")
+    owner: str = ""  # the identity of the one user who sees it (a HATS catalog they imported), or "" (as ``public`` says)
+
+    def visible_to(self, principal) -> bool:
+        """Whether ``principal`` sees this mount: public ones to all, others to signed-in users, an owned one to its owner."""
+        return (self.public or not principal.anonymous) and (not self.owner or self.owner == principal.ident)
 
     def __post_init__(self):
         if not self.schema_name:

@@ -273,6 +273,7 @@ class Mounts:
             public=bool(spec.get("public", True)),
             description=spec.get("description", ""),
             schema_name=spec.get("schema", ""),
+            owner=str(spec.get("owner") or ""),
         )
         if kind in SQL_SERVER_KINDS:
             return self._add_sql_mount(mount, spec)
@@ -419,6 +420,17 @@ class Mounts:
             raise
         self.store.put(spec)
         return "updated" if existing else "added"
+
+    def replace_owned(self, spec: dict) -> Mount:
+        """Mount (again) a user's own mount (``spec["owner"]``: a HATS import's), stored so it survives a restart."""
+        other = self._namespace.mount(spec["context"])
+        if other is not None and other.owner != spec["owner"]:
+            raise ArchiveError("conflict", f"context {spec['context']} is already the mount at {other.path}", 409)
+        if self.spec(spec["path"]) is not None:
+            self.drop(spec["path"])
+        mount = self.add(spec)
+        self.store.put(spec)
+        return mount
 
     def delete(self, principal: Principal, path: str) -> bool:
         """Remove the run-time mount at ``path`` (admins only); False when there was none."""

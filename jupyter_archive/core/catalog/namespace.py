@@ -112,7 +112,7 @@ class Namespace:
         return best, path[len(best.path) + 1 :]
 
     def visible_mounts(self, principal: Principal) -> list[Mount]:
-        return [m for m in self._mounts.values() if m.public or not principal.anonymous]
+        return [m for m in self._mounts.values() if m.visible_to(principal)]
 
     def mydb_path(self, principal: Principal) -> Path:
         """The MyDB file of one user's identity (a re-made user gets a new file)."""
@@ -120,7 +120,7 @@ class Namespace:
 
     def require_mount(self, context: str, principal: Principal) -> Mount:
         m = self.mount(context)
-        if m is None or (principal.anonymous and not m.public):
+        if m is None or not m.visible_to(principal):
             raise not_found(f"unknown context {context!r}", context=context)
         return m
 
@@ -156,7 +156,7 @@ class Namespace:
         if low == "/mydb" or low.startswith("/mydb/"):
             return self.context(principal, MYDB), path[len("/mydb") + 1 :]
         mount, rest = self.mount_at(path)
-        if mount is None or (principal.anonymous and not mount.public):
+        if mount is None or not mount.visible_to(principal):
             return None, path
         return self._mount_ref(mount), rest
 

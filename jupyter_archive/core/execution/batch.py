@@ -59,11 +59,32 @@ def run_batch(
         con.close()
 
 
+def run_pieces(
+    sqls: list[str], params: dict, root: str | tuple[str, ...], cancel: str | None = None, threads: int | None = None,
+    memory_limit: str | None = None,
+) -> pa.Table:  # fmt: skip
+    """Run each of ``sqls`` (self-contained: they name their files) and return their rows together, columns
+    renamed as ``run_batch``'s; ``root``: the directories they may read (a catalog x catalog cross-match's)."""
+    con = _instance(root, threads, memory_limit).cursor()
+    try:
+        stop = threading.Event()
+        if cancel:
+            _watch(con, cancel, stop)
+        try:
+            parts = [con.sql(sql, params=params or None).to_arrow_table() for sql in sqls]
+        finally:
+            stop.set()
+        table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        return table.rename_columns([f"__c{i}" for i in range(table.num_columns)])
+    finally:
+        con.close()
+
+
 _INSTANCES: dict[tuple, duckdb.DuckDBPyConnection] = {}
 _LOCK = threading.Lock()
 
 
-def _instance(root: str, threads: int | None, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
+def _instance(root: str | tuple[str, ...], threads: int | None, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
     """This worker's DuckDB for a catalog root, locked down once and kept (opening one costs ~0.1 s a task);
     each task takes a connection of its own."""
     key = (root, threads, memory_limit)
@@ -75,7 +96,8 @@ def _instance(root: str, threads: int | None, memory_limit: str | None) -> duckd
                 config["memory_limit"] = memory_limit
             db = duckdb.connect(":memory:", config=config)
             # Only the catalog's root is readable (nothing at all for a URL catalog, read through pyarrow).
-            db.execute(f"SET allowed_directories = [{_literal(root.rstrip('/') + '/')}]" if root else "SET allowed_directories = []")
+            roots = [root] if isinstance(root, str) else list(root)
+            db.execute(f"SET allowed_directories = [{', '.join(_literal(r.rstrip('/') + '/') for r in roots if r)}]")
             db.execute("SET enable_progress_bar = false")  # a worker's stdout is no place for it
             db.execute("SET enable_external_access = false")
             db.execute("SET autoinstall_known_extensions = false")

@@ -41,6 +41,7 @@ class FanOut:
     shipped_per_batch: list[dict[str, pa.Table]] | None = None  # each batch's own rows of them (e.g. its cells only)
     threads: int | None = None  # DuckDB threads in a task (None: DuckDB's default)
     time_limit: float | None = None
+    pieces: Callable[[str], list[list[str]]] | None = None  # each batch's SQL texts from the task SQL (pairs.py); root may then be several
 
 
 def batches(files: list[str], threads: int, per_thread: int = TASKS_PER_THREAD) -> list[list[str]]:
@@ -176,7 +177,7 @@ class _Run:
         self.token = f"archive-fanout-{uuid.uuid4().hex}"
         self.event = Event(self.token, client=client)
         params = _params(split.task_sql, plan.params) or {}
-        shared = [plan.shipped[n] for n in names]
+        shared = [plan.shipped[n] for n in names] if plan.pieces is None else []
         if plan.shipped_per_batch is None and shared:
             # Sent once, not with every task; a task (not scattered data), so a worker's death only recomputes it.
             from .batch import shipped
@@ -184,7 +185,11 @@ class _Run:
             shared = client.submit(shipped, shared, key=f"{self.token}-shipped", pure=False)
         self.shared = shared
         self.futures = []
-        for i, files in enumerate(plan.batches):
+        if plan.pieces is not None:  # each task runs its SQL texts (over files they name) and returns their parts
+            for i, sqls in enumerate(plan.pieces(split.task_sql)):
+                self.futures.append(client.submit(_task("run_pieces"), sqls, params, plan.root, self.token, plan.threads,
+                                                  cluster.memory_limit, key=f"{self.token}-{i}", pure=False))  # fmt: skip
+        for i, files in enumerate(plan.batches if plan.pieces is None else []):
             mine = [plan.shipped_per_batch[i].get(n, plan.shipped[n]) for n in names] if plan.shipped_per_batch else shared
             self.futures.append(client.submit(
                 _task(), split.task_sql, params, files, plan.root, mine, self.token, plan.threads, cluster.memory_limit,
@@ -304,10 +309,10 @@ class _Run:
                 self.shared.release()
 
 
-def _task():
-    from .batch import run_batch
+def _task(name: str = "run_batch"):
+    from . import batch
 
-    return run_batch
+    return getattr(batch, name)
 
 
 class JobView:
@@ -338,6 +343,10 @@ def run_partitioned(cluster: Cluster, plan, statements, *, time_limit=None, canc
     plan's engine and shipped, each batch of partitions with only the rows that can match there."""
     from .partitions import placeholder
 
+    if hasattr(plan.partitioned, "fan_out"):  # a catalog x catalog cross-match (pairs.py): its own pieces
+        for r in plan.partitioned.reads:  # a catalog changed on disk fails here, not in its tasks
+            r.table.check(r.partitions)
+        return plan.partitioned.fan_out(cluster, statements, time_limit=time_limit, cancel=cancel, on_cursor=on_cursor)
     read, st = plan.partitioned.reads[0], statements[0]
     read.table.check(read.partitions)  # a catalog changed on disk fails here, not in its tasks
     view = JobView(cancel)

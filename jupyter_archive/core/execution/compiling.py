@@ -74,7 +74,9 @@ def with_plan(
         engine = "in-process"
         if where.where == CLUSTER:
             try:
-                tasks = f"{len(batches(where.partitioned.reads[0].files, cluster.threads(CONNECT_WAIT)))} tasks"
+                pairs = getattr(where.partitioned, "tasks", None)  # a catalog x catalog cross-match counts its own
+                threads = cluster.threads(CONNECT_WAIT)
+                tasks = f"{pairs(threads) if pairs else len(batches(where.partitioned.reads[0].files, threads))} tasks"
             except ArchiveError as exc:  # compiling still answers; the job would fail with this
                 tasks = str(exc)
             near = where.partitioned.reads[0].near

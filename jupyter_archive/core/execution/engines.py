@@ -82,16 +82,19 @@ class Specs:
             if principal is None or principal.ident != key[2]:
                 return None
             mydb = Attachment(MYDB_ALIAS, ns.mydb_path(principal), read_only=False)
-            return EngineSpec((*self._read_only_attachments(), mydb), temp, self._hats_roots())
+            return EngineSpec((*self._read_only_attachments(), mydb), temp, self._hats_roots(owner=principal.ident))
         mount = next((m for m in ns.mounts() if m.alias == key[1]), None)
         if mount is None or mount.read_only or mount.engine_file is None or mount.alias in ns.backends:
             return None
         own = Attachment(mount.alias, mount.engine_file, read_only=False)
         return EngineSpec((own, *self._read_only_attachments()), temp, self._hats_roots())
 
-    def _hats_roots(self, *, anonymous: bool = False) -> tuple[Path, ...]:
+    def _hats_roots(self, *, anonymous: bool = False, owner: str = "") -> tuple[Path, ...]:
         """The HATS mounts' directories an engine may read: those its key can see (as ``visible_mounts``)."""
-        return tuple(sorted(m.location.resolve() for m in self._namespace.mounts() if m.kind == "hats" and (m.public or not anonymous)))
+        return tuple(sorted(
+            m.location.resolve() for m in self._namespace.mounts()
+            if m.kind == "hats" and (m.public or not anonymous) and (not m.owner or m.owner == owner)
+        ))  # fmt: skip
 
     def _read_only_attachments(self, *, anonymous: bool = False) -> list[Attachment]:
         return [

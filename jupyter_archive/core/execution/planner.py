@@ -81,9 +81,11 @@ def plan(
         return Plan(SERVER, target, backend)
     ref = duckdb_engine(namespace, engines, principal, statements, pinned) if engine else None
     if namespace.hats and (catalogs & namespace.hats.keys()):
+        from .pairs import cross_match
         from .partitions import partition
 
         partitioned = partition(namespace.hats, statements)
+        partitioned = cross_match(partitioned, statements) or partitioned  # two catalogs: by partitions, with margins
         if cluster is not None and cluster.enabled and _fans_out(namespace, partitioned, statements, ref if job else None):
             return Plan(CLUSTER, ref, partitioned=partitioned)
         return Plan(HATS, ref, partitioned=partitioned)
@@ -95,6 +97,9 @@ def _fans_out(namespace: Namespace, partitioned, statements, engine: EngineRef |
     over many of its partitions, reading no other table but, in a cross-match, the table whose positions
     it matches (an upload, a MyDB table: its rows are shipped to the tasks). A cross-match's partitions
     are those its positions touch, read through ``engine`` (a job's plan); without it (compile), all."""
+    if partitioned is not None and hasattr(partitioned, "pieces"):  # catalog x catalog (pairs.CrossMatch): its pieces are the tasks
+        st = statements[0]
+        return st.kind == "read" and st.into is None and len(partitioned.pieces) >= CLUSTER_PARTITIONS
     if partitioned is None or len(statements) != 1 or len(partitioned.reads) != 1:
         return False
     st, read = statements[0], partitioned.reads[0]

@@ -41,6 +41,7 @@ class Owned:
     directives: Any
     engines: Any
     catalog: Any
+    hats: Any = None  # the HATS imports (``jobs.hats_import.HatsImports``): a user's catalogs and their private mount
 
     def remove(self, principal: Principal) -> None:
         """Remove everything of one identity, kind by kind."""
@@ -76,4 +77,5 @@ KINDS: tuple[OwnedKind, ...] = (
     OwnedKind("jobs", lambda o, p: o.jobs.count(p), lambda o, p: o.jobs.remove_owned(p)),
     OwnedKind("directives", lambda o, p: o.directives.count(p), lambda o, p: o.directives.remove_owned(p)),
     OwnedKind("mydb and temp files", Owned._count_files, Owned._remove_files),
+    OwnedKind("hats catalogs", lambda o, p: o.hats.count(p) if o.hats else 0, lambda o, p: o.hats and o.hats.remove_owned(p)),
 )

@@ -1,0 +1,235 @@
+"""The ``hats_import`` job kind: a user's MyDB table with positions becomes a HATS catalog of their own.
+
+The job exports the table (streamed from the user's engine into one Parquet file), runs hats-import's
+pipeline on it (``hats_import``: on the archive's Dask cluster when ``dask_scheduler`` is set, else on a
+small in-process one), writes a margin cache beside it (so catalog x catalog cross-matches find pairs at
+partition edges) and mounts the folder of the user's catalogs as a private ``hats`` mount that only they
+see: context ``<NAME>_HATS`` (TAP schema ``<name>_hats``), stored so it comes back after a restart.
+Everything is built in a hidden folder (``.building-<job>``) beside the user's catalogs and moved into
+place only at the end, so a failed or canceled import leaves nothing behind. Workers of a remote cluster
+must see the data dir at the same path (a shared filesystem), as for every HATS mount.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..catalog import MYDB
+from ..errors import ArchiveError
+from ..sql import quote_ident
+from .model import Job
+
+if TYPE_CHECKING:
+    from ..catalog import Principal
+    from .runner import JobContext
+
+KIND = "hats_import"
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
+NUMERIC = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT")
+HIGHEST_ORDER = 8  # the finest partitions (0.23 degrees); hats-import's default (10) maps 12.6M cells, 16x the time
+PARTITION_ROWS = 250_000  # rows per partition at most (hats-import's pixel_threshold)
+POLL = 0.2  # seconds between looks at the job's cancel while the pipeline runs
+
+
+class HatsImports:
+    """``archive.hats_imports``: submitting an import and the work of its job."""
+
+    def __init__(self, *, jobs, queries, catalog, mounts, cluster, data_dir: Path):
+        self._jobs = jobs
+        self._queries = queries
+        self._catalog = catalog
+        self._mounts = mounts
+        self._cluster = cluster
+        self.folder = Path(data_dir) / "hats-users"  # one folder of catalogs per user (``Principal.home``)
+
+    # -- submitting ---------------------------------------------------------------------------------
+    def submit(self, principal: Principal, table: str, *, name: str | None = None, ra: str = "ra", dec: str = "dec",
+               margin_arcsec: float = 10.0, face: str = "native") -> Job:  # fmt: skip
+        """Check the request (a MyDB table with numeric ``ra``/``dec`` columns, a free catalog name) and queue the job."""
+        if principal.anonymous:
+            raise ArchiveError("permission", "importing a catalog needs a signed-in user: log in to Jupyter or send an X-Auth-Token", 403)
+        request = self._request(principal, table, name, ra, dec, margin_arcsec)
+        return self._jobs.submit(principal, KIND, request, face=face)
+
+    def _request(self, principal: Principal, table: Any, name: Any, ra: Any, dec: Any, margin: Any) -> dict:
+        if not isinstance(table, str) or not table.strip():
+            raise ArchiveError("bad_request", "a HATS import needs 'table': the name of one of your MyDB tables")
+        info = self._catalog.table(principal, self._catalog.context(principal, MYDB), table.strip())  # 404 for an unknown table
+        name = info.name if name in (None, "") else name
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ArchiveError("bad_request", f"the catalog's name must be a letter then letters, digits or _ (at most 63), not {name!r}")
+        types = {c.name.lower(): (c.name, c.datatype.upper()) for c in info.columns}
+        cols = []
+        for what, col in (("ra", ra), ("dec", dec)):
+            found = types.get(str(col).lower()) if isinstance(col, str) else None
+            if found is None:
+                raise ArchiveError("bad_request", f"table {info.name} has no column {col!r} for {what}; its columns: {', '.join(c.name for c in info.columns)}")
+            if not found[1].startswith(NUMERIC):
+                raise ArchiveError("bad_request", f"column {found[0]} of {info.name} is {found[1]}, not a number of degrees: it cannot be the {what}")
+            cols.append(found[0])
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin <= 3600:
+            raise ArchiveError("bad_request", f"margin_arcsec must be a number of arc seconds in (0, 3600], not {margin!r}")
+        if (self.user_folder(principal) / name).exists():
+            raise ArchiveError("conflict", f"you already have a HATS catalog named {name}; choose another name", 409)
+        return {"table": info.name, "name": name, "ra": cols[0], "dec": cols[1], "margin_arcsec": float(margin)}
+
+    def user_folder(self, principal: Principal) -> Path:
+        return self.folder / principal.home
+
+    def count(self, principal: Principal) -> int:
+        """The user's imported catalogs and their mount (what deleting the user removes)."""
+        folder = self.user_folder(principal)
+        return (sum(1 for _ in folder.iterdir()) if folder.exists() else 0) + (self._mounts.spec(self._path(principal)) is not None)
+
+    def remove_owned(self, principal: Principal) -> None:
+        if self._mounts.spec(self._path(principal)) is not None:
+            self._mounts.drop(self._path(principal))
+            self._mounts.store.remove(self._path(principal))
+        shutil.rmtree(self.user_folder(principal), ignore_errors=True)
+
+    @staticmethod
+    def _path(principal: Principal) -> str:
+        return f"/hats-{principal.home}"
+
+    @staticmethod
+    def context_name(principal: Principal) -> str:
+        return re.sub(r"[^A-Za-z0-9_]", "_", principal.name).upper() + "_HATS"
+
+    # -- the job's work -----------------------------------------------------------------------------
+    def run(self, job: Job, ctx: JobContext) -> dict:
+        """Export, import, margin, move into place, mount; a failure or cancel removes what was built."""
+        principal = self._jobs.principal_of(job)
+        req = job.request
+        folder = self.user_folder(principal)
+        building = folder / f".building-{job.id}"
+        name, margin_name = req["name"], f"{req['name']}_{req['margin_arcsec']:g}arcs".replace(".", "_")
+        if (folder / name).exists():
+            raise ArchiveError("conflict", f"you already have a HATS catalog named {name}; choose another name", 409)
+        shutil.rmtree(building, ignore_errors=True)
+        building.mkdir(parents=True)
+        moved: list[Path] = []
+        try:
+            self._check_positions(principal, req)
+            rows = self._export(principal, req["table"], building / "input.parquet", ctx)
+            if rows == 0:
+                raise ArchiveError("bad_request", f"table {req['table']} has no rows: there is nothing to import")
+            ctx.log(f"exported {rows} rows of MyDB.{req['table']}")
+            ctx.set_progress(0.1, rows)
+            self._pipeline(ctx, "catalog", self._catalog_args(req, building))
+            ctx.set_progress(0.7, rows)
+            self._pipeline(ctx, "margin cache", self._margin_args(req, building, margin_name))
+            ctx.set_progress(0.9, rows)
+            for part in (name, margin_name):
+                if (building / part).exists():
+                    (building / part).rename(folder / part)
+                    moved.append(folder / part)
+            context = self._mount(principal, folder)
+        except BaseException:
+            for path in moved:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+        ctx.log(f"mounted as {context}.{name} (yours alone)")
+        return {"rows": rows, "context": context, "table": name}
+
+    def _check_positions(self, principal: Principal, req: dict) -> None:
+        """Refuse a table with rows hats-import cannot place (no position, or a declination off the sphere)."""
+        ra, dec = quote_ident(req["ra"]), quote_ident(req["dec"])
+        sql = f"SELECT COUNT(*) AS n FROM mydb.{quote_ident(req['table'])} WHERE {ra} IS NULL OR {dec} IS NULL OR NOT ({dec} BETWEEN -90 AND 90)"
+        bad = self._queries.query(principal, sql, "sql", row_limit=None).to_table().column(0)[0].as_py()
+        if bad:
+            raise ArchiveError("bad_request", f"{bad} rows of {req['table']} have no position or a {req['dec']} outside [-90, 90]: "
+                                              "fix or leave them out (SELECT ... INTO a new table), then import that")  # fmt: skip
+
+    def _export(self, principal: Principal, table: str, path: Path, ctx: JobContext) -> int:
+        """The MyDB table streamed into one Parquet file; its row count."""
+        import pyarrow.parquet as pq
+
+        result = self._queries.read_table(principal, MYDB, table)
+        rows = 0
+        try:
+            writer = None
+            for batch in result.batches():
+                ctx.check()
+                if writer is None:
+                    writer = pq.ParquetWriter(str(path), batch.schema)
+                writer.write_batch(batch)
+                rows += batch.num_rows
+            if writer is not None:
+                writer.close()
+        finally:
+            result.close()
+        return rows
+
+    @staticmethod
+    def _catalog_args(req: dict, building: Path):
+        from hats_import.catalog.arguments import ImportArguments
+
+        return ImportArguments(
+            input_file_list=[str(building / "input.parquet")], file_reader="parquet", ra_column=req["ra"], dec_column=req["dec"],
+            output_path=str(building), output_artifact_name=req["name"], tmp_dir=str(building / "tmp"), progress_bar=False,
+            resume=False, create_thumbnail=False, should_write_skymap=False, highest_healpix_order=HIGHEST_ORDER,
+            pixel_threshold=req.get("partition_rows") or PARTITION_ROWS,
+        )  # fmt: skip
+
+    @staticmethod
+    def _margin_args(req: dict, building: Path, margin_name: str):
+        from hats_import.margin_cache.margin_cache_arguments import MarginCacheArguments
+
+        return MarginCacheArguments(
+            input_catalog_path=str(building / req["name"]), output_path=str(building), output_artifact_name=margin_name,
+            margin_threshold=req["margin_arcsec"], tmp_dir=str(building / "tmp"), progress_bar=False, resume=False,
+            fine_filtering=False,  # a margin may hold more rows than the threshold's: a cross-match keeps its exact test
+        )  # fmt: skip
+
+    def _pipeline(self, ctx: JobContext, what: str, args) -> None:
+        """Run one hats-import pipeline on a client of its own (closing it on cancel drops its tasks)."""
+        from distributed import Client, LocalCluster
+        from hats_import.pipeline import pipeline_with_client
+
+        local = None
+        if self._cluster.enabled:
+            client = Client(self._cluster.client().scheduler.address, set_as_default=False)
+        else:  # no cluster configured: a small one in this process, for this job only
+            local = LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None)
+            client = Client(local, set_as_default=False)
+        failure: list[BaseException] = []
+
+        def work():
+            try:
+                with client.as_current():  # hats-import asks dask for "the" client in places: this one, in this thread only
+                    pipeline_with_client(args, client)
+            except BaseException as exc:  # noqa: BLE001 - reported by the job's thread below
+                failure.append(exc)
+
+        thread = threading.Thread(target=work, name=f"archive-hats-import-{ctx.job.id}", daemon=True)
+        try:
+            ctx.log(f"hats-import: the {what}")
+            thread.start()
+            while thread.is_alive():
+                if ctx.canceled.is_set():
+                    break
+                thread.join(POLL)
+        finally:
+            client.close()  # on cancel: its tasks are dropped, and the pipeline fails soon after
+            if local is not None:
+                local.close()
+        thread.join(30)  # before the job removes its folder, so nothing writes there after
+        ctx.check()
+        if failure:
+            exc = failure[0]
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ArchiveError("bad_request", f"hats-import could not make the {what}: {message}") from None
+
+    def _mount(self, principal: Principal, folder: Path) -> str:
+        """(Re)mount the user's folder of catalogs as their private ``hats`` mount; its context."""
+        context = self.context_name(principal)
+        spec = {"path": self._path(principal), "type": "hats", "location": str(folder), "context": context, "public": False,
+                "owner": principal.ident, "description": f"HATS catalogs imported by {principal.name}"}  # fmt: skip
+        self._mounts.replace_owned(spec)
+        return context

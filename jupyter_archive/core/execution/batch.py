@@ -135,8 +135,13 @@ def _watch(con: duckdb.DuckDBPyConnection, name: str, stop: threading.Event) -> 
             except Exception:  # noqa: BLE001 - the event cannot be asked (its client gone, the worker closing)
                 stop.wait(CANCEL_POLL)
                 canceled = False
+            if stop.is_set():
+                return  # the task ended while we waited: its connection may be closed already
             if canceled or not wanted():
-                con.interrupt()
+                try:
+                    con.interrupt()
+                except duckdb.ConnectionException:
+                    pass  # closed as the task ended between the look above and now: nothing left to interrupt
                 return
 
     threading.Thread(target=watch, name="archive-task-cancel", daemon=True).start()

@@ -18,7 +18,6 @@ from ..errors import ArchiveError
 from ..sql import quote_ident
 from . import pushdown
 from .engines import engine_error
-from .cluster import batches
 from .planner import CLUSTER, CLUSTER_PARTITIONS, ENGINE, HATS, SERVER, plan
 from .scheduler import CONNECT_WAIT
 
@@ -74,9 +73,7 @@ def with_plan(
         engine = "in-process"
         if where.where == CLUSTER:
             try:
-                pairs = getattr(where.partitioned, "tasks", None)  # a catalog x catalog cross-match counts its own
-                threads = cluster.threads(CONNECT_WAIT)
-                tasks = f"{pairs(threads) if pairs else len(batches(where.partitioned.reads[0].files, threads))} tasks"
+                tasks = f"{where.partitioned.tasks(cluster.threads(CONNECT_WAIT))} tasks"  # a cross-match of two catalogs counts its pieces
             except ArchiveError as exc:  # compiling still answers; the job would fail with this
                 tasks = str(exc)
             near = where.partitioned.reads[0].near

@@ -98,6 +98,12 @@ class Partitioned:
             hats.setdefault(r.alias, {})[r.table.name.lower()] = r.table
         return partition(hats, statements)
 
+    def tasks(self, threads: int) -> int:
+        """How many tasks a cluster run makes of this: batches of its one read's files (``cluster.batches``)."""
+        from .cluster import batches
+
+        return len(batches(self.reads[0].files, threads))
+
     def phase_detail(self, engine: str) -> str:
         """What ``/compile`` shows: each read's partitions, and the engine."""
         return "\n".join([*(r.describe() for r in self.reads), f"engine: {engine}"])

@@ -67,7 +67,11 @@ async def test_tap_async_upload_cross_match_fans_out_and_equals_brute_force(tap_
     def refused():
         job = tap_service.submit_job(by_id, uploads={"mine": mine})
         job.run().wait(phases=["COMPLETED", "ERROR"], timeout=300)
-        return job.phase, job.errorsummary.message.content if job.errorsummary else ""
+        try:
+            job.raise_if_error()
+        except Exception as exc:  # noqa: BLE001 - pyvo's DALQueryError carries the job's error summary
+            return job.phase, str(exc)
+        return job.phase, ""
 
     phase, message = await in_thread(refused)
     assert phase == "ERROR" and "a join of the catalog with another table" in message and "SELECT ... INTO mydb" in message, message

@@ -111,6 +111,13 @@ class ArchiveApp(ExtensionApp):
             "'tcp://host:8786' a running Dask scheduler, whose workers must reach the catalogs' files."
         ),
     )
+    cluster_min_rows = Int(
+        10_000, min=0, config=True,
+        help=(
+            "A cross-match job of an upload or MyDB table with a HATS catalog runs on the Dask cluster only when the table has at least "
+            "this many positions (and they touch 16 partitions or more): fewer run faster in-process."
+        ),
+    )
     allow_anonymous = Bool(
         False, config=True, help="Let unauthenticated callers run quick queries on public, read-only contexts."
     )
@@ -162,6 +169,7 @@ class ArchiveApp(ExtensionApp):
             job_retention=self.job_retention or None,
             upload_limit=self.upload_limit,
             dask_scheduler=self.dask_scheduler,
+            cluster_min_rows=self.cluster_min_rows,
             mount_roots=list(self.mount_roots) or [self.serverapp.root_dir],
         )
 

@@ -88,7 +88,7 @@ class Archive:
         self.jobs.register_kind(CUTOUT_JOB, self.images.cutouts.run, self.images.cutouts.forget)
         self.directives = DirectiveStore(self.data_dir / "directives.sqlite", jobs=self.jobs, users=self.users, queries=self.queries)
         # The Dask cluster for work spanning many partitions: nothing of dask is loaded until it is first used.
-        self.cluster = Cluster(config.dask_scheduler, memory_limit=config.engine_memory_limit)
+        self.cluster = Cluster(config.dask_scheduler, memory_limit=config.engine_memory_limit, min_rows=config.cluster_min_rows)
         self.queries.cluster = self.cluster  # built after the queries; jobs over many HATS partitions fan out on it
         self.hats_imports = HatsImports(jobs=self.jobs, queries=self.queries, catalog=self.catalog, mounts=self.mounts,
                                         cluster=self.cluster, data_dir=self.data_dir)  # fmt: skip

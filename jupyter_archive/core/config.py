@@ -30,4 +30,5 @@ class ArchiveConfig:
     job_retention: float | None = 7 * 24 * 3600
     upload_limit: int = 1 << 30  # bytes one table upload may have
     dask_scheduler: str = ""  # "" (in-process only), "local", "local:N" or "tcp://host:8786" (core/execution/cluster.py)
+    cluster_min_rows: int = 10_000  # a cross-match job of fewer positions runs in-process (execution/planner.py)
     mount_roots: list[str] = field(default_factory=list)  # directories run-time mounts may use

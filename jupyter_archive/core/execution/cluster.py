@@ -353,24 +353,33 @@ def run_partitioned(cluster: Cluster, plan, statements, *, time_limit=None, canc
     if on_cursor is not None:
         on_cursor(view)
     select, create = plan.partitioned.shapes[0], None
+    ship = None
+    if read.near is not None:
+        from .crossmatches import shipped, task_shape
+
+        cursor = plan.engine.cursor(timeout=None, cancel=view.cancel)
+        try:
+            ship = shipped(read, cursor, st.params, cluster.threads(), batches, plan.cells)
+        finally:
+            cursor.close()
+        select = task_shape(read.near, select, ship.order) or select
+    typed = None
     if st.kind == "write":
         from .cluster_writes import select_of
 
         select, create = select_of(select)
+        # the SELECT over no rows gives its engine types (made from u, not the cells shipped to the tasks)
+        typed = (select_of(plan.partitioned.shapes[0])[0] if ship is not None else select).replace(f'"{placeholder(0)}"', read.table.read_files_sql([]))
+    if plan.outer:  # a cross-match the cluster splits only by its matched rows: pairs there, the rest here
+        from .crossmatches import outer
+
+        return outer(plan, st, select, create, typed, read, ship, lambda fan: fan_out(cluster, fan, cancel=view.cancel, progress=view), view, time_limit)
     fan = FanOut(sql=select, table=placeholder(0), batches=[], root=str(read.table.path), params=dict(st.params or {}), time_limit=time_limit)
-    if read.near is None:
+    if ship is None:
         fan.batches = batches(read.files, cluster.threads())
         view.detail = f"the Dask cluster: {len(fan.batches)} tasks over {len(read.partitions)} of {read.table.partitions} partitions"
     else:
-        from .crossmatches import shipped
-
-        cursor = plan.engine.cursor(timeout=None, cancel=view.cancel)
-        try:
-            ship = shipped(read, cursor, st.params, cluster.threads(), batches)
-        finally:
-            cursor.close()
-        name = read.near.table_sql
-        fan.batches, fan.shipped, fan.shipped_per_batch = ship.batches, {name: ship.schema.empty_table()}, [{name: r} for r in ship.rows]
+        ship.into(fan)
         view.detail = (
             f"the Dask cluster: {len(fan.batches)} tasks over {ship.partitions} of {read.table.partitions} partitions "
             f"(those the positions of {read.near.name} touch), {sum(r.num_rows for r in ship.rows)} of its rows shipped"
@@ -380,5 +389,4 @@ def run_partitioned(cluster: Cluster, plan, statements, *, time_limit=None, canc
         return reader
     from .cluster_writes import written
 
-    typed = select.replace(f'"{placeholder(0)}"', read.table.read_files_sql([]))  # the SELECT over no rows: its engine types
     return written(plan.engine, create, typed, _params(typed, st.params or {}), reader, view.cancel)

@@ -77,7 +77,8 @@ def with_plan(
             except ArchiveError as exc:  # compiling still answers; the job would fail with this
                 tasks = str(exc)
             near = where.partitioned.reads[0].near
-            when = f" if the positions of {near.name} touch {CLUSTER_PARTITIONS} partitions or more" if near is not None else ""
+            when = (f" if {near.name} has {cluster.min_rows} positions or more and they touch {CLUSTER_PARTITIONS} partitions or more"
+                    if near is not None else "")  # fmt: skip
             engine = f"in-process as a quick query; as a job, the Dask cluster ({cluster.scheduler}){when}: {tasks}"
         compiled.phases.append(sqlmod.Phase("partitions", detail=where.partitioned.phase_detail(engine)))
     if where.where == SERVER:

@@ -38,6 +38,9 @@ class Plan:
     engine: EngineRef | None = None
     backend: Any = None  # backends.sqlalchemy.SqlBackend
     partitioned: Any = None  # partitions.Partitioned: the HATS catalogs read, their pruned files, the SQL shapes
+    cells: Any = None  # crossmatches.Cells: a cross-match job's cells of u, made once as it was planned and shipped as they are
+    outer: bool = False  # a cross-match the cluster splits by its matched rows only (crossmatches.outer)
+    why: str = ""  # why a job runs where it does (its log says it)
 
     def ready(self, statements: list, cursor=None) -> list:
         """The statements as this plan runs them: HATS tables read from their pruned partitions; with the
@@ -48,7 +51,7 @@ class Plan:
             from .crossmatches import pruned
 
             try:
-                return pruned(self.partitioned, statements, cursor)
+                return pruned(self.partitioned, statements, cursor, self.cells)
             except BaseException:
                 cursor.close()  # the query will not run on it: give it back
                 raise
@@ -86,52 +89,99 @@ def plan(
 
         partitioned = partition(namespace.hats, statements)
         partitioned = cross_match(partitioned, statements) or partitioned  # two catalogs: by partitions, with margins
-        if cluster is not None and cluster.enabled and _fans_out(namespace, partitioned, statements, ref if job else None):
-            return Plan(CLUSTER, ref, partitioned=partitioned)
-        return Plan(HATS, ref, partitioned=partitioned)
+        if cluster is None or not cluster.enabled:
+            return Plan(HATS, ref, partitioned=partitioned)
+        fans, how = _fans_out(namespace, partitioned, statements, ref if job else None, cluster.min_rows)
+        if fans:
+            return Plan(CLUSTER, ref, partitioned=partitioned, **how)
+        return Plan(HATS, ref, partitioned=partitioned, **how)
     return Plan(ENGINE, ref)
 
 
-def _fans_out(namespace: Namespace, partitioned, statements, engine: EngineRef | None) -> bool:
-    """Whether a job runs on the cluster: one statement (a read, or a read INTO MyDB) of one HATS catalog
-    over many of its partitions, reading no other table but, in a cross-match, the table whose positions
-    it matches (an upload, a MyDB table: its rows are shipped to the tasks). A cross-match's partitions
-    are those its positions touch, read through ``engine`` (a job's plan); without it (compile), all."""
+def _fans_out(namespace: Namespace, partitioned, statements, engine: EngineRef | None, min_rows: int) -> tuple[bool, dict]:
+    """Whether a job runs on the cluster, and the plan's fields saying how and why: one statement (a read, or
+    a read INTO MyDB) of one HATS catalog over many of its partitions, reading no other table but, in a
+    cross-match, the table ``u`` whose positions it matches (its rows are shipped to the tasks). A
+    cross-match's partitions are those ``u``'s positions touch, read through ``engine`` (a job's plan), and
+    it fans out only with ``min_rows`` positions or more (fewer run faster in-process); without ``engine``
+    (compile), all. A job that would need the cluster but that it cannot split is refused (``ArchiveError``)."""
     if partitioned is not None and hasattr(partitioned, "pieces"):  # catalog x catalog (pairs.CrossMatch): its pieces are the tasks
         st = statements[0]
-        return st.kind == "read" and st.into is None and len(partitioned.pieces) >= CLUSTER_PARTITIONS
-    if partitioned is None or len(statements) != 1 or len(partitioned.reads) != 1:
-        return False
+        return st.kind == "read" and st.into is None and len(partitioned.pieces) >= CLUSTER_PARTITIONS, {}
+    big = [r for r in partitioned.reads if not r.count and len(r.partitions) >= CLUSTER_PARTITIONS] if partitioned is not None else []
+    if not big:
+        return False, {"why": f"it reads fewer than {CLUSTER_PARTITIONS} partitions of each catalog"}
+    if len(statements) != 1 or len(partitioned.reads) != 1:
+        return _refused(engine, "a query of several statements, or reading a catalog more than once"), {}
     st, read = statements[0], partitioned.reads[0]
-    if st.kind not in ("read", "write") or (st.kind == "write" and (st.into is None or st.into.catalog != MYDB_ALIAS)) or read.count:
-        return False
-    if st.kind == "read" and st.into is not None:
-        return False
+    if st.kind not in ("read", "write") or (st.kind == "write" and (st.into is None or st.into.catalog != MYDB_ALIAS)) or (st.kind == "read" and st.into is not None):
+        return _refused(engine, "a statement other than SELECT or SELECT ... INTO mydb"), {}
     others = {(t.catalog.lower(), t.schema.lower(), t.name.lower()) for t in st.tables if t.catalog not in namespace.hats}
     if others and (read.near is None or others != {tuple(p.name.lower() for p in read.near.upload.parts)}):
-        return False
-    if read.near is not None and not _splits(partitioned, st, read.near):
-        return False  # e.g. an outer join keeping u's unmatched rows: right in-process, over the partitions u touches
-    if read.near is not None and engine is not None:
-        from .crossmatches import touched
+        return _refused(engine, "a join of the catalog with another table that is not a cross-match by position"), {}
+    if read.near is None:
+        return True, {}  # fanout.decompose refuses, at once, what it cannot split
+    how: dict = {}
+    if engine is not None:
+        from .crossmatches import cells_of
 
         cursor = engine.cursor()
         try:
-            return len(touched(read, cursor, st.params)) >= CLUSTER_PARTITIONS
+            cells = cells_of(read, cursor, st.params)
         finally:
             cursor.close()
-    return len(read.partitions) >= CLUSTER_PARTITIONS
+        touched = len(cells.touched)
+        if touched < CLUSTER_PARTITIONS:
+            return False, {"cells": cells, "why": f"the positions of {read.near.name} touch {touched} partitions, fewer than {CLUSTER_PARTITIONS}"}
+        if cells.positions < min_rows:
+            why = f"{read.near.name} has {cells.positions} positions, fewer than the {min_rows} a cross-match needs to gain from the cluster"
+            return False, {"cells": cells, "why": why}
+        how = {"cells": cells, "why": f"the positions of {read.near.name} ({cells.positions}) touch {touched} partitions"}
+    from .crossmatches import outer_split, task_shape
+
+    # the shape reading u's cells as shipped, when they are known: far cheaper to parse than the SQL making them
+    shape = (task_shape(read.near, partitioned.shapes[0], how["cells"]) if how else None) or partitioned.shapes[0]
+    try:
+        select = shape if st.kind == "read" else _select_of(shape)
+        if _splits(select, read.near):
+            return True, how
+        outer_split(select, read.near)
+    except ArchiveError as exc:
+        if engine is not None:
+            raise exc from None
+        return False, {}
+    return True, {**how, "outer": True}
 
 
-def _splits(partitioned, st, near) -> bool:
-    """Whether the cluster can split a cross-match (``fanout.decompose``) with its other table shipped."""
+def _refused(engine: EngineRef | None, what: str) -> bool:
+    """A job (``engine`` given) the cluster would run but cannot split is refused, saying what to do instead;
+    compiling shows it in-process (a quick query runs there)."""
+    if engine is not None:
+        from .fanout import INSTEAD
+
+        raise ArchiveError(
+            "bad_request",
+            f"this job reads many partitions of a HATS catalog, so it runs on the Dask cluster, which cannot split {what}: "
+            f"{INSTEAD}; for example SELECT ... INTO mydb.part FROM the catalog WHERE a region, and join mydb.part",
+            400,
+        )
+    return False
+
+
+def _select_of(shape: str) -> str:
     from .cluster_writes import select_of
+
+    return select_of(shape)[0]
+
+
+def _splits(select: str, near) -> bool:
+    """Whether the cluster can split a cross-match (``fanout.decompose``) with its other table (and its cells) shipped."""
+    from .crossmatches import CELLS
     from .fanout import decompose
     from .partitions import placeholder
 
     try:
-        select = partitioned.shapes[0] if st.kind == "read" else select_of(partitioned.shapes[0])[0]
-        decompose(select, placeholder(0), [near.table_sql])
+        decompose(select, placeholder(0), [near.table_sql, CELLS])
     except ArchiveError:
         return False
     return True

@@ -40,9 +40,10 @@ class Cluster:
     and a failed connect is remembered for ``RETRY`` seconds: callers meanwhile fail at once with its reason,
     and the first call after that tries again."""
 
-    def __init__(self, scheduler: str = "", *, memory_limit: str | None = None):
+    def __init__(self, scheduler: str = "", *, memory_limit: str | None = None, min_rows: int = 10_000):
         self.scheduler = check_scheduler(scheduler)
         self.memory_limit = memory_limit  # DuckDB's limit in each task
+        self.min_rows = min_rows  # a cross-match job of fewer positions runs in-process (ArchiveConfig.cluster_min_rows)
         self._lock = threading.Lock()
         self._client = None
         self._local = None

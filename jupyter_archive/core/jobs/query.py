@@ -113,6 +113,8 @@ class QueryJobs:
             ctx.log(f"pushed down to {plan.backend.where}")
         elif plan.partitioned is not None:
             ctx.log(plan.partitioned.phase_detail("the Dask cluster" if plan.where == CLUSTER else "in-process").replace("\n", "; "))
+            if plan.why:
+                ctx.log(f"{'on the Dask cluster' if plan.where == CLUSTER else 'in-process'}: {plan.why}")
         done = threading.Event()
         guard = threading.Lock()
         leased = []

@@ -39,10 +39,14 @@ def cluster(local_cluster):
     holder.close()
 
 
+MIN_ROWS = 100  # the tests' uploads are small: a cross-match of this many positions fans out (the default is 10,000)
+
+
 @pytest.fixture(scope="module")
 def sky(hats_root, local_cluster, tmp_path_factory):
     """An archive mounting the session's HATS catalogs as ``SKY`` with ``dask_scheduler`` on the package's LocalCluster."""
     a = Archive(ArchiveConfig(data_dir=tmp_path_factory.mktemp("hats-jobs"), demo=False, dask_scheduler=local_cluster.scheduler_address,
+                              cluster_min_rows=MIN_ROWS,
                               mounts=[{"path": "/sky", "type": "hats", "location": str(hats_root), "context": "SKY"}]))  # fmt: skip
     a.start()
     yield a

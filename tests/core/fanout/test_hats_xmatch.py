@@ -215,7 +215,7 @@ def test_a_failed_into_job_on_the_cluster_leaves_no_table(sky):
         sky.queries.query(p, "SELECT COUNT(*) FROM mydb.broken", "sql").close()
 
 
-def test_an_outer_cross_match_keeping_unmatched_rows_stays_in_process_and_is_right(sky, hats_oracle, stars):
+def test_an_outer_cross_match_keeping_unmatched_rows_fans_out_and_is_right(sky, hats_oracle, stars):
     objid, ra, dec = stars
     rng = np.random.default_rng(11)
     pick = rng.integers(0, len(ra), 200)
@@ -225,11 +225,42 @@ def test_an_outer_cross_match_keeping_unmatched_rows_stays_in_process_and_is_rig
             f"ON 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', u.ura, u.udec, {r!r}))")  # fmt: skip
     p = alice(sky)
     compiled = sky.queries.compile(p, text, "adql", explain=False)
-    assert sky.queries.plan(p, compiled.statements, job=True).where == HATS  # the cluster cannot split it: not refused, in-process
-    job, log = run_job(sky, text)
-    got = sorted(((r["uid"], r["objid"]) for r in sky.jobs.result(p, job.id).to_table().to_pylist()), key=repr)
+    plan = sky.queries.plan(p, compiled.statements, job=True)
+    assert plan.where == CLUSTER and plan.outer  # the matched rows on the cluster, u's unmatched ones added here
     surely, possibly = pairs_of(hats_oracle, table, r)
     assert surely == possibly
     matched = {u for u, _ in surely}
     want = sorted([*surely, *((u, None) for u in range(table.num_rows) if u not in matched)], key=repr)
+    job, log = run_job(sky, text)
+    got = sorted(((r["uid"], r["objid"]) for r in sky.jobs.result(p, job.id).to_table().to_pylist()), key=repr)
     assert got == want and len(matched) >= 150
+    assert "ran on the Dask cluster" in log and "an outer cross-match" in log
+    # the same into MyDB, with a count per uploaded row: u's rows without a match count 0
+    counted = text.replace("SELECT u.uid, s.objid", "SELECT u.uid, COUNT(s.objid) AS n") + " GROUP BY u.uid"
+    job, log = run_job(sky, counted, target="/mydb/lefty_n")
+    assert "an outer cross-match" in log and job.rows == table.num_rows
+    rows = {r["uid"]: r["n"] for r in sky.queries.query(p, "SELECT * FROM mydb.lefty_n", "sql", row_limit=None).to_table().to_pylist()}
+    assert rows == {u: sum(1 for x, _ in surely if x == u) for u in range(table.num_rows)}
+
+
+def test_a_small_upload_stays_in_process_and_says_why(sky, stars):
+    objid, ra, dec = stars
+    rng = np.random.default_rng(3)
+    table = upload(sky, "few", rng.uniform(0, 360, 60), rng.uniform(-80, 80, 60))  # all over the sky, fewer rows than the fixture's cluster_min_rows
+    text = xmatch("few", 2 / 3600)
+    p = alice(sky)
+    plan = sky.queries.plan(p, sky.queries.compile(p, text, "adql", explain=False).statements, job=True)
+    assert plan.where == HATS and len(plan.partitioned.reads[0].partitions) >= CLUSTER_PARTITIONS
+    job, log = run_job(sky, text)
+    assert f"in-process: mydb.main.few has 60 positions, fewer than the {sky.cluster.min_rows}" in log and "ran on the Dask cluster" not in log
+    assert table.num_rows == 60
+
+
+@pytest.mark.parametrize("text, what", [
+    ("SELECT objid FROM sky.stars; SELECT objid FROM sky.stars", "a query of several statements"),
+    ("SELECT objid, SUM(g) OVER (ORDER BY objid) AS running FROM sky.stars", "a window function over the whole table"),
+])  # fmt: skip
+def test_a_job_the_cluster_cannot_split_is_refused_saying_what_to_do(sky, text, what):
+    p = alice(sky)
+    job = sky.jobs.wait(p, sky.jobs.submit_query(p, text, "sql").id, timeout=300)
+    assert job.state == "failed" and what in str(job.error_message) and "SELECT ... INTO mydb" in str(job.error_message), job.error_message

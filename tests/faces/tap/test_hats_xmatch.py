@@ -23,6 +23,7 @@ def archive_config(hats_root):
     return {
         "mounts": [{"path": "/sky", "type": "hats", "location": str(hats_root), "context": "SKY", "public": True}],
         "dask_scheduler": "local:2",
+        "cluster_min_rows": 100,  # the upload below is small: it fans out all the same
     }
 
 
@@ -58,4 +59,20 @@ async def test_tap_async_upload_cross_match_fans_out_and_equals_brute_force(tap_
     plan = body_json(await fetch("archive", "api", "compile", method="POST",
                                  body=json.dumps({"query": text.replace("TAP_UPLOAD.mine", "mydb.picked"), "language": "adql"})))  # fmt: skip
     detail = next(p["detail"] for p in plan["phases"] if p["name"] == "partitions")
-    assert "pruned by the positions of mydb.main.picked when it runs" in detail and "the Dask cluster (local:2) if the positions" in detail, detail
+    assert "pruned by the positions of mydb.main.picked when it runs" in detail and "the Dask cluster (local:2) if mydb.main.picked has 100 positions or more and they touch 16" in detail, detail
+    # a job the cluster cannot split (a join of the catalog with the upload by id, not by position) is refused, saying
+    # what to do instead, in UWS's own shape: an ERROR phase and its error summary; a sync query still answers
+    by_id = "SELECT s.objid, m.id FROM sky.stars AS s JOIN TAP_UPLOAD.mine AS m ON s.objid = m.id"
+
+    def refused():
+        job = tap_service.submit_job(by_id, uploads={"mine": mine})
+        job.run().wait(phases=["COMPLETED", "ERROR"], timeout=300)
+        try:
+            job.raise_if_error()
+        except Exception as exc:  # noqa: BLE001 - pyvo's DALQueryError carries the job's error summary
+            return job.phase, str(exc)
+        return job.phase, ""
+
+    phase, message = await in_thread(refused)
+    assert phase == "ERROR" and "a join of the catalog with another table" in message and "SELECT ... INTO mydb" in message, message
+    assert len(await in_thread(lambda: tap_service.run_sync(by_id, uploads={"mine": mine}).to_table())) >= 0

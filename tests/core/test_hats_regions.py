@@ -138,19 +138,24 @@ ROUNDED = st.floats(0.01, 89.9).map(lambda x: round(x, 4))
 @given(cones=st.lists(st.tuples(ROUNDED.map(lambda x: x * 4), ROUNDED, ROUNDED.map(lambda x: x / 45)), min_size=3, max_size=3, unique=True),
        south=st.booleans(), form=st.sampled_from(["CONTAINS", "DISTANCE"]))  # fmt: skip
 def test_cone_shapes_are_learnt_and_answer_as_fresh_compilations(tmp_path_factory, hats_root, hats_oracle, cones, south, form):
-    a = sky_archive(tmp_path_factory.mktemp("cone-shapes"), hats_root)  # a fresh compile cache
+    # one sign for all: a minus sign is part of a shape
+    learnt_and_fresh(tmp_path_factory, hats_root, hats_oracle, [cone(ra, -dec if south else dec, r, form) for ra, dec, r in cones])
+
+
+def learnt_and_fresh(tmp_path_factory, hats_root, oracle, texts: list[str]) -> None:
+    """Three texts of one shape through a fresh compile cache: the first two are compiled (the second teaches the
+    shape), the third is rendered from the shape; each plans the SQL a fresh compile plans and equals the oracle."""
+    a = sky_archive(tmp_path_factory.mktemp("shapes"), hats_root)
     try:
-        for k, (ra, dec, r) in enumerate(cones):
-            text = cone(ra, -dec if south else dec, r, form)  # one sign for all: a minus sign is part of a shape
+        for k, text in enumerate(texts):
             with a.queries.query(user(a), text, "adql", row_limit=None) as result:
                 got = sorted(tuple(row.values()) for row in result.to_table().to_pylist())
-                # the first two cones are compiled (the second teaches the shape); the third is the shape's, rendered
-                assert (result.compiled.phases == []) == (k == 2)
+                assert (result.compiled.phases == []) == (k == 2), text
                 rendered = result.compiled.statements
             fresh = a.queries.compile(user(a), text, "adql", explain=False).statements
             plan = a.queries.plan(user(a), fresh)
             assert [s.sql for s in plan.ready(rendered)] == [s.sql for s in plan.ready(fresh)]
-            assert got == unpruned(a, hats_oracle, text)
+            assert got == unpruned(a, oracle, text)
     finally:
         a.close()
 
@@ -204,23 +209,11 @@ CENTRE = st.tuples(st.floats(1, 359).map(lambda x: round(x, 4)), st.floats(5, 80
 @given(centres=st.lists(CENTRE, min_size=3, max_size=3, unique=True), size=st.floats(0.2, 4).map(lambda x: round(x, 3)),
        south=st.booleans(), kind=st.sampled_from(["box", "polygon"]), how=st.sampled_from(["CONTAINS", "INTERSECTS"]))  # fmt: skip
 def test_box_and_polygon_shapes_are_learnt_and_answer_as_fresh_compilations(tmp_path_factory, hats_root, hats_oracle, centres, size, south, kind, how):
-    a = sky_archive(tmp_path_factory.mktemp("region-shapes"), hats_root)  # a fresh compile cache
-    try:
-        for k, (ra, dec) in enumerate(centres):
-            dec = -dec if south else dec  # one sign for all: a minus sign is part of a shape
-            if kind == "box":
-                region = box(ra, dec, size, size / 2)
-            else:
-                region = polygon([(round(x, 4), round(y, 4)) for x, y in around(ra, dec, size, (10, 130, 250))])
-            text = select(region, how)
-            with a.queries.query(user(a), text, "adql", row_limit=None) as result:
-                got = sorted(tuple(row.values()) for row in result.to_table().to_pylist())
-                # the first two are compiled (the second teaches the shape); the third is rendered from the shape
-                assert (result.compiled.phases == []) == (k == 2), text
-                rendered = result.compiled.statements
-            fresh = a.queries.compile(user(a), text, "adql", explain=False).statements
-            plan = a.queries.plan(user(a), fresh)
-            assert [s.sql for s in plan.ready(rendered)] == [s.sql for s in plan.ready(fresh)]
-            assert got == unpruned(a, hats_oracle, text)
-    finally:
-        a.close()
+    texts = []
+    for ra, dec in centres:
+        dec = -dec if south else dec  # one sign for all: a minus sign is part of a shape
+        if kind == "box":
+            texts.append(select(box(ra, dec, size, size / 2), how))
+        else:
+            texts.append(select(polygon([(round(x, 4), round(y, 4)) for x, y in around(ra, dec, size, (10, 130, 250))]), how))
+    learnt_and_fresh(tmp_path_factory, hats_root, hats_oracle, texts)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from jupyter_archive.core.sql.healpix_index import SkyRegion
 from tests.support.hats_data import sky_archive
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -37,8 +38,8 @@ def unpruned(a, oracle, text) -> list:
     """The same compiled exact test over every file of the catalog in one DuckDB: the range filters left out."""
     (st_,) = a.queries.compile(user(a), text, "adql", explain=False).statements
     sql = st_.late.sql if st_.late is not None else st_.sql
-    for region in st_.late.regions if st_.late is not None else ():
-        sql = sql.replace(region.token, "TRUE")
+    for region in st_.late.regions if st_.late is not None else ():  # a polygon's exact test is made as when bound
+        sql = sql.replace(region.token, "TRUE" if isinstance(region, SkyRegion) else region.text([float(v) for v in region.values]))
     return sorted(oracle.execute(sql.replace('"sky"."main"."stars"', "stars"), st_.params).fetchall())
 
 
@@ -137,19 +138,24 @@ ROUNDED = st.floats(0.01, 89.9).map(lambda x: round(x, 4))
 @given(cones=st.lists(st.tuples(ROUNDED.map(lambda x: x * 4), ROUNDED, ROUNDED.map(lambda x: x / 45)), min_size=3, max_size=3, unique=True),
        south=st.booleans(), form=st.sampled_from(["CONTAINS", "DISTANCE"]))  # fmt: skip
 def test_cone_shapes_are_learnt_and_answer_as_fresh_compilations(tmp_path_factory, hats_root, hats_oracle, cones, south, form):
-    a = sky_archive(tmp_path_factory.mktemp("cone-shapes"), hats_root)  # a fresh compile cache
+    # one sign for all: a minus sign is part of a shape
+    learnt_and_fresh(tmp_path_factory, hats_root, hats_oracle, [cone(ra, -dec if south else dec, r, form) for ra, dec, r in cones])
+
+
+def learnt_and_fresh(tmp_path_factory, hats_root, oracle, texts: list[str]) -> None:
+    """Three texts of one shape through a fresh compile cache: the first two are compiled (the second teaches the
+    shape), the third is rendered from the shape; each plans the SQL a fresh compile plans and equals the oracle."""
+    a = sky_archive(tmp_path_factory.mktemp("shapes"), hats_root)
     try:
-        for k, (ra, dec, r) in enumerate(cones):
-            text = cone(ra, -dec if south else dec, r, form)  # one sign for all: a minus sign is part of a shape
+        for k, text in enumerate(texts):
             with a.queries.query(user(a), text, "adql", row_limit=None) as result:
                 got = sorted(tuple(row.values()) for row in result.to_table().to_pylist())
-                # the first two cones are compiled (the second teaches the shape); the third is the shape's, rendered
-                assert (result.compiled.phases == []) == (k == 2)
+                assert (result.compiled.phases == []) == (k == 2), text
                 rendered = result.compiled.statements
             fresh = a.queries.compile(user(a), text, "adql", explain=False).statements
             plan = a.queries.plan(user(a), fresh)
             assert [s.sql for s in plan.ready(rendered)] == [s.sql for s in plan.ready(fresh)]
-            assert got == unpruned(a, hats_oracle, text)
+            assert got == unpruned(a, oracle, text)
     finally:
         a.close()
 
@@ -166,3 +172,48 @@ def test_a_cross_match_with_a_constant_radius_is_learnt_and_right(sky, hats_orac
         sure = {(i, j) for i, j, x in pairs if i < n and x < r - 1e-9}
         maybe = {(i, j) for i, j, x in pairs if i < n and x < r + 1e-9}
         assert sure <= set(got) <= maybe and len(got) == len(set(got)) and {(i, i) for i in range(1, n)} <= set(got)
+
+
+def _stars(a):
+    (table,) = [t for tables in a.catalog.hats.values() for name, t in tables.items() if name == "stars"]
+    return table
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_coarsened_ranges_read_the_same_row_groups(sky, data):
+    """A range filter on a HATS catalog is planned with as few ranges as meet the same row groups (the rows in
+    those row groups are the exact test's to drop); ranges are drawn about the row groups' own bounds."""
+    table = _stars(sky)
+    groups = list(zip(table.group_min, table.group_max))
+    assert len(groups) >= table.partitions  # the catalog is in index order: its row groups' bounds are known
+    ends = [x for g in groups for x in g]
+    point = st.one_of(st.integers(ends[0] - 10, ends[-1] + 10), st.sampled_from(ends).flatmap(lambda e: st.integers(e - 2, e + 2)))
+    cuts = sorted(data.draw(st.lists(point, min_size=2, max_size=16, unique=True)))
+    ranges = [(cuts[i], cuts[i + 1]) for i in range(0, len(cuts) - 1, 2)]
+    fewer = table.coarsen(ranges)
+
+    def met(rs):
+        return [g for g in groups if any(lo <= g[1] and hi >= g[0] for lo, hi in rs)]
+
+    assert met(fewer) == met(ranges)
+    assert all(any(a <= lo and hi <= b for a, b in fewer) for lo, hi in ranges)
+    assert fewer == sorted(fewer) and all(fewer[i][1] < fewer[i + 1][0] for i in range(len(fewer) - 1))
+    assert len(fewer) <= len(ranges)
+
+
+CENTRE = st.tuples(st.floats(1, 359).map(lambda x: round(x, 4)), st.floats(5, 80).map(lambda x: round(x, 4)))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(centres=st.lists(CENTRE, min_size=3, max_size=3, unique=True), size=st.floats(0.2, 4).map(lambda x: round(x, 3)),
+       south=st.booleans(), kind=st.sampled_from(["box", "polygon"]), how=st.sampled_from(["CONTAINS", "INTERSECTS"]))  # fmt: skip
+def test_box_and_polygon_shapes_are_learnt_and_answer_as_fresh_compilations(tmp_path_factory, hats_root, hats_oracle, centres, size, south, kind, how):
+    texts = []
+    for ra, dec in centres:
+        dec = -dec if south else dec  # one sign for all: a minus sign is part of a shape
+        if kind == "box":
+            texts.append(select(box(ra, dec, size, size / 2), how))
+        else:
+            texts.append(select(polygon([(round(x, 4), round(y, 4)) for x, y in around(ra, dec, size, (10, 130, 250))]), how))
+    learnt_and_fresh(tmp_path_factory, hats_root, hats_oracle, texts)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import os
+from array import array
 import re
 import stat
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ class HatsTable:
     size_bytes: int = 0
     statistics: dict[str, dict] = field(default_factory=dict)  # column -> min_value, max_value, null_count
     margins: dict[str, Path] = field(default_factory=dict)  # margin catalog name -> its path
+    # Every row group's first and last index value, in index order (``dataset/_metadata``; empty: unknown)
+    group_min: array = field(default_factory=lambda: array("q"))
+    group_max: array = field(default_factory=lambda: array("q"))
 
     @property
     def partitions(self) -> int:
@@ -78,6 +82,30 @@ class HatsTable:
                     hit.add(i)
                 i += 1
         return sorted(hit)
+
+    def coarsen(self, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Sorted inclusive index ``ranges`` with each gap closed that no row group lies in unread: DuckDB skips
+        the same row groups (by their index statistics) and plans one ``BETWEEN`` per range, which costs more
+        than the rows a gap inside a read row group leaves out (the exact test drops them anyway)."""
+        if len(ranges) < 2 or not self.group_min:
+            return ranges
+        out = [ranges[0]]
+        for lo, hi in ranges[1:]:
+            if self._gap_unread(out[-1][1] + 1, lo - 1, ranges):
+                out.append((lo, hi))
+            else:
+                out[-1] = (out[-1][0], hi)
+        return out
+
+    def _gap_unread(self, a: int, b: int, ranges) -> bool:
+        """Whether a row group holding values in ``[a, b]`` meets none of ``ranges`` (so is not read)."""
+        i = bisect.bisect_left(self.group_max, a)  # row groups are disjoint and sorted: the first ending at a or after
+        while i < len(self.group_min) and self.group_min[i] <= b:
+            lo, hi = self.group_min[i], self.group_max[i]
+            if not any(x <= hi and y >= lo for x, y in ranges):
+                return True
+            i += 1  # at most the two row groups at the gap's ends meet a range
+        return False
 
     def check(self, partitions: list[int]) -> None:
         """Refuse to read partitions whose files changed on disk since the catalog was mounted (gone, not a
@@ -231,11 +259,13 @@ def _open_catalog(path: Path):
     if not parts:
         raise _refuse(path, "its partition_info lists no partition")
     parts.sort()
+    statistics, groups = _statistics(cat, schema.names, index_column)
     table = HatsTable(
         name=name, path=path, ra=info.ra_column, dec=info.dec_column, index_column=index_column,
         rows=int(info.total_rows) if info.total_rows is not None else None,
         columns=columns, starts=[p[0] for p in parts], ends=[p[1] for p in parts], orders=[p[2] for p in parts],
-        files=[p[3] for p in parts], stamps=[p[4] for p in parts], size_bytes=size, statistics=_statistics(cat, schema.names),
+        files=[p[3] for p in parts], stamps=[p[4] for p in parts], size_bytes=size, statistics=statistics,
+        group_min=array("q", [g[0] for g in groups]), group_max=array("q", [g[1] for g in groups]),
     )  # fmt: skip
     for column in table.columns:
         column.statistics = table.statistics.get(column.name)
@@ -262,18 +292,20 @@ def _columns(schema) -> list[ColumnInfo]:
     return out
 
 
-def _statistics(cat, names: list[str]) -> dict[str, dict]:
+def _statistics(cat, names: list[str], index: str) -> tuple[dict[str, dict], list[tuple[int, int]]]:
     """Per-column ``min_value``, ``max_value`` (in the column's own type) and ``null_count`` over every row
     group the catalog's ``dataset/_metadata`` lists: the Parquet footers' statistics, so no data file is read.
     A column is left out where a row group has no exact min and max (a null count where one lacks it); a
-    catalog without ``_metadata`` falls back on the hats package's own aggregate (numbers as floats)."""
+    catalog without ``_metadata`` falls back on the hats package's own aggregate (numbers as floats).
+    And each row group's (min, max) of the ``index`` column, sorted ([] unless all are known and disjoint)."""
     import pyarrow.parquet as pq
 
     try:
         meta = pq.read_metadata(Path(str(cat.catalog_base_dir)) / "dataset" / "_metadata")
     except Exception:  # noqa: BLE001 - optional metadata: a catalog without it is still a catalog
-        return _hats_statistics(cat)
+        return _hats_statistics(cat), []
     out: dict[str, dict] = {n: {"min_value": None, "max_value": None, "null_count": 0} for n in names}
+    groups: list[tuple[int, int]] | None = []
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
         for c in range(group.num_columns):
@@ -288,12 +320,20 @@ def _statistics(cat, names: list[str]) -> dict[str, dict]:
                 now["max_value"] = st.max if now["max_value"] is None else max(now["max_value"], st.max)
             if now.get("null_count") is not None:
                 now["null_count"] = now["null_count"] + st.null_count if st is not None and st.has_null_count else None
+            if name == index and groups is not None:
+                if st is not None and st.has_min_max and now["min_value"] is not _GONE:
+                    groups.append((int(st.min), int(st.max)))
+                else:
+                    groups = None
+    groups = sorted(groups or [])
+    if any(groups[i][1] >= groups[i + 1][0] for i in range(len(groups) - 1)):
+        groups = []  # overlapping row groups (rows not in index order): no gap can be told unread
     stats = {}
     for name, now in out.items():
         kept = {k: _plain(v) for k, v in now.items() if v is not None and v is not _GONE}
         if meta.num_row_groups and kept:
             stats[name] = kept
-    return stats
+    return stats, groups
 
 
 _GONE = object()  # a column some row group has no statistics for

@@ -49,7 +49,7 @@ from .geometry import (
     distance_sql,
 )
 from . import crossmatch
-from .healpix_index import HealpixIndex, SkyRegion, region_token
+from .healpix_index import HealpixIndex, SkyRegion, region_token, late_token
 from .spherical import constant, parse_duckdb, splice
 
 
@@ -122,8 +122,9 @@ class _Cone:
 
 
 class _Translator:
-    def __init__(self, params: Mapping[str, Any], xtypes: Mapping[str, str]):
+    def __init__(self, params: Mapping[str, Any], xtypes: Mapping[str, str], regions: list):
         self.params = params
+        self.regions = regions  # what is made when values are bound: sky regions' ranges, late tests
         self.xtypes = xtypes  # geometry columns: casefolded name -> "point" | "circle" | "polygon"
         self.cones: list[_Cone] = []
 
@@ -213,6 +214,10 @@ class _Translator:
             if isinstance(outer, Box):
                 return geo.in_box_sql(inner, outer)
             if isinstance(outer, (Polygon, PolygonColumn)):
+                late = geo.late_point_in(late_token(len(self.regions)), inner, outer)
+                if late is not None:  # made when values are bound, so the compile cache learns its shape
+                    self.regions.append(late)
+                    return late.token
                 return geo.point_in(inner, outer).sql()
         if isinstance(inner, _REGIONS) and isinstance(outer, _REGIONS):
             self.check_caps(name, inner, outer)
@@ -355,7 +360,7 @@ def rewrite(
     regions = [] if regions is None else regions
     _map_functions(stmt)
     geo.reset_names()
-    tr = _Translator(params, xtypes or {})
+    tr = _Translator(params, xtypes or {}, regions)
     for node in reversed(list(stmt.find_all(exp.Func, bfs=False))):  # innermost first
         if _fname(node) in _CONSUMERS:
             tr.translate(node)

@@ -349,6 +349,32 @@ def point_in(p: Point, g) -> X:
     return _bound([region(g)], lambda r: in_region(point_vec(p), r))
 
 
+@dataclass(frozen=True)
+class LateTest:
+    """A POINT in a POLYGON of numbers written in the text, whose test is made when values are bound
+    (``healpix_index.fill``), as a cone's ranges are: the test folds the vertices into other numbers, so
+    made at compile time it would hide them from the compile cache (``literals``), which pastes a new
+    text's numbers into ``values`` instead."""
+
+    token: str  # stands in the SQL for the test until it is filled in
+    point: tuple[str, str]  # the point's RA and Dec as engine SQL
+    values: tuple[str, ...]  # ra1, dec1, ra2, dec2, ... as engine SQL (numbers)
+
+    def text(self, numbers: list[float]) -> str:
+        """The test for the vertices ``numbers``: exactly what ``point_in`` makes of them."""
+        vertices = [vec(X(numbers[i]), X(numbers[i + 1])) for i in range(0, len(numbers) - 1, 2)]
+        p = vec(X(self.point[0]), X(self.point[1]))
+        return _bound([region_of_vectors(vertices)], lambda r: in_region(p, r)).sql()
+
+
+def late_point_in(token: str, p: Point, g) -> LateTest | None:
+    """A ``LateTest`` for POINT ``p`` in ``g`` when ``g`` is a POLYGON whose vertices are all numbers written
+    in the text (which ``point_in`` would fold), else None."""
+    if not isinstance(g, Polygon) or not all(X.of(x).known for v in g.vertices for x in (v.ra, v.dec)):
+        return None
+    return LateTest(token, (splice(p.ra), splice(p.dec)), tuple(x.sql(dialect="duckdb") for v in g.vertices for x in (v.ra, v.dec)))
+
+
 def area(g) -> X:
     """Polygon area in square degrees: the signed spherical excess of the fan of triangles
     (first vertex, A, B) over the edges (Eriksson's formula; edges at the first vertex add 0)."""

@@ -212,6 +212,11 @@ def region_token(n: int) -> str:
     return f"{_TOKEN}{n}__"
 
 
+def late_token(n: int) -> str:
+    """The placeholder of a statement's ``n``th late exact test (``geometry.LateTest``) in its SQL."""
+    return f"{_TOKEN}t{n}__"
+
+
 def bind(st: Statement, params: dict[str, Any]) -> Statement:
     """``st`` with ``params`` bound, its sky regions' range filters made for them."""
     if st.late is None:
@@ -221,19 +226,28 @@ def bind(st: Statement, params: dict[str, Any]) -> Statement:
 
 
 def fill(late, params: Mapping[str, Any]) -> tuple[str, dict]:
-    """The SQL of ``late`` (``compiled.Late``) with each region's range filter for the bound ``params``,
-    and the ranges that bound each table's rows (``Statement.regions``)."""
+    """The SQL of ``late`` (``compiled.Late``) with each region's range filter for the bound ``params`` (and
+    each late exact test made),
+    and what bounds each table's rows (``Statement.regions``): per region its ranges, the values they were
+    made for and the index column (its filter is ``range_filter(column, ranges)`` in the SQL)."""
     sql, made = late.sql, {}
     for region in late.regions:
         used: dict[str, Any] = {}
         values = [_value(v, params, used) for v in region.values]
+        if not isinstance(region, SkyRegion):  # an exact test made from its numbers (geometry.LateTest)
+            sql = sql.replace(region.token, region.text(values))
+            continue
         ranges = None if None in values else sky_ranges(region.index, region.kind, values)
-        pred = "TRUE" if ranges is None else " OR ".join(f"{region.column} BETWEEN {lo} AND {hi}" for lo, hi in ranges) or "FALSE"
-        sql = sql.replace(region.token, pred)
+        sql = sql.replace(region.token, "TRUE" if ranges is None else range_filter(region.column, ranges))
         if ranges is not None:
-            made[region.token] = (ranges, used)
+            made[region.token] = (ranges, used, region.column)
     regions = {target: [made[t] for t in tokens if t in made] for target, tokens in late.bounds.items()}
     return sql, {target: noted for target, noted in regions.items() if noted}
+
+
+def range_filter(column: str, ranges) -> str:
+    """The engine condition that ``column`` (engine SQL) lies in one of the inclusive ``ranges``."""
+    return " OR ".join(f"{column} BETWEEN {lo} AND {hi}" for lo, hi in ranges) or "FALSE"
 
 
 def _value(text: str, params: Mapping[str, Any], used: dict) -> float | None:
@@ -271,13 +285,15 @@ def _cells_of(index: HealpixIndex, ipix, depths):
 
 def _cone_cells(index: HealpixIndex, ra: float, dec: float, radius: float):
     """``[(first, end), ...)`` cells at ``index.order`` covering the cone, or None."""
-    import astropy.units as u
-    from astropy.coordinates import Latitude, Longitude
-    from cdshealpix.nested import cone_search
+    import numpy as np
+    from cdshealpix import cdshealpix
 
     if not (0 < radius <= 60 and -90 <= dec <= 90):
         return None
-    ipix, depths, _ = cone_search(Longitude(ra % 360, u.deg), Latitude(dec, u.deg), radius * u.deg, _depth(index, radius))
+    # cdshealpix's own binding, as its nested.cone_search calls it (depth delta 2, not flat) with the radians astropy
+    # would give: the astropy Longitude/Latitude that wrapper makes cost 4 times the search itself
+    rad = [np.float64(math.radians(x)) for x in (ra % 360, dec, radius)]
+    ipix, depths, _ = cdshealpix.cone_search(np.uint8(_depth(index, radius)), np.uint8(2), *rad, False)
     return _cells_of(index, ipix, depths)
 
 

@@ -119,7 +119,8 @@ def learn(text: str, real: Compiled, compile_text: Callable[[str], Compiled]) ->
             compiled = compile_text(fill(form, [numbers[i] if i in fixed else m for i, m in enumerate(marks)]))
         except ArchiveError:
             return None
-        sql = "\n".join(s.sql for s in compiled.statements)
+        # a number may also stand only in what is made when values are bound (a late test's vertices)
+        sql = "\n".join(s.sql + "".join(v for r in (s.late.regions if s.late else ()) for v in r.values) for s in compiled.statements)
         if missing := {i for i, m in enumerate(marks) if i not in fixed and m not in sql}:
             fixed |= {i: numbers[i] for i in missing}
             continue

@@ -15,6 +15,10 @@ What it measures, each beside its target:
 - ``GET archive/api/contexts`` while another archive user (an ``X-Auth-Token``) runs four slow queries;
 - the server's resident memory at rest and its peak (VmRSS, VmHWM).
 
+Beside each lookup run, the CPU time (user + system) the serving process spent per request: on a
+shared machine rates and latencies follow the load of others, while CPU per request (ours against
+Datasette's) moves less.
+
 The load comes from Python threads on this same machine, which have a ceiling of their own:
 the run measures it against a trivial server in another process and prints it first.
 """

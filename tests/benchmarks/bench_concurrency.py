@@ -15,6 +15,10 @@ What it measures, each beside its target:
 - ``GET archive/api/contexts`` while another archive user (an ``X-Auth-Token``) runs four slow queries;
 - the server's resident memory at rest and its peak (VmRSS, VmHWM).
 
+Beside each lookup run, the CPU time (user + system) the serving process spent per request: on a
+shared machine rates and latencies follow the load of others, while CPU per request (ours against
+Datasette's) moves less.
+
 The load comes from Python threads on this same machine, which have a ceiling of their own:
 the run measures it against a trivial server in another process and prints it first.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sqlite3
 import statistics
@@ -99,6 +104,12 @@ def _status_mb(pid: int, key: str) -> float:
         if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far: per request, a figure a busy shared machine blurs less than rates."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def lookups(ids: list[int]) -> dict:
@@ -211,6 +222,7 @@ def main(argv=None):
     ds = Datasette(db)
     owner = {"Authorization": f"token {server.token}"}
     ports = {"archive": server.port, "datasette": ds.port}
+    pids = {"archive": server.proc.pid, "datasette": ds.proc.pid}
     try:
         time.sleep(2)
         rest = server.rss_mb()
@@ -238,9 +250,11 @@ def main(argv=None):
                 order = names[rnd % len(names):] + names[: rnd % len(names)]  # a different target starts each round
                 for n in order:
                     port, fn = targets[n]
+                    cpu = _cpu_seconds(pids[port])
                     s = closed_loop(ports[port], owner, {n: (1, fn)}, conns, seconds, seed=rnd)
+                    s.cpu_ms = (_cpu_seconds(pids[port]) - cpu) * 1000 / max(1, s.count)
                     runs.setdefault((n, conns), []).append(s)
-                    print(f"{n:14s} {s.line()}" + (f"   first error: {s.first_error}" if s.first_error else ""))
+                    print(f"{n:14s} {s.line()}  server CPU/req {s.cpu_ms:5.2f} ms" + (f"   first error: {s.first_error}" if s.first_error else ""))
                 ref = runs[("datasette", conns)][-1]
                 for n in names:
                     if n != "datasette":
@@ -291,8 +305,9 @@ def _summary(runs, names, conns):
             continue
         rate, p99 = med(n, lambda s: s.rate), med(n, lambda s: s.pct(0.99))
         ok = rate >= 1.2 * ds_rate and p99 <= 15
+        cpu = med(n, lambda s: s.cpu_ms) / med("datasette", lambda s: s.cpu_ms)
         print(f"{n:14s} {rate / ds_rate:5.2f}x Datasette's req/s, p99 {p99:6.2f} ms   (target >= 1.20x, p99 <= 15 ms) "
-              f"{'holds' if ok else 'MISSED'}")
+              f"{'holds' if ok else 'MISSED'}   CPU/req {cpu:5.2f}x Datasette's")
     for face in ("native", "tap", "casjobs"):
         if f"{face} mydb" in names and f"{face} demo" in names:
             ratio = med(f"{face} mydb", lambda s: s.pct(0.5)) / med(f"{face} demo", lambda s: s.pct(0.5))

@@ -109,6 +109,21 @@ async def test_no_token_is_403_in_each_face(fetch):
     assert_quasar_error(await fetch("archive", "quasar", "query", "fs", "demo", params={"q": "SELECT 1"}, headers=no_auth), 403)
 
 
+async def test_the_jupyter_token_is_checked_on_every_request(fetch, jp_auth_header):
+    """Jupyter's token in the Authorization header lets the owner in request after request (the
+    handler's shortcut past Jupyter's per-request user); a wrong one, or a wrong ``?token=``
+    beside the right header (Jupyter reads that first), is refused in the face's shape."""
+    for _ in range(3):
+        ok = await native(fetch, "SELECT 1 AS a", headers=jp_auth_header)
+        assert ok.code == 200 and body_json(ok)["rows"] == 1, ok.body
+        assert "Set-Cookie" not in ok.headers  # no login cookie made for a client that sends the token anyway
+    secret = jp_auth_header["Authorization"].split(None, 1)[1]
+    for headers, params in (({"Authorization": "token " + secret[:-1]}, {}), ({"Authorization": "token " + secret + "x"}, {}),
+                            ({"Authorization": "token "}, {}), (jp_auth_header, {"token": "wrong"})):
+        assert_native_error(await native(fetch, "SELECT 1 AS a", headers=headers, params=params), 403, "permission")
+        assert_casjobs_error(await casjobs(fetch, "DEMO", "SELECT 1", headers=headers, params=params), 403)
+
+
 async def test_archive_token_authenticates_without_xsrf(fetch, archive):
     token = archive.users.create_token("alice")
     headers = {"Authorization": "", "X-Auth-Token": token, "Content-Type": "application/json"}

@@ -130,6 +130,7 @@ SLICE_BYTES = 4 * 1024 * 1024  # batches are cut so that one slice encodes to ab
 # Type normalisation and slicing
 
 
+@functools.lru_cache(maxsize=256)  # asked per column of every slice: types are few, the checks many
 def plain_type(t: pa.DataType) -> pa.DataType:
     """The type writers see: dictionaries decoded, large/view/fixed variants made plain."""
     if pa.types.is_dictionary(t):

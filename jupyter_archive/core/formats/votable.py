@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import Writer, field_meta, not_acceptable, plain, slices
+from .base import Writer, field_meta, not_acceptable, per_object, plain, slices
 from .datatypes import votable_type
 from .text import joined_bytes, text, xml_attr, xml_escape
 
@@ -65,6 +65,12 @@ def _field(f: pa.Field, serialization: str) -> str:
     return head + ("/>" if not children else ">" + "".join(children) + "</FIELD>")
 
 
+@per_object
+def _fields(schema: pa.Schema, serialization: str) -> str:
+    """The FIELD elements of a schema (remembered: a quick query's schema is one object, see ``per_object``)."""
+    return "\n".join(_field(f, serialization) for f in schema)
+
+
 def _header(schema: pa.Schema, info, serialization: str) -> bytes:
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
@@ -76,7 +82,8 @@ def _header(schema: pa.Schema, info, serialization: str) -> bytes:
     if info.query:
         lines.append(f'<INFO name="QUERY" value={xml_attr(info.query)}/>')
     lines.append(f"<TABLE name={xml_attr(info.table_name or 'Table1')}>")
-    lines += [_field(f, serialization) for f in schema]
+    if len(schema):
+        lines.append(_fields(schema, serialization))
     lines.append("<DATA>" + {"tabledata": "<TABLEDATA>", "binary": '<BINARY><STREAM encoding="base64">',
                              "binary2": '<BINARY2><STREAM encoding="base64">'}[serialization])
     return ("\n".join(lines) + "\n").encode()
@@ -94,7 +101,8 @@ def _footer(info, serialization: str) -> bytes:
 # BINARY / BINARY2
 
 
-def _plan(schema: pa.Schema) -> list[tuple]:
+@per_object
+def _plan(schema: pa.Schema) -> tuple[tuple, ...]:
     """Per column: (kind, arrow type to cast to, numpy dtype, null sentinel for BINARY)."""
     plan = []
     for f in schema:
@@ -113,7 +121,7 @@ def _plan(schema: pa.Schema) -> list[tuple]:
         else:
             name, dt = _FLOATS[datatype]
             plan.append(("float", getattr(pa, name)(), dt, float("nan")))
-    return plan
+    return tuple(plan)
 
 
 def _block(specs: list, values: list, n: int) -> np.ndarray:
@@ -130,7 +138,7 @@ def _as_binary(rec: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(rec.view(np.uint8))])
 
 
-def _binary_rows(b: pa.RecordBatch, plan: list, flags: bool):
+def _binary_rows(b: pa.RecordBatch, plan: tuple, flags: bool):
     """The BINARY (flags=False) or BINARY2 record bytes of a slice, as a bytes-like object."""
     n = b.num_rows
     specs, values, segments = [], [], []

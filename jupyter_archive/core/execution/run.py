@@ -34,7 +34,6 @@ from .pool import WATCHDOG, QueryResult, rows_affected_result
 from .spool import batches_of, hold
 from .uploads import UploadSet
 
-# duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
 if TYPE_CHECKING:
     import duckdb
     from ..catalog.namespace import Namespace
@@ -347,7 +346,7 @@ def execute(
     Earlier statements run for their effect. The cursor is closed when the result closes.
     A time limit interrupts the engine, during execution or while rows are streamed.
     """
-    import duckdb
+    import duckdb  # here: a server at rest need not hold it (~12 MB)
     timed_out = threading.Event()
     timer = None
     guard = threading.Lock()  # the watchdog must never interrupt the connection once it is given back

@@ -182,7 +182,7 @@ def described(path: Path, cache: Path, describe: Callable[[], dict]) -> dict:
     Why: a server reads its read-only databases' tables and facts at every start; opening DuckDB
     for that costs about 25 MB held at rest, and the answer only changes with the file.
     """
-    key = [CACHE_VERSION, str(path.resolve())]
+    key = [CACHE_VERSION]  # not the path: a copy of a folder (made with its times) keeps what was kept in it
     for f in (path, path.with_name(path.name + ".wal")):  # a write-ahead log not yet checkpointed is content too
         st = f.stat() if f == path or f.exists() else None
         key += [st.st_size, st.st_mtime_ns] if st else [None, None]

@@ -392,8 +392,11 @@ class Mounts:
             finally:
                 con.close()
 
-        # Kept while the file is unchanged: a server start then opens no DuckDB (about 25 MB at rest).
-        found = described(path, self.data_dir / "cache" / "scans" / f"{context.lower()}.json", scan)
+        # Kept while the file is unchanged: a server start then opens no DuckDB (about 25 MB at rest). Beside a
+        # file of the data dir (the demo), so a copy of its folder comes with it; the others' in the cache.
+        own = path.resolve().is_relative_to(self.data_dir.resolve())
+        cache = path.with_name(f".{path.name}.tables.json") if own else self.data_dir / "cache" / "scans" / f"{context.lower()}.json"
+        found = described(path, cache, scan)
         self._namespace.mount_info[context.lower()] = found["info"]
         return {t["name"].lower(): TableInfo(**{**t, "columns": [ColumnInfo(**c) for c in t["columns"]]}) for t in found["tables"]}
 

@@ -175,14 +175,15 @@ def open_read_only(path: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]
         con.close()
 
 
-def described(path: Path, cache: Path, describe: Callable[[], dict]) -> dict:
+def described(path: Path, cache: Path, describe: Callable[[], dict], layout: object = None) -> dict:
     """What ``describe()`` says of the database file ``path`` (a JSON-able dict), kept in the file
-    ``cache`` while ``path`` is unchanged (same size and modification time).
+    ``cache`` while ``path`` is unchanged (same size and modification time) and the description's
+    ``layout`` (JSON-able, e.g. the field names it holds) is the same.
 
     Why: a server reads its read-only databases' tables and facts at every start; opening DuckDB
     for that costs about 25 MB held at rest, and the answer only changes with the file.
     """
-    key = [CACHE_VERSION]  # not the path: a copy of a folder (made with its times) keeps what was kept in it
+    key = [CACHE_VERSION, layout]  # not the path: a copy of a folder (made with its times) keeps what was kept in it
     for f in (path, path.with_name(path.name + ".wal")):  # a write-ahead log not yet checkpointed is content too
         st = f.stat() if f == path or f.exists() else None
         key += [st.st_size, st.st_mtime_ns] if st else [None, None]

@@ -371,7 +371,7 @@ class Mounts:
 
     def _scan_database(self, path: Path, context: str) -> dict[str, TableInfo]:
         """Tables, columns and metadata of a read-only database file, read once at mount time."""
-        from dataclasses import asdict
+        from dataclasses import asdict, fields
 
         from ..backends.metadata import described, read_info, read_metadata
 
@@ -396,7 +396,7 @@ class Mounts:
         # file of the data dir (the demo), so a copy of its folder comes with it; the others' in the cache.
         own = path.resolve().is_relative_to(self.data_dir.resolve())
         cache = path.with_name(f".{path.name}.tables.json") if own else self.data_dir / "cache" / "scans" / f"{context.lower()}.json"
-        found = described(path, cache, scan)
+        found = described(path, cache, scan, layout=[[f.name for f in fields(c)] for c in (TableInfo, ColumnInfo)])
         self._namespace.mount_info[context.lower()] = found["info"]
         return {t["name"].lower(): TableInfo(**{**t, "columns": [ColumnInfo(**c) for c in t["columns"]]}) for t in found["tables"]}
 

@@ -20,6 +20,7 @@ from .core.archive import Archive
 from .core.catalog import Principal
 from .core.config import ArchiveConfig
 from .core.errors import ArchiveError
+from .core.memory import tune_allocator
 from .core.execution.cluster import check_scheduler
 from .core.catalog.mounts import check_spec
 from .core.ownership import DataDirLock, describe_holder
@@ -100,8 +101,11 @@ class ArchiveApp(ExtensionApp):
         help="Seconds an engine nobody uses stays open; then it is closed (freeing its memory) and the next query opens it again (0: never).",
     )
     engine_memory_limit = Unicode(
-        "1GB", config=True,
-        help="DuckDB memory limit per engine, e.g. '2GB'; past it queries spill to disk (empty: DuckDB's default, 80% of RAM per engine).",
+        "160MB", config=True,
+        help=(
+            "DuckDB memory limit per engine, e.g. '2GB'; past it queries spill to disk (empty: DuckDB's default, 80% of RAM "
+            "per engine). It also bounds what an engine keeps of the tables it read, most of an export's peak."
+        ),
     )
     dask_scheduler = Unicode(
         "", config=True,
@@ -223,6 +227,7 @@ class ArchiveApp(ExtensionApp):
 
     # -- the data dir: owned here, or served through its owner ------------------------------------
     def initialize_settings(self):
+        tune_allocator()  # this process serves exports: large buffers go back to the system when freed
         self.archive: Archive | None = None
         self.lock = DataDirLock(Path(self.data_dir))
         self.forwarding = Forwarding(self.lock, self.take_over_if_free)

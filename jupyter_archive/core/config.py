@@ -22,7 +22,9 @@ class ArchiveConfig:
     quick_queue_time: float = 30.0  # seconds a quick request waits for its turn before a 429
     read_workers: int = 4  # threads of the cheap-reads lane (metadata, job status, listings)
     engine_threads: int | None = None
-    engine_memory_limit: str | None = "1GB"  # per engine: DuckDB's default is 80% of RAM for each
+    # Per engine (DuckDB's default is 80% of RAM for each). It bounds what DuckDB keeps of a table it read, so
+    # the server's peak exporting 5,000,000 rows (< 500 MB); heavy queries spill to the temp area.
+    engine_memory_limit: str | None = "160MB"
     engine_idle_seconds: float | None = 60.0  # an engine nobody uses is closed after this (None: never)
     allow_anonymous: bool = False
     job_workers: int = 2

@@ -53,12 +53,12 @@ def ensure_demo_images(demo_db: Path, field: tuple[float, float, float, float] |
 
     demo_db = Path(demo_db)
     out = images_dir(demo_db)
+    info = md.read_info_of(demo_db)  # DuckDB is not opened when the images are current
+    stamp = {"version": IMAGES_VERSION, "catalog": {k: info.get(k) for k in ("generator_version", "rows", "seed", "field")}}
+    marker = out / ".demo-images.json"
+    if marker.exists() and _read_json(marker) == stamp:
+        return out
     with md.open_read_only(demo_db) as (con, alias):
-        info = md.read_info(con, alias)
-        stamp = {"version": IMAGES_VERSION, "catalog": {k: info.get(k) for k in ("generator_version", "rows", "seed", "field")}}
-        marker = out / ".demo-images.json"
-        if marker.exists() and _read_json(marker) == stamp:
-            return out
         if field is None:
             field = tuple(float(v) for v in (info.get("field") or "150.0,160.0,0.0,10.0").split(","))
         frames = [_frame_objects(con, alias, f, field) for f in _FRAMES]

@@ -19,6 +19,21 @@ def release_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
+#: glibc's mallopt parameters (malloc.h)
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+
+
+def tune_allocator(arenas: int = 2, mmap_threshold: int = 1 << 20) -> None:
+    """Make the C allocator give large blocks back when they are freed: for a server process, called once
+    at start. Exports free many-MB buffers batch after batch on several threads; by default glibc raises
+    its mmap threshold after the first such free and keeps later ones in per-thread arenas (up to 8 per
+    core), which stayed resident: about 45 MB more at the peak of a 5,000,000-row export here."""
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_ARENA_MAX, arenas)
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)  # a fixed threshold: no longer raised by frees
+
+
 def _libc():
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -256,8 +256,8 @@ def test_rebuilt_when_rows_or_seed_change(tmp_path):
     ino = os.stat(path).st_ino
     demo.ensure_demo(tmp_path, rows=1500, seed=4)
     assert os.stat(path).st_ino != ino
-    # No temporary files left behind.
-    assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(".lock")) == ["demo.duckdb", "images"]
+    # No temporary files left behind (beside the file: its info, kept so a start need not open DuckDB).
+    assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(".lock")) == [".demo.duckdb.info.json", "demo.duckdb", "images"]
 
 
 def test_rebuilt_when_file_is_corrupt(tmp_path):
@@ -282,7 +282,7 @@ def test_racing_processes(tmp_path):
     c = duckdb.connect(paths[0], read_only=True)
     assert c.execute("SELECT count(*) FROM PhotoObj").fetchone()[0] == 3000
     c.close()
-    assert sorted(p.name for p in Path(paths[0]).parent.iterdir() if not p.name.endswith(".lock")) == ["demo.duckdb", "images"]
+    assert sorted(p.name for p in Path(paths[0]).parent.iterdir() if not p.name.endswith(".lock")) == [".demo.duckdb.info.json", "demo.duckdb", "images"]
 
 
 def test_empty(tmp_path):

@@ -91,4 +91,4 @@ def test_each_engine_has_a_memory_limit_by_default(archive):
         [limit] = lease.execute("SELECT current_setting('memory_limit')").fetchone()
     finally:
         lease.close()
-    assert limit.endswith("MiB") and float(limit.split()[0]) < 1024, limit  # 1GB, not DuckDB's 80% of RAM
+    assert limit.endswith("MiB") and float(limit.split()[0]) < 1024, limit  # 160MB, not DuckDB's 80% of RAM

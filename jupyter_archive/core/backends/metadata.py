@@ -18,20 +18,27 @@ temporary file beside it, then rename it into place), used by the demo and the f
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import contextlib
+import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-import duckdb
 
 from ..formats.base import META_KEYS
+
+# duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger(__name__)
 
 META_SCHEMA = "archive_meta"
+CACHE_VERSION = 1  # of what :func:`described` keeps: a new layout of the descriptions bumps it
 
 _DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {META_SCHEMA};
@@ -158,6 +165,7 @@ def open_read_only(path: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]
     Yields ``(connection, alias)``. Attaching (rather than ``duckdb.connect(path)``) avoids
     DuckDB's per-process instance cache, which refuses a second open with other options.
     """
+    import duckdb
     con = duckdb.connect(":memory:")
     alias = "db_" + uuid.uuid4().hex[:12]
     try:
@@ -165,6 +173,46 @@ def open_read_only(path: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]
         yield con, alias
     finally:
         con.close()
+
+
+def described(path: Path, cache: Path, describe: Callable[[], dict], layout: object = None) -> dict:
+    """What ``describe()`` says of the database file ``path`` (a JSON-able dict), kept in the file
+    ``cache`` while ``path`` is unchanged (same size and modification time) and the description's
+    ``layout`` (JSON-able, e.g. the field names it holds) is the same.
+
+    Why: a server reads its read-only databases' tables and facts at every start; opening DuckDB
+    for that costs about 25 MB held at rest, and the answer only changes with the file.
+    """
+    key = [CACHE_VERSION, layout]  # not the path: a copy of a folder (made with its times) keeps what was kept in it
+    for f in (path, path.with_name(path.name + ".wal")):  # a write-ahead log not yet checkpointed is content too
+        st = f.stat() if f == path or f.exists() else None
+        key += [st.st_size, st.st_mtime_ns] if st else [None, None]
+    try:
+        kept = json.loads(cache.read_text())
+        if kept.get("key") == key:
+            return kept["description"]
+    except (OSError, ValueError, AttributeError):
+        pass  # absent, unreadable or of another layout: described anew
+    description = describe()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex}")
+        tmp.write_text(json.dumps({"key": key, "description": description}))
+        os.replace(tmp, cache)
+    except OSError as exc:  # a read-only place: described again next time
+        log.debug("cannot keep the description of %s in %s: %s", path, cache, exc)
+    return description
+
+
+def read_info_of(path: Path) -> dict[str, str]:
+    """The ``archive_meta.info`` of a database file the archive wrote (the demo), kept beside it
+    (:func:`described`): a server reads it at every start to see whether the file is current."""
+
+    def describe() -> dict:
+        with open_read_only(path) as (con, alias):
+            return read_info(con, alias)
+
+    return described(path, path.with_name(f".{path.name}.info.json"), describe)
 
 
 @contextlib.contextmanager

@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import duckdb
 
 from ..errors import ArchiveError
 from ..sql import quote_literal
-from .model import SQL_SERVER_KINDS, Mount, Principal, TableInfo, normalise_path
+from .model import SQL_SERVER_KINDS, ColumnInfo, Mount, Principal, TableInfo, normalise_path
 from .namespace import tables_in
 
+# duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
 if TYPE_CHECKING:
+    import duckdb
     from ..execution.pool import EnginePool
     from .namespace import Namespace
 
@@ -370,21 +371,34 @@ class Mounts:
 
     def _scan_database(self, path: Path, context: str) -> dict[str, TableInfo]:
         """Tables, columns and metadata of a read-only database file, read once at mount time."""
-        from ..backends.metadata import read_info, read_metadata
+        from dataclasses import asdict, fields
 
-        # A file an engine still holds (read-write, by a writable mount being replaced) cannot be
-        # opened by another instance: read it through that engine.
-        held = self._engines.lease_holding(path)
-        if held is not None:
-            con, alias = held
-        else:
-            con, alias = duckdb.connect(":memory:"), "src"
-            con.execute(f"ATTACH {quote_literal(str(path))} AS src (READ_ONLY)")
-        try:
-            self._namespace.mount_info[context.lower()] = read_info(con, alias)
-            return tables_in(con, alias, context, read_metadata(con, alias), exact_rows=True)
-        finally:
-            con.close()
+        from ..backends.metadata import described, read_info, read_metadata
+
+        def scan() -> dict:
+            import duckdb
+
+            # A file an engine still holds (read-write, by a writable mount being replaced) cannot be
+            # opened by another instance: read it through that engine.
+            held = self._engines.lease_holding(path)
+            if held is not None:
+                con, alias = held
+            else:
+                con, alias = duckdb.connect(":memory:"), "src"
+                con.execute(f"ATTACH {quote_literal(str(path))} AS src (READ_ONLY)")
+            try:
+                tables = tables_in(con, alias, context, read_metadata(con, alias), exact_rows=True)
+                return {"info": read_info(con, alias), "tables": [asdict(t) for t in tables.values()]}
+            finally:
+                con.close()
+
+        # Kept while the file is unchanged: a server start then opens no DuckDB (about 25 MB at rest). Beside a
+        # file of the data dir (the demo), so a copy of its folder comes with it; the others' in the cache.
+        own = path.resolve().is_relative_to(self.data_dir.resolve())
+        cache = path.with_name(f".{path.name}.tables.json") if own else self.data_dir / "cache" / "scans" / f"{context.lower()}.json"
+        found = described(path, cache, scan, layout=[[f.name for f in fields(c)] for c in (TableInfo, ColumnInfo)])
+        self._namespace.mount_info[context.lower()] = found["info"]
+        return {t["name"].lower(): TableInfo(**{**t, "columns": [ColumnInfo(**c) for c in t["columns"]]}) for t in found["tables"]}
 
     # -- the /mount API -------------------------------------------------------------------------
     def put(self, principal: Principal, path: str, body: dict) -> str:

@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 
 from ..errors import ArchiveError, not_found, permission
 from ..lanes import cheap_read
@@ -32,7 +31,9 @@ from .model import (
 )
 from .resolver import Resolver
 
+# duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
 if TYPE_CHECKING:
+    import duckdb
     from ..execution.pool import EnginePool
 
 MYDB_TABLE_MAPS = 256  # users whose MyDB table list is kept (the longest kept goes first)
@@ -377,6 +378,7 @@ def relations_in(con, alias: str, *, schema: str | None = None) -> list[tuple[st
 
 def tables_in(con, alias: str, context: str, meta: dict, *, exact_rows: bool) -> dict[str, TableInfo]:
     """TableInfo for every table and view in schema main of an attached database."""
+    import duckdb
     rows = [(name, est, kind) for _, name, kind, est in relations_in(con, alias, schema="main")]
     cols = con.sql(
         "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE database_name = $db AND schema_name = 'main' "

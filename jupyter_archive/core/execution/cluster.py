@@ -13,14 +13,18 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
 from ..errors import ArchiveError
 from . import fanout
 from .engines import engine_error
 from .scheduler import Cluster, check_scheduler  # noqa: F401 - the cluster's holder, as its users import it
+
+# duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
+if TYPE_CHECKING:
+    import duckdb
 
 POLL = 0.2  # seconds between the coordinator's looks at cancel, limits and workers
 NO_WORKERS = 60.0  # seconds a job waits for a cluster with no worker before it fails
@@ -104,6 +108,7 @@ _COORDINATOR_LOCK = threading.Lock()
 def _coordinator() -> duckdb.DuckDBPyConnection:
     """A connection of the merging DuckDB (one locked-down instance, opened once); what a query registers
     and its temp table of parts are its connection's own."""
+    import duckdb
     with _COORDINATOR_LOCK:
         if not _COORDINATOR:
             db = duckdb.connect(":memory:")
@@ -123,6 +128,7 @@ def _params(sql: str, params: dict) -> dict | None:
 
 def _check(con: duckdb.DuckDBPyConnection, split: fanout.Decomposition, inputs: dict, params: dict) -> tuple[pa.Schema, pa.Schema]:
     """The result's and the parts' Arrow schemas, found by running the statement and its task on empty inputs."""
+    import duckdb
     for name, schema in inputs.items():
         con.register(name, schema.empty_table())
     try:
@@ -201,6 +207,7 @@ class _Run:
 
     def stream(self, con: duckdb.DuckDBPyConnection, parts: pa.Schema) -> Iterator[pa.RecordBatch]:
         """The statement's rows: parts passed on as they come (concatenation) or merged once all are in."""
+        import duckdb
         try:
             if self.split.merge_sql is None:
                 yield from self._concatenated()
@@ -276,6 +283,7 @@ class _Run:
         return since or now
 
     def _failure(self, future) -> ArchiveError:
+        import duckdb
         from distributed.scheduler import KilledWorker
 
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypedDict
 
-import duckdb
 
 from .. import sql as sqlmod
 from ..catalog.model import ContextRef, Principal
@@ -21,7 +20,9 @@ from .engines import engine_error
 from .planner import CLUSTER, CLUSTER_PARTITIONS, ENGINE, HATS, SERVER, plan
 from .scheduler import CONNECT_WAIT
 
+# duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
 if TYPE_CHECKING:
+    import duckdb
     from ..catalog.namespace import Namespace
     from ..catalog.resolver import Resolver
     from .pool import EnginePool
@@ -68,6 +69,7 @@ def with_plan(
     ``explain``) the engine's plan of each statement; before it, for HATS catalogs, the phase
     ``partitions``: how many partitions of each the query reads, and where (in-process, or as a
     job the Dask cluster, with its task count)."""
+    import duckdb
     where = plan(namespace, engines, principal, compiled.statements, engine=explain, cluster=cluster)
     if where.partitioned is not None:
         engine = "in-process"

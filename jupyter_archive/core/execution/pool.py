@@ -21,14 +21,15 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
 from ..catalog.model import MYDB_ALIAS, ContextRef, Mount, Principal
 from ..errors import ArchiveError
 from .engines import Attachment, EngineLifecycle, Generation, Specs, busy, engine_error, open_instance
 
+# duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
 if TYPE_CHECKING:
+    import duckdb
     from ..catalog.namespace import Namespace
 
 # Catalogs every DuckDB instance has; a lease never needs them from a spec.
@@ -72,6 +73,7 @@ class Engine:
             return Lease(self, con, pooled=pooled)
 
     def _give_back(self, con: duckdb.DuckDBPyConnection, pooled: bool) -> None:
+        import duckdb
         with self._lock:
             self._leased.discard(con)
             self.leases -= 1
@@ -91,6 +93,7 @@ class Engine:
 
     def interrupt(self) -> None:
         """Interrupt whatever runs on the connections lent out now (their holders see an error)."""
+        import duckdb
         with self._lock:
             leased = list(self._leased)
         for con in leased:
@@ -103,6 +106,7 @@ class Engine:
         """Close the instance. DuckDB keeps it (and its files) alive while any of its connections
         is open, so its files are free once this returns only if nothing is lent out; a lent
         connection is closed when it comes back."""
+        import duckdb
         with self._lock:
             if self.closed:
                 return
@@ -403,6 +407,7 @@ class QueryResult:
         self.closed = False
 
     def batches(self) -> Iterator[pa.RecordBatch]:
+        import duckdb
         try:
             while self._prefetched:
                 b = self._prefetched.pop(0)

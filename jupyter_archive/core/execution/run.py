@@ -17,7 +17,6 @@ from collections import OrderedDict, deque
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Unpack
 
-import duckdb
 import pyarrow as pa
 
 from .. import sql as sqlmod
@@ -36,6 +35,7 @@ from .spool import batches_of, hold
 from .uploads import UploadSet
 
 if TYPE_CHECKING:
+    import duckdb
     from ..catalog.namespace import Namespace
     from .pool import EnginePool
 
@@ -346,6 +346,7 @@ def execute(
     Earlier statements run for their effect. The cursor is closed when the result closes.
     A time limit interrupts the engine, during execution or while rows are streamed.
     """
+    import duckdb  # here: a server at rest need not hold it (~12 MB)
     timed_out = threading.Event()
     timer = None
     guard = threading.Lock()  # the watchdog must never interrupt the connection once it is given back

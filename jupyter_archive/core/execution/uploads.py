@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .. import sql as sqlmod
 from ..catalog.model import ENGINE_CATALOG, TAP_UPLOAD
@@ -31,7 +29,11 @@ from ..formats.columns import to_arrow
 from ..sql import quote_ident
 from .engines import engine_error
 
+# duckdb and pyarrow.parquet: imported where used, so a server at rest does not hold them (~16 MB)
 if TYPE_CHECKING:
+    import duckdb
+    import pyarrow.parquet as pq
+
     from ..catalog.model import Principal
     from .pool import EnginePool
 
@@ -145,6 +147,7 @@ class UploadSet:
             raise
 
     def _load(self, cur, name: str, table: pa.Table) -> None:
+        import duckdb
         view = f"_upload_{uuid.uuid4().hex}"
         cols = []
         for f in table.schema:
@@ -186,6 +189,7 @@ class UploadSet:
 
 def _read_entry(jobs, principal: Principal, entry: dict) -> pa.Table:
     """The rows of one staged upload as Arrow, with each column's VOTable metadata."""
+    import pyarrow.parquet as pq
     if "job" in entry:
         job = jobs.get(principal, entry["job"])
         if job.state != "completed" or "store" not in job.results:

@@ -21,11 +21,16 @@ keeps them. A result cut by the row limit says so in a comment (and the face's h
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .base import Writer, plain_type, slices, text_row_bytes
 from .text import encode_name, markup_rows, tagged, text, unique_names, xml_attr, xml_text
+
+# pyarrow.compute: imported where used, so a server at rest does not hold it (~8 MB) before its first result
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
 
 XS = "http://www.w3.org/2001/XMLSchema"
 MSDATA = "urn:schemas-microsoft-com:xml-msdata"
@@ -77,6 +82,7 @@ def _duration(seconds: float) -> str:
 
 def _values(arr: pa.Array, xsd: str) -> pa.Array:
     """A column as the lexical forms of its XSD type, escaped for XML; nulls stay null."""
+    import pyarrow.compute as pc
     t = plain_type(arr.type)
     if xsd == "dateTime" and pa.types.is_date(t):
         return pc.binary_join_element_wise(text(arr, "xml"), "T00:00:00", "")
@@ -95,6 +101,7 @@ def _values(arr: pa.Array, xsd: str) -> pa.Array:
 
 def _cell(name: str, xsd: str):
     """The cell renderer of one column: its element around the value."""
+    import pyarrow.compute as pc
     plain = f"<{name}>"
     close = f"</{name}>"
     if xsd != "string":

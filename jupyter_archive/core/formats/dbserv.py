@@ -13,12 +13,16 @@ Not asked for by a name or media type: the DAX face answers its JSON requests wi
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .base import Format, Writer, field_meta, slices, text_row_bytes
 from .text import joined_bytes, json_values, text
+
+# pyarrow.compute: imported where used, so a server at rest does not hold it (~8 MB) before its first result
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
 
 
 def _datatype(t: pa.DataType) -> tuple[str, str | None]:
@@ -61,6 +65,7 @@ def _json_column(arr: pa.Array, datatype: str) -> pa.Array:
 
 def _json_rows(batch: pa.RecordBatch, datatypes: list[str]) -> bytes:
     """Rows as ``,[v1,v2,...]`` each, concatenated."""
+    import pyarrow.compute as pc
     if batch.num_rows == 0:
         return b""
     if batch.num_columns == 0:

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from .base import Writer, is_stringish, not_acceptable, plain, plain_type, slices, text_row_bytes
 from .text import any_true, joined_bytes, replace_all, text
+
+# pyarrow.compute and pyarrow.csv: imported where used, so a server at rest does not hold them (~8 MB) before its first result
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
 
 
 def _csv_header(names, d, rd, q, e) -> bytes:
@@ -31,6 +35,8 @@ def _csv_header(names, d, rd, q, e) -> bytes:
 
 
 def write_csv(schema, batches, info, opt):
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
     d = opt.get("delimiter", ",")
     rd = opt.get("row_delimiter", "\n")
     q = opt.get("quote_char", '"')
@@ -70,6 +76,7 @@ def _all_finite(a: pa.Array) -> bool:
 
 
 def _quote_csv(s, t, d, rd, q, e):
+    import pyarrow.compute as pc
     raw = {d, q, e, "\n", "\r", *rd}
     if not is_stringish(t) and not raw & set("0123456789+-.eEinfatrulsINFA"):
         return s  # numbers and booleans cannot contain any of the special characters
@@ -84,12 +91,14 @@ def _quote_csv(s, t, d, rd, q, e):
 
 
 def _tsv_escape(s, t):
+    import pyarrow.compute as pc
     if is_stringish(t) and any_true(pc.match_substring_regex(s, r"[\\\t\n\r]")):
         s = replace_all(s, (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")))
     return s
 
 
 def _delimited(b, d, rd, escape) -> bytes:
+    import pyarrow.compute as pc
     cols = []
     for a in b.columns:
         s = text(a, "csv")

@@ -19,13 +19,17 @@ from __future__ import annotations
 import os
 import tempfile
 import unicodedata
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .base import Writer, field_meta, plain, slices
 from .text import joined_bytes, text, unique_names
+
+# pyarrow.compute: imported where used, so a server at rest does not hold it (~8 MB) before its first result
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
 
 BLOCK = 2880
 _U64_ZERO = 2**63
@@ -71,6 +75,7 @@ class _Column:
             self.spool_type = {"bool": pa.bool_(), "bytes": pa.binary()}.get(self.kind, pa.string())
 
     def convert(self, a: pa.Array) -> pa.Array:
+        import pyarrow.compute as pc
         a = plain(a)
         if self.kind == "text":
             a = text(a, "csv")
@@ -165,6 +170,7 @@ def _fixed_width(a: pa.Array, width: int) -> np.ndarray:
 
 
 def _rows(b: pa.RecordBatch, cols: list[_Column], heap_pos: list[int]) -> np.ndarray:
+    import pyarrow.compute as pc
     n = b.num_rows
     rec = np.empty(n, dtype=np.dtype([(f"f{j}", *c.record_dtype()) for j, c in enumerate(cols)]))
     for j, (a, c) in enumerate(zip(b.columns, cols)):
@@ -212,6 +218,7 @@ def _header(cols: list[_Column], nrows: int, info) -> bytes:
 
 def write_fits(schema: pa.Schema, batches, info, options):
     """Yield a FITS file (primary HDU + BINTABLE) for the result, spooling through a temp file."""
+    import pyarrow.compute as pc
     cols = [_Column(f) for f in schema]
     spool_schema = pa.schema([pa.field(f"c{j}", c.spool_type) for j, c in enumerate(cols)])
     fd, path = tempfile.mkstemp(prefix="archive-fits-", suffix=".arrows")

@@ -13,14 +13,18 @@ from __future__ import annotations
 import json
 import math
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .base import Writer, field_meta, not_acceptable, per_object, slices, text_row_bytes
 from .datatypes import votable_type
 from .text import joined_bytes, json_values
+
+# pyarrow.compute: imported where used, so a server at rest does not hold it (~8 MB) before its first result
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
 
 
 _EXP_ZEROS = re.compile(r"e([+-])0+(?=\d)")
@@ -71,6 +75,7 @@ def _json_rows_small(b: pa.RecordBatch, keys: list[str], open_: str, close: str,
 
 def _json_rows(b: pa.RecordBatch, names, *, objects: bool, prefix: str, suffix: str) -> bytes:
     """Rows as JSON objects or arrays, each wrapped in prefix/suffix, concatenated."""
+    import pyarrow.compute as pc
     open_, close = ("{", "}") if objects else ("[", "]")
     keys = [json.dumps(n, ensure_ascii=False) + ":" if objects else "" for n in names]
     if 0 < b.num_rows <= _SMALL_ROWS and b.num_columns:

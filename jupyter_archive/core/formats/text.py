@@ -11,13 +11,16 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .base import is_stringish, plain, plain_type
+
+# pyarrow.compute: imported where used, so a server at rest does not hold it (~8 MB) before its first result
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
 
 
 def joined_bytes(arr: pa.Array) -> bytes:
@@ -35,10 +38,11 @@ def joined_bytes(arr: pa.Array) -> bytes:
 
 def any_true(mask) -> bool:
     """Whether any value of a boolean array is true."""
+    import pyarrow.compute as pc
     return bool(pc.any(mask).as_py())
 
 
-_NULL_STR = pa.scalar(None, pa.string())
+_NULL_STR = pa.nulls(1, pa.string())[0]  # not pa.scalar(None, ...): converting a Python value makes pyarrow load pandas (~40 MB)
 
 
 def text(arr: pa.Array, style: str = "csv") -> pa.Array:
@@ -48,6 +52,7 @@ def text(arr: pa.Array, style: str = "csv") -> pa.Array:
     NaN/+Inf/-Inf, 'xml' writes NaN/INF/-INF (xs:double). Integers stay exact (no float
     detour), floats are shortest round-trip, timestamps ISO-8601 with 'T', binary base64.
     """
+    import pyarrow.compute as pc
     arr = plain(arr)
     t = arr.type
     if pa.types.is_null(t):
@@ -94,6 +99,7 @@ def text(arr: pa.Array, style: str = "csv") -> pa.Array:
 
 def replace_all(s: pa.Array, pairs) -> pa.Array:
     """Every ``old`` of the ``(old, new)`` pairs replaced, in order."""
+    import pyarrow.compute as pc
     for old, new in pairs:
         s = pc.replace_substring(s, old, new)
     return s
@@ -104,6 +110,7 @@ _XML_BAD = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{fffe}\x{ffff}]"
 
 def xml_escape(s: pa.Array) -> pa.Array:
     """Escape a string array for XML character data (CR kept as &#13;, illegal chars -> U+FFFD)."""
+    import pyarrow.compute as pc
     if not any_true(pc.match_substring_regex(s, r"[&<>\r]|" + _XML_BAD)):
         return s
     s = replace_all(s, (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;")))
@@ -120,6 +127,7 @@ def xml_attr(value: str) -> str:
 
 
 def _json_quote(s: pa.Array) -> pa.Array:
+    import pyarrow.compute as pc
     if any_true(pc.match_substring_regex(s, r'["\\\x00-\x1f]')):
         s = replace_all(s, (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")))
         if any_true(pc.match_substring_regex(s, r"[\x00-\x1f]")):  # rare control chars: Python
@@ -130,6 +138,7 @@ def _json_quote(s: pa.Array) -> pa.Array:
 
 def json_values(arr: pa.Array) -> pa.Array:
     """A column as JSON literals (no nulls left: NULL, NaN and inf become ``null``)."""
+    import pyarrow.compute as pc
     arr = plain(arr)
     t = arr.type
     if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_decimal(t):
@@ -189,6 +198,7 @@ def xml_text(arr: pa.Array) -> pa.Array:
 
 def tagged(open_, close: str):
     """A cell renderer: ``open_`` (a string or a string array) + the escaped value + ``close``."""
+    import pyarrow.compute as pc
     return lambda s: pc.binary_join_element_wise(open_, s, close, "")
 
 
@@ -198,6 +208,7 @@ def markup_rows(b: pa.RecordBatch, row_open: str, row_close: str, cells) -> byte
     ``cells`` holds per column ``(render, empty)``: ``render(array)`` gives the whole cell
     text (tags included) with nulls left null, and ``empty`` is what a NULL cell becomes.
     """
+    import pyarrow.compute as pc
     parts: list = [row_open]
     for (render, empty), a in zip(cells, b.columns):
         cell = render(a)

@@ -20,14 +20,18 @@ for integers (a real value equal to that minimum would read back as null).
 from __future__ import annotations
 
 import binascii
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .base import Writer, field_meta, not_acceptable, per_object, plain, slices
 from .datatypes import votable_type
 from .text import joined_bytes, text, xml_attr, xml_escape
+
+# pyarrow.compute: imported where used, so a server at rest does not hold it (~8 MB) before its first result
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
 
 VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
 _SCHEMA_LOCATION = f"{VOTABLE_NS} http://www.ivoa.net/xml/VOTable/votable-1.4.xsd"
@@ -140,6 +144,7 @@ def _as_binary(rec: np.ndarray) -> pa.Array:
 
 def _binary_rows(b: pa.RecordBatch, plan: tuple, flags: bool):
     """The BINARY (flags=False) or BINARY2 record bytes of a slice, as a bytes-like object."""
+    import pyarrow.compute as pc
     n = b.num_rows
     specs, values, segments = [], [], []
     if flags:
@@ -239,6 +244,7 @@ class Base64Stream:
 
 
 def _td_rows(b: pa.RecordBatch) -> bytes:
+    import pyarrow.compute as pc
     parts: list = ["<TR>"]
     for col in b.columns:
         a = plain(col)

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
 from ..errors import ArchiveError, bad_request, one_line, permission
@@ -22,7 +21,9 @@ from . import write
 from .sources import FORMATS, NOT_WHOLE, open_source, read_error
 from .write import MODES, UploadResult, check_table_name
 
+# duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
 if TYPE_CHECKING:
+    import duckdb
     from ..catalog import ContextRef
     from ..catalog import Principal, TableInfo
 
@@ -68,6 +69,7 @@ class Tables:
         must match by name, case-insensitively, in any order), ``replace``, or ``auto`` (create,
         else append). Appended values must fit the table's column types exactly (no rounding).
         """
+        import duckdb
         ref = self.writable_context(principal, context)
         check_table_name(name)
         if mode not in MODES:
@@ -109,6 +111,7 @@ class Tables:
 
     def drop(self, principal: Principal, context: str | ContextRef, name: str) -> None:
         """Drop a MyDB table or view and its metadata."""
+        import duckdb
         ref = self.writable_context(principal, context)
         cur = self._engines.context_engine(principal, ref).cursor()
         try:
@@ -120,6 +123,7 @@ class Tables:
 
     def rename(self, principal: Principal, context: str | ContextRef, name: str, new_name: str) -> TableInfo:
         """Rename a MyDB table (409 if another table has the new name); metadata follows it."""
+        import duckdb
         ref = self.writable_context(principal, context)
         check_table_name(new_name)
         cur = self._engines.context_engine(principal, ref).cursor()

@@ -16,8 +16,8 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
 from ..sql import quote_ident, quote_literal
@@ -25,6 +25,10 @@ from ..errors import ArchiveError, bad_request, one_line
 from ..execution.engines import engine_error
 from ..formats.base import META_KEYS
 from ..formats.columns import to_arrow
+
+# duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
+if TYPE_CHECKING:
+    import duckdb
 
 
 FORMATS = ("csv", "parquet", "ldjson", "votable", "fits")
@@ -268,6 +272,7 @@ def open_source(cur, path: Path, fmt: str, *, full: bool = False) -> Source:
 
 def read_error(exc: Exception, path: Path, fmt: str) -> ArchiveError:
     """A reader's failure as a 400 naming the problem (and the bad line, for CSV)."""
+    import duckdb
     err = engine_error(exc)
     if err.status == 409 or (err.status >= 500 and isinstance(exc, duckdb.Error)):
         return err  # a conflict, or the engine's own trouble (disk full, ...): not the file's fault

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import duckdb
 
 from ..sql import quote_ident, quote_literal
 from ..backends.metadata import META_SCHEMA
@@ -26,7 +25,9 @@ from ..formats.base import META_KEYS
 from ..sql import HEALPIX_INFO_PREFIX, healpix_index, parse_healpix_spec
 from .sources import INT_TYPES
 
+# duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
 if TYPE_CHECKING:
+    import duckdb
     from .sources import Source
 
 
@@ -223,6 +224,7 @@ def _target(name: str, alias: str = MYDB_ALIAS) -> str:
 @contextlib.contextmanager
 def _transaction(cur):
     """BEGIN ... COMMIT on a cursor; ROLLBACK on any error, so nothing half-done is kept."""
+    import duckdb
     cur.execute("BEGIN TRANSACTION")
     try:
         yield

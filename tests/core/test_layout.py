@@ -182,3 +182,57 @@ def test_no_test_module_imports_another():
                 if last.startswith("test_") or last == "conftest":
                     wrong.append(f"{path.relative_to(TESTS)} imports {t}: shared helpers belong in tests/support")
     assert not wrong, "\n".join(wrong)
+
+
+def _run_time_uses_of_type_only_names(tree: ast.Module) -> list[tuple[int, str]]:
+    """Uses, outside annotations, of names imported only under ``if TYPE_CHECKING:`` (the libraries a module
+    imports where used, to keep them out of memory at rest), in no function that imports them itself."""
+    lazy, eager = set(), set()
+    for node in tree.body:
+        imports = [s for s in ast.walk(node) if isinstance(s, (ast.Import, ast.ImportFrom))]
+        names = {a.asname or a.name.split(".")[0] for s in imports for a in s.names}
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            lazy |= names
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            eager |= names
+    lazy -= eager
+    annotations = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+            found = [a.annotation for a in every if a is not None and a.annotation is not None] + [node.returns]
+        else:
+            found = [node.annotation] if isinstance(node, ast.AnnAssign) else []
+        annotations |= {id(x) for an in found if an is not None for x in ast.walk(an)}
+    uses = []
+
+    def visit(node: ast.AST, imported: set[str]) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            imports = [s for s in ast.walk(node) if isinstance(s, (ast.Import, ast.ImportFrom))]
+            imported = imported | {a.asname or a.name.split(".")[0] for s in imports for a in s.names}
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Name) and child.id in lazy - imported and id(child) not in annotations:
+                uses.append((child.lineno, child.id))
+            visit(child, imported)
+
+    visit(tree, set())
+    return uses
+
+
+def test_names_imported_for_type_checking_only_are_imported_where_used():
+    bad = [
+        f"{path.relative_to(PACKAGE)}:{line}: {name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line, name in _run_time_uses_of_type_only_names(ast.parse(path.read_text()))
+    ]
+    assert not bad, "used at run time but imported only under TYPE_CHECKING:\n" + "\n".join(bad)
+
+
+def test_the_type_only_check_finds_a_run_time_use():
+    tree = ast.parse(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import duckdb\n"
+        "def ok(c: duckdb.Connection):\n    import duckdb\n    return duckdb.connect()\n"
+        "def bad():\n    return duckdb.Error\n"
+    )
+    assert _run_time_uses_of_type_only_names(tree) == [(8, "duckdb")]

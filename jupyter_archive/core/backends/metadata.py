@@ -199,7 +199,7 @@ def described(path: Path, cache: Path, describe: Callable[[], dict], layout: obj
         tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex}")
         tmp.write_text(json.dumps({"key": key, "description": description}))
         os.replace(tmp, cache)
-    except OSError as exc:  # a read-only place: described again next time
+    except (OSError, TypeError, ValueError) as exc:  # a read-only place, or not JSON-able: described again next time
         log.debug("cannot keep the description of %s in %s: %s", path, cache, exc)
     return description
 

@@ -396,7 +396,8 @@ class Mounts:
         # file of the data dir (the demo), so a copy of its folder comes with it; the others' in the cache.
         own = path.resolve().is_relative_to(self.data_dir.resolve())
         cache = path.with_name(f".{path.name}.tables.json") if own else self.data_dir / "cache" / "scans" / f"{context.lower()}.json"
-        found = described(path, cache, scan, layout=[[f.name for f in fields(c)] for c in (TableInfo, ColumnInfo)])
+        layout = [[f.name for f in fields(c)] for c in (TableInfo, ColumnInfo)] + ([] if own else [str(path.resolve())])
+        found = described(path, cache, scan, layout=layout)  # an outside file's key names it: another file, read anew
         self._namespace.mount_info[context.lower()] = found["info"]
         return {t["name"].lower(): TableInfo(**{**t, "columns": [ColumnInfo(**c) for c in t["columns"]]}) for t in found["tables"]}
 

@@ -72,6 +72,7 @@ def _all_finite(a: pa.Array) -> bool:
     """Whether every non-null value of a float column is finite (NaN and infinities are written empty)."""
     if len(a) <= 64:  # a quick result's few rows: Python's check costs a fraction of two compute calls
         return all(math.isfinite(x) for x in a.to_pylist() if x is not None)
+    import pyarrow.compute as pc
     return pc.all(pc.is_finite(a)).as_py() is not False
 
 

@@ -107,7 +107,11 @@ def _fans_out(namespace: Namespace, partitioned, statements, engine: EngineRef |
     (compile), all. A job that would need the cluster but that it cannot split is refused (``ArchiveError``)."""
     if partitioned is not None and hasattr(partitioned, "pieces"):  # catalog x catalog (pairs.CrossMatch): its pieces are the tasks
         st = statements[0]
-        return st.kind == "read" and st.into is None and len(partitioned.pieces) >= CLUSTER_PARTITIONS, {}
+        if len(partitioned.pieces) < CLUSTER_PARTITIONS:
+            return False, {"why": f"it has fewer than {CLUSTER_PARTITIONS} pieces"}
+        if st.kind == "read" and st.into is None and len(statements) == 1:
+            return True, {}
+        return _refused(engine, "a cross-match of two catalogs written INTO mydb, or in several statements"), {}
     big = [r for r in partitioned.reads if not r.count and len(r.partitions) >= CLUSTER_PARTITIONS] if partitioned is not None else []
     if not big:
         return False, {"why": f"it reads fewer than {CLUSTER_PARTITIONS} partitions of each catalog"}

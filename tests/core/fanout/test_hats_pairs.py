@@ -74,8 +74,8 @@ def quick_pairs(a, text) -> list[tuple]:
     return [(r["a"], r["b"]) for r in a.queries.query(alice(a), text, "adql", row_limit=None).to_table().to_pylist()]
 
 
-def plan_of(a, text, *, job=False):
-    compiled = a.queries.compile(alice(a), text, "adql", explain=False)
+def plan_of(a, text, *, job=False, language="adql"):
+    compiled = a.queries.compile(alice(a), text, language, explain=False)
     return a.queries.plan(alice(a), compiled.statements, job=job)
 
 
@@ -138,6 +138,14 @@ def test_a_job_fans_the_pieces_out_and_answers_as_the_oracle(sky, oracle):
         pairs = job_pairs(sky, xmatch(t, u, r))
         sure, maybe = oracle_pairs(oracle, t, u, r)
         assert sure <= pairs <= maybe
+
+
+def test_a_job_the_cluster_cannot_split_is_refused_not_run_on_the_server(sky):
+    into = xmatch("near", "stars", 5 / 3600).replace(" FROM ", " INTO mydb.pairs FROM ", 1)
+    assert plan_of(sky, into, job=False, language="sql").where == HATS  # a quick query (or /compile) runs in-process
+    with pytest.raises(ArchiveError) as err:
+        plan_of(sky, into, job=True, language="sql")
+    assert err.value.status == 400 and "INTO mydb" in err.value.message and "cannot split" in err.value.message
 
 
 def test_a_cone_reads_only_the_partitions_near_it(sky):

@@ -119,15 +119,22 @@ def ensure_demo(
     return path
 
 
-def ensure_demo_apart(data_dir: Path, rows: int = 100_000) -> Path:
+def ensure_demo_apart(data_dir: Path, rows: int = 100_000, then: str = "") -> Path:
     """:func:`ensure_demo` (default seed and field) for a server: a missing or outdated demo is
     built in a child process, so the server does not keep what building it took (the generator's
-    arrays, astropy for the images: about 35 MB held at rest)."""
+    arrays, astropy for the images, DuckDB: about 75 MB held at rest). The child also keeps the
+    demo's info (``read_info_of``) and calls ``then`` (``"module:function"``, given the demo's path and
+    ``data_dir``), so what the server reads of a new demo at start is already kept."""
     if not _is_current(demo_path(data_dir), _wanted(int(rows), 42, DEFAULT_FIELD)):
-        code = "import sys; from pathlib import Path; from jupyter_archive.core.demo import ensure_demo; ensure_demo(Path(sys.argv[1]), rows=int(sys.argv[2]))"
+        code = (
+            "import sys, importlib; from pathlib import Path; from jupyter_archive.core.demo import ensure_demo; "
+            "from jupyter_archive.core.backends.metadata import read_info_of; "
+            "p = ensure_demo(Path(sys.argv[1]), rows=int(sys.argv[2])); read_info_of(p); m, _, f = sys.argv[3].partition(':'); "
+            "m and getattr(importlib.import_module(m), f)(p, Path(sys.argv[1]))"
+        )
         package_root = str(Path(__file__).parents[2])  # the child imports this very package
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
-        done = subprocess.run([sys.executable, "-c", code, str(data_dir), str(int(rows))], capture_output=True, text=True, env=env)
+        done = subprocess.run([sys.executable, "-c", code, str(data_dir), str(int(rows)), then], capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise ValueError(f"building the demo archive failed: {(done.stderr.strip().splitlines() or ['no message'])[-1]}")
     return ensure_demo(data_dir, rows=rows)

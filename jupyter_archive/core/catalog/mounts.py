@@ -232,7 +232,7 @@ class Mounts:
         if not self.config.mounts and self.config.demo:
             from ..demo import ensure_demo_apart
 
-            path = ensure_demo_apart(self.data_dir, rows=self.config.demo_rows)
+            path = ensure_demo_apart(self.data_dir, rows=self.config.demo_rows, then=f"{__name__}:describe_demo")
             self.add(
                 {
                     "path": "/demo",
@@ -371,33 +371,7 @@ class Mounts:
 
     def _scan_database(self, path: Path, context: str) -> dict[str, TableInfo]:
         """Tables, columns and metadata of a read-only database file, read once at mount time."""
-        from dataclasses import asdict, fields
-
-        from ..backends.metadata import described, read_info, read_metadata
-
-        def scan() -> dict:
-            import duckdb
-
-            # A file an engine still holds (read-write, by a writable mount being replaced) cannot be
-            # opened by another instance: read it through that engine.
-            held = self._engines.lease_holding(path)
-            if held is not None:
-                con, alias = held
-            else:
-                con, alias = duckdb.connect(":memory:"), "src"
-                con.execute(f"ATTACH {quote_literal(str(path))} AS src (READ_ONLY)")
-            try:
-                tables = tables_in(con, alias, context, read_metadata(con, alias), exact_rows=True)
-                return {"info": read_info(con, alias), "tables": [asdict(t) for t in tables.values()]}
-            finally:
-                con.close()
-
-        # Kept while the file is unchanged: a server start then opens no DuckDB (about 25 MB at rest). Beside a
-        # file of the data dir (the demo), so a copy of its folder comes with it; the others' in the cache.
-        own = path.resolve().is_relative_to(self.data_dir.resolve())
-        cache = path.with_name(f".{path.name}.tables.json") if own else self.data_dir / "cache" / "scans" / f"{context.lower()}.json"
-        layout = [[f.name for f in fields(c)] for c in (TableInfo, ColumnInfo)] + ([] if own else [str(path.resolve())])
-        found = described(path, cache, scan, layout=layout)  # an outside file's key names it: another file, read anew
+        found = describe_database(path, context, self.data_dir, lambda: self._engines.lease_holding(path))
         self._namespace.mount_info[context.lower()] = found["info"]
         return {t["name"].lower(): TableInfo(**{**t, "columns": [ColumnInfo(**c) for c in t["columns"]]}) for t in found["tables"]}
 
@@ -462,3 +436,42 @@ class Mounts:
         self.drop(path)
         self.store.remove(path)
         return True
+
+
+def describe_database(path: Path, context: str, data_dir: Path, holding=lambda: None) -> dict:
+    """The tables (as dicts of ``TableInfo``) and info of a read-only database file mounted as ``context``,
+    kept while the file is unchanged (``metadata.described``), so a server start opens no DuckDB (about 25 MB
+    at rest). ``holding()``: the ``(connection, alias)`` of an engine that holds the file, if one does."""
+    from dataclasses import asdict, fields
+
+    from ..backends.metadata import described, read_info, read_metadata
+
+    def scan() -> dict:
+        import duckdb
+
+        # A file an engine still holds (read-write, by a writable mount being replaced) cannot be
+        # opened by another instance: read it through that engine.
+        held = holding()
+        if held is not None:
+            con, alias = held
+        else:
+            con, alias = duckdb.connect(":memory:"), "src"
+            con.execute(f"ATTACH {quote_literal(str(path))} AS src (READ_ONLY)")
+        try:
+            tables = tables_in(con, alias, context, read_metadata(con, alias), exact_rows=True)
+            return {"info": read_info(con, alias), "tables": [asdict(t) for t in tables.values()]}
+        finally:
+            con.close()
+
+    # Beside a file of the data dir (the demo), so a copy of its folder comes with it; the others' in the cache,
+    # keyed by their path too (another file, read anew).
+    own = path.resolve().is_relative_to(Path(data_dir).resolve())
+    cache = path.with_name(f".{path.name}.tables.json") if own else Path(data_dir) / "cache" / "scans" / f"{context.lower()}.json"
+    layout = [[f.name for f in fields(c)] for c in (TableInfo, ColumnInfo)] + ([] if own else [str(path.resolve())])
+    return described(path, cache, scan, layout=layout)
+
+
+def describe_demo(path: Path, data_dir: Path) -> None:
+    """Keep the demo's description as its server will mount it (context DEMO): called by the child process
+    that builds the demo (``demo.ensure_demo_apart``), so the server's first start opens no DuckDB either."""
+    describe_database(path, "DEMO", data_dir)

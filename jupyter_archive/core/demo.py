@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -124,20 +122,26 @@ def ensure_demo_apart(data_dir: Path, rows: int = 100_000, then: str = "") -> Pa
     built in a child process, so the server does not keep what building it took (the generator's
     arrays, astropy for the images, DuckDB: about 75 MB held at rest). The child also keeps the
     demo's info (``read_info_of``) and calls ``then`` (``"module:function"``, given the demo's path and
-    ``data_dir``), so what the server reads of a new demo at start is already kept."""
-    if not _is_current(demo_path(data_dir), _wanted(int(rows), 42, DEFAULT_FIELD)):
-        code = (
-            "import sys, importlib; from pathlib import Path; from jupyter_archive.core.demo import ensure_demo; "
-            "from jupyter_archive.core.backends.metadata import read_info_of; "
-            "p = ensure_demo(Path(sys.argv[1]), rows=int(sys.argv[2])); read_info_of(p); m, _, f = sys.argv[3].partition(':'); "
-            "m and getattr(importlib.import_module(m), f)(p, Path(sys.argv[1]))"
-        )
-        package_root = str(Path(__file__).parents[2])  # the child imports this very package
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
-        done = subprocess.run([sys.executable, "-c", code, str(data_dir), str(int(rows)), then], capture_output=True, text=True, env=env)
-        if done.returncode != 0:
-            raise ValueError(f"building the demo archive failed: {(done.stderr.strip().splitlines() or ['no message'])[-1]}")
+    ``data_dir``), so what the server reads of a new demo at start is already kept. A demo whose kept
+    info is stale (a copy, a file rebuilt by hand) is checked by the child too."""
+    path = demo_path(data_dir)
+    if not md.info_kept(path) or not _is_current(path, _wanted(int(rows), 42, DEFAULT_FIELD)):
+        try:
+            md.call_apart(f"{__name__}:_build_apart", str(data_dir), str(int(rows)), then)
+        except ValueError as exc:
+            raise ValueError(f"building the demo archive failed: {exc}") from None
     return ensure_demo(data_dir, rows=rows)
+
+
+def _build_apart(data_dir: str, rows: str, then: str) -> None:
+    """What :func:`ensure_demo_apart` runs in its child process."""
+    import importlib
+
+    path = ensure_demo(Path(data_dir), rows=int(rows))
+    md.read_info_of(path)
+    module, _, function = then.partition(":")
+    if module:
+        getattr(importlib.import_module(module), function)(path, Path(data_dir))
 
 
 def _wanted(rows: int, seed: int, field: tuple[float, float, float, float]) -> dict[str, str]:

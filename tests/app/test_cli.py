@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -52,6 +53,18 @@ def test_jupyter_archive_starts_on_the_demo_and_prints_url_and_token(start, tmp_
     r = requests.post(s.url + "archive/api/query", json={"query": "SELECT count(*) FROM SpecObj", "context": "DEMO"},
                       headers={"Authorization": f"token {s.token}"}, timeout=30)
     assert r.status_code == 200 and {"duckdb", "pandas"} <= loaded(s)  # the check sees real libraries
+    # A demo whose kept descriptions no longer match it (a copy made without its times, a file touched):
+    # described again at start, by a child process, so this start holds no DuckDB either.
+    s.stop()
+    demo = data / "demo" / "demo.duckdb"
+    st = demo.stat()
+    os.utime(demo, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    s = start([str(BIN / "jupyter"), "archive"], data)
+    s.wait()
+    assert loaded(s) == set()
+    r = requests.post(s.url + "archive/api/query", json={"query": "SELECT count(*) AS n FROM PhotoObj", "context": "DEMO"},
+                      headers={"Authorization": f"token {s.token}"}, timeout=30)
+    assert r.status_code == 200 and r.json()["data"] == [[100_000]]
 
 
 def loaded(server: Server) -> set[str]:

@@ -175,6 +175,25 @@ def open_read_only(path: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]
         con.close()
 
 
+def _key(path: Path, layout: object) -> list:
+    key = [CACHE_VERSION, layout]  # not the path: a copy of a folder (made with its times) keeps what was kept in it
+    for f in (path, path.with_name(path.name + ".wal")):  # a write-ahead log not yet checkpointed is content too
+        st = f.stat() if f == path or f.exists() else None
+        key += [st.st_size, st.st_mtime_ns] if st else [None, None]
+    return key
+
+
+def kept_description(path: Path, cache: Path, layout: object = None) -> dict | None:
+    """What :func:`described` kept in ``cache`` for ``path`` as it is now, or None."""
+    try:
+        kept = json.loads(cache.read_text())
+        if kept.get("key") == _key(path, layout):
+            return kept["description"]
+    except (OSError, ValueError, AttributeError):
+        pass  # absent, unreadable or of another layout
+    return None
+
+
 def described(path: Path, cache: Path, describe: Callable[[], dict], layout: object = None) -> dict:
     """What ``describe()`` says of the database file ``path`` (a JSON-able dict), kept in the file
     ``cache`` while ``path`` is unchanged (same size and modification time) and the description's
@@ -183,16 +202,10 @@ def described(path: Path, cache: Path, describe: Callable[[], dict], layout: obj
     Why: a server reads its read-only databases' tables and facts at every start; opening DuckDB
     for that costs about 25 MB held at rest, and the answer only changes with the file.
     """
-    key = [CACHE_VERSION, layout]  # not the path: a copy of a folder (made with its times) keeps what was kept in it
-    for f in (path, path.with_name(path.name + ".wal")):  # a write-ahead log not yet checkpointed is content too
-        st = f.stat() if f == path or f.exists() else None
-        key += [st.st_size, st.st_mtime_ns] if st else [None, None]
-    try:
-        kept = json.loads(cache.read_text())
-        if kept.get("key") == key:
-            return kept["description"]
-    except (OSError, ValueError, AttributeError):
-        pass  # absent, unreadable or of another layout: described anew
+    kept = kept_description(path, cache, layout)
+    if kept is not None:
+        return kept
+    key = _key(path, layout)
     description = describe()
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -204,6 +217,22 @@ def described(path: Path, cache: Path, describe: Callable[[], dict], layout: obj
     return description
 
 
+def call_apart(target: str, *args: str) -> None:
+    """Call ``target`` (``"module:function"`` of this package) with ``args`` (strings) in a child
+    Python process: what it loads (DuckDB, a generator's arrays; tens of MB) is not kept by the
+    server afterwards. What the child makes, it leaves in files. ValueError with the child's last
+    line of error when it fails."""
+    import subprocess
+    import sys
+
+    code = "import sys, importlib; m, _, f = sys.argv[1].partition(':'); getattr(importlib.import_module(m), f)(*sys.argv[2:])"
+    package_root = str(Path(__file__).parents[3])  # the child imports this very package
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run([sys.executable, "-c", code, target, *args], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise ValueError((done.stderr.strip().splitlines() or ["no message"])[-1])
+
+
 def read_info_of(path: Path) -> dict[str, str]:
     """The ``archive_meta.info`` of a database file the archive wrote (the demo), kept beside it
     (:func:`described`): a server reads it at every start to see whether the file is current."""
@@ -212,7 +241,16 @@ def read_info_of(path: Path) -> dict[str, str]:
         with open_read_only(path) as (con, alias):
             return read_info(con, alias)
 
-    return described(path, path.with_name(f".{path.name}.info.json"), describe)
+    return described(path, _info_cache(path), describe)
+
+
+def info_kept(path: Path) -> bool:
+    """Whether :func:`read_info_of` answers for ``path`` without opening it."""
+    return path.exists() and kept_description(path, _info_cache(path)) is not None
+
+
+def _info_cache(path: Path) -> Path:
+    return path.with_name(f".{path.name}.info.json")
 
 
 @contextlib.contextmanager

@@ -216,9 +216,17 @@ class Mounts:
         self._engines = engines
         self._specs: dict[str, dict] = {}  # path lower -> the configuration it was mounted with
         self.store = MountStore(self.data_dir / "mounts.sqlite")
+        self._loading = False  # at start, files are described apart: the server at rest holds no DuckDB
 
     def load(self) -> None:
         """Mount what the configuration names, what was mounted at run time before, or the demo."""
+        self._loading = True
+        try:
+            self._load()
+        finally:
+            self._loading = False
+
+    def _load(self) -> None:
         for spec in self.config.mounts:
             try:
                 self.add({**spec, "configured": True})
@@ -232,7 +240,7 @@ class Mounts:
         if not self.config.mounts and self.config.demo:
             from ..demo import ensure_demo_apart
 
-            path = ensure_demo_apart(self.data_dir, rows=self.config.demo_rows, then=f"{__name__}:describe_demo")
+            path = ensure_demo_apart(self.data_dir, rows=self.config.demo_rows, then=f"{__name__}:describe_apart")
             self.add(
                 {
                     "path": "/demo",
@@ -371,7 +379,7 @@ class Mounts:
 
     def _scan_database(self, path: Path, context: str) -> dict[str, TableInfo]:
         """Tables, columns and metadata of a read-only database file, read once at mount time."""
-        found = describe_database(path, context, self.data_dir, lambda: self._engines.lease_holding(path))
+        found = describe_database(path, context, self.data_dir, lambda: self._engines.lease_holding(path), apart=self._loading)
         self._namespace.mount_info[context.lower()] = found["info"]
         return {t["name"].lower(): TableInfo(**{**t, "columns": [ColumnInfo(**c) for c in t["columns"]]}) for t in found["tables"]}
 
@@ -438,20 +446,35 @@ class Mounts:
         return True
 
 
-def describe_database(path: Path, context: str, data_dir: Path, holding=lambda: None) -> dict:
+def describe_database(path: Path, context: str, data_dir: Path, holding=lambda: None, apart: bool = True) -> dict:
     """The tables (as dicts of ``TableInfo``) and info of a read-only database file mounted as ``context``,
     kept while the file is unchanged (``metadata.described``), so a server start opens no DuckDB (about 25 MB
-    at rest). ``holding()``: the ``(connection, alias)`` of an engine that holds the file, if one does."""
+    at rest). ``holding()``: the ``(connection, alias)`` of an engine that holds the file, if one does.
+    ``apart``: a description not kept yet is made in a child process (``metadata.call_apart``) unless an
+    engine holds the file, so the server does not keep DuckDB loaded for it either."""
     from dataclasses import asdict, fields
 
-    from ..backends.metadata import described, read_info, read_metadata
+    from ..backends.metadata import call_apart, described, kept_description, read_info, read_metadata
+
+    # Beside a file of the data dir (the demo), so a copy of its folder comes with it; the others' in the cache,
+    # keyed by their path too (another file, read anew).
+    own = path.resolve().is_relative_to(Path(data_dir).resolve())
+    cache = path.with_name(f".{path.name}.tables.json") if own else Path(data_dir) / "cache" / "scans" / f"{context.lower()}.json"
+    layout = [[f.name for f in fields(c)] for c in (TableInfo, ColumnInfo)] + ([] if own else [str(path.resolve())])
+    if (kept := kept_description(path, cache, layout)) is not None:
+        return kept
+    # A file an engine still holds (read-write, by a writable mount being replaced) cannot be
+    # opened by another instance: read it through that engine.
+    held = holding()
+    if held is None and apart:
+        try:
+            call_apart(f"{__name__}:describe_apart", str(path), str(data_dir), context)
+        except ValueError as exc:  # described here instead, where the error (if any) surfaces as for every mount
+            log.debug("describing %s apart failed: %s", path, exc)
 
     def scan() -> dict:
         import duckdb
 
-        # A file an engine still holds (read-write, by a writable mount being replaced) cannot be
-        # opened by another instance: read it through that engine.
-        held = holding()
         if held is not None:
             con, alias = held
         else:
@@ -463,15 +486,14 @@ def describe_database(path: Path, context: str, data_dir: Path, holding=lambda: 
         finally:
             con.close()
 
-    # Beside a file of the data dir (the demo), so a copy of its folder comes with it; the others' in the cache,
-    # keyed by their path too (another file, read anew).
-    own = path.resolve().is_relative_to(Path(data_dir).resolve())
-    cache = path.with_name(f".{path.name}.tables.json") if own else Path(data_dir) / "cache" / "scans" / f"{context.lower()}.json"
-    layout = [[f.name for f in fields(c)] for c in (TableInfo, ColumnInfo)] + ([] if own else [str(path.resolve())])
-    return described(path, cache, scan, layout=layout)
+    try:
+        return described(path, cache, scan, layout=layout)
+    finally:
+        if held is not None:
+            held[0].close()  # scan closed it, or another process kept the description first
 
 
-def describe_demo(path: Path, data_dir: Path) -> None:
-    """Keep the demo's description as its server will mount it (context DEMO): called by the child process
-    that builds the demo (``demo.ensure_demo_apart``), so the server's first start opens no DuckDB either."""
-    describe_database(path, "DEMO", data_dir)
+def describe_apart(path: str | Path, data_dir: str | Path, context: str = "DEMO") -> None:
+    """What :func:`describe_database` runs in its child process, and the child that builds a demo
+    (``demo.ensure_demo_apart``): keeps the description the server's start will read."""
+    describe_database(Path(path), context, Path(data_dir), apart=False)

@@ -43,6 +43,7 @@ from ...core.errors import ArchiveError
 from ...core.execution.pool import QueryResult
 from ...core.lanes import READS
 from ...core.memory import release_memory
+from .access_log import SuccessLog
 from .errors import ErrorReplies
 from .values import RequestValues
 
@@ -89,7 +90,7 @@ def jupyter_user(app, user) -> tuple[str, bool]:
     return app.owner, True
 
 
-class ArchiveHandler(ErrorReplies, RequestValues, ExtensionHandlerMixin, APIHandler):
+class ArchiveHandler(SuccessLog, ErrorReplies, RequestValues, ExtensionHandlerMixin, APIHandler):
     """Base of every archive handler; a face subclasses it and says how errors look."""
 
     face = "native"

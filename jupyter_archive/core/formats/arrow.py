@@ -1,6 +1,9 @@
 """Arrow IPC stream and Parquet: the result's own types, written batch by batch.
 
-Both carry ``archive.truncated`` (``true``/``false``) in the schema metadata. The writers write
+Both carry ``archive.truncated`` (``true``/``false``) in the schema metadata. Parquet is
+VOParquet (IVOA note 1.0): its key-value metadata holds ``IVOA.VOTable-Parquet.version`` and
+``IVOA.VOTable-Parquet.content``, the result's VOTable without DATA (FIELDs with units, UCDs and
+descriptions, rendered by :mod:`.votable`), all known before the first row. The writers write
 into a sink whose bytes are taken after each slice, so nothing accumulates.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from .base import Writer, pipelined, plain, slices, text_row_bytes
+from .votable import description
 
 
 class _Drain:
@@ -77,6 +81,7 @@ def write_parquet(schema, batches, info, opt):
     import pyarrow.parquet as pq
 
     schema = _with_truncated(schema, info)
+    schema = schema.with_metadata({**schema.metadata, **_voparquet(schema, info)})
     sink = _Drain()
     # Dictionaries pay off for text and small integers; for wide numbers (coordinates, ids) the
     # writer would build one only to give it up, at half its speed.
@@ -95,6 +100,12 @@ def write_parquet(schema, batches, info, opt):
     finally:
         writer.close()
     yield from sink.take()
+
+
+def _voparquet(schema, info) -> dict[bytes, bytes]:
+    """The VOParquet keys (type and encoding as IRSA writes them; astropy needs only the first two)."""
+    return {b"IVOA.VOTable-Parquet.version": b"1.0", b"IVOA.VOTable-Parquet.content": description(schema, info),
+            b"IVOA.VOTable-Parquet.type": b"Parquet-local-XML", b"IVOA.VOTable-Parquet.encoding": b"utf-8"}
 
 
 def _row_groups(batches, rows: int):
@@ -117,5 +128,6 @@ def _row_groups(batches, rows: int):
 PARQUET = Writer(
     "parquet", write_parquet, "application/vnd.apache.parquet",
     {"application/vnd.apache.parquet": {}, "application/x-parquet": {}, "application/parquet": {}},
+    names={"parquet": {}, "vo-parquet": {}, "voparquet": {}},
 )
 ARROW = Writer("arrow", write_arrow, "application/vnd.apache.arrow.stream", {"application/vnd.apache.arrow.stream": {}})

@@ -47,8 +47,8 @@ class _Drain:
         return out
 
 
-def _with_truncated(schema, info) -> pa.Schema:
-    md = dict(schema.metadata or {})
+def _with_truncated(schema, info, more: dict[bytes, bytes] | None = None) -> pa.Schema:
+    md = {**(schema.metadata or {}), **(more or {})}
     md[b"archive.truncated"] = b"true" if info.truncated else b"false"
     return schema.with_metadata(md)
 
@@ -80,8 +80,8 @@ def write_parquet(schema, batches, info, opt):
     as soon as it is written."""
     import pyarrow.parquet as pq
 
-    schema = _with_truncated(schema, info)
-    schema = schema.with_metadata({**schema.metadata, **_voparquet(schema, info)})
+    # the FIELDs of the schema as given (one object per quick query's shape: remembered, see base.per_object)
+    schema = _with_truncated(schema, info, _voparquet(schema, info))
     sink = _Drain()
     # Dictionaries pay off for text and small integers; for wide numbers (coordinates, ids) the
     # writer would build one only to give it up, at half its speed.

@@ -24,7 +24,7 @@ from astropy.io.votable import parse as parse_votable
 from astropy.table import Table
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from jupyter_archive.core.formats import ResultInfo, votable_type
+from jupyter_archive.core.formats import ResultInfo
 from jupyter_archive.core.formats.base import field_meta, with_meta
 
 from tests.support.faces import votlint
@@ -32,21 +32,27 @@ from tests.support.formats import SOURCE, encode
 
 VERSION, CONTENT = b"IVOA.VOTable-Parquet.version", b"IVOA.VOTable-Parquet.content"
 
-# Arrow type -> values hypothesis draws for it; True: astropy's parquet.votable reader reads the column
-# (when it has no NULLs, for booleans).
+# Arrow type, the values hypothesis draws for it, the FIELD that describes its Parquet column
+# ((datatype, arraysize, xtype), the VOTable's types of the same values) and whether astropy's
+# parquet.votable reader reads it (booleans: when they have no NULLs).
 _I = lambda bits: st.integers(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
 _U = lambda bits: st.integers(0, 2**bits - 1)
+_F32 = st.floats(width=32, allow_nan=False)
 TYPES = [
-    (pa.int8(), _I(8), True), (pa.int16(), _I(16), True), (pa.int32(), _I(32), True), (pa.int64(), _I(64), True),
+    (pa.int8(), _I(8), ("short", None, None), True), (pa.int16(), _I(16), ("short", None, None), True),
+    (pa.int32(), _I(32), ("int", None, None), True), (pa.int64(), _I(64), ("long", None, None), True),
+    (pa.uint8(), _U(8), ("short", None, None), True), (pa.uint16(), _U(16), ("int", None, None), True),
+    (pa.uint32(), _U(32), ("long", None, None), True),
     # uint64 is declared long; astropy stacks it onto int64 as float64, exact up to 2**53 only
-    (pa.uint8(), _U(8), True), (pa.uint16(), _U(16), True), (pa.uint32(), _U(32), True), (pa.uint64(), _U(53), True),
-    (pa.float32(), st.floats(width=32, allow_nan=False), True), (pa.float64(), st.floats(allow_nan=False), True),
-    (pa.bool_(), st.booleans(), True),
-    (pa.string(), st.text(max_size=8), False),
-    (pa.timestamp("us"), st.datetimes(dt.datetime(1900, 1, 1), dt.datetime(2100, 1, 1)), False),
-    (pa.date32(), st.dates(dt.date(1900, 1, 1), dt.date(2100, 1, 1)), False),
-    (pa.list_(pa.float64()), st.lists(st.floats(allow_nan=False), max_size=3), False),
-    (pa.list_(pa.int32()), st.lists(_I(32), max_size=3), False),
+    (pa.uint64(), _U(53), ("long", None, None), True),
+    (pa.float32(), _F32, ("float", None, None), True), (pa.float64(), st.floats(allow_nan=False), ("double", None, None), True),
+    (pa.bool_(), st.booleans(), ("boolean", None, None), True),
+    (pa.string(), st.text(max_size=8), ("char", "*", None), False),
+    (pa.timestamp("us"), st.datetimes(dt.datetime(1900, 1, 1), dt.datetime(2100, 1, 1)), ("char", "*", "timestamp"), False),
+    (pa.date32(), st.dates(dt.date(1900, 1, 1), dt.date(2100, 1, 1)), ("char", "*", "timestamp"), False),
+    (pa.list_(pa.float64()), st.lists(st.floats(allow_nan=False), max_size=3), ("double", "*", None), False),
+    (pa.list_(pa.int32()), st.lists(_I(32), max_size=3), ("int", "*", None), False),
+    (pa.list_(pa.float32(), 2), st.lists(_F32, min_size=2, max_size=2), ("float", "2", None), False),
 ]
 _TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=12)
 
@@ -58,11 +64,15 @@ def tables(draw):
     n = draw(st.integers(0, 5))
     fields, arrays = [], []
     for i, k in enumerate(kinds):
-        typ, values, _ = TYPES[k]
+        typ, values, _, _ = TYPES[k]
         meta = {key: draw(st.none() | _TEXT.filter(str.strip)) for key in ("unit", "ucd", "description")}
         fields.append(with_meta(pa.field(f"c{i}", typ), **meta))
         arrays.append(pa.array(draw(st.lists(st.none() | values, min_size=n, max_size=n)), typ))
     return pa.table(arrays, schema=pa.schema(fields))
+
+
+def _kind(t: pa.DataType) -> tuple:
+    return next(k for k in TYPES if k[0] == t)
 
 
 def _content(data: bytes):
@@ -95,11 +105,10 @@ def test_fields_describe_the_parquet_columns(table):
     assert [f.name for f in fields] == parquet.column_names
     for f, col in zip(fields, parquet.schema):
         want = field_meta(table.schema.field(col.name))
-        datatype, arraysize, xtype = votable_type(col.type, "parquet")
-        assert (f.datatype, f.arraysize, f.xtype) == (datatype, arraysize, xtype)
+        assert (f.datatype, f.arraysize, f.xtype) == _kind(table.schema.field(col.name).type)[2]
         assert (f.unit and str(f.unit), f.ucd, f.description) == (want.get("unit"), want.get("ucd"), want.get("description"))
     readable = [name for name, col in zip(table.column_names, table.columns)
-                if next(ok for t, _, ok in TYPES if t == col.type) and not (col.type == pa.bool_() and col.null_count)]
+                if _kind(col.type)[3] and not (col.type == pa.bool_() and col.null_count)]
     if not readable:
         return
     subset = table.select(readable)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import warnings
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -166,3 +167,27 @@ async def test_row_limit_sets_a_visible_truncation_flag(fetch, fmt, archive_conf
             assert len(hdul[1].data) == 5 and hdul[1].header["TRUNCATE"] is True
     small = await native(fetch, "SELECT objid FROM PhotoObj LIMIT 3", fmt=fmt)
     assert small.headers.get("X-Archive-Truncated") is None
+
+
+@pytest.mark.parametrize("face", ["native", "casjobs"])
+async def test_parquet_is_voparquet(fetch, face):
+    """Parquet from the native API and CasJobs carries the VOTable's FIELDs (VOParquet): astropy's
+    ``parquet.votable`` reader gives the units, UCDs and descriptions the VOTable answer has."""
+    query = "SELECT TOP 30 objid, ra, dec, r, err_r, type FROM PhotoObj ORDER BY objid"
+
+    async def ask(accept):
+        if face == "native":
+            return await native(fetch, query, accept=accept)
+        return await fetch("archive", "casjobs", "contexts", "DEMO", "query", method="POST",
+                           body=json.dumps({"Query": query}), headers={"Accept": accept})
+
+    resp = await ask("application/vnd.apache.parquet")
+    assert resp.code == 200, resp.body
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy's Parquet reader notes that no string lengths are given
+        got = Table.read(io.BytesIO(resp.body), format="parquet.votable")
+    want = parse_votable(io.BytesIO((await ask("application/x-votable+xml")).body)).get_first_table().to_table()
+    assert [(c.name, c.unit, c.meta.get("ucd"), c.description) for c in got.columns.values()] == \
+        [(c.name, c.unit, c.meta.get("ucd"), c.description) for c in want.columns.values()]
+    assert got["ra"].unit == "deg" and got["ra"].meta["ucd"] == "pos.eq.ra;meta.main" and got["r"].description
+    assert [got[n].tolist() for n in got.colnames] == [want[n].tolist() for n in want.colnames]

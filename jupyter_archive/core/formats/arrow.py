@@ -1,6 +1,9 @@
 """Arrow IPC stream and Parquet: the result's own types, written batch by batch.
 
-Both carry ``archive.truncated`` (``true``/``false``) in the schema metadata. The writers write
+Both carry ``archive.truncated`` (``true``/``false``) in the schema metadata. Parquet is
+VOParquet (IVOA note 1.0): its key-value metadata holds ``IVOA.VOTable-Parquet.version`` and
+``IVOA.VOTable-Parquet.content``, the result's VOTable without DATA (FIELDs with units, UCDs and
+descriptions, rendered by :mod:`.votable`), all known before the first row. The writers write
 into a sink whose bytes are taken after each slice, so nothing accumulates.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from .base import Writer, pipelined, plain, slices, text_row_bytes
+from .votable import description
 
 
 class _Drain:
@@ -43,8 +47,8 @@ class _Drain:
         return out
 
 
-def _with_truncated(schema, info) -> pa.Schema:
-    md = dict(schema.metadata or {})
+def _with_truncated(schema, info, more: dict[bytes, bytes] | None = None) -> pa.Schema:
+    md = {**(schema.metadata or {}), **(more or {})}
     md[b"archive.truncated"] = b"true" if info.truncated else b"false"
     return schema.with_metadata(md)
 
@@ -76,7 +80,8 @@ def write_parquet(schema, batches, info, opt):
     as soon as it is written."""
     import pyarrow.parquet as pq
 
-    schema = _with_truncated(schema, info)
+    # the FIELDs of the schema as given (one object per quick query's shape: remembered, see base.per_object)
+    schema = _with_truncated(schema, info, _voparquet(schema, info))
     sink = _Drain()
     # Dictionaries pay off for text and small integers; for wide numbers (coordinates, ids) the
     # writer would build one only to give it up, at half its speed.
@@ -95,6 +100,12 @@ def write_parquet(schema, batches, info, opt):
     finally:
         writer.close()
     yield from sink.take()
+
+
+def _voparquet(schema, info) -> dict[bytes, bytes]:
+    """The VOParquet keys (type and encoding as IRSA writes them; astropy needs only the first two)."""
+    return {b"IVOA.VOTable-Parquet.version": b"1.0", b"IVOA.VOTable-Parquet.content": description(schema, info),
+            b"IVOA.VOTable-Parquet.type": b"Parquet-local-XML", b"IVOA.VOTable-Parquet.encoding": b"utf-8"}
 
 
 def _row_groups(batches, rows: int):
@@ -117,5 +128,6 @@ def _row_groups(batches, rows: int):
 PARQUET = Writer(
     "parquet", write_parquet, "application/vnd.apache.parquet",
     {"application/vnd.apache.parquet": {}, "application/x-parquet": {}, "application/parquet": {}},
+    names={"parquet": {}, "vo-parquet": {}, "voparquet": {}},
 )
 ARROW = Writer("arrow", write_arrow, "application/vnd.apache.arrow.stream", {"application/vnd.apache.arrow.stream": {}})

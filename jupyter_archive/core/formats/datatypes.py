@@ -11,6 +11,11 @@ A result's VOTable FIELDs and json-table's ``datatype`` come from the Arrow type
   char "*" in TABLEDATA (UTF-8 XML text); ASCII renderings (uint64 as decimal text: VOTable has
   no unsigned 64-bit type and a stream cannot know in advance whether every value fits a long;
   times of day, durations, UUIDs) -> char "*".
+
+VOParquet's FIELDs (serialization ``parquet``) describe the Parquet columns, which keep the
+result's own types: as TABLEDATA (text char "*", UTF-8 as Parquet stores it), except uint64 ->
+long (the nearest VOTable integer: a reader combining FIELDs with the column needs a number)
+and lists of numbers or booleans -> that datatype with arraysize "*" (or the fixed size).
 """
 
 from __future__ import annotations
@@ -42,13 +47,20 @@ def votable_type(t: pa.DataType, serialization: str = "tabledata") -> tuple[str,
     datatype = _BY_ARROW.get(t)
     if datatype is not None:
         return datatype, None, None
+    if serialization == "parquet":
+        if t == pa.uint64():
+            return "long", None, None
+        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            item = votable_type(t.value_type, "parquet")
+            if item[1] is None:  # an array of fixed-width values; anything else is text below
+                return item[0], str(t.list_size) if pa.types.is_fixed_size_list(t) else "*", None
     if pa.types.is_floating(t) or pa.types.is_decimal(t):
         return "double", None, None
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return _TIMESTAMP
     if pa.types.is_binary(t):
         return _BYTES
-    if serialization != "tabledata" and not (pa.types.is_temporal(t) or t == pa.uint64()):
+    if serialization not in ("tabledata", "parquet") and not (pa.types.is_temporal(t) or t == pa.uint64()):
         return _UNICODE
     return _CHAR
 

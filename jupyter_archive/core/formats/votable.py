@@ -75,7 +75,8 @@ def _fields(schema: pa.Schema, serialization: str) -> str:
     return "\n".join(_field(f, serialization) for f in schema)
 
 
-def _header(schema: pa.Schema, info, serialization: str) -> bytes:
+def _table_head(schema: pa.Schema, info, serialization: str) -> list[str]:
+    """The document up to the TABLE's FIELDs (included): what precedes its DATA."""
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<VOTABLE version="1.4" xmlns="{VOTABLE_NS}" '
@@ -88,17 +89,33 @@ def _header(schema: pa.Schema, info, serialization: str) -> bytes:
     lines.append(f"<TABLE name={xml_attr(info.table_name or 'Table1')}>")
     if len(schema):
         lines.append(_fields(schema, serialization))
+    return lines
+
+
+def _header(schema: pa.Schema, info, serialization: str) -> bytes:
+    lines = _table_head(schema, info, serialization)
     lines.append("<DATA>" + {"tabledata": "<TABLEDATA>", "binary": '<BINARY><STREAM encoding="base64">',
                              "binary2": '<BINARY2><STREAM encoding="base64">'}[serialization])
     return ("\n".join(lines) + "\n").encode()
 
 
-def _footer(info, serialization: str) -> bytes:
-    end = {"tabledata": "</TABLEDATA>", "binary": "</STREAM></BINARY>", "binary2": "</STREAM></BINARY2>"}
-    out = end[serialization] + "</DATA>\n</TABLE>\n"
+def _table_tail(info) -> str:
+    out = "</TABLE>\n"
     if info.truncated:  # DALI: a second QUERY_STATUS after the table says the limit cut it
         out += '<INFO name="QUERY_STATUS" value="OVERFLOW"/>\n'
-    return (out + "</RESOURCE>\n</VOTABLE>\n").encode()
+    return out + "</RESOURCE>\n</VOTABLE>\n"
+
+
+def _footer(info, serialization: str) -> bytes:
+    end = {"tabledata": "</TABLEDATA>", "binary": "</STREAM></BINARY>", "binary2": "</STREAM></BINARY2>"}
+    return (end[serialization] + "</DATA>\n" + _table_tail(info)).encode()
+
+
+def description(schema: pa.Schema, info) -> bytes:
+    """The VOTable document of a result without its DATA: the VOParquet ``content`` metadata,
+    its FIELDs describing the Parquet columns in order (the ``parquet`` datatypes of
+    :mod:`.datatypes`), with the query status (OVERFLOW when the limit cut the result)."""
+    return ("\n".join(_table_head(schema, info, "parquet")) + "\n" + _table_tail(info)).encode()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ OUTPUTS = [
     (None, "text/csv", ("csv",)),
     (None, "text/tab-separated-values", ("tsv",)),
     (None, "application/fits", ("fits",)),
-    (None, "application/vnd.apache.parquet", ("parquet",)),
+    (None, "application/vnd.apache.parquet", ("parquet", "vo-parquet")),  # VOParquet: VOTable metadata inside
     (None, "application/json", ("json",)),
 ]
 EXAMPLES = [

@@ -326,7 +326,7 @@ class ArchiveClient:
         if held and now - held[0] < max_age:
             return held[2], held[3]
         headers = {"If-None-Match": held[1]} if held and held[1] else {}
-        r = self._request("GET", f"contexts/{quote(name)}/tables", headers=headers, timeout=10)
+        r = self._request("GET", f"contexts/{quote(name)}/tables", headers=headers, timeout=5)
         if r.status_code == 304 and held:
             entry, tables, etag = held[2], held[3], held[1]
         else:

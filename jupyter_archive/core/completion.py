@@ -78,7 +78,7 @@ def table_names(tables: list[dict], language: str, schema: str | None = None) ->
 
     ADQL names a table ``schema.table`` (the context's ``schema``); the SQL languages by its name.
     """
-    prefix = f"{schema}." if schema and language == "adql" and "." not in schema else ""
+    prefix = f"{schema}." if schema and language == "adql" else ""
     return {f"{prefix}{t['name']}": [c["name"] for c in t.get("columns") or ()] for t in tables}
 
 
@@ -194,7 +194,9 @@ def complete(text: str, cursor: int, tables: dict[str, list[str]], language: str
     family = "adql" if language == "adql" else "sql"
     if prev in ("FROM", "JOIN") or (prev == "," and clause == "FROM"):
         return Completions(start, tuple(keep(tables, "table")))
-    if clause in ("FROM", "JOIN") and prev not in ("AS", ","):
+    if clause in ("FROM", "JOIN") and prev == "AS":
+        return Completions(start, ())  # a new alias: nothing to complete it from
+    if clause in ("FROM", "JOIN") and prev != ",":
         return Completions(start, tuple(keep(KEYWORDS[family], "keyword", True)))  # after a table: WHERE, JOIN...
     named = [(_resolve(parts, tables), alias) for parts, alias in items]
     columns = dict.fromkeys(c for name, _ in named if name for c in tables[name])

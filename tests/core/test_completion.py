@@ -103,4 +103,5 @@ def test_what_each_place_offers():
     assert _texts("SELECT * FROM PhotoObj WHERE |", "sql", table_names([{"name": "PhotoObj", "columns": []}], "sql"))[:2] == ["PhotoObj", "ABS"]
     assert "circle" not in _texts("SELECT ci| FROM PhotoObj", "sql")
     assert _texts("SELECT 'p.|' FROM demo.PhotoObj AS p") == _texts("SELECT x FROM demo.PhotoObj -- p.|") == []
-    assert _texts("SELECT q.| FROM (SELECT 1 AS one) AS q") == []
+    assert _texts("SELECT q.| FROM (SELECT 1 AS one) AS q") == _texts("SELECT * FROM demo.PhotoObj AS P|") == []
+    assert _texts("SELECT * FROM demo.PhotoObj AS p J|") == ["JOIN"]

@@ -188,7 +188,9 @@ def complete(text: str, cursor: int, tables: dict[str, list[str]], language: str
         while j >= 2 and code[j - 1].text == "." and code[j - 2].kind in ("name", "quoted"):
             j -= 2
         qual = [_unquote(t) for t in code[j:-1:2]]
-        return Completions(start, tuple(_qualified(qual, items, tables, keep)))
+        before = code[j - 1].text.upper() if j else ""
+        naming = before in ("FROM", "JOIN") or (before == "," and _clause(code, j) == "FROM")  # a table's name
+        return Completions(start, tuple(_qualified(qual, [] if naming else items, tables, keep, naming)))
     prev = code[-1].text.upper() if code else ""
     clause = _clause(code, len(code))
     family = "adql" if language == "adql" else "sql"
@@ -225,8 +227,8 @@ def _doubled_end(t: str, q: str) -> bool:
     return run % 2 == 0
 
 
-def _qualified(qual: list[str], items, tables: dict[str, list[str]], keep) -> list[Match]:
-    """After ``qual.``: an alias's or a table's columns, else a schema's tables."""
+def _qualified(qual: list[str], items, tables: dict[str, list[str]], keep, naming: bool) -> list[Match]:
+    """After ``qual.``: an alias's or a table's columns, else (or where a table is named) a schema's tables."""
     name = None
     for parts, alias in items:
         if alias and len(qual) == 1 and alias.casefold() == qual[0].casefold():
@@ -234,7 +236,7 @@ def _qualified(qual: list[str], items, tables: dict[str, list[str]], keep) -> li
             if name is None:
                 return []  # a subquery's alias or an unknown table: nothing we know
             break
-    name = name or _resolve(qual, tables)
+    name = name or (None if naming else _resolve(qual, tables))
     if name:
         return keep(tables[name], "column")
     schema = ".".join(qual).casefold() + "."

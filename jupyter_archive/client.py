@@ -22,6 +22,7 @@ from urllib.parse import quote
 import pyarrow as pa
 import requests
 
+from .core.completion import Completions, complete, table_names
 from .core.languages import DEFAULT_LANGUAGE
 
 FORMATS = ("pandas", "astropy", "arrow")
@@ -266,6 +267,7 @@ class ArchiveClient:
         token = token or os.environ.get("JUPYTER_ARCHIVE_TOKEN")
         archive_token = archive_token or os.environ.get("JUPYTER_ARCHIVE_AUTH_TOKEN")
         self.context, self.timeout = context, timeout
+        self._described: dict[str, tuple[float, str | None, dict, list[dict]]] = {}  # completion's metadata
         self.session = requests.Session()
         if archive_token:
             self.session.headers["X-Auth-Token"] = archive_token
@@ -311,6 +313,37 @@ class ArchiveClient:
     def tables(self, context: str | None = None) -> list[dict]:
         """The tables of a context: name, rows, size and columns."""
         return self._json("GET", f"contexts/{quote(context or self.context)}/tables")["tables"]
+
+    def described(self, context: str | None = None, max_age: float = 30.0) -> tuple[dict, list[dict]]:
+        """A context's entry (its ``schema``...) and its tables with their columns, kept for completion.
+
+        A copy younger than ``max_age`` seconds is served as is (what keeps completion under a few ms);
+        an older one is asked again with its ETag, and kept when the server answers 304 (unchanged).
+        """
+        name = context or self.context
+        now = time.monotonic()
+        held = self._described.get(name)
+        if held and now - held[0] < max_age:
+            return held[2], held[3]
+        headers = {"If-None-Match": held[1]} if held and held[1] else {}
+        r = self._request("GET", f"contexts/{quote(name)}/tables", headers=headers, timeout=5)
+        if r.status_code == 304 and held:
+            entry, tables, etag = held[2], held[3], held[1]
+        else:
+            tables, etag = r.json()["tables"], r.headers.get("ETag")
+            entry = next((c for c in self.contexts() if c["name"].casefold() == name.casefold()), {"name": name})
+        self._described[name] = (now, etag, entry, tables)
+        return entry, tables
+
+    def complete(self, sql: str, cursor: int | None = None, context: str | None = None, *,
+                 language: str = DEFAULT_LANGUAGE) -> Completions:
+        """What may be typed at ``cursor`` (default: the end) of ``sql``: tables, columns, functions.
+
+        From the context's cached metadata (:meth:`described`); the magic and the QueryEditor use it.
+        """
+        entry, tables = self.described(context)
+        names = table_names(tables, language, entry.get("schema"))
+        return complete(sql, len(sql) if cursor is None else cursor, names, language)
 
     def schema(self, table: str, context: str | None = None):
         """A table's columns as a DataFrame: name, datatype, unit, ucd, description (``attrs`` holds rows)."""

@@ -161,17 +161,46 @@ class Archive(Magics, Configurable):
         return TableBrowser(c, context=rest[0] if rest else self.context, table=rest[1] if len(rest) > 1 else None)
 
 
+def _matcher(magic: Archive):
+    """An IPython matcher (API v2) completing the SQL of ``%%archive`` cells from the server's metadata."""
+    from IPython.core.completer import SimpleCompletion, context_matcher
+
+    @context_matcher()
+    def archive_sql_matcher(context) -> dict:
+        lines = context.full_text.split("\n")
+        if context.cursor_line == 0 or not lines[0].lstrip().startswith("%%archive"):
+            return {"completions": [], "suppress": False}
+        body = "\n".join(lines[1:])
+        cursor = sum(len(line) + 1 for line in lines[1:context.cursor_line]) + context.cursor_position
+        try:
+            args = parse_argstring(magic.archive, lines[0].lstrip()[len("%%archive"):])
+        except Exception:  # options still being typed: complete with the defaults
+            args = None
+        try:
+            found = magic.client.complete(body, cursor, (args and args.context) or magic.context,
+                                          language=(args and args.lang) or magic.language)
+        except (ArchiveError, OSError):  # no server, unknown context: nothing to offer, and no Python names
+            return {"completions": [], "suppress": True}
+        return {"completions": [SimpleCompletion(m.text, type=m.kind) for m in found.matches],
+                "matched_fragment": body[found.start:cursor], "suppress": True, "ordered": True}
+
+    return archive_sql_matcher
+
+
 def _short_error(shell, etype, value, tb, tb_offset=None):
     """Show an ArchiveError as its message, not a traceback (the message names the problem)."""
     shell.showtraceback((etype, value, tb), tb_offset=tb_offset, exception_only=True)
 
 
 def load_ipython_extension(ip) -> None:
-    """``%load_ext jupyter_archive``: register ``%%archive`` and short archive errors."""
+    """``%load_ext jupyter_archive``: register ``%%archive``, its completion and short archive errors."""
     magic = Archive(shell=ip)
     ip.register_magics(magic)
     ip.configurables.append(magic)  # what %config Archive.* finds
     ip.set_custom_exc((ArchiveError,), _short_error)
+    matchers = ip.Completer.custom_matchers  # a reload replaces the matcher of the magic it replaces
+    matchers[:] = [m for m in matchers if getattr(m, "__qualname__", "") != "_matcher.<locals>.archive_sql_matcher"]
+    matchers.append(_matcher(magic))
 
 
 __all__ = ["Archive", "bind_parameters", "load_ipython_extension"]

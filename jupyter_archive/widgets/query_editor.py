@@ -7,6 +7,7 @@ import html
 import ipywidgets as w
 
 from ..client import ArchiveClient, ArchiveError
+from ..core.completion import Completions
 from ..core.languages import DEFAULT_LANGUAGE, LANGUAGES
 from .job_progress import JobProgress
 
@@ -21,6 +22,8 @@ class QueryEditor(w.VBox):
     """A small SQL editor: context and language pickers, Run and Submit-as-job, results below.
 
     After Run, ``result`` is the DataFrame shown; after Submit, ``job`` is the Job followed.
+    As the text is typed, ``suggestions`` lists what may complete the word at its end (tables,
+    columns, functions: ``complete()``, as the ``%%archive`` magic completes); picking one puts it in.
     """
 
     def __init__(self, client: ArchiveClient | None = None, query: str = "", context: str | None = None,
@@ -32,11 +35,15 @@ class QueryEditor(w.VBox):
                                   description="Context")
         self.language = w.Dropdown(options=LANGUAGES, value=language, description="Language")
         self.sql = w.Textarea(value=query, placeholder="SELECT ...", layout=w.Layout(width="100%", height="8em"))
+        self.suggestions = w.Select(options=[], rows=5, description="Complete", layout=w.Layout(display="none"))
         self.into = w.Text(placeholder="mydb.Table (jobs only)", description="Into")
         self.run_button = w.Button(description="Run", icon="play", button_style="primary")
         self.submit_button = w.Button(description="Submit as job", icon="clock")
         self.run_button.on_click(self.run)
         self.submit_button.on_click(self.submit)
+        for box in (self.sql, self.context, self.language):
+            box.observe(self._suggest, "value")
+        self.suggestions.observe(lambda change: change.new and self.accept(change.new), "value")
         self.error = w.HTML()
         self.info = w.HTML()
         self.output = w.Output()
@@ -45,7 +52,30 @@ class QueryEditor(w.VBox):
         self.progress: JobProgress | None = None
         controls = w.HBox([self.context, self.language])
         buttons = w.HBox([self.run_button, self.submit_button, self.into])
-        super().__init__([controls, self.sql, buttons, self.error, self.info, self.output], **kwargs)
+        super().__init__([controls, self.sql, self.suggestions, buttons, self.error, self.info, self.output], **kwargs)
+
+    def complete(self, code: str | None = None, cursor: int | None = None) -> Completions:
+        """What may be typed at ``cursor`` (default: the end) of ``code`` (default: the editor's text),
+        in the editor's context and language."""
+        code = self.sql.value if code is None else code
+        return self.client.complete(code, cursor, self.context.value, language=self.language.value)
+
+    def accept(self, word: str) -> None:
+        """Put ``word`` in place of the word being typed at the end of the text."""
+        text = self.sql.value
+        self.sql.value = text[:self.complete(text).start] + word
+
+    def _suggest(self, _change=None) -> None:
+        text = self.sql.value
+        try:
+            found = self.complete(text)
+        except ArchiveError:  # the server is away: no suggestions, and the editor keeps working
+            found = Completions(len(text), ())
+        typed = text[found.start:]
+        # Offered once a word is begun (or after "name."), not after every space.
+        words = [m.text for m in found.matches if m.text != typed][:20] if typed or text.endswith(".") else []
+        self.suggestions.options = words
+        self.suggestions.layout.display = None if words else "none"
 
     def _args(self) -> dict:
         return {"context": self.context.value, "language": self.language.value}

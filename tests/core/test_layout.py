@@ -17,7 +17,7 @@ MAX_FACE_LINES = 400
 
 # Lower layers never import higher ones at load time (a higher number is a higher layer).
 LAYERS = {
-    "errors": 0, "params": 0, "times": 0, "config": 0, "ownership": 0, "temp_area": 0, "languages": 0, "lanes": 0, "memory": 0,
+    "errors": 0, "params": 0, "times": 0, "config": 0, "ownership": 0, "temp_area": 0, "languages": 0, "lanes": 0, "memory": 0, "completion": 0,
     "sql": 1, "formats": 1,
     "catalog": 2,
     "execution": 3, "backends": 3,  # mount types: where a mount's queries run

@@ -1,5 +1,5 @@
 """The access log and request metrics of the archive's handlers: as Jupyter's, with a success's line formed
-only when debug logging is on (faces/base/access_log.py)."""
+only when debug logging is on (faces/base/handler.py, ArchiveHandler._log)."""
 
 from __future__ import annotations
 

@@ -1,17 +1,30 @@
 """Typed values of what a request carries beyond one parameter: every value of a parameter, form
 fields, numbers, booleans, times and the window of a listing, each checked by ``core.params`` and
-``core.times``. Part of every archive handler (``ArchiveHandler``), which reads the raw values
-(``arg``, ``query_arguments``); kept apart as a quick query reads none of them.
+``core.times``; and the archive's URLs as the caller reaches it, and waiting for a job. Part of
+every archive handler (``ArchiveHandler``), which reads the raw values (``arg``,
+``query_arguments``); kept apart as a quick query runs none of them.
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from ...core import params, times
 
 
 class RequestValues:
     """The request readers an ``ArchiveHandler`` has besides ``arg``: a 400 in the face's shape
-    for a value that does not parse."""
+    for a value that does not parse; and what else only some answers need (the archive's URLs as
+    the caller reaches it, waiting for a job)."""
+
+    def archive_url(self, *parts: Any, absolute: bool = False) -> str:
+        """``{base}archive/<parts>`` as the caller reaches it (a forwarded request: through the
+        forwarding server), with its scheme and host when ``absolute``. Parts are joined as
+        given: a face quotes those that need it."""
+        path = self.base_url.rstrip("/") + "/archive/" + "/".join(str(p) for p in parts)
+        return f"{self.request.protocol}://{self.request.host}{path}" if absolute else path
 
     def args(self, name: str) -> list[str]:
         """Every value of a query-string parameter, in order, as UTF-8 text."""
@@ -52,3 +65,17 @@ class RequestValues:
         offset = None if start is None else params.integer(start, read(start), default=first, minimum=0)
         count = params.integer(limit, read(limit), default=default, minimum=least)
         return offset, (min(count, maximum) if maximum is not None and count is not None else count)
+
+    async def wait_job(self, job_id, timeout: float, until: Callable | None = None):
+        """Wait for a job to end (or ``until(job)``) without holding a thread or a turn: poll, 5 ms growing to 100 ms."""
+        self.leave()
+        until = until or (lambda j: j.final)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.005
+        job = await self.call(self.archive.jobs.get, self.principal, job_id)
+        while not until(job) and loop.time() < deadline:
+            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+            delay = min(delay * 1.5, 0.1)
+            job = await self.call(self.archive.jobs.get, self.principal, job_id)
+        return job

@@ -15,8 +15,11 @@ when its HATS reads are made (``near_of``), and used when it runs, since the cel
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import threading
+import time
 from dataclasses import dataclass
 
 import duckdb
@@ -25,6 +28,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from ..backends.hats import HEALPIX_ORDER
+from ..errors import ArchiveError
 from ..sql import quote_ident
 from .engines import engine_error
 from .fanout import placeholders
@@ -320,6 +324,7 @@ def outer(plan, st, select: str, create: str | None, typed: str | None, read: Ha
     from .cluster_writes import written
 
     task, tree, cand = outer_split(select, read.near)
+    deadline = time.monotonic() + time_limit if time_limit else None
     fan = FanOut(sql=task, table=placeholder(0), batches=[], root=str(read.table.path), params=dict(st.params or {}), time_limit=time_limit)
     ship.into(fan)
     view.detail = (
@@ -335,7 +340,8 @@ def outer(plan, st, select: str, create: str | None, typed: str | None, read: Ha
     try:
         cursor.register(MATCHED, matched)
         try:
-            result = _query(cursor, final, st.params)
+            with _watched(cursor, view.cancel, deadline, time_limit):
+                result = _query(cursor, final, st.params)
         finally:
             cursor.unregister(MATCHED)
     finally:
@@ -344,3 +350,31 @@ def outer(plan, st, select: str, create: str | None, typed: str | None, read: Ha
     if create is None:
         return reader
     return written(plan.engine, create, typed, _params(typed, st.params), reader, view.cancel)
+
+
+@contextlib.contextmanager
+def _watched(cursor, cancel: threading.Event, deadline: float | None, time_limit: float | None):
+    """Interrupt ``cursor``'s statement when the job is canceled (``cancel`` set) or its ``deadline`` passes
+    (then the job's time-limit error): the coordinator's own statement obeys the job as its tasks do."""
+    done, late = threading.Event(), []
+
+    def watch():
+        while not done.wait(0.05):
+            if cancel.is_set() or (deadline is not None and time.monotonic() > deadline):
+                late.append(not cancel.is_set())
+                cursor.interrupt()
+                return
+
+    watcher = threading.Thread(target=watch, name="archive-outer-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    except ArchiveError:
+        if late and late[0]:
+            raise ArchiveError("time_limit", f"the query ran longer than its limit of {time_limit:g} s", 400) from None
+        if late:
+            raise ArchiveError("canceled", "the query was canceled", 409) from None
+        raise
+    finally:
+        done.set()
+        watcher.join()  # never interrupts the connection once it is given back

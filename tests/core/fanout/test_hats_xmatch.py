@@ -264,3 +264,26 @@ def test_a_job_the_cluster_cannot_split_is_refused_saying_what_to_do(sky, text, 
     p = alice(sky)
     job = sky.jobs.wait(p, sky.jobs.submit_query(p, text, "sql").id, timeout=300)
     assert job.state == "failed" and what in str(job.error_message) and "SELECT ... INTO mydb" in str(job.error_message), job.error_message
+
+
+@pytest.mark.parametrize("ending", ["time_limit", "cancel"])
+def test_an_outer_cross_match_obeys_its_time_limit_and_cancel_at_the_coordinator_too(sky, stars, ending):
+    objid, ra, dec = stars
+    upload(sky, "slowleft", ra[:300] + 1e-4, dec[:300])
+    # the WHERE stays in the statement finished at the coordinator: an uncorrelated count that runs for minutes
+    text = (f"SELECT u.uid, s.objid FROM mydb.slowleft AS u LEFT JOIN sky.stars AS s "
+            f"ON 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', u.ura, u.udec, {2 / 3600!r})) "
+            f"WHERE u.uid < (SELECT count(*) FROM range(100000000000) AS g(x) WHERE x % 7 = 3)")  # fmt: skip
+    p = alice(sky)
+    plan = sky.queries.plan(p, sky.queries.compile(p, text, "adql", explain=False).statements, job=True)
+    assert plan.where == CLUSTER and plan.outer
+    job = sky.jobs.submit_query(p, text, "adql", **({"time_limit": 4} if ending == "time_limit" else {}))
+    if ending == "cancel":
+        # every task done: the job is in its statement at the coordinator
+        assert sky.jobs.wait(p, job.id, timeout=60, until=lambda j: j.progress >= 0.99 or j.final).state == "running"
+        sky.jobs.cancel(p, job.id)
+    job = sky.jobs.wait(p, job.id, timeout=90)
+    if ending == "time_limit":
+        assert job.state == "failed" and "execution duration of 4 s" in str(job.error_message), (job.state, job.error_message)
+    else:
+        assert job.state == "canceled", (job.state, job.error_message)

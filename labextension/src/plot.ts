@@ -59,11 +59,19 @@ export function num(v: unknown): number | null {
 
 /**
  * What the plot shows, said honestly: all rows, or the first `shown` of them in the order the
- * server sent (the table's own order, or the sort the user chose): not a random sample.
+ * server sent (the table's or the result's own order, or the sort the user chose): not a random
+ * sample.
  */
-export function sampleNote(shown: number, total: number | null, limit: number, order?: string, desc = false): string {
+export function sampleNote(
+  shown: number,
+  total: number | null,
+  limit: number,
+  order?: string,
+  desc = false,
+  unsorted = 'table order'
+): string {
   const n = shown.toLocaleString('en-US');
-  const how = order ? `sorted by ${order}${desc ? ', descending' : ''}` : 'table order';
+  const how = order ? `sorted by ${order}${desc ? ', descending' : ''}` : unsorted;
   if (total !== null && shown >= total) {
     return `all ${n} rows`;
   }
@@ -173,8 +181,9 @@ export function skyPlot(columns: IColumn[], data: unknown[][], pos: { ra: number
   const g = el('g', { class: 'jp-ArchivePlot-points' });
   rows.forEach((_, i) => {
     const v = by === null ? null : cv[i];
+    // Theme variables work in style, not in SVG presentation attributes.
     const fill = by === null ? 'var(--jp-brand-color1)' : v === null ? 'var(--jp-layout-color4)' : colour(c1 > c0 ? (v - c0) / (c1 - c0) : 0.5);
-    g.appendChild(el('circle', { cx: sx(ra[i]).toFixed(1), cy: sy(dec[i]).toFixed(1), r: '1.6', fill }));
+    g.appendChild(el('circle', { cx: sx(ra[i]).toFixed(1), cy: sy(dec[i]).toFixed(1), r: '1.6', style: `fill: ${fill}` }));
   });
   svg.appendChild(g);
   if (by !== null && known.length) {

@@ -131,7 +131,7 @@ export class PreviewWidget extends Widget {
       return; // the user moved on while the rows came
     }
     const page = this._sample!.page;
-    const note = sampleNote(page.rows, this.total, PLOT_LIMIT, this._order, this._desc);
+    const note = sampleNote(page.rows, this.total, PLOT_LIMIT, this._order, this._desc, this.sortable ? 'table order' : 'result order');
     const numeric = page.columns.map((c, i) => ({ c, i })).filter(({ c }) => isNumeric(c));
     const pos = raDecColumns(page.columns);
     let picture: Element;

@@ -67,6 +67,7 @@ describe('sampleNote', () => {
     expect(sampleNote(10000, 1234567, 10000)).toBe('first 10,000 of 1,234,567 rows (table order; not a random sample)');
     expect(sampleNote(10000, 20000, 10000, 'r', true)).toBe('first 10,000 of 20,000 rows (sorted by r, descending; not a random sample)');
     expect(sampleNote(500, 500, 10000)).toBe('all 500 rows');
+    expect(sampleNote(10000, 30000, 10000, undefined, false, 'result order')).toBe('first 10,000 of 30,000 rows (result order; not a random sample)');
     expect(sampleNote(42, null, 10000)).toBe('all 42 rows');
     expect(sampleNote(10000, null, 10000)).toBe('first 10,000 rows (table order; not a random sample)');
   });

@@ -155,10 +155,11 @@ def test_preview_draws_a_sky_plot_and_a_histogram(page):
     xs = sky.locator(".jp-ArchivePlot-xtick").evaluate_all("ts => ts.map(t => [Number(t.getAttribute('x')), Number(t.textContent)])")
     labels = [v for _x, v in sorted(xs)]
     assert len(labels) >= 3 and labels == sorted(labels, reverse=True)
+    preview.screenshot(path=str(ARTIFACTS / "archive-preview-sky.png"))
     preview.get_by_label("Colour the points by", exact=True).select_option("g")
     expect(sky.locator(".jp-ArchivePlot-colourbar")).to_have_count(1)
-    expect(preview.locator("svg.jp-ArchivePlot-sky .jp-ArchivePlot-points circle[fill^='rgb(']")).to_have_count(PLOT_LIMIT)
-    preview.screenshot(path=str(ARTIFACTS / "archive-preview-sky.png"))
+    expect(preview.locator("svg.jp-ArchivePlot-sky .jp-ArchivePlot-points circle[style^='fill: rgb(']")).to_have_count(PLOT_LIMIT)
+    preview.screenshot(path=str(ARTIFACTS / "archive-preview-sky-coloured.png"))
 
     preview.get_by_role("button", name="Show a histogram of a column").click()
     preview.get_by_label("Histogram of", exact=True).select_option("r")

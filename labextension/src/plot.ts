@@ -181,7 +181,7 @@ export function skyPlot(columns: IColumn[], data: unknown[][], pos: { ra: number
   const g = el('g', { class: 'jp-ArchivePlot-points' });
   rows.forEach((_, i) => {
     const v = by === null ? null : cv[i];
-    // Theme variables work in style, not in SVG presentation attributes.
+    // Theme variables belong in CSS (style), not in SVG presentation attributes.
     const fill = by === null ? 'var(--jp-brand-color1)' : v === null ? 'var(--jp-layout-color4)' : colour(c1 > c0 ? (v - c0) / (c1 - c0) : 0.5);
     g.appendChild(el('circle', { cx: sx(ra[i]).toFixed(1), cy: sy(dec[i]).toFixed(1), r: '1.6', style: `fill: ${fill}` }));
   });

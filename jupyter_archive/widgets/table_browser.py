@@ -1,4 +1,5 @@
-"""TableBrowser: contexts -> tables -> columns (types, units), and a server-paged, sortable preview."""
+"""TableBrowser: contexts -> tables -> columns (types, units), and a server-paged, sortable preview,
+also as a sky plot or a histogram (plots.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import html
 import ipywidgets as w
 
 from ..client import ArchiveClient, ArchiveError
+from . import plots
 
 NO_SORT = "(table order)"
+ONE_COLOUR = "(one colour)"
+VIEWS = [("Table", "table"), ("Sky plot", "sky"), ("Histogram", "histogram")]
 
 
 def columns_html(schema) -> str:
@@ -26,16 +30,24 @@ class TableBrowser(w.VBox):
     """Browse the archive: pick a context and a table, see its columns and page through its rows.
 
     Each page is one request for ``offset``/``limit`` rows, sorted by the server, so a huge table
-    pages as fast as a small one.
+    pages as fast as a small one. The ``view`` buttons show the rows as a sky plot (RA/Dec, coloured
+    by a column) or a histogram of a column instead, drawn from the first ``plot_limit`` rows in the
+    chosen order (one request; the plot says when that is not all of them); ``plotted`` holds
+    the numbers drawn (a ``plots.SkyPlot`` or ``plots.Histogram``).
     """
 
     def __init__(self, client: ArchiveClient | None = None, context: str | None = None, table: str | None = None,
-                 page_size: int = 20, **kwargs):
+                 page_size: int = 20, plot_limit: int = plots.PLOT_LIMIT, **kwargs):
         self.client = client or ArchiveClient()
         self.page_size = page_size
+        self.plot_limit = plot_limit
         self.offset = 0
         self.total: int | None = None
         self.page = None  # the DataFrame shown
+        self.schema = None
+        self.plotted: plots.SkyPlot | plots.Histogram | None = None
+        self._sample: tuple[tuple, object] | None = None  # (what was asked, the rows) the plots draw
+        self._pick: dict[str, str] = {}  # the column picked in each plot view
         names = [c["name"] for c in self.client.contexts()]
         start = context if context in names else (self.client.context if self.client.context in names else names[0])
         self.context = w.Dropdown(options=names, value=start, description="Context")
@@ -48,14 +60,21 @@ class TableBrowser(w.VBox):
         self.position = w.Label()
         self.preview = w.HTML()
         self.error = w.HTML()
+        self.view = w.ToggleButtons(options=VIEWS, value="table", description="Show")
+        self.plot_column = w.Dropdown(options=[], description="Column")
+        self.plot = w.HTML()
+        self.view.observe(lambda _c: self.draw(), names="value")
+        self.plot_column.observe(self._picked, names="value")
         self.prev_button.on_click(lambda _b: self.go(self.offset - self.page_size))
         self.next_button.on_click(lambda _b: self.go(self.offset + self.page_size))
         self.context.observe(lambda _c: self._load_tables(), names="value")
         self.table.observe(lambda _c: self._load_table(), names="value")
-        self.sort.observe(lambda _c: self.go(0), names="value")
-        self.descending.observe(lambda _c: self.go(0), names="value")
-        nav = w.HBox([self.sort, self.descending, self.prev_button, self.next_button, self.position])
-        super().__init__([w.HBox([self.context, self.table]), self.columns, nav, self.error, self.preview], **kwargs)
+        self.sort.observe(lambda _c: self._resorted(), names="value")
+        self.descending.observe(lambda _c: self._resorted(), names="value")
+        self._pages = w.HBox([self.prev_button, self.next_button, self.position])
+        nav = w.HBox([self.sort, self.descending, self._pages, self.plot_column])
+        super().__init__([w.HBox([self.context, self.table]), self.columns, self.view, nav, self.error, self.preview, self.plot],
+                         **kwargs)
         self._load_tables()
         if table and table in self.table.options:
             self.table.value = table
@@ -76,15 +95,17 @@ class TableBrowser(w.VBox):
         if not self.table.value:
             self.columns.value = self.preview.value = ""
             self.position.value = ""
-            self.total, self.page = None, None
+            self.total, self.page, self.schema = None, None, None
+            self.draw()
             return
-        schema = self.client.schema(self.table.value, self.context.value)
+        schema = self.schema = self.client.schema(self.table.value, self.context.value)
         self.total = schema.attrs.get("rows")
         self.columns.value = columns_html(schema)
         with self.sort.hold_trait_notifications():
             self.sort.options = [NO_SORT, *schema["name"]]
             self.sort.value = NO_SORT
         self.go(0)
+        self.draw()
 
     def go(self, offset: int):
         """Show the page of rows that starts at ``offset`` (kept within the table)."""
@@ -109,3 +130,67 @@ class TableBrowser(w.VBox):
         self.prev_button.disabled = offset == 0
         self.next_button.disabled = len(page) < self.page_size or (self.total is not None and end >= self.total)
         return page
+
+    def _resorted(self) -> None:
+        self.go(0)
+        self.draw()
+
+    def _picked(self, change) -> None:
+        if change["new"] is not None and not self._filling:
+            self._pick[self.view.value] = change["new"]
+            self.draw()
+
+    _filling = False
+
+    def _fill_pick(self, description: str, options: list[str], fallback: str | None) -> None:
+        want = self._pick.get(self.view.value)
+        self._filling = True
+        try:
+            self.plot_column.description = description
+            self.plot_column.options = options
+            self.plot_column.value = want if want in options else (fallback if fallback in options else options[0] if options else None)
+        finally:
+            self._filling = False
+
+    def draw(self):
+        """Show the view chosen: the table, or a plot of the first ``plot_limit`` rows in the
+        chosen order (fetched once per table and order); returns what was plotted."""
+        plotting = self.view.value != "table"
+        self.preview.layout.display = self._pages.layout.display = "none" if plotting else None
+        self.plot.layout.display = self.plot_column.layout.display = None if plotting else "none"
+        self.plotted = None
+        if not plotting or not self.table.value:
+            self.plot.value = ""
+            return None
+        order = None if self.sort.value == NO_SORT else self.sort.value
+        key = (self.context.value, self.table.value, order, self.descending.value, self.plot_limit)
+        if self._sample is None or self._sample[0] != key:
+            try:
+                rows = self.client.rows(self.table.value, self.context.value, offset=0, limit=self.plot_limit,
+                                        order=order, descending=self.descending.value)
+            except ArchiveError as e:
+                self.error.value = f'<span style="color:#b00">{html.escape(str(e))}</span>'
+                return None
+            self._sample = (key, rows)
+        rows = self._sample[1]
+        note = plots.sample_note(len(rows), self.total, self.plot_limit, order, self.descending.value)
+        units = dict(zip(self.schema["name"], self.schema["unit"]))
+        numeric = plots.numeric_columns(rows)
+        pos = plots.radec_columns(self.schema)
+        if self.view.value == "sky":
+            self._fill_pick("Colour by", [ONE_COLOUR, *numeric], ONE_COLOUR)
+            if pos is None:
+                self.plot.value = "<i>No RA/Dec columns (UCD pos.eq.ra/pos.eq.dec, or named ra/dec) to plot.</i>"
+                return None
+            by = None if self.plot_column.value == ONE_COLOUR else self.plot_column.value
+            self.plotted = plots.sky_plot(rows, *pos, by, note, units)
+        else:
+            # By default a measured quantity (a float, not the position), rather than an id.
+            floats = [c for c in numeric if rows[c].dtype.kind not in "iu" and c not in (pos or ())]
+            self._fill_pick("Column", numeric, floats[0] if floats else None)
+            if self.plot_column.value is None:
+                self.plot.value = "<i>No numeric column to draw.</i>"
+                return None
+            self.plotted = plots.histogram(rows, self.plot_column.value, note, units)
+        self.plot.value = self.plotted.svg
+        return self.plotted

@@ -20,6 +20,8 @@ from tests.support import ARTIFACTS, DEMO_ROWS
 SLOW = 120_000
 # A query that keeps the engine busy far longer than any test waits: cancelled from the panel.
 LONG_QUERY = "SELECT count(*) AS n FROM range(100000000000) a"
+# The most rows the preview's plots fetch (labextension/src/plot.ts).
+PLOT_LIMIT = 10_000
 
 
 def panel(page):
@@ -138,6 +140,39 @@ def test_preview_from_context_menu_pages_rows(page):
         " return Number(p.querySelector('tbody tr').children[i].textContent) > low; }",
         arg=lowest,
     )
+
+
+def test_preview_draws_a_sky_plot_and_a_histogram(page):
+    # The preview left by the test above: DEMO.PhotoObj sorted by r, descending.
+    preview = page.locator(".jp-ArchivePreview:visible")
+    preview.get_by_role("button", name="Show the rows on the sky (RA, Dec)").click()
+    sky = preview.locator("svg.jp-ArchivePlot-sky")
+    expect(sky.locator(".jp-ArchivePlot-points circle")).to_have_count(PLOT_LIMIT)
+    note = f"first {PLOT_LIMIT:,} of {DEMO_ROWS:,} rows (sorted by r, descending; not a random sample)"
+    expect(sky.locator(".jp-ArchivePlot-note")).to_have_text(note)
+    expect(preview.get_by_role("button", name="Next page")).to_be_hidden()
+    # RA grows to the left: the x-axis labels fall from left to right.
+    xs = sky.locator(".jp-ArchivePlot-xtick").evaluate_all("ts => ts.map(t => [Number(t.getAttribute('x')), Number(t.textContent)])")
+    labels = [v for _x, v in sorted(xs)]
+    assert len(labels) >= 3 and labels == sorted(labels, reverse=True)
+    preview.screenshot(path=str(ARTIFACTS / "archive-preview-sky.png"))
+    preview.get_by_label("Colour the points by", exact=True).select_option("g")
+    expect(sky.locator(".jp-ArchivePlot-colourbar")).to_have_count(1)
+    expect(preview.locator("svg.jp-ArchivePlot-sky .jp-ArchivePlot-points circle[style^='fill: rgb(']")).to_have_count(PLOT_LIMIT)
+    preview.screenshot(path=str(ARTIFACTS / "archive-preview-sky-coloured.png"))
+
+    preview.get_by_role("button", name="Show a histogram of a column").click()
+    preview.get_by_label("Histogram of", exact=True).select_option("r")
+    bars = preview.locator("svg.jp-ArchivePlot-histogram .jp-ArchivePlot-bars rect")
+    expect(bars.first).to_be_visible()
+    assert bars.count() > 5
+    assert sum(int(n) for n in bars.evaluate_all("bs => bs.map(b => b.dataset.count)")) == PLOT_LIMIT
+    expect(preview.locator("svg.jp-ArchivePlot-histogram .jp-ArchivePlot-note")).to_have_text(note)
+    preview.screenshot(path=str(ARTIFACTS / "archive-preview-histogram.png"))
+
+    preview.get_by_role("button", name="Show the rows as a table").click()
+    expect(preview.locator("tbody tr")).to_have_count(100)
+    expect(preview.locator(".jp-ArchivePreview-status")).to_have_text(re.compile(r"^Rows 1–100"))
 
 
 def test_query_in_notebook_inserts_a_cell_that_runs(page):

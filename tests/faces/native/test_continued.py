@@ -15,6 +15,7 @@ import time
 
 import pyarrow as pa
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 
 from jupyter_archive.client import ArchiveClient
 from jupyter_archive.widgets import QueryEditor
@@ -101,6 +102,18 @@ async def test_past_the_limit_the_same_run_goes_on_as_the_callers_job(fetch, arc
     assert editor.error.value == "" and editor.job is not None and editor.job.id == job["id"] + 2
     assert editor.progress.bar.value == 1.0 and editor.output.outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]
     assert list(editor.result.itertuples(index=False, name=None)) == demo_db.sql(ROWS).fetchall()
+    # and so does %%archive
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell("%load_ext jupyter_archive")
+        shell.run_cell(f"%config Archive.url = {client.url!r}")
+        shell.run_cell(f"%config Archive.archive_token = {alice!r}")
+        ran = await asyncio.to_thread(shell.run_cell, f"%%archive --out rows --format arrow\n{ROWS}")
+        ran.raise_error()
+        assert [(r["k"], r["n"]) for r in shell.user_ns["rows"].to_pylist()] == demo_db.sql(ROWS).fetchall()
+        assert f"job {job['id'] + 3} [" in capsys.readouterr().err
+    finally:
+        InteractiveShell.clear_instance()
 
 
 @pytest.mark.parametrize("archive_config", [CONFIG])

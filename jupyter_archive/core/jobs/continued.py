@@ -50,7 +50,8 @@ class ContinuedQuery:
         on as a job (ended here: the job has its rows, or its error)."""
         may = not self._principal.anonymous or self._jobs.allow_anonymous  # whoever may have jobs
         try:
-            result = self._queries.query(self._principal, self._text, self._language, on_limit=self._adopt if may else None, **self._options)
+            on_limit = self._adopt if may else None
+            result = self._queries.query(self._principal, self._text, self._language, on_limit=on_limit, **self._options)
         except BaseException as exc:
             if self._settle():
                 raise

@@ -116,7 +116,9 @@ class Jobs:
                 req["into"] = {"context": into.context, "name": into.name}
         return self.submit(principal, "query", req, face=face, start_time=start_time, run=run)
 
-    def quick(self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, *, face: str = "native", **options: Any) -> ContinuedQuery:
+    def quick(
+        self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, *, face: str = "native", **options: Any
+    ) -> ContinuedQuery:
         """A quick query (``queries.query``'s options) that goes on as the principal's job once it outgrows the
         quick time limit: ``run()`` it on a quick worker (``continued.py``)."""
         return ContinuedQuery(self, self._queries, principal, text, language, face=face, options=options)

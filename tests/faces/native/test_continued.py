@@ -56,7 +56,8 @@ async def ended(fetch, token: str, job_id) -> dict:
 
 
 async def rows_of(fetch, token: str, job_id) -> pa.Table:
-    r = await fetch("archive", "api", "jobs", str(job_id), "results", headers={**headers_for(token), "Accept": "application/vnd.apache.arrow.stream"})
+    arrow = {**headers_for(token), "Accept": "application/vnd.apache.arrow.stream"}
+    r = await fetch("archive", "api", "jobs", str(job_id), "results", headers=arrow)
     assert r.code == 200, r.body[:300]
     return pa.ipc.open_stream(io.BytesIO(r.body)).read_all()
 

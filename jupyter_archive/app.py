@@ -74,7 +74,7 @@ class ArchiveApp(ExtensionApp):
         "context SKY, TAP sky.stars; 0 (the default) makes none.",
     )
     quick_row_limit = Int(100_000, min=1, config=True, help="Most rows a quick query returns; more sets the truncation flag.")
-    quick_time_limit = Float(60.0, config=True, help="Seconds a quick query may run before the engine is interrupted.")
+    quick_time_limit = Float(60.0, config=True, help="Seconds a quick query runs as one (then a native one goes on as a job; others stop).")
     quick_workers = Int(
         5, min=1, config=True,
         help="Threads running quick queries and streaming results (one user takes at most quick_per_user of them).",

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -186,14 +187,16 @@ class Job:
         self._set(self.client._json("GET", f"jobs/{self.id}", params=params))
         return self
 
-    def wait(self, timeout: float | None = None, progress: bool = False, raise_error: bool = True) -> Job:
-        """Wait until the job ends; ``progress`` shows a live bar (a widget in a notebook, text elsewhere).
+    def wait(self, timeout: float | None = None, progress: bool | Callable[[Job], Callable[[Job], None]] = False,
+             raise_error: bool = True) -> Job:
+        """Wait until the job ends; ``progress`` shows a live bar (a widget in a notebook, text elsewhere; or
+        what a function of the job returns: a function shown the job as it moves on).
 
         Raises ``ArchiveError`` with the server's message when the job failed (unless ``raise_error`` is false),
         or when ``timeout`` seconds pass first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        view = _progress_view(self) if progress else None
+        view = (progress if callable(progress) else _progress_view)(self) if progress else None
         while not self.done:
             left = 10.0 if deadline is None else deadline - time.monotonic()
             if left <= 0:
@@ -298,8 +301,7 @@ class ArchiveClient:
 
     def _arrow(self, method: str, path: str, **kw) -> pa.Table:
         kw.setdefault("headers", {})["Accept"] = ARROW
-        r = self._request(method, path, **kw)
-        return pa.ipc.open_stream(io.BytesIO(r.content)).read_all()
+        return _table(self._request(method, path, **kw))
 
     # -- catalog ---------------------------------------------------------------------------------
     def contexts(self) -> list[dict]:
@@ -372,15 +374,22 @@ class ArchiveClient:
         return body
 
     def query(self, sql: str, context: str | None = None, *, language: str = DEFAULT_LANGUAGE, params: dict | None = None,
-              variables: dict | None = None, limit: int | None = None, offset: int | None = None, format: str = "pandas"):
-        """Run a quick query; ``params`` are bound by name (``:name`` in the SQL), never pasted."""
+              variables: dict | None = None, limit: int | None = None, offset: int | None = None, format: str = "pandas",
+              progress: bool | Callable[[Job], Callable[[Job], None]] = True):
+        """Run a quick query; ``params`` are bound by name (``:name`` in the SQL), never pasted.
+
+        A query still running at the server's quick time limit goes on as a job: it is followed to its rows
+        (``progress``: a bar meanwhile, as ``Job.wait`` shows it), so the limit is never seen."""
         body = self._body(sql, context, language, params, variables)
         if limit is not None:
             body["limit"] = int(limit)
         if offset is not None:
             body["offset"] = int(offset)
         body["format"] = "arrow"
-        return convert(self._arrow("POST", "query", json=body), format)
+        r = self._request("POST", "query", json=body, headers={"Accept": ARROW})
+        if r.status_code == 202:  # the same run went on as a job (``continued`` in the server's core)
+            return Job(self, r.json()).wait(progress=progress).result(format)
+        return convert(_table(r), format)
 
     def compile(self, sql: str, context: str | None = None, *, language: str = DEFAULT_LANGUAGE, params: dict | None = None) -> dict:
         """The phases of the SQL pipeline and the engine SQL, without running the query."""
@@ -484,6 +493,11 @@ class ArchiveClient:
         from astropy.io import fits
 
         return fits.open(io.BytesIO(r.content))
+
+
+def _table(r: requests.Response) -> pa.Table:
+    """An Arrow stream answer's rows."""
+    return pa.ipc.open_stream(io.BytesIO(r.content)).read_all()
 
 
 def _plain(value):

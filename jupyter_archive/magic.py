@@ -6,7 +6,8 @@
     SELECT TOP 10 objid, ra, dec, r FROM PhotoObj WHERE r < {cut}
 
 shows the rows and keeps them (``_``, ``--out name``); ``--job --into mydb.Bright`` runs it as a
-job with a live progress bar; ``--format astropy`` gives an astropy Table with units.
+job with a live progress bar (as a query does that goes on as a job past the server's quick time
+limit, followed to its rows); ``--format astropy`` gives an astropy Table with units.
 ``{name}`` and ``:name`` take values from the notebook's variables and are bound as query
 parameters, never pasted into the SQL. Settings: ``%config Archive.context = "MyDB"`` etc.
 Line form: ``%archive tables [CONTEXT]``, ``contexts``, ``jobs``, ``job ID``, ``cancel ID``,
@@ -67,7 +68,7 @@ class Archive(Magics, Configurable):
     url = Unicode(None, allow_none=True, config=True, help="The server's URL (default: found as ArchiveClient finds it).")
     token = Unicode(None, allow_none=True, config=True, help="The Jupyter token for url.")
     archive_token = Unicode(None, allow_none=True, config=True, help="An archive token, sent as X-Auth-Token.")
-    progress = Bool(True, config=True, help="Show a JobProgress widget for --job.")
+    progress = Bool(True, config=True, help="Show a JobProgress widget for --job, and for a query gone on as a job.")
 
     def __init__(self, shell=None, **kwargs):
         Configurable.__init__(self, config=shell.config if shell else None)
@@ -114,7 +115,7 @@ class Archive(Magics, Configurable):
         if args.job or args.into:
             return self._submit(sql, common, args)
         result = self.client.query(sql, limit=args.limit if args.limit is not None else self.limit,
-                                   format=args.format or self.format, **common)
+                                   format=args.format or self.format, progress=self.progress, **common)
         if args.out:
             self.shell.user_ns[args.out] = result
         return result

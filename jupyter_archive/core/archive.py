@@ -51,7 +51,8 @@ class Archive:
         user_store = UserStore(self.data_dir / "state.sqlite")
         # Two lanes (``lanes``): queries, exports and writes on the quick pool; cheap reads on their own,
         # so metadata and job status never wait behind queries.
-        self.executor = ThreadPoolExecutor(max(1, config.quick_workers), thread_name_prefix="archive-quick")
+        # A thread more per job worker: a quick query gone on as a job keeps its thread (jobs/continued.py).
+        self.executor = ThreadPoolExecutor(max(1, config.quick_workers) + config.job_workers, thread_name_prefix="archive-quick")
         self.reads = ThreadPoolExecutor(max(1, config.read_workers), thread_name_prefix="archive-reads")
         # Whose request takes a quick worker next: each user's fair share, waiting without a thread.
         self.admission = Admission(config.quick_workers, config.quick_per_user, wait=config.quick_queue_time)

@@ -7,11 +7,12 @@ format can be asked for with ``Accept`` or ``?format=``.
 
 from __future__ import annotations
 
+import asyncio
 
 from ..core import formats, params, times
 from ..core.errors import ArchiveError
 from ..core.languages import DEFAULT_LANGUAGE, LANGUAGES
-from .base import ArchiveHandler, endpoint
+from .base import ArchiveHandler, endpoint, run_encoded
 
 DEFAULT_FORMAT = "json-table"
 NATIVE_MEDIA = {"application/json": "json-table"}
@@ -82,7 +83,11 @@ def _query_args(body: dict) -> dict:
 
 
 class QueryHandler(NativeHandler):
-    """``POST /query``: ``{"query", "context", "language", "params", "offset", "limit", "format"}``."""
+    """``POST /query``: ``{"query", "context", "language", "params", "offset", "limit", "format", "continueAsJob"}``.
+
+    A query still running when the quick time limit passes goes on as a job of the caller's (unless
+    ``"continueAsJob": false``: then it is interrupted, a ``time_limit`` error): the answer is 202 with the job's
+    JSON and ``Location``, and the same run's rows become the job's result (``core/jobs/continued.py``)."""
 
     @endpoint(anonymous=True)
     async def post(self):
@@ -93,7 +98,20 @@ class QueryHandler(NativeHandler):
         else:
             fmt = self.negotiate(DEFAULT_FORMAT, media_map=NATIVE_MEDIA)
         text, language = args.pop("text"), args.pop("language")
-        await self.query_and_stream(fmt, formats.ResultInfo(query=text), self.archive.queries.query, self.principal, text, language, **args)
+        info = formats.ResultInfo(query=text)
+        if not params.boolean("continueAsJob", body.get("continueAsJob"), default=True):
+            return await self.query_and_stream(fmt, info, self.archive.queries.query, self.principal, text, language, **args)
+        quick = self.archive.jobs.quick(self.principal, text, language, face="native", **args)
+        await self.admit()
+        work = asyncio.wrap_future(self.archive.executor.submit(run_encoded, fmt, info, quick.run))
+        await asyncio.wait((work, asyncio.wrap_future(quick.job)), return_when=asyncio.FIRST_COMPLETED)
+        if quick.job.done():  # the run goes on as a job, on its thread: this request's turn is over
+            self.leave()
+            out = job_json(self, quick.job.result())
+            self.set_header("Location", out["links"]["self"])
+            return self.send_json(out, status=202)
+        result, encoded = await work
+        await self.stream(result, fmt, info, body=encoded)
 
 
 class CompileHandler(NativeHandler):

@@ -81,11 +81,12 @@ class QueryEditor(w.VBox):
         return {"context": self.context.value, "language": self.language.value}
 
     def run(self, _button=None):
-        """Run the query now and show its rows (at most ``limit``)."""
+        """Run the query now and show its rows (at most ``limit``); one that goes on as a job past the server's
+        quick time limit is followed with a progress bar (``follow``) to its rows."""
         self.error.value = ""
         self.output.clear_output()
         try:
-            df = self.client.query(self.sql.value, limit=self.limit, **self._args())
+            df = self.client.query(self.sql.value, limit=self.limit, progress=self.follow, **self._args())
         except ArchiveError as e:
             self.error.value = error_html(e)
             return None
@@ -94,6 +95,14 @@ class QueryEditor(w.VBox):
         self.info.value = f"{len(df):,} rows × {len(df.columns)} columns{more}"
         self.output.append_display_data(df)
         return df
+
+    def follow(self, job):
+        """Show the progress of ``job`` (a query gone on as a job) below; returns what shows it as it moves on."""
+        self.job = job
+        self.info.value = f"running as job {job.id} (past the quick time limit)"
+        self.progress = JobProgress(job, client=self.client, watch=False)
+        self.output.append_display_data(self.progress)
+        return self.progress.show
 
     def submit(self, _button=None):
         """Submit the query as a job (into the table named in ``Into``, if any) and follow it."""

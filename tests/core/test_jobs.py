@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -213,3 +214,22 @@ def test_one_destruction_rule_for_expiry_and_what_faces_show(tmp_path):
     assert own.id not in [j.id for j in store.expired(now + 10 * day, 7 * day)]
     assert destruction_time(own, None) == pytest.approx(now + 30 * day) and destruction_time(done, None) is None
     store.close()
+
+
+def test_a_quick_query_gone_on_as_a_job_ends_at_a_stop_as_running_jobs_do(make_archive):
+    a = make_archive(quick_time_limit=0.3)
+    u = a.users.principal("hank")
+    fast = a.jobs.quick(u, "SELECT 42 AS x", "sql", context="DEMO")
+    assert fast.run().to_table().column("x")[0].as_py() == 42 and not fast.job.done()  # in time: a quick query
+    ordinary = a.jobs.submit_query(u, SLOW, "sql", context="DEMO")
+    continued = a.jobs.quick(u, SLOW, "sql", context="DEMO")
+    ran = []
+    thread = threading.Thread(target=lambda: ran.append(continued.run()))
+    thread.start()
+    job = continued.job.result(timeout=30)  # the limit passed: the run went on as a job
+    assert job.state == "running" and job.request["continued"]
+    a.jobs.wait(u, ordinary.id, timeout=10, until=lambda j: j.state == "running")
+    a.jobs.runner.stop()
+    thread.join(10)
+    assert ran == [None]  # its thread ended it, as a job
+    assert a.jobs.get(u, job.id).state == a.jobs.get(u, ordinary.id).state == "canceled"

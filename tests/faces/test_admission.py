@@ -21,7 +21,7 @@ def headers_for(token: str) -> dict:
 
 
 def native_query(fetch, token: str, sql: str):
-    body = json.dumps({"query": sql, "context": "DEMO"})
+    body = json.dumps({"query": sql, "context": "DEMO", "continueAsJob": False})  # ends at the limit
     return fetch("archive", "api", "query", method="POST", headers=headers_for(token), body=body, request_timeout=90)
 
 

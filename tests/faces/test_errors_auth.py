@@ -150,7 +150,9 @@ async def test_bad_request_shapes(fetch):
 @pytest.mark.parametrize("archive_config", [{"quick_time_limit": 0.5}])
 async def test_time_limit_interrupts_the_engine(fetch, archive_config):
     slow = "SELECT count(*) FROM range(100000000000) a"
-    err = assert_native_error(await native(fetch, slow), 400, "time_limit")
+    # the native API's opt-out of going on as a job (tests/faces/native/test_continued.py): the old error
+    body = json.dumps({"query": slow, "context": "DEMO", "continueAsJob": False})
+    err = assert_native_error(await fetch("archive", "api", "query", method="POST", body=body), 400, "time_limit")
     assert "job" in err["message"]
     msg = assert_casjobs_error(await casjobs(fetch, "DEMO", slow), 400)
     assert "time limit" in msg

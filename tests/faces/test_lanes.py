@@ -29,7 +29,7 @@ async def test_one_users_slow_queries_do_not_hold_another_users_reads(fetch, arc
     slow = [
         asyncio.ensure_future(
             fetch("archive", "api", "query", method="POST", headers=headers_for(alice),
-                  body=json.dumps({"query": SLOW, "context": "DEMO"}), request_timeout=60)
+                  body=json.dumps({"query": SLOW, "context": "DEMO", "continueAsJob": False}), request_timeout=60)
         )
         for _ in range(2)
     ]  # fmt: skip

@@ -155,32 +155,30 @@ class Queries:
         row_limit: int | None | object = DEFAULT,
         time_limit: float | None | object = DEFAULT,
         uploads=None,
+        on_limit=None,
         **options: Unpack[TextOptions],
     ) -> QueryResult:
         """Run a quick query and return its streamed result (``Rows Affected`` for writes).
 
         ``uploads`` makes tables readable as ``TAP_UPLOAD.x``: an ``UploadSet`` the caller
         closes, or staged entries (``uploads.stage``), loaded now and dropped with the result.
+        ``on_limit``: see ``execute`` (a query on the caller's engine only; elsewhere the limit interrupts).
         """
-        if row_limit is DEFAULT:
-            row_limit = self.row_limit
-        if time_limit is DEFAULT:
-            time_limit = self.time_limit
+        row_limit = self.row_limit if row_limit is DEFAULT else row_limit
+        time_limit = self.time_limit if time_limit is DEFAULT else time_limit
         if uploads is not None:
             return self._query_with_uploads(principal, text, language, options, row_limit, time_limit, uploads)
         entry = self._cached(principal, text, language, options, row_limit)
         compiled = entry.compiled if entry.plain else sqlmod.rebind(entry.compiled, variables=options.get("variables"), params=options.get("params"))
         if entry.plan.where != ENGINE:
             return self.run(principal, compiled, plan=entry.plan, row_limit=row_limit, time_limit=time_limit, column_meta=entry.meta)
-        result = execute(
-            entry.plan.engine.cursor(), compiled.statements, row_limit=row_limit, time_limit=time_limit, column_meta=entry.meta
-        )
+        cursor = entry.plan.engine.cursor()
+        result = execute(cursor, compiled.statements, row_limit=row_limit, time_limit=time_limit, column_meta=entry.meta, on_limit=on_limit)
         result.compiled = compiled
         return result
 
     def _query_with_uploads(self, principal, text, language, options: TextOptions, row_limit, time_limit, uploads):
-        own = not isinstance(uploads, UploadSet)
-        if own:
+        if own := not isinstance(uploads, UploadSet):
             if not uploads:
                 return self.query(principal, text, language, row_limit=row_limit, time_limit=time_limit, **options)
             uploads = UploadSet(self._engines, principal, uploads, jobs=self.jobs)
@@ -340,11 +338,13 @@ def execute(
     time_limit: float | None = None,
     column_meta: dict[str, dict[str, str]] | None = None,
     batch_rows: int = BATCH_ROWS,
+    on_limit=None,
 ) -> QueryResult:
     """Run ``statements`` (``sql.Statement``) in order on ``cursor``; stream the last one's rows.
 
     Earlier statements run for their effect. The cursor is closed when the result closes.
-    A time limit interrupts the engine, during execution or while rows are streamed.
+    A time limit interrupts the engine, during execution or while rows are streamed, unless
+    ``on_limit(cursor)`` (asked then, on the watchdog's thread) says the query goes on (as a job).
     """
     import duckdb  # here: a server at rest need not hold it (~12 MB)
     timed_out = threading.Event()
@@ -354,6 +354,8 @@ def execute(
     if time_limit:
 
         def _expire():
+            if on_limit is not None and on_limit(cursor):
+                return
             with guard:
                 if not closed:
                     timed_out.set()
@@ -408,11 +410,8 @@ def execute(
             return _prefetched(reader, row_limit, column_meta, _close, _check, first=first)
         rel = cursor.sql(last.sql, params=last.params or None)
         if last.kind != "read" or rel is None:
-            count = 0
-            if rel is not None:
-                rows = rel.fetchall()
-                if rows and rows[0] and isinstance(rows[0][0], int):
-                    count = int(rows[0][0])
+            rows = rel.fetchall() if rel is not None else None
+            count = int(rows[0][0]) if rows and rows[0] and isinstance(rows[0][0], int) else 0
             _close()
             return rows_affected_result(count)
         reader = rel.to_arrow_reader(batch_rows)

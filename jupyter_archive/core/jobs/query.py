@@ -53,6 +53,34 @@ def query_request(
     }
 
 
+def follow_progress(ctx: JobContext, cursor, done: threading.Event, guard: threading.Lock) -> None:
+    """Report the progress of the query running on ``cursor`` into the job, from a thread of its own, until
+    ``done`` is set (under ``guard``, before the cursor goes back to the pool); on cancel, interrupt it again."""
+
+    def poll():
+        # DuckDB reports a percentage while a query runs (-1 when it cannot tell).
+        while not done.wait(PROGRESS_INTERVAL):
+            if ctx.canceled.is_set():
+                # DuckDB forgets an interrupt sent before the query started: repeat it, but
+                # never once the connection may have gone back to the pool.
+                with guard:
+                    if done.is_set():
+                        return
+                    try:
+                        cursor.interrupt()
+                    except Exception:  # noqa: BLE001
+                        return
+                continue
+            try:
+                pct = cursor.query_progress()
+            except Exception:  # noqa: BLE001 - the cursor may close under us
+                return
+            if pct is not None and pct >= 0:
+                ctx.set_progress(min(pct / 100.0, 0.99))
+
+    threading.Thread(target=poll, name=f"archive-job-{ctx.job.id}-progress", daemon=True).start()
+
+
 class QueryJobs:
     """The ``query`` (and ``directive``) job kind: compiles a job's request and runs it, keeping
     its rows in the result store or the table it writes."""
@@ -119,31 +147,10 @@ class QueryJobs:
         guard = threading.Lock()
         leased = []
 
-        def poll_progress(cursor):
-            # DuckDB reports a percentage while a query runs (-1 when it cannot tell).
-            while not done.wait(PROGRESS_INTERVAL):
-                if ctx.canceled.is_set():
-                    # DuckDB forgets an interrupt sent before the query started: repeat it, but
-                    # never once the connection may have gone back to the pool.
-                    with guard:
-                        if done.is_set():
-                            return
-                        try:
-                            cursor.interrupt()
-                        except Exception:  # noqa: BLE001
-                            return
-                    continue
-                try:
-                    pct = cursor.query_progress()
-                except Exception:  # noqa: BLE001 - the cursor may close under us
-                    return
-                if pct is not None and pct >= 0:
-                    ctx.set_progress(min(pct / 100.0, 0.99))
-
         def on_cursor(cursor):
             leased.append(cursor)
             ctx.on_cancel(cursor.interrupt)
-            threading.Thread(target=poll_progress, args=(cursor,), daemon=True).start()
+            follow_progress(ctx, cursor, done, guard)
 
         try:
             result = self._queries.run(
@@ -154,7 +161,7 @@ class QueryJobs:
             for cursor in leased:
                 if getattr(cursor, "detail", ""):  # a fanned-out run's (cluster.JobView)
                     ctx.log(f"ran on {cursor.detail}")
-            return self._keep(job, ctx, result, compiled, into)
+            return self.keep(job, ctx, result, compiled, into)
         finally:
             with guard:
                 done.set()
@@ -165,7 +172,7 @@ class QueryJobs:
                 except Exception:  # noqa: BLE001
                     pass
 
-    def _keep(self, job: Job, ctx: JobContext, result, compiled, into) -> dict:
+    def keep(self, job: Job, ctx: JobContext, result, compiled, into) -> dict:
         """What a finished query job keeps: the table it wrote, or its rows in the result store."""
         ctx.check()
         if compiled is not None and (into is not None or compiled.statements[-1].kind != "read"):

@@ -111,6 +111,8 @@ class JobRunner:
         if self._thread is not None:
             self._thread.join(timeout)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._cond:  # adopted jobs end on their own threads (``adopt``), interrupted above
+            self._cond.wait_for(lambda: not self._running, timeout)
 
     def wake(self) -> None:
         with self._cond:
@@ -141,6 +143,24 @@ class JobRunner:
         self.store.add_log(job.id, f"submitted ({state})")
         self.wake()
         return job
+
+    def adopt(self, owner: str, kind: str, request: dict, *, face: str, started: float, owner_uid: str | None = None) -> JobContext | None:
+        """Make a running job of work already under way on the caller's thread (a quick query past its time limit:
+        ``jobs/continued.py``), counted against the jobs' limits like any running job; None when they are full.
+        The caller ends it with ``finish``; a stop cancels it, a restart fails it, as every running job."""
+        with self._cond:  # the dispatcher looks at the running jobs under this lock too
+            mine = sum(ctx.job.owner == owner for ctx in self._running.values())
+            if self._stop or len(self._running) >= self.workers or mine >= self.per_user:
+                return None
+            job = self.store.create(owner, kind, request, face=face, state="queued", scheduled=None, owner_uid=owner_uid)
+            job = self.store.transition(job.id, "running", started=started, submitted=started)  # asked for then
+            self.store.add_log(job.id, "a quick query past its time limit: the same run goes on as this job")
+            self._running[job.id] = ctx = JobContext(self, job)
+            return ctx
+
+    def finish(self, ctx: JobContext, work: Work) -> None:
+        """End an adopted job on the caller's thread: ``work(job, ctx)`` gives its results or raises."""
+        self._execute(ctx, work)
 
     def run_job(self, job_id: int) -> Job:
         """Start a pending job (UWS ``PHASE=RUN``); a job already past pending is left alone."""
@@ -268,9 +288,9 @@ class JobRunner:
         except Exception:  # noqa: BLE001
             log.exception("could not destroy job %s", job_id)
 
-    def _execute(self, ctx: JobContext) -> None:
+    def _execute(self, ctx: JobContext, work: Work | None = None) -> None:
         try:
-            self._run_work(ctx)
+            self._run_work(ctx, work)
         except Exception:  # noqa: BLE001
             if self.store.get(ctx.job.id) is not None:
                 log.exception("job %s could not be finished", ctx.job.id)
@@ -286,9 +306,9 @@ class JobRunner:
                 self._running.pop(ctx.job.id, None)
                 self._cond.notify_all()
 
-    def _run_work(self, ctx: JobContext) -> None:
+    def _run_work(self, ctx: JobContext, work: Work | None = None) -> None:
         job = ctx.job
-        work = self._work[job.kind]
+        work = work or self._work[job.kind]
         self.store.add_log(job.id, "running")
         try:
             results = work(job, ctx) or {}

@@ -9,4 +9,4 @@ mixed into the handler) and ``LimitedBody`` (bodies.py), for handlers that read 
 from .bodies import LimitedBody
 from .errors import HttpError, log_message_id
 from .handler import AUTH_HEADER, FORWARD_PREFIX, FORWARD_SECRET, FORWARDED_ADMIN, FORWARDED_BASE, FORWARDED_HOST
-from .handler import FORWARDED_PROTO, FORWARDED_USER, PLAIN_TEXT, ArchiveHandler, endpoint, jupyter_user
+from .handler import FORWARDED_PROTO, FORWARDED_USER, PLAIN_TEXT, ArchiveHandler, endpoint, jupyter_user, run_encoded

@@ -304,16 +304,8 @@ class ArchiveHandler(ErrorReplies, RequestValues, ExtensionHandlerMixin, APIHand
 
     async def query_and_stream(self, fmt, info: formats.ResultInfo, fn: Callable, *args, **kwargs) -> None:
         """Run a query (``fn`` returns a QueryResult) and send it: a small result is run and
-        encoded in the same trip to the pool, a large one is streamed."""
-
-        def work():
-            result = fn(*args, **kwargs)
-            if not result.small:
-                return result, None
-            info.truncated = info.truncated or result.truncated
-            return result, b"".join(fmt.encode(result.schema, result.batches(), info))
-
-        result, body = await self.call(work)
+        encoded in the same trip to the pool (``run_encoded``), a large one is streamed."""
+        result, body = await self.call(run_encoded, fmt, info, fn, *args, **kwargs)
         await self.stream(result, fmt, info, body=body)
 
     async def stream(self, result: QueryResult, fmt, info: formats.ResultInfo | None = None, *, body: bytes | None = None) -> None:
@@ -365,6 +357,16 @@ class ArchiveHandler(ErrorReplies, RequestValues, ExtensionHandlerMixin, APIHand
             self.request.connection.close()
         finally:
             await loop.run_in_executor(pool, _close_quietly, chunks, result)
+
+
+def run_encoded(fmt, info: formats.ResultInfo, fn: Callable, *args, **kwargs) -> tuple[QueryResult | None, bytes | None]:
+    """Run a query on this (pool) thread: its result, and its encoded body when it is small (else None; and
+    no result when ``fn`` gives none: a quick query gone on as a job)."""
+    result = fn(*args, **kwargs)
+    if result is None or not result.small:
+        return result, None
+    info.truncated = info.truncated or result.truncated
+    return result, b"".join(fmt.encode(result.schema, result.batches(), info))
 
 
 def _compressed(chunks, gzip):

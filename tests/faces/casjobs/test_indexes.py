@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import duckdb
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
@@ -152,3 +153,19 @@ async def test_generated_index_statements_get_2xx_or_4xx_and_leave_the_rows(fetc
         assert resp.code == 200 or shape_problem("casjobs", resp) is None, (text, resp.body)
     assert data(await ok(fetch, "MyDB", "SELECT objid, v FROM Keys ORDER BY objid")) == [list(k) for k in KEYS]
     assert 200 in codes and len(codes) > 2  # the generator reaches both what works and what is refused
+
+
+async def test_an_index_on_a_writable_mount(fetch, jp_root_dir):
+    scratch = jp_root_dir / "scratch.duckdb"
+    duckdb.connect(str(scratch)).close()
+    body = json.dumps({"duckdb": {"connectionUri": str(scratch), "readOnly": False}})
+    assert (await fetch("archive", "quasar", "mount", "fs", "scratch/", method="PUT", body=body)).code == 200
+
+    async def q(text: str, context: str = "SCRATCH"):
+        return await fetch("archive", "api", "query", method="POST", body=json.dumps({"query": text, "context": context}))
+
+    assert (await q("CREATE TABLE ids AS SELECT range AS objid FROM range(10)")).code == 200
+    assert (await q("CREATE UNIQUE INDEX ux ON ids (objid)")).code == 200
+    assert (await q("INSERT INTO ids VALUES (3)")).code == 400
+    assert (await q("DROP INDEX SCRATCH.ux", context="MyDB")).code == 200
+    assert (await q("INSERT INTO ids VALUES (3)")).code == 200

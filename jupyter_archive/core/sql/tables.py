@@ -252,7 +252,8 @@ def _drop_index(p: Parsed, res: Resolution, add, text: str) -> TableTarget:
     stmt = p.stmt
     node = stmt.args["tables"][0]
     parts = table_parts(node)
-    on = stmt.args.pop("cluster", None)
+    on = stmt.args.get("cluster")
+    stmt.set("cluster", None)  # DuckDB's DROP INDEX takes no ON: the index's qualified name says where
     exists = bool(stmt.args.get("exists"))
     if isinstance(on, exp.OnProperty) and isinstance(on.this, exp.Table):
         if len(parts) > 1:

@@ -20,14 +20,17 @@ ENGINE_STATEMENTS = {
     "ATTACH", "DETACH", "COPY", "EXPORT", "IMPORT", "INSTALL", "FORCE", "LOAD", "PRAGMA", "SET",
     "RESET", "USE", "CALL", "CHECKPOINT", "VACUUM", "GRANT", "REVOKE", "ANALYZE", "UPDATE EXTENSIONS",
 }  # fmt: skip
-_CREATE_KINDS = {"TABLE", "VIEW"}
+_CREATE_KINDS = {"TABLE", "VIEW", "INDEX"}
 # Statement keywords of SQL dialects we know; anything else at the start is a typo (syntax error).
 _KNOWN_STATEMENT_WORDS = ENGINE_STATEMENTS | DEFAULT_FIRST_WORDS | {
     "BEGIN", "COMMIT", "ROLLBACK", "START", "END", "ABORT", "EXPLAIN", "DESCRIBE", "DESC", "SHOW", "SUMMARIZE",
     "PIVOT", "UNPIVOT", "FROM", "MERGE", "DECLARE", "EXEC", "EXECUTE", "PREPARE", "DEALLOCATE", "COMMENT",
     "TABLE", "OPTIMIZE", "REFRESH", "CACHE", "UNCACHE", "KILL", "GO", "PRINT", "IF", "WHILE", "RETURN",
 }  # fmt: skip
-_NAME_MODIFIERS = {"OR", "REPLACE", "TEMP", "TEMPORARY", "PERSISTENT", "IF", "NOT", "EXISTS", "UNIQUE", "OR REPLACE"}
+_NAME_MODIFIERS = {
+    "OR", "REPLACE", "TEMP", "TEMPORARY", "PERSISTENT", "IF", "NOT", "EXISTS", "UNIQUE", "OR REPLACE",
+    "CLUSTERED", "NONCLUSTERED",  # T-SQL's kinds of index: an index here is DuckDB's one kind (ART)
+}  # fmt: skip
 
 # Table functions that only compute values (no files, no catalog or engine introspection).
 PURE_TABLE_FUNCTIONS = {"range", "generate_series", "unnest", "json_each", "json_tree"}
@@ -117,11 +120,50 @@ def _statement_name(stmt: exp.Expr) -> str:
         return str(stmt.this).upper()
     kind = stmt.args.get("kind")
     if isinstance(stmt, (exp.Create, exp.Drop, exp.Alter)) and kind:
+        if str(kind).upper().endswith(" INDEX"):  # T-SQL's CLUSTERED / NONCLUSTERED INDEX
+            return f"{stmt.key.upper()} INDEX"
         return f"{stmt.key.upper()} {str(kind).upper()}"
     return stmt.key.upper()
 
 
 _ALTER_ACTIONS = (exp.AlterRename, exp.RenameColumn, exp.ColumnDef)
+
+
+def _is_primary_key(action: exp.Expr) -> bool:
+    """``ADD PRIMARY KEY (cols)`` or ``ADD CONSTRAINT name PRIMARY KEY (cols)``."""
+    if not isinstance(action, exp.AddConstraint) or len(action.expressions) != 1:
+        return False
+    key = action.expressions[0]
+    if isinstance(key, exp.Constraint) and len(key.expressions) == 1:
+        key = key.expressions[0]
+    return isinstance(key, exp.PrimaryKey) and all(
+        isinstance(c.this if isinstance(c, exp.Ordered) else c, (exp.Column, exp.Identifier)) for c in key.expressions
+    )
+
+
+_INDEX_FORM = "write CREATE [UNIQUE] INDEX name ON table (column, ...): the index is named without a context"
+_INDEX_COMMAND = re.compile(r"(?i)\s*CREATE\s+(?:UNIQUE\s+)?((?:NON)?CLUSTERED\s+)?INDEX\b")
+
+
+def check_index(index: exp.Index) -> None:
+    """Refuse what an index here cannot be: DuckDB's (ART) index over plain columns of one table,
+    named without a context (it lives beside its table)."""
+    params = index.args.get("params")
+    columns = params.args.get("columns") if isinstance(params, exp.IndexParameters) else None
+    if not isinstance(index.this, exp.Identifier) or not isinstance(index.args.get("table"), exp.Table) or not columns:
+        raise ArchiveError("unsupported", _INDEX_FORM, 400)
+    using = params.args.get("using")
+    extra = [k for k, v in params.args.items() if v and k not in ("columns", "using")]
+    if extra or (using is not None and str(using.name if isinstance(using, exp.Expr) else using).lower() != "art"):
+        raise ArchiveError(
+            "unsupported", f"index options are not supported ({params.sql()}); an index is a plain list of columns", 400
+        )
+    for col in columns:
+        col = col.this if isinstance(col, exp.Ordered) else col
+        if not isinstance(col, exp.Column) or col.table:
+            raise ArchiveError(
+                "unsupported", f"an index covers columns of its table by name, not expressions: {col.sql()}", 400
+            )
 
 
 def check_statement(stmt: exp.Expr, spec: LanguageSpec, locate=None) -> None:
@@ -132,6 +174,10 @@ def check_statement(stmt: exp.Expr, spec: LanguageSpec, locate=None) -> None:
         exp.Query, exp.Values, exp.Insert, exp.Update, exp.Delete, exp.Create, exp.Drop, exp.Alter,
         exp.TruncateTable,
     )  # fmt: skip
+    if isinstance(stmt, exp.Command) and (m := _INDEX_COMMAND.match(f"{stmt.this} {stmt.expression or ''}")):
+        # a CREATE INDEX sqlglot could not parse: say what form is taken rather than refuse CREATE
+        tsql = f"CLUSTERED and NONCLUSTERED are T-SQL; in {spec.name} " if m.group(1) else ""
+        raise ArchiveError("unsupported", f"{tsql}{_INDEX_FORM}", 400)
     if not isinstance(stmt, allowed):
         name = _statement_name(stmt)
         if spec.statement_types:
@@ -142,8 +188,10 @@ def check_statement(stmt: exp.Expr, spec: LanguageSpec, locate=None) -> None:
                 details={"statement": name},
             )
         raise refuse_statement(name)
-    if isinstance(stmt, (exp.Create, exp.Drop)) and str(stmt.args.get("kind") or "").upper() not in _CREATE_KINDS:
+    if isinstance(stmt, (exp.Create, exp.Drop)) and _statement_name(stmt).split(" ")[-1] not in _CREATE_KINDS:
         raise refuse_statement(_statement_name(stmt))
+    if isinstance(stmt, exp.Create) and isinstance(stmt.this, exp.Index):
+        check_index(stmt.this)
     if isinstance(stmt, exp.Create) and isinstance(stmt.args.get("properties"), exp.Properties):
         if stmt.args["properties"].find(exp.TemporaryProperty):
             raise ArchiveError("unsupported", "temporary tables are not supported; create the table in your MyDB", 400)
@@ -153,13 +201,13 @@ def check_statement(stmt: exp.Expr, spec: LanguageSpec, locate=None) -> None:
         if str(stmt.args.get("kind") or "").upper() != "TABLE":
             raise refuse_statement(_statement_name(stmt))
         for action in stmt.args.get("actions") or []:
-            ok = isinstance(action, _ALTER_ACTIONS) or (
+            ok = isinstance(action, _ALTER_ACTIONS) or _is_primary_key(action) or (
                 isinstance(action, exp.Drop) and str(action.args.get("kind") or "").upper() == "COLUMN"
             )
             if not ok:
                 raise ArchiveError(
                     "unsupported",
-                    "ALTER TABLE supports only RENAME, RENAME COLUMN, ADD COLUMN and DROP COLUMN",
+                    "ALTER TABLE supports only RENAME, RENAME COLUMN, ADD COLUMN, DROP COLUMN and ADD PRIMARY KEY (columns)",
                     400,
                 )
     if isinstance(stmt, exp.Delete) and stmt.args.get("tables"):

@@ -26,6 +26,11 @@ def rewrite_statement(p: Parsed) -> None:
             new.set("db", None)
             new.set("catalog", None)
             new.set("this", exp.to_identifier(new.name, quoted=True))
+    if str(p.stmt.args.get("kind") or "").upper().endswith(" INDEX"):
+        p.stmt.set("kind", "INDEX")  # T-SQL's CLUSTERED / NONCLUSTERED: DuckDB has one kind of index
+    for key in p.stmt.find_all(exp.PrimaryKey):
+        # T-SQL writes key columns as ordered (ASC, NULLS FIRST), which DuckDB's key does not take
+        key.set("expressions", [c.this if isinstance(c, exp.Ordered) else c for c in key.expressions])
     if find_into(p.stmt) is not None:
         p.stmt = into_to_create(p.stmt)
 

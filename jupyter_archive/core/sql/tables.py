@@ -59,9 +59,13 @@ def write_targets(stmt: exp.Expr) -> list[exp.Table]:
     if isinstance(stmt, (exp.Insert, exp.Update, exp.Delete, exp.Alter)):
         targets = [unwrap(stmt.this)]
     elif isinstance(stmt, exp.Create):
-        targets = [unwrap(stmt.this)]
+        # CREATE INDEX changes the table it is on
+        targets = [stmt.this.args.get("table") if isinstance(stmt.this, exp.Index) else unwrap(stmt.this)]
     elif isinstance(stmt, exp.Drop):
         targets = list(stmt.args.get("tables") or []) or [stmt.this]
+        on = stmt.args.get("cluster")  # DROP INDEX ix ON t
+        if isinstance(on, exp.OnProperty):
+            targets.append(on.this)
     elif isinstance(stmt, exp.TruncateTable):
         targets = list(stmt.expressions)
     else:
@@ -212,6 +216,13 @@ def resolve_statement(p: Parsed, res: Resolution, text: str) -> list[str]:
     into = find_into(stmt)
     if into is not None:
         p.kind, p.into = "write", add(into.this, "new")
+    elif isinstance(stmt, exp.Create) and isinstance(stmt.this, exp.Index):
+        p.kind, p.into = "ddl", add(targets[0], "write")
+    elif isinstance(stmt, exp.Drop) and str(stmt.args.get("kind")).upper() == "INDEX":
+        p.kind = "ddl"
+        p.into = _drop_index(p, res, add, text)
+        lines.append(f"index {'.'.join(table_parts(targets[0]))} -> {p.into.context}: {p.into.catalog}.{p.into.schema}")
+        return lines
     elif isinstance(stmt, exp.Create):
         p.into = add(targets[0], "new")
         as_select = stmt.args.get("expression") is not None and str(stmt.args.get("kind")).upper() == "TABLE"
@@ -232,3 +243,32 @@ def resolve_statement(p: Parsed, res: Resolution, text: str) -> list[str]:
     for table in read_tables(stmt, targets):
         add(table, "read")
     return lines
+
+
+def _drop_index(p: Parsed, res: Resolution, add, text: str) -> TableTarget:
+    """Resolve DROP INDEX: an index lives in its table's schema, so the table (``ON t``, or T-SQL's
+    ``t.ix``) or the context (``DROP INDEX [context.]ix``) says where; the index node is pointed
+    there and the (writable) table or context is the statement's target."""
+    stmt = p.stmt
+    node = stmt.args["tables"][0]
+    parts = table_parts(node)
+    on = stmt.args.get("cluster")
+    stmt.set("cluster", None)  # DuckDB's DROP INDEX takes no ON: the index's qualified name says where
+    exists = bool(stmt.args.get("exists"))
+    if isinstance(on, exp.OnProperty) and isinstance(on.this, exp.Table):
+        if len(parts) > 1:
+            raise bad_request(f"DROP INDEX {'.'.join(parts)} ON ...: name the index without a table or context")
+        target = add(on.this, "write", missing_ok=exists)
+    elif res.spec.name == "tsql" and len(parts) > 1:  # T-SQL: DROP INDEX [context.]table.index
+        table = exp.Table(this=node.args["db"].copy(), db=node.args["catalog"].copy() if node.args.get("catalog") else None)
+        target = add(table, "write", missing_ok=exists)
+    else:
+        try:
+            # where a table of that name would be: the context's schema, if the caller may write there
+            target = res.resolver.new_table(res.key(node)[1], language=res.spec.name)
+        except ArchiveError as err:
+            err.position = err.position or node_position(text, p.chunk, node)
+            raise
+    index = TableTarget(target.catalog, target.schema, parts[-1], target.context, target.writable)
+    p.refs.append((node, index, "index", parts))
+    return index

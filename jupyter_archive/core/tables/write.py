@@ -194,6 +194,7 @@ def rename(cur, name: str, new_name: str, alias: str, context: str) -> None:
         if other is not None and other[0].lower() != existing[0].lower():
             raise ArchiveError("conflict", f"{context} already has a {other[1]} named {other[0]}", 409, details={"table": other[0]})
         if existing[0] != new_name:
+            _no_indexes(cur, existing[0], alias, "renaming it")
             cur.execute(f"ALTER {existing[1].upper()} {_target(existing[0], alias)} RENAME TO {quote_ident(new_name)}")
             if _has_meta(cur, alias):
                 for t in ("tables", "columns"):
@@ -215,6 +216,19 @@ def _existing(cur, name: str, alias: str = MYDB_ALIAS) -> tuple[str, str] | None
         {"db": alias, "n": name},
     ).fetchone()
     return (row[0], row[1]) if row else None
+
+
+def _no_indexes(cur, table: str, alias: str, doing: str) -> None:
+    """A 409 naming a table's indexes: DuckDB cannot rename a table that has any."""
+    names = [r[0] for r in cur.execute(
+        "SELECT index_name FROM duckdb_indexes() WHERE database_name = ? AND schema_name = 'main' AND table_name = ? "
+        "ORDER BY index_name", [alias, table],
+    ).fetchall()]  # fmt: skip
+    if names:
+        raise ArchiveError(
+            "conflict", f"table {table} has indexes ({', '.join(names)}): drop them (DROP INDEX) before {doing}, and create them again after",
+            409, details={"table": table, "indexes": names},
+        )  # fmt: skip
 
 
 def _target(name: str, alias: str = MYDB_ALIAS) -> str:

@@ -9,6 +9,10 @@ one transaction per batch, and a listing first writes what is pending (a user se
 soon as its answer has been sent). Rows live in SQLite (WAL) beside the jobs, so they survive
 a restart; only the data dir's owner writes them (``ownership``). They go with the jobs: the
 job runner's sweep calls ``expire`` with the jobs' retention.
+
+A quick query's duration runs from the call until its rows are ready (with a row limit, as quick
+queries have, every row has been read by then), its rows are those sent; a job's runs from its
+start to its end.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@
 import type { ISignal } from '@lumino/signaling';
 
 import type { ArchiveClient, IRowsPage } from './api';
+import { el } from './dom';
 import { formatElapsed } from './jobs';
 
 /** A query of the history, as the native API shows it. */
@@ -120,15 +121,6 @@ export class HistorySection {
     }
     return li;
   }
-}
-
-function el(tag: string, className: string, text?: string): HTMLElement {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
 }
 
 function button(label: string, title: string, onClick: () => void): HTMLButtonElement {

@@ -6,6 +6,7 @@
 import { Widget } from '@lumino/widgets';
 
 import type { ArchiveClient, IJob } from './api';
+import { el } from './dom';
 import { HistorySection, IHistoryActions } from './history';
 import { canCancel, canPreview, formatElapsed, jobTitle, JobsModel, progressPercent } from './jobs';
 import { columnDetail, IRow, TreeModel } from './tree';
@@ -331,15 +332,6 @@ export class ArchivePanel extends Widget {
     this.jobs.dispose();
     super.dispose();
   }
-}
-
-function el(tag: string, className: string, text?: string): HTMLElement {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
 }
 
 function actionButton(label: string, title: string, onClick: () => void, focusKey?: string): HTMLButtonElement {

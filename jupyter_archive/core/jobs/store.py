@@ -193,6 +193,8 @@ class JobStore:
             for job_id in ids:
                 self._update(job_id, state="failed", ended=now, error_code="interrupted", error_message=RESTART_MESSAGE)
                 self._db.execute("INSERT INTO job_log(job_id, ts, line) VALUES (?, ?, ?)", (job_id, now, RESTART_MESSAGE))
+                if self.on_final is not None:
+                    self.on_final(self.get(job_id))
         return ids
 
     def expired(self, now: float, retention: float | None) -> list[Job]:

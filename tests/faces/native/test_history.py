@@ -23,6 +23,7 @@ def auth(token: str, **extra) -> dict:
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 SLOW = "SELECT count(*) AS n FROM range(100000000000) a"
+DIRECTIVE = "SELECT objid, r FROM PhotoObj ORDER BY objid LIMIT 3"  # a SAS directive's, run as a job
 # Each face's quick query: (face, language, context, its text, how to send it). Each text is its own, so the history tells them apart.
 QUICK = [
     ("native", "sql", "DEMO", "SELECT objid FROM PhotoObj ORDER BY objid LIMIT 3",
@@ -66,7 +67,7 @@ async def test_every_face_and_job_in_the_history(fetch, archive):
         parts, kw = request(text)
         resp = await fetch(*parts, headers={**h, **kw.pop("headers", {})}, **kw)
         assert resp.code == 200, (text, resp.body)
-    # jobs: native, TAP async, CasJobs submit
+    # jobs: native, TAP async, CasJobs submit, a SAS directive run
     resp = await fetch("archive", "api", "jobs", method="POST", headers=h,
                        body=json.dumps({"query": "SELECT 1 AS one UNION ALL SELECT 2", "context": "DEMO"}))
     native_job = body_json(resp)["id"]
@@ -78,7 +79,11 @@ async def test_every_face_and_job_in_the_history(fetch, archive):
     resp = await fetch("archive", "casjobs", "contexts", "DEMO", "jobs", method="PUT", headers=h,
                        body=json.dumps({"Query": "SELECT TOP 1 objid FROM PhotoObj"}))
     casjobs_job = int(resp.body.decode())
-    for job in (native_job, tap_job, casjobs_job):
+    resp = await fetch("archive", "sas", "directives", method="POST", headers={**h, "Content-Type": "application/json"},
+                       body=json.dumps({"name": "three", "query": DIRECTIVE, "context": "DEMO"}))
+    resp = await fetch("archive", "sas", "jobs", method="POST", body="", params={"directive": body_json(resp)["id"]}, headers=h)
+    sas_job = int(body_json(resp)["id"])
+    for job in (native_job, tap_job, casjobs_job, sas_job):
         assert (await wait_state(fetch, job, h, ("completed",)))["state"] == "completed"
     # an error, a timeout and a canceled job
     resp = await fetch("archive", "api", "query", method="POST", headers=h, body=json.dumps({"query": "SELECT nope FROM PhotoObj", "context": "DEMO"}))
@@ -105,6 +110,8 @@ async def test_every_face_and_job_in_the_history(fetch, archive):
     assert (cj["job"], cj["face"], cj["language"], cj["outcome"]) == (casjobs_job, "casjobs", "tsql", "ok")
     tap = by_text["SELECT TOP 2 objid FROM demo.PhotoObj"]
     assert (tap["job"], tap["face"], tap["language"], tap["rows"], tap["outcome"]) == (tap_job, "tap", "adql", 2, "ok")
+    sas = by_text[DIRECTIVE]
+    assert (sas["job"], sas["face"], sas["rows"], sas["outcome"]) == (sas_job, "sas", 3, "ok")
     bad = by_text["SELECT nope FROM PhotoObj"]
     assert bad["outcome"] == "error" and bad["error"]["code"] and "nope" in bad["error"]["message"].lower()
     assert by_text[SLOW]["outcome"] == "timed_out" and by_text[SLOW]["error"]["code"] == "time_limit"

@@ -17,10 +17,10 @@ from .catalog.mounts import Mounts
 from .catalog.namespace import Namespace
 from .config import ArchiveConfig
 from .errors import ArchiveError
-from .history import History
 from .execution.cluster import Cluster
 from .execution.pool import EnginePool
 from .execution.run import Admission, Queries
+from .history import History
 from .images.cutout import CUTOUT_JOB
 from .images.service import Images
 from .jobs.directives import DirectiveStore

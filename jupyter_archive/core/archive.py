@@ -101,7 +101,7 @@ class Archive:
         self.jobs.register_kind(HATS_IMPORT, self.hats_imports.run)
         # What deleting a user removes: built last, as it walks the other services.
         self.users.owned = Owned(user_store, jobs=self.jobs, directives=self.directives, engines=self.engines, catalog=self.catalog,
-                                 hats=self.hats_imports)  # fmt: skip
+                                 hats=self.hats_imports, history=self.history)  # fmt: skip
         self.tables = Tables(catalog=self.catalog, engines=self.engines, mydb_path=self.catalog.mydb_path)
 
     def start(self) -> None:

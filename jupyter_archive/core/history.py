@@ -137,6 +137,12 @@ class History:
             rows = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM history{clause} ORDER BY time DESC, id DESC{page}", args).fetchall()
         return [_entry(r) for r in rows], total
 
+    def count(self, principal: Principal) -> int:
+        """How many queries an identity has in the history."""
+        self.flush()
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM history WHERE owner_uid = ?", (principal.ident,)).fetchone()[0]
+
     def clear(self, principal: Principal) -> int:
         """Forget the principal's own history; how many queries went."""
         if principal.anonymous:

@@ -30,6 +30,7 @@ from .faces.casjobs import casjobs_handlers
 from .faces.casjobs_users import casjobs_user_handlers
 from .faces.dax import dax_handlers
 from .faces.dax_images import dax_image_handlers
+from .faces.history import history_handlers
 from .faces.kasabi import kasabi_handlers
 from .faces.native import native_handlers
 from .faces.native_directives import native_directive_handlers
@@ -317,7 +318,7 @@ class ArchiveApp(ExtensionApp):
         # table_handlers first: its routes add upload/drop to URLs native's GET-only handlers also match;
         # dax_image_handlers before dax_handlers, whose last route answers everything else under dax.
         return (
-            table_handlers() + native_handlers() + casjobs_handlers() + quasar_handlers() + native_directive_handlers() + sas_handlers()
+            table_handlers() + native_handlers() + history_handlers() + casjobs_handlers() + quasar_handlers() + native_directive_handlers() + sas_handlers()
             + kasabi_handlers() + dax_image_handlers() + soda_handlers() + auth_handlers() + casjobs_user_handlers()
             + dax_handlers() + tap_handlers()
         )

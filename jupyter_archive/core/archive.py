@@ -2,7 +2,7 @@
 
 Every face and the Python client reach the archive through these services: ``catalog``
 (the namespace), ``mounts``, ``engines``, ``queries``, ``jobs``, ``datasets``, ``directives``,
-``users``, ``images``, ``tables``, ``cluster`` (the Dask cluster, ``dask_scheduler``). Everything here is synchronous and thread-safe; faces call
+``users``, ``images``, ``tables``, ``history``, ``cluster`` (the Dask cluster, ``dask_scheduler``). Everything here is synchronous and thread-safe; faces call
 it from two thread pools: ``executor`` for queries and writes, ``reads`` for cheap reads (``lanes``);
 ``admission`` says whose request takes a quick worker next.
 """
@@ -20,6 +20,7 @@ from .errors import ArchiveError
 from .execution.cluster import Cluster
 from .execution.pool import EnginePool
 from .execution.run import Admission, Queries
+from .history import History
 from .images.cutout import CUTOUT_JOB
 from .images.service import Images
 from .jobs.directives import DirectiveStore
@@ -84,6 +85,11 @@ class Archive:
             retention=config.job_retention,
         )
         self.queries.jobs = self.jobs  # TAP uploads may name a job's result
+        # Every quick query and every query job that ends, kept as long as jobs are (``history``).
+        self.history = History(self.data_dir / "history.sqlite")
+        self.queries.history = self.history.pending
+        self.jobs.store.on_final = self.history.pending.append
+        self.jobs.runner.sweeps.append(self.history.expire)
         self.datasets = Datasets(self.jobs, catalog=self.catalog, engines=self.engines)
         self.images = Images(self.catalog, mounts=self.mounts, jobs=self.jobs, data_dir=self.data_dir)
         self.jobs.register_kind(CUTOUT_JOB, self.images.cutouts.run, self.images.cutouts.forget)
@@ -96,7 +102,7 @@ class Archive:
         self.jobs.register_kind(HATS_IMPORT, self.hats_imports.run)
         # What deleting a user removes: built last, as it walks the other services.
         self.users.owned = Owned(user_store, jobs=self.jobs, directives=self.directives, engines=self.engines, catalog=self.catalog,
-                                 hats=self.hats_imports)  # fmt: skip
+                                 hats=self.hats_imports, history=self.history)  # fmt: skip
         self.tables = Tables(catalog=self.catalog, engines=self.engines, mydb_path=self.catalog.mydb_path)
 
     def start(self) -> None:
@@ -105,6 +111,7 @@ class Archive:
 
     def close(self) -> None:
         self.jobs.close()
+        self.history.close()
         self.directives.close()
         self.mounts.close()
         self.engines.clear()

@@ -6,10 +6,12 @@
 import { Widget } from '@lumino/widgets';
 
 import type { ArchiveClient, IJob } from './api';
+import { el } from './dom';
+import { HistorySection, IHistoryActions } from './history';
 import { canCancel, canPreview, formatElapsed, jobTitle, JobsModel, progressPercent } from './jobs';
 import { columnDetail, IRow, TreeModel } from './tree';
 
-export interface IPanelActions {
+export interface IPanelActions extends IHistoryActions {
   preview(context: string, table: string): void;
   query(context: string, table: string): void;
   previewJob(job: IJob): void;
@@ -18,6 +20,7 @@ export interface IPanelActions {
 export class ArchivePanel extends Widget {
   readonly tree = new TreeModel();
   readonly jobs: JobsModel;
+  readonly history: HistorySection;
   private _treeNode: HTMLElement;
   private _jobsNode: HTMLElement;
   private _message: HTMLElement;
@@ -63,7 +66,8 @@ export class ArchivePanel extends Widget {
     const jobsHeader = el('h3', 'jp-ArchivePanel-subtitle', 'Jobs');
     this._jobsNode = el('ul', 'jp-ArchiveJobs');
     this._jobsNode.setAttribute('aria-label', 'Jobs');
-    this.node.append(header, this._filter, this._message, this._treeNode, jobsHeader, this._jobsNode);
+    this.history = new HistorySection(client, actions, this.jobs.changed); // refreshed with the jobs
+    this.node.append(header, this._filter, this._message, this._treeNode, jobsHeader, this._jobsNode, this.history.node);
   }
 
   /** The table of the line last focused in the tree (what "Archive: New query" queries). */
@@ -328,15 +332,6 @@ export class ArchivePanel extends Widget {
     this.jobs.dispose();
     super.dispose();
   }
-}
-
-function el(tag: string, className: string, text?: string): HTMLElement {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
 }
 
 function actionButton(label: string, title: string, onClick: () => void, focusKey?: string): HTMLButtonElement {

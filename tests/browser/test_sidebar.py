@@ -258,6 +258,26 @@ def test_palette_commands(page):
     expect(cell_output(page, before)).to_contain_text("objid", timeout=SLOW)
 
 
+def test_history_lists_runs_again_and_inserts(page, lab):
+    """A query run through the API is in the panel's History; "Run again" previews its rows;
+    "Insert" puts it as a %%archive cell below the notebook's active cell (issue 18)."""
+    text = "SELECT objid, ra FROM PhotoObj ORDER BY objid LIMIT 7"
+    lab.api("POST", "query", json={"query": text, "context": "DEMO"})
+    run_command(page, "archive:show-jobs")  # the history refreshes with the jobs
+    entry = panel(page).locator(".jp-ArchiveHistory-entry", has_text=text).first
+    expect(entry.locator(".jp-ArchiveJob-meta")).to_contain_text("7 rows")
+    expect(entry).to_have_attribute("data-outcome", "ok")
+    entry.get_by_role("button", name="Run this query again and preview its rows").click()
+    preview = page.locator(".jp-ArchivePreview:visible")
+    expect(preview.locator("tbody tr")).to_have_count(7)
+    expect(preview.locator("th", has_text="ra")).to_have_count(1)
+    page.evaluate(f"() => {{ {NOTEBOOK_JS}.content.activeCellIndex = 0; }}")
+    before = cell_sources(page)
+    entry.get_by_role("button", name="Insert this query as a %%archive cell in the notebook").click()
+    page.wait_for_function(f"(n) => {NOTEBOOK_JS}.content.widgets.length > n", arg=len(before))
+    assert cell_sources(page) == [before[0], f"%%archive --context DEMO\n{text}", *before[1:]]
+
+
 def test_dark_theme_styles_the_panel(page):
     page.locator('li[data-id="jp-archive-sidebar"]').click() if not panel(page).is_visible() else None
     light = panel(page).evaluate("n => getComputedStyle(n).backgroundColor")

@@ -21,7 +21,7 @@ LAYERS = {
     "sql": 1, "formats": 1,
     "catalog": 2,
     "execution": 3, "backends": 3,  # mount types: where a mount's queries run
-    "jobs": 4, "tables": 4, "images": 4, "users": 4, "demo": 4, "demo_images": 4, "demo_hats": 4,
+    "jobs": 4, "history": 4, "tables": 4, "images": 4, "users": 4, "demo": 4, "demo_images": 4, "demo_hats": 4,
     "archive": 5,
 }  # fmt: skip
 

@@ -271,6 +271,8 @@ def snapshot(archive, users: list[str], memo: dict) -> dict:
     out: dict = {}
     data = Path(archive.data_dir)
     for db in sorted(data.rglob("*.sqlite")):
+        if db.name == "history.sqlite":
+            continue  # the query history records what was asked, a failed query too (and writes it a moment later)
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
             for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):

@@ -125,8 +125,13 @@ async def make_hats(fetch, token: str) -> None:
     assert job["state"] == "completed", job
 
 
+async def make_history(fetch, token: str) -> None:
+    """A quick query that failed (the jobs above are in the history too)."""
+    assert (await quick(fetch, token, "SELECT nothing_here")).code >= 400
+
+
 MAKERS = {"account": make_account, "jobs": make_jobs, "directives": make_directives, "mydb and temp files": make_files,
-          "hats catalogs": make_hats}  # fmt: skip
+          "hats catalogs": make_hats, "query history": make_history}  # fmt: skip
 
 
 def snapshot(data_dir: Path) -> tuple[set[str], dict[str, set[tuple]]]:

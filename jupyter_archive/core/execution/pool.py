@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from ..catalog.model import MYDB_ALIAS, ContextRef, Mount, Principal
 from ..errors import ArchiveError
+from ..languages import DEFAULT_LANGUAGE
 from .engines import Attachment, EngineLifecycle, Generation, Specs, busy, engine_error, open_instance
 
 # duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
@@ -474,6 +475,23 @@ class QueryResult:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def recorded(query: Callable[..., QueryResult]) -> Callable[..., QueryResult]:
+    """Hand each quick query to ``self.history`` (a deque, ``core.history``): its result once closed, or its error."""
+    # Here, not in core/history.py, so a quick query's walk crosses no module more; it only appends.
+    @functools.wraps(query)
+    def run(self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, **options) -> QueryResult:
+        began = time.time()
+        try:
+            result = query(self, principal, text, language, **options)
+        except Exception as exc:
+            self.history.append((principal, text, language, options, began, time.time(), exc))
+            raise
+        result.also_on_close(functools.partial(self.history.append, (principal, text, language, options, began, time.time(), result)))
+        return result
+
+    return run
 
 
 def rows_affected_result(count: int) -> QueryResult:

@@ -30,7 +30,7 @@ from .compiling import TextOptions, compile_text, table_read, with_plan
 from .engines import engine_error
 from .cluster import run_partitioned
 from .planner import CLUSTER, ENGINE, SERVER, TAP_SCHEMA, Plan, plan
-from .pool import WATCHDOG, QueryResult, rows_affected_result
+from .pool import WATCHDOG, QueryResult, recorded, rows_affected_result
 from .spool import batches_of, hold
 from .uploads import UploadSet
 
@@ -70,6 +70,7 @@ class Queries:
         self._cache_version = namespace.version
         self._lock = threading.Lock()
         self.column_meta_for = namespace.column_meta_for
+        self.history: deque = deque(maxlen=0)  # where ``query`` hands what ran (``recorded``): the archive's history, else nowhere
 
     # -- compiling ------------------------------------------------------------------------------
     def compile(
@@ -146,6 +147,7 @@ class Queries:
         """Where compiled statements run (``planner.plan``); a ``job``'s may run on the cluster."""
         return plan(self._namespace, self._engines, principal, statements, pinned, cluster=self.cluster if job else None, job=job)
 
+    @recorded
     def query(
         self,
         principal: Principal,
@@ -166,7 +168,7 @@ class Queries:
         """
         row_limit = self.row_limit if row_limit is DEFAULT else row_limit
         time_limit = self.time_limit if time_limit is DEFAULT else time_limit
-        if uploads is not None:
+        if uploads:
             return self._query_with_uploads(principal, text, language, options, row_limit, time_limit, uploads)
         entry = self._cached(principal, text, language, options, row_limit)
         compiled = entry.compiled if entry.plain else sqlmod.rebind(entry.compiled, variables=options.get("variables"), params=options.get("params"))
@@ -179,8 +181,6 @@ class Queries:
 
     def _query_with_uploads(self, principal, text, language, options: TextOptions, row_limit, time_limit, uploads):
         if own := not isinstance(uploads, UploadSet):
-            if not uploads:
-                return self.query(principal, text, language, row_limit=row_limit, time_limit=time_limit, **options)
             uploads = UploadSet(self._engines, principal, uploads, jobs=self.jobs)
         try:
             compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit, uploads.targets)

@@ -68,6 +68,11 @@ class ContinuedQuery:
         self._finish(lambda job, ctx: self._jobs.query_jobs.keep(job, ctx, result, compiled, into))
         return None
 
+    @property
+    def went_on(self) -> bool:
+        """Whether the run went on as a job (the query history lists it once, as that job)."""
+        return self._state == JOB
+
     def _settle(self) -> bool:
         """The query returned (or failed): True if that was in time (it stays a quick query)."""
         with self._lock:

@@ -89,6 +89,7 @@ class JobRunner:
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
         self.sweep_interval = 60.0  # seconds between looks for expired jobs
+        self.sweeps: list[Callable[[float, float | None], None]] = []  # what is kept as long as jobs: (now, retention)
 
     def register(self, kind: str, work: Work) -> None:
         self._work[kind] = work
@@ -268,6 +269,8 @@ class JobRunner:
     def _expire(self, now: float) -> None:
         # The store finds the jobs past ``model.destruction_time``; a retention only ever finds
         # finished ones, so it never stops work.
+        for sweep in self.sweeps:
+            sweep(now, self.retention)
         for job in self.store.expired(now, self.retention):
             if not job.final:
                 # its own destruction time reached while the job waits or runs: stop it, then forget it

@@ -7,12 +7,13 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .. import params, times
 from ..errors import ArchiveError, not_found
-from .model import COLUMNS, RESTART_MESSAGE, TIME_FIELDS, TRANSITIONS, Job
+from .model import COLUMNS, FINAL, RESTART_MESSAGE, TIME_FIELDS, TRANSITIONS, Job
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -63,6 +64,7 @@ class JobStore:
             self._db.execute("ALTER TABLE jobs ADD COLUMN owner_uid TEXT")
             self._db.execute("UPDATE jobs SET owner_uid = owner")
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_owner_uid ON jobs(owner_uid, id)")
+        self.on_final: Callable[[Job], None] | None = None  # told of each job that ends (the query history)
 
     def close(self) -> None:
         with self._lock:
@@ -147,6 +149,8 @@ class JobStore:
                     "conflict", f"job {job_id} is {job.state}; it cannot become {new}", 409, details={"state": job.state}
                 )
             self._update(job_id, state=new, **fields)
+            if new in FINAL and new != job.state and self.on_final is not None:
+                self.on_final(self.get(job_id))  # under the lock: whoever sees the job ended finds it in the history
             return self.get(job_id)
 
     def update(self, job_id: int, **fields: Any) -> None:
@@ -189,6 +193,8 @@ class JobStore:
             for job_id in ids:
                 self._update(job_id, state="failed", ended=now, error_code="interrupted", error_message=RESTART_MESSAGE)
                 self._db.execute("INSERT INTO job_log(job_id, ts, line) VALUES (?, ?, ?)", (job_id, now, RESTART_MESSAGE))
+                if self.on_final is not None:
+                    self.on_final(self.get(job_id))
         return ids
 
     def expired(self, now: float, retention: float | None) -> list[Job]:

@@ -42,6 +42,7 @@ class Owned:
     engines: Any
     catalog: Any
     hats: Any = None  # the HATS imports (``jobs.hats_import.HatsImports``): a user's catalogs and their private mount
+    history: Any = None  # the query history (``core.history.History``)
 
     def remove(self, principal: Principal) -> None:
         """Remove everything of one identity, kind by kind."""
@@ -78,4 +79,6 @@ KINDS: tuple[OwnedKind, ...] = (
     OwnedKind("directives", lambda o, p: o.directives.count(p), lambda o, p: o.directives.remove_owned(p)),
     OwnedKind("mydb and temp files", Owned._count_files, Owned._remove_files),
     OwnedKind("hats catalogs", lambda o, p: o.hats.count(p) if o.hats else 0, lambda o, p: o.hats and o.hats.remove_owned(p)),
+    # Last: the jobs removed above end (canceled), and an ended job is handed to the history.
+    OwnedKind("query history", lambda o, p: o.history.count(p) if o.history else 0, lambda o, p: o.history and o.history.clear(p)),
 )

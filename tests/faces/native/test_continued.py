@@ -81,6 +81,9 @@ async def test_past_the_limit_the_same_run_goes_on_as_the_callers_job(fetch, arc
     done = await ended(fetch, alice, job["id"])
     assert done["state"] == "completed", done
     assert done["progress"] == 1.0 and done["rows"] == 2
+    # the query history lists the run once, as the job it became (not also as a quick query)
+    history = json.loads((await fetch("archive", "api", "history", params={"q": BEGAN}, headers=headers_for(alice))).body)["history"]
+    assert [(e["kind"], e["job"], e["outcome"], e["rows"]) for e in history] == [("job", job["id"], "ok", 2)], history
     got = await rows_of(fetch, alice, job["id"])
     assert [(r["k"], r["n"]) for r in got.to_pylist()] == demo_db.sql(ROWS).fetchall()
     # Not run again: the statement began before the limit passed (a run started when the job was made begins after

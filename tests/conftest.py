@@ -14,11 +14,13 @@ pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
-    """The demo archive, made once per test session (the generator is deterministic)."""
+    """The demo archive, made once per test session (the generator is deterministic), with its description
+    kept beside it as a server's first start keeps it: every copy starts without describing it again."""
+    from jupyter_archive.core.catalog.mounts import describe_apart
     from jupyter_archive.core.demo import ensure_demo
 
     root = tmp_path_factory.mktemp("demo-data")
-    ensure_demo(root, rows=DEMO_ROWS)
+    describe_apart(ensure_demo(root, rows=DEMO_ROWS), root)
     return root / "demo"
 
 

@@ -18,11 +18,12 @@ DATA_ROOT = Path(__file__).parent / "data"  # generated, git-ignored
 
 def demo_data(rows: int) -> Path:
     """A data dir holding a demo archive of ``rows`` rows (made once, by the seeded generator)."""
+    from jupyter_archive.core.catalog.mounts import describe_apart
     from jupyter_archive.core.demo import ensure_demo
 
     data = DATA_ROOT / f"demo-{rows}"
     t = time.perf_counter()
-    ensure_demo(data, rows=rows)
+    describe_apart(ensure_demo(data, rows=rows), data)  # kept beside it: a server on a copy does not describe it again
     print(f"# demo data: {rows:,} rows ready in {time.perf_counter() - t:.1f} s ({data})")
     return data
 

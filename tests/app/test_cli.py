@@ -38,6 +38,10 @@ def test_jupyter_archive_starts_on_the_demo_and_prints_url_and_token(start, tmp_
     # What the server would hold at rest for nothing (issue 16): astropy, which only building the demo's
     # images needed, and DuckDB, which reading the new demo's tables needed: both in the child that built it
     assert loaded(s) == set()
+    # The archive alone: Jupyter's own services (kernels) but not the lab and its extensions (`jupyter lab` has them)
+    auth = {"Authorization": f"token {s.token}"}
+    assert requests.get(s.url + "api/kernelspecs", headers=auth, timeout=30).status_code == 200
+    assert requests.get(s.url + "lab", headers=auth, timeout=30).status_code == 404
     r = requests.post(s.url + "archive/casjobs/contexts/DEMO/query", data=json.dumps({"Query": "SELECT TOP 10 objid, ra, dec FROM PhotoObj"}),
                       headers={"Authorization": f"token {s.token}", "Content-Type": "application/json"}, timeout=30)
     assert r.status_code == 200 and len(r.text.strip().splitlines()) == 11

@@ -20,7 +20,7 @@ from .core.archive import Archive
 from .core.catalog import Principal
 from .core.config import ArchiveConfig
 from .core.errors import ArchiveError
-from .core.memory import tune_allocator
+from .core.memory import settle_long_lived, tune_allocator
 from .core.execution.cluster import check_scheduler
 from .core.catalog.mounts import check_spec
 from .core.ownership import DataDirLock, describe_holder
@@ -231,6 +231,7 @@ class ArchiveApp(ExtensionApp):
     # -- the data dir: owned here, or served through its owner ------------------------------------
     def initialize_settings(self):
         tune_allocator()  # this process serves exports: large buffers go back to the system when freed
+        settle_long_lived()  # and many requests: full garbage collections scan what they made, not the server
         self.archive: Archive | None = None
         self.lock = DataDirLock(Path(self.data_dir))
         self.forwarding = Forwarding(self.lock, self.take_over_if_free)

@@ -454,8 +454,9 @@ class QueryResult:
                 self._reader.close()
             except Exception:  # noqa: BLE001 - closing after an engine error may fail again
                 pass
-        if self._on_close:
-            self._on_close()
+        on_close, self._on_close = self._on_close, None  # once; and no cycle stays (the history's entry holds the result)
+        if on_close:
+            on_close()
 
     def also_on_close(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` when the result closes, after what already runs then (e.g. drop uploads)."""
@@ -467,7 +468,6 @@ class QueryResult:
                     before()
             finally:
                 fn()
-
         self._on_close = both
 
     def __enter__(self):

@@ -50,3 +50,12 @@ async def test_successes_are_timed_and_logged_only_at_debug_level_and_failures_a
         assert _counts()[key] == before + 4
     finally:
         app_log.setLevel(level)
+
+
+async def test_answers_carry_jupyters_content_security_policy_for_their_base_url(fetch, jp_base_url):
+    # Formed once per handler class and base URL (ArchiveHandler.content_security_policy), as Jupyter forms it per request
+    want = f"frame-ancestors 'self'; report-uri {jp_base_url.rstrip('/')}/api/security/csp-report; default-src 'none'"
+    for _ in range(2):
+        assert (await query(fetch, "SELECT 1 AS one")).headers["Content-Security-Policy"] == want
+    r = await fetch("archive", "api", "contexts", "NOPE", "tables", raise_error=False)
+    assert r.code == 404 and r.headers["Content-Security-Policy"] == want

@@ -210,6 +210,12 @@ class ArchiveHandler(ErrorReplies, RequestValues, ExtensionHandlerMixin, APIHand
         """The base URL the caller used (the forwarding server's, for a forwarded request)."""
         return getattr(self, "_forwarded_base", None) or super().base_url
 
+    @property
+    def content_security_policy(self) -> str:
+        # Jupyter forms it anew for every request (~6% of a point lookup's Python time); it follows the settings and base URL only.
+        known, key = self.settings.setdefault("archive_csp", {}), (type(self), self.base_url)
+        return known[key] if key in known else known.setdefault(key, super().content_security_policy)
+
     def _log(self) -> None:
         # Jupyter's log function forms (scrubs, names the user) and drops every success's line, ~4.5% of a
         # point lookup's Python time with its Prometheus timing: formed here only at debug level, timed alike.

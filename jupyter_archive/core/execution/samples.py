@@ -8,8 +8,8 @@ fewer gives them all. Where the sample is drawn:
 
 * a table DuckDB reads (the demo, MyDB, files and DuckDB mounts, HATS catalogs over their partition
   files): by the engine, the table's read with ``USING SAMPLE reservoir(N ROWS) REPEATABLE (seed)``
-  (with a seed DuckDB samples in one thread, which is what makes it repeatable); the total is
-  ``COUNT(*)``, a HATS catalog's from its metadata;
+  (DuckDB's seeded reservoir gives the same rows however many threads read: tests/faces/native/
+  test_samples.py compares it with DuckDB's own); the total is ``COUNT(*)``, a HATS catalog's from its metadata;
 * a table on a SQL server (PostgreSQL, SQLite mounts) and a job's stored result: their rows stream
   through ``reservoir`` here (Algorithm R over Arrow batches), counted as they pass. No server
   samples N rows repeatably (PostgreSQL's TABLESAMPLE takes a share of pages or rows, not N), so

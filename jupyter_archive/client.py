@@ -109,6 +109,8 @@ def to_astropy(table: pa.Table):
             c.meta["ucd"] = meta["ucd"]
         out.add_column(c)
     out.meta.update({k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.startswith(b"archive.")})
+    if (sample := sample_of(table)) is not None:
+        out.meta["sample"] = sample
     return out
 
 
@@ -117,7 +119,17 @@ def to_pandas(table: pa.Table):
     df = table.to_pandas()
     df.attrs["columns"] = {f.name: _column_meta(f) for f in table.schema}
     df.attrs["truncated"] = (table.schema.metadata or {}).get(b"archive.truncated") == b"true"
+    if (sample := sample_of(table)) is not None:
+        df.attrs["sample"] = sample
     return df
+
+
+def sample_of(table: pa.Table) -> dict | None:
+    """What a random sample's rows say they are (``archive.sample``: ``10000 of 1234567; seed=0``) as
+    ``{"rows", "total", "seed"}``; None for rows that are not a sample."""
+    said = (table.schema.metadata or {}).get(b"archive.sample")
+    found = re.fullmatch(rb"(\d+) of (\d+); seed=(\d+)", said or b"")
+    return dict(zip(("rows", "total", "seed"), map(int, found.groups()))) if found else None
 
 
 def convert(table: pa.Table, fmt: str):
@@ -215,11 +227,17 @@ class Job:
         self._set(self.client._json("POST", f"jobs/{self.id}/cancel"))
         return self
 
-    def result(self, format: str = "pandas", offset: int = 0, limit: int | None = None):
-        """The rows the job produced (waits for it first)."""
+    def result(self, format: str = "pandas", offset: int = 0, limit: int | None = None, *, sample: int | None = None,
+               seed: int | None = None):
+        """The rows the job produced (waits for it first); ``sample=N``: a uniform random sample of N of them
+        instead, as ``ArchiveClient.rows`` draws one of a table."""
         self.wait()
         params: dict[str, Any] = {"offset": offset}
-        if limit is not None:
+        if sample is not None:
+            if offset or limit is not None:
+                raise ValueError("a sample has no pages: ask for sample= without offset or limit")
+            params = {"sample": int(sample), **({"seed": int(seed)} if seed is not None else {})}
+        elif limit is not None:
             params["limit"] = limit
         return convert(self.client._arrow("GET", f"jobs/{self.id}/results", params=params), format)
 
@@ -357,12 +375,24 @@ class ArchiveClient:
         return df
 
     def rows(self, table: str, context: str | None = None, offset: int = 0, limit: int = 100,
-             order: str | None = None, descending: bool = False, format: str = "pandas"):
-        """A page of a table's rows, sorted and cut by the server."""
-        params: dict[str, Any] = {"offset": offset, "limit": limit}
+             order: str | None = None, descending: bool = False, format: str = "pandas", *,
+             sample: int | None = None, seed: int | None = None):
+        """A page of a table's rows, sorted and cut by the server; or, with ``sample=N``, a uniform random
+        sample of N rows (1 to 100,000) of the whole table, drawn by the server (all rows when the table
+        has no more; ``seed`` picks another sample, the same seed gives the same rows). A sample has no
+        pages and no order: it is asked without ``offset``, ``limit`` and ``order``. Its rows say what
+        they are: ``df.attrs["sample"]`` (an astropy Table's ``meta["sample"]``) is
+        ``{"rows", "total", "seed"}``."""
+        path = f"contexts/{quote(context or self.context)}/tables/{quote(table)}/rows"
+        if sample is not None:
+            if offset or order or limit != 100:
+                raise ValueError("a sample has no pages and no order: ask for sample= without offset, limit or order")
+            params: dict[str, Any] = {"sample": int(sample), **({"seed": int(seed)} if seed is not None else {})}
+            return convert(self._arrow("GET", path, params=params), format)
+        params = {"offset": offset, "limit": limit}
         if order:
             params.update(order=order, desc=str(bool(descending)).lower())
-        return convert(self._arrow("GET", f"contexts/{quote(context or self.context)}/tables/{quote(table)}/rows", params=params), format)
+        return convert(self._arrow("GET", path, params=params), format)
 
     # -- queries ---------------------------------------------------------------------------------
     def _body(self, sql: str, context, language, params, variables) -> dict:

@@ -2,7 +2,7 @@
 
 Every face and the Python client reach the archive through these services: ``catalog``
 (the namespace), ``mounts``, ``engines``, ``queries``, ``jobs``, ``datasets``, ``directives``,
-``users``, ``images``, ``tables``, ``history``, ``cluster`` (the Dask cluster, ``dask_scheduler``). Everything here is synchronous and thread-safe; faces call
+``users``, ``images``, ``tables``, ``history``, ``samples`` (random samples of rows), ``cluster`` (the Dask cluster, ``dask_scheduler``). Everything here is synchronous and thread-safe; faces call
 it from two thread pools: ``executor`` for queries and writes, ``reads`` for cheap reads (``lanes``);
 ``admission`` says whose request takes a quick worker next.
 """
@@ -20,6 +20,7 @@ from .errors import ArchiveError
 from .execution.cluster import Cluster
 from .execution.pool import EnginePool
 from .execution.run import Admission, Queries
+from .execution.samples import Samples
 from .history import History
 from .images.cutout import CUTOUT_JOB
 from .images.service import Images
@@ -85,6 +86,7 @@ class Archive:
             retention=config.job_retention,
         )
         self.queries.jobs = self.jobs  # TAP uploads may name a job's result
+        self.samples = Samples(self.catalog, self.queries, self.jobs)
         # Every quick query and every query job that ends, kept as long as jobs are (``history``).
         self.history = History(self.data_dir / "history.sqlite")
         self.queries.history = self.history.pending

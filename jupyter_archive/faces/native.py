@@ -22,6 +22,26 @@ PAGE_SIZE = 100  # rows, jobs or directives a listing gives unless asked for ano
 class NativeHandler(ArchiveHandler):
     face = "native"
 
+    def sample_asked(self, *page: str) -> bool:
+        """``sample=N`` (and ``seed``): a uniform random sample of N rows of the whole table or result instead
+        of a page (``core.execution.samples``). A sample has no pages and no order, so ``offset``, ``limit``,
+        ``order`` and ``desc`` with it are refused, as is ``seed`` without it; the answer says
+        ``X-Archive-Sample: <rows> of <total>; seed=<seed>`` (json-table: ``"sample"``, Arrow: ``archive.sample``)."""
+        asked = "sample" in self.query_arguments
+        if not asked and "seed" in self.query_arguments:
+            raise ArchiveError("bad_request", "seed= goes with sample=: it picks which random sample is drawn", 400)
+        if asked and (clash := [p for p in page if p in self.query_arguments]):
+            raise ArchiveError("bad_request", f"sample= draws a random sample of all the rows; it has no pages and no order, "
+                                              f"so it cannot be combined with {', '.join(clash)}", 400)  # fmt: skip
+        return asked
+
+    async def stream_sample(self, fn, *args, name: str) -> None:
+        """Send the sample ``fn`` (``archive.samples``'s) draws of ``args``, saying what it is."""
+        fmt = self.negotiate(DEFAULT_FORMAT, media_map=NATIVE_MEDIA)
+        result = await self.call(fn, self.principal, *args, self.arg("sample"), self.arg("seed"))
+        self.set_header("X-Archive-Sample", result.sample.said())
+        await self.stream(result, fmt, formats.ResultInfo(table_name=name, sample=result.sample))
+
 
 class ContextsHandler(NativeHandler):
     @endpoint(anonymous=True)
@@ -46,10 +66,13 @@ class TableHandler(NativeHandler):
 
 
 class RowsHandler(NativeHandler):
-    """A page of a table's rows, sorted on the server when asked (``order``, ``desc``)."""
+    """A page of a table's rows, sorted on the server when asked (``order``, ``desc``), or a random sample."""
 
     @endpoint(anonymous=True)
     async def get(self, context: str, table: str):
+        if self.sample_asked("offset", "limit", "order", "desc"):
+            ref = await self.call(self.archive.catalog.context, self.principal, context)
+            return await self.stream_sample(self.archive.samples.table, ref, table, name=table)
         offset, limit = self.page("offset", "limit", PAGE_SIZE)
         order = self.arg("order")
         desc = self.bool_arg("desc")
@@ -232,10 +255,12 @@ class JobLogHandler(NativeHandler):
 
 
 class JobResultsHandler(NativeHandler):
-    """``GET /jobs/{id}/results``: the rows a completed job produced, paged, in any format."""
+    """``GET /jobs/{id}/results``: the rows a completed job produced, paged (or a random sample), in any format."""
 
     @endpoint()
     async def get(self, job_id: str):
+        if self.sample_asked("offset", "limit"):
+            return await self.stream_sample(self.archive.samples.job_result, job_id, name=f"job{job_id}")
         offset, limit = self.page("offset", "limit", None)
         fmt = self.negotiate(DEFAULT_FORMAT, media_map=NATIVE_MEDIA)
         result = await self.call(self.archive.jobs.result, self.principal, job_id, offset=offset, limit=limit)

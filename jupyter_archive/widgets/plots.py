@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-PLOT_LIMIT = 10_000  # the most rows a plot fetches (one request)
+PLOT_LIMIT = 10_000  # the most rows a plot draws: past it, a random sample of this many (one request)
 
 RA_NAMES = ("ra", "raj2000", "ra_icrs", "s_ra", "ra_deg", "alpha", "ra2000")
 DEC_NAMES = ("dec", "decl", "dej2000", "dec_icrs", "s_dec", "dec_deg", "delta", "de2000", "dec2000")
@@ -89,13 +89,18 @@ def numeric_columns(rows: pd.DataFrame) -> list[str]:
     return [c for c in rows.columns if numeric(rows[c])]
 
 
-def sample_note(shown: int, total: int | None, limit: int, order: str | None = None, descending: bool = False) -> str:
-    """What a plot shows, said honestly: all rows, or the first ``shown`` in the order the server
-    sent them (the table's own, or the chosen sort), which is not a random sample."""
+def sample_note(shown: int, total: int | None, limit: int, order: str | None = None, descending: bool = False, *,
+                sampled: bool = False) -> str:
+    """What a plot shows, said honestly: all rows; a uniform random sample of them (``sampled``: the
+    server drew it, ``sample=`` of the rows endpoint); or else the first ``shown`` in the order the
+    server sent them (the table's own, or the chosen sort), which is not a random sample. The sidebar
+    says the same (labextension/src/plot.ts ``sampleNote``; both are tested on labextension/test/sample_notes.json)."""
     if (total is not None and shown >= total) or (total is None and shown < limit):
         return f"all {shown:,} rows"
-    how = f"sorted by {order}{', descending' if descending else ''}" if order else "table order"
     of = f" of {total:,}" if total is not None else ""
+    if sampled:
+        return f"random sample of {shown:,}{of} rows"
+    how = f"sorted by {order}{', descending' if descending else ''}" if order else "table order"
     return f"first {shown:,}{of} rows ({how}; not a random sample)"
 
 

@@ -31,9 +31,10 @@ class TableBrowser(w.VBox):
 
     Each page is one request for ``offset``/``limit`` rows, sorted by the server, so a huge table
     pages as fast as a small one. The ``view`` buttons show the rows as a sky plot (RA/Dec, coloured
-    by a column) or a histogram of a column instead, drawn from the first ``plot_limit`` rows in the
-    chosen order (one request; the plot says when that is not all of them); ``plotted`` holds
-    the numbers drawn (a ``plots.SkyPlot`` or ``plots.Histogram``).
+    by a column) or a histogram of a column instead, drawn from all its rows when it has at most
+    ``plot_limit``, else from a uniform random sample of ``plot_limit`` rows the server draws (one
+    request; the plot says which); ``plotted`` holds the numbers drawn (a ``plots.SkyPlot`` or
+    ``plots.Histogram``).
     """
 
     def __init__(self, client: ArchiveClient | None = None, context: str | None = None, table: str | None = None,
@@ -153,8 +154,9 @@ class TableBrowser(w.VBox):
             self._filling = False
 
     def draw(self):
-        """Show the view chosen: the table, or a plot of the first ``plot_limit`` rows in the
-        chosen order (fetched once per table and order); returns what was plotted."""
+        """Show the view chosen: the table, or a plot of its rows: all of them in the chosen order when
+        the table has at most ``plot_limit``, else a random sample of ``plot_limit`` drawn by the server
+        (fetched once per table); returns what was plotted."""
         plotting = self.view.value != "table"
         self.preview.layout.display = self._pages.layout.display = "none" if plotting else None
         self.plot.layout.display = self.plot_column.layout.display = None if plotting else "none"
@@ -162,18 +164,24 @@ class TableBrowser(w.VBox):
         if not plotting or not self.table.value:
             self.plot.value = ""
             return None
-        order = None if self.sort.value == NO_SORT else self.sort.value
-        key = (self.context.value, self.table.value, order, self.descending.value, self.plot_limit)
+        sampled = self.total is None or self.total > self.plot_limit  # a sample has no order: a plot does not need one
+        order = None if sampled or self.sort.value == NO_SORT else self.sort.value
+        descending = self.descending.value and order is not None
+        key = (self.context.value, self.table.value, order, descending, self.plot_limit)
         if self._sample is None or self._sample[0] != key:
             try:
-                rows = self.client.rows(self.table.value, self.context.value, offset=0, limit=self.plot_limit,
-                                        order=order, descending=self.descending.value)
+                if sampled:
+                    rows = self.client.rows(self.table.value, self.context.value, sample=self.plot_limit)
+                else:
+                    rows = self.client.rows(self.table.value, self.context.value, offset=0, limit=self.plot_limit,
+                                            order=order, descending=descending)
             except ArchiveError as e:
                 self.error.value = f'<span style="color:#b00">{html.escape(str(e))}</span>'
                 return None
             self._sample = (key, rows)
         rows = self._sample[1]
-        note = plots.sample_note(len(rows), self.total, self.plot_limit, order, self.descending.value)
+        total = rows.attrs["sample"]["total"] if "sample" in rows.attrs else self.total
+        note = plots.sample_note(len(rows), total, self.plot_limit, order, descending, sampled="sample" in rows.attrs)
         units = dict(zip(self.schema["name"], self.schema["unit"]))
         numeric = plots.numeric_columns(rows)
         pos = plots.radec_columns(self.schema)

@@ -37,12 +37,13 @@ export interface ITable {
   columns?: IColumn[];
 }
 
-/** A page of rows in the native `json-table` shape. */
+/** A page of rows in the native `json-table` shape; a random sample (`sample=`) says of how many rows it is. */
 export interface IRowsPage {
   columns: IColumn[];
   data: unknown[][];
   rows: number;
   truncated: boolean;
+  sample?: { rows: number; total: number; seed: number };
 }
 
 /** A job of any face, as the native API shows it. */
@@ -116,6 +117,11 @@ export class ArchiveClient {
     return this.request<IRowsPage>(`contexts/${enc(context)}/tables/${encPath(table)}/rows`, { query });
   }
 
+  /** A uniform random sample of `size` rows of the whole table, drawn by the server (all rows when it has no more). */
+  async sampleRows(context: string, table: string, size: number): Promise<IRowsPage> {
+    return this.request<IRowsPage>(`contexts/${enc(context)}/tables/${encPath(table)}/rows`, { query: { sample: size } });
+  }
+
   async jobs(limit = 50): Promise<{ jobs: IJob[]; total: number }> {
     return this.request('jobs', { query: { limit } });
   }
@@ -138,6 +144,11 @@ export class ArchiveClient {
 
   async jobResults(id: number, offset = 0, limit = 100): Promise<IRowsPage> {
     return this.request<IRowsPage>(`jobs/${id}/results`, { query: { offset, limit } });
+  }
+
+  /** A uniform random sample of `size` rows of a finished job's result, drawn by the server. */
+  async sampleJobResults(id: number, size: number): Promise<IRowsPage> {
+    return this.request<IRowsPage>(`jobs/${id}/results`, { query: { sample: size } });
   }
 
   /** One call: JSON in, JSON out; an archive error reply becomes an `ArchiveError`. */

@@ -102,12 +102,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const previewTable = async (context: string, table: string) => {
       const info = await client.table(context, table).catch(() => null);
       await openPreview(`${context}.${table}`, () =>
-        new PreviewWidget((o, l, order, desc) => client.rows(context, table, o, l, order, desc), 100, info?.rows ?? null, true)
+        new PreviewWidget((o, l, order, desc) => client.rows(context, table, o, l, order, desc), 100, info?.rows ?? null, true, n =>
+          client.sampleRows(context, table, n)
+        )
       );
     };
 
     const previewJob = async (job: IJob) => {
-      await openPreview(`Job ${job.id}`, () => new PreviewWidget((o, l) => client.jobResults(job.id, o, l), 100, job.rows ?? null));
+      await openPreview(`Job ${job.id}`, () =>
+        new PreviewWidget((o, l) => client.jobResults(job.id, o, l), 100, job.rows ?? null, false, n => client.sampleJobResults(job.id, n))
+      );
     };
 
     const panel = new ArchivePanel(client, {

@@ -7,7 +7,7 @@
  */
 import type { IColumn } from './api';
 
-/** The most rows a plot fetches (one request); past it the plot says it shows a part. */
+/** The most rows a plot draws (one request); past it, a random sample of this many the server draws. */
 export const PLOT_LIMIT = 10_000;
 
 /** VOTable datatypes (json-table's `datatype`) that hold numbers. */
@@ -58,9 +58,11 @@ export function num(v: unknown): number | null {
 }
 
 /**
- * What the plot shows, said honestly: all rows, or the first `shown` of them in the order the
- * server sent (the table's or the result's own order, or the sort the user chose): not a random
- * sample.
+ * What the plot shows, said honestly: all rows; a uniform random sample of them (`sampled`: the
+ * server drew it, `sample=` of the rows endpoint); or, from a source that cannot sample, the first
+ * `shown` in the order the server sent (the table's or the result's own order, or the sort the user
+ * chose): not a random sample. The widgets say the same (jupyter_archive/widgets/plots.py
+ * `sample_note`; both are tested on test/sample_notes.json).
  */
 export function sampleNote(
   shown: number,
@@ -68,10 +70,10 @@ export function sampleNote(
   limit: number,
   order?: string,
   desc = false,
-  unsorted = 'table order'
+  unsorted = 'table order',
+  sampled = false
 ): string {
   const n = shown.toLocaleString('en-US');
-  const how = order ? `sorted by ${order}${desc ? ', descending' : ''}` : unsorted;
   if (total !== null && shown >= total) {
     return `all ${n} rows`;
   }
@@ -79,6 +81,10 @@ export function sampleNote(
     return `all ${n} rows`;
   }
   const of = total !== null ? ` of ${total.toLocaleString('en-US')}` : '';
+  if (sampled) {
+    return `random sample of ${n}${of} rows`;
+  }
+  const how = order ? `sorted by ${order}${desc ? ', descending' : ''}` : unsorted;
   return `first ${n}${of} rows (${how}; not a random sample)`;
 }
 

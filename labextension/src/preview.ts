@@ -3,7 +3,8 @@
  * result. Pages come from the server (offset/limit), so a large table never lands in the
  * browser whole. Plain HTML table: themed by JupyterLab's CSS variables, keyboard-usable.
  * The same rows can be seen as a sky plot or a histogram (plot.ts), drawn from at most
- * PLOT_LIMIT of them fetched in one request.
+ * PLOT_LIMIT of them fetched in one request: all of them when they fit, else a uniform random
+ * sample the server draws (`sampler`; a source without one, a query run again, plots its first rows).
  */
 import { Widget } from '@lumino/widgets';
 
@@ -15,6 +16,9 @@ export type PreviewView = 'table' | 'sky' | 'histogram';
 
 /** Fetches a page; `order`/`desc` only for sources that can sort (see `sortable`). */
 export type PageSource = (offset: number, limit: number, order?: string, desc?: boolean) => Promise<IRowsPage>;
+
+/** Fetches a uniform random sample of `size` rows of the whole source, drawn by the server. */
+export type SampleSource = (size: number) => Promise<IRowsPage>;
 
 export class PreviewWidget extends Widget {
   private _offset = 0;
@@ -36,7 +40,8 @@ export class PreviewWidget extends Widget {
     readonly source: PageSource,
     readonly pageSize = 100,
     readonly total: number | null = null,
-    readonly sortable = false
+    readonly sortable = false,
+    readonly sampler?: SampleSource
   ) {
     super();
     this.addClass('jp-ArchivePreview');
@@ -108,19 +113,22 @@ export class PreviewWidget extends Widget {
   }
 
   /**
-   * Show the table (its current page) or a plot. A plot fetches the first PLOT_LIMIT rows in the
-   * preview's order once (again when the sort changes) and says on itself which rows it shows.
+   * Show the table (its current page) or a plot. A plot fetches its rows once: all of them in the
+   * preview's order (again when the sort changes) when they fit in PLOT_LIMIT, else a random sample
+   * of PLOT_LIMIT the server draws (of no order: any sort draws the same), and says on itself which.
    */
   async showView(view: PreviewView): Promise<void> {
     if (view === 'table') {
       return this.load(this._offset);
     }
     this.setView(view);
-    const key = `${this._order ?? ''}|${this._desc}`;
+    const sampled = this.sampler !== undefined && (this.total === null || this.total > PLOT_LIMIT);
+    const key = sampled ? 'sample' : `${this._order ?? ''}|${this._desc}`;
     if (this._sample?.key !== key) {
       this._status.textContent = 'Loading rows for the plot…';
       try {
-        this._sample = { key, page: await this.source(0, PLOT_LIMIT, this._order, this._desc) };
+        const page = sampled ? await this.sampler!(PLOT_LIMIT) : await this.source(0, PLOT_LIMIT, this._order, this._desc);
+        this._sample = { key, page };
       } catch (err) {
         this._status.textContent = `Error: ${(err as Error).message}`;
         this._grid.replaceChildren();
@@ -131,7 +139,10 @@ export class PreviewWidget extends Widget {
       return; // the user moved on while the rows came
     }
     const page = this._sample!.page;
-    const note = sampleNote(page.rows, this.total, PLOT_LIMIT, this._order, this._desc, this.sortable ? 'table order' : 'result order');
+    const unsorted = this.sortable ? 'table order' : 'result order';
+    const note = page.sample
+      ? sampleNote(page.rows, page.sample.total, PLOT_LIMIT, undefined, false, unsorted, true)
+      : sampleNote(page.rows, this.total, PLOT_LIMIT, this._order, this._desc, unsorted);
     const numeric = page.columns.map((c, i) => ({ c, i })).filter(({ c }) => isNumeric(c));
     const pos = raDecColumns(page.columns);
     let picture: Element;

@@ -19,18 +19,22 @@ describe('ArchiveClient', () => {
     expect(sent[0].headers.get('Authorization')).toBe('token T0K');
   });
 
-  it('encodes context and table names, keeping slashes of file tables', async () => {
+  it('encodes context and table names, keeping slashes of file tables; pages and samples rows', async () => {
     const page = { columns: [], data: [], rows: 0, truncated: false };
-    const { client, sent } = clientWith([200, { tables: [] }], [200, { name: 'sub/a b' }], [200, page], [200, page]);
+    const { client, sent } = clientWith([200, { tables: [] }], [200, { name: 'sub/a b' }], [200, page], [200, page], [200, page], [200, page]);
     await client.tables('My DB');
     await client.table('files', 'sub/a b');
     await client.rows('DEMO', 'PhotoObj', 200, 50);
     await client.rows('DEMO', 'PhotoObj', 0, 10, 'r', true);
+    await client.sampleRows('files', 'sub/a b', 10000);
+    await client.sampleJobResults(7, 500);
     expect(sent.map(s => s.url)).toEqual([
       'http://127.0.0.1:8888/a%40b/archive/api/contexts/My%20DB/tables',
       'http://127.0.0.1:8888/a%40b/archive/api/contexts/files/tables/sub/a%20b',
       'http://127.0.0.1:8888/a%40b/archive/api/contexts/DEMO/tables/PhotoObj/rows?offset=200&limit=50',
-      'http://127.0.0.1:8888/a%40b/archive/api/contexts/DEMO/tables/PhotoObj/rows?offset=0&limit=10&order=r&desc=true'
+      'http://127.0.0.1:8888/a%40b/archive/api/contexts/DEMO/tables/PhotoObj/rows?offset=0&limit=10&order=r&desc=true',
+      'http://127.0.0.1:8888/a%40b/archive/api/contexts/files/tables/sub/a%20b/rows?sample=10000',
+      'http://127.0.0.1:8888/a%40b/archive/api/jobs/7/results?sample=500'
     ]);
   });
 

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 
 import type { IColumn } from '../src/api';
 import { binCount, histogram, raDecColumns, sampleNote, ticks, unwrapRa } from '../src/plot';
+import notes from './sample_notes.json';
 
 const col = (name: string, datatype = 'double', ucd?: string): IColumn => ({ name, datatype, ucd });
 
@@ -70,5 +71,13 @@ describe('sampleNote', () => {
     expect(sampleNote(10000, 30000, 10000, undefined, false, 'result order')).toBe('first 10,000 of 30,000 rows (result order; not a random sample)');
     expect(sampleNote(42, null, 10000)).toBe('all 42 rows');
     expect(sampleNote(10000, null, 10000)).toBe('first 10,000 rows (table order; not a random sample)');
+  });
+
+  it('says a random sample, of how many rows; the same words as the widgets (sample_notes.json)', () => {
+    expect(sampleNote(10000, 1234567, 10000, undefined, false, 'table order', true)).toBe('random sample of 10,000 of 1,234,567 rows');
+    expect(sampleNote(9000, 9000, 10000, undefined, false, 'result order', true)).toBe('all 9,000 rows');
+    for (const c of notes.cases as { shown: number; total: number | null; limit: number; order?: string; desc?: boolean; sampled?: boolean; note: string }[]) {
+      expect(sampleNote(c.shown, c.total, c.limit, c.order, c.desc ?? false, 'table order', c.sampled ?? false)).toBe(c.note);
+    }
   });
 });

@@ -20,8 +20,9 @@ from tests.support import ARTIFACTS, DEMO_ROWS
 SLOW = 120_000
 # A query that keeps the engine busy far longer than any test waits: cancelled from the panel.
 LONG_QUERY = "SELECT count(*) AS n FROM range(100000000000) a"
-# The most rows the preview's plots fetch (labextension/src/plot.ts).
+# The most rows the preview's plots draw; past it a random sample of this many (labextension/src/plot.ts).
 PLOT_LIMIT = 10_000
+assert DEMO_ROWS > PLOT_LIMIT  # so the demo table's plots are of a sample
 
 
 def panel(page):
@@ -143,13 +144,14 @@ def test_preview_from_context_menu_pages_rows(page):
     )
 
 
-def test_preview_draws_a_sky_plot_and_a_histogram(page):
-    # The preview left by the test above: DEMO.PhotoObj sorted by r, descending.
+def test_preview_draws_a_sky_plot_and_a_histogram(page, lab):
+    # The preview left by the test above: DEMO.PhotoObj sorted by r, descending. The table has more rows
+    # than a plot draws, so the plots draw a random sample of the whole table, whatever the sort.
     preview = page.locator(".jp-ArchivePreview:visible")
     preview.get_by_role("button", name="Show the rows on the sky (RA, Dec)").click()
     sky = preview.locator("svg.jp-ArchivePlot-sky")
     expect(sky.locator(".jp-ArchivePlot-points circle")).to_have_count(PLOT_LIMIT)
-    note = f"first {PLOT_LIMIT:,} of {DEMO_ROWS:,} rows (sorted by r, descending; not a random sample)"
+    note = f"random sample of {PLOT_LIMIT:,} of {DEMO_ROWS:,} rows"
     expect(sky.locator(".jp-ArchivePlot-note")).to_have_text(note)
     expect(preview.get_by_role("button", name="Next page")).to_be_hidden()
     # RA grows to the left: the x-axis labels fall from left to right.
@@ -169,6 +171,10 @@ def test_preview_draws_a_sky_plot_and_a_histogram(page):
     assert bars.count() > 5
     assert sum(int(n) for n in bars.evaluate_all("bs => bs.map(b => b.dataset.count)")) == PLOT_LIMIT
     expect(preview.locator("svg.jp-ArchivePlot-histogram .jp-ArchivePlot-note")).to_have_text(note)
+    # Not the first rows of the sort (the faintest half): the sample reaches below the table's median r.
+    median = lab.api("POST", "query", json={"query": "SELECT median(r) AS m FROM PhotoObj", "context": "DEMO"})["data"][0][0]
+    ticks = preview.locator("svg.jp-ArchivePlot-histogram .jp-ArchivePlot-xtick").evaluate_all("ts => ts.map(t => Number(t.textContent))")
+    assert len(ticks) >= 3 and min(ticks) < median, (ticks, median)
     preview.screenshot(path=str(ARTIFACTS / "archive-preview-histogram.png"))
 
     preview.get_by_role("button", name="Show the rows as a table").click()

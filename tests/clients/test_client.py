@@ -89,6 +89,26 @@ def test_catalog_tables_schema_and_rows(client, demo):
     assert page["objid"].tolist() == [w[0] for w in want]
 
 
+def test_rows_as_a_random_sample(client, demo):
+    df = client.rows("PhotoObj", sample=2500, seed=11)
+    want = demo.sql("SELECT objid FROM PhotoObj USING SAMPLE reservoir(2500 ROWS) REPEATABLE (11)").fetchall()
+    assert df["objid"].tolist() == [w[0] for w in want] and df.attrs["sample"] == {"rows": 2500, "total": DEMO_ROWS, "seed": 11}
+    assert df.attrs["columns"]["ra"]["unit"] == "deg"
+    t = client.rows("PhotoObj", sample=2500, seed=11, format="astropy")
+    assert t["objid"].tolist() == df["objid"].tolist() and t.meta["sample"]["total"] == DEMO_ROWS and t["ra"].unit == u.deg
+    assert client.rows("PhotoObj", sample=50_000).attrs["sample"] == {"rows": DEMO_ROWS, "total": DEMO_ROWS, "seed": 0}
+    assert "sample" not in client.rows("PhotoObj", limit=3).attrs  # a page says nothing of samples
+    with pytest.raises(ArchiveError) as err:
+        client.rows("PhotoObj", sample=100_001)
+    assert err.value.status == 400 and "sample" in str(err.value)
+    with pytest.raises(ValueError):
+        client.rows("PhotoObj", sample=10, order="r")
+    job = client.submit("SELECT objid FROM PhotoObj").wait(timeout=60)
+    drawn = job.result(sample=300, seed=2)
+    assert len(set(drawn["objid"])) == 300 and drawn.attrs["sample"] == {"rows": 300, "total": DEMO_ROWS, "seed": 2}
+    assert drawn["objid"].tolist() == job.result(sample=300, seed=2)["objid"].tolist()
+
+
 def test_jobs_submit_wait_result_and_into(client, demo):
     job = client.submit("SELECT objid, r FROM PhotoObj WHERE r < 19 ORDER BY objid LIMIT 20", into="mydb.ClientBright", replace=True)
     assert job.wait(timeout=60) is job and job.state == "completed" and job.progress == 1

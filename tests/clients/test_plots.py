@@ -1,9 +1,13 @@
-"""The TableBrowser's pictures: a sky plot and a histogram of the rows the server paged, checked
-against the same rows read straight from the demo's DuckDB file and against numpy's histogram."""
+"""The TableBrowser's pictures: a sky plot and a histogram of the rows the server sent (a random sample of a
+table bigger than the plot limit, all rows of a smaller one), checked against the same rows read straight from
+the demo's DuckDB file (the same reservoir, the same seed) and against numpy's histogram; and what the plot
+says it shows, the same words as the sidebar's (labextension/test/sample_notes.json)."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,15 +37,16 @@ def xtick_labels(svg: str) -> list[float]:
     return [float(v) for _x, v in sorted(ticks, key=lambda t: float(t[0]))]
 
 
-def test_sky_plot_draws_the_first_rows_positions_ra_to_the_left(client, demo):
+def test_sky_plot_draws_a_random_sample_of_a_big_table_ra_to_the_left(client, demo):
+    assert DEMO_ROWS > LIMIT  # the demo table is bigger than a plot draws
     tb = TableBrowser(client, context="DEMO", table="PhotoObj")
     assert tb.plot.value == ""  # the table until asked
     tb.view.value = "sky"
     sky = tb.plotted
-    want = demo(f"SELECT ra, dec, g FROM PhotoObj LIMIT {LIMIT}")
+    want = demo(f"SELECT ra, dec, g FROM PhotoObj USING SAMPLE reservoir({LIMIT} ROWS) REPEATABLE (0)")
     assert np.array_equal(sky.ra, want["ra"]) and np.array_equal(sky.dec, want["dec"])
     assert sky.colour is None and sky.svg.count("<circle") == LIMIT
-    assert sky.note == f"first {LIMIT:,} of {DEMO_ROWS:,} rows (table order; not a random sample)"
+    assert sky.note == f"random sample of {LIMIT:,} of {DEMO_ROWS:,} rows"
     assert sky.note in tb.plot.value and tb.preview.layout.display == "none"
     labels = xtick_labels(sky.svg)
     assert len(labels) >= 3 and labels == sorted(labels, reverse=True)  # RA grows to the left
@@ -53,7 +58,7 @@ def test_sky_plot_draws_the_first_rows_positions_ra_to_the_left(client, demo):
     assert tb.plotted is None and tb.preview.layout.display is None and len(tb.page) == tb.page_size
 
 
-def test_histogram_counts_are_numpys_on_the_sorted_rows(client, demo):
+def test_histogram_counts_are_numpys_on_the_sample_whatever_the_sort(client, demo):
     tb = TableBrowser(client, context="DEMO", table="PhotoObj", plot_limit=5000)
     tb.sort.value = "r"
     tb.descending.value = True
@@ -61,16 +66,29 @@ def test_histogram_counts_are_numpys_on_the_sorted_rows(client, demo):
     assert tb.plot_column.value not in ("objid", "ra", "dec")  # a measured quantity by default
     tb.plot_column.value = "r"
     hist = tb.plotted
-    r = demo("SELECT r FROM PhotoObj ORDER BY r DESC LIMIT 5000")["r"].to_numpy()
+    r = demo("SELECT r FROM PhotoObj USING SAMPLE reservoir(5000 ROWS) REPEATABLE (0)")["r"].to_numpy()
     counts, edges = np.histogram(r, bins=len(hist.counts))
     assert np.array_equal(hist.counts, counts) and np.allclose(hist.edges, edges)
     assert hist.counts.sum() == 5000 and hist.svg.count("<rect") == np.count_nonzero(counts) + 1  # + the frame
-    assert hist.note == f"first 5,000 of {DEMO_ROWS:,} rows (sorted by r, descending; not a random sample)"
+    assert hist.note == f"random sample of 5,000 of {DEMO_ROWS:,} rows"
+    # Not the first rows of the sort (the faintest quarter): the sample reaches below the table's median.
+    assert hist.edges[0] < demo("SELECT median(r) AS m FROM PhotoObj")["m"][0]
+    # Another sort plots the same sample: a sample has no order.
+    tb.sort.value = "g"
+    assert tb.plotted.note == hist.note and np.array_equal(tb.plotted.counts, hist.counts)
     # The pick is kept per view; the sky plot is back with its own.
     tb.view.value = "sky"
     assert tb.plot_column.value == "(one colour)"
     tb.view.value = "histogram"
     assert tb.plot_column.value == "r"
+
+
+def test_the_note_says_what_the_sidebar_says():
+    cases = json.loads((Path(__file__).parents[2] / "labextension" / "test" / "sample_notes.json").read_text())["cases"]
+    assert any(c.get("sampled") for c in cases) and any(not c.get("sampled") for c in cases)
+    for c in cases:
+        note = plots.sample_note(c["shown"], c["total"], c["limit"], c.get("order"), c.get("desc", False), sampled=c.get("sampled", False))
+        assert note == c["note"], c
 
 
 def test_a_small_table_is_drawn_whole_and_a_table_without_position_says_so(client):

@@ -1,6 +1,7 @@
 """Arrow IPC stream and Parquet: the result's own types, written batch by batch.
 
-Both carry ``archive.truncated`` (``true``/``false``) in the schema metadata. Parquet is
+Both carry ``archive.truncated`` (``true``/``false``) in the schema metadata, and a random sample
+``archive.sample`` (``10000 of 1234567; seed=0``). Parquet is
 VOParquet (IVOA note 1.0): its key-value metadata holds ``IVOA.VOTable-Parquet.version`` and
 ``IVOA.VOTable-Parquet.content``, the result's VOTable without DATA (FIELDs with units, UCDs and
 descriptions, rendered by :mod:`.votable`), all known before the first row. The writers write
@@ -50,6 +51,8 @@ class _Drain:
 def _with_truncated(schema, info, more: dict[bytes, bytes] | None = None) -> pa.Schema:
     md = {**(schema.metadata or {}), **(more or {})}
     md[b"archive.truncated"] = b"true" if info.truncated else b"false"
+    if info.sample is not None:
+        md[b"archive.sample"] = info.sample.said().encode()
     return schema.with_metadata(md)
 
 

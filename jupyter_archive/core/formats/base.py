@@ -24,7 +24,7 @@ import itertools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
@@ -273,6 +273,7 @@ class ResultInfo:
     table_name: str = "Table1"  # CasJobs TableName, VOTable TABLE name, XML row element
     query: str | None = None  # the query text, for VOTable INFO QUERY
     row_limit: int | None = None  # the limit that cut it, for messages
+    sample: Any = None  # a random sample's ``execution.samples.Sample`` (its rows, of how many, the seed): said with the rows
 
 
 @dataclass(frozen=True)

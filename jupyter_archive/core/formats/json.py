@@ -3,7 +3,8 @@
 ``json``: ``[{"col": value, ...}, ...]``. ``ldjson``: one such object per line. CasJobs'
 ``json-array-casjobs``: ``{"Result": [{"TableName", "Columns", "Data": [[...], ...], "Truncated"}]}``.
 ``json-table``: ``{"columns": [name, VOTable datatype, Arrow type, metadata], "data": [[...]],
-"rows", "truncated"}``, what the archive's own widgets read. Values are JSON literals
+"rows", "truncated"}`` (a random sample adds ``"sample": {"rows", "total", "seed"}``), what the
+archive's own widgets read. Values are JSON literals
 (:func:`.common.json_values`): exact integers, shortest round-trip floats kept looking like
 floats, NULL/NaN/inf as ``null``, times ISO-8601 text, binary base64.
 """
@@ -142,7 +143,8 @@ def write_json_table(schema, batches, info, opt):
     yield _json_table_head(schema)
     counter = [0]
     yield from _json_array_body(schema, batches, objects=False, counter=counter)
-    yield (f'],\n"rows":{counter[0]},"truncated":' + json.dumps(bool(info.truncated)) + "}\n").encode()
+    sample = f',"sample":{json.dumps(info.sample.to_json())}' if info.sample is not None else ""
+    yield (f'],\n"rows":{counter[0]},"truncated":' + json.dumps(bool(info.truncated)) + sample + "}\n").encode()
 
 
 

@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from tests.support import body_json
+from tests.support.hats_data import HATS_ROWS
 
 AUTH = {"Authorization": ""}  # a token user: not the server's owner
 
@@ -110,3 +111,23 @@ async def test_an_import_that_fails_leaves_nothing_behind(fetch, archive):
     assert not folder.exists() or not any(folder.iterdir())
     unknown = await post(fetch, "jobs", {"kind": "teleport"}, alice)
     assert unknown.code == 400 and "hats_import" in body_json(unknown)["error"]["message"]
+
+
+async def test_a_random_sample_of_a_catalog_reads_all_its_partitions_in_one_pass(fetch, hats_oracle):
+    async def drawn(seed):
+        resp = await fetch("archive", "api", "contexts", "SKY", "tables", "stars", "rows", params={"sample": "3000", "seed": seed})
+        assert resp.code == 200, resp.body
+        return [row[0] for row in body_json(resp)["data"]], resp.headers["X-Archive-Sample"]
+
+    objids, said = await drawn("4")
+    assert said == f"3000 of {HATS_ROWS}; seed=4" and len(set(objids)) == 3000
+    columns = [c[0] for c in hats_oracle.sql("SELECT * FROM stars LIMIT 0").description]
+    assert columns[0] == "objid"
+    everything = sorted(r[0] for r in hats_oracle.sql("SELECT objid FROM stars").fetchall())
+    assert set(objids) <= set(everything)
+    position = {v: i for i, v in enumerate(everything)}  # objid follows the sky: a tenth of them is a part of it
+    tenths = [0] * 10
+    for v in objids:
+        tenths[position[v] * 10 // HATS_ROWS] += 1
+    assert all(220 <= n <= 380 for n in tenths), tenths
+    assert (await drawn("4"))[0] == objids and set((await drawn("5"))[0]) != set(objids)

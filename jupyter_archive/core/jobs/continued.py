@@ -72,9 +72,10 @@ class ContinuedQuery:
         return None
 
     def _record(self, entry: tuple) -> None:
-        """The run's history entry, once its result closes or it fails: kept unless the run went on as a job (the
-        history lists that job when it ends, so the query is listed once)."""
-        if self._state != JOB:
+        """The run's history entry, once it failed or its result closes: kept if the run stays a quick query. A run
+        that went on as a job is listed as that job when it ends, so the query is listed once."""
+        # Settled here (as ``run`` settles it after): a limit passing just as the query fails cannot make it both.
+        if self._settle():
             self._history(entry)
 
     def _settle(self) -> bool:

@@ -30,6 +30,8 @@ FORMATS = ("pandas", "astropy", "arrow")
 PARQUET = "application/vnd.apache.parquet"
 ARROW = "application/vnd.apache.arrow.stream"
 FINAL_STATES = frozenset({"completed", "failed", "canceled"})
+# A query of the history, as ``GET archive/api/history`` gives it (the columns of an empty page).
+HISTORY_COLUMNS = ("id", "owner", "kind", "job", "face", "query", "language", "context", "time", "duration", "rows", "outcome", "error")
 
 
 class ArchiveError(Exception):
@@ -273,7 +275,7 @@ def _progress_view(job: Job):
 
 # -- the client ----------------------------------------------------------------------------------------
 class ArchiveClient:
-    """The archive's Python API: queries, jobs, tables, uploads, mounts, directives and cutouts."""
+    """The archive's Python API: queries, jobs, the query history, tables, uploads, mounts, directives and cutouts."""
 
     def __init__(self, url: str | None = None, token: str | None = None, *, archive_token: str | None = None,
                  context: str = "DEMO", timeout: float = 120.0):
@@ -451,6 +453,33 @@ class ArchiveClient:
     def cancel(self, job_id: int | str) -> Job:
         """Cancel a job by id."""
         return Job(self, self._json("POST", f"jobs/{job_id}/cancel"))
+
+    # -- query history ---------------------------------------------------------------------------
+    def history(self, text: str | None = None, *, limit: int = 100, offset: int = 0, all_users: bool = False):
+        """The caller's queries from every face (quick ones and jobs), newest first, as a DataFrame.
+
+        ``text``: only queries whose text holds it (case-insensitive). Columns as the server gives them
+        (``id, owner, kind, job, face, query, language, context, time, duration, rows, outcome, error``);
+        ``time`` is a UTC timestamp, ``duration`` seconds. ``attrs["total"]``: how many match in all
+        (page on with ``offset``); ``all_users``: everyone's, for an admin.
+        """
+        import pandas as pd
+
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if text:
+            params["q"] = text
+        if all_users:
+            params["all"] = "true"
+        page = self._json("GET", "history", params=params)
+        df = pd.DataFrame(page["history"], columns=list(page["history"][0]) if page["history"] else list(HISTORY_COLUMNS))
+        df["time"] = pd.to_datetime(df["time"], unit="s", utc=True)
+        df[["job", "rows"]] = df[["job", "rows"]].astype("Int64")  # a quick query has no job, a failed one no rows
+        df.attrs["total"] = page["total"]
+        return df
+
+    def clear_history(self) -> int:
+        """Forget the caller's query history; how many queries went."""
+        return self._json("DELETE", "history")["deleted"]
 
     # -- tables ----------------------------------------------------------------------------------
     def upload(self, data, table: str, context: str = "MyDB", mode: str = "auto") -> dict:

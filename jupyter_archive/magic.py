@@ -11,7 +11,8 @@ limit, followed to its rows); ``--format astropy`` gives an astropy Table with u
 ``{name}`` and ``:name`` take values from the notebook's variables and are bound as query
 parameters, never pasted into the SQL. Settings: ``%config Archive.context = "MyDB"`` etc.
 Line form: ``%archive tables [CONTEXT]``, ``contexts``, ``jobs``, ``job ID``, ``cancel ID``,
-``editor``, ``browse [CONTEXT [TABLE]]``, or one line of SQL.
+``history [TEXT]`` (your queries from every face, newest first; ``--limit N``), ``editor``,
+``browse [CONTEXT [TABLE]]``, or one line of SQL.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from traitlets.config import Configurable
 from .client import FORMATS, ArchiveClient, ArchiveError
 from .core.languages import DEFAULT_LANGUAGE, LANGUAGES
 
-COMMANDS = ("tables", "contexts", "jobs", "job", "cancel", "editor", "browse")
+COMMANDS = ("tables", "contexts", "jobs", "job", "cancel", "history", "editor", "browse")
 # SQL pieces where a ':' or '{' is text, not a parameter: strings, quoted names, comments.
 _SKIP = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\[[^\]]*\]|`[^`]*`|--[^\n]*|/\*.*?\*/", re.DOTALL)
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)|\{([A-Za-z_]\w*)\}")
@@ -88,7 +89,7 @@ class Archive(Magics, Configurable):
 
     @needs_local_scope
     @magic_arguments()
-    @argument("command", nargs="*", help="line form: tables, contexts, jobs, job ID, cancel ID, editor, browse; or SQL")
+    @argument("command", nargs="*", help="line form: tables, contexts, jobs, job ID, cancel ID, history [TEXT], editor, browse; or SQL")
     @argument("--context", "-c", help="the context to query (DEMO, MyDB, ...)")
     @argument("--lang", "-l", choices=LANGUAGES, help="query language")
     @argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a variable, as SQL literal text")
@@ -96,7 +97,7 @@ class Archive(Magics, Configurable):
     @argument("--into", help="keep the rows in a table, e.g. mydb.Bright (implies --job)")
     @argument("--out", "-o", help="also store the result (or the job) in this variable")
     @argument("--format", "-f", choices=FORMATS, help="pandas, astropy or arrow")
-    @argument("--limit", type=int, help="at most this many rows")
+    @argument("--limit", type=int, help="at most this many rows (of the history too)")
     @line_cell_magic
     def archive(self, line: str, cell: str | None = None, local_ns: dict | None = None):
         """Run the cell's query in the archive (or a line command); see the module's help."""
@@ -104,12 +105,12 @@ class Archive(Magics, Configurable):
         ns = {**self.shell.user_ns, **(local_ns or {})}
         if cell is None:
             if args.command and args.command[0].lower() in COMMANDS:
-                return self._command(args.command[0].lower(), args.command[1:])
+                return self._command(args.command[0].lower(), args.command[1:], args.limit)
             cell = " ".join(args.command)
         if not cell.strip():
             raise ArchiveError("%%archive needs a query in the cell (or a command: " + ", ".join(COMMANDS) + ")", "usage")
         variables = dict(v.split("=", 1) for v in args.var if "=" in v)
-        sql, params = bind_parameters(cell, ns, set(variables))
+        sql, params = bind_parameters(cell.strip(), ns, set(variables))  # the text as typed: as the history lists it
         common = {"context": args.context or self.context, "language": args.lang or self.language,
                   "params": params or None, "variables": variables or None}
         if args.job or args.into:
@@ -134,7 +135,7 @@ class Archive(Magics, Configurable):
         else:
             print(f"submitted job {job.id} ({job.state})")
 
-    def _command(self, name: str, rest: list[str]):
+    def _command(self, name: str, rest: list[str], limit: int | None = None):
         import pandas as pd
 
         c = self.client
@@ -146,6 +147,10 @@ class Archive(Magics, Configurable):
         if name == "jobs":
             cols = ("id", "kind", "face", "state", "progress", "rows", "elapsed")
             return pd.DataFrame([{k: j.data.get(k) for k in cols} for j in c.jobs()], columns=list(cols))
+        if name == "history":  # the words after it: a text the queries hold (``--limit``: how many, 20 unless said)
+            df = c.history(" ".join(rest) or None, limit=20 if limit is None else limit)
+            df["error"] = df["error"].map(lambda e: e and e.get("message"))  # what went wrong, in the server's words
+            return df[["time", "query", "language", "context", "kind", "face", "job", "rows", "duration", "outcome", "error"]]
         if name in ("job", "cancel"):
             if len(rest) != 1:
                 raise ArchiveError(f"usage: %archive {name} JOB_ID", "usage")

@@ -170,8 +170,7 @@ def _row(item: Any) -> tuple | None:
     options, began, ready, result or error)`` from ``Queries.query``; None for what no user owns."""
     if isinstance(item, tuple):
         principal, text, language, options, began, ready, outcome = item
-        # A quick query that went on as a job (``jobs.continued``) is listed once, as that job, when it ends.
-        if principal.anonymous or getattr(getattr(options.get("on_limit"), "__self__", None), "went_on", False):
+        if principal.anonymous:
             return None
         context = options.get("context") or options.get("base_path")
         if isinstance(outcome, BaseException):

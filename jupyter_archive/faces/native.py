@@ -106,7 +106,10 @@ def _query_args(body: dict) -> dict:
 
 
 class QueryHandler(NativeHandler):
-    """``POST /query``: ``{"query", "context", "language", "params", "offset", "limit", "format", "continueAsJob"}``.
+    """``POST /query``: ``{"query", "context", "language", "params", "offset", "limit", "format", "continueAsJob", "history"}``.
+
+    ``"history": false`` keeps the run out of the caller's query history: another page of a query already listed
+    there (the sidebar's preview of a query run again), not a query the user ran anew.
 
     A query still running when the quick time limit passes goes on as a job of the caller's (unless
     ``"continueAsJob": false``: then it is interrupted, a ``time_limit`` error): the answer is 202 with the job's
@@ -121,6 +124,8 @@ class QueryHandler(NativeHandler):
         else:
             fmt = self.negotiate(DEFAULT_FORMAT, media_map=NATIVE_MEDIA)
         text, language = args.pop("text"), args.pop("language")
+        if not params.boolean("history", body.get("history"), default=True):
+            args["history"] = None  # ``Queries.query``: listed nowhere
         info = formats.ResultInfo(query=text)
         if not params.boolean("continueAsJob", body.get("continueAsJob"), default=True):
             return await self.query_and_stream(fmt, info, self.archive.queries.query, self.principal, text, language, **args)

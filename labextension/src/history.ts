@@ -37,13 +37,27 @@ export async function fetchHistory(client: ArchiveClient, q = '', limit = HISTOR
   return client.request('history', { query: { limit, q: q || undefined } });
 }
 
-/** A page of the rows of a query run again, as the sidebar's preview asks for them. */
-export function runPage(client: ArchiveClient, entry: IHistoryEntry, offset: number, limit: number): Promise<IRowsPage> {
+/**
+ * A page of the rows of a query run again, as the sidebar's preview asks for them; `listed: false` for a page
+ * that is no new run (the native API's `"history": false`), so the history lists the query once.
+ */
+export function runPage(client: ArchiveClient, entry: IHistoryEntry, offset: number, limit: number, listed = true): Promise<IRowsPage> {
   const where = entry.context?.startsWith('/') ? { path: entry.context } : { context: entry.context ?? undefined };
   return client.request<IRowsPage>('query', {
     method: 'POST',
-    body: { query: entry.query, language: entry.language ?? undefined, ...where, offset, limit }
+    body: { query: entry.query, language: entry.language ?? undefined, ...where, offset, limit, ...(listed ? {} : { history: false }) }
   });
+}
+
+/** The pages of a query run again: the first is the run the user asked for (in the history), the others (next
+ * pages, a sort, a plot's rows) are browsing it. */
+export function runAgain(client: ArchiveClient, entry: IHistoryEntry): (offset: number, limit: number) => Promise<IRowsPage> {
+  let first = true;
+  return (offset, limit) => {
+    const listed = first;
+    first = false;
+    return runPage(client, entry, offset, limit, listed);
+  };
 }
 
 /** The `%%archive` cell that runs an entry's query again. */

@@ -11,7 +11,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { ArchiveClient, IJob } from './api';
-import { historyCell, runPage } from './history';
+import { historyCell, runAgain } from './history';
 import { ArchivePanel } from './panel';
 import { PreviewWidget } from './preview';
 import { queryCell } from './tree';
@@ -118,7 +118,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       preview: (c, t) => void previewTable(c, t).catch(report('Preview failed')),
       query: (c, t) => void insertCell(app, tracker, queryCell(c, t)).catch(report('Cannot insert the cell')),
       previewJob: job => void previewJob(job).catch(report('Preview failed')),
-      runAgain: e => void openPreview(`Query ${++previewCount}`, () => new PreviewWidget((o, l) => runPage(client, e, o, l), 100)).catch(report('Run failed')),
+      runAgain: e => void openPreview(`Query ${++previewCount}`, () => new PreviewWidget(runAgain(client, e), 100)).catch(report('Run failed')),
       insert: e => void insertCell(app, tracker, historyCell(e)).catch(report('Cannot insert the cell'))
     });
     panel.title.icon = archiveIcon;

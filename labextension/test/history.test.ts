@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 
-import { entryMeta, fetchHistory, historyCell, IHistoryEntry, runPage } from '../src/history';
+import { entryMeta, fetchHistory, historyCell, IHistoryEntry, runAgain, runPage } from '../src/history';
 import { clientFor, replies } from './http';
 
 const entry = (over: Partial<IHistoryEntry> = {}): IHistoryEntry => ({
@@ -29,6 +29,16 @@ describe('history', () => {
       ['POST', { query: 'SELECT TOP 2 objid FROM PhotoObj', language: 'tsql', context: 'DEMO', offset: 100, limit: 50 }],
       ['POST', { query: 'SELECT * FROM `PhotoObj`', language: 'sql2', path: '/demo', offset: 0, limit: 10 }]
     ]);
+  });
+
+  it('lists a query run again once: its other pages are no new run', async () => {
+    const page = { columns: [], data: [], rows: 0, truncated: false };
+    const { client, sent } = clientFor(replies([200, page], [200, page], [200, page]));
+    const source = runAgain(client, entry());
+    await source(0, 100);
+    await source(100, 100);
+    await source(0, 5000);
+    expect(sent.map(s => JSON.parse(s.body!).history)).toEqual([undefined, false, false]);
   });
 
   it('makes the %%archive cell and the line under each query', () => {

@@ -278,6 +278,10 @@ def test_history_lists_runs_again_and_inserts(page, lab):
     preview = page.locator(".jp-ArchivePreview:visible")
     expect(preview.locator("tbody tr")).to_have_count(7)
     expect(preview.locator("th", has_text="ra")).to_have_count(1)
+    preview.get_by_role("button", name="Show a histogram of a column").click()  # the plot's rows: read again
+    expect(preview.locator("svg.jp-ArchivePlot-histogram .jp-ArchivePlot-bars rect").first).to_be_visible()
+    # listed twice: as first run and as run again; the plot's read is no new run
+    assert [e["query"] for e in lab.api("GET", "history", params={"q": text})["history"]] == [text, text]
     page.evaluate(f"() => {{ {NOTEBOOK_JS}.content.activeCellIndex = 0; }}")
     before = cell_sources(page)
     entry.get_by_role("button", name="Insert this query as a %%archive cell in the notebook").click()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import astropy.units as u
@@ -15,7 +16,7 @@ import pytest
 import requests
 from astropy.table import Table
 
-from jupyter_archive.client import ArchiveClient, ArchiveError, find_server
+from jupyter_archive.client import HISTORY_COLUMNS, ArchiveClient, ArchiveError, find_server
 
 from tests.support import DEMO_ROWS
 
@@ -135,6 +136,35 @@ def test_job_cancel_and_failure(client):
     with pytest.raises(ArchiveError) as e:
         bad.wait(timeout=60)
     assert bad.state == "failed" and e.value.message == bad.error["message"]
+
+
+def test_query_history_newest_first_filtered_paged_and_cleared(client):
+    mark = f"h{time.time_ns()}"  # the shared server's owner has other tests' queries too: this test's carry a mark
+    ones = [f"SELECT 1 AS {mark}", f"SELECT 2 AS {mark}"]
+    for text in ones:
+        client.query(text)
+    job = client.submit(f"SELECT 3 AS {mark} UNION ALL SELECT 4", context="MyDB").wait(timeout=60)
+    with pytest.raises(ArchiveError):
+        client.query(f"SELECT nope AS {mark} FROM PhotoObj")
+    client.rows("PhotoObj", limit=3)  # browsing a table and compiling are no queries of the user's
+    client.compile(f"SELECT 5 AS {mark}")
+    df = client.history(mark)
+    assert df["query"].tolist() == [f"SELECT nope AS {mark} FROM PhotoObj", job.data["request"]["query"], *reversed(ones)]
+    assert list(df.columns) == list(HISTORY_COLUMNS) and df.attrs["total"] == 4
+    assert df["kind"].tolist() == ["quick", "job", "quick", "quick"] and df["job"].tolist()[:2] == [pd.NA, job.id]
+    assert df["outcome"].tolist() == ["error", "ok", "ok", "ok"] and df["rows"].tolist()[1:] == [2, 1, 1]
+    assert "nope" in df["error"][0]["message"].lower() and df["error"][1] is None
+    assert df["context"].tolist() == ["DEMO", "MyDB", "DEMO", "DEMO"] and df["language"].unique().tolist() == ["sql"]
+    assert isinstance(df["time"].dtype, pd.DatetimeTZDtype) and df["time"].is_monotonic_decreasing
+    assert (pd.Timestamp.now(tz="UTC") - df["time"]).max() < pd.Timedelta(minutes=5) and (df["duration"] >= 0).all()
+    assert client.history(mark.upper(), limit=2, offset=2)["query"].tolist() == list(reversed(ones))  # case-insensitive, paged
+    empty = client.history("no query holds this text")
+    assert empty.empty and list(empty.columns) == list(HISTORY_COLUMNS) and empty.attrs["total"] == 0
+    with pytest.raises(ArchiveError) as e:
+        client.history(limit=0)
+    assert e.value.code == "bad_request"
+    assert client.clear_history() >= 4
+    assert client.history(mark).empty and client.history().attrs["total"] == 0
 
 
 def test_job_progress_text_outside_a_notebook(client, capsys):

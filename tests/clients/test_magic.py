@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import astropy.units as u
 import pandas as pd
 import pyarrow as pa
@@ -89,6 +91,21 @@ def test_line_commands(ip, client):
     assert ip.run_line_magic("archive", "browse DEMO SpecObj").table.value == "SpecObj"
     assert isinstance(ip.run_line_magic("archive", "browse"), TableBrowser)
     assert ip.run_line_magic("archive", "SELECT TOP 1 objid FROM PhotoObj").shape == (1, 1)
+
+
+def test_history_line_command(ip):
+    mark = f"m{time.time_ns()}"  # the shared server's owner has other tests' queries too
+    ip.run_cell(f"%%archive\nSELECT 1 AS {mark}")
+    ip.run_cell(f"%%archive --lang adql\nSELECT TOP 1 objid AS {mark} FROM demo.PhotoObj")
+    with pytest.raises(ArchiveError):
+        ip.run_cell(f"%%archive\nSELECT nope AS {mark} FROM PhotoObj")
+    shown = ip.run_line_magic("archive", f"history {mark}")
+    assert shown["query"].tolist() == [f"SELECT nope AS {mark} FROM PhotoObj", f"SELECT TOP 1 objid AS {mark} FROM demo.PhotoObj",
+                                       f"SELECT 1 AS {mark}"]  # fmt: skip
+    assert shown["language"].tolist() == ["sql", "adql", "sql"] and shown["context"].tolist() == ["DEMO"] * 3
+    assert shown["outcome"].tolist() == ["error", "ok", "ok"] and "nope" in shown["error"][0].lower() and pd.isna(shown["error"][1])
+    assert ip.run_line_magic("archive", f"--limit 1 history {mark}")["query"].tolist() == [f"SELECT nope AS {mark} FROM PhotoObj"]
+    assert len(ip.run_line_magic("archive", "history")) <= 20  # the newest 20 unless --limit says
 
 
 def test_errors_are_the_servers_message(ip, capsys):

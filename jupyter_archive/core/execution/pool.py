@@ -374,8 +374,6 @@ class Watchdog:
 
 
 WATCHDOG = Watchdog()
-
-
 SMALL_BYTES = 256 * 1024
 
 
@@ -478,23 +476,25 @@ class QueryResult:
 
 
 def recorded(query: Callable[..., QueryResult]) -> Callable[..., QueryResult]:
-    """Hand each quick query to ``self.history`` (a deque, ``core.history``): its result once closed, or its error."""
+    """Hand each quick query to ``self.history`` (a deque, ``core.history``) when its result closes or it fails, or to
+    the caller's ``history=`` (a callable; None: a query the archive runs for itself, not a user's: listed nowhere)."""
     # Here, not in core/history.py, so a quick query's walk crosses no module more; it only appends.
     @functools.wraps(query)
-    def run(self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, **options) -> QueryResult:
+    def run(self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, *, history=_DEFAULT, **options) -> QueryResult:
+        if (record := self.history.append if history is _DEFAULT else history) is None:
+            return query(self, principal, text, language, **options)
         began = time.time()
         try:
             result = query(self, principal, text, language, **options)
         except Exception as exc:
-            self.history.append((principal, text, language, options, began, time.time(), exc))
+            record((principal, text, language, options, began, time.time(), exc))
             raise
-        result.also_on_close(functools.partial(self.history.append, (principal, text, language, options, began, time.time(), result)))
+        result.also_on_close(functools.partial(record, (principal, text, language, options, began, time.time(), result)))
         return result
 
     return run
 
 
 def rows_affected_result(count: int) -> QueryResult:
-    schema = pa.schema([pa.field(ROWS_AFFECTED, pa.int64())])
-    batch = pa.record_batch([pa.array([count], pa.int64())], schema=schema)
-    return QueryResult(schema, [batch], None, rows_affected=count)
+    batch = pa.record_batch([pa.array([count], pa.int64())], names=[ROWS_AFFECTED])
+    return QueryResult(batch.schema, [batch], None, rows_affected=count)

@@ -165,6 +165,7 @@ class Queries:
         ``uploads`` makes tables readable as ``TAP_UPLOAD.x``: an ``UploadSet`` the caller
         closes, or staged entries (``uploads.stage``), loaded now and dropped with the result.
         ``on_limit``: see ``execute`` (a query on the caller's engine only; elsewhere the limit interrupts).
+        ``history``: where its history entry goes (``pool.recorded``); None for the archive's own queries, no user's.
         """
         row_limit = self.row_limit if row_limit is DEFAULT else row_limit
         time_limit = self.time_limit if time_limit is DEFAULT else time_limit

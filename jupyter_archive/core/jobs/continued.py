@@ -38,6 +38,8 @@ class ContinuedQuery:
     def __init__(self, jobs: Jobs, queries, principal: Principal, text: str, language: str, *, face: str, options: dict[str, Any]):
         self._jobs, self._queries = jobs, queries
         self._principal, self._text, self._language, self._face, self._options = principal, text, language, face, options
+        # Where the run's history entry goes (``Queries.query``'s ``history=``): the archive's history unless the caller said.
+        self._history = options.pop("history", queries.history.append)
         self.job: Future = Future()  # the Job, set (on the watchdog's thread) once the run goes on as one
         self._state = QUICK  # then ANSWERED (its result returned in time) or JOB, whichever comes first
         self._lock = threading.Lock()
@@ -51,7 +53,8 @@ class ContinuedQuery:
         may = not self._principal.anonymous or self._jobs.allow_anonymous  # whoever may have jobs
         try:
             on_limit = self._adopt if may else None
-            result = self._queries.query(self._principal, self._text, self._language, on_limit=on_limit, **self._options)
+            history = self._record if self._history else None
+            result = self._queries.query(self._principal, self._text, self._language, on_limit=on_limit, history=history, **self._options)
         except BaseException as exc:
             if self._settle():
                 raise
@@ -68,10 +71,12 @@ class ContinuedQuery:
         self._finish(lambda job, ctx: self._jobs.query_jobs.keep(job, ctx, result, compiled, into))
         return None
 
-    @property
-    def went_on(self) -> bool:
-        """Whether the run went on as a job (the query history lists it once, as that job)."""
-        return self._state == JOB
+    def _record(self, entry: tuple) -> None:
+        """The run's history entry, once it failed or its result closes: kept if the run stays a quick query. A run
+        that went on as a job is listed as that job when it ends, so the query is listed once."""
+        # Settled here (as ``run`` settles it after): a limit passing just as the query fails cannot make it both.
+        if self._settle():
+            self._history(entry)
 
     def _settle(self) -> bool:
         """The query returned (or failed): True if that was in time (it stays a quick query)."""

@@ -141,7 +141,8 @@ class HatsImports:
         """Refuse a table with rows hats-import cannot place (no position, or a declination off the sphere)."""
         ra, dec = quote_ident(req["ra"]), quote_ident(req["dec"])
         sql = f"SELECT COUNT(*) AS n FROM mydb.{quote_ident(req['table'])} WHERE {ra} IS NULL OR {dec} IS NULL OR NOT ({dec} BETWEEN -90 AND 90)"
-        bad = self._queries.query(principal, sql, "sql", row_limit=None).to_table().column(0)[0].as_py()
+        # The import's own check, not a query of the user's: in no history (``history=None``).
+        bad = self._queries.query(principal, sql, "sql", row_limit=None, history=None).to_table().column(0)[0].as_py()
         if bad:
             raise ArchiveError("bad_request", f"{bad} rows of {req['table']} have no position or a {req['dec']} outside [-90, 90]: "
                                               "fix or leave them out (SELECT ... INTO a new table), then import that")  # fmt: skip

@@ -60,8 +60,8 @@ async def wait_job(fetch, job_id, token=None):
 
 async def test_a_mydb_table_becomes_a_private_hats_catalog(fetch, archive):
     alice, bob = archive.users.create_token("alice"), archive.users.create_token("bob")
-    made = await post(fetch, "query", {"query": "SELECT objid, ra, dec, g INTO mydb.picked FROM stars WHERE objid % 40 = 3",
-                                       "context": "SKY", "language": "sql"}, alice)  # fmt: skip
+    made_text = "SELECT objid, ra, dec, g INTO mydb.picked FROM stars WHERE objid % 40 = 3"
+    made = await post(fetch, "query", {"query": made_text, "context": "SKY", "language": "sql"}, alice)
     assert made.code == 200, made.body
     resp = await post(fetch, "jobs", {"kind": "hats_import", "table": "picked", "name": "mine", "margin_arcsec": 5}, alice)
     assert resp.code == 201, resp.body
@@ -78,6 +78,9 @@ async def test_a_mydb_table_becomes_a_private_hats_catalog(fetch, archive):
     assert other.code in (400, 404) and "alice_hats" in body_json(other)["error"]["message"].lower()
     folder = archive.hats_imports.user_folder(archive.users.principal("alice"))
     assert sorted(p.name for p in folder.iterdir()) == ["mine", "mine_5arcs"]  # nothing of the build left beside it
+    # alice's history holds her queries and the import's job, not the import's own check of the positions
+    history = body_json(await fetch("archive", "api", "history", headers={**AUTH, "X-Auth-Token": alice}))["history"]
+    assert sorted(e["query"] for e in history) == sorted([made_text, same.format(t="alice_hats.mine"), same.format(t="mydb.picked")]), history
 
 
 @pytest.mark.parametrize(
@@ -101,6 +104,8 @@ async def test_an_import_that_fails_leaves_nothing_behind(fetch, archive):
     assert resp.code == 201, resp.body
     job = await wait_job(fetch, body_json(resp)["id"], alice)
     assert job["state"] == "failed" and "outside [-90, 90]" in json.dumps(job), job
+    history = body_json(await fetch("archive", "api", "history", headers={**AUTH, "X-Auth-Token": alice}))["history"]
+    assert [e["query"] for e in history] == ["SELECT 1 AS objid, 10.0 AS ra, 120.0 AS dec INTO mydb.off_sky"], history  # not the check's
     folder = archive.hats_imports.user_folder(archive.users.principal("alice"))
     assert not folder.exists() or not any(folder.iterdir())
     resp = await post(fetch, "jobs", {"kind": "hats_import", "table": "off_sky", "name": "gone"}, alice)

@@ -197,3 +197,31 @@ def test_history_survives_a_restart(archive_data_dir):
         assert total == 2 and [(e["query"], e["rows"], e["outcome"]) for e in entries] == [("SELECT 6 AS six", 1, "ok"), ("SELECT 5 AS five", 1, "ok")]
     finally:
         b.close()
+
+
+async def test_only_the_users_own_queries(fetch, archive):
+    """What the archive reads for a user is not their query: a table's rows browsed, a compile, an upload, the
+    tables' metadata, a job's results read, and another page of a listed query (``"history": false``)."""
+    h = auth(archive.users.create_token("erin"))
+    own, job_text = "SELECT objid FROM PhotoObj ORDER BY objid LIMIT 3", "SELECT 2 AS two"
+    query = lambda body: fetch("archive", "api", "query", method="POST", headers=h, body=json.dumps(body))  # noqa: E731
+    assert (await query({"query": own, "context": "DEMO"})).code == 200
+    resp = await fetch("archive", "api", "contexts", "DEMO", "tables", "PhotoObj", "rows", params={"limit": "5", "order": "r"}, headers=h)
+    assert resp.code == 200, resp.body
+    resp = await fetch("archive", "api", "compile", method="POST", headers=h, body=json.dumps({"query": "SELECT ra FROM PhotoObj", "context": "DEMO"}))
+    assert resp.code == 200, resp.body
+    resp = await fetch("archive", "api", "contexts", "MyDB", "tables", "Mine", method="POST", headers={**h, "Content-Type": "text/csv"},
+                       body="x,y\n1,2\n")  # fmt: skip
+    assert resp.code in (200, 201), resp.body
+    for path in (("archive", "tap", "tables"), ("archive", "api", "contexts", "MyDB", "tables"), ("archive", "casjobs", "contexts", "MyDB", "tables")):
+        assert (await fetch(*path, headers=h)).code == 200, path
+    for continued in (True, False):  # another page, whether or not it may go on as a job
+        page = await query({"query": own, "context": "DEMO", "offset": 1, "limit": 1, "history": False, "continueAsJob": continued})
+        assert page.code == 200 and len(body_json(page)["data"]) == 1, page.body
+    job = body_json(await fetch("archive", "api", "jobs", method="POST", headers=h, body=json.dumps({"query": job_text})))
+    assert (await wait_state(fetch, job["id"], h, ("completed",)))["state"] == "completed"
+    assert (await fetch("archive", "api", "jobs", str(job["id"]), "results", headers=h)).code == 200
+    listing = await history(fetch, h)
+    assert [(e["kind"], e["query"]) for e in listing["history"]] == [("job", job_text), ("quick", own)], listing
+    bad = await query({"query": own, "history": "perhaps"})
+    assert bad.code == 400 and body_json(bad)["error"]["code"] == "bad_request", bad.body

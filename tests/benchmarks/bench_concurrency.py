@@ -11,7 +11,9 @@ What it measures, each beside its target:
   primary key) through its SQL JSON API; every target runs ``--seconds`` per round, the
   targets take turns round after round, and each ratio is against Datasette's run of the
   same round; one connection too, for the latency of a lone request;
-- 50 connections mixing lookups, cones, job submits and job polls (``--mixed-seconds``);
+- 50 connections mixing lookups, cones, job submits and job polls (``--mixed-seconds``), back to back (the
+  most the server does; latency is then connections / throughput, Little's law), and paced as 50 users each
+  sending ``--paced-rate`` requests a second (latency from when each was due);
 - ``GET archive/api/contexts`` while another archive user (an ``X-Auth-Token``) runs four slow queries;
 - the server's resident memory at rest and its peak (VmRSS, VmHWM).
 
@@ -194,6 +196,7 @@ def main(argv=None):
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--mixed-connections", type=int, default=50)
     ap.add_argument("--mixed-seconds", type=float, default=60)
+    ap.add_argument("--paced-rate", type=float, default=2.0, help="requests a second of each paced mixed connection")
     ap.add_argument("--meta-seconds", type=float, default=20)
     ap.add_argument("--slow-rows", type=int, default=3000, help="size of the slow queries' cross product (rows x this)")
     ap.add_argument("--only", default="", help="comma-separated lookup targets to run (default: all)")
@@ -284,6 +287,15 @@ def main(argv=None):
             for kind in ("lookup", "cone", "submit", "poll"):
                 print(f"{kind:14s} {m.line(kind)}")
             print(f"{'all':14s} {m.line()}   (target: 0 errors, p99 <= 50 ms)" + (f"   first error: {m.first_error}" if m.first_error else ""))
+            print(f"   back to back, latency = connections / throughput: p99 <= 50 ms would take >= "
+                  f"{args.mixed_connections / 0.05:.0f} req/s of this mix at a p50 near p99")
+            offered = args.mixed_connections * args.paced_rate
+            print(f"\n## the same mix paced: {args.mixed_connections} users at {args.paced_rate:g} req/s each ({offered:g} req/s offered), "
+                  f"{args.mixed_seconds:g} s")
+            m = closed_loop(server.port, owner, mixed(ids, cones), args.mixed_connections, args.mixed_seconds, seed=7, rate=args.paced_rate)
+            for kind in ("lookup", "cone", "submit", "poll"):
+                print(f"{kind:14s} {m.line(kind)}")
+            print(f"{'all':14s} {m.line()}   (0 errors, p99 <= 50 ms?)" + (f"   first error: {m.first_error}" if m.first_error else ""))
 
         print(f"\n## memory: server RSS at rest {rest:.1f} MB (target <= 150), now {server.rss_mb():.1f} MB, "
               f"peak (VmHWM) {server.peak_rss_mb():.1f} MB; Datasette now {ds.rss_mb():.1f} MB")

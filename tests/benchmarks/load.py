@@ -88,9 +88,13 @@ class Stats:
 
 
 def closed_loop(port: int, headers: dict, requests: dict[str, tuple[float, callable]], connections: int, seconds: float,
-                seed: int = 1) -> Stats:
+                seed: int = 1, rate: float | None = None) -> Stats:
     """Each of ``connections`` threads sends, back to back for ``seconds``, requests drawn from
-    ``requests`` (kind -> (weight, fn)) on its own kept-alive connection."""
+    ``requests`` (kind -> (weight, fn)) on its own kept-alive connection.
+
+    ``rate``: paced instead, each connection a user sending ``rate`` requests a second on average (Poisson
+    arrivals); a request's latency counts from when it was due, so a server that falls behind shows it (no
+    coordinated omission). Back to back, latency is connections / throughput (Little's law) whatever the server."""
     stats = Stats()
     kinds = list(requests)
     weights = [requests[k][0] for k in kinds]
@@ -105,9 +109,16 @@ def closed_loop(port: int, headers: dict, requests: dict[str, tuple[float, calla
         err: dict[str, int] = dict.fromkeys(kinds, 0)
         first = ""
         start.wait()
+        due = time.perf_counter() + (rng.expovariate(rate) if rate else 0.0)
         while time.perf_counter() < deadline[0]:
             kind = rng.choices(kinds, weights)[0] if len(kinds) > 1 else kinds[0]
-            t = time.perf_counter()
+            if rate:
+                if due >= deadline[0]:
+                    break
+                time.sleep(max(0.0, due - time.perf_counter()))
+                t, due = due, due + rng.expovariate(rate)
+            else:
+                t = time.perf_counter()
             try:
                 ok = requests[kind][1](conn, rng)
             except Exception as exc:  # noqa: BLE001 - any failure is an error of the service under load

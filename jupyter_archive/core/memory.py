@@ -52,6 +52,7 @@ def settle_long_lived(times: int = 3) -> None:
             left[0] -= 1
             gc.freeze()
 
+    gc.collect()  # garbage is never frozen: it would stay
     gc.freeze()  # what the start made
     gc.callbacks.append(after_full_pass)
     _SETTLING.append(after_full_pass)

@@ -2,8 +2,9 @@
 included), one URL builder, streamed answers and bounded request bodies.
 
 ``ArchiveHandler`` (handler.py) holds what runs on every request: the caller, the request's
-parameters, the answer streamed; what runs only sometimes is apart: error replies (errors.py,
-mixed into the handler) and ``LimitedBody`` (bodies.py), for handlers that read their own bodies.
+parameters, the answer streamed; what runs only sometimes is apart: error replies (errors.py),
+typed values (values.py), JSON, text and large results (answers.py), all mixed into the handler,
+and ``LimitedBody`` (bodies.py), for handlers that read their own bodies.
 """
 
 from .bodies import LimitedBody

@@ -11,19 +11,17 @@ right secret none of it is believed.
 
 What a request carries is read in one layer (query-string parameters, form and JSON bodies,
 listing windows, result formats), each checked by ``core.params`` and ``core.times``; answers
-go out as JSON, text, or a query result streamed in a format, chunk by chunk. What runs only
-sometimes lives beside this: error replies (errors.py), bounded request bodies (bodies.py),
-typed values, URLs and waiting for a job (values.py). A call that is not a cheap read waits
+go out as JSON, text, or a query result streamed in a format. What runs only sometimes lives
+beside this: error replies (errors.py), bounded request bodies (bodies.py), typed values, URLs
+and waiting for a job (values.py), JSON, text and large results chunk by chunk (answers.py). A call that is not a cheap read waits
 for the caller's turn on the quick workers (``admit``), held until the request ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hmac
-import json
 import logging
 import zlib
 from collections.abc import Callable
@@ -35,7 +33,6 @@ from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvi
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import httputil
-from tornado.iostream import StreamClosedError
 
 from ...core import formats, params
 from ...core.archive import Archive
@@ -43,7 +40,7 @@ from ...core.catalog import ANONYMOUS, Principal
 from ...core.errors import ArchiveError
 from ...core.execution.pool import QueryResult
 from ...core.lanes import READS
-from ...core.memory import release_memory
+from .answers import Answers
 from .errors import ErrorReplies
 from .values import RequestValues
 
@@ -90,7 +87,7 @@ def jupyter_user(app, user) -> tuple[str, bool]:
     return app.owner, True
 
 
-class ArchiveHandler(ErrorReplies, RequestValues, ExtensionHandlerMixin, APIHandler):
+class ArchiveHandler(ErrorReplies, RequestValues, Answers, ExtensionHandlerMixin, APIHandler):
     """Base of every archive handler; a face subclasses it and says how errors look."""
 
     face = "native"
@@ -299,15 +296,6 @@ class ArchiveHandler(ErrorReplies, RequestValues, ExtensionHandlerMixin, APIHand
         return formats.negotiate(accept, self.arg("format"), default=default, allowed=allowed)
 
     # -- answers ----------------------------------------------------------------------------------
-    def send_json(self, data: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(data, default=str))
-
-    def send_text(self, text: str | bytes, status: int = 200) -> None:
-        self.set_status(status)
-        self.finish(text, set_content_type=self.text_media)
-
     async def query_and_stream(self, fmt, info: formats.ResultInfo, fn: Callable, *args, **kwargs) -> None:
         """Run a query (``fn`` returns a QueryResult) and send it: a small result is run and
         encoded in the same trip to the pool (``run_encoded``), a large one is streamed."""
@@ -331,38 +319,14 @@ class ArchiveHandler(ErrorReplies, RequestValues, ExtensionHandlerMixin, APIHand
             gzip = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: exports stay fast
             self.set_header("Content-Encoding", "gzip")
             self.set_header("Vary", "Accept-Encoding")
-        loop = asyncio.get_running_loop()
-        pool = self.archive.executor
         if body is None and result.small:
-            body = await loop.run_in_executor(pool, b"".join, fmt.encode(result.schema, result.batches(), info))
+            body = await asyncio.get_running_loop().run_in_executor(self.archive.executor, b"".join, fmt.encode(result.schema, result.batches(), info))
         if body is not None:
             if gzip is not None:
                 body = gzip.compress(body) + gzip.flush()
             self.finish(body, set_content_type=fmt.media_type)
             return
-        chunks = fmt.encode(result.schema, result.batches(), info)
-        if gzip is not None:
-            chunks = _compressed(chunks, gzip)
-        sentinel = object()
-        try:
-            while True:
-                chunk = await loop.run_in_executor(pool, next, chunks, sentinel)
-                if chunk is sentinel:
-                    break
-                self.write(chunk)
-                await self.flush()  # resolves once the socket took it: at most one chunk waits in tornado
-                del chunk
-            self.finish(set_content_type=fmt.media_type)
-        except StreamClosedError:
-            pass  # the client went away
-        except ArchiveError as exc:
-            if not self._headers_written:
-                raise
-            # Once a 200 has gone out a failure can only cut the stream short.
-            self.log.warning("archive stream cut short: %s", exc.message)
-            self.request.connection.close()
-        finally:
-            await loop.run_in_executor(pool, _close_quietly, chunks, result)
+        await self.send_chunks(result, fmt, info, gzip)
 
 
 def run_encoded(fmt, info: formats.ResultInfo, fn: Callable, *args, **kwargs) -> tuple[QueryResult | None, bytes | None]:
@@ -373,24 +337,6 @@ def run_encoded(fmt, info: formats.ResultInfo, fn: Callable, *args, **kwargs) ->
         return result, None
     info.truncated = info.truncated or result.truncated
     return result, b"".join(fmt.encode(result.schema, result.batches(), info))
-
-
-def _compressed(chunks, gzip):
-    """``chunks`` through ``gzip`` (a zlib compressor), on the thread that encodes them."""
-    try:
-        for chunk in chunks:
-            if out := gzip.compress(chunk):
-                yield out
-        yield gzip.flush()
-    finally:
-        chunks.close()
-
-
-def _close_quietly(chunks, result: QueryResult) -> None:
-    with contextlib.suppress(Exception):  # best effort
-        chunks.close()
-    result.close()
-    release_memory()
 
 
 @functools.lru_cache(maxsize=512)

@@ -46,9 +46,20 @@ class CasJobsHandler(ArchiveHandler):
             "LogMessageID": log_message_id(),
         }
 
+    def output_url(self, job: Job) -> str:
+        """Where a completed job's stored rows are read (``OutputLoc``; the native API's results, in any format)."""
+        done = job.state == "completed" and "store" in job.results
+        return self.archive_url("api", "jobs", job.id, "results", absolute=True) if done else ""
+
+    def follow_url(self, job: Job) -> str:
+        """A job as CasJobs shows it (``GET jobs/{JobID}``): where a quick query that went on as a job is followed."""
+        return self.archive_url("casjobs", "jobs", job.id, absolute=True)
+
 
 class QuickQueryHandler(CasJobsHandler):
-    """``POST /contexts/{context}/query``: run a quick query, answer its rows in the Accept format."""
+    """``POST /contexts/{context}/query``: run a quick query, answer its rows in the Accept format. One still running
+    when the quick time limit passes goes on as a CasJobs job of the principal's (CasJobs' time-limit error names its
+    JobID; its status and rows as any CasJobs job's: ``GET jobs/{JobID}``, ``OutputLoc``)."""
 
     @endpoint(anonymous=True)
     async def post(self, context: str):
@@ -63,7 +74,8 @@ class QuickQueryHandler(CasJobsHandler):
             principal = await self.call(self.archive.users.user, owner)  # 404 for a user who does not exist
         fmt = self.negotiate("csv", media_map=MEDIA)
         info = formats.ResultInfo(table_name="Table1", query=query)
-        await self.query_and_stream(fmt, info, self.archive.queries.query, principal, query, "tsql", context=context)
+        job = {"task_name": params.text("TaskName", self.body_field("TaskName")) or self.arg("TaskName") or "REST Quick Job Task"}
+        await self.quick_query(fmt, info, principal, query, "tsql", job=job, context=context)
 
 
 # CasJobs status codes (SOAP GetJobStatus): 0 ready, 1 started, 2 canceling, 3 cancelled, 4 failed, 5 finished.
@@ -81,8 +93,9 @@ def web_services_id(user: str) -> int:
 QUERY_KINDS = ("query", "directive")  # jobs that run SQL; CasJobs shows the others by what they do
 
 
-def job_json(job: Job) -> dict:
-    """A job exactly as CasJobs' GET /jobs/{id} shows it (any kind of job, of any face)."""
+def job_json(job: Job, output: str = "") -> dict:
+    """A job exactly as CasJobs' GET /jobs/{id} shows it (any kind of job, of any face); ``output``: where its rows
+    are read (``OutputLoc``)."""
     req = job.request
     into = req.get("into") if isinstance(req.get("into"), dict) else {}
     created = (job.results.get("table") or {}).get("name") or ""
@@ -110,7 +123,7 @@ def job_json(job: Job) -> dict:
         "AutoComplete": 0,
         "Estimate": estimate if isinstance(estimate, int) and not isinstance(estimate, bool) and estimate else 500,
         "TaskName": req.get("task_name") or "REST Job Task",
-        "OutputLoc": "",
+        "OutputLoc": output,
         "HostIP": ("jupyter_archive " if job.started else " " * 16),
         "Message": message,
         "Query": query,
@@ -164,7 +177,7 @@ class JobListHandler(CasJobsHandler):
             if raw and raw.lower() != "null":  # SciScript sends "null" for no bound
                 bounds[key] = times.parse(arg, raw)
         jobs, _ = await self.call(self.archive.jobs.list, self.principal, **bounds)
-        self.send_json([job_json(j) for j in jobs])
+        self.send_json([job_json(j, self.output_url(j)) for j in jobs])
 
 
 class JobHandler(JobListHandler):
@@ -175,7 +188,7 @@ class JobHandler(JobListHandler):
         if not job_id:
             return await self.send_job_list()
         job = await self.call(self.archive.jobs.get, self.principal, job_id)
-        self.send_json(job_json(job))
+        self.send_json(job_json(job, self.output_url(job)))
 
     @endpoint()
     async def delete(self, job_id: str):

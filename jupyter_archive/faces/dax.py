@@ -287,7 +287,7 @@ class SyncHandler(DbservHandler):
         if fmt.name == "json":
             fmt = formats.DBSERV_JSON
         info = formats.ResultInfo(table_name="result", query=query)
-        await self.query_and_stream(fmt, info, self.archive.queries.query, self.principal, query, "mysql", context=db)
+        await self.quick_query(fmt, info, self.principal, query, "mysql", context=db)
 
 
 _DB = r"archive/dax/meta/v0/db/(?P<level>[^/]+)/(?P<db>[^/]+)"

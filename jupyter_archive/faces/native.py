@@ -7,12 +7,10 @@ format can be asked for with ``Accept`` or ``?format=``.
 
 from __future__ import annotations
 
-import asyncio
-
 from ..core import formats, params, times
 from ..core.errors import ArchiveError
 from ..core.languages import DEFAULT_LANGUAGE, LANGUAGES
-from .base import ArchiveHandler, endpoint, run_encoded
+from .base import ArchiveHandler, endpoint
 
 DEFAULT_FORMAT = "json-table"
 NATIVE_MEDIA = {"application/json": "json-table"}
@@ -113,7 +111,7 @@ class QueryHandler(NativeHandler):
 
     A query still running when the quick time limit passes goes on as a job of the caller's (unless
     ``"continueAsJob": false``: then it is interrupted, a ``time_limit`` error): the answer is 202 with the job's
-    JSON and ``Location``, and the same run's rows become the job's result (``core/jobs/continued.py``)."""
+    JSON and ``Location``, and the same run's rows become the job's result (``quick_query``, ``core/jobs/continued.py``)."""
 
     @endpoint(anonymous=True)
     async def post(self):
@@ -126,20 +124,13 @@ class QueryHandler(NativeHandler):
         text, language = args.pop("text"), args.pop("language")
         if not params.boolean("history", body.get("history"), default=True):
             args["history"] = None  # ``Queries.query``: listed nowhere
-        info = formats.ResultInfo(query=text)
-        if not params.boolean("continueAsJob", body.get("continueAsJob"), default=True):
-            return await self.query_and_stream(fmt, info, self.archive.queries.query, self.principal, text, language, **args)
-        quick = self.archive.jobs.quick(self.principal, text, language, face="native", **args)
-        await self.admit()
-        work = asyncio.wrap_future(self.archive.executor.submit(run_encoded, fmt, info, quick.run))
-        await asyncio.wait((work, asyncio.wrap_future(quick.job)), return_when=asyncio.FIRST_COMPLETED)
-        if quick.job.done():  # the run goes on as a job, on its thread: this request's turn is over
-            self.leave()
-            out = job_json(self, quick.job.result())
-            self.set_header("Location", out["links"]["self"])
-            return self.send_json(out, status=202)
-        result, encoded = await work
-        await self.stream(result, fmt, info, body=encoded)
+        job = {} if params.boolean("continueAsJob", body.get("continueAsJob"), default=True) else None
+        await self.quick_query(fmt, formats.ResultInfo(query=text), self.principal, text, language, job=job, **args)
+
+    async def went_on(self, job) -> None:
+        out = job_json(self, job)
+        self.set_header("Location", out["links"]["self"])
+        self.send_json(out, status=202)
 
 
 class CompileHandler(NativeHandler):

@@ -68,9 +68,9 @@ class QueryHandler(QuasarHandler):
         text = self.query_text()
         offset, limit = self.paging()
         fmt = self.negotiate(DEFAULT_FORMAT)
-        await self.query_and_stream(
-            fmt, formats.ResultInfo(query=text),
-            self.archive.queries.query, self.principal, text, "sql2", base_path=base, variables=self.variables(), offset=offset, limit=limit,
+        await self.quick_query(
+            fmt, formats.ResultInfo(query=text), self.principal, text, "sql2", base_path=base, variables=self.variables(), offset=offset,
+            limit=limit,
         )
 
 

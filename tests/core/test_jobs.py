@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -13,6 +14,7 @@ from jupyter_archive.core.errors import ArchiveError
 from jupyter_archive.core.jobs.model import RESTART_MESSAGE
 from jupyter_archive.core.jobs.store import JobStore
 from jupyter_archive.core.users.store import UserStore
+from jupyter_archive.faces.base.handler import Continuation
 
 SLOW = "SELECT count(*) FROM range(100000000000) a"
 
@@ -219,15 +221,21 @@ def test_one_destruction_rule_for_expiry_and_what_faces_show(tmp_path):
 def test_a_quick_query_gone_on_as_a_job_ends_at_a_stop_as_running_jobs_do(make_archive):
     a = make_archive(quick_time_limit=0.3)
     u = a.users.principal("hank")
-    fast = a.jobs.quick(u, "SELECT 42 AS x", "sql", context="DEMO")
-    assert fast.run().to_table().column("x")[0].as_py() == 42 and not fast.job.done()  # in time: a quick query
+
+    def quick(text):  # a face's quick query that may go on as a job (faces/base/handler.py quick_query)
+        take = functools.partial(a.jobs.continued, u, text, "sql", face="native", started=time.time(), options={"context": "DEMO"}, request={})
+        return Continuation(take, a.queries.history.append)
+
+    fast = quick("SELECT 42 AS x")
+    assert fast.run(a.queries.query, u, "SELECT 42 AS x", "sql", context="DEMO").to_table().column("x")[0].as_py() == 42
+    assert fast.taken.cancelled() and not fast.went_on  # in time: a quick query
     ordinary = a.jobs.submit_query(u, SLOW, "sql", context="DEMO")
-    continued = a.jobs.quick(u, SLOW, "sql", context="DEMO")
+    continued = quick(SLOW)
     ran = []
-    thread = threading.Thread(target=lambda: ran.append(continued.run()))
+    thread = threading.Thread(target=lambda: ran.append(continued.run(a.queries.query, u, SLOW, "sql", context="DEMO")))
     thread.start()
-    job = continued.job.result(timeout=30)  # the limit passed: the run went on as a job
-    assert job.state == "running" and job.request["continued"]
+    job = continued.taken.result(timeout=30).job  # the limit passed: the run went on as a job
+    assert job.state == "running" and job.request["continued"] and continued.went_on
     a.jobs.wait(u, ordinary.id, timeout=10, until=lambda j: j.state == "running")
     a.jobs.runner.stop()
     thread.join(10)

@@ -154,8 +154,14 @@ async def test_time_limit_interrupts_the_engine(fetch, archive_config):
     body = json.dumps({"query": slow, "context": "DEMO", "continueAsJob": False})
     err = assert_native_error(await fetch("archive", "api", "query", method="POST", body=body), 400, "time_limit")
     assert "job" in err["message"]
+    # DAX's quick query has no job to go on as: the time-limit error, in its shape
+    resp = await fetch("archive", "dax", "db", "v0", "tap", "sync", params={"query": slow})
+    assert resp.code == 400 and "time limit" in body_json(resp)["message"]
+    # CasJobs' goes on as a job (tests/faces/casjobs/test_continued.py): the same error, naming the job, canceled here
     msg = assert_casjobs_error(await casjobs(fetch, "DEMO", slow), 400)
-    assert "time limit" in msg
+    assert "time limit" in msg and "it goes on as job" in msg
+    job_id = msg.split("it goes on as job ")[1].split(":")[0]
+    assert (await fetch("archive", "casjobs", "jobs", job_id, method="DELETE")).code == 200
     # the engine is free afterwards
     ok = await native(fetch, "SELECT 1 AS one")
     assert ok.code == 200

@@ -1,25 +1,27 @@
 """A quick query that outgrows its time limit goes on as a job: the same run, not a new one (issue 18).
 
-``Jobs.quick`` makes a ``ContinuedQuery``; ``run`` runs it on a quick worker. Answered within the quick time
-limit it returns its result, as any quick query. When the limit passes, the watchdog asks ``_adopt`` instead of
-interrupting the engine: the job runner adopts the run as a running job of the caller's whose start is the
-request's, counted against the jobs' limits (the runner's workers and the owner's ``jobs_per_user``; when those
-are full, the limit interrupts the query as before); ``job`` (a Future) resolves with it, so the face answers
-202 and gives the request's turn on the quick workers back.
+A face's quick query (``faces/base/handler.py`` ``quick_query``, its ``Continuation``) runs on a quick worker with
+an ``on_limit``: when the quick time limit passes, the watchdog asks it before it interrupts the engine, and it asks
+``adopt`` (``Jobs.continued``) to make the run a job. Nothing here runs before the limit, so a quick query answered
+in time walks through no module of the jobs package. ``adopt`` makes a running job of the caller's, whose start is
+the request's and whose face is the face's (a TAP sync query becomes a TAP async job, a CasJobs quick query a CasJobs
+job, with what those faces keep in a submitted job's request), counted against the jobs' limits: the runner's
+workers and the owner's ``jobs_per_user``. None when no job can be made (an anonymous caller where anonymous jobs are
+not allowed, jobs at their limits): the limit then interrupts the query as before.
 
-Why the statement keeps its thread and engine connection: DuckDB runs a statement on the thread that called
-it, so handing it to another thread means restarting it. The thread is a quick pool thread, but the quick pool
-has one thread more per job worker (``Archive.executor``) and a continued query takes a job worker's place, so
-continued queries never take a quick worker away. That thread writes the rows into the job's result, as a query
-job does (``QueryJobs.keep``); progress is polled from the cursor; cancel interrupts the statement. A stop
-cancels it and a restart fails it, as every running job (``JobRunner.adopt``).
+Why the statement keeps its thread and engine connection: DuckDB runs a statement on the thread that called it, so
+handing it to another thread means restarting it. The thread is a quick pool thread, but the quick pool has one thread
+more per job worker (``Archive.executor``) and a continued query takes a job worker's place, so continued queries
+never take a quick worker away. That thread ``deliver``s the rows into the job's result, as a query job does
+(``QueryJobs.keep``); progress is polled from the cursor; cancel interrupts the statement. A stop cancels it and a
+restart fails it, as every running job (``JobRunner.adopt``).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from .query import follow_progress, query_request
@@ -27,87 +29,60 @@ from .query import follow_progress, query_request
 if TYPE_CHECKING:
     from ..catalog import Principal
     from ..execution.pool import QueryResult
+    from .runner import JobContext
     from .service import Jobs
 
-QUICK, ANSWERED, JOB = "quick", "answered", "job"
+log = logging.getLogger(__name__)
+
+
+def adopt(
+    jobs: Jobs, principal: Principal, text: str, language: str, cursor, *, face: str, started: float | None, options: dict[str, Any],
+    request: dict[str, Any], row_limit: int | None,
+) -> ContinuedQuery | None:  # fmt: skip
+    """The run of a quick query (``queries.query``'s ``options``) past its time limit, on ``cursor``, as a running job
+    of the principal's of ``face`` (``request``: the face's own fields of its request); None when none can be made."""
+    if principal.anonymous and not jobs.allow_anonymous:
+        return None
+    req = query_request(
+        text, language, context=options.get("context"), base_path=options.get("base_path"), variables=options.get("variables"),
+        params=options.get("params"), row_limit=options.get("row_limit", row_limit), continued=True, **request,
+    )  # fmt: skip
+    owner, uid = jobs.owner_of(principal)
+    try:
+        ctx = jobs.runner.adopt(owner, "query", req, face=face, started=started or time.time(), owner_uid=uid)
+    except Exception:  # noqa: BLE001 - no job then: the limit interrupts the query, as before
+        log.exception("a quick query past its time limit could not go on as a job")
+        return None
+    return None if ctx is None else ContinuedQuery(jobs, ctx, cursor)
 
 
 class ContinuedQuery:
-    """One quick query that may go on as a job; ``job`` resolves with the Job if it does."""
+    """A quick query's run gone on as a job: its progress followed from the cursor, a cancel interrupting it, until
+    ``deliver`` (on the run's thread) ends the job with what the run gave."""
 
-    def __init__(self, jobs: Jobs, queries, principal: Principal, text: str, language: str, *, face: str, options: dict[str, Any]):
-        self._jobs, self._queries = jobs, queries
-        self._principal, self._text, self._language, self._face, self._options = principal, text, language, face, options
-        # Where the run's history entry goes (``Queries.query``'s ``history=``): the archive's history unless the caller said.
-        self._history = options.pop("history", queries.history.append)
-        self.job: Future = Future()  # the Job, set (on the watchdog's thread) once the run goes on as one
-        self._state = QUICK  # then ANSWERED (its result returned in time) or JOB, whichever comes first
-        self._lock = threading.Lock()
-        self._started = time.time()  # the job's start: the request's
-        self._ctx = None
+    def __init__(self, jobs: Jobs, ctx: JobContext, cursor):
+        self._jobs, self._ctx = jobs, ctx
+        self.job = ctx.job
         self._done, self._guard = threading.Event(), threading.Lock()  # the progress poller's end (``follow_progress``)
+        ctx.on_cancel(cursor.interrupt)
+        follow_progress(ctx, cursor, self._done, self._guard)
 
-    def run(self) -> QueryResult | None:
-        """Run the query on this thread: its result when answered within the quick time limit; None when it went
-        on as a job (ended here: the job has its rows, or its error)."""
-        may = not self._principal.anonymous or self._jobs.allow_anonymous  # whoever may have jobs
-        try:
-            on_limit = self._adopt if may else None
-            history = self._record if self._history else None
-            result = self._queries.query(self._principal, self._text, self._language, on_limit=on_limit, history=history, **self._options)
-        except BaseException as exc:
-            if self._settle():
-                raise
-
-            def failed(job, ctx):
-                raise exc
-
-            self._finish(failed)
-            return None
-        if self._settle():
-            return result
-        compiled = result.compiled
-        into = next((st.into for st in reversed(compiled.statements) if st.kind == "write" and st.into is not None), None)
-        self._finish(lambda job, ctx: self._jobs.query_jobs.keep(job, ctx, result, compiled, into))
-        return None
-
-    def _record(self, entry: tuple) -> None:
-        """The run's history entry, once it failed or its result closes: kept if the run stays a quick query. A run
-        that went on as a job is listed as that job when it ends, so the query is listed once."""
-        # Settled here (as ``run`` settles it after): a limit passing just as the query fails cannot make it both.
-        if self._settle():
-            self._history(entry)
-
-    def _settle(self) -> bool:
-        """The query returned (or failed): True if that was in time (it stays a quick query)."""
-        with self._lock:
-            if self._state == QUICK:
-                self._state = ANSWERED
-            return self._state == ANSWERED
-
-    def _adopt(self, cursor) -> bool:
-        """The quick time limit passed (the watchdog's thread): make the run a job, unless it was answered or the
-        caller's jobs are at their limit (False: the engine is interrupted)."""
-        with self._lock:
-            if self._state != QUICK:
-                return False
-            owner, uid = self._jobs.owner_of(self._principal)
-            opts = self._options
-            request = query_request(
-                self._text, self._language, context=opts.get("context"), base_path=opts.get("base_path"), variables=opts.get("variables"),
-                params=opts.get("params"), row_limit=opts.get("row_limit", self._queries.row_limit), continued=True,
-            )  # fmt: skip
-            ctx = self._jobs.runner.adopt(owner, "query", request, face=self._face, started=self._started, owner_uid=uid)
-            if ctx is None:
-                return False
-            self._state, self._ctx = JOB, ctx
-            ctx.on_cancel(cursor.interrupt)
-            follow_progress(ctx, cursor, self._done, self._guard)
-            self.job.set_result(ctx.job)
-            return True
-
-    def _finish(self, work) -> None:
+    def deliver(self, outcome: QueryResult | BaseException) -> None:
+        """End the job with the run's result (its rows into the job's result, the quick query's row limit still
+        applying) or its error."""
         with self._guard:
             self._done.set()  # no progress read nor interrupt once the cursor may go back to the pool
         self._ctx.on_cancel(None)  # from here a cancel is seen between batches (``keep``'s ``ctx.check``)
+        if isinstance(outcome, BaseException):
+
+            def work(job, ctx):
+                raise outcome
+
+        else:
+            compiled = outcome.compiled
+            into = next((st.into for st in reversed(compiled.statements) if st.kind == "write" and st.into is not None), None)
+
+            def work(job, ctx):
+                return self._jobs.query_jobs.keep(job, ctx, outcome, compiled, into)
+
         self._jobs.runner.finish(self._ctx, work)

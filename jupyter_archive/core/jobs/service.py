@@ -12,7 +12,7 @@ from ..execution.pool import QueryResult
 from ..execution.uploads import upload_target
 from ..lanes import cheap_read
 from ..languages import DEFAULT_LANGUAGE
-from .continued import ContinuedQuery
+from .continued import ContinuedQuery, adopt
 from .model import ANONYMOUS_OWNER, Job, destruction_time
 from .query import QueryJobs, query_request
 from .runner import JobContext, JobRunner
@@ -116,12 +116,10 @@ class Jobs:
                 req["into"] = {"context": into.context, "name": into.name}
         return self.submit(principal, "query", req, face=face, start_time=start_time, run=run)
 
-    def quick(
-        self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, *, face: str = "native", **options: Any
-    ) -> ContinuedQuery:
-        """A quick query (``queries.query``'s options) that goes on as the principal's job once it outgrows the
-        quick time limit: ``run()`` it on a quick worker (``continued.py``)."""
-        return ContinuedQuery(self, self._queries, principal, text, language, face=face, options=options)
+    def continued(self, principal: Principal, text: str, language: str, cursor, **options: Any) -> ContinuedQuery | None:
+        """A quick query's run past the quick time limit going on as the principal's job (a face's ``Continuation``
+        asks, on the watchdog's thread); None when no job can be made (``continued.adopt`` has the options)."""
+        return adopt(self, principal, text, language, cursor, row_limit=self._queries.row_limit, **options)
 
     def submit(self, principal: Principal, kind: str, request: dict, **options: Any) -> Job:
         """Make a job of the principal's identity (every kind of job is made here)."""

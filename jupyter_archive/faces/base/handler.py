@@ -9,12 +9,11 @@ dir (core/ownership.py), the caller's host, scheme and base URL (for the links i
 for a caller that server's Jupyter login vouches for, the archive user's name. Without the
 right secret none of it is believed.
 
-What a request carries is read in one layer (query-string parameters, form and JSON bodies,
-listing windows, result formats), each checked by ``core.params`` and ``core.times``; answers
-go out as JSON, text, or a query result streamed in a format. What runs only sometimes lives
-beside this: error replies (errors.py), bounded request bodies (bodies.py), typed values, URLs
-and waiting for a job (values.py), JSON, text and large results chunk by chunk (answers.py). A call that is not a cheap read waits
-for the caller's turn on the quick workers (``admit``), held until the request ends.
+What a request carries is read in one layer (query-string parameters, form and JSON bodies, listing windows, result
+formats), each checked by ``core.params`` and ``core.times``; answers go out as JSON, text, or a query's rows in a format
+(``quick_query``: past the quick time limit, a job). What runs only sometimes lives beside this: error replies (errors.py),
+bounded request bodies (bodies.py), typed values, URLs, jobs (values.py), JSON, text and large results (answers.py).
+A call that is not a cheap read waits for the caller's turn on the quick workers (``admit``), held until the request ends.
 """
 
 from __future__ import annotations
@@ -23,8 +22,10 @@ import asyncio
 import functools
 import hmac
 import logging
+import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 from urllib.parse import unquote
 
@@ -296,10 +297,24 @@ class ArchiveHandler(ErrorReplies, RequestValues, Answers, ExtensionHandlerMixin
         return formats.negotiate(accept, self.arg("format"), default=default, allowed=allowed)
 
     # -- answers ----------------------------------------------------------------------------------
-    async def query_and_stream(self, fmt, info: formats.ResultInfo, fn: Callable, *args, **kwargs) -> None:
-        """Run a query (``fn`` returns a QueryResult) and send it: a small result is run and
-        encoded in the same trip to the pool (``run_encoded``), a large one is streamed."""
-        result, body = await self.call(run_encoded, fmt, info, fn, *args, **kwargs)
+    async def quick_query(self, fmt, info: formats.ResultInfo, principal: Principal, text: str, language: str, *,
+                          job: dict | None = None, **options) -> None:
+        """Run a quick query (``queries.query``'s ``options``) and send its rows: a small result is run and encoded in
+        the same trip to the pool (``run_encoded``), a large one is streamed. Given ``job`` (fields of its request), a
+        query still running at the quick time limit goes on as the principal's job (``Continuation``): ``went_on``."""
+        query, went = self.archive.queries.query, None
+        if job is not None:
+            take = functools.partial(self.archive.jobs.continued, principal, text, language, face=self.face, started=time.time())
+            went = Continuation(functools.partial(take, options=options, request=job), options.pop("history", self.archive.queries.history.append))
+            query = functools.partial(went.run, query)
+        await self.admit()
+        work = asyncio.wrap_future(self.archive.executor.submit(run_encoded, fmt, info, query, principal, text, language, **options))
+        if went is not None:
+            await asyncio.wait((work, asyncio.wrap_future(went.taken)), return_when=asyncio.FIRST_COMPLETED)
+            if went.went_on:  # the run goes on as the job, on its thread: this request's turn is over
+                self.leave()
+                return await self.went_on(went.taken.result().job)
+        result, body = await work
         await self.stream(result, fmt, info, body=body)
 
     async def stream(self, result: QueryResult, fmt, info: formats.ResultInfo | None = None, *, body: bytes | None = None) -> None:
@@ -337,6 +352,45 @@ def run_encoded(fmt, info: formats.ResultInfo, fn: Callable, *args, **kwargs) ->
         return result, None
     info.truncated = info.truncated or result.truncated
     return result, b"".join(fmt.encode(result.schema, result.batches(), info))
+
+
+class Continuation:
+    """A quick query that goes on as a job once the quick time limit passes, the same run (issue 18): ``run`` runs it on
+    a quick worker; at the limit (``execute``'s ``on_limit``, the watchdog's thread) ``take(cursor)`` (``Jobs.continued``)
+    makes the job or gives None (the limit interrupts the query); ``taken`` resolves with it, its ``deliver`` gets what the
+    run gives. The jobs package is entered only then. The run's history entry goes to ``record`` unless it went on."""
+
+    def __init__(self, take: Callable, record: Callable | None):
+        self._take, self._record, self.taken = take, record, Future()  # ``taken`` is canceled once answered in time
+
+    went_on = property(lambda self: self.taken.done() and not self.taken.cancelled() and self.taken.result() is not None)
+
+    def _stays_quick(self) -> bool:  # settled by the run's end or its history entry, whichever comes first
+        return self.taken.cancel() or self.taken.result() is None
+
+    def _at_limit(self, cursor) -> bool:
+        if not self.taken.set_running_or_notify_cancel():
+            return False  # answered in time: the limit cuts the rows still being sent, as before
+        taker = None
+        try:
+            taker = self._take(cursor)
+        finally:  # the query's thread waits for this answer
+            self.taken.set_result(taker)
+        return taker is not None
+
+    def _entry(self, entry: tuple) -> None:
+        if self._stays_quick():  # a run that failed as the limit passed is a job's, or a quick query's: never both
+            self._record(entry)
+
+    def run(self, query: Callable, *args, **kwargs) -> QueryResult | None:
+        """``query``'s result when answered in time (or when no job could be made); None once the job has what it gave."""
+        try:
+            result = query(*args, on_limit=self._at_limit, history=self._entry if self._record is not None else None, **kwargs)
+        except BaseException as exc:
+            if self._stays_quick():
+                raise
+            return self.taken.result().deliver(exc)
+        return result if self._stays_quick() else self.taken.result().deliver(result)
 
 
 @functools.lru_cache(maxsize=512)

@@ -1,8 +1,9 @@
 """Typed values of what a request carries beyond one parameter: every value of a parameter, form
 fields, numbers, booleans, times and the window of a listing, each checked by ``core.params`` and
-``core.times``; and the archive's URLs as the caller reaches it, and waiting for a job. Part of
-every archive handler (``ArchiveHandler``), which reads the raw values (``arg``,
-``query_arguments``); kept apart as a quick query runs none of them.
+``core.times``; and the archive's URLs as the caller reaches it, waiting for a job, and the answer
+to a quick query that went on as a job (``went_on``). Part of every archive handler
+(``ArchiveHandler``), which reads the raw values (``arg``, ``query_arguments``); kept apart as a
+quick query answered in time runs none of them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...core import params, times
+from ...core.errors import ArchiveError
 
 
 class RequestValues:
@@ -79,3 +81,14 @@ class RequestValues:
             delay = min(delay * 1.5, 0.1)
             job = await self.call(self.archive.jobs.get, self.principal, job_id)
         return job
+
+    def follow_url(self, job) -> str:
+        """Where a caller of this face follows a job (named when a quick query goes on as one): the native API's."""
+        return self.archive_url("api", "jobs", job.id, absolute=True)
+
+    async def went_on(self, job) -> None:
+        """Answer a quick query that went on as ``job`` past the quick time limit (``quick_query``): the face's
+        time-limit error, as when no job is made, naming the job and where to follow it. The native API answers 202."""
+        limit = self.archive.queries.time_limit
+        message = f"the query ran past the quick-query time limit of {limit:g} s; it goes on as job {job.id}: {self.follow_url(job)}"
+        raise ArchiveError("time_limit", message, 400, details={"job": job.id})

@@ -96,6 +96,12 @@ class TapHandler(ArchiveHandler):
         """The service's base URL as clients reach it (…/archive/tap)."""
         return self.archive_url("tap", absolute=True)
 
+    def job_url(self, job) -> str:
+        """A TAP async (UWS) job's URL: also where a sync query that went on as a job is followed (``went_on``)."""
+        return self.archive_url("tap", "async", job.id, absolute=True)
+
+    follow_url = job_url
+
     @property
     def soda_url(self) -> str:
         """The SODA sync endpoint of the same server (image cutouts)."""

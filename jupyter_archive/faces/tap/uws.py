@@ -46,9 +46,6 @@ class UwsHandler(TapParamsHandler):
     def jobs_url(self) -> str:
         return self.archive_url("tap", "async", absolute=True)
 
-    def job_url(self, job: Job) -> str:
-        return self.archive_url("tap", "async", job.id, absolute=True)
-
     async def tap_job(self, job_id: str) -> Job:
         job = await self.call(self.archive.jobs.get, self.principal, job_id)
         if job.face != "tap":

@@ -164,7 +164,7 @@ class Queries:
 
         ``uploads`` makes tables readable as ``TAP_UPLOAD.x``: an ``UploadSet`` the caller
         closes, or staged entries (``uploads.stage``), loaded now and dropped with the result.
-        ``on_limit``: see ``execute`` (a query on the caller's engine only; elsewhere the limit interrupts).
+        ``on_limit``: see ``execute`` (a query on the caller's DuckDB cursors only; elsewhere the limit interrupts).
         ``history``: where its history entry goes (``pool.recorded``); None for the archive's own queries, no user's.
         """
         row_limit = self.row_limit if row_limit is DEFAULT else row_limit
@@ -174,7 +174,7 @@ class Queries:
         entry = self._cached(principal, text, language, options, row_limit)
         compiled = entry.compiled if entry.plain else sqlmod.rebind(entry.compiled, variables=options.get("variables"), params=options.get("params"))
         if entry.plan.where != ENGINE:
-            return self.run(principal, compiled, plan=entry.plan, row_limit=row_limit, time_limit=time_limit, column_meta=entry.meta)
+            return self.run(principal, compiled, plan=entry.plan, row_limit=row_limit, time_limit=time_limit, column_meta=entry.meta, on_limit=on_limit)
         cursor = entry.plan.engine.cursor()
         result = execute(cursor, compiled.statements, row_limit=row_limit, time_limit=time_limit, column_meta=entry.meta, on_limit=on_limit)
         result.compiled = compiled
@@ -203,14 +203,15 @@ class Queries:
     def run(
         self, principal: Principal, compiled: sqlmod.Compiled, *, row_limit: int | None = None, time_limit: float | None = None,
         column_meta: dict | None = None, pinned=None, plan: Plan | None = None, wait: float | None | object = DEFAULT,
-        cancel: threading.Event | None = None, on_cancel=None, on_cursor=None,
+        cancel: threading.Event | None = None, on_cancel=None, on_cursor=None, on_limit=None,
     ) -> QueryResult:  # fmt: skip
         """Execute an already compiled query on its plan (made now unless given).
 
         ``column_meta`` adds units/UCDs for tables the catalog does not know (uploads), held in
         the engine of the lease ``pinned``. A job passes ``wait=None`` and ``cancel`` (it waits
         for a database held elsewhere until canceled), ``on_cancel`` (told how to interrupt a
-        server) and ``on_cursor`` (given the engine's cursor before the query runs).
+        server) and ``on_cursor`` (given the engine's cursor before the query runs); ``on_limit`` as ``execute``'s
+        where the query runs on one of the principal's DuckDB cursors (its engine, or HATS partitions in-process).
         """
         plan = plan or self.plan(principal, compiled.statements, pinned)
         meta = self._namespace.column_meta_for(principal, compiled.statements[-1])
@@ -234,7 +235,7 @@ class Queries:
             cursor = plan.engine.cursor() if wait is DEFAULT else plan.engine.cursor(timeout=wait, cancel=cancel)
             if on_cursor is not None:
                 on_cursor(cursor)
-            result = execute(cursor, plan.ready(compiled.statements, cursor), row_limit=row_limit, time_limit=time_limit, column_meta=meta)
+            result = execute(cursor, plan.ready(compiled.statements, cursor), row_limit=row_limit, time_limit=time_limit, column_meta=meta, on_limit=on_limit)
         result.compiled = compiled
         return result
 

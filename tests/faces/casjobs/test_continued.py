@@ -17,17 +17,13 @@ import pandas as pd
 import pytest
 import requests
 
+from tests.support.continued import CONFIG, NAMED, SAME
 from tests.support.faces import in_thread
 
-LIMIT = 0.5  # seconds: the quick time limit of these tests
-# A few rows' worth of work over 20,000 x 20,000 pairs (as tests/faces/native/test_continued.py): several times the limit.
+# The same query in T-SQL: SAME's rows.
 ROWS = ("SELECT a.objid % 2 AS k, count(*) AS n FROM PhotoObj a, (SELECT TOP 20000 ra FROM PhotoObj ORDER BY objid) b "
         "WHERE a.ra + b.ra < 360 GROUP BY a.objid % 2 ORDER BY k")  # fmt: skip
-SAME = ("SELECT a.objid % 2 AS k, count(*) AS n FROM PhotoObj a, (SELECT ra FROM PhotoObj ORDER BY objid LIMIT 20000) b "
-        "WHERE a.ra + b.ra < 360 GROUP BY k ORDER BY k")  # fmt: skip
 ENDLESS = "SELECT count(*) AS n FROM range(100000000000) a"
-CONFIG = {"quick_time_limit": LIMIT, "job_workers": 2, "jobs_per_user": 1}
-NAMED = re.compile(r"job (\d+): (\S+)")
 
 
 class CasJobs:

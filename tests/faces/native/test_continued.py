@@ -20,15 +20,12 @@ from IPython.core.interactiveshell import InteractiveShell
 from jupyter_archive.client import ArchiveClient
 from jupyter_archive.widgets import QueryEditor
 
-LIMIT = 0.5  # seconds: the quick time limit of these tests
-# Two rows' worth of work over 20,000 x 20,000 pairs: several times the limit (CI ran 20,000 x 3,000 in 0.35 s).
-PAIRS = ("FROM PhotoObj a, (SELECT ra FROM PhotoObj ORDER BY objid LIMIT 20000) b WHERE a.ra + b.ra < 360 "
-         "GROUP BY k ORDER BY k")  # fmt: skip
-ROWS = f"SELECT a.objid % 2 AS k, count(*) AS n {PAIRS}"
+from tests.support.continued import CONFIG, LIMIT, PAIRS, SAME
+
+ROWS = SAME
 # now() is when the statement's transaction began: a run started over after the limit could not begin before it.
 BEGAN = f"SELECT a.objid % 2 AS k, count(*) AS n, min(epoch(now())) AS began {PAIRS}"
 ENDLESS = "SELECT count(*) AS n FROM range(100000000000) a"
-CONFIG = {"quick_time_limit": LIMIT, "job_workers": 2, "jobs_per_user": 1}
 
 
 def headers_for(token: str) -> dict:

@@ -18,19 +18,15 @@ import requests
 from astropy.io.votable import from_table
 from astropy.table import Table
 
+from tests.support.continued import CONFIG, NAMED, SAME
 from tests.support.faces import in_thread, infos
 
 pyvo = pytest.importorskip("pyvo")
 
-LIMIT = 0.5  # seconds: the quick time limit of these tests
-# A few rows' worth of work over 20,000 x 20,000 pairs: several times the limit.
+# The same query in ADQL: SAME's rows.
 ROWS = ("SELECT MOD(a.objid, 2) AS k, COUNT(*) AS n FROM demo.PhotoObj AS a, "
         "(SELECT TOP 20000 ra FROM demo.PhotoObj ORDER BY objid) AS b WHERE a.ra + b.ra < 360 GROUP BY MOD(a.objid, 2) ORDER BY k")  # fmt: skip
-SAME = ("SELECT a.objid % 2 AS k, count(*) AS n FROM PhotoObj a, (SELECT ra FROM PhotoObj ORDER BY objid LIMIT 20000) b "
-        "WHERE a.ra + b.ra < 360 GROUP BY k ORDER BY k")  # fmt: skip
 ENDLESS = "SELECT COUNT(*) AS n FROM demo.PhotoObj AS a, demo.PhotoObj AS b, demo.PhotoObj AS c"
-CONFIG = {"quick_time_limit": LIMIT, "job_workers": 2, "jobs_per_user": 1}
-NAMED = re.compile(r"job (\d+): (\S+)")
 
 
 @pytest.fixture

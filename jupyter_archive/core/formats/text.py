@@ -117,6 +117,16 @@ def xml_escape(s: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(s, _XML_BAD, "\ufffd")
 
 
+def xml_string(value: str) -> str:
+    """A Python string escaped for XML character data exactly as :func:`xml_escape` escapes an array's.
+
+    For one value (a FIELD's DESCRIPTION): making an Arrow array of Python objects imports pandas
+    the first time (pyarrow checks for its types), 0.27 s and ~53 MB that a server never gives back."""
+    for old, new in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;")):
+        value = value.replace(old, new)
+    return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]", "\ufffd", value)
+
+
 def xml_attr(value: str) -> str:
     """A Python string quoted for an XML attribute value (newlines preserved as char refs)."""
     value = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]", "\ufffd", str(value))

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from .base import Writer, field_meta, not_acceptable, per_object, plain, slices
 from .datatypes import votable_type
-from .text import joined_bytes, text, xml_attr, xml_escape
+from .text import joined_bytes, text, xml_attr, xml_escape, xml_string
 
 # pyarrow.compute: imported where used, so a server at rest does not hold it (~8 MB) before its first result
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def _field(f: pa.Field, serialization: str) -> str:
             attrs.append(f"{key}={xml_attr(value)}")
     children = []
     if meta.get("description"):
-        desc = str(xml_escape(pa.array([meta["description"]]))[0])
+        desc = xml_string(meta["description"])
         children.append(f"<DESCRIPTION>{desc}</DESCRIPTION>")
     if serialization == "binary" and datatype in _INTS:
         children.append(f'<VALUES null="{np.iinfo(_INTS[datatype][1]).min}"/>')

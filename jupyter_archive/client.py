@@ -30,6 +30,7 @@ FORMATS = ("pandas", "astropy", "arrow")
 PARQUET = "application/vnd.apache.parquet"
 ARROW = "application/vnd.apache.arrow.stream"
 FINAL_STATES = frozenset({"completed", "failed", "canceled"})
+ROWS_PAGE = 100  # rows of a table a page of ``rows`` holds unless asked
 # A query of the history, as ``GET archive/api/history`` gives it (the columns of an empty page).
 HISTORY_COLUMNS = ("id", "owner", "kind", "job", "face", "query", "language", "context", "time", "duration", "rows", "outcome", "error")
 
@@ -376,7 +377,7 @@ class ArchiveClient:
         df.attrs.update({k: v for k, v in info.items() if k != "columns"})
         return df
 
-    def rows(self, table: str, context: str | None = None, offset: int = 0, limit: int = 100,
+    def rows(self, table: str, context: str | None = None, offset: int = 0, limit: int = ROWS_PAGE,
              order: str | None = None, descending: bool = False, format: str = "pandas", *,
              sample: int | None = None, seed: int | None = None):
         """A page of a table's rows, sorted and cut by the server; or, with ``sample=N``, a uniform random
@@ -387,7 +388,7 @@ class ArchiveClient:
         ``{"rows", "total", "seed"}``."""
         path = f"contexts/{quote(context or self.context)}/tables/{quote(table)}/rows"
         if sample is not None:
-            if offset or order or limit != 100:
+            if offset or order or limit != ROWS_PAGE:
                 raise ValueError("a sample has no pages and no order: ask for sample= without offset, limit or order")
             params: dict[str, Any] = {"sample": int(sample), **({"seed": int(seed)} if seed is not None else {})}
             return convert(self._arrow("GET", path, params=params), format)

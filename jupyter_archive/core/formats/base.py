@@ -1,22 +1,18 @@
 """What every format writer is built on: the registry, negotiation, column metadata, plain types and slices.
 
-Each writer module declares its formats as :class:`Writer` records (names, media types,
-options and the function that writes); the package registers them (``formats/__init__``).
-Two families share the registry: result tables, streamed by :meth:`Format.encode`, and images
-(cutouts as bytes), made by :meth:`Format.render`.
+Each writer module declares its formats as :class:`Writer` records (names, media types, options and the function that
+writes); the package registers them (``formats/__init__``). Two families share the registry: result tables, streamed by
+:meth:`Format.encode`, and images (cutouts as bytes), made by :meth:`Format.render`.
 
-Tables: :func:`negotiate` picks a format from ``?format=`` (a name, or a media range with
-parameters) or the Accept header (parsed by ``params.parse_accept``); :func:`by_name` builds one
-directly. Accept parameters become writer options (``text/csv;columnDelimiter=|``,
-``serialization=``), each writer checking its own. An ``opt_in`` format (HTML, DAX's dbserv
-JSON) answers only where a face offers it. Images: ``images.image_format`` picks one.
+Tables: :func:`negotiate` picks a format from ``?format=`` (a name, or a media range with parameters) or the Accept
+header (parsed by ``params.parse_accept``); :func:`by_name` builds one directly. Accept parameters become writer options
+(``text/csv;columnDelimiter=|``, ``serialization=``), each writer checking its own. An ``opt_in`` format (HTML, DAX's
+dbserv JSON) answers only where a face offers it. Images: ``images.image_format`` picks one.
 
-Column metadata (unit, UCD, description, utype, xtype) travels on the Arrow fields of every
-result: backends put it there (:func:`annotate`), writers read it (:func:`field_meta`). Writers
-see plain types (:func:`plain_type`) and hold one batch, cut into slices of a few MiB of output
-(:func:`slices`), at a time, never the whole result.
+Column metadata (unit, UCD, description, utype, xtype) travels on the Arrow fields of every result: backends put it there
+(:func:`annotate`), writers read it (:func:`field_meta`). Writers see plain types (:func:`plain_type`) and hold one batch,
+cut into slices of a few MiB of output (:func:`slices`), at a time, never the whole result.
 """
-
 from __future__ import annotations
 
 import functools
@@ -26,6 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
 import pyarrow as pa
 
 from ..errors import ArchiveError
@@ -35,19 +32,18 @@ from ..params import parse_accept
 # Column metadata, carried on Arrow fields so it travels with every streamed result
 
 META_KEYS = ("unit", "ucd", "description", "utype", "xtype")
-#: What result writers also read: ``datatype`` = "char" says a text column is declared ASCII
-#: (TAP_SCHEMA's own columns, uploaded ``char`` fields), so VOTable writes ``char`` for it.
+#: What result writers also read: ``datatype`` = "char" says a text column is declared ASCII (TAP_SCHEMA's own columns,
+#: uploaded ``char`` fields), so VOTable writes ``char`` for it.
 RESULT_KEYS = (*META_KEYS, "datatype")
 
 
 def per_object(fn):
     """``fn(*args)`` remembered per tuple of argument *objects* (the last 256).
 
-    Arrow's schema equality ignores metadata, so equal schemas cannot share a value; but a
-    quick query's schema is one remembered object (``query._small_shape``, ``annotate``), and
-    what is derived from it (its annotated and plain forms, a JSON header) costs more to
-    remake than the query's rows. The memo holds its arguments, so their ``id``s are not
-    reused while remembered; it is for immutable arguments.
+    Arrow's schema equality ignores metadata, so equal schemas cannot share a value; but a quick query's schema is one
+    remembered object (``query._small_shape``, ``annotate``), and what is derived from it (its annotated and plain forms, a
+    JSON header) costs more to remake than the query's rows. The memo holds its arguments, so their ``id``s are not reused
+    while remembered; it is for immutable arguments.
     """
     memo: OrderedDict[tuple[int, ...], tuple[tuple, object]] = OrderedDict()
     lock = threading.Lock()
@@ -243,6 +239,25 @@ def _render_pool():
 
         _RENDER_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="archive-render")
     return _RENDER_POOL
+
+
+def float_text(v: float, single: bool = False) -> str:
+    """A finite float as Arrow's cast to text writes it (so a small result's Python path writes the same): the shortest
+    digits that read back the same (``single``: float32), fixed from 1e-6 up to 1e10 with no ``.0``, else ``1.5e+16``."""
+    r = str(np.float32(v)) if single else repr(v)
+    if "e" not in r and 1e-6 <= abs(v) < 1e10:
+        return r[:-2] if r.endswith(".0") else r
+    sign, (mantissa, _, exp) = "-" * r.startswith("-"), r.lstrip("-").partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).lstrip("0")
+    point = len(whole) + int(exp or 0) - len(whole + frac) + len(digits)  # digits[:point] is the integer part
+    if not (digits := digits.rstrip("0")):
+        return sign + "0"
+    if not -6 <= point - 1 <= 9:
+        return f"{sign}{digits[0]}{'.' * (len(digits) > 1)}{digits[1:]}e{'+' if point > 1 else '-'}{abs(point - 1)}"
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    return sign + (digits + "0" * (point - len(digits)) if point >= len(digits) else f"{digits[:point]}.{digits[point:]}")
 
 
 @per_object

@@ -13,30 +13,27 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pyarrow as pa
 
-from .base import Writer, field_meta, not_acceptable, per_object, slices, text_row_bytes
+from .base import Writer, field_meta, float_text, not_acceptable, per_object, slices, text_row_bytes
 from .datatypes import votable_type
-from .text import joined_bytes, json_values
+from .text import joined_bytes, json_string, json_values
 
 # pyarrow.compute: imported where used, so a server at rest does not hold it (~8 MB) before its first result
 if TYPE_CHECKING:
     import pyarrow.compute as pc
 
 
-_EXP_ZEROS = re.compile(r"e([+-])0+(?=\d)")
 _SMALL_ROWS = 64  # below this, per-column vectorised calls cost more than plain Python
 
 
 def _py_json_column(a: pa.Array) -> list[str] | None:
     """A small column as JSON literals in Python, or None when its type needs the vectorised path.
 
-    Same text as ``json_values``: exact integers, shortest round-trip floats (float32 as
-    float32), integral floats kept as floats, non-finite floats as null.
+    The same text as ``json_values``: exact integers, floats as Arrow writes them (``float_text``) kept
+    looking like floats, non-finite floats as null, strings escaped alike.
     """
     t = a.type
     values = a.to_pylist()
@@ -51,13 +48,11 @@ def _py_json_column(a: pa.Array) -> list[str] | None:
             if v is None or not math.isfinite(v):
                 out.append("null")
             else:
-                r = str(np.float32(v)) if single else repr(v)
-                if "e" in r:  # Python writes 1e-07 where Arrow writes 1e-7
-                    r = _EXP_ZEROS.sub(r"e\1", r)
+                r = float_text(v, single)
                 out.append(r if ("." in r or "e" in r) else r + ".0")
         return out
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return ["null" if v is None else json.dumps(v, ensure_ascii=False) for v in values]
+        return ["null" if v is None else json_string(v) for v in values]
     if pa.types.is_null(t):
         return ["null"] * len(values)
     return None

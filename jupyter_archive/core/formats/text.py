@@ -227,3 +227,19 @@ def markup_rows(b: pa.RecordBatch, row_open: str, row_close: str, cells) -> byte
     if len(parts) == 2:
         return ((row_open + row_close) * b.num_rows).encode()
     return joined_bytes(pc.binary_join_element_wise(*parts, ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# Single values in Python: a small result's few rows (json.py) cost less written value by value
+# than through vector calls, and must read exactly as the vector path writes them (base.float_text too).
+
+_JSON_ESCAPES = re.compile(r'["\\\x00-\x1f]')
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def json_string(s: str) -> str:
+    """A string as a JSON literal, escaped as ``json_values`` escapes a column (non-ASCII kept)."""
+    if _JSON_ESCAPES.search(s):
+        s = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+        s = _CONTROL.sub(lambda m: "\\u%04x" % ord(m.group()), s)
+    return '"' + s + '"'

@@ -3,7 +3,8 @@
 CSV follows RFC 4180 by default (``,``, ``"`` quoting strings, ``\n`` rows); the delimiter,
 row delimiter, quote and escape characters are options (Accept parameters ``columnDelimiter``,
 ``rowDelimiter``, ``quoteChar``, ``escapeChar``, as Quasar sends them). With the default
-quoting pyarrow's CSV writer does the work, on another core while the previous slice is sent.
+quoting pyarrow's CSV writer does the work, on another core while the previous slice is sent (a few rows,
+a quick query's, are written in Python for less, the same bytes).
 TSV escapes tab, newline, CR and backslash as ``\t``, ``\n``, ``\r``, ``\\``.
 """
 

@@ -47,6 +47,38 @@ def test_illegal_transitions_are_refused(tmp_path):
     store.close()
 
 
+def test_a_dispatch_reads_what_it_may_start_whatever_the_queue(tmp_path):
+    """``startable``: queued jobs in submission order, at most ``per_owner`` of each owner's, none of a full owner's;
+    running, scheduled and ended jobs are not queued."""
+    store = JobStore(tmp_path / "jobs.sqlite")
+    made = [store.create(owner, "query", {"query": "SELECT 1"}, face="native", state="queued", scheduled=None).id
+            for owner in ["a"] * 50 + ["b", "c", "b", "a", "c", "b"]]
+    later = store.create("d", "query", {}, face="native", state="scheduled", scheduled=time.time() + 3600).id
+    store.transition(made[1], "running", started=time.time())
+    store.transition(made[2], "canceled", ended=time.time())
+    heads = store.startable(2)
+    assert heads == [(made[0], "a"), (made[3], "a"), (made[50], "b"), (made[51], "c"), (made[52], "b"), (made[54], "c")]
+    assert store.startable(1, full=["a", "c"]) == [(made[50], "b")]
+    assert store.waiting() == [(later, pytest.approx(store.get(later).scheduled))]
+    store.close()
+
+
+def test_a_long_queue_of_one_user_does_not_hold_back_another(make_archive):
+    a = make_archive(job_workers=2, jobs_per_user=1)
+    one, other = a.users.principal("one"), a.users.principal("other")
+    first = a.jobs.submit_query(one, SLOW, "sql", context="DEMO").id
+    for i in range(300):  # queued behind it: one job of a user's at a time
+        a.jobs.submit_query(one, f"SELECT {i}", "sql", context="DEMO")
+    theirs = a.jobs.submit_query(other, "SELECT 42 AS n", "sql", context="DEMO").id
+    deadline = time.time() + 60
+    while not a.jobs.get(other, theirs).final and time.time() < deadline:
+        time.sleep(0.02)
+    assert a.jobs.get(other, theirs).state == "completed"
+    assert a.jobs.get(one, first).state == "running"
+    assert a.jobs.store.list(one.ident, states=["queued"], limit=0)[1] == 300
+    a.jobs.cancel(one, first)
+
+
 def test_query_job_into_mydb_and_result_store(make_archive):
     a = make_archive()
     owner = a.users.principal("alice")

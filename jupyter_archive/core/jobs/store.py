@@ -7,7 +7,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, id);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);
+CREATE INDEX IF NOT EXISTS jobs_state_owner ON jobs(state, owner, id);
 CREATE TABLE IF NOT EXISTS job_log (
     job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
     ts REAL NOT NULL,
@@ -137,6 +138,21 @@ class JobStore:
             total = self._db.execute(f"SELECT count(*) FROM jobs{clause}", args).fetchone()[0]
             rows = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs{clause} ORDER BY id {order}{page}", args).fetchall()
         return [Job.from_row(r) for r in rows], total
+
+    def waiting(self) -> list[tuple[int, float | None]]:
+        """(id, start time) of the jobs waiting for their start time (``scheduled``), oldest first."""
+        with self._lock:
+            return self._db.execute("SELECT id, scheduled FROM jobs WHERE state = 'scheduled' ORDER BY id").fetchall()
+
+    def startable(self, per_owner: int, full: Iterable[str] = ()) -> list[tuple[int, str]]:
+        """(id, owner) of queued jobs in submission order, at most ``per_owner`` of each owner's and none of the
+        ``full`` owners': what one dispatch may start, whatever the length of the queue (only ids are read)."""
+        full = list(full)
+        skip = f" AND owner NOT IN ({', '.join('?' * len(full))})" if full else ""
+        with self._lock:
+            return self._db.execute(
+                "SELECT id, owner FROM (SELECT id, owner, row_number() OVER (PARTITION BY owner ORDER BY id) AS k"
+                f" FROM jobs WHERE state = 'queued'{skip}) WHERE k <= ? ORDER BY id", (*full, per_owner)).fetchall()
 
     def transition(self, job_id: int, new: str, **fields: Any) -> Job:
         """Move a job to state ``new`` (refusing an illegal move) and set other fields with it."""

@@ -1,10 +1,9 @@
 """The Queries service (``archive.queries``): compile, and run a compiled query where the planner says.
 
-``compile`` shows a query's phases and its plan (``compiling``); ``query`` compiles (through
-the compile cache: a hit carries the compiled statements, their column metadata and plan) and
-runs a quick query; ``read_table`` streams a table page by page; ``run`` executes compiled
-statements on their plan: quick queries, paged reads and jobs all end there, in ``execute`` on
-an engine's cursor (below) or on a SQL server (``pushdown``). ``Admission``: whose turn is next.
+``compile`` shows a query's phases and plan (``compiling``); ``query`` compiles (through the compile cache, which
+jobs' reads use too: a hit carries the compiled statements, column metadata and plan) and runs a quick query;
+``read_table`` streams a table by pages; ``run`` executes compiled statements on their plan: quick queries, paged
+reads and jobs all end there, in ``execute`` on an engine's cursor or on a SQL server. ``Admission``: whose turn.
 """
 
 from __future__ import annotations
@@ -49,11 +48,13 @@ class _Entry:
     __slots__ = ("compiled", "meta", "plan", "plain", "stamp")
 
     def __init__(self, compiled: sqlmod.Compiled, meta: dict, plan: Plan, stamp: tuple | None = None):
-        self.compiled = compiled
-        self.meta = meta
-        self.plan = plan
+        # ``stamp``: for a read of MyDB, its file's stamp when compiled (stale once it changes)
+        self.compiled, self.meta, self.plan, self.stamp = compiled, meta, plan, stamp
         self.plain = not compiled.param_names  # no values to bind again on a hit
-        self.stamp = stamp  # for a read of MyDB: its file's stamp when compiled (stale once it changes)
+
+    def bound(self, options) -> sqlmod.Compiled:
+        """The compiled query with the values of ``options`` (variables, params) bound."""
+        return self.compiled if self.plain else sqlmod.rebind(self.compiled, variables=options.get("variables"), params=options.get("params"))
 
 
 class Queries:
@@ -83,19 +84,20 @@ class Queries:
         return with_plan(self._namespace, self._engines, principal, compiled, explain=explain, cluster=self.cluster)
 
     def compile_request(self, principal: Principal, request: dict, uploads: dict | None = None):
-        """Compile a stored request (a job's: query, language, context, base_path, variables,
-        params, row_limit); returns the compiled query and its resolver (for a target table)."""
+        """Compile a stored request (a job's: query, language, context, base_path, variables, params, row_limit): the
+        compiled query and its resolver; None without a ``target`` table: cached then, a job's run reuses its submit's."""
         options = {k: request.get(k) for k in ("context", "base_path", "variables", "params")}
-        language = request.get("language") or DEFAULT_LANGUAGE
-        return compile_text(self._namespace, principal, request["query"], language, options, request.get("row_limit"), uploads)
+        language, text, row_limit = request.get("language") or DEFAULT_LANGUAGE, request["query"], request.get("row_limit")
+        if uploads is None and not request.get("target"):
+            return self._cached(principal, text, language, options, row_limit).bound(options), None
+        return compile_text(self._namespace, principal, text, language, options, row_limit, uploads)
 
     def _cached(self, principal, text, language, options: TextOptions, row_limit) -> _Entry:
         """Compile, reusing an earlier compile of the same text with new values when possible.
 
-        Only reads are cached, by text and by shape (``literals``). Reads of mounted (read-only)
-        tables stay valid until the mounts change, which empties the cache; a read of MyDB tables
-        is valid while the caller's MyDB file is unchanged (``Namespace.mydb_stamp``, taken before
-        compiling), as its tables are.
+        Only reads are cached, by text and by shape (``literals``). Reads of mounted (read-only) tables stay valid until
+        the mounts change, which empties the cache; a read of MyDB tables is valid while the caller's MyDB file is
+        unchanged (``Namespace.mydb_stamp``, taken before compiling), as its tables are.
         """
         get = options.get
         variables, params = get("variables"), get("params")
@@ -163,8 +165,8 @@ class Queries:
         """Run a quick query and return its streamed result (``Rows Affected`` for writes).
 
         ``uploads`` makes tables readable as ``TAP_UPLOAD.x``: an ``UploadSet`` the caller
-        closes, or staged entries (``uploads.stage``), loaded now and dropped with the result.
-        ``on_limit``: see ``execute`` (a query on the caller's DuckDB cursors only; elsewhere the limit interrupts).
+        closes, or staged entries (``uploads.stage``), loaded now and dropped with the result. ``on_limit``: see
+        ``execute`` (a query on the caller's DuckDB cursors only; elsewhere the limit interrupts).
         ``history``: where its history entry goes (``pool.recorded``); None for the archive's own queries, no user's.
         """
         row_limit = self.row_limit if row_limit is DEFAULT else row_limit
@@ -172,7 +174,7 @@ class Queries:
         if uploads:
             return self._query_with_uploads(principal, text, language, options, row_limit, time_limit, uploads)
         entry = self._cached(principal, text, language, options, row_limit)
-        compiled = entry.compiled if entry.plain else sqlmod.rebind(entry.compiled, variables=options.get("variables"), params=options.get("params"))
+        compiled = entry.bound(options)
         if entry.plan.where != ENGINE:
             return self.run(principal, compiled, plan=entry.plan, row_limit=row_limit, time_limit=time_limit, column_meta=entry.meta, on_limit=on_limit)
         cursor = entry.plan.engine.cursor()
@@ -207,11 +209,11 @@ class Queries:
     ) -> QueryResult:  # fmt: skip
         """Execute an already compiled query on its plan (made now unless given).
 
-        ``column_meta`` adds units/UCDs for tables the catalog does not know (uploads), held in
-        the engine of the lease ``pinned``. A job passes ``wait=None`` and ``cancel`` (it waits
-        for a database held elsewhere until canceled), ``on_cancel`` (told how to interrupt a
-        server) and ``on_cursor`` (given the engine's cursor before the query runs); ``on_limit`` as ``execute``'s
-        where the query runs on one of the principal's DuckDB cursors (its engine, or HATS partitions in-process).
+        ``column_meta`` adds units/UCDs for tables the catalog does not know (uploads), held in the engine of the lease
+        ``pinned``. A job passes ``wait=None`` and ``cancel`` (it waits for a database held elsewhere until canceled),
+        ``on_cancel`` (told how to interrupt a server) and ``on_cursor`` (given the engine's cursor before the query
+        runs); ``on_limit`` as ``execute``'s where the query runs on one of the principal's DuckDB cursors (its engine,
+        or HATS partitions in-process).
         """
         plan = plan or self.plan(principal, compiled.statements, pinned)
         meta = self._namespace.column_meta_for(principal, compiled.statements[-1])
@@ -256,11 +258,11 @@ class Queries:
 class Admission:
     """Admits requests to the quick workers, fairly across users (``Archive.admission``).
 
-    At most ``workers`` requests run at once, ``per_user`` of one user's (default: all but one, so
-    another user always finds one free). Over a limit ``enter`` gives a ticket (a ``Future``), set
-    when the request's turn comes; waiting holds no thread. A freed worker goes to the waiting user
-    running the fewest, ties in turn (round robin, not first come). A caller giving up ``withdraw``s
-    its ticket and answers 429 (``busy``), as does one whose user has ``max_waiting`` waiting.
+    At most ``workers`` requests run at once, ``per_user`` of one user's (default: all but one, so another user always
+    finds one free). Over a limit ``enter`` gives a ticket (a ``Future``), set when the request's turn comes; waiting
+    holds no thread. A freed worker goes to the waiting user running the fewest, ties in turn (round robin, not first
+    come). A caller giving up ``withdraw``s its ticket and answers 429 (``busy``), as does one whose user has
+    ``max_waiting`` waiting.
     """
 
     def __init__(self, workers: int, per_user: int = 0, *, wait: float = 30.0, max_waiting: int = 1000):
@@ -328,7 +330,6 @@ class Admission:
 
 
 # -- executing on a cursor ----------------------------------------------------------------------
-
 BATCH_ROWS = 131_072
 
 
@@ -344,9 +345,9 @@ def execute(
 ) -> QueryResult:
     """Run ``statements`` (``sql.Statement``) in order on ``cursor``; stream the last one's rows.
 
-    Earlier statements run for their effect. The cursor is closed when the result closes.
-    A time limit interrupts the engine, during execution or while rows are streamed, unless
-    ``on_limit(cursor)`` (asked then, on the watchdog's thread) says the query goes on (as a job).
+    Earlier statements run for their effect. The cursor is closed when the result closes. A time limit interrupts the
+    engine, during execution or while rows are streamed, unless ``on_limit(cursor)`` (asked then, on the watchdog's
+    thread) says the query goes on (as a job).
     """
     import duckdb  # here: a server at rest need not hold it (~12 MB)
     timed_out = threading.Event()
@@ -427,8 +428,7 @@ def execute(
 
 
 SMALL_ROWS = 64
-#: Row limits up to this run on the DB-API path (whose Arrow reader holds a copy of every row).
-DBAPI_ROWS = 100_000
+DBAPI_ROWS = 100_000  # row limits up to this run on the DB-API path (whose Arrow reader holds a copy of every row)
 # DuckDB types whose Python values convert to Arrow exactly as DuckDB's own Arrow export does.
 _SIMPLE_TYPES = {
     "BIGINT": pa.int64(), "INTEGER": pa.int32(), "SMALLINT": pa.int16(), "TINYINT": pa.int8(),

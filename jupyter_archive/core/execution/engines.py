@@ -28,6 +28,7 @@ from ..errors import ArchiveError, not_found
 from ..memory import release_memory
 from ..sql import quote_ident as _quote_ident
 from ..sql import quote_literal as _quote_literal
+from ..sql.bounds import MARK as BOUND_MARK  # a guard's error, a 400
 
 # duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
 if TYPE_CHECKING:
@@ -205,6 +206,8 @@ def engine_error(exc: Exception) -> ArchiveError:
 
         if (changed := changed_on_disk(first)) is not None:
             return changed
+    if isinstance(exc, duckdb.InvalidInputException) and f"Error: {BOUND_MARK}" in first:
+        return ArchiveError("too_large", first.split(f"Error: {BOUND_MARK}", 1)[1], 400)
     if isinstance(exc, duckdb.PermissionException):
         return ArchiveError("permission", f"not allowed: {first}", 403)
     if isinstance(exc, duckdb.ParserException):
@@ -215,19 +218,10 @@ def engine_error(exc: Exception) -> ArchiveError:
         return ArchiveError("too_large", f"the query needs more memory than the archive allows: {first}", 400)
     if isinstance(exc, duckdb.TransactionException):
         return ArchiveError("conflict", first, 409)
-    if isinstance(
-        exc,
-        (
-            duckdb.ConversionException,
-            duckdb.InvalidInputException,
-            duckdb.OutOfRangeException,
-            duckdb.ConstraintException,
-            duckdb.NotImplementedException,
-            duckdb.TypeMismatchException,
-            duckdb.DependencyException,
-            duckdb.ProgrammingError,
-        ),
-    ):
+    if isinstance(exc, (
+        duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException, duckdb.ConstraintException,
+        duckdb.NotImplementedException, duckdb.TypeMismatchException, duckdb.DependencyException, duckdb.ProgrammingError,
+    )):  # fmt: skip
         return ArchiveError("invalid_query", first, 400)
     return ArchiveError("engine_error", f"{kind}: {first}", 500)
 

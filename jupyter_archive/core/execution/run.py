@@ -439,12 +439,10 @@ _SIMPLE_TYPES = {
 
 
 def _small_batch(cursor) -> tuple[pa.RecordBatch, pa.Schema] | None:
-    """The first rows of an executed query as an Arrow batch built from Python values, and
-    its schema (one object per column shape, so what writers derive from it is remembered).
-
-    For a handful of rows this is much cheaper than DuckDB's Arrow export (about 0.5 ms a
-    query); a result with more rows continues through the Arrow reader after these (DuckDB
-    resumes where fetchmany stopped). None when a column type is not a plain one.
+    """The first rows of an executed query as an Arrow batch built from Python values, and its schema (one
+    object per column shape, so what writers derive from it is remembered). For a handful of rows this is
+    much cheaper than DuckDB's Arrow export (about 0.5 ms a query); a result with more rows continues through
+    the Arrow reader after these (DuckDB resumes where fetchmany stopped). None unless every type is plain.
     """
     shape = _small_shape(tuple((d[0], str(d[1])) for d in cursor.description or ()))
     if shape is None:
@@ -453,11 +451,12 @@ def _small_batch(cursor) -> tuple[pa.RecordBatch, pa.Schema] | None:
     rows = cursor.fetchmany(SMALL_ROWS + 1)
     if struct is None:
         # Duplicate column names cannot be struct fields of one name each: build column by column.
-        columns = list(zip(*rows)) if rows else [()] * len(schema)
-        arrays = [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)]
-        return pa.record_batch(arrays, schema=schema), schema
-    # One conversion of the row tuples as a struct array is 2-3x cheaper than one per column.
-    return pa.RecordBatch.from_struct_array(pa.array(rows, type=struct)), schema
+        arrays = [pa.array(col, type=f.type) for col, f in zip(list(zip(*rows)) or [()] * len(schema), schema, strict=True)]
+    else:  # one conversion of the row tuples as a struct array is 2-3x cheaper than one per column
+        arrays = [pa.array(rows, type=struct)]
+    if any(isinstance(a, pa.ChunkedArray) for a in arrays):  # over 2 GB of text in a few rows: pyarrow split it
+        raise ArchiveError("too_large", f"the first {len(rows)} rows hold more than 2 GB of values; select less", 400)
+    return (pa.record_batch(arrays, schema=schema) if struct is None else pa.RecordBatch.from_struct_array(arrays[0])), schema
 
 
 @functools.lru_cache(maxsize=256)

@@ -9,6 +9,7 @@ HEALPix index. The modules, in the order a query meets them:
 - ``scan``: text into statement chunks (quotes, comments, ``;``, ``GO``), positions.
 - ``parse``: a chunk into sqlglot trees; ``checks``: statements and functions a query may not use.
 - ``variables``: variables and parameters bound as ``$pN``, never pasted.
+- ``bounds``: the size of a value a query builds (``range``, ``repeat``, ``lpad``, ``printf``...) guarded in the engine SQL.
 - ``tables``: table references, read and written, and their resolution through the ``Resolver``.
 - ``rewrite``: tables qualified for the engine, ``SELECT ... INTO`` as ``CREATE TABLE``, row caps.
 - ``adql`` with ``geometry`` and ``spherical``: ADQL functions and geometry as DuckDB expressions.

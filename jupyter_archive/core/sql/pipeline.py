@@ -15,6 +15,7 @@ from sqlglot.errors import ErrorLevel, SqlglotError
 
 from ..errors import ArchiveError, bad_request
 from . import adql
+from .bounds import guard_values
 from .checks import check_statement
 from .compiled import Compiled, Late, Parsed, Resolver, Statement, TableTarget
 from .healpix_index import bind
@@ -144,6 +145,7 @@ def compile_query(
             for i, p in enumerate(parsed):
                 budget.check()
                 rewrite_statement(p)
+                guard_values(p.stmt)
                 if spec.name == "adql":
                     xtypes = adql.geometry_columns(getattr(resolver, "column_meta", None), p.refs)
                     p.stmt = adql.rewrite(p.stmt, p.refs, p.params, positional_index, xtypes, sky.setdefault(i, []))

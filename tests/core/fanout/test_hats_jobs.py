@@ -102,8 +102,10 @@ def test_a_canceled_cluster_job_leaves_no_task_running(sky, local_cluster):
     from distributed import Client
 
     p = sky.users.principal("alice")
-    # seconds of work in every task: each row's id repeated 200,000 times
-    slow = "SELECT SUM(LENGTH(REPEAT(CAST(objid AS VARCHAR), 200000))) AS n FROM sky.stars"
+    # seconds of work in every task: each row's id repeated 9,000 times, 40 times over (one value stays under
+    # the 65,536 characters a query may build: core/sql/bounds.py)
+    slow = ("SELECT SUM(LIST_SUM(LIST_TRANSFORM(RANGE(40), i -> LENGTH(REPEAT(CAST(objid + i AS VARCHAR), 9000))))) AS n "
+            "FROM sky.stars")
     job = sky.jobs.submit_query(p, slow, "sql", context="SKY")
     with Client(local_cluster.scheduler_address) as client:
         deadline = time.monotonic() + 120

@@ -88,7 +88,7 @@ class Queries:
         compiled query and its resolver; None without a ``target`` table: cached then, a job's run reuses its submit's."""
         options = {k: request.get(k) for k in ("context", "base_path", "variables", "params")}
         language, text, row_limit = request.get("language") or DEFAULT_LANGUAGE, request["query"], request.get("row_limit")
-        if uploads is None and not request.get("target"):
+        if not uploads and not request.get("target"):
             return self._cached(principal, text, language, options, row_limit).bound(options), None
         return compile_text(self._namespace, principal, text, language, options, row_limit, uploads)
 

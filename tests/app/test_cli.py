@@ -120,7 +120,7 @@ def test_jobs_survive_a_hard_kill(start, tmp_path):
     ok = requests.post(s.url + "archive/api/query", json={"query": "CREATE TABLE keep AS SELECT * FROM range(1000)", "context": "MyDB"},
                        headers=h, timeout=30)
     assert ok.status_code == 200, ok.text
-    slow = requests.post(s.url + "archive/api/jobs", json={"query": "SELECT count(*) FROM range(100000000000) a", "context": "DEMO"},
+    slow = requests.post(s.url + "archive/api/jobs", json={"query": "SELECT count(*) FROM range(10000000000000) a", "context": "DEMO"},
                          headers=h, timeout=30).json()
     queued = requests.post(s.url + "archive/api/jobs", json={"query": "SELECT 7 AS x", "context": "DEMO"}, headers=h, timeout=30).json()
     deadline = time.time() + 30

@@ -31,7 +31,7 @@ from tests.support import DEMO_ROWS
 from tests.support.servers import BIN, Server, free_port, root_flags
 
 TOKEN = "owner-test-token"
-SLOW = "SELECT count(*) FROM range(100000000000) a"
+SLOW = "SELECT count(*) FROM range(10000000000000) a"
 
 
 def launch(app: str, data: Path, work: Path, name: str, *extra: str, base: str = "/") -> Server:

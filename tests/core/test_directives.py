@@ -198,7 +198,7 @@ def test_directives_survive_a_restart(archive_data_dir):
 
 
 def test_cancel_right_after_start_stops_the_job(archive, alice):
-    d = make(archive, alice, name="slow", query="SELECT count(*) FROM range(100000000000) a")
+    d = make(archive, alice, name="slow", query="SELECT count(*) FROM range(10000000000000) a")
     job = archive.directives.run(alice, d.id)
     archive.jobs.wait(alice, job.id, timeout=30, until=lambda j: j.state != "queued")
     archive.jobs.cancel(alice, job.id)

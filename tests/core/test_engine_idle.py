@@ -12,7 +12,7 @@ from jupyter_archive.core.archive import Archive
 from jupyter_archive.core.config import ArchiveConfig
 
 IDLE = 0.2  # seconds: short, so the idle watch acts within the test
-SLOW = "SELECT count(*) FROM range(100000000000) a"
+SLOW = "SELECT count(*) FROM range(10000000000000) a"
 
 
 @pytest.fixture

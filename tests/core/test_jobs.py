@@ -16,7 +16,7 @@ from jupyter_archive.core.jobs.store import JobStore
 from jupyter_archive.core.users.store import UserStore
 from jupyter_archive.faces.base.handler import Continuation
 
-SLOW = "SELECT count(*) FROM range(100000000000) a"
+SLOW = "SELECT count(*) FROM range(10000000000000) a"
 
 
 @pytest.fixture

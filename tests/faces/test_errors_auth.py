@@ -149,7 +149,7 @@ async def test_bad_request_shapes(fetch):
 
 @pytest.mark.parametrize("archive_config", [{"quick_time_limit": 0.5}])
 async def test_time_limit_interrupts_the_engine(fetch, archive_config):
-    slow = "SELECT count(*) FROM range(100000000000) a"
+    slow = "SELECT count(*) FROM range(10000000000000) a"
     # the native API's opt-out of going on as a job (tests/faces/native/test_continued.py): the old error
     body = json.dumps({"query": slow, "context": "DEMO", "continueAsJob": False})
     err = assert_native_error(await fetch("archive", "api", "query", method="POST", body=body), 400, "time_limit")

@@ -62,7 +62,7 @@ async def test_casjobs_create_table_and_cancel(fetch):
     job = await poll(fetch, "archive", "casjobs", "jobs", str(job_id), until=lambda j: j["Status"] >= 3)
     assert job["Status"] == 5 and job["Created_Table"] == "Bright18"
     slow = await fetch("archive", "casjobs", "contexts", "DEMO", "jobs", method="PUT",
-                       body=json.dumps({"Query": "SELECT count(*) FROM range(100000000000) a"}))
+                       body=json.dumps({"Query": "SELECT count(*) FROM range(10000000000000) a"}))
     slow_id = int(slow.body)
     await poll(fetch, "archive", "casjobs", "jobs", str(slow_id), until=lambda j: j["Status"] == 1)
     resp = await fetch("archive", "casjobs", "jobs", str(slow_id), method="DELETE")

@@ -23,7 +23,7 @@ from tests.support.faces import in_thread
 # The same query in T-SQL: SAME's rows.
 ROWS = ("SELECT a.objid % 2 AS k, count(*) AS n FROM PhotoObj a, (SELECT TOP 20000 ra FROM PhotoObj ORDER BY objid) b "
         "WHERE a.ra + b.ra < 360 GROUP BY a.objid % 2 ORDER BY k")  # fmt: skip
-ENDLESS = "SELECT count(*) AS n FROM range(100000000000) a"
+ENDLESS = "SELECT count(*) AS n FROM range(10000000000000) a"
 
 
 class CasJobs:

@@ -22,7 +22,7 @@ def auth(token: str, **extra) -> dict:
 
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-SLOW = "SELECT count(*) AS n FROM range(100000000000) a"
+SLOW = "SELECT count(*) AS n FROM range(10000000000000) a"
 DIRECTIVE = "SELECT objid, r FROM PhotoObj ORDER BY objid LIMIT 3"  # a SAS directive's, run as a job
 # Each face's quick query: (face, language, context, its text, how to send it). Each text is its own, so the history tells them apart.
 QUICK = [

@@ -16,7 +16,7 @@ from tests.support import body_json
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 BRIGHT = "SELECT objid, ra, dec, r FROM PhotoObj WHERE r < 19 ORDER BY objid"
-SLOW = "SELECT count(*) FROM range(100000000000) a"
+SLOW = "SELECT count(*) FROM range(10000000000000) a"
 SAS = ("archive", "sas")
 JSON = {"Content-Type": "application/json"}
 

@@ -62,6 +62,14 @@ export class ArchivePanel extends Widget {
     this._treeNode.setAttribute('role', 'tree');
     this._treeNode.setAttribute('aria-label', 'Contexts and tables');
     this._treeNode.addEventListener('keydown', e => this.onTreeKey(e));
+    // A row may get the focus otherwise than by a click or an arrow key (a screen reader, a script): it is the one a
+    // render gives the focus back to, not the row focused before.
+    this._treeNode.addEventListener('focusin', e => {
+      const key = ((e.target as HTMLElement).closest('.jp-ArchiveTree-row') as HTMLElement | null)?.dataset.key;
+      if (key) {
+        this._focused = key;
+      }
+    });
 
     const jobsHeader = el('h3', 'jp-ArchivePanel-subtitle', 'Jobs');
     this._jobsNode = el('ul', 'jp-ArchiveJobs');

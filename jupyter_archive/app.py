@@ -16,6 +16,7 @@ from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, validate
 
+from .connections import ConnectionGuard
 from .core.archive import Archive
 from .core.catalog import Principal
 from .core.config import ArchiveConfig
@@ -124,6 +125,16 @@ class ArchiveApp(ExtensionApp):
             "A cross-match job of an upload or MyDB table with a HATS catalog runs on the Dask cluster only when the table has at least "
             "this many positions (and they touch 16 partitions or more): fewer run faster in-process."
         ),
+    )
+    client_timeout = Float(
+        60.0, min=0.0, config=True,
+        help=(
+            "Seconds a connection may wait for its headers, or go without a byte of progress in its request body or in reading "
+            "its response; then it is closed (0: never). Keeps clients that hold connections from using up the server's files."
+        ),
+    )
+    connections_per_client = Int(
+        512, min=0, config=True, help="Connections one client address may hold open at once; more are answered 429 (0: no limit)."
     )
     allow_anonymous = Bool(
         False, config=True, help="Let unauthenticated callers run quick queries on public, read-only contexts."
@@ -270,6 +281,13 @@ class ArchiveApp(ExtensionApp):
         self.log.info("jupyter_archive: data in %s; contexts: %s", self.data_dir, ", ".join(c.name for c in archive.catalog.contexts(Principal(self.owner, admin=True))))
 
     async def _start_jupyter_server_extension(self, serverapp):
+        try:
+            http_server = serverapp.http_server
+        except AttributeError:  # a server started without one (pytest-jupyter's own)
+            http_server = None
+        if http_server is not None and (self.client_timeout or self.connections_per_client):
+            self._guard = ConnectionGuard(http_server, timeout=self.client_timeout or None, per_client=self.connections_per_client or None,
+                                          log=serverapp.log)
         if self.archive is not None:
             self.lock.announce(self.server_url())
         else:
@@ -331,9 +349,9 @@ class ArchiveApp(ExtensionApp):
         self.handlers.extend(handlers if self.archive is not None else proxied(handlers))
 
     async def stop_extension(self):
-        timer = getattr(self, "_take_over_timer", None)
-        if timer is not None:
-            timer.stop()
+        for timer in (getattr(self, "_take_over_timer", None), getattr(self, "_guard", None)):
+            if timer is not None:
+                timer.stop()
         archive = getattr(self, "archive", None)
         if archive is not None:
             archive.close()  # gives the lock back too

@@ -83,7 +83,7 @@ class LiveServer(Server):
     a newcomer gets: the server makes it at start, of its default size.
     """
 
-    def __init__(self, root: Path, demo_dir: Path | None, demo_rows: int | None = DEMO_ROWS):
+    def __init__(self, root: Path, demo_dir: Path | None, demo_rows: int | None = DEMO_ROWS, extra: tuple[str, ...] = ()):
         self.root = root
         self.data_dir = root / "data"
         self.runtime_dir = root / "runtime"
@@ -102,6 +102,7 @@ class LiveServer(Server):
                 f"--ArchiveApp.data_dir={self.data_dir}", f"--ServerApp.root_dir={self.work_dir}", *root_flags()]
         if demo_rows is not None:
             argv.append(f"--ArchiveApp.demo_rows={demo_rows}")
+        argv += extra
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self.wait(timeout=180)
 

@@ -92,3 +92,23 @@ def test_each_engine_has_a_memory_limit_by_default(archive):
     finally:
         lease.close()
     assert limit.endswith("MiB") and float(limit.split()[0]) < 1024, limit  # 160MB, not DuckDB's 80% of RAM
+
+
+def test_each_users_engine_starts_only_its_own_threads(archive_data_dir):
+    """An engine per user: DuckDB's 8 I/O threads for remote files in each would be 9 threads a user (553 for 60)."""
+    import os
+
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    a = Archive(ArchiveConfig(data_dir=archive_data_dir, demo_rows=20_000, engine_threads=2))
+    a.start()
+    try:
+        users = [a.users.principal(f"user{i}") for i in range(6)]
+        assert count(a, users[0], "SELECT count(*) FROM range(10)") == 10  # the executors and watches have started
+        before = threads()
+        for u in users[1:]:
+            assert count(a, u, "SELECT count(*) FROM range(10)") == 10
+        assert threads() - before <= 5 * 2, f"{threads() - before} threads for 5 engines of 2 threads each"
+    finally:
+        a.close()

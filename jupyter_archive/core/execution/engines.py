@@ -143,6 +143,10 @@ def open_instance(
     if memory_limit:
         config["memory_limit"] = str(memory_limit)
     db = duckdb.connect(":memory:", config=config)
+    try:  # each instance (one per user) starts 8 I/O threads for remote files, which engines never read
+        db.execute("SET async_threads = 1")
+    except duckdb.Error:  # a DuckDB without the setting
+        pass
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
         db.execute(f"SET temp_directory = {_quote_literal(str(spill_dir))}")

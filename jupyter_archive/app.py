@@ -93,8 +93,11 @@ class ArchiveApp(ExtensionApp):
     read_workers = Int(
         4, min=1, config=True, help="Threads answering cheap reads (metadata, job status, listings), apart from queries."
     )
-    job_workers = Int(2, min=1, config=True, help="Jobs (long queries, resets, ...) running at once.")
-    jobs_per_user = Int(2, min=1, config=True, help="Jobs one user may have running at once; more wait in the queue.")
+    job_workers = Int(3, min=1, config=True, help="Jobs (long queries, resets, ...) running at once.")
+    jobs_per_user = Int(
+        0, min=0, config=True,
+        help="Jobs one user may have running at once (0: every job worker but one, so another user always finds one free); more wait in the queue.",
+    )
     job_retention = Float(7 * 24 * 3600.0, min=0.0, config=True, help="Seconds finished jobs and their stored results are kept (0: forever).")
     upload_limit = Int(
         1 << 30, min=1, config=True, help="Bytes one table upload may have (CasJobs and native uploads); more is refused with 413."

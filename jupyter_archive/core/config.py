@@ -27,8 +27,8 @@ class ArchiveConfig:
     engine_memory_limit: str | None = "160MB"
     engine_idle_seconds: float | None = 60.0  # an engine nobody uses is closed after this (None: never)
     allow_anonymous: bool = False
-    job_workers: int = 2
-    jobs_per_user: int = 2
+    job_workers: int = 3
+    jobs_per_user: int = 0  # jobs one user runs at once (0: every job worker but one)
     job_retention: float | None = 7 * 24 * 3600
     upload_limit: int = 1 << 30  # bytes one table upload may have
     dask_scheduler: str = ""  # "" (in-process only), "local", "local:N" or "tcp://host:8786" (core/execution/cluster.py)

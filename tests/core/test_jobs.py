@@ -79,6 +79,41 @@ def test_a_long_queue_of_one_user_does_not_hold_back_another(make_archive):
     a.jobs.cancel(one, first)
 
 
+def _until(check, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while not check():
+        assert time.time() < deadline, "not within the bound"
+        time.sleep(0.02)
+
+
+def test_a_free_job_worker_goes_to_the_user_running_the_fewest(make_archive):
+    a = make_archive(job_workers=2, jobs_per_user=2)  # one user may fill every worker
+    one, other = a.users.principal("one"), a.users.principal("other")
+    slow = [a.jobs.submit_query(one, SLOW, "sql", context="DEMO").id for _ in range(2)]
+    _until(lambda: all(a.jobs.get(one, j).state == "running" for j in slow))
+    queued = [a.jobs.submit_query(one, f"SELECT {i} AS i", "sql", context="DEMO").id for i in range(30)]
+    theirs = a.jobs.submit_query(other, "SELECT 42 AS n", "sql", context="DEMO").id
+    a.jobs.cancel(one, slow[0])  # a worker frees: it goes to `other` (running none), not to one's older jobs
+    _until(lambda: a.jobs.get(other, theirs).final)
+    started = [a.jobs.get(one, j).started for j in queued]
+    first_of_ones = min((t for t in started if t is not None), default=float("inf"))
+    assert a.jobs.get(other, theirs).started <= first_of_ones
+    a.jobs.cancel(one, slow[1])
+
+
+def test_by_default_one_user_leaves_a_job_worker_free(make_archive):
+    a = make_archive()
+    one, other = a.users.principal("one"), a.users.principal("other")
+    slow = [a.jobs.submit_query(one, SLOW, "sql", context="DEMO").id for _ in range(4)]
+    _until(lambda: sum(a.jobs.get(one, j).state == "running" for j in slow) == a.jobs.runner.per_user >= 2)
+    theirs = a.jobs.submit_query(other, "SELECT 42 AS n", "sql", context="DEMO").id
+    _until(lambda: a.jobs.get(other, theirs).final)
+    assert a.jobs.get(other, theirs).state == "completed"
+    assert sum(a.jobs.get(one, j).state == "running" for j in slow) == a.jobs.runner.per_user  # still running meanwhile
+    for j in slow:
+        a.jobs.cancel(one, j)
+
+
 def test_query_job_into_mydb_and_result_store(make_archive):
     a = make_archive()
     owner = a.users.principal("alice")

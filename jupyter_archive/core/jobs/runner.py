@@ -60,9 +60,11 @@ Work = Callable[[Job, JobContext], dict | None]
 
 
 class JobRunner:
-    """Runs jobs from the store on a bounded pool, never more than ``per_user`` at once per owner.
+    """Runs jobs from the store on a bounded pool, never more than ``per_user`` at once per owner
+    (default: every worker but one, so that another user always finds one free).
 
-    A dispatcher thread moves due scheduled jobs to the queue and queued jobs to running.
+    A dispatcher thread moves due scheduled jobs to the queue and queued jobs to running: a free worker goes
+    to the owner running the fewest, ties to the oldest job (round robin across users, not first come).
     The work of a kind is a function registered with ``register``; it returns the job's
     results (a dict, may carry ``rows``) or raises ``ArchiveError`` / ``JobCanceled``.
     """
@@ -72,13 +74,13 @@ class JobRunner:
         store: JobStore,
         *,
         workers: int = 2,
-        per_user: int = 2,
+        per_user: int = 0,
         retention: float | None = 7 * 24 * 3600,
         on_expire: Callable[[Job], None] | None = None,
     ):
         self.store = store
         self.workers = max(1, workers)
-        self.per_user = max(1, per_user)
+        self.per_user = min(per_user, self.workers) if per_user > 0 else max(1, self.workers - 1)
         self.retention = retention
         self.on_expire = on_expire
         self._work: dict[str, Work] = {}
@@ -251,7 +253,13 @@ class JobRunner:
             per_owner: dict[str, int] = {}
             for ctx in self._running.values():
                 per_owner[ctx.job.owner] = per_owner.get(ctx.job.owner, 0) + 1
+            # One user's thousand queued jobs, older than another's one, must not all run first.
+            turns: dict[str, int] = {}
+            order = []
             for job_id, owner in self.store.startable(self.per_user, [o for o, n in per_owner.items() if n >= self.per_user]):
+                turns[owner] = turns.get(owner, per_owner.get(owner, 0)) + 1
+                order.append((turns[owner], job_id, owner))
+            for _turn, job_id, owner in sorted(order):
                 if len(self._running) >= self.workers:
                     break
                 if per_owner.get(owner, 0) >= self.per_user:

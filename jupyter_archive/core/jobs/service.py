@@ -35,7 +35,7 @@ class Jobs:
         queries,
         allow_anonymous: bool = False,
         workers: int = 2,
-        per_user: int = 2,
+        per_user: int = 0,
         retention: float | None = 7 * 24 * 3600,
     ):
         self.store = store

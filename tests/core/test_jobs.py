@@ -7,6 +7,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jupyter_archive.core.archive import Archive
 from jupyter_archive.core.config import ArchiveConfig
@@ -60,6 +62,29 @@ def test_a_dispatch_reads_what_it_may_start_whatever_the_queue(tmp_path):
     assert heads == [(made[0], "a"), (made[3], "a"), (made[50], "b"), (made[51], "c"), (made[52], "b"), (made[54], "c")]
     assert store.startable(1, full=["a", "c"]) == [(made[50], "b")]
     assert store.waiting() == [(later, pytest.approx(store.get(later).scheduled))]
+    store.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(jobs=st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e"]), st.sampled_from(["queued", "queued", "running", "canceled"])),
+                     max_size=40),
+       per_owner=st.integers(1, 3), full=st.sets(st.sampled_from(["a", "b", "c", "d", "e"]), max_size=3))
+def test_startable_is_each_owners_first_queued_jobs(tmp_path_factory, jobs, per_owner, full):
+    """Generated queues: ``startable`` is, in submission order, the first ``per_owner`` queued jobs of each owner not full."""
+    store = JobStore(tmp_path_factory.mktemp("startable") / "jobs.sqlite")
+    made = []
+    for owner, state in jobs:
+        job = store.create(owner, "query", {"query": "SELECT 1"}, face="native", state="queued", scheduled=None)
+        if state != "queued":
+            store.transition(job.id, state, **({"started": time.time()} if state == "running" else {"ended": time.time()}))
+        made.append((job.id, owner, state))
+    taken: dict[str, int] = {}
+    want = []
+    for job_id, owner, state in made:
+        if state == "queued" and owner not in full and taken.get(owner, 0) < per_owner:
+            taken[owner] = taken.get(owner, 0) + 1
+            want.append((job_id, owner))
+    assert store.startable(per_owner, full=sorted(full)) == want
     store.close()
 
 

@@ -80,7 +80,7 @@ class TokensHandler(CookielessHandler):
     async def post(self):
         name, password = self._credentials(self.json_body())
         lifetime = self.archive_app.token_lifetime or None
-        done = await self.in_background(self.archive.users.login, name, password, lifetime=lifetime)
+        done = await self.in_background(self.archive.users.login, name, password, lifetime=lifetime, client=self.request.remote_ip or "")
         if done is None:
             raise ArchiveError("unauthorized", LOGIN_REFUSED, 401)
         token, info = done
@@ -136,7 +136,7 @@ class PasswordHandler(AuthHandler):
                 raise permission("only an admin may set another user's password")
             # A stolen token alone must not be enough to take the account over.
             current = body.get("currentPassword")
-            if not isinstance(current, str) or await self.in_background(self.archive.users.verify_password, name, current) is None:
+            if not isinstance(current, str) or await self.in_background(self.archive.users.verify_password, name, current, client=self.request.remote_ip or "") is None:
                 raise permission("currentPassword is missing or wrong")
         if await self.call(self.archive.users.record, name) is None:
             raise not_found(f"unknown user {name!r}", user=name)

@@ -9,6 +9,7 @@ from ..catalog import MYDB_ALIAS
 from ..errors import not_found
 from ..lanes import cheap_read
 from .store import valid_password
+from .throttle import LoginThrottle
 
 if TYPE_CHECKING:
     from ..catalog import Principal
@@ -32,6 +33,7 @@ class Users:
         # made or deleted here; the token command of another process can only make users or
         # raise their role). Other users are read each time, as that command may raise them.
         self._admins: dict[str, tuple[Principal, int]] = {}
+        self.logins = LoginThrottle()
 
     def principal_for_token(self, token: str) -> Principal | None:
         return self.store.principal_for_token(token)
@@ -110,14 +112,23 @@ class Users:
     def token_info(self, token: str) -> dict | None:
         return self.store.token_info(token)
 
-    def login(self, name: str, password: str, *, lifetime: float | None) -> tuple[str, dict] | None:
-        return self.store.login(name, password, lifetime=lifetime)
+    def login(self, name: str, password: str, *, lifetime: float | None, client: str = "") -> tuple[str, dict] | None:
+        """A token for a right password; None for a wrong one; 429 when ``client`` has failed too often."""
+        self.logins.check(name, client)
+        done = self.store.login(name, password, lifetime=lifetime)
+        if done is None:
+            self.logins.failed(name, client)
+        return done
 
     def revoke_token(self, token: str) -> bool:
         return self.store.revoke_token(token)
 
-    def verify_password(self, name: str, password: str) -> Principal | None:
-        return self.store.verify_password(name, password)
+    def verify_password(self, name: str, password: str, *, client: str = "") -> Principal | None:
+        self.logins.check(name, client)
+        principal = self.store.verify_password(name, password)
+        if principal is None:
+            self.logins.failed(name, client)
+        return principal
 
     def set_password(self, name: str, password: str) -> None:
         self.store.set_password(name, password)

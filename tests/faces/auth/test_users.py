@@ -112,6 +112,28 @@ async def test_wrong_password_and_unknown_user_are_refused_alike(fetch, archive)
     assert_keystone_error(await keystone_user(fetch, "not-a-token"), 404)
 
 
+async def test_a_client_guessing_passwords_is_held_off_without_a_hash(fetch, archive):
+    """After 5 wrong passwords for a user from one client, the next try is a 429 in Keystone's shape with
+    Retry-After, even with the right password; other users stay reachable until the client's own limit."""
+    assert (await put_user(fetch, "alice", {"Password": "right"})).code == 200
+    assert (await put_user(fetch, "bob", {"Password": "bobs"})).code == 200
+    for i in range(5):
+        assert_keystone_error(await sciscript_login(fetch, "alice", f"guess{i}"), 401)
+    held = await sciscript_login(fetch, "ALICE", "right")  # names are held however they are written
+    assert "wrong passwords" in assert_keystone_error(held, 429)
+    assert 1 <= int(held.headers["Retry-After"]) <= 60
+    assert (await sciscript_login(fetch, "bob", "bobs")).code == 200  # another user's name: not held
+    # the password endpoint's check of the current password counts and is held alike
+    token = (await sciscript_login(fetch, "bob", "bobs")).headers["X-Subject-Token"]
+    for i in range(5):
+        resp = await fetch("archive", "auth", "users", "bob", "password", method="PUT", headers=as_user(token),
+                           body=json.dumps({"currentPassword": f"guess{i}", "password": "new-one"}))
+        assert_keystone_error(resp, 403)
+    resp = await fetch("archive", "auth", "users", "bob", "password", method="PUT", headers=as_user(token),
+                       body=json.dumps({"currentPassword": "bobs", "password": "new-one"}))
+    assert_keystone_error(resp, 429)
+
+
 @pytest.mark.parametrize("archive_config", [{"token_lifetime": 1.0}])
 async def test_login_tokens_expire(fetch, archive, archive_config):
     assert (await put_user(fetch, "alice", {"Password": "pw"})).code == 200

@@ -254,10 +254,13 @@ class MountHandler(QuasarHandler):
 
     @endpoint()
     async def get(self, path: str):
-        spec = self.archive.mounts.spec(self.fs_path(path))
-        if spec is None:
-            raise ArchiveError("not_found", "Mount point not found.", 404, details={"path": self.fs_path(path) + "/"})
-        self.send_json(quasar_view(spec))
+        fs = self.fs_path(path)
+        spec = self.archive.mounts.spec(fs)
+        mount, rest = self.archive.catalog.mount_at(fs)
+        # Another user's private mount does not exist for this caller; where a mount's files are is for admins.
+        if spec is None or (not self.principal.admin and (mount is None or rest or not mount.visible_to(self.principal))):
+            raise ArchiveError("not_found", "Mount point not found.", 404, details={"path": fs + "/"})
+        self.send_json(quasar_view(spec, location=self.principal.admin))
 
     @endpoint()
     async def put(self, path: str):

@@ -159,22 +159,17 @@ def check_location(spec: dict, roots: list[str]) -> None:
     spec["location"] = str(real)
 
 
-def quasar_view(spec: dict) -> dict:
-    """A mount configuration as Quasar's GET /mount answers it (passwords masked)."""
+def quasar_view(spec: dict, *, location: bool = True) -> dict:
+    """A mount configuration as Quasar's GET /mount answers it (passwords masked; without ``location``, no
+    ``connectionUri``: where its files are)."""
     uri = spec["location"]
     if spec["type"] == "postgresql":
         parts = urlsplit(uri)
         if parts.password:
             netloc = parts.netloc.replace(":" + parts.password + "@", ":****@")
             uri = urlunsplit(parts._replace(netloc=netloc))
-    return {
-        spec["type"]: {
-            "connectionUri": uri,
-            "readOnly": spec.get("readOnly", True),
-            "context": spec.get("context"),
-            "public": spec.get("public", True),
-        }
-    }
+    view = {"connectionUri": uri} if location else {}
+    return {spec["type"]: {**view, "readOnly": spec.get("readOnly", True), "context": spec.get("context"), "public": spec.get("public", True)}}
 
 
 class MountStore:

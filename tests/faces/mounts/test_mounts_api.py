@@ -38,6 +38,22 @@ async def test_mount_lifecycle(fetch, sky_db):
     assert (await fetch("archive", "casjobs", "contexts", "SKY2", "query", method="POST", body=json.dumps({"Query": "SELECT 1"}))).code == 404
 
 
+async def test_where_a_mounts_files_are_is_for_admins(fetch, sky_db, archive):
+    assert (await fetch("archive", "quasar", "mount", "fs", "sky/", method="PUT", body=mount_body("duckdb", sky_db))).code == 200
+    inner = mount_body("duckdb", sky_db, context="INNER", public=False)  # for signed-in users only
+    assert (await fetch("archive", "quasar", "mount", "fs", "inner/", method="PUT", body=inner)).code == 200
+    bob = {"Authorization": "", "X-Auth-Token": archive.users.create_token("bob")}
+    seen = await fetch("archive", "quasar", "mount", "fs", "sky/", headers=dict(bob))
+    assert body_json(seen) == {"duckdb": {"readOnly": True, "context": "SKY", "public": True}}  # no connectionUri
+    assert body_json(await fetch("archive", "quasar", "mount", "fs", "inner/", headers=dict(bob))) == {
+        "duckdb": {"readOnly": True, "context": "INNER", "public": False}}
+    nothing = await fetch("archive", "quasar", "mount", "fs", "nothing/", headers=dict(bob))
+    inside = await fetch("archive", "quasar", "mount", "fs", "sky", "quasars/", headers=dict(bob))
+    assert inside.code == nothing.code == 404 and body_json(inside)["error"] == body_json(nothing)["error"]  # inside a mount: no mount
+    admin = body_json(await fetch("archive", "quasar", "mount", "fs", "inner/"))
+    assert admin["duckdb"]["connectionUri"] == str(sky_db.resolve())
+
+
 async def test_mount_refusals(fetch, sky_db, tmp_path, archive, jp_root_dir):
     outside = tmp_path / "outside.duckdb"
     duckdb.connect(str(outside)).close()

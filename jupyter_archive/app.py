@@ -41,7 +41,7 @@ from .faces.soda import soda_handlers
 from .faces.tables import table_handlers
 from .faces.proxy import Forwarding, proxied, unproxy
 from .faces.tap import tap_handlers
-from .settings import JsonDict, JsonList, SettingError, setting_error, usable_dir
+from .settings import JsonDict, JsonList, SettingError, setting_error, size_setting, usable_dir
 
 TAKE_OVER_EVERY = 2.0  # seconds between a forwarding server's tries to take a free data dir over
 
@@ -103,6 +103,10 @@ class ArchiveApp(ExtensionApp):
         1 << 30, min=1, config=True, help="Bytes one table upload may have (CasJobs and native uploads); more is refused with 413."
     )
     engine_threads = Int(0, min=0, config=True, help="DuckDB threads per engine (0: DuckDB's default, the core count).")
+    engine_spill_limit = Unicode(
+        "10GB", config=True,
+        help="Disk one engine (each user has one) may spill to in the data dir's tmp, e.g. '50GB' (empty: DuckDB's default, 90% of the free disk).",
+    )
     engine_idle_seconds = Float(
         60.0, min=0.0, config=True,
         help="Seconds an engine nobody uses stays open; then it is closed (freeing its memory) and the next query opens it again (0: never).",
@@ -183,6 +187,7 @@ class ArchiveApp(ExtensionApp):
             quick_queue_time=self.quick_queue_time,
             engine_threads=self.engine_threads or None,
             engine_memory_limit=self.engine_memory_limit or None,
+            engine_spill_limit=self.engine_spill_limit or None,
             engine_idle_seconds=self.engine_idle_seconds or None,
             allow_anonymous=self.allow_anonymous,
             job_workers=self.job_workers,
@@ -227,6 +232,9 @@ class ArchiveApp(ExtensionApp):
                 check_spec(spec)
             except ArchiveError as exc:
                 raise SettingError(f"ArchiveApp.mounts[{i}]", exc.message) from None
+        for name, least in (("engine_memory_limit", 16 << 20), ("engine_spill_limit", 1 << 20)):
+            if getattr(self, name):
+                size_setting(f"ArchiveApp.{name}", getattr(self, name), least=least)
         try:
             valid_user_name(self.owner)
         except ArchiveError as exc:

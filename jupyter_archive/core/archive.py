@@ -65,7 +65,7 @@ class Archive:
             running_jobs=lambda uid: self.jobs.running_ids(uid),  # built below: asked only when an engine is held
             wait=config.quick_time_limit,
             threads=config.engine_threads,
-            memory_limit=config.engine_memory_limit,
+            limits={"memory_limit": config.engine_memory_limit, "spill_limit": config.engine_spill_limit},
             connections=config.quick_workers + config.job_workers + 2,
             idle_seconds=config.engine_idle_seconds,  # idle engines close: their buffers are memory held at rest
         )

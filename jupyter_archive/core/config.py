@@ -25,6 +25,7 @@ class ArchiveConfig:
     # Per engine (DuckDB's default is 80% of RAM for each). It bounds what DuckDB keeps of a table it read, so
     # the server's peak exporting 5,000,000 rows (< 500 MB); heavy queries spill to the temp area.
     engine_memory_limit: str | None = "160MB"
+    engine_spill_limit: str | None = "10GB"  # disk one engine may spill to (DuckDB: 90% of the free disk)
     engine_idle_seconds: float | None = 60.0  # an engine nobody uses is closed after this (None: never)
     allow_anonymous: bool = False
     job_workers: int = 3

@@ -82,3 +82,65 @@ def test_an_unusable_setting_is_named(arg, setting, words):
         ArchiveApp(config=c)
     found = setting_error("ArchiveApp", err.value)
     assert found.name == setting and words in found.problem
+
+
+# Sizes as a person writes them: numbers (some negative, some fractional) and units DuckDB knows or does not.
+sizes = st.builds(
+    lambda n, space, unit: f"{n}{space}{unit}",
+    st.one_of(st.integers(-5, 5000), st.floats(0, 5000, allow_nan=False).map(lambda f: round(f, 2))),
+    st.sampled_from(["", " "]),
+    st.sampled_from(["", "B", "bytes", "KB", "kb", "KiB", "MB", "mb", "MiB", "GB", "GiB", "g", "m", "T", "%", "gigabytes", "MBs", "xb"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sizes)
+def test_a_size_is_accepted_only_as_duckdb_reads_it(value):
+    """What ``size_setting`` lets through, DuckDB reads as the same number of bytes (and as a limit: -5MB is none);
+    what DuckDB refuses, or reads as below the least, it refuses (else the first query would answer 500)."""
+    import duckdb
+
+    from jupyter_archive.settings import SettingError, size_setting
+
+    least = 16 << 20
+    try:
+        con = duckdb.connect(config={"memory_limit": value})
+        shown = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        con.close()
+    except duckdb.Error:
+        shown = None
+    try:
+        size_setting("ArchiveApp.engine_memory_limit", value, least=least)
+    except SettingError:
+        return
+    assert shown is not None, f"{value!r} accepted, DuckDB refuses it"
+    number, unit = shown.split()
+    got = float(number) * 1024 ** ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"].index(unit)
+    want = float(value.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ% "))
+    assert got >= least * 0.95 and want > 0, f"{value!r} accepted: DuckDB reads {shown}"
+
+
+def test_sizes_read_binary_and_decimal_units_as_duckdb_does():
+    from jupyter_archive.settings import SettingError, size_setting
+
+    least = 16 << 20  # 16 MiB = 16.78 MB
+    for ok in ("16MiB", "16.8MB", "17 megabytes", "0.02GB", "16384KiB"):
+        assert size_setting("x", ok, least=least) == ok
+    for low in ("16MB", "16 megabytes", "16383KiB", "16383.9KiB"):
+        with pytest.raises(SettingError, match="less than"):
+            size_setting("x", low, least=least)
+
+
+@pytest.mark.parametrize(("arg", "words"), [
+    ("--ArchiveApp.engine_memory_limit=lots", "not a size"),
+    ("--ArchiveApp.engine_memory_limit=-5MB", "not a size"),  # DuckDB: no limit at all
+    ("--ArchiveApp.engine_memory_limit=1 byte", "less than"),
+    ("--ArchiveApp.engine_spill_limit=1000", "not a size"),  # DuckDB refuses it only at the first query: a 500
+])
+def test_a_size_that_cannot_be_used_stops_the_start(tmp_path, arg, words):
+    from jupyter_archive.settings import SettingError
+
+    app = command_line(arg, f"--ArchiveApp.data_dir={tmp_path}")
+    with pytest.raises(SettingError) as err:
+        app.check_settings()
+    assert err.value.name == "ArchiveApp." + arg.split("=")[0].removeprefix("--ArchiveApp.") and words in err.value.problem

@@ -10,6 +10,7 @@ import pytest
 
 from jupyter_archive.core.archive import Archive
 from jupyter_archive.core.config import ArchiveConfig
+from jupyter_archive.core.errors import ArchiveError
 
 IDLE = 0.2  # seconds: short, so the idle watch acts within the test
 SLOW = "SELECT count(*) FROM range(10000000000000) a"
@@ -110,5 +111,27 @@ def test_each_users_engine_starts_only_its_own_threads(archive_data_dir):
         for u in users[1:]:
             assert count(a, u, "SELECT count(*) FROM range(10)") == 10
         assert threads() - before <= 5 * 2, f"{threads() - before} threads for 5 engines of 2 threads each"
+    finally:
+        a.close()
+
+
+SORT = "SELECT sum(i * (rn % 3)) AS s FROM (SELECT i, row_number() OVER (ORDER BY hash(i)) AS rn FROM range(3000000) t(i))"
+
+
+@pytest.mark.parametrize(("spill", "fits"), [("20MB", False), ("1GB", True)])
+def test_what_one_engine_spills_to_disk_is_bounded(archive_data_dir, spill, fits):
+    """A sort bigger than the memory limit spills to the data dir's tmp, up to ``engine_spill_limit`` (DuckDB's own
+    default is 90% of the free disk, for every user's engine); past it, a 400 that says so."""
+    a = Archive(ArchiveConfig(data_dir=archive_data_dir, demo_rows=20_000, engine_memory_limit="32MB", engine_spill_limit=spill))
+    a.start()
+    try:
+        alice = a.users.principal("alice")
+        if fits:
+            assert count(a, alice, SORT) == 4500688347591
+        else:
+            with pytest.raises(ArchiveError) as err:
+                count(a, alice, SORT)
+            assert err.value.status == 400 and err.value.code == "too_large"
+            assert "disk to spill to" in err.value.message and "SET" not in err.value.message  # no advice users cannot follow
     finally:
         a.close()

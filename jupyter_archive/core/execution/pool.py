@@ -189,14 +189,14 @@ class EnginePool:
         running_jobs: Callable[[str], list[int]],
         wait: float | None = 30.0,
         threads: int | None = None,
-        memory_limit: str | None = None,
+        limits: dict[str, str | None] | None = None,  # open_instance's memory_limit and spill_limit
         connections: int = 8,
         idle_seconds: float | None = None,
     ):
         self.specs = Specs(namespace, data_dir, users)  # what each key's engine attaches
         self._running_jobs = running_jobs
         self._wait = wait  # how long a lease waits by default: the quick-query time limit
-        make = functools.partial(Engine, threads=threads, memory_limit=memory_limit, pool_size=connections)
+        make = functools.partial(Engine, threads=threads, pool_size=connections, **(limits or {}))
         self._life = EngineLifecycle(self.specs, make, idle_seconds=idle_seconds)
 
     # -- which engine -----------------------------------------------------------------------------

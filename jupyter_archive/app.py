@@ -98,6 +98,9 @@ class ArchiveApp(ExtensionApp):
         0, min=0, config=True,
         help="Jobs one user may have running at once (0: every job worker but one, so another user always finds one free); more wait in the queue.",
     )
+    jobs_waiting_per_user = Int(
+        1000, min=0, config=True, help="Jobs one user may have waiting to run (pending, scheduled or queued); more are refused with 429 (0: any number)."
+    )
     job_retention = Float(7 * 24 * 3600.0, min=0.0, config=True, help="Seconds finished jobs and their stored results are kept (0: forever).")
     upload_limit = Int(
         1 << 30, min=1, config=True, help="Bytes one table upload may have (CasJobs and native uploads); more is refused with 413."
@@ -192,6 +195,7 @@ class ArchiveApp(ExtensionApp):
             allow_anonymous=self.allow_anonymous,
             job_workers=self.job_workers,
             jobs_per_user=self.jobs_per_user,
+            jobs_waiting_per_user=self.jobs_waiting_per_user,
             job_retention=self.job_retention or None,
             upload_limit=self.upload_limit,
             dask_scheduler=self.dask_scheduler,

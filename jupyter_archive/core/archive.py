@@ -83,6 +83,7 @@ class Archive:
             allow_anonymous=config.allow_anonymous,
             workers=config.job_workers,
             per_user=config.jobs_per_user,
+            waiting_per_user=config.jobs_waiting_per_user or None,
             retention=config.job_retention,
         )
         self.queries.jobs = self.jobs  # TAP uploads may name a job's result

@@ -30,6 +30,7 @@ class ArchiveConfig:
     allow_anonymous: bool = False
     job_workers: int = 3
     jobs_per_user: int = 0  # jobs one user runs at once (0: every job worker but one)
+    jobs_waiting_per_user: int = 1000  # jobs one user may have waiting to run (0: any number)
     job_retention: float | None = 7 * 24 * 3600
     upload_limit: int = 1 << 30  # bytes one table upload may have
     dask_scheduler: str = ""  # "" (in-process only), "local", "local:N" or "tcp://host:8786" (core/execution/cluster.py)

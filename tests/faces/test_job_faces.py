@@ -8,6 +8,7 @@ import json
 import re
 
 import pandas as pd
+import pytest
 import io
 
 from tests.support import body_json
@@ -172,3 +173,28 @@ async def test_200_jobs_from_4_users_at_once(fetch, archive):
         spans = sorted((s, e) for o, s, e in done if o == owner)
         for s, _ in spans:  # how many of this user's jobs were running at each start
             assert sum(1 for s2, e2 in spans if s2 <= s < e2) <= cap
+
+
+@pytest.mark.parametrize("archive_config", [{"jobs_waiting_per_user": 3}])
+async def test_a_user_may_have_only_so_many_jobs_waiting(fetch, archive, archive_config):
+    """Past the cap, creating a job is a 429 with Retry-After in each face's own error shape; other users are not
+    held; a job that leaves the queue gives its place back."""
+    tap_form = {"method": "POST", "follow_redirects": False, "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+                "body": "REQUEST=doQuery&LANG=ADQL&QUERY=SELECT%20TOP%201%20objid%20FROM%20demo.PhotoObj"}
+    made = []
+    for _ in range(3):  # PENDING: UWS jobs wait until PHASE=RUN
+        resp = await fetch("archive", "tap", "async", **tap_form)
+        assert resp.code == 303, resp.body
+        made.append(resp.headers["Location"].rsplit("/", 1)[1])
+    refused = await fetch("archive", "tap", "async", raise_error=False, **tap_form)
+    assert refused.code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert b'name="QUERY_STATUS" value="ERROR"' in refused.body and b"3 jobs waiting" in refused.body
+    native = await fetch("archive", "api", "jobs", method="POST", raise_error=False,
+                         body=json.dumps({"query": "SELECT 1", "context": "DEMO"}))
+    assert native.code == 429 and body_json(native)["error"]["code"] == "too_many_requests"
+    other = {"Authorization": "", "X-Auth-Token": archive.users.create_token("other")}
+    mine = await fetch("archive", "api", "jobs", method="POST", headers=other, body=json.dumps({"query": "SELECT 1", "context": "DEMO"}))
+    assert mine.code == 201
+    gone = await fetch("archive", "tap", "async", made[0], method="DELETE", follow_redirects=False, raise_error=False)
+    assert gone.code in (200, 204, 303)
+    assert (await fetch("archive", "tap", "async", **tap_form)).code == 303

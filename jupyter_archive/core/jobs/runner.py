@@ -75,12 +75,14 @@ class JobRunner:
         *,
         workers: int = 2,
         per_user: int = 0,
+        waiting_per_user: int | None = 1000,
         retention: float | None = 7 * 24 * 3600,
         on_expire: Callable[[Job], None] | None = None,
     ):
         self.store = store
         self.workers = max(1, workers)
         self.per_user = min(per_user, self.workers) if per_user > 0 else max(1, self.workers - 1)
+        self.waiting_per_user = waiting_per_user  # jobs one owner may have pending, scheduled or queued (None: any)
         self.retention = retention
         self.on_expire = on_expire
         self._work: dict[str, Work] = {}
@@ -136,6 +138,11 @@ class JobRunner:
         """Create a job: queued now, scheduled for ``start_time``, or pending until ``run_job``."""
         if kind not in self._work:
             raise ArchiveError("bad_request", f"unknown job kind {kind!r}")
+        most = self.waiting_per_user
+        if most and self.store.waiting_of(owner, most) >= most:
+            raise ArchiveError(
+                "too_many_requests", f"you have {most:,} jobs waiting to run, the most one user may have; "
+                "wait for some to finish, or cancel some, and submit again", 429, details={"retry_after": 30})
         if not run:
             state = "pending"
         elif start_time is not None and start_time > time.time():

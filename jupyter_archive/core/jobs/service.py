@@ -36,6 +36,7 @@ class Jobs:
         allow_anonymous: bool = False,
         workers: int = 2,
         per_user: int = 0,
+        waiting_per_user: int | None = 1000,
         retention: float | None = 7 * 24 * 3600,
     ):
         self.store = store
@@ -43,7 +44,8 @@ class Jobs:
         self._users = users
         self._queries = queries
         self.allow_anonymous = allow_anonymous
-        self.runner = JobRunner(store, workers=workers, per_user=per_user, retention=retention, on_expire=self._forget)
+        self.runner = JobRunner(store, workers=workers, per_user=per_user, waiting_per_user=waiting_per_user, retention=retention,
+                                on_expire=self._forget)
         self._forgets: dict[str, Callable[[Job], None]] = {}
         self.query_jobs = QueryJobs(self, results, queries=queries)
         self.register_kind("query", self.query_jobs.run, self.query_jobs.forget)

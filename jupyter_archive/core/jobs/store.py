@@ -144,6 +144,13 @@ class JobStore:
         with self._lock:
             return self._db.execute("SELECT id, scheduled FROM jobs WHERE state = 'scheduled' ORDER BY id").fetchall()
 
+    def waiting_of(self, owner: str, most: int) -> int:
+        """How many of ``owner``'s jobs wait (pending, scheduled or queued), counted up to ``most`` at most."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state IN ('pending', 'scheduled', 'queued') AND owner = ? LIMIT ?)",
+                (owner, most)).fetchone()[0]
+
     def startable(self, per_owner: int, full: Iterable[str] = ()) -> list[tuple[int, str]]:
         """(id, owner) of queued jobs in submission order, at most ``per_owner`` of each owner's and none of the
         ``full`` owners': what one dispatch may start, whatever the length of the queue (only ids are read)."""

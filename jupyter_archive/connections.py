@@ -103,7 +103,6 @@ class ConnectionGuard:
     def _wrap(self, stream, watch: _Watch) -> None:
         """Note each byte read or written, each body read pending, and each stream's close."""
         read_from_fd, write_to_fd, write, close = stream.read_from_fd, stream.write_to_fd, stream.write, stream.close
-        read_bytes, read_until = stream.read_bytes, stream.read_until
 
         def _read_from_fd(buf):
             n = read_from_fd(buf)
@@ -132,13 +131,8 @@ class ConnectionGuard:
                 future.add_done_callback(lambda _f: setattr(watch, "body", watch.body - 1))
             return future
 
-        def _read_bytes(num_bytes, partial=False):
-            future = read_bytes(num_bytes, partial)
-            return _body(future) if not watch.detached else future
-
-        def _read_until(delimiter, max_bytes=None):
-            future = read_until(delimiter, max_bytes)
-            return _body(future) if not watch.detached else future
+        def _body_read(read):
+            return lambda *args, **kwargs: read(*args, **kwargs) if watch.detached else _body(read(*args, **kwargs))
 
         def _close(exc_info=False):
             self.streams.discard(stream)
@@ -150,7 +144,7 @@ class ConnectionGuard:
             return close(exc_info)
 
         stream.read_from_fd, stream.write_to_fd, stream.write, stream.close = _read_from_fd, _write_to_fd, _write, _close
-        stream.read_bytes, stream.read_until = _read_bytes, _read_until
+        stream.read_bytes, stream.read_until = _body_read(stream.read_bytes), _body_read(stream.read_until)
 
     # -- the sweep: connections with no progress for `timeout` seconds are closed -----------------
     def sweep(self) -> None:

@@ -114,21 +114,21 @@ class Users:
 
     def login(self, name: str, password: str, *, lifetime: float | None, client: str = "") -> tuple[str, dict] | None:
         """A token for a right password; None for a wrong one; 429 when ``client`` has failed too often."""
-        self.logins.check(name, client)
-        done = self.store.login(name, password, lifetime=lifetime)
-        if done is None:
-            self.logins.failed(name, client)
-        return done
+        return self._throttled(name, client, lambda: self.store.login(name, password, lifetime=lifetime))
 
     def revoke_token(self, token: str) -> bool:
         return self.store.revoke_token(token)
 
     def verify_password(self, name: str, password: str, *, client: str = "") -> Principal | None:
+        return self._throttled(name, client, lambda: self.store.verify_password(name, password))
+
+    def _throttled(self, name: str, client: str, check):
+        """``check()`` (a password check: None when refused) unless ``client`` has failed too often; a None counted."""
         self.logins.check(name, client)
-        principal = self.store.verify_password(name, password)
-        if principal is None:
+        found = check()
+        if found is None:
             self.logins.failed(name, client)
-        return principal
+        return found
 
     def set_password(self, name: str, password: str) -> None:
         self.store.set_password(name, password)

@@ -4,8 +4,7 @@ An engine is one locked-down DuckDB instance for one *key*: a user's identity, t
 reader, or a writable mount. Every connection handed out is a *lease*; a lease names the
 databases it needs and gets the newest engine that has all of them as the key's spec says.
 Which engines live, and when they are replaced and closed, is ``engines.EngineLifecycle``'s;
-the pool lends under its lock and reads its current engines directly (the fast path).
-Engines are handed out whole: no caller ever sees one being swapped.
+the pool lends under its lock and reads its current engines directly (the fast path). Engines are handed out whole.
 
 The keys are the archive's (``engines.Specs``); ``engine``, ``mount_engine`` and ``context_engine``
 name them as ``EngineRef``s, which lease when asked for a cursor: a ``Lease`` of an ``Engine``.
@@ -434,9 +433,10 @@ class QueryResult:
 
     @property
     def small(self) -> bool:
-        """All rows are fetched and few (at most ``SMALL_BYTES`` of Arrow): encoding them in one
-        go is cheaper than streaming them, and the encoded answer stays small."""
-        return self._reader is None and sum(b.nbytes for b in self._prefetched) <= SMALL_BYTES
+        """All rows are fetched and few (at most ``SMALL_BYTES`` of Arrow): encoded in one go, cheaper than streamed. Buffer
+        sizes are summed first: exact for batches owning their buffers, ~50x cheaper than ``nbytes`` (~30 µs at 18 columns)."""
+        return self._reader is None and (sum(b.get_total_buffer_size() for b in self._prefetched) <= SMALL_BYTES
+                                         or sum(b.nbytes for b in self._prefetched) <= SMALL_BYTES)  # fmt: skip
 
     def to_table(self) -> pa.Table:
         """All rows at once; for small results (tests, widgets), never for exports."""

@@ -41,7 +41,7 @@ from .faces.soda import soda_handlers
 from .faces.tables import table_handlers
 from .faces.proxy import Forwarding, proxied, unproxy
 from .faces.tap import tap_handlers
-from .settings import JsonDict, JsonList, SettingError, setting_error, size_setting, usable_dir
+from .settings import JsonDict, JsonList, SettingError, setting_error, size_bytes, size_setting, usable_dir
 
 TAKE_OVER_EVERY = 2.0  # seconds between a forwarding server's tries to take a free data dir over
 
@@ -113,6 +113,13 @@ class ArchiveApp(ExtensionApp):
     engine_idle_seconds = Float(
         60.0, min=0.0, config=True,
         help="Seconds an engine nobody uses stays open; then it is closed (freeing its memory) and the next query opens it again (0: never).",
+    )
+    lookup_memory = Unicode(
+        "256MB", config=True,
+        help=(
+            "Memory for the key indexes that answer point lookups (WHERE id = 123) without the engine: a table looked up "
+            "often by an integer column is held in memory, sorted by it, if it fits (empty: no key indexes)."
+        ),
     )
     engine_memory_limit = Unicode(
         "160MB", config=True,
@@ -192,6 +199,7 @@ class ArchiveApp(ExtensionApp):
             engine_memory_limit=self.engine_memory_limit or None,
             engine_spill_limit=self.engine_spill_limit or None,
             engine_idle_seconds=self.engine_idle_seconds or None,
+            lookup_memory=size_bytes(self.lookup_memory) or 0,
             allow_anonymous=self.allow_anonymous,
             job_workers=self.job_workers,
             jobs_per_user=self.jobs_per_user,
@@ -236,7 +244,7 @@ class ArchiveApp(ExtensionApp):
                 check_spec(spec)
             except ArchiveError as exc:
                 raise SettingError(f"ArchiveApp.mounts[{i}]", exc.message) from None
-        for name, least in (("engine_memory_limit", 16 << 20), ("engine_spill_limit", 1 << 20)):
+        for name, least in (("engine_memory_limit", 16 << 20), ("engine_spill_limit", 1 << 20), ("lookup_memory", 1 << 20)):
             if getattr(self, name):
                 size_setting(f"ArchiveApp.{name}", getattr(self, name), least=least)
         try:

@@ -111,15 +111,22 @@ _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b|bytes?|(?:kilo|mega|giga
 _POWERS = {"k": 1, "m": 2, "g": 3, "t": 4}
 
 
+def size_bytes(value: str) -> int | None:
+    """The bytes a size such as ``160MB``, ``10 GiB`` or ``2g`` names (as DuckDB reads it), or None for no size."""
+    found = _SIZE.fullmatch(value or "")
+    if found is None:
+        return None
+    unit = found.group(2).lower()
+    base = 1024 if len(unit) <= 3 and unit[1:2] == "i" else 1000  # KiB, GiB: binary; KB, kilobytes: decimal
+    return int(float(found.group(1)) * base ** _POWERS.get(unit[0], 0))
+
+
 def size_setting(name: str, value: str, *, least: int) -> str:
     """``value`` (a DuckDB size such as ``160MB``, ``10 GiB``, ``2g``) when it names at least ``least`` bytes;
     a SettingError otherwise. DuckDB reads ``-5MB`` as no limit and refuses a bare number only at the first query."""
-    found = _SIZE.fullmatch(value or "")
-    if found is None:
+    size = size_bytes(value)
+    if size is None:
         raise SettingError(name, f"{value!r} is not a size; give a number and a unit, e.g. 160MB or 10GB")
-    unit = found.group(2).lower()
-    base = 1024 if len(unit) <= 3 and unit[1:2] == "i" else 1000  # KiB, GiB: binary; KB, kilobytes: decimal
-    size = float(found.group(1)) * base ** _POWERS.get(unit[0], 0)
     if size < least:
         raise SettingError(name, f"{value!r} is less than the least that works, {least // 2**20} MiB")
     return value

@@ -18,6 +18,7 @@ from .catalog.namespace import Namespace
 from .config import ArchiveConfig
 from .errors import ArchiveError
 from .execution.cluster import Cluster
+from .execution.lookups import Lookups
 from .execution.pool import EnginePool
 from .execution.run import Admission, Queries
 from .execution.samples import Samples
@@ -74,6 +75,8 @@ class Archive:
         self.mounts.load()
         self.users = Users(user_store, engines=self.engines)
         self.queries = Queries(self.catalog, self.engines, row_limit=config.quick_row_limit, time_limit=config.quick_time_limit)
+        if config.lookup_memory:
+            self.queries.lookups = Lookups(config.lookup_memory, idle=config.engine_idle_seconds)
         self.results = ResultStore(self.data_dir / "results")
         self.jobs = Jobs(
             JobStore(self.data_dir / "jobs.sqlite"),

@@ -136,6 +136,8 @@ def test_sizes_read_binary_and_decimal_units_as_duckdb_does():
     ("--ArchiveApp.engine_memory_limit=-5MB", "not a size"),  # DuckDB: no limit at all
     ("--ArchiveApp.engine_memory_limit=1 byte", "less than"),
     ("--ArchiveApp.engine_spill_limit=1000", "not a size"),  # DuckDB refuses it only at the first query: a 500
+    ("--ArchiveApp.lookup_memory=256", "not a size"),
+    ("--ArchiveApp.lookup_memory=10KB", "less than"),
 ])
 def test_a_size_that_cannot_be_used_stops_the_start(tmp_path, arg, words):
     from jupyter_archive.settings import SettingError

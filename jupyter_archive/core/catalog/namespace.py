@@ -235,18 +235,16 @@ class Namespace:
         return tables
 
     def mydb_stamp(self, principal: Principal) -> tuple:
-        """What changes whenever a MyDB's tables may have: its file's and its write-ahead log's
-        size and modification time (every committed write appends to the log, a checkpoint
-        empties it and writes the file). Taken before a read, so a write during it is seen next time."""
-        path = self.mydb_path(principal)
-        out = []
-        for f in (path, path.with_name(path.name + ".wal")):
-            try:
-                st = f.stat()
-                out.append((st.st_ino, st.st_size, st.st_mtime_ns))
-            except OSError:
-                out.append(None)
-        return tuple(out)
+        """The stamp (``file_stamp``) of the principal's MyDB: taken before a read, so a write during it is seen next time."""
+        return file_stamp(self.mydb_path(principal))
+
+    def lookup_file(self, principal: Principal, alias: str) -> Path | None:
+        """The DuckDB file of the database a query names ``alias``, when the caller's engine reads it as it is on disk
+        (MyDB, a read-only DuckDB mount): what a key index may hold (``execution.lookups``); else None."""
+        if alias == MYDB_ALIAS:
+            return None if principal.anonymous else self.mydb_path(principal)
+        m = next((m for m in self._mounts.values() if m.alias == alias), None)
+        return m.location if m is not None and m.kind == "duckdb" and m.read_only and m.visible_to(principal) else None
 
     def table_info_for(self, principal: Principal, target) -> TableInfo | None:
         """The metadata of a resolved table of a read-only mount (None for others: theirs change)."""
@@ -407,3 +405,17 @@ def tables_in(con, alias: str, context: str, meta: dict, *, exact_rows: bool) ->
             columns=by_table.get(name, []),
         )
     return out
+
+
+def file_stamp(path: Path) -> tuple:
+    """What changes whenever a DuckDB database's tables may have: its file's and its write-ahead log's inode,
+    size and modification time (every committed write appends to the log; a checkpoint empties it and writes
+    the file)."""
+    out = []
+    for f in (path, path.with_name(path.name + ".wal")):
+        try:
+            st = f.stat()
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
+import time
 import warnings
 from collections import OrderedDict, deque
 from concurrent.futures import Future
@@ -27,11 +28,12 @@ from ..languages import DEFAULT_LANGUAGE
 from . import pushdown
 from .compiling import TextOptions, compile_text, table_read, with_plan
 from .engines import engine_error
+from .lookups import POINT
 from .cluster import run_partitioned
 from .planner import CLUSTER, ENGINE, SERVER, TAP_SCHEMA, Plan, plan
 from .pool import WATCHDOG, QueryResult, recorded, rows_affected_result
 from .spool import batches_of, hold
-from .uploads import UploadSet
+from .uploads import UploadSet, query_with
 
 if TYPE_CHECKING:
     import duckdb
@@ -71,6 +73,7 @@ class Queries:
         self._cache_version = namespace.version
         self._lock = threading.Lock()
         self.column_meta_for = namespace.column_meta_for
+        self.lookups = None  # lookups.Lookups: the key indexes that answer point lookups (the archive's)
         self.history: deque = deque(maxlen=0)  # where ``query`` hands what ran (``recorded``): the archive's history, else nowhere
 
     # -- compiling ------------------------------------------------------------------------------
@@ -78,8 +81,7 @@ class Queries:
         self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, *, row_limit: int | None = None, explain: bool = True,
         **options: Unpack[TextOptions],
     ) -> sqlmod.Compiled:  # fmt: skip
-        """Compile without running; with ``explain`` the plan is the last phase (the engine's
-        plan, or the SQL pushed to a server)."""
+        """Compile without running; with ``explain`` the plan is the last phase (the engine's plan, or the SQL pushed to a server)."""
         compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit)
         return with_plan(self._namespace, self._engines, principal, compiled, explain=explain, cluster=self.cluster)
 
@@ -92,8 +94,8 @@ class Queries:
             return self._cached(principal, text, language, options, row_limit).bound(options), None
         return compile_text(self._namespace, principal, text, language, options, row_limit, uploads)
 
-    def _cached(self, principal, text, language, options: TextOptions, row_limit) -> _Entry:
-        """Compile, reusing an earlier compile of the same text with new values when possible.
+    def _cached(self, principal, text, language, options: TextOptions, row_limit, *, compile: bool = True) -> _Entry | None:
+        """Compile, reusing an earlier compile of the same text with new values when possible (without ``compile``: or None).
 
         Only reads are cached, by text and by shape (``literals``). Reads of mounted (read-only) tables stay valid until
         the mounts change, which empties the cache; a read of MyDB tables is valid while the caller's MyDB file is
@@ -123,6 +125,8 @@ class Queries:
                 self._cache.move_to_end(shaped)
         if isinstance(known, _Entry) and known.compiled.matches(numbers) and known.stamp in (None, stamp):
             return _Entry(known.compiled.render(numbers), known.meta, known.plan, known.stamp)
+        if not compile:
+            return None
         compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit)
         catalogs = {t.catalog for st in compiled.statements for t in st.tables}
         mydb = MYDB_ALIAS in catalogs
@@ -151,17 +155,9 @@ class Queries:
 
     @recorded
     def query(
-        self,
-        principal: Principal,
-        text: str,
-        language: str = DEFAULT_LANGUAGE,
-        *,
-        row_limit: int | None | object = DEFAULT,
-        time_limit: float | None | object = DEFAULT,
-        uploads=None,
-        on_limit=None,
-        **options: Unpack[TextOptions],
-    ) -> QueryResult:
+        self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, *, row_limit: int | None | object = DEFAULT,
+        time_limit: float | None | object = DEFAULT, uploads=None, on_limit=None, **options: Unpack[TextOptions],
+    ) -> QueryResult:  # fmt: skip
         """Run a quick query and return its streamed result (``Rows Affected`` for writes).
 
         ``uploads`` makes tables readable as ``TAP_UPLOAD.x``: an ``UploadSet`` the caller
@@ -172,7 +168,7 @@ class Queries:
         row_limit = self.row_limit if row_limit is DEFAULT else row_limit
         time_limit = self.time_limit if time_limit is DEFAULT else time_limit
         if uploads:
-            return self._query_with_uploads(principal, text, language, options, row_limit, time_limit, uploads)
+            return query_with(self, self._namespace, principal, text, language, options, row_limit, time_limit, uploads)
         entry = self._cached(principal, text, language, options, row_limit)
         compiled = entry.bound(options)
         if entry.plan.where != ENGINE:
@@ -182,20 +178,21 @@ class Queries:
         result.compiled = compiled
         return result
 
-    def _query_with_uploads(self, principal, text, language, options: TextOptions, row_limit, time_limit, uploads):
-        if own := not isinstance(uploads, UploadSet):
-            uploads = UploadSet(self._engines, principal, uploads, jobs=self.jobs)
-        try:
-            compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit, uploads.targets)
-            result = self.run(
-                principal, compiled, row_limit=row_limit, time_limit=time_limit, column_meta=uploads.column_meta, pinned=uploads.pin
-            )
-        except BaseException:
-            if own:
-                uploads.close()
-            raise
-        if own:
-            result.also_on_close(uploads.close)
+    def lookup(self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, *, history=DEFAULT, **options) -> QueryResult | None:
+        """``query``'s result when a key index answers it now (``lookups``: no worker, no engine, no compiling), else None."""
+        began, row_limit = time.time(), options.get("row_limit", DEFAULT)
+        row_limit = self.row_limit if row_limit is DEFAULT else row_limit
+        entry = None if options.get("uploads") or self.lookups is None else self._cached(principal, text, language, options, row_limit, compile=False)
+        if entry is None or entry.plan.where != ENGINE or len(sts := entry.compiled.statements) != 1 or not POINT.fullmatch(sts[0].sql):
+            return None
+        compiled = entry.bound(options)
+        first = self.lookups.answer(self._namespace, principal, compiled.statements[0], entry.plan.engine.cursor, SMALL_ROWS, entry.stamp)
+        if first is None:
+            return None
+        result = _prefetched(None, row_limit, entry.meta, None, None, first=first)
+        result.compiled = compiled
+        if (record := self.history.append if history is DEFAULT else history) is not None:
+            result.also_on_close(functools.partial(record, (principal, text, language, options, began, time.time(), result)))
         return result
 
     def uploads(self, principal: Principal, entries: list[dict], *, cancel: threading.Event | None = None) -> UploadSet:
@@ -246,9 +243,7 @@ class Queries:
         offset: int | None = None, limit: int | None = None, order_by: str | None = None, descending: bool = False,
     ) -> QueryResult:  # fmt: skip
         """Stream a whole table (or a page of it): no quick-query row limit applies."""
-        compiled, meta = table_read(
-            self._namespace, principal, context, table, offset=offset, limit=limit, order_by=order_by, descending=descending
-        )
+        compiled, meta = table_read(self._namespace, principal, context, table, offset=offset, limit=limit, order_by=order_by, descending=descending)
         return self.run(principal, compiled, column_meta=meta)
 
 

@@ -228,3 +228,22 @@ def read_votable(path: Path, name: str) -> pa.Table:
         fields.append(pa.field(col, arr.type, metadata=md or None))
         arrays.append(arr)
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def query_with(queries, namespace, principal, text: str, language: str, options: dict, row_limit, time_limit, uploads) -> Any:
+    """``Queries.query`` of a text reading TAP uploads: ``uploads`` an ``UploadSet`` the caller closes, or staged
+    entries (``stage``), loaded now and dropped with the result."""
+    from .compiling import compile_text
+
+    if own := not isinstance(uploads, UploadSet):
+        uploads = queries.uploads(principal, uploads)
+    try:
+        compiled, _ = compile_text(namespace, principal, text, language, options, row_limit, uploads.targets)
+        result = queries.run(principal, compiled, row_limit=row_limit, time_limit=time_limit, column_meta=uploads.column_meta, pinned=uploads.pin)
+    except BaseException:
+        if own:
+            uploads.close()
+        raise
+    if own:
+        result.also_on_close(uploads.close)
+    return result

@@ -107,8 +107,7 @@ class ArchiveHandler(ErrorReplies, RequestValues, Answers, ExtensionHandlerMixin
         return self.settings["archive_app"]
 
     async def call(self, fn: Callable, *args, **kwargs):
-        """Run a blocking archive call off the tornado loop: a cheap read (``core.lanes``) on the
-        reads pool, anything else on the query pool once the caller's turn has come (``admit``)."""
+        """Run a blocking archive call off the loop: a cheap read (``core.lanes``) on the reads pool, else on the query pool in turn (``admit``)."""
         loop = asyncio.get_running_loop()
         if getattr(fn, "lane", None) == READS:
             pool = self.archive.reads
@@ -120,8 +119,7 @@ class ArchiveHandler(ErrorReplies, RequestValues, Answers, ExtensionHandlerMixin
     _admitted: str | None = None  # whose turn on the quick workers this request holds
 
     async def admit(self) -> None:
-        """Hold one of the caller's turns on the quick workers until the request ends (``Admission``
-        in core/execution/run.py): waiting for it holds no thread; waiting too long is a 429."""
+        """Hold a turn on the quick workers until the request ends (``Admission``): waiting holds no thread; too long, a 429."""
         if self._admitted is not None:
             return
         admission = self.archive.admission
@@ -299,9 +297,11 @@ class ArchiveHandler(ErrorReplies, RequestValues, Answers, ExtensionHandlerMixin
     # -- answers ----------------------------------------------------------------------------------
     async def quick_query(self, fmt, info: formats.ResultInfo, principal: Principal, text: str, language: str, *,
                           job: dict | None = None, **options) -> None:
-        """Run a quick query (``queries.query``'s ``options``) and send its rows: a small result is run and encoded in
-        the same trip to the pool (``run_encoded``), a large one is streamed. Given ``job`` (fields of its request), a
+        """Run a quick query (``queries.query``'s ``options``) and send its rows: a key index's at once (``lookup``), a small result
+        run and encoded in one trip to the pool (``run_encoded``), a large one streamed. Given ``job`` (fields of its request), a
         query still running at the quick time limit goes on as the principal's job (``Continuation``): ``went_on``."""
+        if (result := self.archive.queries.lookup(principal, text, language, **options)) is not None:  # no worker, no turn: µs
+            return await self.stream(result, fmt, info, body=run_encoded(fmt, info, lambda: result)[1])
         query, went = self.archive.queries.query, None
         if job is not None:
             take = functools.partial(self.archive.jobs.continued, principal, text, language, face=self.face, started=time.time())

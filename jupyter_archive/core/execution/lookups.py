@@ -1,0 +1,249 @@
+"""Point lookups by key, answered from the table's rows held in memory and sorted by that key (issue 16).
+
+DuckDB plans every query afresh: a lookup of one row by its id costs ~0.4 ms of planning and scanning where
+SQLite's B-tree costs ~0.01 ms, and it is what a catalog is asked most (``WHERE objid = ...``, from every
+face). ``Queries.lookup`` answers such a read here, on the event loop, without a worker or an engine.
+
+- **Which reads:** one compiled read ``SELECT <columns or *> FROM "db"."schema"."table" WHERE "key" = <integer>
+  [LIMIT n]`` (``POINT``: the SQL pipeline's own rendering, whatever the face's language), of a base table of
+  MyDB or of a read-only DuckDB mount, with a key column of an integer type, matching at most ``most`` rows.
+  Anything else runs on the engine as before.
+- **When:** a (table, key) looked up ``DEMAND`` times gets its index, built on a thread of its own from the
+  engine's Arrow export of the table (so the rows have the types the engine's results have), if the table
+  fits ``budget`` bytes (all indexes together; the least recently used go first). Unused for ``idle``
+  seconds, an index is dropped: it is memory held at rest.
+- **Never stale:** an index serves while the stamp of its database file and write-ahead log (inode, size,
+  modification time: every committed write changes one) is the one taken before the build read the table. As
+  file times are coarse (a clock tick), a build starts only when both were last written over ``QUIET`` seconds
+  before; a later write then always changes the stamp.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..catalog.namespace import file_stamp
+from .pool import WATCHDOG
+
+DEMAND = 8  # lookups of a (table, key) before its index is built: a one-off lookup never pays for one
+QUIET = 0.5  # seconds since a file's last write before its table is read for an index
+_INTEGERS = frozenset("BIGINT INTEGER SMALLINT TINYINT UBIGINT UINTEGER USMALLINT UTINYINT".split())
+_WIDTH = {"BIGINT": 8, "INTEGER": 4, "SMALLINT": 2, "TINYINT": 1, "DOUBLE": 8, "FLOAT": 4, "BOOLEAN": 1, "DATE": 4}
+
+_ID = r'"(?:[^"]|"")+"'
+POINT = re.compile(
+    rf"SELECT (\*|{_ID}(?: AS {_ID})?(?:, {_ID}(?: AS {_ID})?)*) FROM ({_ID})\.({_ID})\.({_ID}) WHERE ({_ID}) = (-?\d+|\$\w+)(?: LIMIT (\d+))?"
+)
+_COLUMN = re.compile(rf"({_ID})(?: AS ({_ID}))?")
+
+
+def _name(quoted: str) -> str:
+    return quoted[1:-1].replace('""', '"')
+
+
+class PointRead:
+    """A parsed ``POINT`` read: where (catalog, schema, table), the key and its value's source, the columns
+    (None: all, as ``*``) as (column, alias or None: the engine names a column as the table does, however
+    the query spelt it), and the row limit of its ``LIMIT`` (or None)."""
+
+    __slots__ = ("catalog", "schema", "table", "key", "value", "columns", "limit")
+
+    def __init__(self, m: re.Match):
+        cols, cat, schema, table, key, value, limit = m.groups()
+        self.catalog, self.schema, self.table, self.key = _name(cat), _name(schema), _name(table), _name(key)
+        self.value = value  # an integer literal, or ``$name`` of a bound parameter
+        self.columns = None if cols == "*" else [
+            (_name(c.group(1)), c.group(2) and _name(c.group(2))) for c in _COLUMN.finditer(cols)
+        ]  # fmt: skip
+        self.limit = int(limit) if limit is not None else None
+
+    def key_value(self, params: dict) -> int | None:
+        """The key's value: an integer, else None (a parameter of another type: the engine casts it)."""
+        if self.value[0] == "$":
+            v = params.get(self.value[1:])
+            return v if type(v) is int else None  # noqa: E721 - not a bool
+        return int(self.value)
+
+
+class KeyIndex:
+    """A table's rows (one Arrow batch) and the positions of its non-null keys in key order."""
+
+    def __init__(self, table: pa.Table, key: str, stamp: tuple):
+        import numpy as np
+        import pyarrow.compute as pc
+
+        batches = table.combine_chunks().to_batches()
+        self.batch = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+        self.stamp, self.used = stamp, time.monotonic()
+        self.names = {n.lower(): i for i, n in enumerate(table.column_names)}
+        self._shapes: dict = {}
+        column = self.batch.column(self.names[key.lower()])
+        positions = pc.indices_nonzero(pc.is_valid(column)).to_numpy() if column.null_count else np.arange(len(column))
+        keys = column.drop_null().to_numpy()
+        order = np.argsort(keys, kind="stable")  # stable: rows of one key stay in table order, as a scan gives them
+        self.keys, self.rows = keys[order], positions[order]
+        self.info = np.iinfo(self.keys.dtype)
+        self.nbytes = self.batch.nbytes + self.keys.nbytes + self.rows.nbytes
+
+    def shape(self, columns: list | None) -> tuple[list[int] | None, pa.Schema] | None:
+        """(column positions, or None for all; the output schema) of a read's columns (``PointRead.columns``),
+        remembered; None for an unknown column."""
+        key = tuple(columns) if columns is not None else None
+        if (known := self._shapes.get(key)) is None:
+            if columns is None:
+                known = (None, self.batch.schema)
+            else:
+                cols = [self.names.get(c.lower()) for c, _ in columns]
+                if None in cols:
+                    return None
+                fields = [self.batch.schema.field(i) for i in cols]
+                known = (cols, pa.schema([f.with_name(a) if a else f for f, (_, a) in zip(fields, columns, strict=True)]))
+            self._shapes[key] = known
+        return known
+
+    def find(self, value: int, most: int):
+        """Positions of the rows whose key is ``value``, in table order; None past ``most`` of them."""
+        if not self.info.min <= value <= self.info.max:
+            return None  # the engine decides what such a comparison means
+        value = self.keys.dtype.type(value)
+        lo, hi = self.keys.searchsorted(value, "left"), self.keys.searchsorted(value, "right")
+        return self.rows[lo:hi] if hi - lo <= most else None
+
+
+class Lookups:
+    """The archive's key indexes (``Archive.queries.lookups``): ``rows`` answers a ``PointRead`` from one, or
+    counts the demand and has one built (``build``: the table as Arrow, read on an engine) in the background."""
+
+    def __init__(self, budget: int, *, idle: float | None = 60.0):
+        self.budget, self.idle = budget, idle
+        self._lock = threading.Lock()
+        self._indexes: OrderedDict[tuple, KeyIndex] = OrderedDict()  # least recently used first
+        self._demand: dict[tuple, int] = {}
+        self._refused: dict[tuple, tuple] = {}  # key -> the stamp at which its table could not be indexed
+        self._building: set[tuple] = set()
+        self.served = 0  # lookups answered
+
+    def answer(self, namespace, principal, statement, cursor: Callable, most: int, stamp: tuple | None = None) -> tuple | None:
+        """The rows of a compiled ``POINT`` read from the key index of its table (at most ``most``); None when
+        it has none (yet: ``cursor`` gives one of the principal's engine to build it with) or cannot say.
+        ``stamp``: its database file's, when the caller has just taken it (a MyDB read's compile-cache hit)."""
+        read = PointRead(POINT.fullmatch(statement.sql))
+        if statement.kind != "read" or statement.late is not None or (value := read.key_value(statement.params)) is None:
+            return None
+        path = namespace.lookup_file(principal, read.catalog)
+        return None if path is None else self.rows(path, read, value, most, cursor, stamp)
+
+    def rows(self, path: Path, read: PointRead, value: int, most: int, build: Callable, stamp: tuple | None = None) -> tuple | None:
+        """The rows ``read`` selects with key ``value`` (at most ``most``) as (batch, schema: one object per shape,
+        so what formats derive from it is remembered), from the index of its table in the database file ``path``;
+        None when there is none yet (``build``: the engine's cursor to read it with)."""
+        key = (str(path), read.schema.lower(), read.table.lower(), read.key.lower())
+        stamp = stamp or file_stamp(path)
+        with self._lock:
+            index = self._indexes.get(key)
+            if index is not None and index.stamp == stamp:
+                self._indexes.move_to_end(key)
+                index.used = time.monotonic()
+            else:
+                if index is not None:  # its table changed: it can never serve again
+                    del self._indexes[key]
+                index = None
+                self._want(key, stamp, path, read, build)
+        if index is None:
+            return None
+        positions = index.find(value, most)
+        if positions is None:
+            return None
+        if read.limit is not None:
+            positions = positions[: read.limit]
+        if (shape := index.shape(read.columns)) is None:
+            return None  # a column the compiler knew and the index does not: let the engine say
+        cols, schema = shape
+        # One row (a unique key's) is a slice: no copy, ~30x cheaper than a take of every column.
+        rows = index.batch.slice(int(positions[0]), 1) if len(positions) == 1 else index.batch.take(positions)
+        if cols is not None:
+            rows = rows.select(cols).rename_columns(schema.names)
+        self.served += 1
+        return rows, schema
+
+    def _want(self, key, stamp, path, read, build) -> None:
+        if self._building or self._refused.get(key) == stamp:
+            return  # one build at a time: each holds a whole table in memory while it is read
+        if len(self._demand) > 1024 or len(self._refused) > 1024:  # bounded: tables come and go
+            self._demand.clear()
+            self._refused.clear()
+        self._demand[key] = count = self._demand.get(key, 0) + 1
+        if count < DEMAND:
+            return
+        self._demand.pop(key)
+        self._building.add(key)
+        threading.Thread(target=self._build, args=(key, path, read, build), name="archive-key-index", daemon=True).start()
+
+    def _build(self, key, path: Path, read: PointRead, cursor: Callable) -> None:
+        stamp, index = file_stamp(path), None
+        try:
+            if any(s is not None and s[2] > (time.time() - QUIET) * 1e9 for s in stamp):
+                return  # written just now: a write in the same clock tick would not change the stamp
+            cur = cursor()
+            try:
+                table = _read_table(cur, read, self.budget)
+            finally:
+                cur.close()
+            if table is None:
+                with self._lock:
+                    self._refused[key] = stamp
+                return
+            index = KeyIndex(table, read.key, stamp)
+        except Exception:  # noqa: BLE001 - an index is an optimisation: the engine answers as before
+            with self._lock:
+                self._refused[key] = stamp
+            return
+        finally:
+            with self._lock:
+                self._building.discard(key)
+                if index is not None and file_stamp(path) == stamp:
+                    self._indexes[key] = index
+                    while sum(i.nbytes for i in self._indexes.values()) > self.budget:
+                        self._indexes.popitem(last=False)
+                    if self.idle:
+                        WATCHDOG.schedule(self.idle, functools.partial(self._expire, key, index))
+
+    def _expire(self, key: tuple, index: KeyIndex) -> None:
+        """An index's idle watch (on the watchdog's thread): dropped once unused for ``idle`` seconds."""
+        with self._lock:
+            if self._indexes.get(key) is not index:
+                return
+            if (left := index.used + self.idle - time.monotonic()) <= 0:
+                del self._indexes[key]
+                return
+        WATCHDOG.schedule(left, functools.partial(self._expire, key, index))
+
+
+def _read_table(cur, read: PointRead, budget: int) -> pa.Table | None:
+    """The whole table as Arrow; None when it is not a base table with an integer
+    key column, or does not fit ``budget`` (estimated before reading)."""
+    where = [read.catalog, read.schema, read.table]
+    found = cur.execute(
+        "SELECT estimated_size FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?", where
+    ).fetchall()
+    columns = cur.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ?", where
+    ).fetchall()
+    types = {n.lower(): t for n, t in columns}
+    if len(found) != 1 or types.get(read.key.lower()) not in _INTEGERS:
+        return None
+    if (found[0][0] or 0) * sum(_WIDTH.get(t, 24) for t in types.values()) > budget:
+        return None
+    q = lambda s: '"' + s.replace('"', '""') + '"'  # noqa: E731
+    table = cur.sql(f"SELECT * FROM {q(read.catalog)}.{q(read.schema)}.{q(read.table)}").to_arrow_table()
+    if table.nbytes + 16 * table.num_rows > budget:  # and its sorted keys and positions
+        return None
+    return table

@@ -116,17 +116,18 @@ class Queries:
                 self._cache.move_to_end(key)
         if hit is not None and (hit.stamp is None or hit.stamp == self._namespace.mydb_stamp(principal)):
             return hit
-        stamp = None if principal.anonymous else self._namespace.mydb_stamp(principal)
         # The second level: the same text but for its numbers (``literals``), for texts without bound values.
         form, numbers = literals.shape(text) if not (variables or params or literals.MARK in text) else ("", [])
         shaped = ("shape", *key[:4], form, *key[5:]) if numbers else None  # never equal to a text's key
         with self._lock:
             if (known := self._cache.get(shaped) if shaped else None) is not None:
                 self._cache.move_to_end(shaped)
+        stamp = None if principal.anonymous or (isinstance(known, _Entry) and known.stamp is None) else self._namespace.mydb_stamp(principal)
         if isinstance(known, _Entry) and known.compiled.matches(numbers) and known.stamp in (None, stamp):
             return _Entry(known.compiled.render(numbers), known.meta, known.plan, known.stamp)
         if not compile:
             return None
+        stamp = None if principal.anonymous else stamp or self._namespace.mydb_stamp(principal)
         compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit)
         catalogs = {t.catalog for st in compiled.statements for t in st.tables}
         mydb = MYDB_ALIAS in catalogs

@@ -240,3 +240,25 @@ def test_reads_that_are_not_point_lookups_are_left_to_the_engine(core):
         for _ in range(2 * lookups.DEMAND):
             assert _same(a, p, text) is None, text
     assert a.queries.lookup(p, "SELECT * FROM t WHERE k = 1", "sql", context="MyDB", uploads=[{"name": "u"}]) is None
+
+
+def test_writes_and_lookups_in_turn_cannot_keep_a_core_building_indexes(core, monkeypatch):
+    """Each write makes the index stale and ``DEMAND`` lookups want it again: building rests ``REST`` times as long
+    as the last build took, so such a loop spends at most about a ``1 / (REST + 1)`` of a core on builds."""
+    a, p = core
+    monkeypatch.setattr(lookups, "QUIET", 0.0)  # nothing else holds a build back
+    a.queries.query(p, "CREATE TABLE t AS SELECT range AS k, range * 0.5 AS x, 'row ' || range AS s FROM range(1000000)", "sql", context="MyDB").close()
+    _indexed(a, p, "SELECT * FROM t WHERE k = 1")
+    held = a.queries.lookups
+    spent, began, writes = held.build_seconds, time.monotonic(), 0
+    while time.monotonic() - began < 4:
+        a.queries.query(p, f"UPDATE t SET x = x + 1 WHERE k = {writes}", "sql", context="MyDB").close()
+        writes += 1
+        for _ in range(lookups.DEMAND + 1):
+            _same(a, p, "SELECT * FROM t WHERE k = 1")
+        time.sleep(0.005)
+    elapsed = time.monotonic() - began
+    time.sleep(0.2)
+    one = spent  # the first build's time: one build may still have started just before the end
+    assert held.build_seconds - spent <= elapsed / (lookups.REST + 1) + one, (held.build_seconds - spent, elapsed, writes)
+    assert held.build_seconds - spent > 0, "no index was built again after the writes"

@@ -35,6 +35,7 @@ from .pool import WATCHDOG
 
 DEMAND = 8  # lookups of a (table, key) before its index is built: a one-off lookup never pays for one
 QUIET = 0.5  # seconds since a file's last write before its table is read for an index
+REST = 9  # after a build, no other for this many times as long as it took
 _INTEGERS = frozenset("BIGINT INTEGER SMALLINT TINYINT UBIGINT UINTEGER USMALLINT UTINYINT".split())
 _WIDTH = {"BIGINT": 8, "INTEGER": 4, "SMALLINT": 2, "TINYINT": 1, "DOUBLE": 8, "FLOAT": 4, "BOOLEAN": 1, "DATE": 4}
 
@@ -145,6 +146,10 @@ class Lookups:
         self._refused: dict[tuple, tuple] = {}  # key -> the stamp at which its table could not be indexed
         self._building: set[tuple] = set()
         self.served = 0  # lookups answered
+        # Building rests REST times as long as the last build took: writes and lookups in turn (each write makes
+        # the index stale, DEMAND lookups build it again) cannot keep a core reading tables for more than ~1/REST of it.
+        self._rest_until = 0.0
+        self.build_seconds = 0.0  # spent building, all told
 
     def answer(self, namespace, principal, statement, cursor: Callable, most: int, stamp: tuple | None = None) -> tuple | None:
         """The rows of a compiled ``POINT`` read from the key index of its table (at most ``most``); None when
@@ -189,8 +194,8 @@ class Lookups:
         return rows, schema
 
     def _want(self, key, stamp, path, read, build) -> None:
-        if self._building or self._refused.get(key) == stamp:
-            return  # one build at a time: each holds a whole table in memory while it is read
+        if self._building or self._refused.get(key) == stamp or time.monotonic() < self._rest_until:
+            return  # one build at a time (each holds a whole table while it is read), and a rest after each
         if len(self._demand) > 1024 or len(self._refused) > 1024:  # bounded: tables come and go
             self._demand.clear()
             self._refused.clear()
@@ -202,7 +207,7 @@ class Lookups:
         threading.Thread(target=self._build, args=(key, path, read, build), name="archive-key-index", daemon=True).start()
 
     def _build(self, key, path: Path, read: PointRead, cursor: Callable) -> None:
-        stamp, index = file_stamp(path), None
+        stamp, index, began = file_stamp(path), None, time.monotonic()
         try:
             if any(s is not None and s[2] > (time.time() - QUIET) * 1e9 for s in stamp):
                 return  # written just now: a write in the same clock tick would not change the stamp
@@ -223,6 +228,8 @@ class Lookups:
         finally:
             with self._lock:
                 self._building.discard(key)
+                self.build_seconds += (took := time.monotonic() - began)
+                self._rest_until = time.monotonic() + REST * took
                 if index is not None and file_stamp(path) == stamp:
                     self._indexes[key] = index
                     while sum(i.nbytes for i in self._indexes.values()) > self.budget:
@@ -257,7 +264,11 @@ def _read_table(cur, read: PointRead, budget: int) -> pa.Table | None:
     if (found[0][0] or 0) * sum(_WIDTH.get(t, 24) for t in types.values()) > budget:
         return None
     q = lambda s: '"' + s.replace('"', '""') + '"'  # noqa: E731
-    table = cur.sql(f"SELECT * FROM {q(read.catalog)}.{q(read.schema)}.{q(read.table)}").to_arrow_table()
-    if table.nbytes + 16 * table.num_rows > budget:  # and its sorted keys and positions
-        return None
-    return table
+    # Streamed: DuckDB holds a batch at a time (its memory limit would refuse a whole table it collected).
+    reader = cur.sql(f"SELECT * FROM {q(read.catalog)}.{q(read.schema)}.{q(read.table)}").to_arrow_reader(65_536)
+    batches, size = [], 0
+    for batch in reader:
+        batches.append(batch)
+        if (size := size + batch.nbytes + 16 * batch.num_rows) > budget:  # with its sorted keys and positions
+            return None
+    return pa.Table.from_batches(batches, schema=reader.schema)

@@ -183,7 +183,9 @@ class Queries:
         """``query``'s result when a key index answers it now (``lookups``: no worker, no engine, no compiling), else None."""
         began, row_limit = time.time(), options.get("row_limit", DEFAULT)
         row_limit = self.row_limit if row_limit is DEFAULT else row_limit
-        entry = None if options.get("uploads") or self.lookups is None else self._cached(principal, text, language, options, row_limit, compile=False)
+        # A long text is no point lookup, and looking it up in the cache (its shape) would hold the event loop.
+        entry = None if options.get("uploads") or self.lookups is None or len(text) > 4096 else self._cached(
+            principal, text, language, options, row_limit, compile=False)  # fmt: skip
         if entry is None or entry.plan.where != ENGINE or len(sts := entry.compiled.statements) != 1 or not POINT.fullmatch(sts[0].sql):
             return None
         compiled = entry.bound(options)

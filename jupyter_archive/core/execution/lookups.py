@@ -15,7 +15,8 @@ face). ``Queries.lookup`` answers such a read here, on the event loop, without a
 - **Never stale:** an index serves while the stamp of its database file and write-ahead log (inode, size,
   modification time: every committed write changes one) is the one taken before the build read the table. As
   file times are coarse (a clock tick), a build starts only when both were last written over ``QUIET`` seconds
-  before; a later write then always changes the stamp.
+  before; a later write then always changes the stamp. MyDB's stamp is the one its compile-cache hit just took;
+  a read-only mount's file (read as it was opened, and no query writes it) is compared once every ``RECHECK``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .pool import WATCHDOG
 DEMAND = 8  # lookups of a (table, key) before its index is built: a one-off lookup never pays for one
 QUIET = 0.5  # seconds since a file's last write before its table is read for an index
 REST = 9  # after a build, no other for this many times as long as it took
+RECHECK = 1.0  # seconds a read-only mount's index serves before its file's stamp is compared again
 _INTEGERS = frozenset("BIGINT INTEGER SMALLINT TINYINT UBIGINT UINTEGER USMALLINT UTINYINT".split())
 _WIDTH = {"BIGINT": 8, "INTEGER": 4, "SMALLINT": 2, "TINYINT": 1, "DOUBLE": 8, "FLOAT": 4, "BOOLEAN": 1, "DATE": 4}
 
@@ -89,7 +91,8 @@ class KeyIndex:
         self.chunks = [pa.concat_batches([whole.slice(i, self.per)]) for i in range(0, whole.num_rows, self.per)] or [whole]
         self.table = pa.Table.from_batches(self.chunks, schema=whole.schema)
         self.schema = whole.schema
-        self.stamp, self.used = stamp, time.monotonic()
+        self.stamp = stamp
+        self.used = self.checked = time.monotonic()  # last asked for; its file's stamp last compared
         self.names = {n.lower(): i for i, n in enumerate(table.column_names)}
         self._shapes: dict = {}
         column = whole.column(self.names[key.lower()])
@@ -145,6 +148,7 @@ class Lookups:
         self._demand: dict[tuple, int] = {}
         self._refused: dict[tuple, tuple] = {}  # key -> the stamp at which its table could not be indexed
         self._building: set[tuple] = set()
+        self._files: dict[tuple, Path | None] = {}  # (principal, database alias, mounts' version) -> its file
         self.served = 0  # lookups answered
         # Building rests REST times as long as the last build took: writes and lookups in turn (each write makes
         # the index stale, DEMAND lookups build it again) cannot keep a core reading tables for more than ~1/REST of it.
@@ -158,7 +162,11 @@ class Lookups:
         read = PointRead(POINT.fullmatch(statement.sql))
         if statement.kind != "read" or statement.late is not None or (value := read.key_value(statement.params)) is None:
             return None
-        path = namespace.lookup_file(principal, read.catalog)
+        where = (principal, read.catalog, namespace.version)
+        if (path := self._files.get(where, False)) is False:  # asked once per caller and database while the mounts stay
+            if len(self._files) > 4096:
+                self._files.clear()
+            path = self._files[where] = namespace.lookup_file(principal, read.catalog)
         return None if path is None else self.rows(path, read, value, most, cursor, stamp)
 
     def rows(self, path: Path, read: PointRead, value: int, most: int, build: Callable, stamp: tuple | None = None) -> tuple | None:
@@ -166,12 +174,15 @@ class Lookups:
         so what formats derive from it is remembered), from the index of its table in the database file ``path``;
         None when there is none yet (``build``: the engine's cursor to read it with)."""
         key = (str(path), read.schema.lower(), read.table.lower(), read.key.lower())
+        now = time.monotonic()
+        if stamp is None and (index := self._indexes.get(key)) is not None and now - index.checked < RECHECK:
+            stamp = index.stamp  # a read-only mount's file: the engine reads it as it was opened; checked once a second
         stamp = stamp or file_stamp(path)
         with self._lock:
             index = self._indexes.get(key)
             if index is not None and index.stamp == stamp:
                 self._indexes.move_to_end(key)
-                index.used = time.monotonic()
+                index.used = index.checked = now
             else:
                 if index is not None:  # its table changed: it can never serve again
                     del self._indexes[key]

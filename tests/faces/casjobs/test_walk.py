@@ -60,3 +60,44 @@ async def test_a_quick_query_visits_few_modules(fetch, archive):
     walk = _walk_of(calls)
     assert "faces/casjobs.py" in walk and len(walk) >= 3, walk  # the probe saw the request, not nothing
     assert len(walk) <= MAX_MODULES, "\n".join(walk)
+
+
+LOOKUP_MODULES = 9
+
+
+async def test_a_point_lookup_a_key_index_answers_visits_few_modules(fetch, archive, demo_db):
+    """The same walk, but a lookup by key (core/execution/lookups.py) in place of a worker, the engine and its lease:
+    it runs on the event loop, so the probe follows the loop's thread."""
+    import asyncio
+
+    objid = demo_db.sql("SELECT objid FROM PhotoObj LIMIT 1").fetchall()[0][0]
+    body = json.dumps({"Query": f"SELECT * FROM PhotoObj WHERE objID = {objid}"})
+
+    async def query():
+        r = await fetch("archive", "casjobs", "contexts", "DEMO", "query", method="POST", body=body)
+        assert r.code == 200
+
+    for _ in range(200):  # wanted often enough, the index is built in the background
+        await query()
+        if archive.queries.lookups._indexes:
+            break
+        await asyncio.sleep(0.02)
+    await query()
+    calls: list[str] = []
+
+    def profile(frame, event, arg):
+        if event == "call" and PACKAGE in frame.f_code.co_filename:
+            calls.append(frame.f_code.co_filename.split(PACKAGE, 1)[1])
+
+    served = archive.queries.lookups.served
+    gc.disable()
+    sys.setprofile(profile)
+    try:
+        await query()
+    finally:
+        sys.setprofile(None)
+        gc.enable()
+    assert archive.queries.lookups.served == served + 1, "the key index did not answer"
+    walk = _walk_of(calls)
+    assert "core/execution/lookups.py" in walk and "faces/casjobs.py" in walk, walk
+    assert len(walk) <= LOOKUP_MODULES, "\n".join(walk)

@@ -4,9 +4,10 @@ DuckDB plans every query afresh: a lookup of one row by its id costs ~0.4 ms of 
 SQLite's B-tree costs ~0.01 ms, and it is what a catalog is asked most (``WHERE objid = ...``, from every
 face). ``Queries.lookup`` answers such a read here, on the event loop, without a worker or an engine.
 
-- **Which reads:** one compiled read ``SELECT <columns or *> FROM "db"."schema"."table" WHERE "key" = <integer>
-  [LIMIT n]`` (``POINT``: the SQL pipeline's own rendering, whatever the face's language), of a base table of
-  MyDB or of a read-only DuckDB mount, with a key column of an integer type, matching at most ``most`` rows.
+- **Which reads:** one compiled read ``SELECT <columns or *> FROM "db"."schema"."table" WHERE "key" = <integer or
+  string> [LIMIT n]`` (``POINT``: the SQL pipeline's own rendering, whatever the face's language), of a base table
+  of MyDB or of a read-only DuckDB mount, with a key column of an integer type or of text without a collation,
+  given a value of the same kind, matching at most ``most`` rows.
   Anything else runs on the engine as before.
 - **When:** a (table, key) looked up ``DEMAND`` times gets its index, built on a thread of its own from the
   engine's Arrow export of the table (so the rows have the types the engine's results have), if the table
@@ -43,7 +44,8 @@ _WIDTH = {"BIGINT": 8, "INTEGER": 4, "SMALLINT": 2, "TINYINT": 1, "DOUBLE": 8, "
 
 _ID = r'"(?:[^"]|"")+"'
 POINT = re.compile(
-    rf"SELECT (\*|{_ID}(?: AS {_ID})?(?:, {_ID}(?: AS {_ID})?)*) FROM ({_ID})\.({_ID})\.({_ID}) WHERE ({_ID}) = (-?\d+|\$\w+)(?: LIMIT (\d+))?"
+    rf"SELECT (\*|{_ID}(?: AS {_ID})?(?:, {_ID}(?: AS {_ID})?)*) FROM ({_ID})\.({_ID})\.({_ID}) WHERE ({_ID}) = (-?\d+|\$\w+|'(?:[^']|'')*')"
+    r"(?: LIMIT (\d+))?"
 )
 _COLUMN = re.compile(rf"({_ID})(?: AS ({_ID}))?")
 
@@ -62,18 +64,18 @@ class PointRead:
     def __init__(self, m: re.Match):
         cols, cat, schema, table, key, value, limit = m.groups()
         self.catalog, self.schema, self.table, self.key = _name(cat), _name(schema), _name(table), _name(key)
-        self.value = value  # an integer literal, or ``$name`` of a bound parameter
+        self.value = value  # an integer or string literal, or ``$name`` of a bound parameter
         self.columns = None if cols == "*" else [
             (_name(c.group(1)), c.group(2) and _name(c.group(2))) for c in _COLUMN.finditer(cols)
         ]  # fmt: skip
         self.limit = int(limit) if limit is not None else None
 
-    def key_value(self, params: dict) -> int | None:
-        """The key's value: an integer, else None (a parameter of another type: the engine casts it)."""
+    def key_value(self, params: dict) -> int | str | None:
+        """The key's value: an integer or a string, else None (a parameter of another type: the engine casts it)."""
         if self.value[0] == "$":
             v = params.get(self.value[1:])
-            return v if type(v) is int else None  # noqa: E721 - not a bool
-        return int(self.value)
+            return v if type(v) in (int, str) else None  # not a bool, nor a subclass the engine might read otherwise
+        return self.value[1:-1].replace("''", "'") if self.value[0] == "'" else int(self.value)
 
 
 class KeyIndex:
@@ -97,11 +99,13 @@ class KeyIndex:
         self._shapes: dict = {}
         column = whole.column(self.names[key.lower()])
         positions = pc.indices_nonzero(pc.is_valid(column)).to_numpy() if column.null_count else np.arange(len(column))
-        keys = column.drop_null().to_numpy()
+        self.text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        # Text keys as Python strings: compared by code point, so equal exactly when DuckDB's bytes are (no collation).
+        keys = np.array(column.drop_null().to_pylist(), dtype=object) if self.text else column.drop_null().to_numpy()
         order = np.argsort(keys, kind="stable")  # stable: rows of one key stay in table order, as a scan gives them
         self.keys, self.rows = keys[order], positions[order]
-        self.info = np.iinfo(self.keys.dtype)
-        self.nbytes = self.table.nbytes + self.keys.nbytes + self.rows.nbytes
+        self.info = None if self.text else np.iinfo(self.keys.dtype)
+        self.nbytes = self.table.nbytes + self.keys.nbytes + self.rows.nbytes + (56 * len(keys) + column.nbytes if self.text else 0)
 
     def shape(self, columns: list | None) -> tuple[list[int] | None, pa.Schema] | None:
         """(column positions, or None for all; the output schema) of a read's columns (``PointRead.columns``),
@@ -128,11 +132,16 @@ class KeyIndex:
             return self.chunks[0].slice(0, 0)
         return self.table.take(positions).combine_chunks().to_batches()[0]
 
-    def find(self, value: int, most: int):
-        """Positions of the rows whose key is ``value``, in table order; None past ``most`` of them."""
-        if not self.info.min <= value <= self.info.max:
-            return None  # the engine decides what such a comparison means
-        value = self.keys.dtype.type(value)
+    def find(self, value: int | str, most: int):
+        """Positions of the rows whose key is ``value``, in table order; None past ``most`` of them, or for a value
+        the engine would cast (a number for a text key, text or a number out of range for an integer one)."""
+        if self.text or isinstance(value, str):
+            if self.text != isinstance(value, str):
+                return None
+        elif not self.info.min <= value <= self.info.max:
+            return None
+        else:
+            value = self.keys.dtype.type(value)
         lo, hi = self.keys.searchsorted(value, "left"), self.keys.searchsorted(value, "right")
         return self.rows[lo:hi] if hi - lo <= most else None
 
@@ -260,17 +269,19 @@ class Lookups:
 
 
 def _read_table(cur, read: PointRead, budget: int) -> pa.Table | None:
-    """The whole table as Arrow; None when it is not a base table with an integer
-    key column, or does not fit ``budget`` (estimated before reading)."""
+    """The whole table as Arrow; None when it is not a base table with an integer or text key column (text
+    compared byte by byte: no collation), or does not fit ``budget`` (estimated before reading)."""
     where = [read.catalog, read.schema, read.table]
     found = cur.execute(
-        "SELECT estimated_size FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?", where
+        "SELECT estimated_size, sql, current_setting('default_collation') FROM duckdb_tables() "
+        "WHERE database_name = ? AND schema_name = ? AND table_name = ?", where
     ).fetchall()
     columns = cur.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ?", where
     ).fetchall()
     types = {n.lower(): t for n, t in columns}
-    if len(found) != 1 or types.get(read.key.lower()) not in _INTEGERS:
+    key = types.get(read.key.lower())
+    if len(found) != 1 or not (key in _INTEGERS or key == "VARCHAR" and "COLLATE" not in found[0][1].upper() and not found[0][2]):
         return None
     if (found[0][0] or 0) * sum(_WIDTH.get(t, 24) for t in types.values()) > budget:
         return None

@@ -23,6 +23,7 @@ face). ``Queries.lookup`` answers such a read here, on the event loop, without a
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import threading
 import time
@@ -35,6 +36,7 @@ import pyarrow as pa
 from ..catalog.namespace import file_stamp
 from .pool import WATCHDOG
 
+log = logging.getLogger(__name__)
 DEMAND = 8  # lookups of a (table, key) before its index is built: a one-off lookup never pays for one
 QUIET = 0.5  # seconds since a file's last write before its table is read for an index
 REST = 9  # after a build, no other for this many times as long as it took
@@ -167,7 +169,15 @@ class Lookups:
     def answer(self, namespace, principal, statement, cursor: Callable, most: int, stamp: tuple | None = None) -> tuple | None:
         """The rows of a compiled ``POINT`` read from the key index of its table (at most ``most``); None when
         it has none (yet: ``cursor`` gives one of the principal's engine to build it with) or cannot say.
-        ``stamp``: its database file's, when the caller has just taken it (a MyDB read's compile-cache hit)."""
+        ``stamp``: its database file's, when the caller has just taken it (a MyDB read's compile-cache hit).
+        An index is an optimisation: whatever fails here, the engine answers instead (never a 500 from this path)."""
+        try:
+            return self._answer(namespace, principal, statement, cursor, most, stamp)
+        except Exception:  # noqa: BLE001
+            log.warning("a key index could not answer %r; the engine does", statement.sql[:200], exc_info=True)
+            return None
+
+    def _answer(self, namespace, principal, statement, cursor: Callable, most: int, stamp: tuple | None) -> tuple | None:
         read = PointRead(POINT.fullmatch(statement.sql))
         if statement.kind != "read" or statement.late is not None or (value := read.key_value(statement.params)) is None:
             return None
@@ -224,7 +234,10 @@ class Lookups:
             return
         self._demand.pop(key)
         self._building.add(key)
-        threading.Thread(target=self._build, args=(key, path, read, build), name="archive-key-index", daemon=True).start()
+        try:
+            threading.Thread(target=self._build, args=(key, path, read, build), name="archive-key-index", daemon=True).start()
+        except RuntimeError:  # no thread to be had now: wanted again later
+            self._building.discard(key)
 
     def _build(self, key, path: Path, read: PointRead, cursor: Callable) -> None:
         stamp, index, began = file_stamp(path), None, time.monotonic()
@@ -242,8 +255,8 @@ class Lookups:
                 return
             index = KeyIndex(table, read.key, stamp)
         except Exception:  # noqa: BLE001 - an index is an optimisation: the engine answers as before
-            with self._lock:
-                self._refused[key] = stamp
+            # Not refused for good: the engine may have been busy or replaced; wanted again, it is tried again (after a rest).
+            log.debug("no key index for %s", key, exc_info=True)
             return
         finally:
             with self._lock:

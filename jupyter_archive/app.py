@@ -93,7 +93,7 @@ class ArchiveApp(ExtensionApp):
     read_workers = Int(
         4, min=1, config=True, help="Threads answering cheap reads (metadata, job status, listings), apart from queries."
     )
-    job_workers = Int(3, min=1, config=True, help="Jobs (long queries, resets, ...) running at once.")
+    job_workers = Int(4, min=1, config=True, help="Jobs (long queries, resets, ...) running at once.")
     jobs_per_user = Int(
         0, min=0, config=True,
         help="Jobs one user may have running at once (0: every job worker but one, so another user always finds one free); more wait in the queue.",

@@ -29,7 +29,7 @@ class ArchiveConfig:
     engine_idle_seconds: float | None = 60.0  # an engine nobody uses is closed after this (None: never)
     lookup_memory: int = 256 << 20  # bytes of key indexes answering point lookups (0: none; execution/lookups.py)
     allow_anonymous: bool = False
-    job_workers: int = 3
+    job_workers: int = 4
     jobs_per_user: int = 0  # jobs one user runs at once (0: every job worker but one)
     jobs_waiting_per_user: int = 1000  # jobs one user may have waiting to run (0: any number)
     job_retention: float | None = 7 * 24 * 3600

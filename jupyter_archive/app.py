@@ -118,7 +118,7 @@ class ArchiveApp(ExtensionApp):
         "256MB", config=True,
         help=(
             "Memory for the key indexes that answer point lookups (WHERE id = 123) without the engine: a table looked up "
-            "often by an integer column is held in memory, sorted by it, if it fits (empty: no key indexes)."
+            "often by an integer or text column is held in memory, sorted by it, if it fits (empty: no key indexes)."
         ),
     )
     engine_memory_limit = Unicode(

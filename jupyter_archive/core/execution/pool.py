@@ -54,11 +54,10 @@ class Engine:
         self.spill_dir = spill_dir or temp_dir
         self._db, self._pool = open_instance(attachments, temp_dir=temp_dir, spill_dir=self.spill_dir, **options)
         self._lock = threading.Lock()
-        self.leases = 0
+        self.leases, self.closed = 0, False
         self.idle_since = time.monotonic()  # when the last lease came back (the lifecycle closes long-idle engines)
         self.on_idle = None  # once replaced: called (without locks held) when the last lease comes back
         self._leased: set[duckdb.DuckDBPyConnection] = set()
-        self.closed = False
 
     def cursor(self) -> Lease:
         """A connection to this instance for one query in one thread; ``close()`` gives it back."""
@@ -477,8 +476,8 @@ class QueryResult:
 
 def recorded(query: Callable[..., QueryResult]) -> Callable[..., QueryResult]:
     """Hand each quick query to ``self.history`` (a deque, ``core.history``) when its result closes or it fails, or to
-    the caller's ``history=`` (a callable; None: a query the archive runs for itself, not a user's: listed nowhere)."""
-    # Here, not in core/history.py, so a quick query's walk crosses no module more; it only appends.
+    the caller's ``history=`` (a callable; None: a query the archive runs for itself, not a user's: listed nowhere); no
+    result (``Queries.lookup`` declining: the query runs next) is not. Here, so a quick query's walk crosses no module more."""
     @functools.wraps(query)
     def run(self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, *, history=_DEFAULT, **options) -> QueryResult:
         if (record := self.history.append if history is _DEFAULT else history) is None:
@@ -489,7 +488,8 @@ def recorded(query: Callable[..., QueryResult]) -> Callable[..., QueryResult]:
         except Exception as exc:
             record((principal, text, language, options, began, time.time(), exc))
             raise
-        result.also_on_close(functools.partial(record, (principal, text, language, options, began, time.time(), result)))
+        if result is not None:
+            result.also_on_close(functools.partial(record, (principal, text, language, options, began, time.time(), result)))
         return result
 
     return run

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
-import time
 import warnings
 from collections import OrderedDict, deque
 from concurrent.futures import Future
@@ -122,12 +121,13 @@ class Queries:
         with self._lock:
             if (known := self._cache.get(shaped) if shaped else None) is not None:
                 self._cache.move_to_end(shaped)
-        stamp = None if principal.anonymous or (isinstance(known, _Entry) and known.stamp is None) else self._namespace.mydb_stamp(principal)
-        if isinstance(known, _Entry) and known.compiled.matches(numbers) and known.stamp in (None, stamp):
+        # The MyDB stamp only when the answer depends on it: a template reading MyDB, or (taken before) compiling.
+        if (isinstance(known, _Entry) and known.compiled.matches(numbers)
+                and (known.stamp is None or known.stamp == self._namespace.mydb_stamp(principal))):  # fmt: skip
             return _Entry(known.compiled.render(numbers), known.meta, known.plan, known.stamp)
         if not compile:
             return None
-        stamp = None if principal.anonymous else stamp or self._namespace.mydb_stamp(principal)
+        stamp = None if principal.anonymous else self._namespace.mydb_stamp(principal)
         compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit)
         catalogs = {t.catalog for st in compiled.statements for t in st.tables}
         mydb = MYDB_ALIAS in catalogs
@@ -179,23 +179,25 @@ class Queries:
         result.compiled = compiled
         return result
 
-    def lookup(self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, *, history=DEFAULT, **options) -> QueryResult | None:
+    @recorded
+    def lookup(self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, **options) -> QueryResult | None:
         """``query``'s result when a key index answers it now (``lookups``: no worker, no engine, no compiling), else None."""
-        began, row_limit = time.time(), options.get("row_limit", DEFAULT)
+        row_limit = options.get("row_limit", DEFAULT)
         row_limit = self.row_limit if row_limit is DEFAULT else row_limit
         # A long text is no point lookup, and looking it up in the cache (its shape) would hold the event loop.
         entry = None if options.get("uploads") or self.lookups is None or len(text) > 4096 else self._cached(
             principal, text, language, options, row_limit, compile=False)  # fmt: skip
         if entry is None or entry.plan.where != ENGINE or len(sts := entry.compiled.statements) != 1 or not POINT.fullmatch(sts[0].sql):
             return None
-        compiled = entry.bound(options)
+        try:
+            compiled = entry.bound(options)
+        except ArchiveError:
+            return None  # values it refuses: ``query`` says so (and lists it) once
         first = self.lookups.answer(self._namespace, principal, compiled.statements[0], entry.plan.engine.cursor, SMALL_ROWS, entry.stamp)
         if first is None:
             return None
         result = _prefetched(None, row_limit, entry.meta, None, None, first=first)
         result.compiled = compiled
-        if (record := self.history.append if history is DEFAULT else history) is not None:
-            result.also_on_close(functools.partial(record, (principal, text, language, options, began, time.time(), result)))
         return result
 
     def uploads(self, principal: Principal, entries: list[dict], *, cancel: threading.Event | None = None) -> UploadSet:

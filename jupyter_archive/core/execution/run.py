@@ -23,6 +23,7 @@ from ..sql import literals
 from ..catalog.model import MYDB_ALIAS, TAP_SCHEMA_ALIAS, ContextRef, Principal
 from ..errors import ArchiveError
 from ..formats.base import annotate
+from ..lanes import user_share
 from ..languages import DEFAULT_LANGUAGE
 from . import pushdown
 from .compiling import TextOptions, compile_text, table_read, with_plan
@@ -267,7 +268,7 @@ class Admission:
 
     def __init__(self, workers: int, per_user: int = 0, *, wait: float = 30.0, max_waiting: int = 1000):
         self.workers = max(1, workers)
-        self.per_user = min(per_user, self.workers) if per_user > 0 else max(1, self.workers - 1)
+        self.per_user = user_share(self.workers, per_user)
         self.wait = wait  # seconds a request may wait for its turn
         self.max_waiting = max_waiting
         self._lock = threading.Lock()

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import ArchiveError, not_found
+from ..lanes import user_share
 from .model import Job, JobCanceled
 from .store import JobStore
 
@@ -81,7 +82,7 @@ class JobRunner:
     ):
         self.store = store
         self.workers = max(1, workers)
-        self.per_user = min(per_user, self.workers) if per_user > 0 else max(1, self.workers - 1)
+        self.per_user = user_share(self.workers, per_user)
         self.waiting_per_user = waiting_per_user  # jobs one owner may have pending, scheduled or queued (None: any)
         self.retention = retention
         self.on_expire = on_expire

@@ -333,3 +333,56 @@ def test_a_quick_query_gone_on_as_a_job_ends_at_a_stop_as_running_jobs_do(make_a
     thread.join(10)
     assert ran == [None]  # its thread ended it, as a job
     assert a.jobs.get(u, job.id).state == a.jobs.get(u, ordinary.id).state == "canceled"
+
+
+def _returns(fn, timeout: float = 30.0):
+    """``fn()``'s value, run on another thread: a call that is still blocked after ``timeout`` fails the test."""
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), "blocked"
+    return out[0]
+
+
+def test_reads_go_on_beside_a_write_and_see_an_end_only_with_its_history(tmp_path):
+    """A write under way (here a job's end, held inside it) keeps no reader waiting, and readers see the job
+    ended only once its history entry was handed over (``on_final``) and the end committed."""
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job = store.create("u", "query", {}, face="native", state="queued", scheduled=None, log="submitted (queued)")
+    store.transition(job.id, "running", started=time.time())
+    inside, release, handed = threading.Event(), threading.Event(), []
+    store.on_final = lambda j: (handed.append(j.state), inside.set(), release.wait(30))
+    ending = threading.Thread(target=store.transition, args=(job.id, "completed"), kwargs={"ended": time.time(), "log": "completed"})
+    ending.start()
+    try:
+        assert inside.wait(30)
+        assert _returns(lambda: store.get(job.id)).state == "running"
+        assert _returns(lambda: store.list("u")[1]) == 1
+        assert [line for _, line in _returns(lambda: store.log_lines(job.id))] == ["submitted (queued)"]
+        assert _returns(lambda: store.waiting_of("u", 10)) == 0
+        assert _returns(lambda: store.startable(1)) == []
+    finally:
+        release.set()
+        ending.join(30)
+    assert handed == ["completed"] and store.get(job.id).state == "completed"
+    assert [line for _, line in store.log_lines(job.id)] == ["submitted (queued)", "completed"]
+    store.close()
+
+
+def test_a_submit_does_not_wait_for_a_dispatch_under_way(make_archive):
+    a = make_archive()
+    user = a.users.principal("one")
+    runner = a.jobs.runner
+    inside, release = threading.Event(), threading.Event()
+    runner.sweeps.append(lambda now, retention: (inside.set(), release.wait(30)))  # the dispatcher sweeps holding its lock
+    runner.sweep_interval = 0.0
+    runner.wake()
+    try:
+        assert inside.wait(30)
+        job = _returns(lambda: a.jobs.submit_query(user, "SELECT 1 AS one", "sql", context="DEMO"))
+        assert job.state == "queued"
+    finally:
+        runner.sweeps.pop()
+        release.set()
+    _until(lambda: a.jobs.get(user, job.id).state == "completed")

@@ -88,7 +88,10 @@ class JobRunner:
         self.on_expire = on_expire
         self._work: dict[str, Work] = {}
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="archive-job")
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # over ``_running`` and ``_stop``; told when a job ends
+        # The dispatcher's call: a submit sets it and goes on, never waiting out a dispatch under way (which holds
+        # ``_cond`` while it reads the store); the dispatcher clears it before it looks, so no call is missed.
+        self._due = threading.Event()
         self._running: dict[int, JobContext] = {}
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -112,6 +115,7 @@ class JobRunner:
             self._stop = True
             contexts = list(self._running.values())
             self._cond.notify_all()
+        self._due.set()
         for ctx in contexts:
             ctx._cancel()
         if self._thread is not None:
@@ -121,8 +125,8 @@ class JobRunner:
             self._cond.wait_for(lambda: not self._running, timeout)
 
     def wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
+        """Have the dispatcher look at the queue now (a job was queued, or a worker is free)."""
+        self._due.set()
 
     # -- requests ---------------------------------------------------------------------------------
     def submit(
@@ -150,8 +154,8 @@ class JobRunner:
             state = "scheduled"
         else:
             state = "queued"
-        job = self.store.create(owner, kind, request, face=face, state=state, scheduled=start_time, owner_uid=owner_uid)
-        self.store.add_log(job.id, f"submitted ({state})")
+        job = self.store.create(owner, kind, request, face=face, state=state, scheduled=start_time, owner_uid=owner_uid,
+                                log=f"submitted ({state})")
         self.wake()
         return job
 
@@ -164,8 +168,8 @@ class JobRunner:
             if self._stop or len(self._running) >= self.workers or mine >= self.per_user:
                 return None
             job = self.store.create(owner, kind, request, face=face, state="queued", scheduled=None, owner_uid=owner_uid)
-            job = self.store.transition(job.id, "running", started=started, submitted=started)  # asked for then
-            self.store.add_log(job.id, "a quick query past its time limit: the same run goes on as this job")
+            job = self.store.transition(job.id, "running", started=started, submitted=started,  # asked for then
+                                        log="a quick query past its time limit: the same run goes on as this job")
             self._running[job.id] = ctx = JobContext(self, job)
             return ctx
 
@@ -192,11 +196,8 @@ class JobRunner:
             if job.final or job.state == "canceling":
                 return job
             if job.state in ("pending", "scheduled", "queued"):
-                job = self.store.transition(job_id, "canceled", ended=time.time())
-                self.store.add_log(job_id, "canceled before it ran")
-                return job
-            job = self.store.transition(job_id, "canceling")
-            self.store.add_log(job_id, "cancel requested")
+                return self.store.transition(job_id, "canceled", ended=time.time(), log="canceled before it ran")
+            job = self.store.transition(job_id, "canceling", log="cancel requested")
             ctx = self._running.get(job_id)
         if ctx is not None:
             ctx._cancel()
@@ -236,6 +237,7 @@ class JobRunner:
     # -- dispatcher -------------------------------------------------------------------------------
     def _dispatch(self) -> None:
         while True:
+            self._due.clear()
             with self._cond:
                 if self._stop:
                     return
@@ -244,7 +246,7 @@ class JobRunner:
                 except Exception:  # noqa: BLE001 - keep the dispatcher alive whatever happens
                     log.exception("job dispatcher failed")
                     delay = 1.0
-                self._cond.wait(delay)
+            self._due.wait(delay)
 
     def _dispatch_once(self) -> float:
         now = time.time()
@@ -253,8 +255,7 @@ class JobRunner:
         next_due = 1.0
         for job_id, at in self.store.waiting():
             if at is None or at <= now:
-                self.store.transition(job_id, "queued")
-                self.store.add_log(job_id, "start time reached; queued")
+                self.store.transition(job_id, "queued", log="start time reached; queued")
             else:
                 next_due = min(next_due, at - now)
         if len(self._running) < self.workers:
@@ -324,6 +325,7 @@ class JobRunner:
             with self._cond:
                 self._running.pop(ctx.job.id, None)
                 self._cond.notify_all()
+            self._due.set()
 
     def _run_work(self, ctx: JobContext, work: Work | None = None) -> None:
         job = ctx.job
@@ -335,9 +337,9 @@ class JobRunner:
                 raise JobCanceled()
             rows = results.get("rows")
             self.store.transition(
-                job.id, "completed", ended=time.time(), progress=1.0, results=results, **({"rows": rows} if rows is not None else {})
+                job.id, "completed", ended=time.time(), progress=1.0, results=results, **({"rows": rows} if rows is not None else {}),
+                log=f"completed{f' ({rows} rows)' if rows is not None else ''}",
             )
-            self.store.add_log(job.id, f"completed{f' ({rows} rows)' if rows is not None else ''}")
         except JobCanceled:
             self._finish_canceled(job.id)
         except ArchiveError as exc:
@@ -353,9 +355,7 @@ class JobRunner:
         job = self.store.get(job_id)
         if job is not None and job.state == "running":
             self.store.transition(job_id, "canceling")
-        self.store.transition(job_id, "canceled", ended=time.time())
-        self.store.add_log(job_id, "canceled")
+        self.store.transition(job_id, "canceled", ended=time.time(), log="canceled")
 
     def _fail(self, job_id: int, code: str, message: str) -> None:
-        self.store.transition(job_id, "failed", ended=time.time(), error_code=code, error_message=message)
-        self.store.add_log(job_id, f"failed: {message}")
+        self.store.transition(job_id, "failed", ended=time.time(), error_code=code, error_message=message, log=f"failed: {message}")

@@ -3,11 +3,13 @@ running when the process died is failed with "interrupted by server restart"."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +49,20 @@ CREATE INDEX IF NOT EXISTS job_log_job ON job_log(job_id, ts);
 """
 
 class JobStore:
-    """Jobs and their logs in SQLite; every state change goes through ``transition``."""
+    """Jobs and their logs in SQLite; every state change goes through ``transition``.
+
+    Writes go through one connection under ``_lock``. Reads take a connection of their own from a small
+    pool, without the lock: WAL lets them read beside the writer, and each statement sees every write
+    committed before it began. Status polls, submits and the dispatcher then never queue behind each
+    other's writes (under load they did, and held a quick worker while they waited).
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()  # idle read connections
+        self._opened: list[sqlite3.Connection] = []  # every read connection, to close
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -70,30 +80,58 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            for db in self._opened:
+                db.close()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A read connection for this call (opened when none is idle: as many as reads run at once)."""
+        try:
+            db = self._readers.get_nowait()
+        except queue.Empty:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._opened.append(db)  # not under ``_lock``: a write under way must not hold a reader back
+        try:
+            yield db
+        finally:
+            self._readers.put(db)
+
+    def _get(self, db: sqlite3.Connection, job_id: int) -> Job | None:
+        rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE id = ?", (job_id,)).fetchall()
+        return Job.from_row(rows[0]) if rows else None
+
+    def _log(self, job_id: int, line: str) -> None:
+        self._db.execute("INSERT INTO job_log(job_id, ts, line) VALUES (?, ?, ?)", (int(job_id), time.time(), line))
 
     def create(
-        self, owner: str, kind: str, request: dict, *, face: str, state: str, scheduled: float | None, owner_uid: str | None = None
+        self, owner: str, kind: str, request: dict, *, face: str, state: str, scheduled: float | None, owner_uid: str | None = None,
+        log: str | None = None,
     ) -> Job:
-        """A new job of ``owner`` (a user name), belonging to the identity ``owner_uid`` (default: the name)."""
+        """A new job of ``owner`` (a user name), belonging to the identity ``owner_uid`` (default: the name), with its
+        first ``log`` line."""
         now = time.time()
         if scheduled is not None:
             scheduled = times.check(TIME_FIELDS["scheduled"], scheduled)
         with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO jobs(owner, owner_uid, kind, face, request, state, submitted, scheduled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (owner, owner_uid or owner, kind, face, json.dumps(request, default=str), state, now, scheduled),
-            )
-            job_id = cur.lastrowid
-        return self.get(job_id)
+            self._db.execute("BEGIN")
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO jobs(owner, owner_uid, kind, face, request, state, submitted, scheduled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (owner, owner_uid or owner, kind, face, json.dumps(request, default=str), state, now, scheduled),
+                )
+                if log is not None:
+                    self._log(cur.lastrowid, log)
+            finally:
+                self._db.execute("COMMIT")
+            return self._get(self._db, cur.lastrowid)
 
     def get(self, job_id: int | str) -> Job | None:
         """The job with this id; None for an id no job can have (not a 64-bit row id)."""
         jid = params.identifier(job_id)
         if jid is None:
             return None
-        with self._lock:
-            row = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE id = ?", (jid,)).fetchone()
-        return Job.from_row(row) if row else None
+        with self._reading() as db:
+            return self._get(db, jid)
 
     def list(
         self,
@@ -134,22 +172,26 @@ class JobStore:
         offset = params.integer("offset", offset, default=0, minimum=0)
         limit = params.integer("limit", limit, minimum=0)
         page = f" LIMIT {-1 if limit is None else limit} OFFSET {offset}"
-        with self._lock:
-            total = self._db.execute(f"SELECT count(*) FROM jobs{clause}", args).fetchone()[0]
-            rows = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs{clause} ORDER BY id {order}{page}", args).fetchall()
+        with self._reading() as db:
+            db.execute("BEGIN")  # one snapshot for the count and the page
+            try:
+                total = db.execute(f"SELECT count(*) FROM jobs{clause}", args).fetchall()[0][0]
+                rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs{clause} ORDER BY id {order}{page}", args).fetchall()
+            finally:
+                db.execute("COMMIT")
         return [Job.from_row(r) for r in rows], total
 
     def waiting(self) -> list[tuple[int, float | None]]:
         """(id, start time) of the jobs waiting for their start time (``scheduled``), oldest first."""
-        with self._lock:
-            return self._db.execute("SELECT id, scheduled FROM jobs WHERE state = 'scheduled' ORDER BY id").fetchall()
+        with self._reading() as db:
+            return db.execute("SELECT id, scheduled FROM jobs WHERE state = 'scheduled' ORDER BY id").fetchall()
 
     def waiting_of(self, owner: str, most: int) -> int:
         """How many of ``owner``'s jobs wait (pending, scheduled or queued), counted up to ``most`` at most."""
-        with self._lock:
-            return self._db.execute(
+        with self._reading() as db:
+            return db.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state IN ('pending', 'scheduled', 'queued') AND owner = ? LIMIT ?)",
-                (owner, most)).fetchone()[0]
+                (owner, most)).fetchall()[0][0]
 
     def startable(self, per_owner: int, full: Iterable[str] = ()) -> list[tuple[int, str]]:
         """(id, owner) of queued jobs in submission order, at most ``per_owner`` of each owner's and none of the
@@ -158,28 +200,36 @@ class JobStore:
         skip = f" WHERE owners.o NOT IN ({', '.join('?' * len(full))})" if full else ""
         # Owners by seeks on the (state, owner, id) index, then each one's first ids: a cost of the owners
         # waiting, not of the queue's length (a window over 12,000 queued jobs took 9 ms a dispatch).
-        with self._lock:
-            return self._db.execute(
+        with self._reading() as db:
+            return db.execute(
                 "WITH RECURSIVE owners(o) AS (SELECT min(owner) FROM jobs WHERE state = 'queued' UNION ALL"
                 " SELECT (SELECT min(owner) FROM jobs WHERE state = 'queued' AND owner > o) FROM owners WHERE o IS NOT NULL)"
                 " SELECT j.id, j.owner FROM owners JOIN jobs j ON j.id IN"
                 f" (SELECT id FROM jobs WHERE state = 'queued' AND owner = owners.o ORDER BY id LIMIT ?){skip} ORDER BY j.id",
                 (per_owner, *full)).fetchall()
 
-    def transition(self, job_id: int, new: str, **fields: Any) -> Job:
-        """Move a job to state ``new`` (refusing an illegal move) and set other fields with it."""
+    def transition(self, job_id: int, new: str, *, log: str | None = None, **fields: Any) -> Job:
+        """Move a job to state ``new`` (refusing an illegal move), set other fields with it and add a ``log`` line."""
         with self._lock:
-            job = self.get(job_id)
+            jid = params.identifier(job_id)
+            job = None if jid is None else self._get(self._db, jid)
             if job is None:
                 raise not_found(f"unknown job {job_id}", job=job_id)
             if new != job.state and new not in TRANSITIONS.get(job.state, ()):
                 raise ArchiveError(
                     "conflict", f"job {job_id} is {job.state}; it cannot become {new}", 409, details={"state": job.state}
                 )
-            self._update(job_id, state=new, **fields)
-            if new in FINAL and new != job.state and self.on_final is not None:
-                self.on_final(self.get(job_id))  # under the lock: whoever sees the job ended finds it in the history
-            return self.get(job_id)
+            self._db.execute("BEGIN")
+            try:
+                self._update(jid, state=new, **fields)
+                if log is not None:
+                    self._log(jid, log)
+                if new in FINAL and new != job.state and self.on_final is not None:
+                    # before the commit: whoever sees the job ended (reads take no lock) finds it in the history
+                    self.on_final(self._get(self._db, jid))
+            finally:
+                self._db.execute("COMMIT")
+            return self._get(self._db, jid)
 
     def update(self, job_id: int, **fields: Any) -> None:
         """Set fields other than the state (progress, rows, results, request)."""
@@ -207,11 +257,11 @@ class JobStore:
 
     def add_log(self, job_id: int, line: str) -> None:
         with self._lock:
-            self._db.execute("INSERT INTO job_log(job_id, ts, line) VALUES (?, ?, ?)", (int(job_id), time.time(), line))
+            self._log(job_id, line)
 
     def log_lines(self, job_id: int) -> list[tuple[float, str]]:
-        with self._lock:
-            return self._db.execute("SELECT ts, line FROM job_log WHERE job_id = ? ORDER BY rowid", (int(job_id),)).fetchall()
+        with self._reading() as db:
+            return db.execute("SELECT ts, line FROM job_log WHERE job_id = ? ORDER BY rowid", (int(job_id),)).fetchall()
 
     def recover(self) -> list[int]:
         """After a restart: fail the jobs that were running; returns their ids."""
@@ -220,7 +270,7 @@ class JobStore:
             ids = [r[0] for r in self._db.execute("SELECT id FROM jobs WHERE state IN ('running', 'canceling')")]
             for job_id in ids:
                 self._update(job_id, state="failed", ended=now, error_code="interrupted", error_message=RESTART_MESSAGE)
-                self._db.execute("INSERT INTO job_log(job_id, ts, line) VALUES (?, ?, ?)", (job_id, now, RESTART_MESSAGE))
+                self._log(job_id, RESTART_MESSAGE)
                 if self.on_final is not None:
                     self.on_final(self.get(job_id))
         return ids
@@ -228,8 +278,8 @@ class JobStore:
     def expired(self, now: float, retention: float | None) -> list[Job]:
         """The jobs past their destruction time (``model.destruction_time``): their own destruction
         time has passed, or they have none and ended over ``retention`` seconds ago."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE destruction < ? "
                 "OR (destruction IS NULL AND state IN ('completed', 'failed', 'canceled') AND coalesce(ended, submitted) < ?)",
                 (now, now - retention if retention else float("-inf")),

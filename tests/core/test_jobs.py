@@ -375,7 +375,7 @@ def test_a_submit_does_not_wait_for_a_dispatch_under_way(make_archive):
     user = a.users.principal("one")
     runner = a.jobs.runner
     inside, release = threading.Event(), threading.Event()
-    runner.sweeps.append(lambda now, retention: (inside.set(), release.wait(30)))  # the dispatcher sweeps holding its lock
+    runner.sweeps.append(lambda now, retention: (inside.set(), release.wait(30)))  # the dispatcher, busy in a sweep
     runner.sweep_interval = 0.0
     runner.wake()
     try:

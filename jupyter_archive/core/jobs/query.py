@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .. import sql as sqlmod
 from ..errors import ArchiveError, permission
 from ..execution.planner import CLUSTER, SERVER
+from ..execution.pool import WATCHDOG
 from ..execution.uploads import UploadSet
 from ..execution.uploads import discard as discard_uploads
 from ..sql import quote_ident
@@ -55,11 +56,13 @@ def query_request(
 
 def follow_progress(ctx: JobContext, cursor, done: threading.Event, guard: threading.Lock) -> None:
     """Report the progress of the query running on ``cursor`` into the job, from a thread of its own, until
-    ``done`` is set (under ``guard``, before the cursor goes back to the pool); on cancel, interrupt it again."""
+    ``done`` is set (under ``guard``, before the cursor goes back to the pool); on cancel, interrupt it again.
+    The thread starts only for a query still running after ``PROGRESS_INTERVAL`` (the watchdog's call): most jobs
+    end sooner, and a thread started for each of them cost as much as their run under load."""
 
     def poll():
         # DuckDB reports a percentage while a query runs (-1 when it cannot tell).
-        while not done.wait(PROGRESS_INTERVAL):
+        while not done.is_set():
             if ctx.canceled.is_set():
                 # DuckDB forgets an interrupt sent before the query started: repeat it, but
                 # never once the connection may have gone back to the pool.
@@ -70,15 +73,20 @@ def follow_progress(ctx: JobContext, cursor, done: threading.Event, guard: threa
                         cursor.interrupt()
                     except Exception:  # noqa: BLE001
                         return
-                continue
-            try:
-                pct = cursor.query_progress()
-            except Exception:  # noqa: BLE001 - the cursor may close under us
-                return
-            if pct is not None and pct >= 0:
-                ctx.set_progress(min(pct / 100.0, 0.99))
+            else:
+                try:
+                    pct = cursor.query_progress()
+                except Exception:  # noqa: BLE001 - the cursor may close under us
+                    return
+                if pct is not None and pct >= 0:
+                    ctx.set_progress(min(pct / 100.0, 0.99))
+            done.wait(PROGRESS_INTERVAL)
 
-    threading.Thread(target=poll, name=f"archive-job-{ctx.job.id}-progress", daemon=True).start()
+    def begin() -> None:  # on the watchdog's thread: start the poller, and no more
+        if not done.is_set():
+            threading.Thread(target=poll, name=f"archive-job-{ctx.job.id}-progress", daemon=True).start()
+
+    WATCHDOG.schedule(PROGRESS_INTERVAL, begin)
 
 
 class QueryJobs:

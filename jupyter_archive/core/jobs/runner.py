@@ -3,6 +3,8 @@ work sees while it runs (its JobContext)."""
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
 import threading
 import time
@@ -236,48 +238,51 @@ class JobRunner:
 
     # -- dispatcher -------------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        while True:
+        while not self._stop:
             self._due.clear()
-            with self._cond:
-                if self._stop:
-                    return
-                try:
-                    delay = self._dispatch_once()
-                except Exception:  # noqa: BLE001 - keep the dispatcher alive whatever happens
-                    log.exception("job dispatcher failed")
-                    delay = 1.0
+            try:
+                delay = self._dispatch_once()
+            except Exception:  # noqa: BLE001 - keep the dispatcher alive whatever happens
+                log.exception("job dispatcher failed")
+                delay = 1.0
             self._due.wait(delay)
 
     def _dispatch_once(self) -> float:
         now = time.time()
         # Only ids are read here: a dispatch runs on every submit and every end, and a long queue
         # (one user's thousand jobs) must not make each of them parse every queued job.
+        # The store is read without ``_cond`` (a job ending waits for it, to say so); only the starts hold it. A job
+        # canceled (or deleted) since it was read is not started: its move is refused, and the others go on.
         next_due = 1.0
         for job_id, at in self.store.waiting():
             if at is None or at <= now:
-                self.store.transition(job_id, "queued", log="start time reached; queued")
+                with contextlib.suppress(ArchiveError):
+                    self.store.transition(job_id, "queued", log="start time reached; queued")
             else:
                 next_due = min(next_due, at - now)
-        if len(self._running) < self.workers:
-            per_owner: dict[str, int] = {}
-            for ctx in self._running.values():
-                per_owner[ctx.job.owner] = per_owner.get(ctx.job.owner, 0) + 1
+        with self._cond:
+            per_owner = collections.Counter(ctx.job.owner for ctx in self._running.values())
+        if sum(per_owner.values()) < self.workers:
             # One user's thousand queued jobs, older than another's one, must not all run first.
             turns: dict[str, int] = {}
             order = []
             for job_id, owner in self.store.startable(self.per_user, [o for o, n in per_owner.items() if n >= self.per_user]):
                 turns[owner] = turns.get(owner, per_owner.get(owner, 0)) + 1
                 order.append((turns[owner], job_id, owner))
-            for _turn, job_id, owner in sorted(order):
-                if len(self._running) >= self.workers:
-                    break
-                if per_owner.get(owner, 0) >= self.per_user:
-                    continue
-                job = self.store.transition(job_id, "running", started=time.time())
-                ctx = JobContext(self, job)
-                self._running[job.id] = ctx
-                per_owner[owner] = per_owner.get(owner, 0) + 1
-                self._pool.submit(self._execute, ctx)
+            with self._cond:
+                per_owner = collections.Counter(ctx.job.owner for ctx in self._running.values())
+                for _turn, job_id, owner in sorted(order):
+                    if self._stop or len(self._running) >= self.workers:
+                        break
+                    if per_owner[owner] >= self.per_user:
+                        continue
+                    try:
+                        job = self.store.transition(job_id, "running", started=time.time())
+                    except ArchiveError:
+                        continue
+                    self._running[job.id] = ctx = JobContext(self, job)
+                    per_owner[owner] += 1
+                    self._pool.submit(self._execute, ctx)
         if now - self._last_sweep > self.sweep_interval:
             self._last_sweep = now
             self._expire(now)

@@ -2,16 +2,10 @@
 
 The rules: at most ``workers`` admitted at once and ``per_user`` of one user's; a lone user gets every worker but
 one; over a limit a request waits on a ticket; a freed worker goes to the waiting user running the fewest, ties in
-turn; no ticket is lost; past ``max_waiting`` waiting requests of one user, a 429 at once. ``run``: the work of a
-request whose turn comes starts on the thread of the work that frees it, and each turn goes back exactly once.
+turn; no ticket is lost; past ``max_waiting`` waiting requests of one user, a 429 at once.
 """
 
 from __future__ import annotations
-
-import functools
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -120,68 +114,3 @@ def test_any_sequence_keeps_the_limits_conserves_work_and_loses_no_ticket(worker
         adm.leave(user)
         collect()
     assert adm.enter("z") is None
-
-
-@settings(max_examples=60, deadline=None)
-@given(workers=st.integers(1, 4), per_user=st.integers(0, 4), order=st.randoms(use_true_random=False),
-       requests=st.lists(st.tuples(st.sampled_from("abc"), st.booleans(), st.booleans()), min_size=1, max_size=12))
-def test_runs_keep_the_limits_start_without_their_caller_and_give_each_turn_back_once(workers, per_user, order, requests):
-    """Requests (user, keeps its turn, gives up waiting) run through ``run``: nobody but the works themselves starts
-    the waiting ones; the limits hold at every moment; a request that gave up never runs; every turn goes back once."""
-    adm = Admission(workers, per_user)
-    pool = ThreadPoolExecutor(workers)
-    lock, now, ran, broken = threading.Lock(), dict.fromkeys("abc", 0), [], []
-    gates = [threading.Event() for _ in requests]
-
-    def work(i: int, user: str) -> int:
-        with lock:
-            now[user] += 1
-            ran.append(i)
-            if sum(now.values()) > adm.workers or now[user] > adm.per_user:
-                broken.append(dict(now))
-        gates[i].wait(20)
-        with lock:
-            now[user] -= 1
-        return i
-
-    runs, gave_up = [], set()
-    for i, (user, keep, give_up) in enumerate(requests):
-        turn, ticket, done = adm.run(user, pool, functools.partial(work, i, user), (lambda r: True) if keep else None)
-        if give_up and ticket is not None and not adm.withdraw(user, ticket):
-            gave_up.add(i)
-            turn.leave()  # as a request's end does
-        runs.append((turn, done, keep))
-    for i in order.sample(range(len(gates)), len(gates)):
-        gates[i].set()
-        time.sleep(0.001)
-    left, deadline = set(), time.monotonic() + 20
-    while len(left) < len(runs) - len(gave_up):  # a kept turn goes back once its work is done (the request ends)
-        assert time.monotonic() < deadline, f"stuck: {adm.running} running, waiting {len(runs) - len(gave_up) - len(left)}"
-        for i, (turn, done, keep) in enumerate(runs):
-            if i not in gave_up and i not in left and done.done():
-                assert done.result() == i
-                turn.leave()
-                turn.leave()  # a second leave (the worker's, the request's) gives nothing back twice
-                left.add(i)
-        time.sleep(0.001)
-    pool.shutdown()
-    assert not broken, broken
-    assert sorted(ran) == sorted(set(range(len(requests))) - gave_up)
-    assert adm.running == 0 and adm.enter("z") is None
-
-
-def test_a_turn_that_comes_after_its_request_ended_goes_back_at_once_and_runs_nothing():
-    adm = Admission(1, per_user=1)
-    pool = ThreadPoolExecutor(1)
-    gate = threading.Event()
-    *_, first = adm.run("a", pool, lambda: gate.wait(20))
-    turn, ticket, done = adm.run("b", pool, lambda: 1 / 0)
-    assert ticket is not None and not ticket.done()
-    turn.leave()  # b's request ends while it waits, without withdrawing (torn down)
-    gate.set()
-    assert first.result(20) is True
-    deadline = time.monotonic() + 20
-    while adm.running and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert adm.running == 0 and done.cancelled()
-    pool.shutdown()

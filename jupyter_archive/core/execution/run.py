@@ -1,9 +1,9 @@
-"""The Queries service (``archive.queries``): quick queries through the compile cache, and whose turn it is.
+"""The Queries service (``archive.queries``): compile, and run a compiled query where the planner says.
 
-``query`` compiles (through the compile cache, which jobs' reads use too: a hit carries the compiled statements,
-column metadata and plan) and runs a quick query, in ``execute`` on an engine's cursor (else ``Runs.run``, runs.py:
-where the planner places it; so do jobs and paged reads); ``lookup`` answers a point lookup from a key index.
-``Admission``: whose request takes a quick worker next, in a ``Turn`` that the worker gives back as the work ends.
+``compile`` shows a query's phases and plan (``compiling``); ``query`` compiles (through the compile cache, which
+jobs' reads use too: a hit carries the compiled statements, column metadata and plan) and runs a quick query;
+``read_table`` streams a table by pages; ``run`` executes compiled statements on their plan: quick queries, paged
+reads and jobs all end there, in ``execute`` on an engine's cursor or on a SQL server. ``Admission``: whose turn.
 """
 
 from __future__ import annotations
@@ -13,33 +13,34 @@ import itertools
 import threading
 import warnings
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from concurrent.futures import Executor, Future
-from typing import TYPE_CHECKING, Any, Unpack
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Unpack
 
 import pyarrow as pa
 
 from .. import sql as sqlmod
 from ..sql import literals
-from ..catalog.model import MYDB_ALIAS, Principal
+from ..catalog.model import MYDB_ALIAS, TAP_SCHEMA_ALIAS, ContextRef, Principal
 from ..errors import ArchiveError
 from ..formats.base import annotate
-from ..languages import DEFAULT_LANGUAGE
 from ..lanes import user_share
-from .compiling import TextOptions, compile_text
+from ..languages import DEFAULT_LANGUAGE
+from . import pushdown
+from .compiling import TextOptions, compile_text, table_read, with_plan
 from .engines import engine_error
 from .lookups import POINT
-from .planner import ENGINE, Plan
+from .cluster import run_partitioned
+from .planner import CLUSTER, ENGINE, SERVER, TAP_SCHEMA, Plan, plan
 from .pool import WATCHDOG, QueryResult, recorded, rows_affected_result
-from .runs import DEFAULT, Runs
 from .spool import batches_of, hold
-from .uploads import query_with
+from .uploads import UploadSet, query_with
 
 if TYPE_CHECKING:
     import duckdb
     from ..catalog.namespace import Namespace
     from .pool import EnginePool
 
+DEFAULT = object()  # "use the configured limit"
 COMPILE_CACHE_SIZE = 512
 
 
@@ -58,19 +59,40 @@ class _Entry:
         return self.compiled if self.plain else sqlmod.rebind(self.compiled, variables=options.get("variables"), params=options.get("params"))
 
 
-class Queries(Runs):
-    """Compiles and runs queries for principals: quick queries through the compile cache, key lookups, and ``Runs``."""
+class Queries:
+    """Compiles and runs queries for principals; ``jobs`` reads TAP uploads named by a job's URL."""
 
     def __init__(self, namespace: Namespace, engines: EnginePool, *, row_limit: int | None, time_limit: float | None, jobs=None):
-        super().__init__(namespace, engines, jobs=jobs)
+        self._namespace = namespace
+        self._engines = engines
         self.row_limit = row_limit  # the quick-query limits
         self.time_limit = time_limit
+        self.jobs = jobs
+        self.cluster = None  # the archive's Dask cluster (cluster.Cluster): jobs over many HATS partitions fan out there
         self._cache: OrderedDict = OrderedDict()
         self._cache_version = namespace.version
         self._lock = threading.Lock()
         self.column_meta_for = namespace.column_meta_for
         self.lookups = None  # lookups.Lookups: the key indexes that answer point lookups (the archive's)
         self.history: deque = deque(maxlen=0)  # where ``query`` hands what ran (``recorded``): the archive's history, else nowhere
+
+    # -- compiling ------------------------------------------------------------------------------
+    def compile(
+        self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, *, row_limit: int | None = None, explain: bool = True,
+        **options: Unpack[TextOptions],
+    ) -> sqlmod.Compiled:  # fmt: skip
+        """Compile without running; with ``explain`` the plan is the last phase (the engine's plan, or the SQL pushed to a server)."""
+        compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit)
+        return with_plan(self._namespace, self._engines, principal, compiled, explain=explain, cluster=self.cluster)
+
+    def compile_request(self, principal: Principal, request: dict, uploads: dict | None = None):
+        """Compile a stored request (a job's: query, language, context, base_path, variables, params, row_limit): the
+        compiled query and its resolver; None without a ``target`` table: cached then, a job's run reuses its submit's."""
+        options = {k: request.get(k) for k in ("context", "base_path", "variables", "params")}
+        language, text, row_limit = request.get("language") or DEFAULT_LANGUAGE, request["query"], request.get("row_limit")
+        if not uploads and not request.get("target"):
+            return self._cached(principal, text, language, options, row_limit).bound(options), None
+        return compile_text(self._namespace, principal, text, language, options, row_limit, uploads)
 
     def _cached(self, principal, text, language, options: TextOptions, row_limit, *, compile: bool = True) -> _Entry | None:
         """Compile, reusing an earlier compile of the same text with new values when possible (without ``compile``: or None).
@@ -128,6 +150,11 @@ class Queries(Runs):
                     self._cache.popitem(last=False)
         return entry
 
+    # -- running --------------------------------------------------------------------------------
+    def plan(self, principal: Principal, statements, pinned=None, *, job: bool = False) -> Plan:
+        """Where compiled statements run (``planner.plan``); a ``job``'s may run on the cluster."""
+        return plan(self._namespace, self._engines, principal, statements, pinned, cluster=self.cluster if job else None, job=job)
+
     @recorded
     def query(
         self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, *, row_limit: int | None | object = DEFAULT,
@@ -170,12 +197,65 @@ class Queries(Runs):
         first = self.lookups.answer(self._namespace, principal, compiled.statements[0], entry.plan.engine.cursor, SMALL_ROWS, entry.stamp)
         if first is None:
             return None
-        result = prefetched(None, row_limit, entry.meta, None, None, first=first)
+        result = _prefetched(None, row_limit, entry.meta, None, None, first=first)
         result.compiled = compiled
         return result
 
+    def uploads(self, principal: Principal, entries: list[dict], *, cancel: threading.Event | None = None) -> UploadSet:
+        """Staged uploads loaded into the principal's engine for one query or job (close it after)."""
+        return UploadSet(self._engines, principal, entries, jobs=self.jobs, cancel=cancel)
+
+    def run(
+        self, principal: Principal, compiled: sqlmod.Compiled, *, row_limit: int | None = None, time_limit: float | None = None,
+        column_meta: dict | None = None, pinned=None, plan: Plan | None = None, wait: float | None | object = DEFAULT,
+        cancel: threading.Event | None = None, on_cancel=None, on_cursor=None, on_limit=None,
+    ) -> QueryResult:  # fmt: skip
+        """Execute an already compiled query on its plan (made now unless given).
+
+        ``column_meta`` adds units/UCDs for tables the catalog does not know (uploads), held in the engine of the lease
+        ``pinned``. A job passes ``wait=None`` and ``cancel`` (it waits for a database held elsewhere until canceled),
+        ``on_cancel`` (told how to interrupt a server) and ``on_cursor`` (given the engine's cursor before the query
+        runs); ``on_limit`` as ``execute``'s where the query runs on one of the principal's DuckDB cursors (its engine,
+        or HATS partitions in-process).
+        """
+        plan = plan or self.plan(principal, compiled.statements, pinned)
+        meta = self._namespace.column_meta_for(principal, compiled.statements[-1])
+        if column_meta:
+            meta = {**column_meta, **meta} if meta else column_meta
+        if plan.where == SERVER:
+            result = pushdown.run(
+                plan.backend, compiled, target=plan.engine, row_limit=row_limit, time_limit=time_limit, column_meta=meta, on_cancel=on_cancel
+            )
+        elif plan.where == TAP_SCHEMA:
+            from ..catalog.tap_schema import COLUMN_META, arrow_tables, describe
+            from .engines import memory_engine
+
+            # execute() closes what it is given when the result closes: here the whole in-memory engine.
+            con = memory_engine(TAP_SCHEMA_ALIAS, arrow_tables(describe(self._namespace, principal)))
+            result = execute(con, compiled.statements, row_limit=row_limit, time_limit=time_limit, column_meta=COLUMN_META)
+        elif plan.where == CLUSTER:
+            out = run_partitioned(self.cluster, plan, compiled.statements, time_limit=time_limit, cancel=cancel, on_cursor=on_cursor)
+            result = rows_affected_result(out) if isinstance(out, int) else _prefetched(out, row_limit, meta, None, None)
+        else:
+            cursor = plan.engine.cursor() if wait is DEFAULT else plan.engine.cursor(timeout=wait, cancel=cancel)
+            if on_cursor is not None:
+                on_cursor(cursor)
+            result = execute(cursor, plan.ready(compiled.statements, cursor), row_limit=row_limit, time_limit=time_limit, column_meta=meta, on_limit=on_limit)
+        result.compiled = compiled
+        return result
+
+    def read_table(
+        self, principal: Principal, context: str | ContextRef, table: str, *,
+        offset: int | None = None, limit: int | None = None, order_by: str | None = None, descending: bool = False,
+    ) -> QueryResult:  # fmt: skip
+        """Stream a whole table (or a page of it): no quick-query row limit applies."""
+        compiled, meta = table_read(self._namespace, principal, context, table, offset=offset, limit=limit, order_by=order_by, descending=descending)
+        return self.run(principal, compiled, column_meta=meta)
+
 
 # -- who runs now: each user's fair share of the quick workers -------------------------------------
+
+
 class Admission:
     """Admits requests to the quick workers, fairly across users (``Archive.admission``).
 
@@ -244,74 +324,10 @@ class Admission:
         for ticket in granted:
             ticket.set_result(None)
 
-    def run(self, user: str, executor: Executor, fn: Callable[[], Any], keep: Callable[[Any], bool] | None = None):
-        """Run ``fn`` on ``executor`` in a turn of ``user``'s: ``(turn, ticket, done)``. With a worker free it starts now
-        (no ticket); else ``ticket`` (``enter``'s) is set when the turn comes, and the request freeing the worker starts
-        it there, on its thread: no trip through the caller's event loop, which under load took as long as the work.
-        The worker gives the turn back as ``fn`` ends unless ``keep(result)``; the caller may give it back sooner.
-        ``done`` gets ``fn``'s result or exception."""
-        done: Future = Future()
-        turn = Turn(self, user)
-
-        def task() -> None:
-            kept = False
-            try:
-                if done.set_running_or_notify_cancel():
-                    result = fn()
-                    kept = keep is not None and keep(result)
-                    done.set_result(result)
-            except BaseException as exc:  # noqa: BLE001 - the caller gets it
-                done.set_exception(exc)
-            finally:
-                if not kept:
-                    turn.leave()
-
-        def start(_ticket=None) -> None:
-            if not turn.grant():
-                done.cancel()
-                return
-            try:
-                executor.submit(task)
-            except RuntimeError as exc:  # the pool is shut down: the server stops
-                turn.leave()
-                done.set_exception(exc)
-
-        ticket = self.enter(user)
-        if ticket is None:
-            start()
-        else:
-            ticket.add_done_callback(start)  # called where the turn is granted (``leave``), outside the lock
-        return turn, ticket, done
-
     def busy(self, user: str) -> ArchiveError:
         """The 429 of a request that found no turn."""
         message = f"the archive is busy: {self.per_user} of your requests run at once and more wait; retry shortly"
         return ArchiveError("too_many_requests", message, 429, details={"retry_after": max(1, round(self.wait / 10))})
-
-
-class Turn:
-    """A request's turn on the quick workers (``Admission``), given back once by whoever is first: the worker as its
-    work ends (``Admission.run``), or the request (it went on as a job, or ended)."""
-
-    def __init__(self, admission: Admission, user: str, *, granted: bool = False):
-        self._admission, self.user, self.granted, self._left = admission, user, granted, False
-        self._lock = threading.Lock()
-
-    held = property(lambda self: self.granted and not self._left)
-
-    def grant(self) -> bool:
-        """The turn has come: False when the request gave it up meanwhile (then it goes back at once)."""
-        with self._lock:
-            self.granted, gone = True, self._left
-        if gone:
-            self._admission.leave(self.user)
-        return not gone
-
-    def leave(self) -> None:
-        with self._lock:
-            give, self._left = self.granted and not self._left, True
-        if give:
-            self._admission.leave(self.user)
 
 
 # -- executing on a cursor ----------------------------------------------------------------------
@@ -395,7 +411,7 @@ def execute(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)
                     reader = con.to_arrow_reader(batch_rows)
-            return prefetched(reader, row_limit, column_meta, _close, _check, first=first)
+            return _prefetched(reader, row_limit, column_meta, _close, _check, first=first)
         rel = cursor.sql(last.sql, params=last.params or None)
         if last.kind != "read" or rel is None:
             rows = rel.fetchall() if rel is not None else None
@@ -403,7 +419,7 @@ def execute(
             _close()
             return rows_affected_result(count)
         reader = rel.to_arrow_reader(batch_rows)
-        return prefetched(reader, row_limit, column_meta, _close, _check)
+        return _prefetched(reader, row_limit, column_meta, _close, _check)
     except ArchiveError:
         _close()
         raise
@@ -456,7 +472,7 @@ def _small_shape(columns: tuple[tuple[str, str], ...]) -> tuple[pa.Schema, pa.St
     return schema, pa.struct(list(schema)) if unique else None
 
 
-def prefetched(reader, row_limit, column_meta, on_close, check, *, first=None) -> QueryResult:
+def _prefetched(reader, row_limit, column_meta, on_close, check, *, first=None) -> QueryResult:
     """A QueryResult over an engine reader (and/or a first ``(batch, schema)`` already fetched):
     with a row limit every row (at most limit + 1) is read now, so truncation is known before
     anything is sent (held in bounded memory, the rest spooled: ``spool.hold``); else the first

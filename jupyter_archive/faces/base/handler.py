@@ -13,7 +13,7 @@ What a request carries is read in one layer (query-string parameters, form and J
 formats), each checked by ``core.params`` and ``core.times``; answers go out as JSON, text, or a query's rows in a format
 (``quick_query``: past the quick time limit, a job). What runs only sometimes lives beside this: error replies (errors.py),
 bounded request bodies (bodies.py), typed values, URLs, jobs (values.py), JSON, text and large results (answers.py).
-A call that is not a cheap read runs in a turn of the caller's on the quick workers (``on_turn``), given back as the work ends.
+A call that is not a cheap read waits for the caller's turn on the quick workers (``admit``), held until the request ends.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from ...core.archive import Archive
 from ...core.catalog import ANONYMOUS, Principal
 from ...core.errors import ArchiveError
 from ...core.execution.pool import QueryResult
-from ...core.execution.run import Turn
 from ...core.lanes import READS
 from .answers import Answers
 from .errors import ErrorReplies
@@ -108,36 +107,37 @@ class ArchiveHandler(ErrorReplies, RequestValues, Answers, ExtensionHandlerMixin
         return self.settings["archive_app"]
 
     async def call(self, fn: Callable, *args, **kwargs):
-        """Run a blocking archive call off the loop: a cheap read (``core.lanes``) on the reads pool, else on the query pool
-        in a turn (``on_turn``), kept for a result to stream chunk by chunk."""
+        """Run a blocking archive call off the loop: a cheap read (``core.lanes``) on the reads pool, else on the query pool in turn (``admit``)."""
+        loop = asyncio.get_running_loop()
         if getattr(fn, "lane", None) == READS:
-            return await asyncio.get_running_loop().run_in_executor(self.archive.reads, functools.partial(fn, *args, **kwargs))
-        work = await self.on_turn(functools.partial(fn, *args, **kwargs), lambda r: isinstance(r, QueryResult) and not r.small)
-        return await asyncio.wrap_future(work)
+            pool = self.archive.reads
+        else:
+            await self.admit()
+            pool = self.archive.executor
+        return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
 
-    _turn: Turn | None = None  # this request's turn on the quick workers
+    _admitted: str | None = None  # whose turn on the quick workers this request holds
 
-    async def on_turn(self, fn: Callable[[], Any], keep: Callable[[Any], bool]) -> Future:
-        """Start ``fn()`` on the query pool in a turn of the principal's (``Admission.run``): waiting holds no thread, too long
-        is a 429. The worker gives the turn back as ``fn`` ends, unless ``keep(result)``: then this request holds it
-        until it ends. Returns ``fn``'s future once it has its turn."""
-        pool, admission = self.archive.executor, self.archive.admission
-        if self._turn is not None and self._turn.held:
-            return pool.submit(fn)
+    async def admit(self) -> None:
+        """Hold a turn on the quick workers until the request ends (``Admission``): waiting holds no thread; too long, a 429."""
+        if self._admitted is not None:
+            return
+        admission = self.archive.admission
         who = f"anonymous {self.request.remote_ip}" if self.principal.anonymous else self.principal.name
-        self._turn, ticket, done = admission.run(who, pool, fn, keep)
+        ticket = admission.enter(who)
         if ticket is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(ticket)), admission.wait)
             except BaseException as exc:  # waited too long, or the request is being torn down
                 if not admission.withdraw(who, ticket):
                     raise admission.busy(who) if isinstance(exc, TimeoutError) else exc from None
-        return done
+        self._admitted = who
 
     def leave(self) -> None:
         """Give the request's turn on the quick workers back (its answer is sent, or it waits for a job)."""
-        if self._turn is not None:
-            self._turn.leave()
+        if self._admitted is not None:
+            who, self._admitted = self._admitted, None
+            self.archive.admission.leave(who)
 
     def on_finish(self) -> None:
         self.leave()
@@ -307,8 +307,8 @@ class ArchiveHandler(ErrorReplies, RequestValues, Answers, ExtensionHandlerMixin
             take = functools.partial(self.archive.jobs.continued, principal, text, language, face=self.face, started=time.time())
             went = Continuation(functools.partial(take, options=options, request=job), options.pop("history", self.archive.queries.history.append))
             query = functools.partial(went.run, query)
-        run = functools.partial(run_encoded, fmt, info, query, principal, text, language, **options)
-        work = asyncio.wrap_future(await self.on_turn(run, lambda r: r[1] is None and r[0] is not None))  # kept to stream it
+        await self.admit()
+        work = asyncio.wrap_future(self.archive.executor.submit(run_encoded, fmt, info, query, principal, text, language, **options))
         if went is not None:
             await asyncio.wait((work, asyncio.wrap_future(went.taken)), return_when=asyncio.FIRST_COMPLETED)
             if went.went_on:  # the run goes on as the job, on its thread: this request's turn is over

@@ -91,8 +91,8 @@ class JobRunner:
         self._work: dict[str, Work] = {}
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="archive-job")
         self._cond = threading.Condition()  # over ``_running`` and ``_stop``; told when a job ends
-        # The dispatcher's call: a submit sets it and goes on, never waiting out a dispatch under way (which holds
-        # ``_cond`` while it reads the store); the dispatcher clears it before it looks, so no call is missed.
+        # The dispatcher's call: a submit or a job's end sets it and goes on, never waiting for a dispatch under way;
+        # the dispatcher clears it before it looks, so no call is missed.
         self._due = threading.Event()
         self._running: dict[int, JobContext] = {}
         self._stop = False

@@ -90,6 +90,7 @@ class JobStore:
             db = self._readers.get_nowait()
         except queue.Empty:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA cache_size=-256")  # KiB: reads are lookups by index; ~20 connections stay small at rest
             self._opened.append(db)  # not under ``_lock``: a write under way must not hold a reader back
         try:
             yield db

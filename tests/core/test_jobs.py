@@ -386,3 +386,21 @@ def test_a_submit_does_not_wait_for_a_dispatch_under_way(make_archive):
         runner.sweeps.pop()
         release.set()
     _until(lambda: a.jobs.get(user, job.id).state == "completed")
+
+
+def test_a_jobs_log_is_whole_at_its_end_and_shows_while_it_runs(make_archive):
+    """A job's lines are written with its end (a short job: in one write) or within a moment while it runs, in order."""
+    a = make_archive()
+    u = a.users.principal("u")
+    short = a.jobs.submit_query(u, "SELECT 42 AS n", "sql", context="DEMO")
+    _until(lambda: a.jobs.get(u, short.id).final)
+    lines = [line for _, line in a.jobs.log(u, short.id)]
+    assert lines[:2] == ["submitted (queued)", "running"] and lines[-1] == "completed (1 rows)", lines
+    assert lines[2].startswith("compiled ") and lines[-2].startswith("stored 1 rows"), lines
+    slow = a.jobs.submit_query(u, SLOW, "sql", context="DEMO")
+    _until(lambda: any(line.startswith("compiled ") for _, line in a.jobs.log(u, slow.id)))
+    assert a.jobs.get(u, slow.id).state == "running"
+    a.jobs.cancel(u, slow.id)
+    _until(lambda: a.jobs.get(u, slow.id).final)
+    times, lines = zip(*a.jobs.log(u, slow.id))
+    assert lines[-1] == "canceled" and "cancel requested" in lines and list(times) == sorted(times), lines

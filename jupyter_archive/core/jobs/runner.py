@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -13,11 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import ArchiveError, not_found
+from ..execution.pool import WATCHDOG
 from ..lanes import user_share
 from .model import Job, JobCanceled
 from .store import JobStore
 
 log = logging.getLogger(__name__)
+LOG_DELAY = 0.1  # seconds a job's log line may wait to be written with others (``JobContext.log``)
 
 class JobContext:
     """What a job's work sees: its job, a log, progress, and the cancel signal."""
@@ -28,9 +31,32 @@ class JobContext:
         self.canceled = threading.Event()
         self._interrupt: Callable[[], None] | None = None
         self._guard = threading.Lock()
+        self._lines: list[tuple[float, str]] = []  # logged, not yet written
+        self._writing = threading.Lock()  # over ``_lines``, held while they are written: later lines go after them
 
     def log(self, line: str) -> None:
-        self.runner.store.add_log(self.job.id, line)
+        """Add a line to the job's log. It is written with the job's end, or by the watchdog within ``LOG_DELAY``,
+        whichever is first: a job of a few milliseconds writes its log in its last move, not in one write a line
+        (under load each write waited its turn on the store)."""
+        with self._writing:
+            self._lines.append((time.time(), line))
+            first = len(self._lines) == 1
+        if first:
+            WATCHDOG.schedule(LOG_DELAY, self.flush)
+
+    def flush(self) -> None:
+        """Write the lines logged so far."""
+        with self._writing:
+            lines, self._lines = self._lines, []
+            if lines:
+                with contextlib.suppress(ArchiveError, sqlite3.Error):  # the job was deleted meanwhile: nothing to log
+                    self.runner.store.add_log(self.job.id, lines)
+
+    def take_lines(self) -> list[tuple[float, str]]:
+        """The lines logged and not written yet, for the job's last move to write."""
+        with self._writing:
+            lines, self._lines = self._lines, []
+        return lines
 
     def set_progress(self, fraction: float, rows: int | None = None) -> None:
         fields: dict[str, Any] = {"progress": max(0.0, min(1.0, float(fraction)))}
@@ -335,7 +361,7 @@ class JobRunner:
     def _run_work(self, ctx: JobContext, work: Work | None = None) -> None:
         job = ctx.job
         work = work or self._work[job.kind]
-        self.store.add_log(job.id, "running")
+        ctx.log("running")
         try:
             results = work(job, ctx) or {}
             if ctx.canceled.is_set():
@@ -343,24 +369,25 @@ class JobRunner:
             rows = results.get("rows")
             self.store.transition(
                 job.id, "completed", ended=time.time(), progress=1.0, results=results, **({"rows": rows} if rows is not None else {}),
-                log=f"completed{f' ({rows} rows)' if rows is not None else ''}",
+                log=[*ctx.take_lines(), (time.time(), f"completed{f' ({rows} rows)' if rows is not None else ''}")],
             )
         except JobCanceled:
-            self._finish_canceled(job.id)
+            self._finish_canceled(ctx)
         except ArchiveError as exc:
             if ctx.canceled.is_set() and exc.code in ("canceled", "time_limit"):
-                self._finish_canceled(job.id)
+                self._finish_canceled(ctx)
             else:
-                self._fail(job.id, exc.code, exc.message)
+                self._fail(ctx, exc.code, exc.message)
         except Exception as exc:  # noqa: BLE001 - a job must end, whatever its work raised
             log.exception("job %s failed", job.id)
-            self._fail(job.id, "server_error", f"internal error: {type(exc).__name__}: {exc}")
+            self._fail(ctx, "server_error", f"internal error: {type(exc).__name__}: {exc}")
 
-    def _finish_canceled(self, job_id: int) -> None:
-        job = self.store.get(job_id)
+    def _finish_canceled(self, ctx: JobContext) -> None:
+        job = self.store.get(ctx.job.id)
         if job is not None and job.state == "running":
-            self.store.transition(job_id, "canceling")
-        self.store.transition(job_id, "canceled", ended=time.time(), log="canceled")
+            self.store.transition(job.id, "canceling")
+        self.store.transition(ctx.job.id, "canceled", ended=time.time(), log=[*ctx.take_lines(), (time.time(), "canceled")])
 
-    def _fail(self, job_id: int, code: str, message: str) -> None:
-        self.store.transition(job_id, "failed", ended=time.time(), error_code=code, error_message=message, log=f"failed: {message}")
+    def _fail(self, ctx: JobContext, code: str, message: str) -> None:
+        self.store.transition(ctx.job.id, "failed", ended=time.time(), error_code=code, error_message=message,
+                              log=[*ctx.take_lines(), (time.time(), f"failed: {message}")])

@@ -101,8 +101,10 @@ class JobStore:
         rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE id = ?", (job_id,)).fetchall()
         return Job.from_row(rows[0]) if rows else None
 
-    def _log(self, job_id: int, line: str) -> None:
-        self._db.execute("INSERT INTO job_log(job_id, ts, line) VALUES (?, ?, ?)", (int(job_id), time.time(), line))
+    def _log(self, job_id: int, log: str | list[tuple[float, str]]) -> None:
+        """Write a line, or ``(time, line)`` pairs logged earlier (``JobContext.log``)."""
+        lines = [(time.time(), log)] if isinstance(log, str) else log
+        self._db.executemany("INSERT INTO job_log(job_id, ts, line) VALUES (?, ?, ?)", [(int(job_id), t, line) for t, line in lines])
 
     def create(
         self, owner: str, kind: str, request: dict, *, face: str, state: str, scheduled: float | None, owner_uid: str | None = None,
@@ -209,8 +211,8 @@ class JobStore:
                 f" (SELECT id FROM jobs WHERE state = 'queued' AND owner = owners.o ORDER BY id LIMIT ?){skip} ORDER BY j.id",
                 (per_owner, *full)).fetchall()
 
-    def transition(self, job_id: int, new: str, *, log: str | None = None, **fields: Any) -> Job:
-        """Move a job to state ``new`` (refusing an illegal move), set other fields with it and add a ``log`` line."""
+    def transition(self, job_id: int, new: str, *, log: str | list[tuple[float, str]] | None = None, **fields: Any) -> Job:
+        """Move a job to state ``new`` (refusing an illegal move), set other fields with it and add ``log`` (``_log``)."""
         with self._lock:
             jid = params.identifier(job_id)
             job = None if jid is None else self._get(self._db, jid)
@@ -223,7 +225,7 @@ class JobStore:
             self._db.execute("BEGIN")
             try:
                 self._update(jid, state=new, **fields)
-                if log is not None:
+                if log:
                     self._log(jid, log)
                 if new in FINAL and new != job.state and self.on_final is not None:
                     # before the commit: whoever sees the job ended (reads take no lock) finds it in the history
@@ -256,13 +258,14 @@ class JobStore:
         with self._lock:
             self._db.execute("DELETE FROM jobs WHERE id = ?", (int(job_id),))
 
-    def add_log(self, job_id: int, line: str) -> None:
+    def add_log(self, job_id: int, log: str | list[tuple[float, str]]) -> None:
         with self._lock:
-            self._log(job_id, line)
+            self._log(job_id, log)
 
     def log_lines(self, job_id: int) -> list[tuple[float, str]]:
         with self._reading() as db:
-            return db.execute("SELECT ts, line FROM job_log WHERE job_id = ? ORDER BY rowid", (int(job_id),)).fetchall()
+            # by time: a job's lines logged before a cancel request may be written after it (``JobContext.log``)
+            return db.execute("SELECT ts, line FROM job_log WHERE job_id = ? ORDER BY ts, rowid", (int(job_id),)).fetchall()
 
     def recover(self) -> list[int]:
         """After a restart: fail the jobs that were running; returns their ids."""

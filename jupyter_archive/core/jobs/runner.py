@@ -385,7 +385,7 @@ class JobRunner:
     def _finish_canceled(self, ctx: JobContext) -> None:
         job = self.store.get(ctx.job.id)
         if job is not None and job.state == "running":
-            self.store.transition(job.id, "canceling")
+            self.store.transition(ctx.job.id, "canceling")
         self.store.transition(ctx.job.id, "canceled", ended=time.time(), log=[*ctx.take_lines(), (time.time(), "canceled")])
 
     def _fail(self, ctx: JobContext, code: str, message: str) -> None:

@@ -97,6 +97,17 @@ class JobStore:
         finally:
             self._readers.put(db)
 
+    @staticmethod
+    @contextlib.contextmanager
+    def _together(db: sqlite3.Connection) -> Iterator[None]:
+        """Statements in one transaction: a write's parts committed at once (whatever of them ran, as autocommit
+        would), or one snapshot for a read's several statements."""
+        db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            db.execute("COMMIT")
+
     def _get(self, db: sqlite3.Connection, job_id: int) -> Job | None:
         rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE id = ?", (job_id,)).fetchall()
         return Job.from_row(rows[0]) if rows else None
@@ -116,16 +127,13 @@ class JobStore:
         if scheduled is not None:
             scheduled = times.check(TIME_FIELDS["scheduled"], scheduled)
         with self._lock:
-            self._db.execute("BEGIN")
-            try:
+            with self._together(self._db):
                 cur = self._db.execute(
                     "INSERT INTO jobs(owner, owner_uid, kind, face, request, state, submitted, scheduled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (owner, owner_uid or owner, kind, face, json.dumps(request, default=str), state, now, scheduled),
                 )
                 if log is not None:
                     self._log(cur.lastrowid, log)
-            finally:
-                self._db.execute("COMMIT")
             return self._get(self._db, cur.lastrowid)
 
     def get(self, job_id: int | str) -> Job | None:
@@ -175,13 +183,9 @@ class JobStore:
         offset = params.integer("offset", offset, default=0, minimum=0)
         limit = params.integer("limit", limit, minimum=0)
         page = f" LIMIT {-1 if limit is None else limit} OFFSET {offset}"
-        with self._reading() as db:
-            db.execute("BEGIN")  # one snapshot for the count and the page
-            try:
-                total = db.execute(f"SELECT count(*) FROM jobs{clause}", args).fetchall()[0][0]
-                rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs{clause} ORDER BY id {order}{page}", args).fetchall()
-            finally:
-                db.execute("COMMIT")
+        with self._reading() as db, self._together(db):  # one snapshot for the count and the page
+            total = db.execute(f"SELECT count(*) FROM jobs{clause}", args).fetchall()[0][0]
+            rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs{clause} ORDER BY id {order}{page}", args).fetchall()
         return [Job.from_row(r) for r in rows], total
 
     def waiting(self) -> list[tuple[int, float | None]]:
@@ -222,16 +226,13 @@ class JobStore:
                 raise ArchiveError(
                     "conflict", f"job {job_id} is {job.state}; it cannot become {new}", 409, details={"state": job.state}
                 )
-            self._db.execute("BEGIN")
-            try:
+            with self._together(self._db):
                 self._update(jid, state=new, **fields)
                 if log:
                     self._log(jid, log)
                 if new in FINAL and new != job.state and self.on_final is not None:
                     # before the commit: whoever sees the job ended (reads take no lock) finds it in the history
                     self.on_final(self._get(self._db, jid))
-            finally:
-                self._db.execute("COMMIT")
             return self._get(self._db, jid)
 
     def update(self, job_id: int, **fields: Any) -> None:

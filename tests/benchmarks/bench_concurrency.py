@@ -11,9 +11,10 @@ What it measures, each beside its target:
   primary key) through its SQL JSON API; every target runs ``--seconds`` per round, the
   targets take turns round after round, and each ratio is against Datasette's run of the
   same round; one connection too, for the latency of a lone request;
-- 50 connections mixing lookups, cones, job submits and job polls (``--mixed-seconds``), back to back (the
-  most the server does; latency is then connections / throughput, Little's law), and paced as 50 users each
-  sending ``--paced-rate`` requests a second (latency from when each was due);
+- 50 connections mixing lookups, cones, job submits and job polls (``--mixed-seconds``), of one user or spread
+  over ``--mixed-users``: back to back (the most the server does; latency is then connections / throughput,
+  Little's law), and paced as 50 users each sending each of ``--paced-rates`` requests a second in turn
+  (``--paced-seconds`` each; latency from when each request was due), to show the load the targets hold to;
 - ``GET archive/api/contexts`` while another archive user (an ``X-Auth-Token``) runs four slow queries;
 - the server's resident memory at rest and its peak (VmRSS, VmHWM).
 
@@ -217,7 +218,9 @@ def main(argv=None):
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--mixed-connections", type=int, default=50)
     ap.add_argument("--mixed-seconds", type=float, default=60)
-    ap.add_argument("--paced-rate", type=float, default=2.0, help="requests a second of each paced mixed connection")
+    ap.add_argument("--mixed-users", type=int, default=1, help="archive users the mixed connections belong to, in turn")
+    ap.add_argument("--paced-rates", default="2,6,12", help="comma-separated requests a second of each paced mixed connection, one run each")
+    ap.add_argument("--paced-seconds", type=float, default=20)
     ap.add_argument("--meta-seconds", type=float, default=20)
     ap.add_argument("--slow-rows", type=int, default=3000, help="size of the slow queries' cross product (rows x this)")
     ap.add_argument("--only", default="", help="comma-separated lookup targets to run (default: all)")
@@ -239,8 +242,12 @@ def main(argv=None):
     data = root / "data"
     copy_demo(demo / "demo", data / "demo")
     # The "other user" of the slow queries: an archive user with a token of their own.
-    other = subprocess.run([str(BIN / "jupyter"), "archive", "token", "create", "other", f"--data-dir={data}"],
-                           capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    def token(user: str) -> str:
+        return subprocess.run([str(BIN / "jupyter"), "archive", "token", "create", user, f"--data-dir={data}"],
+                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+
+    other = token("other")
+    mixers = [{"X-Auth-Token": token(f"mixer{i}")} for i in range(args.mixed_users)] if args.mixed_users > 1 else None
 
     server = Server(data, f"--ArchiveApp.demo_rows={args.rows}", *args.server_arg)
     ds = Datasette(db)
@@ -304,20 +311,26 @@ def main(argv=None):
             print(f"slow queries   {results[0].line()}" + (f"   first error: {results[0].first_error}" if results[0].first_error else ""))
 
         if "mixed" not in skip:
-            print(f"\n## {args.mixed_connections} connections mixing lookups, cones, job submits and polls for {args.mixed_seconds:g} s")
-            m = closed_loop(server.port, owner, mixed(ids, cones), args.mixed_connections, args.mixed_seconds)
+            who = mixers or owner
+            users = f"{args.mixed_users} users" if mixers else "one user"
+            print(f"\n## {args.mixed_connections} connections of {users} mixing lookups, cones, job submits and polls for {args.mixed_seconds:g} s")
+            cpu = _cpu_seconds(server.proc.pid)
+            m = closed_loop(server.port, who, mixed(ids, cones), args.mixed_connections, args.mixed_seconds)
+            cpu_ms = (_cpu_seconds(server.proc.pid) - cpu) * 1000 / max(1, m.count)
             for kind in ("lookup", "cone", "submit", "poll"):
                 print(f"{kind:14s} {m.line(kind)}")
             print(f"{'all':14s} {m.line()}   (target: 0 errors, p99 <= 50 ms)" + (f"   first error: {m.first_error}" if m.first_error else ""))
             print(f"   back to back, latency = connections / throughput: p99 <= 50 ms would take >= "
-                  f"{args.mixed_connections / 0.05:.0f} req/s of this mix at a p50 near p99")
-            offered = args.mixed_connections * args.paced_rate
-            print(f"\n## the same mix paced: {args.mixed_connections} users at {args.paced_rate:g} req/s each ({offered:g} req/s offered), "
-                  f"{args.mixed_seconds:g} s")
-            m = closed_loop(server.port, owner, mixed(ids, cones), args.mixed_connections, args.mixed_seconds, seed=7, rate=args.paced_rate)
-            for kind in ("lookup", "cone", "submit", "poll"):
-                print(f"{kind:14s} {m.line(kind)}")
-            print(f"{'all':14s} {m.line()}   (0 errors, p99 <= 50 ms?)" + (f"   first error: {m.first_error}" if m.first_error else ""))
+                  f"{args.mixed_connections / 0.05:.0f} req/s of this mix at a p50 near p99; server CPU/req {cpu_ms:.2f} ms, "
+                  f"so {args.mixed_connections / 0.05 * cpu_ms / 1000:.2f} cores at that rate ({os.cpu_count()} here)")
+            for rate in (float(r) for r in args.paced_rates.split(",") if r):
+                offered = args.mixed_connections * rate
+                print(f"\n## the same mix paced: {args.mixed_connections} connections at {rate:g} req/s each ({offered:g} req/s offered), "
+                      f"{args.paced_seconds:g} s")
+                m = closed_loop(server.port, who, mixed(ids, cones), args.mixed_connections, args.paced_seconds, seed=7, rate=rate)
+                for kind in ("lookup", "cone", "submit", "poll"):
+                    print(f"{kind:14s} {m.line(kind)}")
+                print(f"{'all':14s} {m.line()}   (0 errors, p99 <= 50 ms?)" + (f"   first error: {m.first_error}" if m.first_error else ""))
 
         print(f"\n## memory: server RSS at rest {rest:.1f} MB (target <= 150), now {server.rss_mb():.1f} MB, "
               f"peak (VmHWM) {server.peak_rss_mb():.1f} MB; Datasette now {ds.rss_mb():.1f} MB")

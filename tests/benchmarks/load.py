@@ -87,10 +87,11 @@ class Stats:
         return f"{rate:8.1f} req/s  p50 {self.pct(0.5, kind):7.2f}  p99 {self.pct(0.99, kind):7.2f} ms  n {n:6d}  errors {err}"
 
 
-def closed_loop(port: int, headers: dict, requests: dict[str, tuple[float, callable]], connections: int, seconds: float,
+def closed_loop(port: int, headers: dict | list[dict], requests: dict[str, tuple[float, callable]], connections: int, seconds: float,
                 seed: int = 1, rate: float | None = None) -> Stats:
     """Each of ``connections`` threads sends, back to back for ``seconds``, requests drawn from
-    ``requests`` (kind -> (weight, fn)) on its own kept-alive connection.
+    ``requests`` (kind -> (weight, fn)) on its own kept-alive connection, with ``headers`` (a list: connection n
+    has its n-th, in turn, e.g. each a user's token).
 
     ``rate``: paced instead, each connection a user sending ``rate`` requests a second on average (Poisson
     arrivals); a request's latency counts from when it was due, so a server that falls behind shows it (no
@@ -104,7 +105,7 @@ def closed_loop(port: int, headers: dict, requests: dict[str, tuple[float, calla
 
     def worker(n: int):
         rng = random.Random(seed * 1000 + n)
-        conn = Conn(port, headers)
+        conn = Conn(port, headers[n % len(headers)] if isinstance(headers, list) else headers)
         lat: dict[str, list[float]] = {k: [] for k in kinds}
         err: dict[str, int] = dict.fromkeys(kinds, 0)
         first = ""

@@ -44,6 +44,11 @@ DEFAULT = object()  # "use the configured limit"
 COMPILE_CACHE_SIZE = 512
 
 
+def _point_read(compiled) -> bool:
+    """One ``POINT`` read (no sky regions), what a key index may answer; of a template too (its numbers sentinels)."""
+    return len(sts := compiled.statements) == 1 and sts[0].late is None and POINT.fullmatch(sts[0].sql) is not None
+
+
 class _Entry:
     """A compile-cache entry: the compiled query, its column metadata and its plan."""
 
@@ -94,8 +99,8 @@ class Queries:
             return self._cached(principal, text, language, options, row_limit).bound(options), None
         return compile_text(self._namespace, principal, text, language, options, row_limit, uploads)
 
-    def _cached(self, principal, text, language, options: TextOptions, row_limit, *, compile: bool = True) -> _Entry | None:
-        """Compile, reusing an earlier compile of the same text with new values when possible (without ``compile``: or None).
+    def _cached(self, principal, text, language, options: TextOptions, row_limit, *, lookup: bool = False) -> _Entry | None:
+        """Compile, reusing an earlier compile of the same text with new values when possible (a ``lookup``: or None; a shape rendered only if a ``_point_read``).
 
         Only reads are cached, by text and by shape (``literals``). Reads of mounted (read-only) tables stay valid until
         the mounts change, which empties the cache; a read of MyDB tables is valid while the caller's MyDB file is
@@ -125,8 +130,10 @@ class Queries:
         # The MyDB stamp only when the answer depends on it: a template reading MyDB, or (taken before) compiling.
         if (isinstance(known, _Entry) and known.compiled.matches(numbers)
                 and (known.stamp is None or known.stamp == self._namespace.mydb_stamp(principal))):  # fmt: skip
+            if lookup and not _point_read(known.compiled.compiled):
+                return None  # not rendered on the event loop (a cone's sky cells) only to be found no lookup
             return _Entry(known.compiled.render(numbers), known.meta, known.plan, known.stamp)
-        if not compile:
+        if lookup:
             return None
         stamp = None if principal.anonymous else self._namespace.mydb_stamp(principal)
         compiled, _ = compile_text(self._namespace, principal, text, language, options, row_limit)
@@ -183,12 +190,11 @@ class Queries:
     @recorded
     def lookup(self, principal: Principal, text: str, language: str = DEFAULT_LANGUAGE, **options) -> QueryResult | None:
         """``query``'s result when a key index answers it now (``lookups``: no worker, no engine, no compiling), else None."""
-        row_limit = options.get("row_limit", DEFAULT)
-        row_limit = self.row_limit if row_limit is DEFAULT else row_limit
+        row_limit = self.row_limit if (row_limit := options.get("row_limit", DEFAULT)) is DEFAULT else row_limit
         # A long text is no point lookup, and looking it up in the cache (its shape) would hold the event loop.
         entry = None if options.get("uploads") or self.lookups is None or len(text) > 4096 else self._cached(
-            principal, text, language, options, row_limit, compile=False)  # fmt: skip
-        if entry is None or entry.plan.where != ENGINE or len(sts := entry.compiled.statements) != 1 or not POINT.fullmatch(sts[0].sql):
+            principal, text, language, options, row_limit, lookup=True)  # fmt: skip
+        if entry is None or entry.plan.where != ENGINE or not _point_read(entry.compiled):
             return None
         try:
             compiled = entry.bound(options)
@@ -335,15 +341,9 @@ BATCH_ROWS = 131_072
 
 
 def execute(
-    cursor: duckdb.DuckDBPyConnection,
-    statements: list,
-    *,
-    row_limit: int | None = None,
-    time_limit: float | None = None,
-    column_meta: dict[str, dict[str, str]] | None = None,
-    batch_rows: int = BATCH_ROWS,
-    on_limit=None,
-) -> QueryResult:
+    cursor: duckdb.DuckDBPyConnection, statements: list, *, row_limit: int | None = None, time_limit: float | None = None,
+    column_meta: dict[str, dict[str, str]] | None = None, batch_rows: int = BATCH_ROWS, on_limit=None,
+) -> QueryResult:  # fmt: skip
     """Run ``statements`` (``sql.Statement``) in order on ``cursor``; stream the last one's rows.
 
     Earlier statements run for their effect. The cursor is closed when the result closes. A time limit interrupts the

@@ -111,6 +111,8 @@ def test_generated_polygons_equal_the_unpruned_scan_and_prune(sky, hats_oracle, 
         polygon([(0, -40), (120, -40), (240, -40)]),  # over a hemisphere's reach
         box(10, 5, 179.9, 30),  # huge
         "CIRCLE('ICRS', 10, 5, 75)",  # huge
+        "CIRCLE('ICRS', 62.2, -63.9, 0.0000001)",  # tiny: cells finer than HEALPix has (a panic in cdshealpix, a 500)
+        polygon([(62.2, -63.9), (62.2, -63.9), (62.2000000001, -63.9)]),  # its vertices together: a cap of ~0 radius
     ],
 )
 def test_regions_that_cannot_be_covered_well_are_never_wrong(sky, hats_oracle, region):

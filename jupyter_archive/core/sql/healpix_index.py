@@ -275,8 +275,9 @@ def sky_ranges(index: HealpixIndex, kind: str, values: list[float], max_ranges: 
 
 
 def _depth(index: HealpixIndex, radius: float) -> int:
-    # Cells about half the radius across (order-0 cells are ~58.6 deg): a few dozen cells.
-    return max(0, min(index.order, math.ceil(math.log2(117.3 / radius))))
+    # Cells about half the radius across (order-0 cells are ~58.6 deg): a few dozen cells. At most order 27: the cone
+    # search refines two orders deeper, and cdshealpix panics past 29 (a cone or a collapsed polygon of ~1 mas).
+    return max(0, min(index.order, 27, math.ceil(math.log2(117.3 / radius))))
 
 
 def _cells_of(index: HealpixIndex, ipix, depths):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
 
 class ArchiveError(Exception):
     """A failure the user caused or can act on.
@@ -54,3 +58,28 @@ def one_line(exc: BaseException, *, kind: bool = False) -> str:
     if kind:
         return f"{type(exc).__name__}: {first}".strip()
     return first or type(exc).__name__
+
+
+# What ends a thread or a task on purpose: never taken for a failure.
+_CONTROL = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
+
+
+def native_fault(exc: BaseException) -> BaseException:
+    """``exc``, unless it is what a native library raises that is no ``Exception``: then a ``RuntimeError`` (caused by it).
+
+    pyo3's ``PanicException`` (cdshealpix's, for one) derives from ``BaseException``, so ``except Exception`` let it
+    through: a request then never got its answer, and a job never ended. As an error, it is a 500 and a failed job."""
+    if isinstance(exc, (Exception, *_CONTROL)):
+        return exc
+    error = RuntimeError(one_line(exc, kind=True))
+    error.__cause__ = exc
+    return error
+
+
+@contextlib.contextmanager
+def native_faults() -> Iterator[None]:
+    """What the block raises, with a native library's faults as errors (``native_fault``)."""
+    try:
+        yield
+    except BaseException as exc:
+        raise native_fault(exc)  # noqa: B904 - the same exception, or a new one caused by it

@@ -404,3 +404,41 @@ def test_a_jobs_log_is_whole_at_its_end_and_shows_while_it_runs(make_archive):
     _until(lambda: a.jobs.get(u, slow.id).final)
     times, lines = zip(*a.jobs.log(u, slow.id))
     assert lines[-1] == "canceled" and "cancel requested" in lines and list(times) == sorted(times), lines
+
+
+def _panic():
+    """A real panic of a native library: cdshealpix asked for cells past HEALPix's deepest order (29)."""
+    import numpy as np
+    from cdshealpix import cdshealpix
+
+    cdshealpix.cone_search(np.uint8(29), np.uint8(2), np.float64(1.0), np.float64(0.5), np.float64(1e-9), False)
+
+
+def test_a_native_panic_is_an_error_not_a_hang():
+    """pyo3's PanicException is no ``Exception``: ``native_faults`` makes it one, and lets what stops work on purpose by."""
+    import asyncio
+
+    from jupyter_archive.core.errors import native_faults
+
+    with pytest.raises(BaseException) as raw:
+        _panic()
+    assert not isinstance(raw.value, Exception)  # what ``except Exception`` let through
+    with pytest.raises(RuntimeError, match="PanicException"):
+        with native_faults():
+            _panic()
+    for control in (KeyboardInterrupt(), asyncio.CancelledError(), ValueError("x")):
+        with pytest.raises(type(control)):
+            with native_faults():
+                raise control
+
+
+def test_a_job_whose_work_panics_fails_and_the_next_runs(make_archive):
+    a = make_archive()
+    a.jobs.register_kind("panics", lambda job, ctx: _panic())
+    a.jobs.register_kind("fine", lambda job, ctx: {"rows": 1})
+    u = a.users.principal("pam")
+    bad = a.jobs.runner.submit(u.name, "panics", {})
+    good = a.jobs.runner.submit(u.name, "fine", {})
+    bad, good = a.jobs.runner.wait(bad.id, timeout=30), a.jobs.runner.wait(good.id, timeout=30)
+    assert bad.state == "failed" and "PanicException" in bad.error_message, bad
+    assert good.state == "completed"

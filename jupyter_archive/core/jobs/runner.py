@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..errors import ArchiveError, not_found
+from ..errors import ArchiveError, native_faults, not_found
 from ..execution.pool import WATCHDOG
 from ..lanes import user_share
 from .model import Job, JobCanceled
@@ -363,7 +363,8 @@ class JobRunner:
         work = work or self._work[job.kind]
         ctx.log("running")
         try:
-            results = work(job, ctx) or {}
+            with native_faults():  # a panic in a native library fails the job too
+                results = work(job, ctx) or {}
             if ctx.canceled.is_set():
                 raise JobCanceled()
             rows = results.get("rows")

@@ -38,7 +38,7 @@ from tornado import httputil
 from ...core import formats, params
 from ...core.archive import Archive
 from ...core.catalog import ANONYMOUS, Principal
-from ...core.errors import ArchiveError
+from ...core.errors import ArchiveError, native_fault
 from ...core.execution.pool import QueryResult
 from ...core.lanes import READS
 from .answers import Answers
@@ -72,6 +72,8 @@ def endpoint(*, anonymous: bool = False):
             self.principal = self.authenticate(anonymous)
             try:
                 return await method(self, *args, **kwargs)
+            except BaseException as exc:  # a native library's panic is no Exception: a 500, not a request never answered
+                raise native_fault(exc)  # noqa: B904 - the same exception, or a new one caused by it
             finally:
                 self.leave()
 
@@ -124,8 +126,7 @@ class ArchiveHandler(ErrorReplies, RequestValues, Answers, ExtensionHandlerMixin
             return
         admission = self.archive.admission
         who = f"anonymous {self.request.remote_ip}" if self.principal.anonymous else self.principal.name
-        ticket = admission.enter(who)
-        if ticket is not None:
+        if (ticket := admission.enter(who)) is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(ticket)), admission.wait)
             except BaseException as exc:  # waited too long, or the request is being torn down
@@ -326,8 +327,7 @@ class ArchiveHandler(ErrorReplies, RequestValues, Answers, ExtensionHandlerMixin
         self.set_header("Content-Type", fmt.media_type)
         if result.truncated:
             self.set_header("X-Archive-Truncated", "true")
-        disposition = fmt.options.get("disposition") if fmt.options else None
-        if disposition:
+        if disposition := (fmt.options or {}).get("disposition"):
             self.set_header("Content-Disposition", disposition)
         gzip = None
         if "gzip" in (self.request.headers.get("Accept-Encoding") or "").lower():

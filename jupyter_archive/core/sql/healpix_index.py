@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from ..errors import native_faults
 from .compiled import Statement, quote_ident
 
 #: ``archive_meta.info`` key ``healpix:<table>`` = ``"<column>,<order>,<shift>,<ra>,<dec>"``:
@@ -294,7 +295,11 @@ def _cone_cells(index: HealpixIndex, ra: float, dec: float, radius: float):
     # cdshealpix's own binding, as its nested.cone_search calls it (depth delta 2, not flat) with the radians astropy
     # would give: the astropy Longitude/Latitude that wrapper makes cost 4 times the search itself
     rad = [np.float64(math.radians(x)) for x in (ra % 360, dec, radius)]
-    ipix, depths, _ = cdshealpix.cone_search(np.uint8(_depth(index, radius)), np.uint8(2), *rad, False)
+    try:
+        with native_faults():  # cdshealpix panics on what it cannot do: then no cover, and every row is tested
+            ipix, depths, _ = cdshealpix.cone_search(np.uint8(_depth(index, radius)), np.uint8(2), *rad, False)
+    except (ValueError, RuntimeError, OverflowError):
+        return None
     return _cells_of(index, ipix, depths)
 
 
@@ -343,9 +348,10 @@ def _polygon_cells(index: HealpixIndex, vertices: list[tuple[float, float]]):
     if cap is None:
         return None
     try:
-        ipix, depths, _ = polygon_search(
-            Longitude([a for a, _ in vertices], u.deg), Latitude([d for _, d in vertices], u.deg), _depth(index, radius)
-        )
+        with native_faults():  # it panics on some polygons (one of (0, 60), (39.47, 1e-12), (90, 0)): the cap then
+            ipix, depths, _ = polygon_search(
+                Longitude([a for a, _ in vertices], u.deg), Latitude([d for _, d in vertices], u.deg), _depth(index, radius)
+            )
     except (ValueError, IndexError, RuntimeError, OverflowError):
         return cap
     cells = _cells_of(index, ipix, depths)

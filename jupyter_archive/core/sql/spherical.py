@@ -7,6 +7,7 @@ DuckDB expression otherwise; ``geometry.py`` writes its region tests with them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 from collections.abc import Callable, Mapping
@@ -97,7 +98,8 @@ class X:
     def _bin(self, other, sym: str, py) -> X:
         b = X.of(other)
         if self.known and b.known:
-            return X(py(self.v, b.v))
+            with contextlib.suppress(ArithmeticError):  # a division by zero: left to the engine, as written
+                return X(py(self.v, b.v))
         return X(f"({self.sql()} {sym} {b.sql()})")
 
     def __add__(self, o):
@@ -168,7 +170,8 @@ def math_fn(name: str, py: Callable, *args) -> X:
     """The math function ``py`` (DuckDB's ``name``) of X values: folded when all are known."""
     xs = [X.of(a) for a in args]
     if all(x.known for x in xs):
-        return X(float(py(*(x.v for x in xs))))
+        with contextlib.suppress(ValueError, OverflowError):  # out of its domain (the sine of infinity): left to the engine
+            return X(float(py(*(x.v for x in xs))))
     return X(f"{name}({', '.join(x.sql() for x in xs)})")
 
 

@@ -442,3 +442,22 @@ def test_a_job_whose_work_panics_fails_and_the_next_runs(make_archive):
     bad, good = a.jobs.runner.wait(bad.id, timeout=30), a.jobs.runner.wait(good.id, timeout=30)
     assert bad.state == "failed" and "PanicException" in bad.error_message, bad
     assert good.state == "completed"
+
+
+def test_a_job_canceled_between_the_dispatchers_read_and_its_start_is_skipped(make_archive, caplog):
+    """The dispatcher reads the queued jobs, then starts them one by one; a job canceled in between is refused its
+    start and skipped, and the jobs after it start. A trigger in the job store cancels the second job as the first
+    starts: after the read, before the second's start, whatever the timing."""
+    a = make_archive(job_workers=4)
+    a.jobs.register_kind("fine", lambda job, ctx: {"rows": 1})
+    runner, store = a.jobs.runner, a.jobs.runner.store
+    first, second, third = (runner.submit(owner, "fine", {}, run=False) for owner in ("ann", "bob", "cy"))
+    with store._lock:
+        store._db.execute(f"CREATE TEMP TRIGGER cancel_second AFTER UPDATE OF state ON jobs WHEN NEW.id = {first.id} "
+                          f"AND NEW.state = 'running' BEGIN UPDATE jobs SET state = 'canceled' WHERE id = {second.id}; END")
+        store._db.execute(f"UPDATE jobs SET state = 'queued' WHERE id IN ({first.id}, {second.id}, {third.id})")  # at once
+    runner.wake()
+    done = [runner.wait(j.id, timeout=30) for j in (first, second, third)]
+    assert [j.state for j in done] == ["completed", "canceled", "completed"]
+    assert done[1].started is None  # never ran
+    assert not [r for r in caplog.records if "dispatcher failed" in r.getMessage()]  # refused quietly, not a failed dispatch

@@ -241,12 +241,11 @@ def main(argv=None):
     db = sqlite_copy(demo_db, args.rows)
     data = root / "data"
     copy_demo(demo / "demo", data / "demo")
-    # The "other user" of the slow queries: an archive user with a token of their own.
     def token(user: str) -> str:
         return subprocess.run([str(BIN / "jupyter"), "archive", "token", "create", user, f"--data-dir={data}"],
                               capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
 
-    other = token("other")
+    other = token("other")  # the "other user" of the slow queries: an archive user with a token of their own
     mixers = [{"X-Auth-Token": token(f"mixer{i}")} for i in range(args.mixed_users)] if args.mixed_users > 1 else None
 
     server = Server(data, f"--ArchiveApp.demo_rows={args.rows}", *args.server_arg)
@@ -317,9 +316,7 @@ def main(argv=None):
             cpu = _cpu_seconds(server.proc.pid)
             m = closed_loop(server.port, who, mixed(ids, cones), args.mixed_connections, args.mixed_seconds)
             cpu_ms = (_cpu_seconds(server.proc.pid) - cpu) * 1000 / max(1, m.count)
-            for kind in ("lookup", "cone", "submit", "poll"):
-                print(f"{kind:14s} {m.line(kind)}")
-            print(f"{'all':14s} {m.line()}   (target: 0 errors, p99 <= 50 ms)" + (f"   first error: {m.first_error}" if m.first_error else ""))
+            _show_mixed(m, "(target: 0 errors, p99 <= 50 ms)")
             print(f"   back to back, latency = connections / throughput: p99 <= 50 ms would take >= "
                   f"{args.mixed_connections / 0.05:.0f} req/s of this mix at a p50 near p99; server CPU/req {cpu_ms:.2f} ms, "
                   f"so {args.mixed_connections / 0.05 * cpu_ms / 1000:.2f} cores at that rate ({os.cpu_count()} here)")
@@ -328,9 +325,7 @@ def main(argv=None):
                 print(f"\n## the same mix paced: {args.mixed_connections} connections at {rate:g} req/s each ({offered:g} req/s offered), "
                       f"{args.paced_seconds:g} s")
                 m = closed_loop(server.port, who, mixed(ids, cones), args.mixed_connections, args.paced_seconds, seed=7, rate=rate)
-                for kind in ("lookup", "cone", "submit", "poll"):
-                    print(f"{kind:14s} {m.line(kind)}")
-                print(f"{'all':14s} {m.line()}   (0 errors, p99 <= 50 ms?)" + (f"   first error: {m.first_error}" if m.first_error else ""))
+                _show_mixed(m, "(0 errors, p99 <= 50 ms?)")
 
         print(f"\n## memory: server RSS at rest {rest:.1f} MB (target <= 150), now {server.rss_mb():.1f} MB, "
               f"peak (VmHWM) {server.peak_rss_mb():.1f} MB; Datasette now {ds.rss_mb():.1f} MB")
@@ -341,6 +336,13 @@ def main(argv=None):
         floor.stop()
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _show_mixed(m: Stats, target: str) -> None:
+    """A mixed run's lines: each kind's, then all of them beside ``target``."""
+    for kind in ("lookup", "cone", "submit", "poll"):
+        print(f"{kind:14s} {m.line(kind)}")
+    print(f"{'all':14s} {m.line()}   {target}" + (f"   first error: {m.first_error}" if m.first_error else ""))
 
 
 def _summary(runs, names, conns):

@@ -52,11 +52,11 @@ class JobContext:
                 with contextlib.suppress(ArchiveError, sqlite3.Error):  # the job was deleted meanwhile: nothing to log
                     self.runner.store.add_log(self.job.id, lines)
 
-    def take_lines(self) -> list[tuple[float, str]]:
-        """The lines logged and not written yet, for the job's last move to write."""
+    def take_lines(self, last: str) -> list[tuple[float, str]]:
+        """The lines logged and not written yet, and ``last``: for the job's last move to write."""
         with self._writing:
             lines, self._lines = self._lines, []
-        return lines
+        return [*lines, (time.time(), last)]
 
     def set_progress(self, fraction: float, rows: int | None = None) -> None:
         fields: dict[str, Any] = {"progress": max(0.0, min(1.0, float(fraction)))}
@@ -370,7 +370,7 @@ class JobRunner:
             rows = results.get("rows")
             self.store.transition(
                 job.id, "completed", ended=time.time(), progress=1.0, results=results, **({"rows": rows} if rows is not None else {}),
-                log=[*ctx.take_lines(), (time.time(), f"completed{f' ({rows} rows)' if rows is not None else ''}")],
+                log=ctx.take_lines(f"completed{f' ({rows} rows)' if rows is not None else ''}"),
             )
         except JobCanceled:
             self._finish_canceled(ctx)
@@ -387,8 +387,8 @@ class JobRunner:
         job = self.store.get(ctx.job.id)
         if job is not None and job.state == "running":
             self.store.transition(ctx.job.id, "canceling")
-        self.store.transition(ctx.job.id, "canceled", ended=time.time(), log=[*ctx.take_lines(), (time.time(), "canceled")])
+        self.store.transition(ctx.job.id, "canceled", ended=time.time(), log=ctx.take_lines("canceled"))
 
     def _fail(self, ctx: JobContext, code: str, message: str) -> None:
         self.store.transition(ctx.job.id, "failed", ended=time.time(), error_code=code, error_message=message,
-                              log=[*ctx.take_lines(), (time.time(), f"failed: {message}")])
+                              log=ctx.take_lines(f"failed: {message}"))

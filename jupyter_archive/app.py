@@ -21,7 +21,7 @@ from .core.archive import Archive
 from .core.catalog import Principal
 from .core.config import ArchiveConfig
 from .core.errors import ArchiveError
-from .core.memory import settle_long_lived, tune_allocator
+from .core.memory import cap_memory, data_size, memory_size, settle_long_lived, tune_allocator
 from .core.execution.cluster import check_scheduler
 from .core.catalog.mounts import check_spec
 from .core.ownership import DataDirLock, describe_holder
@@ -41,7 +41,7 @@ from .faces.soda import soda_handlers
 from .faces.tables import table_handlers
 from .faces.proxy import Forwarding, proxied, unproxy
 from .faces.tap import tap_handlers
-from .settings import JsonDict, JsonList, SettingError, setting_error, size_bytes, size_setting, usable_dir
+from .settings import JsonDict, JsonList, SettingError, memory_cap, setting_error, size_bytes, size_setting, usable_dir
 
 TAKE_OVER_EVERY = 2.0  # seconds between a forwarding server's tries to take a free data dir over
 
@@ -126,6 +126,15 @@ class ArchiveApp(ExtensionApp):
         help=(
             "DuckDB memory limit per engine, e.g. '2GB'; past it queries spill to disk (empty: DuckDB's default, 80% of RAM "
             "per engine). It also bounds what an engine keeps of the tables it read, most of an export's peak."
+        ),
+    )
+    _memory_cap: int | None = None  # process_memory_limit in bytes, once checked
+    process_memory_limit = Unicode(
+        "50%", config=True,
+        help=(
+            "Memory the server process may allocate, e.g. '8GB', or a share of the machine's (or its container's) memory, "
+            "'50%' (but at least 4 GB); a query past it fails with an error instead of the process being killed, and "
+            "processes the server starts (kernels, Dask workers) inherit it (0: no cap)."
         ),
     )
     dask_scheduler = Unicode(
@@ -247,6 +256,7 @@ class ArchiveApp(ExtensionApp):
         for name, least in (("engine_memory_limit", 16 << 20), ("engine_spill_limit", 1 << 20), ("lookup_memory", 1 << 20)):
             if getattr(self, name):
                 size_setting(f"ArchiveApp.{name}", getattr(self, name), least=least)
+        self._memory_cap = memory_cap("ArchiveApp.process_memory_limit", self.process_memory_limit, memory=memory_size(), using=data_size())
         try:
             valid_user_name(self.owner)
         except ArchiveError as exc:
@@ -265,6 +275,7 @@ class ArchiveApp(ExtensionApp):
     # -- the data dir: owned here, or served through its owner ------------------------------------
     def initialize_settings(self):
         tune_allocator()  # this process serves exports: large buffers go back to the system when freed
+        cap_memory(self._memory_cap)  # and any user's query: one that grows without bound fails, not the process
         settle_long_lived()  # and many requests: full garbage collections scan what they made, not the server
         self.archive: Archive | None = None
         self.lock = DataDirLock(Path(self.data_dir))

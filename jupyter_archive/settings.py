@@ -130,3 +130,23 @@ def size_setting(name: str, value: str, *, least: int) -> str:
     if size < least:
         raise SettingError(name, f"{value!r} is less than the least that works, {least // 2**20} MiB")
     return value
+
+
+_SHARE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
+
+
+def memory_cap(name: str, value: str, *, memory: int, using: int, floor: int = 4 << 30) -> int | None:
+    """The bytes ``value`` caps a process at: a size (``8GB``), or a share of its ``memory`` (``50%``, but not under
+    ``floor``: on a small machine the cap would otherwise stop ordinary work); None for no cap (empty or ``0``).
+    A SettingError unless it leaves room past the ``using`` bytes the process holds already."""
+    if value.strip() in ("", "0"):
+        return None
+    if share := _SHARE.fullmatch(value):
+        if not 0 < float(share.group(1)) <= 100:
+            raise SettingError(name, f"{value!r} is not a share of memory; give one from 1% to 100%")
+        cap = max(int(memory * float(share.group(1)) / 100), floor)
+    elif (cap := size_bytes(value)) is None:
+        raise SettingError(name, f"{value!r} is neither a size nor a share of memory; e.g. 8GB or 50% (0: no cap)")
+    if cap < using + (512 << 20):
+        raise SettingError(name, f"{value!r} leaves less than 512 MiB past the {using >> 20} MiB this process holds already")
+    return cap

@@ -50,6 +50,12 @@ def bad_request(message: str, **details) -> ArchiveError:
     return ArchiveError("bad_request", message, 400, details=details)
 
 
+def short_of_memory() -> ArchiveError:
+    """What a request gets when an allocation failed: the process is at its memory cap (``memory.cap_memory``),
+    most likely for a moment, by another query that fails as well and frees what it held."""
+    return ArchiveError("busy", "the archive is short of memory right now; retry shortly", 503, details={"retry_after": 5})
+
+
 def one_line(exc: BaseException, *, kind: bool = False) -> str:
     """The first line of an exception's message, for an error a person reads (a reader's or a
     library's message can run to pages). ``kind`` puts the exception's class name first."""
@@ -65,13 +71,17 @@ _CONTROL = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError
 
 
 def native_fault(exc: BaseException) -> BaseException:
-    """``exc``, unless it is what a native library raises that is no ``Exception``: then a ``RuntimeError`` (caused by it).
+    """``exc``, unless it is what a native library raises that is no ``Exception``: then a ``RuntimeError`` (caused by it);
+    or a failed allocation (``MemoryError``, Arrow's too): then ``short_of_memory()``.
 
     pyo3's ``PanicException`` (cdshealpix's, for one) derives from ``BaseException``, so ``except Exception`` let it
     through: a request then never got its answer, and a job never ended. As an error, it is a 500 and a failed job."""
-    if isinstance(exc, (Exception, *_CONTROL)):
+    if isinstance(exc, MemoryError):
+        error = short_of_memory()
+    elif isinstance(exc, (Exception, *_CONTROL)):
         return exc
-    error = RuntimeError(one_line(exc, kind=True))
+    else:
+        error = RuntimeError(one_line(exc, kind=True))
     error.__cause__ = exc
     return error
 

@@ -1,13 +1,17 @@
-"""What the server process holds at rest: memory given back once engines close.
+"""The server process's memory: given back once engines close, and capped.
 
 Most of what an idle server holds beyond its code is freed memory kept for reuse (DuckDB's
-buffers go when its engines close: ``execution.engines.EngineLifecycle``'s idle watch).
+buffers go when its engines close: ``execution.engines.EngineLifecycle``'s idle watch). What one
+query may take is bounded by DuckDB's ``memory_limit`` for its buffers and by the process's cap
+(``cap_memory``) for everything else.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import os
+import resource
 
 import pyarrow as pa
 
@@ -26,13 +30,54 @@ _M_ARENA_MAX = -8
 
 
 def tune_allocator(arenas: int = 2, mmap_threshold: int = 1 << 20) -> None:
-    """Make the C allocator give large blocks back when they are freed: for a server process, called once
+    """Make the C allocators give large blocks back when they are freed: for a server process, called once
     at start. Exports free many-MB buffers batch after batch on several threads; by default glibc raises
     its mmap threshold after the first such free and keeps later ones in per-thread arenas (up to 8 per
-    core), which stayed resident: about 45 MB more at the peak of a 5,000,000-row export here."""
+    core), which stayed resident: about 45 MB more at the peak of a 5,000,000-row export here.
+
+    DuckDB's own allocator (jemalloc) keeps the address space of what it freed (``retain``): after one query
+    that reached the process's memory cap (``cap_memory``) it stayed counted against the cap, and every later
+    allocation of Python or Arrow failed. Read once, when DuckDB is first loaded: a process that has loaded it
+    already keeps its setting."""
+    os.environ.setdefault("DUCKDB_JE_MALLOC_CONF", "retain:false")
     if _LIBC is not None:
         _LIBC.mallopt(_M_ARENA_MAX, arenas)
         _LIBC.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)  # a fixed threshold: no longer raised by frees
+
+
+def cap_memory(limit: int | None) -> None:
+    """Let this process allocate at most ``limit`` bytes (its data size: heap and private mappings); None: no
+    cap. DuckDB's ``memory_limit`` bounds its buffers, not the values an expression makes: a query such as
+    ``SELECT repeat('x', 60000) || ... || repeat('x', 60000) FROM big`` grows by gigabytes within one vector
+    of rows, past anything a watchdog could interrupt, until the kernel kills the process (and with it every
+    user's queries and jobs). Capped, the allocation fails instead: DuckDB ends that query with an
+    out-of-memory error and frees what it made. Processes started from this one inherit the cap."""
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    soft = hard if limit is None or (hard != resource.RLIM_INFINITY and hard < limit) else limit
+    resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+def memory_size() -> int:
+    """Bytes of memory this process can have: the machine's, or its container's (cgroup) limit when lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def data_size() -> int:
+    """Bytes this process has allocated now, as its memory cap counts them (VmData)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def settle_long_lived(times: int = 3) -> None:

@@ -146,3 +146,52 @@ def test_a_size_that_cannot_be_used_stops_the_start(tmp_path, arg, words):
     with pytest.raises(SettingError) as err:
         app.check_settings()
     assert err.value.name == "ArchiveApp." + arg.split("=")[0].removeprefix("--ArchiveApp.") and words in err.value.problem
+
+
+def _cap_wanted(value: str, memory: int) -> int | None | str:
+    """The cap ``value`` asks for, read apart from the archive's code: bytes, None for no cap, "bad" for neither."""
+    from jupyter_archive.settings import size_bytes
+
+    text = value.strip()
+    if text in ("", "0"):
+        return None
+    if text.endswith("%"):
+        try:
+            share = float(text[:-1].strip())
+        except ValueError:
+            return "bad"
+        return max(int(memory * share / 100), 4 << 30) if 0 < share <= 100 and text[0].isdigit() else "bad"
+    size = size_bytes(value)
+    return "bad" if size is None else size
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(sizes, st.builds(lambda n: f"{n}%", st.integers(-5, 150) | st.floats(0, 120).map(lambda f: round(f, 1))),
+                 st.sampled_from(["", "0", " 0 ", "none", "%", "5 %"])),
+       st.integers(1 << 30, 1 << 40), st.integers(0, 8 << 30))
+def test_a_memory_cap_is_a_size_or_a_share_that_leaves_room(value, memory, using):
+    """``process_memory_limit``: a size, or a share of memory (never under 4 GiB), past what the process holds
+    by at least 512 MiB; no cap for nothing or 0; anything else a SettingError naming the setting."""
+    from jupyter_archive.settings import SettingError, memory_cap
+
+    wanted = _cap_wanted(value, memory)
+    try:
+        cap = memory_cap("ArchiveApp.process_memory_limit", value, memory=memory, using=using)
+    except SettingError as err:
+        assert err.name == "ArchiveApp.process_memory_limit"
+        assert wanted == "bad" or wanted < using + (512 << 20), (value, wanted)
+        return
+    assert cap == wanted and (cap is None or cap >= using + (512 << 20)), (value, cap, wanted)
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("lots", "neither a size nor a share"), ("0%", "from 1% to 100%"), ("101%", "from 1% to 100%"),
+    ("1MB", "less than 512 MiB past"), ("-5GB", "neither a size nor a share"),
+])
+def test_a_memory_cap_that_cannot_be_used_stops_the_start(tmp_path, value, words):
+    from jupyter_archive.settings import SettingError
+
+    app = command_line(f"--ArchiveApp.process_memory_limit={value}", f"--ArchiveApp.data_dir={tmp_path}")
+    with pytest.raises(SettingError) as err:
+        app.check_settings()
+    assert err.value.name == "ArchiveApp.process_memory_limit" and words in err.value.problem

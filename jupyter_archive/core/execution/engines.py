@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from ..catalog.model import MYDB_ALIAS, Principal
-from ..errors import ArchiveError, not_found
+from ..errors import ArchiveError, not_found, short_of_memory
 from ..memory import release_memory
 from ..sql import quote_ident as _quote_ident
 from ..sql import quote_literal as _quote_literal
@@ -138,9 +138,7 @@ def open_instance(
     (where it spills, in ``spill_dir``, at most ``spill_limit``) and ``read_dirs`` switched off and its configuration locked; and
     ``pool_size`` connections to it, configured before the lock."""
     import duckdb
-    config = {}
-    if threads:
-        config["threads"] = int(threads)
+    config = {"threads": int(threads)} if threads else {}
     if memory_limit:
         config["memory_limit"] = str(memory_limit)
     db = duckdb.connect(":memory:", config=config)
@@ -224,6 +222,8 @@ def engine_error(exc: Exception) -> ArchiveError:
     if isinstance(exc, duckdb.OutOfMemoryException):
         what = "disk to spill to" if "max_temp_directory_size" in first else "memory"  # DuckDB's advice is settings users cannot set
         return ArchiveError("too_large", f"the query needs more {what} than the archive allows: {first.splitlines()[0]}", 400)
+    if isinstance(exc, MemoryError):  # Arrow's: another query holds the memory, most likely
+        return short_of_memory()
     if isinstance(exc, duckdb.TransactionException):
         return ArchiveError("conflict", first, 409)
     if isinstance(exc, (

@@ -1,0 +1,122 @@
+"""A query whose values grow past the server's memory cap fails with its face's error; the server, its memory and
+its other users go on.
+
+DuckDB's ``memory_limit`` bounds its buffers, not the values an expression builds: strings chained within one row
+grow by gigabytes within one vector of rows, where no interrupt reaches. Uncapped, such a query had the kernel kill
+the server. The cap (``process_memory_limit``) is the process's own (its data size limit), so this is a real
+`jupyter archive` process, capped at ``CAP``. Each generated query would build 2-4.3 GB a vector of rows: past the
+cap, within what a test machine holds if the cap failed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.faces import shape_problem
+from tests.support.raw_http import Reply
+from tests.support.servers import LiveServer
+
+CAP = "1500MB"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, demo_dir):
+    s = LiveServer(tmp_path_factory.mktemp("capped"), demo_dir, extra=(f"--ArchiveApp.process_memory_limit={CAP}",))
+    yield s
+    s.stop()
+
+
+def _piece(kind: str, size: int, i: int) -> str:
+    return {"repeat": f"repeat('{chr(97 + i % 26)}', {size})", "lpad": f"lpad(objid::VARCHAR, {size}, 'x')",
+            "rpad": f"rpad('y', {size}, objid::VARCHAR)"}[kind]
+
+
+@st.composite
+def growing(draw) -> str:
+    """A query whose every row holds terms x size characters (terms x size x 2,048 bytes a vector: 2-4.3 GB)."""
+    terms, size = draw(st.integers(24, 32)), draw(st.integers(40_000, 65_536))
+    kinds = draw(st.lists(st.sampled_from(["repeat", "lpad", "rpad"]), min_size=terms, max_size=terms))
+    pieces = [_piece(k, size, i) for i, k in enumerate(kinds)] + ["objid::VARCHAR"]  # a column: no constant folding
+    joined = draw(st.sampled_from([" || ".join(pieces), f"concat({', '.join(pieces)})", f"concat_ws('', {', '.join(pieces)})"]))
+    return f"SELECT max(length({joined})) AS n FROM {{table}}"
+
+
+def _ask(server: LiveServer, face: str, query: str) -> Reply:
+    s, url = requests.Session(), server.url + "archive/"
+    s.headers["Authorization"] = f"token {server.token}"
+    if face == "native":
+        r = s.post(url + "api/query", json={"query": query.format(table="PhotoObj"), "context": "DEMO"}, timeout=120)
+    elif face == "casjobs":
+        r = s.post(url + "casjobs/contexts/DEMO/query", json={"Query": query.format(table="PhotoObj")}, timeout=120)
+    elif face == "quasar":
+        r = s.get(url + "quasar/query/fs/demo", params={"q": query.format(table="PhotoObj")}, timeout=120)
+    else:
+        form = {"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": query.format(table="demo.PhotoObj")}
+        r = s.post(url + "tap/sync", data=form, timeout=120)
+    return Reply(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content)
+
+
+def _data_mb(server: LiveServer) -> int:
+    for line in open(f"/proc/{server.proc.pid}/status"):
+        if line.startswith("VmData:"):
+            return int(line.split()[1]) >> 10
+    raise AssertionError("no VmData")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(growing(), st.sampled_from(["native", "casjobs", "quasar", "tap"]))
+def test_a_query_past_the_cap_fails_with_its_faces_error_and_frees_its_memory(server, query, face):
+    started = time.monotonic()
+    reply = _ask(server, face, query)
+    assert reply.status == 400, (face, query, reply.status, reply.body[:300])
+    assert shape_problem(face, reply) is None and b"more memory than the archive allows" in reply.body, reply.body[:300]
+    assert time.monotonic() - started < 30, "it ran on instead of failing at the cap"
+    assert server.proc.poll() is None, server.log_text()
+    # What it allocated is given back, not kept for DuckDB's reuse: the next query (of any size) has the room.
+    assert _data_mb(server) < 1000, _data_mb(server)
+    ok = _ask(server, "native", "SELECT count(*) AS n FROM {table}")
+    assert ok.status == 200, ok.body[:300]
+
+
+def test_a_job_past_the_cap_fails_and_others_are_answered_meanwhile(server):
+    s = requests.Session()
+    s.headers["Authorization"] = f"token {server.token}"
+    url = server.url + "archive/api/"
+    bomb = "SELECT max(length(" + " || ".join(["repeat('x', 60000)"] * 30) + " || objid::VARCHAR)) AS n FROM PhotoObj"
+    answered, stop = [], threading.Event()
+
+    def bystander():
+        other = requests.Session()
+        other.headers["Authorization"] = f"token {server.token}"
+        while not stop.is_set():
+            r = other.post(url + "query", json={"query": "SELECT objid FROM PhotoObj LIMIT 5", "context": "DEMO"}, timeout=60)
+            answered.append((r.status_code, r.headers.get("Retry-After")))
+
+    t = threading.Thread(target=bystander)
+    t.start()
+    try:
+        jobs = [s.post(url + "jobs", json={"query": bomb, "context": "DEMO"}, timeout=60).json()["id"] for _ in range(3)]
+        for _ in range(3):  # and quick ones, meanwhile
+            assert s.post(url + "query", json={"query": bomb, "context": "DEMO"}, timeout=60).status_code == 400
+        deadline = time.monotonic() + 120
+        states = {}
+        while time.monotonic() < deadline:
+            states = {j: s.get(url + f"jobs/{j}", timeout=30).json() for j in jobs}
+            if all(v["state"] in ("completed", "failed", "canceled") for v in states.values()):
+                break
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        t.join()
+    for job in states.values():
+        assert job["state"] == "failed" and "more memory than the archive allows" in job["error"]["message"], job
+    assert answered, "the bystander got no answer"
+    # Another user's query is answered, or told to retry if it came while the memory was taken: never a 500.
+    assert all(status == 200 or (status == 503 and retry) for status, retry in answered), answered
+    assert server.proc.poll() is None, server.log_text()

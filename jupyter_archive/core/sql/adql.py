@@ -340,6 +340,15 @@ def _map_functions(stmt: exp.Expr) -> None:
             raise unsupported(_fname(node).upper(), _REFUSED[_fname(node)])
 
 
+def _name_geometry(stmt: exp.Expr) -> None:
+    """Name a select item that is a geometry call (DISTANCE, CONTAINS, POINT, ...) and has no alias after the function,
+    lower case (``distance``): DuckDB names an item by its SQL, which once translated is the engine's formula."""
+    for select in list(stmt.find_all(exp.Select)):
+        for item in list(select.expressions):
+            if not isinstance(item, exp.Alias) and (name := _fname(item)) in _CONSUMERS | _CONSTRUCTORS:
+                item.replace(exp.alias_(item.copy(), name, quoted=True))
+
+
 def rewrite(
     stmt: exp.Expr,
     refs: list,
@@ -359,6 +368,7 @@ def rewrite(
     """
     regions = [] if regions is None else regions
     _map_functions(stmt)
+    _name_geometry(stmt)
     geo.reset_names()
     tr = _Translator(params, xtypes or {}, regions)
     for node in reversed(list(stmt.find_all(exp.Func, bfs=False))):  # innermost first

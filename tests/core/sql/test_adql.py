@@ -9,6 +9,8 @@ import astropy.units as u
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from astropy.coordinates import Latitude, Longitude, SkyCoord
 from cdshealpix.nested import lonlat_to_healpix
 
@@ -568,3 +570,41 @@ def test_geometry_column_values_area_centroid_coords(con, shapes):
     got = SkyCoord(centroid[0] * u.deg, centroid[1] * u.deg)
     assert got.separation(SkyCoord(want.lon, want.lat)).deg < 0.02
     assert one(con, res, f"COORD2(CENTROID({p.adql}))") == pytest.approx(centroid[1], abs=1e-9)
+
+
+_CALLS = {  # a geometry call a select list may hold, by the name its column gets without an alias
+    "distance": "DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 150, 1))", "contains": "CONTAINS(POINT(ra, dec), CIRCLE(150, 1, 2))",
+    "intersects": "INTERSECTS(CIRCLE(ra, dec, 1), BOX(150, 1, 2, 2))", "coord1": "COORD1(POINT(ra, dec))",
+    "coord2": "COORD2(POINT(ra, dec))", "coordsys": "COORDSYS(POINT('ICRS', ra, dec))", "area": "AREA(CIRCLE(ra, dec, 1))",
+    "point": "POINT(ra, dec)", "circle": "CIRCLE('ICRS', ra, dec, 0.5)", "centroid": "CENTROID(BOX(ra, dec, 1, 1))",
+    "polygon": "POLYGON(ra, dec, ra + 1, dec, ra, dec + 1)",  # a BOX is no value: refused
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(_CALLS)), st.sampled_from(["", "AS", "AS_QUOTED", "WRAPPED"])), min_size=1, max_size=5))
+def test_a_geometry_call_in_a_select_list_is_named_after_its_function(items):
+    """Not after the engine's formula it becomes (DuckDB names an item by its SQL): ``distance``, ``contains``, ...;
+    an alias stays, and an item with a call inside it (``COALESCE(DISTANCE(...), NULL)``) is left to DuckDB."""
+    c = photo_con()
+    try:
+        sel, want = [], []
+        for i, (name, how) in enumerate(items):
+            if how == "AS":
+                sel.append(f"{_CALLS[name]} AS c{i}")
+                want.append(f"c{i}")
+            elif how == "AS_QUOTED":
+                sel.append(f'{_CALLS[name]} AS "My {name}"')
+                want.append(f"My {name}")
+            elif how == "WRAPPED":
+                sel.append(f"COALESCE({_CALLS[name]}, NULL)")
+                want.append(None)
+            else:
+                sel.append(_CALLS[name])
+                want.append(name)
+        st_ = compile_query(f"SELECT TOP 1 {', '.join(sel)} FROM demo.PhotoObj", "adql", DictResolver(c)).statements[0]
+        names = [d[0] for d in c.sql(st_.sql, params=st_.params or None).description]
+        assert [n for n, w in zip(names, want) if w is not None] == [w for w in want if w is not None], (sel, names)
+    finally:
+        c.close()
+

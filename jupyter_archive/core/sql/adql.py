@@ -31,6 +31,7 @@ Geometry definitions (all on the unit sphere, angles in degrees):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +173,7 @@ class _Translator:
                 return Point(*(parse_duckdb(x.sql()) for x in geo.centroid(g)))
             raise unsupported(up, "expects one geometry: a POINT, CIRCLE, BOX or POLYGON")
         frame, rest = self.split_frame(up, args, {"point": 2, "circle": 3, "box": 4, "polygon": 6}[name])
+        self.finite(up, rest)
         if any(_fname(a) == "polygon" or _fname(a) in ("circle", "box") for a in rest):
             raise unsupported(up, "arguments must be numbers or POINTs")
         pts = [self.geom(a) for a in rest]
@@ -198,6 +200,14 @@ class _Translator:
         if not any(pts) and len(rest) >= 6 and len(rest) % 2 == 0:
             return Polygon([Point(rest[i], rest[i + 1], frame) for i in range(0, len(rest), 2)], frame)
         raise unsupported(up, "expects at least 3 vertices, as ra, dec pairs or as POINTs")
+
+    def finite(self, name: str, args: list[exp.Expr]) -> None:
+        """Refuse a coordinate or size known now that is no finite number (``1e309`` is infinite): the engine's
+        tests of it would answer with NaN's arithmetic (every row, or none)."""
+        for a in args:
+            v = constant(a, self.params, {})
+            if v is not None and not math.isfinite(v):
+                raise unsupported(name, f"{a.sql()} is not a finite number")
 
     def need(self, name: str, node: exp.Expr, kinds: tuple, what: str):
         g = self.geom(node)
@@ -265,6 +275,7 @@ class _Translator:
             return
         if name == "distance":
             if len(args) == 4 and not any(self.geom(x) for x in args):
+                self.finite(up, args)
                 p, q = Point(args[0], args[1]), Point(args[2], args[3])
             elif len(args) == 2:
                 p, q = (self.need(up, x, (Point,), "a POINT") for x in args)

@@ -9,7 +9,7 @@ import astropy.units as u
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from astropy.coordinates import Latitude, Longitude, SkyCoord
 from cdshealpix.nested import lonlat_to_healpix
@@ -608,3 +608,34 @@ def test_a_geometry_call_in_a_select_list_is_named_after_its_function(items):
     finally:
         c.close()
 
+
+_SHAPES = {"POINT": "POINT('ICRS', {0}, {1})", "CIRCLE": "CIRCLE('ICRS', {0}, {1}, {2})",
+           "BOX": "BOX('ICRS', {0}, {1}, {2}, {3})", "POLYGON": "POLYGON('ICRS', {0}, {1}, {2}, {3}, {4}, {5})"}
+_USES = {  # a test of a geometry, and the kinds it takes
+    "CONTAINS(POINT(ra, dec), {g}) = 1": ("CIRCLE", "BOX", "POLYGON"), "INTERSECTS({g}, CIRCLE(150, 1, 1)) = 1": tuple(_SHAPES),
+    "DISTANCE({g}, POINT(1, 2)) < 1": ("POINT",), "DISTANCE({0}, {1}, ra, dec) < 1": ("POINT",),
+}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(sorted(_USES)), st.sampled_from(sorted(_SHAPES)), st.integers(0, 5),
+       st.sampled_from(["1e309", "-1e309", "(1e308 * 10)", "9E999", "-(2e308)"]))
+def test_a_coordinate_or_size_that_is_no_finite_number_is_refused(use, kind, at, bad):
+    """A 400 naming the function, not an answer of NaN's arithmetic (every row, or none); finite extremes are kept."""
+    assume(kind in _USES[use])
+    values = ["150", "1", "0.5", "0.5", "151", "2"][: _SHAPES[kind].count("{")]
+    assume(at < len(values))
+    values[at] = bad
+    cond = use.format(*values, g=_SHAPES[kind].format(*values))
+    c = photo_con()
+    try:
+        with pytest.raises(ArchiveError) as info:
+            compile_query(f"SELECT objID FROM demo.PhotoObj WHERE {cond}", "adql", DictResolver(c))
+        assert info.value.status == 400 and "not a finite number" in info.value.message, info.value.message
+        fine = cond.replace(bad, "-1e308" if bad.startswith("-") else "1e308")
+        try:  # a finite extreme may be refused, but not for this (a CIRCLE of radius 1e308 is over 90 degrees)
+            compile_query(f"SELECT objID FROM demo.PhotoObj WHERE {fine}", "adql", DictResolver(c))
+        except ArchiveError as err:
+            assert "finite" not in err.message, err.message
+    finally:
+        c.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 from collections.abc import Iterator
 
 
@@ -56,6 +57,24 @@ def short_of_memory() -> ArchiveError:
     return ArchiveError("busy", "the archive is short of memory right now; retry shortly", 503, details={"retry_after": 5})
 
 
+#: What a write that found no room says: the disk is full, the user's disk quota is spent, or the file is at the process's size limit.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NO_ROOM_TEXT = ("no space left on device", "disk quota exceeded", "file too large", "database or disk is full")
+
+
+def disk_full(exc: BaseException) -> ArchiveError | None:
+    """The error for a write that failed for want of room (a 507, which nothing the user sends can fix at once), or
+    None if ``exc`` is another failure. The write was abandoned whole: DuckDB and SQLite roll back, a job's result
+    file goes, so nothing stored before is lost."""
+    by_errno = getattr(exc, "errno", None) in _NO_ROOM
+    # DuckDB's IOException and SQLite's OperationalError say it in their text alone
+    by_text = isinstance(exc, OSError) or type(exc).__name__ in ("IOException", "OperationalError")
+    if not (by_errno or (by_text and any(t in str(exc).lower() for t in _NO_ROOM_TEXT))):
+        return None
+    return ArchiveError("disk_full", "the archive's disk has no room for this: drop tables or delete jobs you no longer "
+                        "need, or ask the archive's administrator", 507)
+
+
 def one_line(exc: BaseException, *, kind: bool = False) -> str:
     """The first line of an exception's message, for an error a person reads (a reader's or a
     library's message can run to pages). ``kind`` puts the exception's class name first."""
@@ -72,12 +91,15 @@ _CONTROL = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError
 
 def native_fault(exc: BaseException) -> BaseException:
     """``exc``, unless it is what a native library raises that is no ``Exception``: then a ``RuntimeError`` (caused by it);
-    or a failed allocation (``MemoryError``, Arrow's too): then ``short_of_memory()``.
+    or a failed allocation (``MemoryError``, Arrow's too): then ``short_of_memory()``; or a write with no room on
+    the disk: then ``disk_full()``.
 
     pyo3's ``PanicException`` (cdshealpix's, for one) derives from ``BaseException``, so ``except Exception`` let it
     through: a request then never got its answer, and a job never ended. As an error, it is a 500 and a failed job."""
     if isinstance(exc, MemoryError):
         error = short_of_memory()
+    elif (full := disk_full(exc)) is not None:
+        error = full
     elif isinstance(exc, (Exception, *_CONTROL)):
         return exc
     else:

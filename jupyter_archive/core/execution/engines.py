@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from ..catalog.model import MYDB_ALIAS, Principal
-from ..errors import ArchiveError, not_found, short_of_memory
+from ..errors import ArchiveError, disk_full, not_found, short_of_memory
 from ..memory import release_memory
 from ..sql import quote_ident as _quote_ident
 from ..sql import quote_literal as _quote_literal
@@ -222,8 +222,8 @@ def engine_error(exc: Exception) -> ArchiveError:
     if isinstance(exc, duckdb.OutOfMemoryException):
         what = "disk to spill to" if "max_temp_directory_size" in first else "memory"  # DuckDB's advice is settings users cannot set
         return ArchiveError("too_large", f"the query needs more {what} than the archive allows: {first.splitlines()[0]}", 400)
-    if isinstance(exc, MemoryError):  # Arrow's: another query holds the memory, most likely
-        return short_of_memory()
+    if (trouble := short_of_memory() if isinstance(exc, MemoryError) else disk_full(exc)) is not None:
+        return trouble  # Arrow's MemoryError: another query holds the memory, most likely; or a write found no room
     if isinstance(exc, duckdb.TransactionException):
         return ArchiveError("conflict", first, 409)
     if isinstance(exc, (

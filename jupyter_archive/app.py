@@ -27,6 +27,7 @@ from .core.catalog.mounts import check_spec
 from .core.ownership import DataDirLock, describe_holder
 from .core.users.store import valid_user_name
 from .faces.auth import auth_handlers
+from .kernels import JUPYTER_KERNEL_MANAGER
 from .faces.casjobs import casjobs_handlers
 from .faces.casjobs_users import casjobs_user_handlers
 from .faces.dax import dax_handlers
@@ -133,8 +134,8 @@ class ArchiveApp(ExtensionApp):
         "50%", config=True,
         help=(
             "Memory the server process may allocate, e.g. '8GB', or a share of the machine's (or its container's) memory, "
-            "'50%' (but at least 4 GB); a query past it fails with an error instead of the process being killed, and "
-            "processes the server starts (kernels, Dask workers) inherit it (0: no cap)."
+            "'50%' (but at least 4 GB); a query past it fails with an error instead of the process being killed. Dask "
+            "workers the server starts inherit it; its kernels get the limit the server had before (0: no cap)."
         ),
     )
     dask_scheduler = Unicode(
@@ -276,6 +277,9 @@ class ArchiveApp(ExtensionApp):
     def initialize_settings(self):
         tune_allocator()  # this process serves exports: large buffers go back to the system when freed
         cap_memory(self._memory_cap)  # and any user's query: one that grows without bound fails, not the process
+        kernels = getattr(self.serverapp, "kernel_manager", None)
+        if self._memory_cap is not None and getattr(kernels, "kernel_manager_class", None) == JUPYTER_KERNEL_MANAGER:
+            kernels.kernel_manager_class = "jupyter_archive.kernels.UncappedKernelManager"  # kernels: not capped
         settle_long_lived()  # and many requests: full garbage collections scan what they made, not the server
         self.archive: Archive | None = None
         self.lock = DataDirLock(Path(self.data_dir))

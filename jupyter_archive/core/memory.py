@@ -51,10 +51,27 @@ def cap_memory(limit: int | None) -> None:
     ``SELECT repeat('x', 60000) || ... || repeat('x', 60000) FROM big`` grows by gigabytes within one vector
     of rows, past anything a watchdog could interrupt, until the kernel kills the process (and with it every
     user's queries and jobs). Capped, the allocation fails instead: DuckDB ends that query with an
-    out-of-memory error and frees what it made. Processes started from this one inherit the cap."""
-    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
-    soft = hard if limit is None or (hard != resource.RLIM_INFINITY and hard < limit) else limit
+    out-of-memory error and frees what it made. Processes started from this one inherit the cap (Dask workers
+    keep it; kernels are given back the limit before it: ``uncap_memory``)."""
+    before, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    _BEFORE_CAP.setdefault("soft", before)
+    soft = _BEFORE_CAP["soft"] if limit is None else limit if hard == resource.RLIM_INFINITY else min(limit, hard)
     resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+def uncap_memory(pid: int | None) -> None:
+    """Give process ``pid``, started by this one and so capped as it is, the limit this process had before
+    ``cap_memory``: a user's kernel may hold what the machine allows, as it would outside the archive."""
+    if pid is None or "soft" not in _BEFORE_CAP:
+        return
+    try:
+        _, hard = resource.prlimit(pid, resource.RLIMIT_DATA)
+        resource.prlimit(pid, resource.RLIMIT_DATA, (_BEFORE_CAP["soft"], hard))
+    except (OSError, ValueError):  # gone already, or not ours
+        pass
+
+
+_BEFORE_CAP: dict[str, int] = {}  # the process's own soft limit, before its first cap
 
 
 def memory_size() -> int:

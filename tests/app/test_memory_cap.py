@@ -10,6 +10,8 @@ cap, within what a test machine holds if the cap failed.
 
 from __future__ import annotations
 
+import os
+import resource
 import threading
 import time
 
@@ -18,6 +20,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jupyter_archive.settings import size_bytes
 from tests.support.faces import shape_problem
 from tests.support.raw_http import Reply
 from tests.support.servers import LiveServer
@@ -120,3 +123,45 @@ def test_a_job_past_the_cap_fails_and_others_are_answered_meanwhile(server):
     # Another user's query is answered, or told to retry if it came while the memory was taken: never a 500.
     assert all(status == 200 or (status == 503 and retry) for status, retry in answered), answered
     assert server.proc.poll() is None, server.log_text()
+
+
+def _children(pid: int) -> dict[int, str]:
+    """Processes whose parent is ``pid``: their command lines."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found[int(entry)] = open(f"/proc/{entry}/cmdline").read().replace("\0", " ")
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def _data_limit(pid: int) -> str:
+    line = next(x for x in open(f"/proc/{pid}/limits") if x.startswith("Max data size"))
+    return line.split()[3]  # the soft limit
+
+
+def test_a_kernel_the_server_starts_is_not_capped(server):
+    """The cap is for the queries the server runs: a notebook's kernel, started or restarted, may hold what the machine
+    allows, as outside the archive (the limit the server had before its cap, which it inherited from this process)."""
+    s = requests.Session()
+    s.headers["Authorization"] = f"token {server.token}"
+    before = resource.getrlimit(resource.RLIMIT_DATA)[0]
+    want = "unlimited" if before == resource.RLIM_INFINITY else str(before)
+    assert _data_limit(server.proc.pid) == str(size_bytes(CAP))  # the server itself is capped
+    kernel = s.post(server.url + "api/kernels", json={"name": "python3"}, timeout=60).json()["id"]
+    try:
+        for restart in (False, True):
+            if restart:
+                assert s.post(server.url + f"api/kernels/{kernel}/restart", timeout=60).ok
+            deadline = time.monotonic() + 60
+            while not (kids := {p: c for p, c in _children(server.proc.pid).items() if "ipykernel" in c}):
+                assert time.monotonic() < deadline, "no kernel process"
+                time.sleep(0.2)
+            for pid in kids:
+                assert _data_limit(pid) == want, (restart, pid, _data_limit(pid), want)
+    finally:
+        s.delete(server.url + f"api/kernels/{kernel}", timeout=60)

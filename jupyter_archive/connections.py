@@ -11,6 +11,8 @@ token, left every user without an answer. `ConnectionGuard` wraps the server's `
   and send_timeout); then the connection is closed, which ends its request;
 - one client address holds at most ``per_client`` connections; past it the next one is answered
   429 with Retry-After and closed;
+- a request whose line and headers outgrow what tornado reads (``max_header_size``, 64 KB: a long
+  query in a URL) is answered 431, not dropped unanswered; a chunk size line past its bound, 400;
 - the soft limit of open files goes up to the hard one (at most 65,536).
 
 A WebSocket (a kernel's channels) is left alone once it has taken the connection over.
@@ -18,14 +20,17 @@ A WebSocket (a kernel's channels) is left alone once it has taken the connection
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import socket
 import struct
 import time
 import weakref
 from collections import Counter
 
-from tornado.ioloop import PeriodicCallback
+from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.iostream import UnsatisfiableReadError
 
 #: The most the soft limit of open files is raised to.
 MOST_FILES = 65_536
@@ -34,13 +39,13 @@ MOST_FILES = 65_536
 class _Watch:
     """One connection's progress, as the sweep reads it."""
 
-    __slots__ = ("client", "read_at", "write_at", "unsent", "body", "detached", "counted")
+    __slots__ = ("client", "read_at", "write_at", "unsent", "body", "detached", "counted", "in_body")
 
     def __init__(self, client: str, now: float):
         self.client, self.read_at, self.write_at = client, now, now
         self.unsent = -1  # bytes the kernel had yet to send at the last sweep (-1: unknown)
         self.body = 0  # body reads pending
-        self.detached = self.counted = False
+        self.detached = self.counted = self.in_body = False  # in_body: a body read is being asked for
 
 
 class ConnectionGuard:
@@ -51,6 +56,7 @@ class ConnectionGuard:
         self.open: Counter[str] = Counter()
         self.streams: weakref.WeakSet = weakref.WeakSet()  # open streams, each with its `_archive_watch`
         self._handle, self._on_close = server.handle_stream, server.on_close
+        self.max_header_size = getattr(server.conn_params, "max_header_size", None) or 65536
         server.handle_stream, server.on_close = self.handle_stream, self.on_close
         self._sweeper = None
         self._warned: dict[str, float] = {}
@@ -132,9 +138,20 @@ class ConnectionGuard:
             return future
 
         def _body_read(read):
-            return lambda *args, **kwargs: read(*args, **kwargs) if watch.detached else _body(read(*args, **kwargs))
+            def reading(*args, **kwargs):
+                if watch.detached:
+                    return read(*args, **kwargs)
+                watch.in_body = True  # a read that fails at once closes the stream within the call
+                try:
+                    return _body(read(*args, **kwargs))
+                finally:
+                    watch.in_body = False
+
+            return reading
 
         def _close(exc_info=False):
+            if isinstance(exc_info, UnsatisfiableReadError) and not watch.detached and not stream.closed():
+                self._answer_unreadable(stream, in_body=watch.in_body or watch.body > 0)
             self.streams.discard(stream)
             if watch.counted:
                 watch.counted = False
@@ -145,6 +162,23 @@ class ConnectionGuard:
 
         stream.read_from_fd, stream.write_to_fd, stream.write, stream.close = _read_from_fd, _write_to_fd, _write, _close
         stream.read_bytes, stream.read_until = _body_read(stream.read_bytes), _body_read(stream.read_until)
+
+    def _answer_unreadable(self, stream, *, in_body: bool) -> None:
+        """Answer a request tornado gives up reading (it closes the connection at once, unanswered): its line and
+        headers past ``max_header_size`` (a 431), or a chunk size line past its bound (a 400)."""
+        if in_body:
+            status, code, message = "400 Bad Request", "bad_request", "a chunk of the request body is malformed"
+        else:
+            status, code = "431 Request Header Fields Too Large", "too_large"
+            message = (f"the request's line and headers are longer than the {self.max_header_size:,} bytes the server reads; "
+                       "send a long query in the request body (a POST) instead of the URL")
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n"
+        try:
+            sock = stream.socket.dup()  # tornado closes its own at once; this one lingers until the answer is read
+        except (OSError, AttributeError):
+            return
+        IOLoop.current().add_callback(_linger, sock, head.encode() + body)
 
     # -- the sweep: connections with no progress for `timeout` seconds are closed -----------------
     def sweep(self) -> None:
@@ -170,6 +204,23 @@ class ConnectionGuard:
                 continue
             self.log.info("jupyter_archive: closed a connection from %s: no progress in %s for %.0f s", watch.client or "a socket", what, self.timeout)
             stream.close()
+
+
+async def _linger(sock: socket.socket, answer: bytes, most: float = 5.0) -> None:
+    """Send ``answer`` on ``sock`` and close it once the client has stopped sending (at most ``most`` seconds): closed
+    while the rest of a long request still arrives, the socket would be reset, and the client lose the answer."""
+    loop = asyncio.get_running_loop()
+    try:
+        sock.setblocking(False)
+        await asyncio.wait_for(loop.sock_sendall(sock, answer), most)
+        sock.shutdown(socket.SHUT_WR)
+        deadline = loop.time() + most
+        while loop.time() < deadline and await asyncio.wait_for(loop.sock_recv(sock, 65536), deadline - loop.time()):
+            pass  # the rest of the request, read and dropped
+    except (OSError, asyncio.TimeoutError):
+        pass
+    finally:
+        sock.close()
 
 
 def _unsent(stream) -> int | None:

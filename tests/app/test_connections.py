@@ -207,3 +207,56 @@ def test_a_kernels_websocket_is_not_closed_when_idle(server):
         assert asyncio.run(talk()) == ("ok", "ok")
     finally:
         requests.delete(server.url + f"api/kernels/{kernel}", headers=auth, timeout=60)
+
+
+def _whole_reply(s: socket.socket, limit: float = 20.0) -> bytes:
+    got, start = b"", time.monotonic()
+    s.settimeout(1.0)
+    while time.monotonic() - start < limit:
+        try:
+            piece = s.recv(1 << 16)
+        except TimeoutError:
+            continue
+        if not piece:
+            return got
+        got += piece
+    return got
+
+
+# Where a request outgrows what the server reads of its head (64 KB): its URL, one header, many headers.
+oversized = st.tuples(st.sampled_from(["url", "header", "headers"]), st.sampled_from(["GET", "POST"]), st.integers(70_000, 400_000))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(oversized)
+@example(("url", "GET", 120_000))  # a long Quasar query in its URL was dropped unanswered
+def test_a_request_head_too_long_to_read_is_answered_431(server, case):
+    where, method, size = case
+    path, headers = "/archive/quasar/query/fs/demo?q=SELECT%201", [f"Host: 127.0.0.1:{server.port}", f"Authorization: token {TOKEN}"]
+    if where == "url":
+        path += "%20" * (size // 3)
+    elif where == "header":
+        headers.append("X-Long: " + "x" * size)
+    else:
+        headers += [f"X-Many-{i}: " + "y" * 1000 for i in range(size // 1000)]
+    head = f"{method} {path} HTTP/1.1\r\n" + "\r\n".join(headers) + "\r\nContent-Length: 0\r\n\r\n"
+    s = _connect(server.port)
+    s.sendall(head.encode())
+    reply = _whole_reply(s)
+    s.close()
+    status, _, rest = reply.partition(b"\r\n")
+    assert status.startswith(b"HTTP/1.1 431 "), reply[:300]
+    error = json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"]
+    assert error["code"] == "too_large" and "65,536 bytes" in error["message"], error
+    assert _answers(server) == 200
+
+
+def test_a_chunk_size_line_too_long_to_read_is_answered_400(server):
+    head = (f"POST /archive/tap/sync HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: token {TOKEN}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n")
+    s = _connect(server.port)
+    s.sendall(head.encode() + b"0" * 5000 + b"5\r\nhello\r\n0\r\n\r\n")
+    reply = _whole_reply(s)
+    s.close()
+    assert reply.startswith(b"HTTP/1.1 400 ") and b'"bad_request"' in reply, reply[:300]
+    assert _answers(server) == 200

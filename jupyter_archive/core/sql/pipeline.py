@@ -94,6 +94,9 @@ def compile_query(
         text = text or ""
         if len(text) > MAX_QUERY_CHARS:
             raise bad_request(f"the query is {len(text):,} characters long; at most {MAX_QUERY_CHARS:,} are accepted")
+        if "\x00" in text:  # no SQL has it; DuckDB's column names ended at it (its C strings), and so did PostgreSQL's text
+            line = text.count("\n", 0, text.index("\x00")) + 1
+            raise bad_request(f"the query holds a NUL character (U+0000) on line {line}; no SQL text may")
         budget = _Budget(time_budget)
         user_dialect = spec.dialect
 

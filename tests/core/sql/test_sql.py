@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jupyter_archive.core.languages import DEFAULT_LANGUAGE, LANGUAGES
@@ -416,6 +416,19 @@ def test_numpy_and_other_param_values(con, resolver):
 
 
 # --- bounds on compiling one query -------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(sorted(LANGUAGES)),
+       st.sampled_from(["SELECT 7.5 AS a{nul}", "SELECT 1 AS \"a{nul}b\"", "SELECT '{nul}' AS s", "SELECT 1 AS x -- {nul}\nFROM t",
+                        "SELECT 1{nul} AS x", "SELECT 2.5 AS y;\nSELECT 3 AS z{nul}"]),
+       st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=5))
+def test_a_query_holding_a_nul_character_is_refused(resolver, language, template, around):
+    """In a name, a string, a comment or between tokens: a 400 naming its line. It was no SQL: DuckDB's column
+    names ended at it (``SELECT 7.5 AS "a<NUL>"`` answered a column ``a``)."""
+    text = template.replace("{nul}", around + "\x00" + around)
+    err = error(text, language, resolver)
+    assert err.status == 400 and f"NUL character (U+0000) on line {text.count(chr(10), 0, text.index(chr(0))) + 1}" in err.message, err.message
 
 
 @pytest.mark.parametrize("language", sorted(LANGUAGES))

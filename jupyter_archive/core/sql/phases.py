@@ -80,6 +80,7 @@ class PhaseLog:
 _LEAVES = (exp.Identifier, exp.Literal, exp.Column, exp.Table, exp.Placeholder, exp.Parameter, exp.Star,
            exp.DataType, exp.Var, exp.Boolean, exp.Null)  # fmt: skip
 _TREE_BUDGET = 4000  # nodes per tree; a phase is for reading, not for shipping megabytes
+_TREE_DEPTH = 100  # levels per tree
 
 
 def _label(node: exp.Expr, dialect) -> str:
@@ -100,7 +101,7 @@ def _label(node: exp.Expr, dialect) -> str:
     return ""
 
 
-def ast_tree(node: exp.Expr, dialect=None, _budget: list[int] | None = None) -> dict:
+def ast_tree(node: exp.Expr, dialect=None, _budget: list[int] | None = None, _depth: int = 0) -> dict:
     """``{"type": "AST/Select", "label": ..., "children": [...]}`` for a phase."""
     budget = _budget if _budget is not None else [_TREE_BUDGET]
     budget[0] -= 1
@@ -109,10 +110,10 @@ def ast_tree(node: exp.Expr, dialect=None, _budget: list[int] | None = None) -> 
         return out
     children = []
     for child in node.iter_expressions():
-        if budget[0] <= 0:
+        if budget[0] <= 0 or _depth >= _TREE_DEPTH:  # a chain of 30,000 ORs is as deep: past the recursion limit
             children.append({"type": "AST/Truncated", "label": "..."})
             break
-        children.append(ast_tree(child, dialect, budget))
+        children.append(ast_tree(child, dialect, budget, _depth + 1))
     if children:
         out["children"] = children
     return out

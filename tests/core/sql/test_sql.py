@@ -432,6 +432,20 @@ def test_a_query_holding_a_nul_character_is_refused(resolver, language, template
 
 
 @pytest.mark.parametrize("language", sorted(LANGUAGES))
+def test_an_error_of_a_deep_chain_shows_its_tree_cut_short(resolver, language):
+    """5,000 ORs parse as a tree as deep: the parsed tree shown with a later error (here an unknown table's; it was
+    the time budget's) once recursed past Python's limit while the error was made, and the reply was a 500."""
+    text = "SELECT objID FROM no_such_table WHERE " + " OR ".join(f"objID = {i}" for i in range(5_000))
+    err = error(text, language, resolver)
+    assert err.status in (400, 404) and "no_such_table" in err.message, err.message
+    def deepest(tree: dict) -> tuple[int, str]:  # (depth, type) of the deepest node
+        return max(((d + 1, t) for d, t in map(deepest, tree.get("children", []))), default=(0, tree["type"]))
+
+    depth, kind = deepest(err.details["phases"][0]["tree"])
+    assert kind == "AST/Truncated" and depth <= 101, (depth, kind)
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
 def test_compiling_is_bounded_in_size_and_time(resolver, language):
     from jupyter_archive.core.sql.pipeline import MAX_QUERY_CHARS, MAX_STATEMENTS
 

@@ -8,6 +8,8 @@ live in this package's other modules; this one holds their order and the compile
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 from typing import Any
 
@@ -32,6 +34,11 @@ ENGINE_DIALECT = "duckdb"
 MAX_QUERY_CHARS = 1_000_000
 MAX_STATEMENTS = 1_000
 COMPILE_SECONDS = 10.0
+# A long text takes seconds of Python to compile (30,000 ORs: ~3 s), all of it holding the interpreter's lock, which
+# every other request needs too: long ones compile one at a time, so one user's cannot stall everyone's.
+LONG_QUERY_CHARS = 16_384
+LONG_QUERY_WAIT = 10.0  # seconds a long text waits for its turn; then a 429
+_LONG_COMPILE = threading.Lock()
 
 
 class _Budget:
@@ -63,6 +70,25 @@ def _check_int(what: str, value: Any, minimum: int) -> int | None:
     return number
 
 
+def _long_ones_in_turn(compile_fn):
+    """``compile_fn`` with texts over ``LONG_QUERY_CHARS`` compiled one at a time (see ``LONG_QUERY_CHARS``)."""
+
+    @functools.wraps(compile_fn)
+    def in_turn(text: str, *args, **kwargs) -> Compiled:
+        if len(text or "") <= LONG_QUERY_CHARS:
+            return compile_fn(text, *args, **kwargs)
+        if not _LONG_COMPILE.acquire(timeout=LONG_QUERY_WAIT):
+            raise ArchiveError("too_many_requests", f"long queries (over {LONG_QUERY_CHARS:,} characters) are compiled one "
+                               "at a time and others are waiting; retry shortly", 429, details={"retry_after": 5})
+        try:
+            return compile_fn(text, *args, **kwargs)
+        finally:
+            _LONG_COMPILE.release()
+
+    return in_turn
+
+
+@_long_ones_in_turn
 def compile_query(
     text: str,
     language: str,

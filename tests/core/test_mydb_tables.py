@@ -53,3 +53,40 @@ def test_each_user_sees_their_own_tables(core):
     _run(a, bob, "CREATE TABLE mine AS SELECT 2 AS a")
     assert _run(a, bob, "SELECT a FROM mine") == [{"a": 2}]
     assert _run(a, p, "SELECT a FROM mine") == [{"a": 1}]
+
+
+@pytest.mark.parametrize("writers", [2, 4, 8])
+def test_first_uploads_at_once_into_a_new_mydb_all_succeed(core, writers):
+    """Each upload first makes MyDB's metadata tables if missing: made at once by several, one failed on the other's
+    (a 409, "Catalog write-write conflict on create ... archive_meta"), 3 of 60 uploads from four connections."""
+    import threading
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    a, _ = core
+    for round_ in range(3):  # a new user each round: a MyDB with no metadata yet
+        p = a.users.principal(f"u{writers}_{round_}")
+        paths = []
+        for i in range(writers):
+            paths.append(a.tables.upload_path(p, "MyDB"))  # where the user's engine may read
+            pq.write_table(pa.table({"i": list(range(i + 1))}), paths[-1])
+        failures, start = [], threading.Barrier(writers)
+
+        def upload(i):
+            start.wait()
+            try:
+                a.tables.upload(p, "MyDB", f"t{i}", paths[i], "parquet")
+            except ArchiveError as exc:
+                failures.append(exc.message)
+            finally:
+                paths[i].unlink()
+
+        threads = [threading.Thread(target=upload, args=(i,)) for i in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures, failures
+        assert _names(a, p) == sorted(f"t{i}" for i in range(writers))
+        assert all(_run(a, p, f"SELECT count(*) AS n FROM t{i}") == [{"n": i + 1}] for i in range(writers))

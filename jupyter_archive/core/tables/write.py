@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -278,8 +279,14 @@ def _has_meta(cur, alias: str = MYDB_ALIAS) -> bool:
 
 
 def _ensure_meta(cur, alias: str = MYDB_ALIAS) -> None:
-    if not _has_meta(cur, alias):
-        cur.execute(_meta_ddl(alias))
+    if _has_meta(cur, alias):
+        return
+    with _META_DDL:  # two first writes at once each made it, and one failed on the other's: a catalog write-write conflict
+        if not _has_meta(cur, alias):
+            cur.execute(_meta_ddl(alias))
+
+
+_META_DDL = threading.Lock()
 
 
 def _record(cur, name: str, source: Source | None, alias: str = MYDB_ALIAS) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import re
 from collections.abc import Iterator
 
 
@@ -73,6 +74,17 @@ def disk_full(exc: BaseException) -> ArchiveError | None:
         return None
     return ArchiveError("disk_full", "the archive's disk has no room for this: drop tables or delete jobs you no longer "
                         "need, or ask the archive's administrator", 507)
+
+
+def write_conflict(engine_text: str) -> ArchiveError:
+    """The 409 of a write that met another one's on the same table (DuckDB's writes are optimistic: the later one
+    fails), in words; DuckDB names the table as ``"Schema\\0main\\0Table\\0main\\0t"``."""
+    found = re.search(r'write-write conflict on (\w+) with "([^"]*)"', engine_text)
+    if found is None:
+        return ArchiveError("conflict", engine_text, 409)
+    table = re.split(r"\\0|\x00", found.group(2))[-1]  # its parts joined by NUL, shown as a backslash and a 0
+    return ArchiveError("conflict", f"another request changed {table!r} at the same moment (a conflict on {found.group(1)}); "
+                        "run it again", 409, details={"table": table})
 
 
 def one_line(exc: BaseException, *, kind: bool = False) -> str:

@@ -90,3 +90,36 @@ def test_first_uploads_at_once_into_a_new_mydb_all_succeed(core, writers):
         assert not failures, failures
         assert _names(a, p) == sorted(f"t{i}" for i in range(writers))
         assert all(_run(a, p, f"SELECT count(*) AS n FROM t{i}") == [{"n": i + 1}] for i in range(writers))
+
+
+def test_two_writes_of_one_table_at_once_fail_in_words(core):
+    """DuckDB's writes are optimistic: of two that change one table at once, the later fails. Its 409 said
+    'TransactionContext Error: Catalog write-write conflict on alter with "Schema\\0main\\0Table\\0main\\0t"'."""
+    import threading
+
+    a, p = core
+    _run(a, p, "CREATE TABLE t AS SELECT 1 AS a")
+    seen = []
+    for _ in range(50):  # until writes have met
+        start, errors = threading.Barrier(6), []
+
+        def write(i):
+            start.wait()
+            try:
+                _run(a, p, f"CREATE OR REPLACE TABLE t AS SELECT {i} AS a")
+            except ArchiveError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for exc in errors:
+            assert exc.status == 409 and exc.message.startswith("another request changed 't' at the same moment"), exc.message
+            assert "\x00" not in exc.message and exc.details["table"] == "t"
+        seen += errors
+        if seen:
+            break
+    assert seen, "no two writes met in 50 tries"
+    assert len(_run(a, p, "SELECT a FROM t")) == 1  # one of them won, whole

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from ..catalog.model import MYDB_ALIAS, Principal
-from ..errors import ArchiveError, disk_full, not_found, short_of_memory
+from ..errors import ArchiveError, disk_full, not_found, short_of_memory, write_conflict
 from ..memory import release_memory
 from ..sql import quote_ident as _quote_ident
 from ..sql import quote_literal as _quote_literal
@@ -224,8 +224,8 @@ def engine_error(exc: Exception) -> ArchiveError:
         return ArchiveError("too_large", f"the query needs more {what} than the archive allows: {first.splitlines()[0]}", 400)
     if (trouble := short_of_memory() if isinstance(exc, MemoryError) else disk_full(exc)) is not None:
         return trouble  # Arrow's MemoryError: another query holds the memory, most likely; or a write found no room
-    if isinstance(exc, duckdb.TransactionException):
-        return ArchiveError("conflict", first, 409)
+    if isinstance(exc, duckdb.TransactionException):  # e.g. two writes of one table at once: the later one fails
+        return write_conflict(first)
     if isinstance(exc, (
         duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException, duckdb.ConstraintException,
         duckdb.NotImplementedException, duckdb.TypeMismatchException, duckdb.DependencyException, duckdb.ProgrammingError,

@@ -82,7 +82,9 @@ def write_conflict(engine_text: str) -> ArchiveError:
     found = re.search(r'write-write conflict on (\w+) with "([^"]*)"', engine_text)
     if found is None:
         return ArchiveError("conflict", engine_text, 409)
-    table = re.split(r"\\0|\x00", found.group(2))[-1]  # its parts joined by NUL, shown as a backslash and a 0
+    # "Schema<0>main<0>Table<0>main<0>t" or "Table<0>main<0>t<0>Schema<0>main": parts joined by NUL, shown as \0
+    parts = re.split(r"\\0|\x00", found.group(2))
+    table = parts[parts.index("Table") + 2] if parts.count("Table") == 1 and parts.index("Table") + 2 < len(parts) else parts[-1]
     return ArchiveError("conflict", f"another request changed {table!r} at the same moment (a conflict on {found.group(1)}); "
                         "run it again", 409, details={"table": table})
 

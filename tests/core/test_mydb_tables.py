@@ -123,3 +123,15 @@ def test_two_writes_of_one_table_at_once_fail_in_words(core):
             break
     assert seen, "no two writes met in 50 tries"
     assert len(_run(a, p, "SELECT a FROM t")) == 1  # one of them won, whole
+
+
+@pytest.mark.parametrize(("engine_text", "table"), [  # as DuckDB words them (seen from concurrent uploads, CREATE, INTO)
+    ('TransactionContext Error: Catalog write-write conflict on alter with "Schema\\0main\\0Table\\0main\\0c"', "c"),
+    ('TransactionContext Error: Catalog write-write conflict on alter with "Table\\0main\\0c\\0Schema\\0main"', "c"),
+    ('TransactionContext Error: Catalog write-write conflict on create with "b"', "b"),
+])
+def test_a_write_conflict_names_its_table(engine_text, table):
+    from jupyter_archive.core.errors import write_conflict
+
+    err = write_conflict(engine_text)
+    assert err.status == 409 and err.details == {"table": table} and f"changed {table!r} at the same moment" in err.message

@@ -461,3 +461,31 @@ def test_a_job_canceled_between_the_dispatchers_read_and_its_start_is_skipped(ma
     assert [j.state for j in done] == ["completed", "canceled", "completed"]
     assert done[1].started is None  # never ran
     assert not [r for r in caplog.records if "dispatcher failed" in r.getMessage()]  # refused quietly, not a failed dispatch
+
+
+def test_a_long_text_waits_for_its_compile_turn_a_jobs_as_long_as_it_takes(make_archive, monkeypatch):
+    """Long texts compile one at a time; a quick query that waits too long for its turn is told to retry (429), a job
+    waits as long as it must: nobody waits on its answer, and it should run late rather than fail."""
+    import threading
+
+    from jupyter_archive.core.errors import ArchiveError
+    from jupyter_archive.core.sql import pipeline
+
+    monkeypatch.setattr(pipeline, "LONG_QUERY_WAIT", 0.2)
+    a = make_archive()
+    owner = a.users.principal("alice")
+
+    def long(k: int) -> str:  # 15,000 ORs: a second or more of compiling, each of a shape of its own
+        return f"SELECT objid AS c{k} FROM PhotoObj WHERE " + " OR ".join(f"objid = {i}" for i in range(15_000))
+
+    holding = threading.Thread(target=a.queries.compile, args=(owner, long(0), "sql"), kwargs={"context": "DEMO"})
+    holding.start()
+    time.sleep(0.3)  # its compile has the turn
+    with pytest.raises(ArchiveError) as err:
+        a.queries.query(owner, long(1), context="DEMO")
+    assert err.value.status == 429 and err.value.details["retry_after"]
+    job = a.jobs.submit_query(owner, long(2), "sql", context="DEMO", validate=False)
+    assert holding.is_alive(), "the first compile ended before the others asked for their turn"
+    holding.join()
+    job = a.jobs.wait(owner, job.id, timeout=120)
+    assert job.state == "completed", job.error_message

@@ -138,7 +138,8 @@ class QueryJobs:
                 uploads.close()
 
     def _run(self, job: Job, ctx: JobContext, principal: Principal, uploads: UploadSet | None) -> dict:
-        compiled, into = self.compile(principal, job.request, uploads.targets if uploads else None)
+        with sqlmod.patiently():  # a long text waits for its compile turn: nobody waits on a job's answer
+            compiled, into = self.compile(principal, job.request, uploads.targets if uploads else None)
         if principal.anonymous and any(st.kind != "read" for st in compiled.statements):
             raise permission("writing needs a signed-in user: log in to Jupyter or send an X-Auth-Token")
         ctx.log(f"compiled {compiled.language}: {len(compiled.statements)} statement(s)")

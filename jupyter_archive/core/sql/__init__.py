@@ -23,7 +23,7 @@ from . import healpix_index
 from .compiled import Compiled, Resolver, Statement, TableTarget, quote_ident, quote_literal
 from .healpix_index import HEALPIX_INFO_PREFIX, HealpixIndex, healpix_index_from_info, parse_healpix_spec
 from .phases import Phase
-from .pipeline import compile_query, rebind
+from .pipeline import compile_query, patiently, rebind
 from .variables import parse_variable
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "healpix_index_from_info",
     "parse_healpix_spec",
     "parse_variable",
+    "patiently",
     "quote_ident",
     "quote_literal",
     "rebind",

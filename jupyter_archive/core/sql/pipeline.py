@@ -8,6 +8,7 @@ live in this package's other modules; this one holds their order and the compile
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -37,8 +38,9 @@ COMPILE_SECONDS = 10.0
 # A long text takes seconds of Python to compile (30,000 ORs: ~3 s), all of it holding the interpreter's lock, which
 # every other request needs too: long ones compile one at a time, so one user's cannot stall everyone's.
 LONG_QUERY_CHARS = 16_384
-LONG_QUERY_WAIT = 10.0  # seconds a long text waits for its turn; then a 429
+LONG_QUERY_WAIT = 10.0  # seconds a long text waits for its turn; then a 429 (but see ``patiently``)
 _LONG_COMPILE = threading.Lock()
+_PATIENT = threading.local()
 
 
 class _Budget:
@@ -77,7 +79,7 @@ def _long_ones_in_turn(compile_fn):
     def in_turn(text: str, *args, **kwargs) -> Compiled:
         if len(text or "") <= LONG_QUERY_CHARS:
             return compile_fn(text, *args, **kwargs)
-        if not _LONG_COMPILE.acquire(timeout=LONG_QUERY_WAIT):
+        if not _LONG_COMPILE.acquire(timeout=-1 if getattr(_PATIENT, "on", False) else LONG_QUERY_WAIT):
             raise ArchiveError("too_many_requests", f"long queries (over {LONG_QUERY_CHARS:,} characters) are compiled one "
                                "at a time and others are waiting; retry shortly", 429, details={"retry_after": 5})
         try:
@@ -86,6 +88,17 @@ def _long_ones_in_turn(compile_fn):
             _LONG_COMPILE.release()
 
     return in_turn
+
+
+@contextlib.contextmanager
+def patiently():
+    """Within it (on this thread), a long text waits for its compile turn as long as that takes, not
+    ``LONG_QUERY_WAIT``: a job's, which nobody waits on, should run late rather than fail."""
+    _PATIENT.on = True
+    try:
+        yield
+    finally:
+        _PATIENT.on = False
 
 
 @_long_ones_in_turn

@@ -219,9 +219,9 @@ def engine_error(exc: Exception) -> ArchiveError:
         return ArchiveError("syntax_error", first, 400)
     if isinstance(exc, (duckdb.BinderException, duckdb.CatalogException)):
         return ArchiveError("invalid_query", first, 400)
-    if isinstance(exc, duckdb.OutOfMemoryException):
+    if isinstance(exc, duckdb.OutOfMemoryException) or "std::bad_alloc" in first:  # at the memory cap, also an INTERNAL Error
         what = "disk to spill to" if "max_temp_directory_size" in first else "memory"  # DuckDB's advice is settings users cannot set
-        return ArchiveError("too_large", f"the query needs more {what} than the archive allows: {first.splitlines()[0]}", 400)
+        return ArchiveError("too_large", f"the query needs more {what} than the archive allows: {'an allocation failed' if 'bad_alloc' in first else first.splitlines()[0]}", 400)
     if (trouble := short_of_memory() if isinstance(exc, MemoryError) else disk_full(exc)) is not None:
         return trouble  # Arrow's MemoryError: another query holds the memory, most likely; or a write found no room
     if isinstance(exc, duckdb.TransactionException):  # e.g. two writes of one table at once: the later one fails

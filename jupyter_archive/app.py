@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from urllib.parse import quote
@@ -42,7 +43,7 @@ from .faces.soda import soda_handlers
 from .faces.tables import table_handlers
 from .faces.proxy import Forwarding, proxied, unproxy
 from .faces.tap import tap_handlers
-from .settings import JsonDict, JsonList, SettingError, memory_cap, setting_error, size_bytes, size_setting, usable_dir
+from .settings import JsonDict, JsonList, SettingError, disk_bound, memory_cap, setting_error, size_bytes, size_setting, usable_dir
 
 TAKE_OVER_EVERY = 2.0  # seconds between a forwarding server's tries to take a free data dir over
 
@@ -129,6 +130,23 @@ class ArchiveApp(ExtensionApp):
             "per engine). It also bounds what an engine keeps of the tables it read, most of an export's peak."
         ),
     )
+    mydb_quota = Unicode(
+        "10GB", config=True,
+        help=(
+            "Disk each user's MyDB may take, e.g. '10GB', or a share of the data dir's disk, '5%'; a write that would "
+            "grow it past this fails whole with a 507 (0: no quota)."
+        ),
+    )
+    disk_reserve = Unicode(
+        "1GB", config=True,
+        help=(
+            "Free disk the archive's writes leave on each disk they write to (MyDB tables, uploads, job results), e.g. "
+            "'1GB' or '2%'; a write that would take the disk below it fails whole with a 507 and gives back what it "
+            "took, so one user's write never leaves the disk full for the others (0: none)."
+        ),
+    )
+    _mydb_quota: int | None = 10**10  # mydb_quota and disk_reserve in bytes, once checked
+    _disk_reserve: int | None = 1 << 30
     _memory_cap: int | None = None  # process_memory_limit in bytes, once checked
     process_memory_limit = Unicode(
         "50%", config=True,
@@ -216,6 +234,8 @@ class ArchiveApp(ExtensionApp):
             jobs_waiting_per_user=self.jobs_waiting_per_user,
             job_retention=self.job_retention or None,
             upload_limit=self.upload_limit,
+            mydb_quota=self._mydb_quota,
+            disk_reserve=self._disk_reserve or 0,
             dask_scheduler=self.dask_scheduler,
             cluster_min_rows=self.cluster_min_rows,
             mount_roots=list(self.mount_roots) or [self.serverapp.root_dir],
@@ -257,6 +277,9 @@ class ArchiveApp(ExtensionApp):
         for name, least in (("engine_memory_limit", 16 << 20), ("engine_spill_limit", 1 << 20), ("lookup_memory", 1 << 20)):
             if getattr(self, name):
                 size_setting(f"ArchiveApp.{name}", getattr(self, name), least=least)
+        disk = shutil.disk_usage(self.data_dir).total
+        self._mydb_quota = disk_bound("ArchiveApp.mydb_quota", self.mydb_quota, disk=disk, least=1 << 20)
+        self._disk_reserve = disk_bound("ArchiveApp.disk_reserve", self.disk_reserve, disk=disk)
         self._memory_cap = memory_cap("ArchiveApp.process_memory_limit", self.process_memory_limit, memory=memory_size(), using=data_size())
         try:
             valid_user_name(self.owner)

@@ -150,3 +150,21 @@ def memory_cap(name: str, value: str, *, memory: int, using: int, floor: int = 4
     if cap < using + (512 << 20):
         raise SettingError(name, f"{value!r} leaves less than 512 MiB past the {using >> 20} MiB this process holds already")
     return cap
+
+
+def disk_bound(name: str, value: str, *, disk: int, least: int = 0) -> int | None:
+    """The bytes ``value`` names of a disk of ``disk`` bytes: a size (``10GB``, or bytes) or a share of it (``5%``); None
+    for none (empty or ``0``). A SettingError if it is neither, or less than ``least`` bytes."""
+    if value.strip() in ("", "0"):
+        return None
+    if share := _SHARE.fullmatch(value):
+        if not 0 < float(share.group(1)) <= 100:
+            raise SettingError(name, f"{value!r} is not a share of the disk; give one from 1% to 100%")
+        size = int(disk * float(share.group(1)) / 100)
+    elif value.strip().isdigit():
+        size = int(value)  # bytes
+    elif (size := size_bytes(value)) is None:
+        raise SettingError(name, f"{value!r} is neither a size nor a share of the disk; e.g. 10GB or 5% (0: none)")
+    if size < least:
+        raise SettingError(name, f"{value!r} is less than the least that works, {least // 2**20} MiB")
+    return size

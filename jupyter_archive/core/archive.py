@@ -22,6 +22,7 @@ from .execution.lookups import Lookups
 from .execution.pool import EnginePool
 from .execution.run import Admission, Queries
 from .execution.samples import Samples
+from .execution.storage import Storage
 from .history import History
 from .images.cutout import CUTOUT_JOB
 from .images.service import Images
@@ -59,6 +60,8 @@ class Archive:
         self.reads = ThreadPoolExecutor(max(1, config.read_workers), thread_name_prefix="archive-reads")
         # Whose request takes a quick worker next: each user's fair share, waiting without a thread.
         self.admission = Admission(config.quick_workers, config.quick_per_user, wait=config.quick_queue_time)
+        # What writes may take of the disk: each user's MyDB its quota, and room always left on the disk.
+        self.storage = Storage(quota=config.mydb_quota, reserve=config.disk_reserve)
         self.engines = EnginePool(
             self.catalog,
             self.data_dir,
@@ -69,6 +72,7 @@ class Archive:
             limits={"memory_limit": config.engine_memory_limit, "spill_limit": config.engine_spill_limit},
             connections=config.quick_workers + config.job_workers + 2,
             idle_seconds=config.engine_idle_seconds,  # idle engines close: their buffers are memory held at rest
+            storage=self.storage,
         )
         self.catalog.engines = self.engines  # the namespace reads MyDB and writable mounts through them
         self.mounts = Mounts(config, self.data_dir, self.catalog, self.engines)
@@ -77,7 +81,7 @@ class Archive:
         self.queries = Queries(self.catalog, self.engines, row_limit=config.quick_row_limit, time_limit=config.quick_time_limit)
         if config.lookup_memory:
             self.queries.lookups = Lookups(config.lookup_memory, idle=config.engine_idle_seconds)
-        self.results = ResultStore(self.data_dir / "results")
+        self.results = ResultStore(self.data_dir / "results", room=self.storage.room)
         self.jobs = Jobs(
             JobStore(self.data_dir / "jobs.sqlite"),
             self.results,

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import errno
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 
 class ArchiveError(Exception):
@@ -74,6 +74,18 @@ def disk_full(exc: BaseException) -> ArchiveError | None:
         return None
     return ArchiveError("disk_full", "the archive's disk has no room for this: drop tables or delete jobs you no longer "
                         "need, or ask the archive's administrator", 507)
+
+
+def held_elsewhere(aliases: Iterable[str]) -> ArchiveError:
+    """The 409 of a query that waited in vain for databases an engine being replaced still holds."""
+    names = ", ".join(sorted(aliases))
+    return ArchiveError(
+        "conflict",
+        f"{names} is still held by work that began before the mounts changed (a running job or a result "
+        "being read); the query can run once that ends",
+        409,
+        details={"held": sorted(aliases)},
+    )
 
 
 def write_conflict(engine_text: str) -> ArchiveError:

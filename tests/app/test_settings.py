@@ -148,8 +148,9 @@ def test_a_size_that_cannot_be_used_stops_the_start(tmp_path, arg, words):
     assert err.value.name == "ArchiveApp." + arg.split("=")[0].removeprefix("--ArchiveApp.") and words in err.value.problem
 
 
-def _cap_wanted(value: str, memory: int) -> int | None | str:
-    """The cap ``value`` asks for, read apart from the archive's code: bytes, None for no cap, "bad" for neither."""
+def _wanted(value: str, total: int, *, floor: int = 0, bytes_too: bool = False) -> int | None | str:
+    """The bytes a size-or-share setting ``value`` asks for, read apart from the archive's code: a size, a share of
+    ``total`` (not under ``floor``), a bare number of bytes (``bytes_too``); None for none, "bad" for neither."""
     from jupyter_archive.settings import size_bytes
 
     text = value.strip()
@@ -160,9 +161,16 @@ def _cap_wanted(value: str, memory: int) -> int | None | str:
             share = float(text[:-1].strip())
         except ValueError:
             return "bad"
-        return max(int(memory * share / 100), 4 << 30) if 0 < share <= 100 and text[0].isdigit() else "bad"
+        return max(int(total * share / 100), floor) if 0 < share <= 100 and text[0].isdigit() else "bad"
+    if bytes_too and text.isdigit():
+        return int(text)
     size = size_bytes(value)
     return "bad" if size is None else size
+
+
+def _cap_wanted(value: str, memory: int) -> int | None | str:
+    """The cap ``value`` asks for: bytes, None for no cap, "bad" for neither."""
+    return _wanted(value, memory, floor=4 << 30)
 
 
 @settings(max_examples=300, deadline=None)
@@ -195,3 +203,42 @@ def test_a_memory_cap_that_cannot_be_used_stops_the_start(tmp_path, value, words
     with pytest.raises(SettingError) as err:
         app.check_settings()
     assert err.value.name == "ArchiveApp.process_memory_limit" and words in err.value.problem
+
+
+def _disk_wanted(value: str, disk: int, least: int) -> int | None | str:
+    """The bytes a disk bound ``value`` asks for: None for none, "bad" for neither or less than ``least``."""
+    size = _wanted(value, disk, bytes_too=True)
+    return size if size in (None, "bad") or size >= least else "bad"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(sizes, st.integers(0, 1 << 42).map(str),
+                 st.builds(lambda n: f"{n}%", st.integers(-5, 150) | st.floats(0, 120).map(lambda f: round(f, 1))),
+                 st.sampled_from(["", "0", " 0 ", "none", "%", "5 %", "-1", "1e9"])),
+       st.integers(1 << 30, 1 << 44), st.sampled_from(["mydb_quota", "disk_reserve"]))
+def test_a_disk_bound_is_a_size_bytes_or_a_share_of_the_disk(value, disk, name):
+    """``mydb_quota`` and ``disk_reserve``: a size, a number of bytes, or a share of the data dir's disk; none for
+    nothing or 0; a quota of at least 1 MiB; anything else a SettingError naming the setting."""
+    from jupyter_archive.settings import SettingError, disk_bound
+
+    least = 1 << 20 if name == "mydb_quota" else 0
+    wanted = _disk_wanted(value, disk, least)
+    try:
+        got = disk_bound(f"ArchiveApp.{name}", value, disk=disk, least=least)
+    except SettingError as err:
+        assert err.name == f"ArchiveApp.{name}" and wanted == "bad", (value, wanted)
+        return
+    assert got == wanted, (value, got, wanted)
+
+
+@pytest.mark.parametrize(("arg", "words"), [
+    ("--ArchiveApp.mydb_quota=lots", "neither a size nor a share"), ("--ArchiveApp.mydb_quota=200kB", "less than the least"),
+    ("--ArchiveApp.disk_reserve=0%", "from 1% to 100%"), ("--ArchiveApp.disk_reserve=-5GB", "neither a size nor a share"),
+])
+def test_a_disk_bound_that_cannot_be_used_stops_the_start(tmp_path, arg, words):
+    from jupyter_archive.settings import SettingError
+
+    app = command_line(arg, f"--ArchiveApp.data_dir={tmp_path}")
+    with pytest.raises(SettingError) as err:
+        app.check_settings()
+    assert err.value.name == arg.split("=")[0][2:] and words in err.value.problem

@@ -17,6 +17,7 @@ from sqlglot import exp
 from ..sql import quote_ident
 from . import fanout
 from .engines import engine_error
+from .storage import writing
 
 _ROWS = "__fanout_rows"  # the merged stream, as the table a CREATE TABLE ... AS reads
 
@@ -48,15 +49,17 @@ def written(engine, create: str, typed: str, params: dict | None, reader: pa.Rec
 
     cursor = engine.cursor(timeout=None, cancel=cancel)
     try:
-        rel = cursor.sql(typed, params=params)
-        cast = ", ".join(f"CAST({quote_ident(c)} AS {t}) AS {quote_ident(c)}" for c, t in zip(rel.columns, rel.types))
-        cursor.register(_ROWS, pa.RecordBatchReader.from_batches(reader.schema, rows()))
-        head, _, tail = create.rpartition("SELECT * FROM")  # the last one is select_of's own
-        cursor.execute(f"{head}SELECT {cast} FROM{tail}")
-    except duckdb.Error as exc:
-        if failure:
-            raise failure[0] from None
-        raise engine_error(exc) from None
+        with writing(cursor):  # stopped past the disk's room or the user's MyDB quota (a 507)
+            try:
+                rel = cursor.sql(typed, params=params)
+                cast = ", ".join(f"CAST({quote_ident(c)} AS {t}) AS {quote_ident(c)}" for c, t in zip(rel.columns, rel.types))
+                cursor.register(_ROWS, pa.RecordBatchReader.from_batches(reader.schema, rows()))
+                head, _, tail = create.rpartition("SELECT * FROM")  # the last one is select_of's own
+                cursor.execute(f"{head}SELECT {cast} FROM{tail}")
+            except duckdb.Error as exc:
+                if failure:
+                    raise failure[0] from None
+                raise engine_error(exc) from None
     finally:
         reader.close()
         try:

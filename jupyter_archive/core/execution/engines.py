@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from ..catalog.model import MYDB_ALIAS, Principal
-from ..errors import ArchiveError, disk_full, not_found, short_of_memory, write_conflict
+from ..errors import ArchiveError, disk_full, held_elsewhere, not_found, short_of_memory, write_conflict
 from ..memory import release_memory
 from ..sql import quote_ident as _quote_ident
 from ..sql import quote_literal as _quote_literal
@@ -255,24 +255,24 @@ class Generation:
 
 
 class EngineLifecycle:
-    """Every engine of the archive, by key: opened for its spec when first leased, replaced when
-    the spec changes, closed once replaced (or its key ended) and idle, and closed when nobody has
-    leased it for ``idle_seconds`` (the next lease opens it again). The engine pool holds one and lends from it.
+    """Every engine of the archive, by key: opened for its spec when first leased, replaced when the spec changes (or
+    ``renew`` asks), closed once replaced (or its key ended) and idle, and closed when nobody has leased it for
+    ``idle_seconds`` (the next lease opens it again). The engine pool holds one and lends from it.
 
-    A locked instance cannot attach more files, and DuckDB lets only one instance of a process hold
-    a file read-write, so a changed spec means a new engine, made safely:
+    A locked instance cannot attach more files, and DuckDB lets only one instance of a process hold a file
+    read-write, so a changed spec means a new engine, made safely:
 
-    - an engine is closed only once it has been replaced (or its user deleted) *and* its last
-      lease has come back: nothing closes an engine under a running job, a streamed result or an upload;
-    - a new engine attaches only files that no live engine holds in a conflicting mode. A file
-      still held by a replaced engine (a user's MyDB under a long job) is left out, and the new
-      engine, *incomplete*, is itself replaced by a complete one as soon as the file is free;
-    - a replaced engine goes on serving what it has unchanged (the user's MyDB while their job
-      runs); only a lease needing a file still held elsewhere waits, bounded.
+    - an engine is closed only once it has been replaced (or its user deleted) *and* its last lease has come back:
+      nothing closes an engine under a running job, a streamed result or an upload;
+    - a new engine attaches only files that no live engine holds in a conflicting mode. A file still held by a
+      replaced engine (a user's MyDB under a long job) is left out, and the new engine, *incomplete*, is itself
+      replaced by a complete one as soon as the file is free;
+    - a replaced engine goes on serving what it has unchanged (the user's MyDB while their job runs); only a lease
+      needing a file still held elsewhere waits, bounded.
 
-    ``cond`` guards it all (the pool leases and waits under it); ``current`` (each key's newest
-    generation) and ``version`` (up by one at each ``refresh``) are what the pool's fast path reads.
-    ``make(attachments, temp_dir=, spill_dir=)`` opens an engine (the pool's ``Engine``).
+    ``cond`` guards it all (the pool leases and waits under it); ``current`` (each key's newest generation) and
+    ``version`` (up by one at each ``refresh``) are what the pool's fast path reads. ``make(attachments, temp_dir=,
+    spill_dir=)`` opens an engine (the pool's ``Engine``).
     """
 
     def __init__(self, specs: Specs, make: Callable[..., Engine], *, idle_seconds: float | None = None):
@@ -309,7 +309,7 @@ class EngineLifecycle:
             if gens and gens[0].serves(need, want):
                 return gens[0], frozenset()
             if gens and not gens[0].retired and need & gens[0].missing:
-                raise busy(need & gens[0].missing)
+                raise held_elsewhere(need & gens[0].missing)
             raise ArchiveError("conflict", "the mounts changed while the request was prepared; send it again", 409)
         current = self._current_for(key, spec)
         for gen in [current, *reversed([g for g in self._retired if g.key == key])]:
@@ -398,6 +398,16 @@ class EngineLifecycle:
         for gen in gens:
             gen.engine.interrupt()
 
+    def renew(self, engine: Engine, cleanup: Callable[[], None]) -> None:
+        """Replace ``engine`` as a changed spec would, and run ``cleanup`` (under ``cond``: no engine opens meanwhile)
+        once every engine of its key has closed, so it may open the key's files alone."""
+        with self.cond:
+            for gen in self._live():
+                if gen.engine is engine:
+                    self._cleanups.setdefault(gen.key, []).append(cleanup)
+                    self._retire(gen)
+                    return
+
     def _end(self, key: Hashable) -> list[Generation]:
         gen = self.current.get(key)
         if gen is not None:
@@ -483,17 +493,6 @@ class EngineLifecycle:
         for gen in gens:
             gen.engine.interrupt()
             gen.engine.close()
-
-
-def busy(aliases: Iterable[str]) -> ArchiveError:
-    names = ", ".join(sorted(aliases))
-    return ArchiveError(
-        "conflict",
-        f"{names} is still held by work that began before the mounts changed (a running job or a result "
-        "being read); the query can run once that ends",
-        409,
-        details={"held": sorted(aliases)},
-    )
 
 
 def _real(path: Path) -> Path:

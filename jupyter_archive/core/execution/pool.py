@@ -1,10 +1,9 @@
 """The engine pool: the connections it lends of the archive's DuckDB engines, and the results they stream.
 
-An engine is one locked-down DuckDB instance for one *key*: a user's identity, the anonymous
-reader, or a writable mount. Every connection handed out is a *lease*; a lease names the
-databases it needs and gets the newest engine that has all of them as the key's spec says.
-Which engines live, and when they are replaced and closed, is ``engines.EngineLifecycle``'s;
-the pool lends under its lock and reads its current engines directly (the fast path). Engines are handed out whole.
+An engine is one locked-down DuckDB instance for one *key*: a user's identity, the anonymous reader, or a writable
+mount. Every connection handed out is a *lease*; a lease names the databases it needs and gets the newest engine that
+has all of them as the key's spec says. Which engines live, and when they are replaced and closed, is
+``engines.EngineLifecycle``'s; the pool lends under its lock and reads its current engines directly (the fast path).
 
 The keys are the archive's (``engines.Specs``); ``engine``, ``mount_engine`` and ``context_engine``
 name them as ``EngineRef``s, which lease when asked for a cursor: a ``Lease`` of an ``Engine``.
@@ -23,17 +22,16 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from ..catalog.model import MYDB_ALIAS, ContextRef, Mount, Principal
-from ..errors import ArchiveError
+from ..errors import ArchiveError, held_elsewhere
 from ..languages import DEFAULT_LANGUAGE
-from .engines import Attachment, EngineLifecycle, Generation, Specs, busy, engine_error, open_instance
+from .engines import Attachment, EngineLifecycle, Generation, Specs, engine_error, open_instance
 
 # duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
 if TYPE_CHECKING:
     import duckdb
     from ..catalog.namespace import Namespace
 
-# Catalogs every DuckDB instance has; a lease never needs them from a spec.
-BUILT_IN = frozenset({"memory", "system", "temp"})
+BUILT_IN = frozenset({"memory", "system", "temp"})  # catalogs every DuckDB instance has: a lease never needs them from a spec
 _DEFAULT = object()
 
 
@@ -46,8 +44,9 @@ class Engine:
     engine that was replaced is closed only once nothing uses it any more.
     """
 
-    def __init__(self, attachments: list[Attachment], *, temp_dir: Path | None = None, spill_dir: Path | None = None, **options):
+    def __init__(self, attachments: list[Attachment], *, temp_dir: Path | None = None, spill_dir: Path | None = None, storage=None, **options):
         self.attachments = {a.alias: a for a in attachments}
+        self.storage = storage  # ``storage.Storage``: what writes on it may take of the disk
         self.temp_dir = temp_dir  # the one directory this engine's own code may read files from
         # Where DuckDB spills: its own folder, as two engines of one user may be open at once
         # (one replaced but still in use) and must not share spill files.
@@ -190,12 +189,15 @@ class EnginePool:
         limits: dict[str, str | None] | None = None,  # open_instance's memory_limit and spill_limit
         connections: int = 8,
         idle_seconds: float | None = None,
+        storage=None,  # storage.Storage: bounds the disk its engines' writes take
     ):
         self.specs = Specs(namespace, data_dir, users)  # what each key's engine attaches
         self._running_jobs = running_jobs
         self._wait = wait  # how long a lease waits by default: the quick-query time limit
-        make = functools.partial(Engine, threads=threads, pool_size=connections, **(limits or {}))
+        make = functools.partial(Engine, threads=threads, pool_size=connections, storage=storage, **(limits or {}))
         self._life = EngineLifecycle(self.specs, make, idle_seconds=idle_seconds)
+        if storage is not None:
+            storage.renew = self._life.renew  # a file a failed write left stale is shrunk by an engine of its own
 
     # -- which engine -----------------------------------------------------------------------------
     def engine(self, principal: Principal, needs: Iterable[str] | None = None) -> EngineRef:
@@ -271,7 +273,7 @@ class EnginePool:
                     raise ArchiveError("canceled", "canceled while waiting for the engine", 409)
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    raise busy(blocked)
+                    raise held_elsewhere(blocked)
                 if cancel is not None:
                     left = 0.25 if left is None else min(left, 0.25)  # look at the cancel signal now and then
                 life.cond.wait(left)  # woken when an engine closes or the mounts change
@@ -376,11 +378,9 @@ SMALL_BYTES = 256 * 1024
 
 
 class QueryResult:
-    """A running query's rows: schema known, batches pulled on demand, closed at the end.
-
-    ``truncated`` is known before the first byte is sent: with a row limit the rows (at most
-    ``row_limit + 1``) are read up front, in bounded memory (``spool.hold``).
-    """
+    """A running query's rows: schema known, batches pulled on demand, closed at the end. ``truncated`` is known
+    before the first byte is sent: with a row limit the rows (at most ``row_limit + 1``) are read up front, in
+    bounded memory (``spool.hold``)."""
 
     def __init__(
         self,

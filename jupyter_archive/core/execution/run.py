@@ -33,6 +33,7 @@ from .cluster import run_partitioned
 from .planner import CLUSTER, ENGINE, SERVER, TAP_SCHEMA, Plan, plan
 from .pool import WATCHDOG, QueryResult, recorded, rows_affected_result
 from .spool import batches_of, hold
+from .storage import watch_writes
 from .uploads import UploadSet, query_with
 
 if TYPE_CHECKING:
@@ -354,7 +355,7 @@ def execute(
     timed_out = threading.Event()
     timer = None
     guard = threading.Lock()  # the watchdog must never interrupt the connection once it is given back
-    closed = []
+    closed, watch = [], None  # watch: of a write, stopped past the disk's room or the user's quota (``storage``)
     if time_limit:
 
         def _expire():
@@ -374,35 +375,35 @@ def execute(
             closed.append(True)
             if timer is not None:
                 WATCHDOG.cancel(timer)
+        if watch is not None:
+            watch.end()
         try:
             cursor.close()
         except duckdb.Error:
             pass
 
     def _check(exc: BaseException) -> ArchiveError:
+        if watch is not None and (stopped := watch.error(exc)) is not None:
+            return stopped
         if isinstance(exc, duckdb.InterruptException) or "Interrupted" in str(exc):
             if timed_out.is_set():
-                return ArchiveError(
-                    "time_limit",
-                    f"the query ran longer than the quick-query time limit of {time_limit:g} s; submit it as a job instead",
-                    400,
-                )
+                return ArchiveError("time_limit", f"the query ran longer than the quick-query time limit of {time_limit:g} s; submit it as a job instead", 400)
             return ArchiveError("canceled", "the query was canceled", 409)
-        if isinstance(exc, ArchiveError):
-            return exc
-        return engine_error(exc)
+        return exc if isinstance(exc, ArchiveError) else engine_error(exc)
 
     try:
+        watch = watch_writes(cursor, statements) if any(st.kind != "read" for st in statements) else None  # not for reads
         for st in statements[:-1]:
             rel = cursor.sql(st.sql, params=st.params or None)
             if rel is not None:
                 # Reads before the last statement have no effect; run them (bounded) so errors surface.
                 (rel.limit(1) if st.kind == "read" else rel).fetchall()
         last = statements[-1]
+        if watch is not None and last.kind == "read":
+            watch.end()  # the writes are done: checkpointed now, on this thread, not where the rows are read
         if last.kind == "read" and row_limit is not None and row_limit <= DBAPI_ROWS:
-            # A quick query's rows are all fetched up front anyway: the DB-API path skips the
-            # relation API's extra bind (~0.3 ms a query); its Arrow reader copies every row
-            # first, bounded here by the row limit (a larger limit streams through the relation).
+            # A quick query's rows are all fetched up front anyway: the DB-API path skips the relation API's extra bind
+            # (~0.3 ms a query); its Arrow reader copies every row first, bounded by the row limit (more streams).
             con = getattr(cursor, "con", cursor)  # a pool lease's connection, without its indirection
             con.execute(last.sql, last.params or None)
             first = _small_batch(con)
@@ -420,12 +421,14 @@ def execute(
             return rows_affected_result(count)
         reader = rel.to_arrow_reader(batch_rows)
         return _prefetched(reader, row_limit, column_meta, _close, _check)
-    except ArchiveError:
+    except (duckdb.Error, pa.ArrowException) as exc:
+        error = _check(exc)
+        _close()
+        raise error from None
+    except BaseException as exc:  # an ArchiveError, and whatever else: the connection goes back all the same
+        _check(exc)  # a watched write: marked failed
         _close()
         raise
-    except (duckdb.Error, pa.ArrowException) as exc:
-        _close()
-        raise _check(exc) from None
 
 
 SMALL_ROWS = 64
@@ -440,11 +443,10 @@ _SIMPLE_TYPES = {
 
 
 def _small_batch(cursor) -> tuple[pa.RecordBatch, pa.Schema] | None:
-    """The first rows of an executed query as an Arrow batch built from Python values, and its schema (one
-    object per column shape, so what writers derive from it is remembered). For a handful of rows this is
-    much cheaper than DuckDB's Arrow export (about 0.5 ms a query); a result with more rows continues through
-    the Arrow reader after these (DuckDB resumes where fetchmany stopped). None unless every type is plain.
-    """
+    """The first rows of an executed query as an Arrow batch built from Python values, and its schema (one object per
+    column shape, so what writers derive from it is remembered). For a handful of rows this is much cheaper than
+    DuckDB's Arrow export (about 0.5 ms a query); a result with more rows continues through the Arrow reader after
+    these (DuckDB resumes where fetchmany stopped). None unless every type is plain."""
     shape = _small_shape(tuple((d[0], str(d[1])) for d in cursor.description or ()))
     if shape is None:
         return None
@@ -462,8 +464,7 @@ def _small_batch(cursor) -> tuple[pa.RecordBatch, pa.Schema] | None:
 
 @functools.lru_cache(maxsize=256)
 def _small_shape(columns: tuple[tuple[str, str], ...]) -> tuple[pa.Schema, pa.StructType | None] | None:
-    """(schema, struct type or None for duplicate names) of ``(name, engine type)`` columns
-    that are all plain types, else None."""
+    """(schema, struct type or None for duplicate names) of ``(name, engine type)`` columns all of plain types, else None."""
     types = [_SIMPLE_TYPES.get(t) for _, t in columns]
     if not columns or not all(types):
         return None
@@ -473,10 +474,9 @@ def _small_shape(columns: tuple[tuple[str, str], ...]) -> tuple[pa.Schema, pa.St
 
 
 def _prefetched(reader, row_limit, column_meta, on_close, check, *, first=None) -> QueryResult:
-    """A QueryResult over an engine reader (and/or a first ``(batch, schema)`` already fetched):
-    with a row limit every row (at most limit + 1) is read now, so truncation is known before
-    anything is sent (held in bounded memory, the rest spooled: ``spool.hold``); else the first
-    batch, so errors surface before the response starts."""
+    """A QueryResult over an engine reader (and/or a first ``(batch, schema)`` already fetched): with a row limit every
+    row (at most limit + 1) is read now, so truncation is known before anything is sent (held in bounded memory, the
+    rest spooled: ``spool.hold``); else the first batch, so errors surface before the response starts."""
     first, schema = first if first is not None else (None, reader.schema)
     if column_meta:
         schema = annotate(schema, column_meta)

@@ -38,8 +38,9 @@ RELEASE_AFTER = 8 << 20
 class ResultStore:
     """Result files under ``root`` (``<job id>.parquet``), written atomically."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, room: Callable[[Path], None] | None = None):
         self.root = Path(root)
+        self._room = room  # raises the 507 of a disk with no room left to write at a path (``storage.Storage.room``)
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, job_id: int) -> Path:
@@ -61,6 +62,8 @@ class ResultStore:
             with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
                 for batch in batches:
                     if batch.num_rows:
+                        if self._room is not None:
+                            self._room(tmp)  # a result never fills the disk: it fails whole, its file gone
                         writer.write_batch(batch, row_group_size=ROW_GROUP)
                         rows += batch.num_rows
                         size += batch.nbytes

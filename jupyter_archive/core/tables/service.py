@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from ..errors import ArchiveError, bad_request, one_line, permission
 from ..execution.engines import engine_error
+from ..execution.storage import writing
 from . import write
 from .sources import FORMATS, NOT_WHOLE, open_source, read_error
 from .write import MODES, UploadResult, check_table_name
@@ -82,7 +83,7 @@ class Tables:
         cur = self._engines.context_engine(principal, ref).cursor()
         source = None
         try:
-            try:
+            with writing(cur):  # stopped past the disk's room or the user's MyDB quota (a 507)
                 for full in (False, True):
                     source = open_source(cur, path, fmt, full=full)
                     if not source.columns:
@@ -97,12 +98,12 @@ class Tables:
                             raise
                         source.close()
                         source = None
-            except ArchiveError:
-                raise
-            except (duckdb.Error, pa.ArrowException) as exc:
-                raise read_error(exc, path, fmt) from None
-            except Exception as exc:  # noqa: BLE001 - astropy and numpy fail in many ways on a bad file
-                raise bad_request(f"cannot load the {fmt.upper()} upload: {one_line(exc)}") from None
+        except ArchiveError:
+            raise
+        except (duckdb.Error, pa.ArrowException) as exc:
+            raise read_error(exc, path, fmt) from None
+        except Exception as exc:  # noqa: BLE001 - astropy and numpy fail in many ways on a bad file
+            raise bad_request(f"cannot load the {fmt.upper()} upload: {one_line(exc)}") from None
         finally:
             if source is not None:
                 source.close()
@@ -115,7 +116,8 @@ class Tables:
         ref = self.writable_context(principal, context)
         cur = self._engines.context_engine(principal, ref).cursor()
         try:
-            write.drop(cur, name, ref.alias, ref.name)
+            with writing(cur, adds=False):  # checkpointed after: the room it frees is free at once
+                write.drop(cur, name, ref.alias, ref.name)
         except duckdb.Error as exc:
             raise engine_error(exc) from None
         finally:

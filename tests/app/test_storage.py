@@ -1,0 +1,171 @@
+"""What writes may take of the disk: a user's MyDB stops at its quota, every write stops short of the room the archive
+keeps free on the disk, and a write stopped (or failed any other way) gives back the file space it took.
+
+Real `jupyter archive` processes: one with a small MyDB quota, one whose disk reserve is set just under what this
+machine's disk has free now, so a write of a few hundred MB meets it. A stopped write is a 507 in its face's shape,
+or a failed job, naming the bound; what MyDB held before is whole, its file is back near its size before (DuckDB
+keeps a rolled-back write's blocks in the file unless told to give them back), and the next write works.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv  # noqa: F401 - pa.csv
+import pyarrow.parquet as pq
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.faces import shape_problem
+from tests.support.raw_http import Reply
+from tests.support.servers import LiveServer
+
+QUOTA = 24 << 20
+#: What a stopped write may leave in the file past its size before: a few of DuckDB's 256 kB blocks of metadata.
+SLACK = 4 << 20
+
+
+def _session(server: LiveServer) -> requests.Session:
+    s = requests.Session()
+    s.headers["Authorization"] = f"token {server.token}"
+    return s
+
+
+def _setup(server: LiveServer) -> None:
+    r = _session(server).post(server.url + "archive/api/query", json={"query": "CREATE TABLE kept AS SELECT * FROM range(1000) t(i)", "context": "MyDB"})
+    assert r.status_code == 200, r.text
+
+
+@pytest.fixture(scope="module")
+def quota(tmp_path_factory, demo_dir):
+    s = LiveServer(tmp_path_factory.mktemp("quota"), demo_dir, extra=(f"--ArchiveApp.mydb_quota={QUOTA}B",))
+    _setup(s)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def reserve(tmp_path_factory, demo_dir):
+    root = tmp_path_factory.mktemp("reserve")
+    # Room for ~150 MB of writes on this machine's disk as it is now; the writes below take twice that.
+    kept = shutil.disk_usage(root).free - (150 << 20)
+    s = LiveServer(root, demo_dir, extra=(f"--ArchiveApp.disk_reserve={kept}",))
+    _setup(s)
+    yield s
+    s.stop()
+
+
+def _mydb_file(server: LiveServer) -> Path:
+    (found,) = (server.data_dir / "mydb").glob("*.duckdb")
+    return found
+
+
+def _big(rows: int, salt: int) -> str:
+    """Rows of random numbers and hashes: ~34 bytes a row however the engine or Parquet compresses them."""
+    return f"SELECT i, random() AS x, md5((i + {salt})::VARCHAR) AS s FROM range({rows}) t(i)"
+
+
+def _write(server: LiveServer, how: str, face: str, name: str, rows: int, salt: int) -> requests.Response:
+    s = _session(server)
+    if how == "upload":  # random doubles: no compression gets them under the bound
+        values = np.random.default_rng(salt).random((2, rows))
+        if face == "native":
+            body = io.BytesIO()
+            pq.write_table(pa.table({"x": values[0], "y": values[1]}), body, compression="none")
+            return s.put(server.url + f"archive/api/contexts/MyDB/tables/{name}", params={"format": "parquet"}, data=body.getvalue(), timeout=300)
+        body = io.BytesIO()  # CasJobs uploads CSV
+        pa.csv.write_csv(pa.table({"x": values[0], "y": values[1]}), body)
+        return s.post(server.url + f"archive/casjobs/contexts/MyDB/Tables/{name}", data=body.getvalue(), timeout=300)
+    query = {
+        "create": f"CREATE TABLE {name} AS {_big(rows, salt)}",
+        "into": _big(rows, salt).replace(" FROM ", f" INTO {name} FROM "),
+        "insert": f"INSERT INTO kept SELECT (random() * 1e18)::BIGINT FROM range({2 * rows})",  # 8 bytes a row, random
+    }[how]
+    if face == "native":
+        return s.post(server.url + "archive/api/query", json={"query": query, "context": "MyDB"}, timeout=300)
+    return s.post(server.url + "archive/casjobs/contexts/MyDB/query", json={"Query": query}, timeout=300)
+
+
+def _stopped(server: LiveServer, r: requests.Response, face: str, words: str, before: int) -> None:
+    reply = Reply(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content)
+    assert r.status_code == 507 and shape_problem(face, reply) is None, (r.status_code, r.text[:300])
+    assert words in r.text, r.text[:300]
+    _whole(server, before)
+
+
+def _whole(server: LiveServer, before: int) -> None:
+    """MyDB holds what it held, its file gave back what the write took, and the next write works."""
+    s = _session(server)
+    r = s.post(server.url + "archive/api/query", json={"query": "SELECT count(*) AS n, sum(i) AS t FROM kept", "context": "MyDB"})
+    assert r.status_code == 200 and r.json()["data"] == [[1000, 499500]], r.text
+    size = _mydb_file(server).stat().st_size
+    assert size <= before + SLACK, f"the MyDB file grew from {before} to {size} bytes"
+    r = s.post(server.url + "archive/api/query", json={"query": "CREATE OR REPLACE TABLE small AS SELECT 1 AS one", "context": "MyDB"})
+    assert r.status_code == 200, r.text
+    assert server.proc.poll() is None, server.log_text()
+
+
+NAMES = itertools.count()  # a table name each example: one a wrong answer created does not fail the next
+HOWS = st.sampled_from(["create", "into", "insert", "upload"])
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(HOWS, st.sampled_from(["native", "casjobs"]), st.integers(3_000_000, 5_000_000), st.integers(0, 10**6))
+def test_a_write_past_the_users_quota_is_a_507_and_takes_nothing(quota, how, face, rows, salt):
+    before = _mydb_file(quota).stat().st_size
+    r = _write(quota, how, face, f"t{next(NAMES)}", rows, salt)
+    _stopped(quota, r, face, "past its quota", before)
+    if face == "native":
+        assert r.json()["error"]["details"]["quota_bytes"] == QUOTA
+
+
+def _job(server: LiveServer, query: str, context: str) -> dict:
+    s, url = _session(server), server.url + "archive/api/"
+    job = s.post(url + "jobs", json={"query": query, "context": context}).json()
+    deadline = time.monotonic() + 300
+    while (got := s.get(url + f"jobs/{job['id']}").json())["state"] not in ("completed", "failed", "canceled"):
+        assert time.monotonic() < deadline, got
+        time.sleep(0.3)
+    return got
+
+
+def test_a_job_writing_past_the_quota_fails_saying_so_and_a_drop_frees_room(quota):
+    before = _mydb_file(quota).stat().st_size
+    got = _job(quota, _big(4_000_000, 1).replace(" FROM ", " INTO big FROM "), "MyDB")
+    assert got["state"] == "failed" and got["error"]["code"] == "quota_exceeded", got
+    _whole(quota, before)
+    # Up to the quota in two tables; the one that would pass it stops; dropping one makes room for it again.
+    s = _session(quota)
+    for name in ("a", "b"):
+        r = s.post(quota.url + "archive/api/query", json={"query": f"CREATE TABLE {name} AS {_big(300_000, 2)}", "context": "MyDB"})
+        assert r.status_code == 200, r.text
+    third = {"query": f"CREATE TABLE c AS {_big(600_000, 3)}", "context": "MyDB"}
+    assert s.post(quota.url + "archive/api/query", json=third).status_code == 507
+    assert s.post(quota.url + "archive/api/query", json={"query": "DROP TABLE a", "context": "MyDB"}).status_code == 200
+    assert s.delete(quota.url + "archive/api/contexts/MyDB/tables/b").status_code in (200, 204)
+    r = s.post(quota.url + "archive/api/query", json=third)
+    assert r.status_code == 200, r.text
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["create", "into", "upload"]), st.sampled_from(["native", "casjobs"]), st.integers(0, 10**6))
+def test_a_write_past_the_disks_reserve_is_a_507_and_gives_back_what_it_took(reserve, how, face, salt):
+    before = _mydb_file(reserve).stat().st_size
+    r = _write(reserve, how, face, f"t{next(NAMES)}", 12_000_000, salt)
+    _stopped(reserve, r, face, "no room", before)
+
+
+def test_a_job_whose_result_would_pass_the_reserve_fails_and_leaves_no_file(reserve):
+    got = _job(reserve, _big(12_000_000, 5), "DEMO")
+    assert got["state"] == "failed" and got["error"]["code"] == "disk_full", got
+    assert not list((reserve.data_dir / "results").glob(f"{got['id']}.*")), "a part of the result was left"
+    small = _job(reserve, "SELECT 1 AS one", "DEMO")  # and the next one runs
+    assert small["state"] == "completed", small

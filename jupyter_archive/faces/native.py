@@ -45,7 +45,11 @@ class ContextsHandler(NativeHandler):
     @endpoint(anonymous=True)
     async def get(self):
         refs = await self.call(self.archive.catalog.contexts, self.principal)
-        self.send_json({"contexts": [r.to_json() for r in refs]})
+        docs = [r.to_json() for r in refs]
+        for ref, doc in zip(refs, docs, strict=True):
+            if ref.mount is None and not self.principal.anonymous:  # MyDB: what it takes of its quota
+                doc["storage"] = self.archive.storage.usage(self.archive.catalog.mydb_path(self.principal))
+        self.send_json({"contexts": docs})
 
 
 class TablesHandler(NativeHandler):

@@ -147,12 +147,23 @@ def test_a_job_writing_past_the_quota_fails_saying_so_and_a_drop_frees_room(quot
     for name in ("a", "b"):
         r = s.post(quota.url + "archive/api/query", json={"query": f"CREATE TABLE {name} AS {_big(300_000, 2)}", "context": "MyDB"})
         assert r.status_code == 200, r.text
+    used = _usage(quota)
+    assert used["quota"] == QUOTA and 15 << 20 < used["bytes"] <= QUOTA, used  # the two tables, as listed with MyDB
     third = {"query": f"CREATE TABLE c AS {_big(600_000, 3)}", "context": "MyDB"}
     assert s.post(quota.url + "archive/api/query", json=third).status_code == 507
     assert s.post(quota.url + "archive/api/query", json={"query": "DROP TABLE a", "context": "MyDB"}).status_code == 200
     assert s.delete(quota.url + "archive/api/contexts/MyDB/tables/b").status_code in (200, 204)
     r = s.post(quota.url + "archive/api/query", json=third)
     assert r.status_code == 200, r.text
+
+
+def _usage(server: LiveServer) -> dict:
+    """What ``GET contexts`` says MyDB takes: its file's bytes and its quota; checked against the file itself."""
+    contexts = _session(server).get(server.url + "archive/api/contexts").json()["contexts"]
+    (mydb,) = [c for c in contexts if c["name"] == "MyDB"]
+    assert mydb["storage"]["bytes"] == _mydb_file(server).stat().st_size, mydb
+    assert all("storage" not in c for c in contexts if c["name"] != "MyDB"), contexts
+    return mydb["storage"]
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

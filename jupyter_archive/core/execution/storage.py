@@ -203,6 +203,10 @@ class Storage:
             self._wake()
         return False
 
+    def usage(self, mydb: Path) -> dict:
+        """What a user's MyDB file takes of the disk and of its quota (None: no quota), in bytes."""
+        return {"bytes": _size(mydb), "quota": self.quota}
+
     def room(self, path: Path) -> None:
         """Raise the 507 of a full disk if writing at ``path`` would take its disk below the reserve."""
         if self.reserve and _free(Path(path).parent) < self.reserve:

@@ -64,7 +64,8 @@ def reserve(tmp_path_factory, demo_dir):
 
 
 def _mydb_file(server: LiveServer) -> Path:
-    (found,) = (server.data_dir / "mydb").glob("*.duckdb")
+    """The server owner's MyDB file (the one user whose name is not bob)."""
+    (found,) = [p for p in (server.data_dir / "mydb").glob("*.duckdb") if not p.name.startswith("bob.")]
     return found
 
 
@@ -180,3 +181,19 @@ def test_a_job_whose_result_would_pass_the_reserve_fails_and_leaves_no_file(rese
     assert not list((reserve.data_dir / "results").glob(f"{got['id']}.*")), "a part of the result was left"
     small = _job(reserve, "SELECT 1 AS one", "DEMO")  # and the next one runs
     assert small["state"] == "completed", small
+
+
+def test_one_users_quota_is_theirs_alone(quota):
+    """Another user at their quota fails their own writes; this user's go on (each MyDB is its own file)."""
+    s = _session(quota)
+    made = s.put(quota.url + "archive/casjobs/users/bob", json={"Password": "bob-password-1"})
+    assert made.status_code == 200, made.text
+    login = {"auth": {"identity": {"password": {"user": {"name": "bob", "password": "bob-password-1"}}}}}
+    token = requests.post(quota.url + "archive/auth/tokens", json=login).headers["X-Subject-Token"]
+    bob = {"X-Auth-Token": token}
+    r = requests.post(quota.url + "archive/api/query", headers=bob, json={"query": f"CREATE TABLE big AS {_big(3_000_000, 9)}", "context": "MyDB"})
+    assert r.status_code == 507 and "past its quota" in r.text, r.text[:300]
+    before = _mydb_file(quota).stat().st_size
+    r = s.post(quota.url + "archive/api/query", json={"query": f"CREATE OR REPLACE TABLE mine AS {_big(200_000, 9)}", "context": "MyDB"})
+    assert r.status_code == 200, r.text
+    assert _mydb_file(quota).stat().st_size > before

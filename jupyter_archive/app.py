@@ -137,6 +137,13 @@ class ArchiveApp(ExtensionApp):
             "grow it past this fails whole with a 507 (0: no quota)."
         ),
     )
+    results_quota = Unicode(
+        "10GB", config=True,
+        help=(
+            "Disk each user's stored job results may take together (those of jobs not yet deleted or expired), e.g. "
+            "'10GB' or '5%'; a job whose result would pass it fails with a 507, its result gone (0: no quota)."
+        ),
+    )
     disk_reserve = Unicode(
         "1GB", config=True,
         help=(
@@ -145,7 +152,8 @@ class ArchiveApp(ExtensionApp):
             "took, so one user's write never leaves the disk full for the others (0: none)."
         ),
     )
-    _mydb_quota: int | None = 10**10  # mydb_quota and disk_reserve in bytes, once checked
+    _mydb_quota: int | None = 10**10  # mydb_quota, results_quota and disk_reserve in bytes, once checked
+    _results_quota: int | None = 10**10
     _disk_reserve: int | None = 1 << 30
     _memory_cap: int | None = None  # process_memory_limit in bytes, once checked
     process_memory_limit = Unicode(
@@ -235,6 +243,7 @@ class ArchiveApp(ExtensionApp):
             job_retention=self.job_retention or None,
             upload_limit=self.upload_limit,
             mydb_quota=self._mydb_quota,
+            results_quota=self._results_quota,
             disk_reserve=self._disk_reserve or 0,
             dask_scheduler=self.dask_scheduler,
             cluster_min_rows=self.cluster_min_rows,
@@ -279,6 +288,7 @@ class ArchiveApp(ExtensionApp):
                 size_setting(f"ArchiveApp.{name}", getattr(self, name), least=least)
         disk = shutil.disk_usage(self.data_dir).total
         self._mydb_quota = disk_bound("ArchiveApp.mydb_quota", self.mydb_quota, disk=disk, least=1 << 20)
+        self._results_quota = disk_bound("ArchiveApp.results_quota", self.results_quota, disk=disk, least=1 << 20)
         self._disk_reserve = disk_bound("ArchiveApp.disk_reserve", self.disk_reserve, disk=disk)
         self._memory_cap = memory_cap("ArchiveApp.process_memory_limit", self.process_memory_limit, memory=memory_size(), using=data_size())
         try:

@@ -81,7 +81,8 @@ class Archive:
         self.queries = Queries(self.catalog, self.engines, row_limit=config.quick_row_limit, time_limit=config.quick_time_limit)
         if config.lookup_memory:
             self.queries.lookups = Lookups(config.lookup_memory, idle=config.engine_idle_seconds)
-        self.results = ResultStore(self.data_dir / "results", room=self.storage.room)
+        self.results = ResultStore(self.data_dir / "results", room=self.storage.room, quota=config.results_quota,
+                                   owned=lambda uid: self.jobs.store.ids_of(uid))  # fmt: skip
         self.jobs = Jobs(
             JobStore(self.data_dir / "jobs.sqlite"),
             self.results,
@@ -108,7 +109,7 @@ class Archive:
         self.cluster = Cluster(config.dask_scheduler, memory_limit=config.engine_memory_limit, min_rows=config.cluster_min_rows)
         self.queries.cluster = self.cluster  # built after the queries; jobs over many HATS partitions fan out on it
         self.hats_imports = HatsImports(jobs=self.jobs, queries=self.queries, catalog=self.catalog, mounts=self.mounts,
-                                        cluster=self.cluster, data_dir=self.data_dir)  # fmt: skip
+                                        cluster=self.cluster, data_dir=self.data_dir, room=self.storage.room)  # fmt: skip
         self.jobs.register_kind(HATS_IMPORT, self.hats_imports.run)
         # What deleting a user removes: built last, as it walks the other services.
         self.users.owned = Owned(user_store, jobs=self.jobs, directives=self.directives, engines=self.engines, catalog=self.catalog,

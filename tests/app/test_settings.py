@@ -215,13 +215,13 @@ def _disk_wanted(value: str, disk: int, least: int) -> int | None | str:
 @given(st.one_of(sizes, st.integers(0, 1 << 42).map(str),
                  st.builds(lambda n: f"{n}%", st.integers(-5, 150) | st.floats(0, 120).map(lambda f: round(f, 1))),
                  st.sampled_from(["", "0", " 0 ", "none", "%", "5 %", "-1", "1e9"])),
-       st.integers(1 << 30, 1 << 44), st.sampled_from(["mydb_quota", "disk_reserve"]))
+       st.integers(1 << 30, 1 << 44), st.sampled_from(["mydb_quota", "results_quota", "disk_reserve"]))
 def test_a_disk_bound_is_a_size_bytes_or_a_share_of_the_disk(value, disk, name):
-    """``mydb_quota`` and ``disk_reserve``: a size, a number of bytes, or a share of the data dir's disk; none for
-    nothing or 0; a quota of at least 1 MiB; anything else a SettingError naming the setting."""
+    """``mydb_quota``, ``results_quota`` and ``disk_reserve``: a size, a number of bytes, or a share of the data dir's
+    disk; none for nothing or 0; a quota of at least 1 MiB; anything else a SettingError naming the setting."""
     from jupyter_archive.settings import SettingError, disk_bound
 
-    least = 1 << 20 if name == "mydb_quota" else 0
+    least = 0 if name == "disk_reserve" else 1 << 20
     wanted = _disk_wanted(value, disk, least)
     try:
         got = disk_bound(f"ArchiveApp.{name}", value, disk=disk, least=least)

@@ -10,6 +10,7 @@ keeps a rolled-back write's blocks in the file unless told to give them back), a
 from __future__ import annotations
 
 import io
+import os
 import itertools
 import shutil
 import time
@@ -29,6 +30,7 @@ from tests.support.raw_http import Reply
 from tests.support.servers import LiveServer
 
 QUOTA = 24 << 20
+RESULTS = 16 << 20  # of stored job results
 #: What a stopped write may leave in the file past its size before: a few of DuckDB's 256 kB blocks of metadata.
 SLACK = 4 << 20
 
@@ -46,7 +48,7 @@ def _setup(server: LiveServer) -> None:
 
 @pytest.fixture(scope="module")
 def quota(tmp_path_factory, demo_dir):
-    s = LiveServer(tmp_path_factory.mktemp("quota"), demo_dir, extra=(f"--ArchiveApp.mydb_quota={QUOTA}B",))
+    s = LiveServer(tmp_path_factory.mktemp("quota"), demo_dir, extra=(f"--ArchiveApp.mydb_quota={QUOTA}B", f"--ArchiveApp.results_quota={RESULTS}"))
     _setup(s)
     yield s
     s.stop()
@@ -197,3 +199,54 @@ def test_one_users_quota_is_theirs_alone(quota):
     r = s.post(quota.url + "archive/api/query", json={"query": f"CREATE OR REPLACE TABLE mine AS {_big(200_000, 9)}", "context": "MyDB"})
     assert r.status_code == 200, r.text
     assert _mydb_file(quota).stat().st_size > before
+
+
+def test_job_results_past_the_owners_results_quota_fail_and_deleting_jobs_makes_room(quota):
+    s, url = _session(quota), quota.url + "archive/api/"
+    query = _big(200_000, 4)  # ~6.2 MB of Parquet: two fit, not three
+    kept = [_job(quota, query, "DEMO") for _ in range(2)]
+    assert all(j["state"] == "completed" for j in kept), kept
+    third = _job(quota, query, "DEMO")
+    assert third["state"] == "failed" and third["error"]["code"] == "quota_exceeded", third
+    assert "stored job results" in third["error"]["message"]
+    assert not list((quota.data_dir / "results").glob(f"{third['id']}.*")), "a part of the result was left"
+    assert s.delete(url + f"jobs/{kept[0]['id']}").status_code == 204
+    again = _job(quota, query, "DEMO")
+    assert again["state"] == "completed", again
+    r = s.get(url + f"jobs/{kept[1]['id']}/results", params={"limit": 1})
+    assert r.status_code == 200, r.text  # what was stored before is whole
+
+
+def test_with_the_disk_below_the_reserve_writes_stop_before_they_start_and_a_drop_still_works(reserve):
+    """Something else filled the disk (a file beside the archive): every write that adds (a table, an upload, a job's
+    result, a HATS import) is a 507 or a failed job leaving nothing, and a DROP still makes room."""
+    s, url = _session(reserve), reserve.url + "archive/api/"
+    made = s.post(url + "query", json={"query": "CREATE OR REPLACE TABLE pts AS SELECT i AS id, i % 360 AS ra, (i % 170) - 85 AS dec "
+                                       "FROM range(2000) t(i)", "context": "MyDB"})  # fmt: skip
+    assert made.status_code == 200, made.text
+    filler = reserve.root / "filler"
+    free, kept = shutil.disk_usage(reserve.root).free, reserve_bytes(reserve)
+    with open(filler, "wb") as fh:
+        os.posix_fallocate(fh.fileno(), 0, max(1, free - kept + (32 << 20)))
+    try:
+        r = s.post(url + "query", json={"query": "CREATE TABLE more AS SELECT 1 AS one", "context": "MyDB"})
+        assert r.status_code == 507 and "no room" in r.text, r.text
+        r = s.put(url + "contexts/MyDB/tables/up", params={"format": "csv"}, data=b"a\n1\n")
+        assert r.status_code == 507 and "no room" in r.text, r.text
+        job = _job(reserve, "SELECT 1 AS one", "DEMO")
+        assert job["state"] == "failed" and job["error"]["code"] == "disk_full", job
+        imported = s.post(url + "jobs", json={"kind": "hats_import", "table": "pts", "name": "pts"}).json()
+        while (got := s.get(url + f"jobs/{imported['id']}").json())["state"] not in ("completed", "failed", "canceled"):
+            time.sleep(0.3)
+        assert got["state"] == "failed" and got["error"]["code"] == "disk_full", got
+        assert not [p for p in (reserve.data_dir / "hats-users").rglob("*") if p.is_file()], "a part of the import was left"
+        assert s.post(url + "query", json={"query": "DROP TABLE pts", "context": "MyDB"}).status_code == 200
+    finally:
+        filler.unlink()
+    assert _job(reserve, "SELECT 1 AS one", "DEMO")["state"] == "completed"
+
+
+def reserve_bytes(server: LiveServer) -> int:
+    """The disk reserve the server was started with (its command line)."""
+    (arg,) = [a for a in server.proc.args if a.startswith("--ArchiveApp.disk_reserve=")]
+    return int(arg.split("=", 1)[1])

@@ -36,7 +36,8 @@ EVERY = 0.02
 RETRY = 0.5
 
 
-def _size(path: Path) -> int:
+def file_size(path: Path) -> int:
+    """A file's size in bytes; 0 if it is not there."""
     try:
         return os.stat(path).st_size
     except OSError:
@@ -51,7 +52,8 @@ def _free(folder: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def _size_text(size: int) -> str:
+def size_text(size: int) -> str:
+    """A number of bytes as a person reads it: 25.2 MB."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if size >= scale:
             return f"{size / scale:.3g} {unit}"
@@ -68,7 +70,7 @@ def over_quota(quota: int, held: int) -> ArchiveError:
     """What a write gets that would grow its user's MyDB past the quota."""
     return ArchiveError(
         "quota_exceeded",
-        f"this would grow your MyDB past its quota of {_size_text(quota)} (it held {_size_text(held)} before): "
+        f"this would grow your MyDB past its quota of {size_text(quota)} (it held {size_text(held)} before): "
         "drop tables you no longer need, or ask the archive's administrator for more",
         507,
         details={"quota_bytes": quota, "mydb_bytes": held},
@@ -82,7 +84,7 @@ class Watch:
         self._storage = storage
         self._cursor = cursor
         self.files = files  # alias -> path of each writable database the write may grow
-        self.start = {alias: _size(path) for alias, path in files.items()}
+        self.start = {alias: file_size(path) for alias, path in files.items()}
         self.stopped: ArchiveError | None = None  # set (once) by the watching thread
         self.failed = False
         self._lock = threading.Lock()  # no interrupt once the write has ended: the connection may be lent again
@@ -111,14 +113,14 @@ class Watch:
                 return
             self._ended = True
         self._storage._forget(self)
-        grown = [alias for alias, path in self.files.items() if _size(path) > self.start[alias]]
+        grown = [alias for alias, path in self.files.items() if file_size(path) > self.start[alias]]
         # A failed write that grew no file changed nothing; nor did a write into the file's free blocks that failed.
         aliases = grown if self.failed else list(self.files)
         if not aliases:
             return
         engine = self._cursor.engine
         if self._storage.checkpoint(engine, aliases, change=self.failed) and self.failed:
-            stale = [self.files[a] for a in aliases if _size(self.files[a]) > self.start[a]]
+            stale = [self.files[a] for a in aliases if file_size(self.files[a]) > self.start[a]]
             if stale and self._storage.renew is not None:
                 # A write that failed on the disk's own error (no room, a file size limit) leaves the engine counting
                 # blocks in use that are not: no checkpoint of it truncates them. The file, alone, gives them back.
@@ -205,7 +207,7 @@ class Storage:
 
     def usage(self, mydb: Path) -> dict:
         """What a user's MyDB file takes of the disk and of its quota (None: no quota), in bytes."""
-        return {"bytes": _size(mydb), "quota": self.quota}
+        return {"bytes": file_size(mydb), "quota": self.quota}
 
     def room(self, path: Path) -> None:
         """Raise the 507 of a full disk if writing at ``path`` would take its disk below the reserve."""
@@ -240,7 +242,7 @@ class Storage:
 
     def _look(self, watch: Watch, free: dict[Path, int]) -> None:
         for alias, path in watch.files.items():
-            size = _size(path)
+            size = file_size(path)
             if size <= watch.start[alias]:
                 continue  # reusing the file's free blocks takes nothing of the disk
             if alias == MYDB_ALIAS and self.quota is not None and size > self.quota:

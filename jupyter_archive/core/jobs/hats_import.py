@@ -38,8 +38,9 @@ POLL = 0.2  # seconds between looks at the job's cancel while the pipeline runs
 class HatsImports:
     """``archive.hats_imports``: submitting an import and the work of its job."""
 
-    def __init__(self, *, jobs, queries, catalog, mounts, cluster, data_dir: Path):
+    def __init__(self, *, jobs, queries, catalog, mounts, cluster, data_dir: Path, room=None):
         self._jobs = jobs
+        self._room = room or (lambda path: None)  # raises the 507 of a disk below the archive's reserve (``Storage.room``)
         self._queries = queries
         self._catalog = catalog
         self._mounts = mounts
@@ -114,15 +115,19 @@ class HatsImports:
         moved: list[Path] = []
         try:
             self._check_positions(principal, req)
+            self._room(building)  # and between the steps: an import that took the disk below it stops, its files gone
             rows = self._export(principal, req["table"], building / "input.parquet", ctx)
             if rows == 0:
                 raise ArchiveError("bad_request", f"table {req['table']} has no rows: there is nothing to import")
             ctx.log(f"exported {rows} rows of MyDB.{req['table']}")
             ctx.set_progress(0.1, rows)
+            self._room(building)
             self._pipeline(ctx, "catalog", self._catalog_args(req, building))
             ctx.set_progress(0.7, rows)
+            self._room(building)
             self._pipeline(ctx, "margin cache", self._margin_args(req, building, margin_name))
             ctx.set_progress(0.9, rows)
+            self._room(building)
             for part in (name, margin_name):
                 if (building / part).exists():
                     (building / part).rename(folder / part)

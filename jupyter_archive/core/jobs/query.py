@@ -193,7 +193,7 @@ class QueryJobs:
                 ctx.log(f"wrote {rows} rows into {into.context}.{into.name}")
             return out
         try:
-            rows = self._results.write(job.id, result.schema, result.batches(), on_rows=lambda n: ctx.check())
+            rows = self._results.write(job.id, result.schema, result.batches(), on_rows=lambda n: ctx.check(), owner=job.owner_uid)
         finally:
             result.close()
         ctx.log(f"stored {rows} rows in the result store" + (" (cut at the row limit)" if result.truncated else ""))

@@ -10,13 +10,15 @@ page starts at the row group holding its first row (the footer says where each b
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from ..errors import not_found
+from ..errors import ArchiveError, not_found
+from ..execution.storage import file_size, size_text
 from ..memory import release_memory
 from ..execution.pool import QueryResult
 
@@ -38,9 +40,14 @@ RELEASE_AFTER = 8 << 20
 class ResultStore:
     """Result files under ``root`` (``<job id>.parquet``), written atomically."""
 
-    def __init__(self, root: Path, *, room: Callable[[Path], None] | None = None):
+    def __init__(self, root: Path, *, room: Callable[[Path], None] | None = None, quota: int | None = None,
+                 owned: Callable[[str], list[int]] | None = None):  # fmt: skip
         self.root = Path(root)
         self._room = room  # raises the 507 of a disk with no room left to write at a path (``storage.Storage.room``)
+        self.quota = quota  # bytes one owner's stored results may take, those being written included (None: any)
+        self._owned = owned  # an owner identity's job ids (``JobStore.ids_of``): what they hold, counted once
+        self._held: dict[str, int] = {}  # owner identity -> bytes of their results, stored and being written
+        self._lock = threading.Lock()
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, job_id: int) -> Path:
@@ -52,12 +59,14 @@ class ResultStore:
         schema: pa.Schema,
         batches: Iterator[pa.RecordBatch],
         on_rows: Callable[[int], None] | None = None,
+        owner: str | None = None,
     ) -> int:
-        """Write batches as the job's result; returns the row count. Nothing is left on failure."""
+        """Write batches as the job's result; returns the row count. Nothing is left on failure: nor when the disk has
+        no room left (``room``), nor when the ``owner``'s results would pass the quota (a 507 either way)."""
         import pyarrow.parquet as pq
         final = self.path(job_id)
         tmp = final.with_suffix(".parquet.tmp")
-        rows = size = 0
+        rows = size = counted = 0
         try:
             with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
                 for batch in batches:
@@ -67,15 +76,51 @@ class ResultStore:
                         writer.write_batch(batch, row_group_size=ROW_GROUP)
                         rows += batch.num_rows
                         size += batch.nbytes
+                        if owner is not None and self.quota is not None:
+                            counted = self._count(owner, counted, tmp)
                         if on_rows:
                             on_rows(rows)
-            os.replace(tmp, final)
+            with self._lock:  # counted and in place together: a first count of the owner's files sees it once
+                os.replace(tmp, final)
+                if owner is not None and owner in self._held:
+                    self._held[owner] += file_size(final) - counted
+                counted = 0
         finally:
+            if counted:
+                with self._lock:
+                    self._held[owner] -= counted
             if tmp.exists():
                 tmp.unlink()
             if size >= RELEASE_AFTER:
                 release_memory()
         return rows
+
+    def _count(self, owner: str, counted: int, tmp: Path) -> int:
+        """Count what a result being written has grown by (``counted`` so far) to its owner: the new count, or the
+        507 of their quota (the caller takes the count back)."""
+        now = file_size(tmp)
+        with self._lock:
+            held = self._held_by(owner) + now - counted
+            if held <= self.quota:
+                self._held[owner] = held
+                return now
+        raise ArchiveError(
+            "quota_exceeded",
+            f"this result would take your stored job results past their quota of {size_text(self.quota)}: "
+            "delete jobs you no longer need, or write the result into MyDB (SELECT ... INTO)",
+            507,
+            details={"quota_bytes": self.quota},
+        )
+
+    def _held_by(self, owner: str) -> int:  # with the lock held
+        if owner not in self._held:
+            self._held[owner] = sum(file_size(self.path(i)) for i in self._owned(owner)) if self._owned else 0
+        return self._held[owner]
+
+    def held(self, owner: str) -> int:
+        """Bytes of the owner's stored results (and of those being written)."""
+        with self._lock:
+            return self._held_by(owner)
 
     def read(self, job_id: int, *, offset: int = 0, limit: int | None = None) -> QueryResult:
         """A page of a stored result as a streamed QueryResult (batches read lazily)."""
@@ -110,11 +155,16 @@ class ResultStore:
         gen = batches()
         return QueryResult(schema, [], _Reader(gen), on_close=pf.close if hasattr(pf, "close") else None)
 
-    def remove(self, job_id: int) -> None:
-        try:
-            self.path(job_id).unlink()
-        except FileNotFoundError:
-            pass
+    def remove(self, job_id: int, owner: str | None = None) -> None:
+        path = self.path(job_id)
+        with self._lock:
+            size = file_size(path)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return
+            if owner in self._held:
+                self._held[owner] -= size
 
 
 def _row_group_of(metadata, offset: int) -> tuple[int, int]:

@@ -216,4 +216,4 @@ class Jobs:
         forget = self._forgets.get(job.kind)
         if forget is not None:
             forget(job)
-        self.results.remove(job.id)
+        self.results.remove(job.id, job.owner_uid)

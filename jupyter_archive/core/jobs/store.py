@@ -188,6 +188,11 @@ class JobStore:
             rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs{clause} ORDER BY id {order}{page}", args).fetchall()
         return [Job.from_row(r) for r in rows], total
 
+    def ids_of(self, owner: str) -> list[int]:
+        """The ids of every job of ``owner`` (an identity)."""
+        with self._reading() as db:
+            return [r[0] for r in db.execute("SELECT id FROM jobs WHERE owner_uid = ?", (owner,)).fetchall()]
+
     def waiting(self) -> list[tuple[int, float | None]]:
         """(id, start time) of the jobs waiting for their start time (``scheduled``), oldest first."""
         with self._reading() as db:

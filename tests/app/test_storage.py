@@ -160,6 +160,14 @@ def test_a_job_writing_past_the_quota_fails_saying_so_and_a_drop_frees_room(quot
     assert r.status_code == 200, r.text
 
 
+def _only_kept(server: LiveServer) -> None:
+    """Drop every MyDB table but ``kept`` (what earlier tests of the module left)."""
+    s, url = _session(server), server.url + "archive/api/contexts/MyDB/tables"
+    for table in s.get(url).json()["tables"]:
+        if table["name"] != "kept":
+            assert s.delete(f"{url}/{table['name']}").status_code == 204
+
+
 def _usage(server: LiveServer) -> dict:
     """What ``GET contexts`` says MyDB takes: its file's bytes and its quota; checked against the file itself."""
     contexts = _session(server).get(server.url + "archive/api/contexts").json()["contexts"]
@@ -250,3 +258,24 @@ def reserve_bytes(server: LiveServer) -> int:
     """The disk reserve the server was started with (its command line)."""
     (arg,) = [a for a in server.proc.args if a.startswith("--ArchiveApp.disk_reserve=")]
     return int(arg.split("=", 1)[1])
+
+
+def test_room_a_drop_frees_while_another_read_is_open_is_free_once_it_ends(quota):
+    """A DROP's checkpoint waits for the user's other transactions (a result still being read): once it ends, the
+    room is free, so a table that fits the quota again is written."""
+    s, url = _session(quota), quota.url + "archive/api/"
+    _only_kept(quota)
+    for name in ("a", "b"):
+        r = s.post(url + "query", json={"query": f"CREATE OR REPLACE TABLE {name} AS {_big(400_000, 6)}", "context": "MyDB"})
+        assert r.status_code == 200, r.text
+    reading = s.get(url + "contexts/MyDB/tables/a/rows", params={"limit": 400_000, "format": "csv"}, stream=True)
+    assert reading.status_code == 200
+    next(reading.iter_content(65536))  # the rest waits on the socket: the read's transaction stays open
+    try:
+        assert s.post(url + "query", json={"query": "DROP TABLE b", "context": "MyDB"}).status_code == 200
+    finally:
+        reading.close()
+    time.sleep(1.5)  # the held-off checkpoint is tried again every 0.5 s
+    r = s.post(url + "query", json={"query": f"CREATE TABLE c AS {_big(400_000, 7)}", "context": "MyDB"})  # a, b, c: past it
+    assert r.status_code == 200, r.text
+    assert s.post(url + "query", json={"query": "DROP TABLE a; DROP TABLE c", "context": "MyDB"}).status_code == 200

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import threading
 import time
@@ -29,6 +30,8 @@ from pathlib import Path
 
 from ..catalog.model import MYDB_ALIAS
 from ..errors import ArchiveError
+
+log = logging.getLogger(__name__)
 
 #: Seconds between two looks at the files being written: a write at disk speed overshoots by what it writes in that time.
 EVERY = 0.02
@@ -163,7 +166,7 @@ class Storage:
         self.reserve = reserve
         self._every = every
         self._watches: set[Watch] = set()
-        self._pending: dict = {}  # engine -> aliases whose checkpoint other transactions held off: tried again
+        self._pending: dict = {}  # engine -> {alias: with a change} of checkpoints other transactions held off: tried again
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         # Replace an engine and run a clean-up once no engine holds its files (``EngineLifecycle.renew``; the pool's).
@@ -198,10 +201,13 @@ class Storage:
         write (``change``) a table is made and dropped first. DuckDB refuses a checkpoint while another transaction is
         open (a query still reading): then it is tried again every ``RETRY`` s until it passes or the engine closes
         (whose close checkpoints), and this says False."""
-        if _checkpointed(engine, aliases, change=change):
+        left = _checkpointed(engine, aliases, change=change)
+        if not left:
             return True
         with self._cond:
-            self._pending.setdefault(engine, set()).update(aliases)
+            pending = self._pending.setdefault(engine, {})
+            for alias, changed in left.items():
+                pending[alias] = pending.get(alias, False) or changed
             self._wake()
         return False
 
@@ -229,14 +235,21 @@ class Storage:
                 watches = list(self._watches)
             free: dict[Path, int] = {}
             for watch in watches:
-                self._look(watch, free)
+                try:
+                    self._look(watch, free)
+                except Exception:  # noqa: BLE001 - the thread watches every write: it must not end
+                    log.exception("watching a write failed")
             if self._pending and time.monotonic() - retried >= RETRY:
                 retried = time.monotonic()
                 with self._cond:
                     pending, self._pending = self._pending, {}
                 for engine, aliases in pending.items():
-                    if not engine.closed:  # with a change: one a failed try rolled back, the checkpoint has to write
-                        self.checkpoint(engine, sorted(aliases), change=True)
+                    for alias, change in aliases.items():
+                        if not engine.closed:
+                            try:
+                                self.checkpoint(engine, [alias], change=change)
+                            except Exception:  # noqa: BLE001 - the thread watches every write: it must not end
+                                log.exception("checkpoint of %s failed", alias)
             if watches:
                 time.sleep(self._every)
 
@@ -256,28 +269,31 @@ class Storage:
                 return
 
 
-def _checkpointed(engine, aliases: list[str], *, change: bool) -> bool:
-    """``Storage.checkpoint`` once on a lease of ``engine``: False if another transaction held it off."""
+def _checkpointed(engine, aliases: list[str], *, change: bool) -> dict[str, bool]:
+    """``Storage.checkpoint`` once on a lease of ``engine``: the aliases another transaction held off, each with
+    whether its retry still needs the change (none if it committed before the checkpoint was refused)."""
     import duckdb
     try:
         lease = engine.cursor()
     except ArchiveError:
-        return True  # the engine closed meanwhile: its close checkpointed
-    done = True
+        return {}  # the engine closed meanwhile: its close checkpointed
+    left = {}
     try:
         for alias in aliases:
             name = '"' + alias.replace('"', '""') + '"'
+            needs = change
             try:
-                if change:
+                if needs:
                     lease.execute(f"BEGIN; CREATE TABLE {name}.__archive_shrink(i INTEGER); DROP TABLE {name}.__archive_shrink; COMMIT")
+                    needs = False
                 lease.execute(f"CHECKPOINT {name}")
             except duckdb.Error:
                 with contextlib.suppress(duckdb.Error):
                     lease.execute("ROLLBACK")
-                done = False
+                left[alias] = needs
     finally:
         lease.close()
-    return done
+    return left
 
 
 def _shrink_alone(paths: list[Path]) -> None:

@@ -103,6 +103,10 @@ class ArchiveApp(ExtensionApp):
     jobs_waiting_per_user = Int(
         1000, min=0, config=True, help="Jobs one user may have waiting to run (pending, scheduled or queued); more are refused with 429 (0: any number)."
     )
+    history_per_user = Int(
+        10_000, min=0, config=True,
+        help="Queries each user's history keeps, the newest (and at most 64 million characters of query text); 0: any number.",
+    )
     job_retention = Float(7 * 24 * 3600.0, min=0.0, config=True, help="Seconds finished jobs and their stored results are kept (0: forever).")
     upload_limit = Int(
         1 << 30, min=1, config=True, help="Bytes one table upload may have (CasJobs and native uploads); more is refused with 413."
@@ -241,6 +245,7 @@ class ArchiveApp(ExtensionApp):
             jobs_per_user=self.jobs_per_user,
             jobs_waiting_per_user=self.jobs_waiting_per_user,
             job_retention=self.job_retention or None,
+            history_per_user=self.history_per_user,
             upload_limit=self.upload_limit,
             mydb_quota=self._mydb_quota,
             results_quota=self._results_quota,

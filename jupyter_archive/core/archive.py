@@ -97,7 +97,7 @@ class Archive:
         self.queries.jobs = self.jobs  # TAP uploads may name a job's result
         self.samples = Samples(self.catalog, self.queries, self.jobs)
         # Every quick query and every query job that ends, kept as long as jobs are (``history``).
-        self.history = History(self.data_dir / "history.sqlite")
+        self.history = History(self.data_dir / "history.sqlite", per_user=config.history_per_user)
         self.queries.history = self.history.pending
         self.jobs.store.on_final = self.history.pending.append
         self.jobs.runner.sweeps.append(self.history.expire)

@@ -56,6 +56,10 @@ COLUMNS = ("id", "owner", "kind", "job", "face", "query", "language", "context",
 #: A job's final state -> the outcome the history shows.
 JOB_OUTCOMES = {"completed": "ok", "failed": "error", "canceled": "canceled"}
 MAX_FILTER = 1000  # characters of a ``q`` filter
+#: Characters of query text one user's history keeps at most (its newest entries): texts may be up to 1,000,000 each.
+TEXT_PER_USER = 64 << 20
+#: Seconds between two trims of one user's history to its bounds (a trim reads all of the user's entries).
+TRIM_EVERY = 5.0
 
 
 def outcome_of(code: str | None) -> str:
@@ -66,8 +70,14 @@ def outcome_of(code: str | None) -> str:
 class History:
     """The history's store and its writer; ``pending`` takes what ``Queries.query`` and the job store hand over."""
 
-    def __init__(self, path: Path, *, interval: float = 0.5):
+    def __init__(self, path: Path, *, interval: float = 0.5, per_user: int | None = 10_000, text_per_user: int = TEXT_PER_USER,
+                 trim_every: float = TRIM_EVERY):  # fmt: skip
         self.pending: deque = deque()
+        # Each user's newest ``per_user`` entries, of ``text_per_user`` characters of text in all (the newest always):
+        # one busy user's lookups (~800 a second) would otherwise grow the shared file by gigabytes a day.
+        self._bounds = (per_user or -1, text_per_user)
+        self._trim_every = trim_every
+        self._trimmed: dict[str, float] = {}  # owner identity -> when last trimmed (monotonic)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(Path(path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -98,9 +108,14 @@ class History:
         if not rows:
             return
         names = [c for c in COLUMNS if c != "id"] + ["owner_uid"]
+        now = time.monotonic()
+        due = [o for o in {r[-1] for r in rows} if now - self._trimmed.get(o, -self._trim_every) >= self._trim_every]
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany(f"INSERT INTO history({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", rows)
+            for owner in due:
+                self._db.execute(_TRIM, {"owner": owner, "most": self._bounds[0], "text": self._bounds[1]})
+                self._trimmed[owner] = now
             self._db.execute("COMMIT")
 
     def close(self) -> None:
@@ -156,6 +171,19 @@ class History:
         if retention:
             with self._lock:
                 self._db.execute("DELETE FROM history WHERE time + coalesce(duration, 0) < ?", (now - retention,))
+
+
+# A user's entries past the newest ``most`` (-1: any number) or past ``text`` characters of text, newest first; the
+# newest one stays whatever its length.
+_TRIM = """
+DELETE FROM history WHERE owner_uid = :owner AND id IN (
+    SELECT id FROM (
+        SELECT id, row_number() OVER newest AS n, sum(length(query)) OVER newest AS text
+        FROM history WHERE owner_uid = :owner
+        WINDOW newest AS (ORDER BY time DESC, id DESC ROWS UNBOUNDED PRECEDING)
+    ) WHERE n > 1 AND ((:most >= 0 AND n > :most) OR text > :text)
+)
+"""
 
 
 def _entry(row: tuple) -> dict:

@@ -18,6 +18,7 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, validate
 
 from .connections import ConnectionGuard
+from .memory_errors import answer_busy
 from .core.archive import Archive
 from .core.catalog import Principal
 from .core.config import ArchiveConfig
@@ -315,6 +316,8 @@ class ArchiveApp(ExtensionApp):
     def initialize_settings(self):
         tune_allocator()  # this process serves exports: large buffers go back to the system when freed
         cap_memory(self._memory_cap)  # and any user's query: one that grows without bound fails, not the process
+        if self._memory_cap is not None:
+            answer_busy()  # a failed allocation in any handler, Jupyter's too, is a 503 to retry, not a 500
         kernels = getattr(self.serverapp, "kernel_manager", None)
         if self._memory_cap is not None and getattr(kernels, "kernel_manager_class", None) == JUPYTER_KERNEL_MANAGER:
             kernels.kernel_manager_class = "jupyter_archive.kernels.UncappedKernelManager"  # kernels: not capped

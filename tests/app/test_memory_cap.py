@@ -180,3 +180,28 @@ def test_an_allocation_failed_inside_duckdbs_error_path_is_the_same_400():
     err = engine_error(duckdb.InternalException(text))
     assert err.status == 400 and err.code == "too_large" and err.message.endswith("an allocation failed"), err.message
     assert engine_error(duckdb.InternalException("INTERNAL Error: something else")).status == 500  # still a bug
+
+
+def _vm_data(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) << 10 for line in fh if line.startswith("VmData:"))
+
+
+def test_a_jupyter_handler_that_fails_to_allocate_answers_503_to_retry(server):
+    """Jupyter's own handlers (here its contents API, reading a 600 MB file) meet the cap as the archive's do: 503 with
+    Retry-After, not a 500; and once the memory is there again, the same request is answered."""
+    big = server.work_dir / "big.bin"
+    with open(big, "wb") as fh:
+        fh.truncate(600 << 20)  # sparse: no disk, but read back it is 600 MB of zeros (and base64 of them)
+    s = requests.Session()
+    s.headers["Authorization"] = f"token {server.token}"
+    soft, hard = resource.prlimit(server.proc.pid, resource.RLIMIT_DATA)
+    try:
+        resource.prlimit(server.proc.pid, resource.RLIMIT_DATA, (_vm_data(server.proc.pid) + (300 << 20), hard))
+        r = s.get(server.url + "api/contents/big.bin", params={"content": "1", "format": "base64", "type": "file"}, timeout=120)
+        assert r.status_code == 503 and r.headers.get("Retry-After") == "5", (r.status_code, r.text[:300])
+    finally:
+        resource.prlimit(server.proc.pid, resource.RLIMIT_DATA, (soft, hard))
+    r = s.get(server.url + "api/contents/big.bin", params={"content": "0"}, timeout=120)
+    assert r.status_code == 200 and server.proc.poll() is None, r.text[:300]
+    big.unlink()

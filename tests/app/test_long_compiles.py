@@ -8,10 +8,8 @@ bound is generous: this is behaviour, not speed.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -28,21 +26,13 @@ def server(tmp_path_factory, demo_dir):
     s.stop()
 
 
-def _token(server: LiveServer, name: str) -> str:
-    jupyter = str(Path(server.proc.args[0]))
-    out = subprocess.run([jupyter, "archive", "token", "create", name, f"--ArchiveApp.data_dir={server.data_dir}"],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip().splitlines()[-1]
-
-
 def _long_text(k: int) -> str:
     """20,000 ORs (~300,000 characters), of a shape of its own (the compile cache cannot spare its compiling)."""
     return f"SELECT objid AS c{k} FROM PhotoObj WHERE " + " OR ".join(f"objid = {i}" for i in range(20_000))
 
 
 def test_one_users_long_texts_do_not_stall_another_users_requests(server):
-    alice = _token(server, "alice")
+    alice = server.user_token("alice")
     url, stop, codes = server.url + "archive/api/", threading.Event(), []
 
     def keep_sending(k: int) -> None:

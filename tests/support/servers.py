@@ -106,6 +106,14 @@ class LiveServer(Server):
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self.wait(timeout=180)
 
+    def user_token(self, name: str) -> str:
+        """An archive token of user ``name`` (made if new), as the CLI makes one beside the running server."""
+        jupyter = str(Path(self.proc.args[0]))
+        out = subprocess.run([jupyter, "archive", "token", "create", name, f"--ArchiveApp.data_dir={self.data_dir}"],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip().splitlines()[-1]
+
     def client(self, **kw):
         from jupyter_archive.client import ArchiveClient
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import shutil
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,8 +23,8 @@ import pyarrow as pa
 
 from .. import sql as sqlmod
 from ..catalog.model import ENGINE_CATALOG, TAP_UPLOAD
-from ..errors import bad_request, one_line
-from ..formats.columns import to_arrow
+from ..errors import bad_request
+from ..formats.votable_in import as_parquet
 from ..sql import quote_ident
 from .engines import engine_error
 
@@ -199,35 +198,17 @@ def _read_entry(jobs, principal: Principal, entry: dict) -> pa.Table:
 
 
 def read_votable(path: Path, name: str) -> pa.Table:
-    """A VOTable upload as an Arrow table; FIELD unit/ucd/xtype kept as field metadata."""
-    from astropy.io.votable import parse as parse_votable
-    from astropy.utils.exceptions import AstropyWarning
+    """A VOTable upload as an Arrow table; FIELD unit/ucd/xtype/datatype kept as field metadata (read apart:
+    ``formats.votable_in``)."""
+    import pyarrow.parquet as pq
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AstropyWarning)
-        try:
-            vot = parse_votable(str(path))
-            resource_table = vot.get_first_table()
-            table = resource_table.to_table(use_names_over_ids=True)
-        except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for bad XML
-            raise bad_request(f"UPLOAD {name}: not a valid VOTable: {one_line(exc)}") from None
-    if not resource_table.fields:
-        raise bad_request(f"UPLOAD {name}: the VOTable's table has no FIELD, so no columns to query")
-    fields = []
-    arrays = []
-    for f, col in zip(resource_table.fields, table.colnames):
-        try:
-            arr = to_arrow(table[col])
-        except Exception as exc:  # noqa: BLE001 - values astropy read but Arrow cannot hold
-            raise bad_request(f"UPLOAD {name}: column {col!r} cannot be read: {one_line(exc)}") from None
-        if pa.types.is_null(arr.type):
-            arr = arr.cast(pa.string())
-        values = {"unit": f.unit, "ucd": f.ucd, "description": f.description, "utype": f.utype, "xtype": f.xtype,
-                  "datatype": f.datatype}
-        md = {k: str(v) for k, v in values.items() if v not in (None, "")}
-        fields.append(pa.field(col, arr.type, metadata=md or None))
-        arrays.append(arr)
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    parquet, problem = as_parquet(path)
+    if parquet is None:
+        raise bad_request(f"UPLOAD {name}: {problem}")
+    try:
+        return pq.read_table(parquet)
+    finally:
+        parquet.unlink(missing_ok=True)
 
 
 def query_with(queries, namespace, principal, text: str, language: str, options: dict, row_limit, time_limit, uploads) -> Any:

@@ -4,7 +4,8 @@ DuckDB can SELECT from (a :class:`Source`), and a reader's failure as an error n
 An upload arrives as a file in the principal's engine temp dir (the one directory the
 locked-down engine may read), so the engine's own readers do the work: DuckDB's
 ``read_csv``/``read_parquet``/``read_json`` stream the file; VOTable and FITS go through
-astropy and are handed to DuckDB as Arrow record batches. Column metadata (unit, UCD,
+astropy: a FITS table is handed to DuckDB as Arrow record batches, a VOTable is parsed in a worker process into Parquet
+(``formats.votable_in``: its parser holds the interpreter's lock for seconds). Column metadata (unit, UCD,
 description, ...) of Parquet, VOTable and FITS uploads comes with the source.
 """
 
@@ -25,6 +26,7 @@ from ..errors import ArchiveError, bad_request, one_line
 from ..execution.engines import engine_error
 from ..formats.base import META_KEYS
 from ..formats.columns import to_arrow
+from ..formats.votable_in import as_parquet
 
 # duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
 if TYPE_CHECKING:
@@ -186,23 +188,16 @@ def _json_source(cur, path: Path) -> Source:
 
 
 def _votable_source(cur, path: Path) -> Source:
-    from astropy.io.votable import parse
-    from astropy.utils.exceptions import AstropyWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AstropyWarning)
-        try:
-            vot = parse(str(path))
-            resource_table = vot.get_first_table()
-        except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for bad XML
-            raise bad_request(f"the upload is not a valid VOTable: {one_line(exc)}") from None
-        table = resource_table.to_table(use_names_over_ids=True)
-    meta = {}
-    for f, name in zip(resource_table.fields, table.colnames):
-        values = {"unit": f.unit, "ucd": f.ucd, "description": f.description, "utype": f.utype, "xtype": f.xtype}
-        meta[name] = {k: str(v) for k, v in values.items() if v not in (None, "")}
-    description = getattr(resource_table, "description", None) or None
-    return _arrow_source(cur, table, meta, str(description) if description else None)
+    parquet, problem = as_parquet(path)  # astropy's parser holds the interpreter's lock for seconds: not this process's
+    if parquet is None:
+        raise bad_request(f"the upload is {problem}" if problem.startswith("not ") else f"cannot load the VOTABLE upload: {problem}")
+    try:
+        source = _parquet_source(cur, parquet)
+    except BaseException:
+        parquet.unlink(missing_ok=True)
+        raise
+    source.close = lambda: parquet.unlink(missing_ok=True)
+    return source
 
 
 def _fits_source(cur, path: Path) -> Source:

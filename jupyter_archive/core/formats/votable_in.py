@@ -14,6 +14,7 @@ dies (past the process's memory cap, say) fails that upload with a clear error, 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import warnings
@@ -25,6 +26,8 @@ from ..errors import ArchiveError
 # multiprocessing and its pool: imported when a first VOTable comes, not by a server at rest
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
+
+log = logging.getLogger(__name__)
 
 WORKERS = 2
 IDLE = 60.0  # seconds without an upload after which the workers stop
@@ -39,7 +42,8 @@ _last = 0.0
 def as_parquet(path: Path) -> tuple[Path | None, str | None]:
     """The VOTable at ``path`` as a Parquet file beside it (the caller removes it), parsed in a worker; or None and
     what is wrong with it ("not a valid VOTable: ...", "column 'x' cannot be read: ...", no FIELD). A 400 when its
-    parser ran out of memory."""
+    worker ended before it finished (out of memory; or it could not start: the workers import the server's main
+    script as ``spawn`` does, which must guard what it runs with ``if __name__ == "__main__"``, as Jupyter's do)."""
     dst = path.with_name(path.name + ".parquet")
     problem = _run(_votable_to_parquet, str(path), str(dst))
     if problem is not None:
@@ -67,7 +71,9 @@ def _run(fn, *args):
             if _pool is pool:
                 _pool = None
         pool.shutdown(wait=False, cancel_futures=True)
-        raise ArchiveError("too_large", "the upload's reader ran out of memory: send a smaller table, or one as Parquet or CSV", 400) from None
+        log.exception("a VOTable reader's process ended before it finished")
+        raise ArchiveError("too_large", "the upload's reader ended before it finished (out of memory, most likely): send a smaller "
+                           "table, or one as Parquet or CSV", 400) from None
     finally:
         with _lock:
             _busy -= 1

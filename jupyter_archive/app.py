@@ -150,16 +150,17 @@ class ArchiveApp(ExtensionApp):
         ),
     )
     disk_reserve = Unicode(
-        "1GB", config=True,
+        "auto", config=True,
         help=(
             "Free disk the archive's writes leave on each disk they write to (MyDB tables, uploads, job results), e.g. "
             "'1GB' or '2%'; a write that would take the disk below it fails whole with a 507 and gives back what it "
-            "took, so one user's write never leaves the disk full for the others (0: none)."
+            "took, so one user's write never leaves the disk full for the others ('auto': 1 GiB, or 5% of a smaller "
+            "data dir's disk; 0: none)."
         ),
     )
     _mydb_quota: int | None = 10**10  # mydb_quota, results_quota and disk_reserve in bytes, once checked
     _results_quota: int | None = 10**10
-    _disk_reserve: int | None = 1 << 30
+    _disk_reserve: int | None = None  # None: auto (``storage.default_reserve``)
     _memory_cap: int | None = None  # process_memory_limit in bytes, once checked
     process_memory_limit = Unicode(
         "50%", config=True,
@@ -250,7 +251,7 @@ class ArchiveApp(ExtensionApp):
             upload_limit=self.upload_limit,
             mydb_quota=self._mydb_quota,
             results_quota=self._results_quota,
-            disk_reserve=self._disk_reserve or 0,
+            disk_reserve=self._disk_reserve,
             dask_scheduler=self.dask_scheduler,
             cluster_min_rows=self.cluster_min_rows,
             mount_roots=list(self.mount_roots) or [self.serverapp.root_dir],
@@ -295,7 +296,8 @@ class ArchiveApp(ExtensionApp):
         disk = shutil.disk_usage(self.data_dir).total
         self._mydb_quota = disk_bound("ArchiveApp.mydb_quota", self.mydb_quota, disk=disk, least=1 << 20)
         self._results_quota = disk_bound("ArchiveApp.results_quota", self.results_quota, disk=disk, least=1 << 20)
-        self._disk_reserve = disk_bound("ArchiveApp.disk_reserve", self.disk_reserve, disk=disk)
+        auto = self.disk_reserve.strip().lower() == "auto"
+        self._disk_reserve = None if auto else disk_bound("ArchiveApp.disk_reserve", self.disk_reserve, disk=disk) or 0
         self._memory_cap = memory_cap("ArchiveApp.process_memory_limit", self.process_memory_limit, memory=memory_size(), using=data_size())
         try:
             valid_user_name(self.owner)

@@ -22,7 +22,7 @@ from .execution.lookups import Lookups
 from .execution.pool import EnginePool
 from .execution.run import Admission, Queries
 from .execution.samples import Samples
-from .execution.storage import Storage
+from .execution.storage import Storage, default_reserve
 from .history import History
 from .images.cutout import CUTOUT_JOB
 from .images.service import Images
@@ -61,7 +61,8 @@ class Archive:
         # Whose request takes a quick worker next: each user's fair share, waiting without a thread.
         self.admission = Admission(config.quick_workers, config.quick_per_user, wait=config.quick_queue_time)
         # What writes may take of the disk: each user's MyDB its quota, and room always left on the disk.
-        self.storage = Storage(quota=config.mydb_quota, reserve=config.disk_reserve)
+        reserve = default_reserve(self.data_dir) if config.disk_reserve is None else config.disk_reserve
+        self.storage = Storage(quota=config.mydb_quota, reserve=reserve)
         self.engines = EnginePool(
             self.catalog,
             self.data_dir,

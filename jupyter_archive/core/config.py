@@ -36,7 +36,7 @@ class ArchiveConfig:
     upload_limit: int = 1 << 30  # bytes one table upload may have
     mydb_quota: int | None = 10**10  # bytes each user's MyDB may take (None: no quota; execution/storage.py)
     results_quota: int | None = 10**10  # bytes each user's stored job results may take (None: no quota; jobs/results.py)
-    disk_reserve: int = 1 << 30  # bytes of free disk writes leave (0: none)
+    disk_reserve: int | None = None  # bytes of free disk writes leave (None: 1 GiB, or 5% of a smaller disk; 0: none)
     history_per_user: int = 10_000  # entries of each user's query history kept, newest (0: any number; history.py)
     dask_scheduler: str = ""  # "" (in-process only), "local", "local:N" or "tcp://host:8786" (core/execution/cluster.py)
     cluster_min_rows: int = 10_000  # a cross-match job of fewer positions runs in-process (execution/planner.py)

@@ -242,3 +242,24 @@ def test_a_disk_bound_that_cannot_be_used_stops_the_start(tmp_path, arg, words):
     with pytest.raises(SettingError) as err:
         app.check_settings()
     assert err.value.name == arg.split("=")[0][2:] and words in err.value.problem
+
+
+@pytest.mark.parametrize(("arg", "wanted"), [(None, None), ("auto", None), ("AUTO", None), ("0", 0), ("5%", "share"), ("300MB", 300_000_000)])
+def test_the_disk_reserve_is_auto_unless_set(tmp_path, arg, wanted):
+    """Unset (or ``auto``) the reserve is 1 GiB, or 5% of a smaller disk: a test machine's small temp disk keeps its
+    writes; set, it is what it says."""
+    import shutil
+
+    from jupyter_archive.core.archive import Archive
+    from jupyter_archive.core.config import ArchiveConfig
+
+    app = command_line(f"--ArchiveApp.data_dir={tmp_path}", *([f"--ArchiveApp.disk_reserve={arg}"] if arg else []))
+    app.check_settings()
+    got = app.archive_config().disk_reserve
+    total = shutil.disk_usage(tmp_path).total
+    assert got == (int(total * 5 / 100) if wanted == "share" else wanted), (arg, got)
+    archive = Archive(ArchiveConfig(data_dir=tmp_path / "data", demo=False, disk_reserve=got))
+    try:
+        assert archive.storage.reserve == (min(1 << 30, total // 20) if got is None else got)
+    finally:
+        archive.close()

@@ -23,6 +23,7 @@ import contextlib
 import functools
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -53,6 +54,11 @@ def _free(folder: Path) -> int:
     except OSError:
         return 1 << 62  # gone or unreadable: nothing to judge by, the write's own error will say
     return st.f_bavail * st.f_frsize
+
+
+def default_reserve(folder: Path) -> int:
+    """The room kept free on ``folder``'s disk when no ``disk_reserve`` is set: 1 GiB, or 5% of a smaller disk."""
+    return min(1 << 30, shutil.disk_usage(folder).total // 20)
 
 
 def size_text(size: int) -> str:

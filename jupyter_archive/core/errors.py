@@ -72,6 +72,11 @@ def disk_full(exc: BaseException) -> ArchiveError | None:
     by_text = isinstance(exc, OSError) or type(exc).__name__ in ("IOException", "OperationalError")
     if not (by_errno or (by_text and any(t in str(exc).lower() for t in _NO_ROOM_TEXT))):
         return None
+    return no_room()
+
+
+def no_room() -> ArchiveError:
+    """The 507 of a write the disk has no room for: found full, or below the room the archive keeps (``storage``)."""
     return ArchiveError("disk_full", "the archive's disk has no room for this: drop tables or delete jobs you no longer "
                         "need, or ask the archive's administrator", 507)
 

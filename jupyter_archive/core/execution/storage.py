@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..catalog.model import MYDB_ALIAS
-from ..errors import ArchiveError
+from ..errors import ArchiveError, no_room
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,6 @@ def size_text(size: int) -> str:
         if size >= scale:
             return f"{size / scale:.3g} {unit}"
     return f"{size} bytes"
-
-
-def no_room() -> ArchiveError:
-    """What a write gets that would take the disk below the room the archive keeps (``disk_full``'s words)."""
-    return ArchiveError("disk_full", "the archive's disk has no room for this: drop tables or delete jobs you no longer "
-                        "need, or ask the archive's administrator", 507)
 
 
 def over_quota(quota: int, held: int) -> ArchiveError:

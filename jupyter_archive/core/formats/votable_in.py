@@ -37,6 +37,7 @@ _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _busy = 0
 _last = 0.0
+_watch: threading.Thread | None = None  # the thread that stops the workers once idle
 
 
 def as_parquet(path: Path) -> tuple[Path | None, str | None]:
@@ -54,7 +55,7 @@ def as_parquet(path: Path) -> tuple[Path | None, str | None]:
 
 def _run(fn, *args):
     """``fn(*args)`` in a worker process, waiting for it."""
-    global _pool, _busy, _last
+    global _pool, _busy, _last, _watch
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -78,18 +79,23 @@ def _run(fn, *args):
         with _lock:
             _busy -= 1
             _last = time.monotonic()
-        timer = threading.Timer(IDLE, _stop_if_idle)
-        timer.daemon = True
-        timer.start()
+            if _watch is None:  # one watch at a time, however many uploads come
+                _watch = threading.Thread(target=_stop_when_idle, name="archive-votable-idle", daemon=True)
+                _watch.start()
 
 
-def _stop_if_idle() -> None:
-    global _pool
-    with _lock:
-        if _pool is None or _busy or time.monotonic() - _last < IDLE:
-            return
-        pool, _pool = _pool, None
-    pool.shutdown(wait=False)
+def _stop_when_idle() -> None:
+    """Wait until the workers have had nothing to do for ``IDLE`` seconds, then stop them (a thread)."""
+    global _pool, _watch
+    while True:
+        with _lock:
+            left = IDLE - (time.monotonic() - _last)
+            if _pool is None or (left <= 0 and not _busy):
+                pool, _pool, _watch = _pool, None, None
+                break
+        time.sleep(max(left, 0.1))
+    if pool is not None:
+        pool.shutdown(wait=False)
 
 
 # -- in the worker -------------------------------------------------------------------------------------------------

@@ -149,6 +149,13 @@ class ArchiveApp(ExtensionApp):
             "'10GB' or '5%'; a job whose result would pass it fails with a 507, its result gone (0: no quota)."
         ),
     )
+    hats_quota = Unicode(
+        "10GB", config=True,
+        help=(
+            "Disk each user's imported HATS catalogs may take together, e.g. '10GB' or '5%'; an import that would pass "
+            "it fails with a 507, leaving nothing (0: no quota). Users delete their catalogs to make room."
+        ),
+    )
     disk_reserve = Unicode(
         "auto", config=True,
         help=(
@@ -158,8 +165,9 @@ class ArchiveApp(ExtensionApp):
             "data dir's disk; 0: none)."
         ),
     )
-    _mydb_quota: int | None = 10**10  # mydb_quota, results_quota and disk_reserve in bytes, once checked
+    _mydb_quota: int | None = 10**10  # mydb_quota, results_quota, hats_quota and disk_reserve in bytes, once checked
     _results_quota: int | None = 10**10
+    _hats_quota: int | None = 10**10
     _disk_reserve: int | None = None  # None: auto (``storage.default_reserve``)
     _memory_cap: int | None = None  # process_memory_limit in bytes, once checked
     process_memory_limit = Unicode(
@@ -251,6 +259,7 @@ class ArchiveApp(ExtensionApp):
             upload_limit=self.upload_limit,
             mydb_quota=self._mydb_quota,
             results_quota=self._results_quota,
+            hats_quota=self._hats_quota,
             disk_reserve=self._disk_reserve,
             dask_scheduler=self.dask_scheduler,
             cluster_min_rows=self.cluster_min_rows,
@@ -296,6 +305,7 @@ class ArchiveApp(ExtensionApp):
         disk = shutil.disk_usage(self.data_dir).total
         self._mydb_quota = disk_bound("ArchiveApp.mydb_quota", self.mydb_quota, disk=disk, least=1 << 20)
         self._results_quota = disk_bound("ArchiveApp.results_quota", self.results_quota, disk=disk, least=1 << 20)
+        self._hats_quota = disk_bound("ArchiveApp.hats_quota", self.hats_quota, disk=disk, least=1 << 20)
         auto = self.disk_reserve.strip().lower() == "auto"
         self._disk_reserve = None if auto else disk_bound("ArchiveApp.disk_reserve", self.disk_reserve, disk=disk) or 0
         self._memory_cap = memory_cap("ArchiveApp.process_memory_limit", self.process_memory_limit, memory=memory_size(), using=data_size())

@@ -110,12 +110,13 @@ class Archive:
         self.cluster = Cluster(config.dask_scheduler, memory_limit=config.engine_memory_limit, min_rows=config.cluster_min_rows)
         self.queries.cluster = self.cluster  # built after the queries; jobs over many HATS partitions fan out on it
         self.hats_imports = HatsImports(jobs=self.jobs, queries=self.queries, catalog=self.catalog, mounts=self.mounts,
-                                        cluster=self.cluster, data_dir=self.data_dir, room=self.storage.room)  # fmt: skip
+                                        cluster=self.cluster, data_dir=self.data_dir, room=self.storage.room,
+                                        quota=config.hats_quota)  # fmt: skip
         self.jobs.register_kind(HATS_IMPORT, self.hats_imports.run)
         # What deleting a user removes: built last, as it walks the other services.
         self.users.owned = Owned(user_store, jobs=self.jobs, directives=self.directives, engines=self.engines, catalog=self.catalog,
                                  hats=self.hats_imports, history=self.history)  # fmt: skip
-        self.tables = Tables(catalog=self.catalog, engines=self.engines, mydb_path=self.catalog.mydb_path)
+        self.tables = Tables(catalog=self.catalog, engines=self.engines, mydb_path=self.catalog.mydb_path, hats=self.hats_imports)
 
     def start(self) -> None:
         """Start background work (the job runner); call once the archive is set up."""

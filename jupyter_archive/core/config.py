@@ -36,6 +36,7 @@ class ArchiveConfig:
     upload_limit: int = 1 << 30  # bytes one table upload may have
     mydb_quota: int | None = 10**10  # bytes each user's MyDB may take (None: no quota; execution/storage.py)
     results_quota: int | None = 10**10  # bytes each user's stored job results may take (None: no quota; jobs/results.py)
+    hats_quota: int | None = 10**10  # bytes each user's imported HATS catalogs may take (None: no quota; jobs/hats_import.py)
     disk_reserve: int | None = None  # bytes of free disk writes leave (None: 1 GiB, or 5% of a smaller disk; 0: none)
     history_per_user: int = 10_000  # entries of each user's query history kept, newest (0: any number; history.py)
     dask_scheduler: str = ""  # "" (in-process only), "local", "local:N" or "tcp://host:8786" (core/execution/cluster.py)

@@ -215,9 +215,9 @@ def _disk_wanted(value: str, disk: int, least: int) -> int | None | str:
 @given(st.one_of(sizes, st.integers(0, 1 << 42).map(str),
                  st.builds(lambda n: f"{n}%", st.integers(-5, 150) | st.floats(0, 120).map(lambda f: round(f, 1))),
                  st.sampled_from(["", "0", " 0 ", "none", "%", "5 %", "-1", "1e9"])),
-       st.integers(1 << 30, 1 << 44), st.sampled_from(["mydb_quota", "results_quota", "disk_reserve"]))
+       st.integers(1 << 30, 1 << 44), st.sampled_from(["mydb_quota", "results_quota", "hats_quota", "disk_reserve"]))
 def test_a_disk_bound_is_a_size_bytes_or_a_share_of_the_disk(value, disk, name):
-    """``mydb_quota``, ``results_quota`` and ``disk_reserve``: a size, a number of bytes, or a share of the data dir's
+    """``mydb_quota``, ``results_quota``, ``hats_quota`` and ``disk_reserve``: a size, a number of bytes, or a share of the data dir's
     disk; none for nothing or 0; a quota of at least 1 MiB; anything else a SettingError naming the setting."""
     from jupyter_archive.settings import SettingError, disk_bound
 
@@ -234,6 +234,7 @@ def test_a_disk_bound_is_a_size_bytes_or_a_share_of_the_disk(value, disk, name):
 @pytest.mark.parametrize(("arg", "words"), [
     ("--ArchiveApp.mydb_quota=lots", "neither a size nor a share"), ("--ArchiveApp.mydb_quota=200kB", "less than the least"),
     ("--ArchiveApp.disk_reserve=0%", "from 1% to 100%"), ("--ArchiveApp.disk_reserve=-5GB", "neither a size nor a share"),
+    ("--ArchiveApp.hats_quota=12", "less than the least"), ("--ArchiveApp.results_quota=x%", "neither a size nor a share"),
 ])
 def test_a_disk_bound_that_cannot_be_used_stops_the_start(tmp_path, arg, words):
     from jupyter_archive.settings import SettingError

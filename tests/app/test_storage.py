@@ -31,6 +31,10 @@ from tests.support.servers import LiveServer
 
 QUOTA = 24 << 20
 RESULTS = 16 << 20  # of stored job results
+#: Of imported HATS catalogs: one import of ``_POINTS`` (a 0.63 MB Parquet export, a 0.78 MB catalog) fits, two do not.
+HATS_QUOTA = 1_600_000
+_POINTS = ("CREATE TABLE pts AS SELECT i AS objid, (i * 7919 % 36000) / 100.0 AS ra, ((i * 104729) % 17000) / 100.0 - 85 AS dec "
+           "FROM range(40000) t(i)")  # fmt: skip
 #: What a stopped write may leave in the file past its size before: a few of DuckDB's 256 kB blocks of metadata.
 SLACK = 4 << 20
 
@@ -48,7 +52,8 @@ def _setup(server: LiveServer) -> None:
 
 @pytest.fixture(scope="module")
 def quota(tmp_path_factory, demo_dir):
-    s = LiveServer(tmp_path_factory.mktemp("quota"), demo_dir, extra=(f"--ArchiveApp.mydb_quota={QUOTA}B", f"--ArchiveApp.results_quota={RESULTS}"))
+    s = LiveServer(tmp_path_factory.mktemp("quota"), demo_dir, extra=(f"--ArchiveApp.mydb_quota={QUOTA}B", f"--ArchiveApp.results_quota={RESULTS}",
+                                                                          f"--ArchiveApp.hats_quota={HATS_QUOTA}B"))
     _setup(s)
     yield s
     s.stop()
@@ -279,3 +284,28 @@ def test_room_a_drop_frees_while_another_read_is_open_is_free_once_it_ends(quota
     r = s.post(url + "query", json={"query": f"CREATE TABLE c AS {_big(400_000, 7)}", "context": "MyDB"})  # a, b, c: past it
     assert r.status_code == 200, r.text
     assert s.post(url + "query", json={"query": "DROP TABLE a; DROP TABLE c", "context": "MyDB"}).status_code == 200
+
+
+def test_imported_hats_catalogs_stop_at_the_users_quota_and_deleting_one_makes_room(quota):
+    s, url = _session(quota), quota.url + "archive/api/"
+    assert s.post(url + "query", json={"query": _POINTS, "context": "MyDB"}).status_code == 200
+
+    def imported(name: str) -> dict:
+        job = s.post(url + "jobs", json={"kind": "hats_import", "table": "pts", "name": name}).json()
+        assert "id" in job, job
+        while (got := s.get(url + f"jobs/{job['id']}").json())["state"] not in ("completed", "failed", "canceled"):
+            time.sleep(0.2)
+        return got
+
+    assert imported("first")["state"] == "completed"
+    (folder,) = (quota.data_dir / "hats-users").iterdir()  # the owner's: the one user who imported
+    kept = sorted(p.name for p in folder.iterdir())
+    second = imported("second")
+    assert second["state"] == "failed" and second["error"]["code"] == "quota_exceeded", second
+    assert "quota of 1.6 MB" in second["error"]["message"] and "DELETE" in second["error"]["message"], second
+    assert sorted(p.name for p in folder.iterdir()) == kept, "the failed import left files"
+    context = next(c["name"] for c in s.get(url + "contexts").json()["contexts"] if c["name"].endswith("_HATS"))
+    assert s.delete(url + f"contexts/{context}/tables/first").status_code == 204
+    assert imported("second")["state"] == "completed"
+    assert s.delete(url + f"contexts/{context}/tables/second").status_code == 204
+    assert s.post(url + "query", json={"query": "DROP TABLE pts", "context": "MyDB"}).status_code == 200

@@ -335,14 +335,15 @@ class Mounts:
         self._namespace.version += 1  # compiled queries name the mounts they saw
         return mount
 
-    def _add_hats_mount(self, mount: Mount, spec: dict) -> Mount:
+    def _add_hats_mount(self, mount: Mount, spec: dict | None) -> Mount:
         """HATS catalogs read in place: their metadata read now (listings never read data); queries
-        read the partition files the planner picks (``execution/partitions.py``)."""
+        read the partition files the planner picks (``execution/partitions.py``). ``spec`` None: a mounted one read again."""
         from ..backends.hats import open_location
 
         tables = open_location(mount.location)  # refuses a malformed or partial catalog before anything changes
-        mount = self._namespace.add_mount(mount)
-        self._specs[mount.path.lower()] = dict(spec)
+        if spec is not None:
+            mount = self._namespace.add_mount(mount)
+            self._specs[mount.path.lower()] = dict(spec)
         self._namespace.hats[mount.alias] = tables
         self._namespace.mount_tables[mount.context.lower()] = {k: t.info(mount.context) for k, t in tables.items()}
         self._namespace.mount_info[mount.context.lower()] = {f"healpix:{t.name}": t.healpix_spec for t in tables.values()}
@@ -418,6 +419,8 @@ class Mounts:
         other = self._namespace.mount(spec["context"])
         if other is not None and other.owner != spec["owner"]:
             raise ArchiveError("conflict", f"context {spec['context']} is already the mount at {other.path}", 409)
+        if other is not None and self.spec(spec["path"]) == spec and other.kind == "hats":
+            return self._add_hats_mount(other, None)  # read again, swapped in whole: its other catalogs never go missing
         if self.spec(spec["path"]) is not None:
             self.drop(spec["path"])
         mount = self.add(spec)

@@ -15,11 +15,14 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..backends.hats import open_location
 from ..catalog import MYDB
-from ..errors import ArchiveError
+from ..errors import ArchiveError, not_found
+from ..execution.storage import size_text
 from ..sql import quote_ident
 from .model import Job
 
@@ -38,14 +41,18 @@ POLL = 0.2  # seconds between looks at the job's cancel while the pipeline runs
 class HatsImports:
     """``archive.hats_imports``: submitting an import and the work of its job."""
 
-    def __init__(self, *, jobs, queries, catalog, mounts, cluster, data_dir: Path, room=None):
+    def __init__(self, *, jobs, queries, catalog, mounts, cluster, data_dir: Path, room=None, quota: int | None = None):
         self._jobs = jobs
-        self._room = room or (lambda path: None)  # raises the 507 of a disk below the archive's reserve (``Storage.room``)
+        self._disk_room = room or (lambda path: None)  # raises the 507 of a disk below the archive's reserve (``Storage.room``)
+        self.quota = quota  # bytes one user's catalogs may take, an import's files being built included (None: any)
         self._queries = queries
         self._catalog = catalog
         self._mounts = mounts
         self._cluster = cluster
         self.folder = Path(data_dir) / "hats-users"  # one folder of catalogs per user (``Principal.home``)
+        # Held while a user's folder of catalogs and their mount change (an import's end, a delete), so the mount
+        # always shows what the folder holds.
+        self._lock = threading.Lock()
 
     # -- submitting ---------------------------------------------------------------------------------
     def submit(self, principal: Principal, table: str, *, name: str | None = None, ra: str = "ra", dec: str = "dec",
@@ -74,9 +81,40 @@ class HatsImports:
             cols.append(found[0])
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin <= 3600:
             raise ArchiveError("bad_request", f"margin_arcsec must be a number of arc seconds in (0, 3600], not {margin!r}")
-        if (self.user_folder(principal) / name).exists():
-            raise ArchiveError("conflict", f"you already have a HATS catalog named {name}; choose another name", 409)
-        return {"table": info.name, "name": name, "ra": cols[0], "dec": cols[1], "margin_arcsec": float(margin)}
+        request = {"table": info.name, "name": name, "ra": cols[0], "dec": cols[1], "margin_arcsec": float(margin)}
+        self._check_free(self.user_folder(principal), request)
+        self._room(self.user_folder(principal))  # a user at their quota is told now, not by a failed job
+        return request
+
+    def _room(self, folder: Path, coming: int = 0) -> None:
+        """A 507 when the disk is below the archive's reserve, or when the user's catalogs (``folder``) with the files
+        of imports being built there and ``coming`` bytes more would pass their quota."""
+        self._disk_room(folder)
+        if self.quota is None or not folder.is_dir():
+            return
+        kept = building = 0
+        for part in folder.iterdir():
+            size = sum(f.stat().st_size for f in part.rglob("*") if f.is_file())
+            kept, building = (kept, building + size) if part.name.startswith(".") else (kept + size, building)
+        if kept + building + coming > self.quota:
+            raise ArchiveError(
+                "quota_exceeded",
+                f"this import would take your HATS catalogs past their quota of {size_text(self.quota)}: they hold "
+                f"{size_text(kept)} and it needs about {size_text(building + coming)} more; delete catalogs you no longer "
+                "need (DELETE archive/api/contexts/<context>/tables/<name>), or ask the archive's administrator for more",
+                507,
+                details={"quota_bytes": self.quota, "catalogs_bytes": kept},
+            )
+
+    @staticmethod
+    def _margin_name(req: dict) -> str:
+        return f"{req['name']}_{req['margin_arcsec']:g}arcs".replace(".", "_")
+
+    def _check_free(self, folder: Path, req: dict) -> None:
+        """409 when the catalog's folder or its margin cache's is taken (by a catalog or another's margin)."""
+        for part in (req["name"], self._margin_name(req)):
+            if (folder / part).exists():
+                raise ArchiveError("conflict", f"you already have a HATS catalog or margin cache named {part}; choose another name", 409)
 
     def user_folder(self, principal: Principal) -> Path:
         return self.folder / principal.home
@@ -87,10 +125,44 @@ class HatsImports:
         return (sum(1 for _ in folder.iterdir()) if folder.exists() else 0) + (self._mounts.spec(self._path(principal)) is not None)
 
     def remove_owned(self, principal: Principal) -> None:
+        with self._lock:
+            self._unmount(principal)
+            shutil.rmtree(self.user_folder(principal), ignore_errors=True)
+
+    def drop(self, principal: Principal, name: str) -> None:
+        """Delete the user's imported catalog ``name`` and its margin caches (404 if they have none of that name);
+        their mount then shows the catalogs left, and goes with the last."""
+        folder = self.user_folder(principal)
+        with self._lock:
+            catalogs = open_location(folder) if any(p.name[:1] != "." for p in folder.glob("*")) else {}
+            table = catalogs.get(str(name).lower())
+            if table is None:
+                raise not_found(f"you have no HATS catalog named {name!r}", table=name, context=self.context_name(principal))
+            # Out of the folder at once (a rename), removed after the mount no longer names it.
+            trash = folder / f".deleting-{uuid.uuid4().hex}"
+            trash.mkdir()
+            moved: list[Path] = []
+            try:
+                for path in (table.path, *table.margins.values()):
+                    path.rename(trash / path.name)
+                    moved.append(path)
+            except OSError:
+                for path in moved:  # the catalog whole again, as the mount shows it
+                    (trash / path.name).rename(path)
+                trash.rmdir()
+                raise
+            try:
+                if len(catalogs) > 1:
+                    self._mount(principal, folder)
+                else:
+                    self._unmount(principal)
+            finally:
+                shutil.rmtree(trash, ignore_errors=True)
+
+    def _unmount(self, principal: Principal) -> None:
         if self._mounts.spec(self._path(principal)) is not None:
             self._mounts.drop(self._path(principal))
             self._mounts.store.remove(self._path(principal))
-        shutil.rmtree(self.user_folder(principal), ignore_errors=True)
 
     @staticmethod
     def _path(principal: Principal) -> str:
@@ -107,32 +179,34 @@ class HatsImports:
         req = job.request
         folder = self.user_folder(principal)
         building = folder / f".building-{job.id}"
-        name, margin_name = req["name"], f"{req['name']}_{req['margin_arcsec']:g}arcs".replace(".", "_")
-        if (folder / name).exists():
-            raise ArchiveError("conflict", f"you already have a HATS catalog named {name}; choose another name", 409)
+        name, margin_name = req["name"], self._margin_name(req)
+        self._check_free(folder, req)
         shutil.rmtree(building, ignore_errors=True)
         building.mkdir(parents=True)
         moved: list[Path] = []
         try:
             self._check_positions(principal, req)
-            self._room(building)  # and between the steps: an import that took the disk below it stops, its files gone
+            self._room(folder)  # and between the steps: an import that took the disk below it stops, its files gone
             rows = self._export(principal, req["table"], building / "input.parquet", ctx)
             if rows == 0:
                 raise ArchiveError("bad_request", f"table {req['table']} has no rows: there is nothing to import")
             ctx.log(f"exported {rows} rows of MyDB.{req['table']}")
             ctx.set_progress(0.1, rows)
-            self._room(building)
+            self._room(folder, coming=(building / "input.parquet").stat().st_size)  # the catalog takes about the input's size
             self._pipeline(ctx, "catalog", self._catalog_args(req, building))
+            (building / "input.parquet").unlink()  # the margin cache is made from the catalog
             ctx.set_progress(0.7, rows)
-            self._room(building)
+            self._room(folder)
             self._pipeline(ctx, "margin cache", self._margin_args(req, building, margin_name))
             ctx.set_progress(0.9, rows)
-            self._room(building)
-            for part in (name, margin_name):
-                if (building / part).exists():
-                    (building / part).rename(folder / part)
-                    moved.append(folder / part)
-            context = self._mount(principal, folder)
+            self._room(folder)
+            with self._lock:
+                self._check_free(folder, req)  # another import may have taken a name since this one was submitted
+                for part in (name, margin_name):
+                    if (building / part).exists():
+                        (building / part).rename(folder / part)
+                        moved.append(folder / part)
+                context = self._mount(principal, folder)
         except BaseException:
             for path in moved:
                 shutil.rmtree(path, ignore_errors=True)

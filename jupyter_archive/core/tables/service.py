@@ -37,10 +37,11 @@ class Tables:
     ``context_engine``); ``mydb_path`` is where a principal's MyDB file is.
     """
 
-    def __init__(self, *, catalog: Any, engines: Any, mydb_path: Callable[[Principal], Path]):
+    def __init__(self, *, catalog: Any, engines: Any, mydb_path: Callable[[Principal], Path], hats: Any = None):
         self._catalog = catalog
         self._engines = engines
         self._mydb_path = mydb_path
+        self._hats = hats  # the HATS imports (``jobs.hats_import.HatsImports``): a user's own catalogs are dropped there
 
     def upload_path(self, principal: Principal, context: str | ContextRef | None = None) -> Path:
         """A fresh file name in the temp dir of the engine that will load it: the one place it may read."""
@@ -111,9 +112,12 @@ class Tables:
         return UploadResult(self._catalog.table(principal, ref, final), done == "create", rows, done)
 
     def drop(self, principal: Principal, context: str | ContextRef, name: str) -> None:
-        """Drop a MyDB table or view and its metadata."""
+        """Drop a MyDB table or view and its metadata, or a HATS catalog the user imported (and its margin caches)."""
         import duckdb
-        ref = self.writable_context(principal, context)
+        ref = self._catalog.context(principal, context) if isinstance(context, str) else context
+        if ref.mount is not None and ref.mount.kind == "hats" and ref.mount.owner and ref.mount.owner == principal.ident and self._hats:
+            return self._hats.drop(principal, name)  # only its owner sees such a mount
+        ref = self.writable_context(principal, ref)
         cur = self._engines.context_engine(principal, ref).cursor()
         try:
             with writing(cur, adds=False):  # checkpointed after: the room it frees is free at once

@@ -136,3 +136,43 @@ async def test_a_random_sample_of_a_catalog_reads_all_its_partitions_in_one_pass
         tenths[position[v] * 10 // HATS_ROWS] += 1
     assert all(220 <= n <= 380 for n in tenths), tenths
     assert (await drawn("4"))[0] == objids and set((await drawn("5"))[0]) != set(objids)
+
+
+async def test_an_imported_catalog_is_deleted_whole_by_its_owner_alone(fetch, archive):
+    alice, bob = archive.users.create_token("alice"), archive.users.create_token("bob")
+    made = await post(fetch, "query", {"query": "SELECT objid, ra, dec INTO mydb.picked FROM stars WHERE objid % 40 = 3", "context": "SKY", "language": "sql"}, alice)
+    assert made.code == 200, made.body
+    for name in ("one", "two"):
+        resp = await post(fetch, "jobs", {"kind": "hats_import", "table": "picked", "name": name, "margin_arcsec": 5}, alice)
+        assert (await wait_job(fetch, body_json(resp)["id"], alice))["state"] == "completed"
+    # A margin cache's folder is taken like a catalog's: neither name may be imported over it.
+    for name, margin in (("one_5arcs", 5), ("one", 7)):
+        taken = await post(fetch, "jobs", {"kind": "hats_import", "table": "picked", "name": name, "margin_arcsec": margin}, alice)
+        assert taken.code == 409 and name in body_json(taken)["error"]["message"], taken.body
+    folder = archive.hats_imports.user_folder(archive.users.principal("alice"))
+
+    def delete(context, name, token):
+        return fetch("archive", "api", "contexts", context, "tables", name, method="DELETE", headers={**AUTH, "X-Auth-Token": token})
+
+    def count(name, token):
+        return post(fetch, "query", {"query": f"SELECT COUNT(*) AS n FROM alice_hats.{name}", "language": "adql"}, token)
+
+    assert (await delete("ALICE_HATS", "one", bob)).code == 404  # bob sees no such context
+    shared = await delete("SKY", "stars", alice)
+    assert shared.code == 403 and "read-only" in body_json(shared)["error"]["message"], shared.body
+    assert (await delete("ALICE_HATS", "ONE", alice)).code == 204  # names as in queries: any case
+    assert sorted(p.name for p in folder.iterdir()) == ["two", "two_5arcs"]  # the catalog and its margin cache, nothing left aside
+    gone = await count("one", alice)
+    assert gone.code == 400 and "one" in body_json(gone)["error"]["message"], gone.body
+    assert body_json(await count("two", alice))["data"] == [[5000]]
+    again = await delete("ALICE_HATS", "one", alice)
+    assert again.code == 404 and "one" in body_json(again)["error"]["message"], again.body
+    assert (await delete("ALICE_HATS", "two", alice)).code == 204
+    assert not any(folder.iterdir())
+    listing = body_json(await fetch("archive", "api", "contexts", headers={**AUTH, "X-Auth-Token": alice}))
+    assert "ALICE_HATS" not in json.dumps(listing)
+    assert not [m for m in archive.mounts.store.all() if m.get("owner")], "the mount is gone from what a restart mounts"
+    # The name is free again.
+    resp = await post(fetch, "jobs", {"kind": "hats_import", "table": "picked", "name": "one", "margin_arcsec": 5}, alice)
+    assert (await wait_job(fetch, body_json(resp)["id"], alice))["state"] == "completed"
+    assert body_json(await count("one", alice))["data"] == [[5000]]

@@ -121,6 +121,11 @@ class ArchiveApp(ExtensionApp):
         60.0, min=0.0, config=True,
         help="Seconds an engine nobody uses stays open; then it is closed (freeing its memory) and the next query opens it again (0: never).",
     )
+    engines_open = Int(
+        64, min=0, config=True,
+        help="Engines (one per active user) kept open at most: past it, the least recently used one nobody is using closes, "
+             "and its user's next query opens it again (0: any number). Each holds a DuckDB instance (~5 MB) and its threads.",
+    )
     lookup_memory = Unicode(
         "256MB", config=True,
         help=(
@@ -249,6 +254,7 @@ class ArchiveApp(ExtensionApp):
             engine_memory_limit=self.engine_memory_limit or None,
             engine_spill_limit=self.engine_spill_limit or None,
             engine_idle_seconds=self.engine_idle_seconds or None,
+            engines_open=self.engines_open,
             lookup_memory=size_bytes(self.lookup_memory) or 0,
             allow_anonymous=self.allow_anonymous,
             job_workers=self.job_workers,

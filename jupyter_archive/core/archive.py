@@ -73,6 +73,7 @@ class Archive:
             limits={"memory_limit": config.engine_memory_limit, "spill_limit": config.engine_spill_limit},
             connections=config.quick_workers + config.job_workers + 2,
             idle_seconds=config.engine_idle_seconds,  # idle engines close: their buffers are memory held at rest
+            most_open=config.engines_open,  # and past this many, the least recently used: ~5 MB and 2 threads each
             storage=self.storage,
         )
         self.catalog.engines = self.engines  # the namespace reads MyDB and writable mounts through them

@@ -1,7 +1,7 @@
 """The server process's memory: given back once engines close, and capped.
 
 Most of what an idle server holds beyond its code is freed memory kept for reuse (DuckDB's
-buffers go when its engines close: ``execution.engines.EngineLifecycle``'s idle watch). What one
+buffers go when its engines close: ``execution.lifecycle.EngineLifecycle``'s idle watch). What one
 query may take is bounded by DuckDB's ``memory_limit`` for its buffers and by the process's cap
 (``cap_memory``) for everything else.
 """

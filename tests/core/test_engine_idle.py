@@ -7,10 +7,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jupyter_archive.core.archive import Archive
 from jupyter_archive.core.config import ArchiveConfig
 from jupyter_archive.core.errors import ArchiveError
+from tests.support import copy_demo
 
 IDLE = 0.2  # seconds: short, so the idle watch acts within the test
 SLOW = "SELECT count(*) FROM range(10000000000000) a"
@@ -135,3 +138,45 @@ def test_what_one_engine_spills_to_disk_is_bounded(archive_data_dir, spill, fits
             assert "disk to spill to" in err.value.message and "SET" not in err.value.message  # no advice users cannot follow
     finally:
         a.close()
+
+
+MOST = 3  # engines kept open at most in the test below
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory, demo_dir):
+    data = tmp_path_factory.mktemp("capped")
+    copy_demo(demo_dir, data / "demo")
+    a = Archive(ArchiveConfig(data_dir=data, demo_rows=20_000, engine_idle_seconds=None, engines_open=MOST))
+    a.start()
+    yield a
+    a.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["query", "hold", "release"]), st.integers(0, 6)), min_size=1, max_size=30))
+def test_past_the_most_open_the_least_used_free_engines_close_and_held_ones_never(capped, steps):
+    """Many users' engines: once one opens, no more than ``engines_open`` stay open beyond those leases hold; a held
+    engine (a result being read) is never closed under its reader; a closed one reopens with its user's MyDB as it was."""
+    held: list = []  # (user, result, its batches)
+    try:
+        for op, n in steps:
+            user = capped.users.principal(f"user{n}")
+            opening = not [e for e in capped.engines.engines(key_of(capped, user)) if not e.closed]
+            if op == "query":
+                capped.queries.query(user, f"CREATE TABLE IF NOT EXISTS mine AS SELECT {n} AS n", context="MyDB").close()
+                assert count(capped, user, "SELECT n FROM mine") == n
+            elif op == "hold":
+                result = capped.queries.query(user, "SELECT range AS i FROM range(300000)", context="DEMO", row_limit=None)
+                held.append((user, result, result.batches()))
+                next(held[-1][2])
+            elif held:
+                _user, result, batches = held.pop(n % len(held))
+                assert sum(b.num_rows for b in batches) > 0, "a held result was cut off"
+                result.close()
+            open_engines = [e for e in capped.engines.engines() if not e.closed]
+            if op != "release" and opening:  # closing happens as an engine opens: then the bound holds
+                assert len(open_engines) <= max(MOST, len(held) + 1), (len(open_engines), len(held))
+    finally:
+        for _user, result, _batches in held:
+            result.close()

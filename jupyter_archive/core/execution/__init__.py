@@ -1,8 +1,8 @@
 """Where and how a compiled query runs: one planner, one ``run()`` for every path.
 
 - ``engines``: what each key's engine attaches (``Specs``), opening a locked-down DuckDB
-  instance, every engine's lifecycle (``EngineLifecycle``), TAP_SCHEMA's in-memory engine,
-  ``engine_error`` (DuckDB's errors as ``ArchiveError``).
+  instance, TAP_SCHEMA's in-memory engine, ``engine_error`` (DuckDB's errors as ``ArchiveError``).
+- ``lifecycle``: every engine's lifecycle (``EngineLifecycle``): opened, replaced, closed when idle or too many.
 - ``pool``: ``EnginePool`` (``archive.engines``): lends connections; ``Engine``, the ``Lease``
   of a connection it lends, ``EngineRef``; ``QueryResult`` (what a lease streams) and the
   watchdog of time limits.

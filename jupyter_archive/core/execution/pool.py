@@ -3,8 +3,7 @@
 An engine is one locked-down DuckDB instance for one *key*: a user's identity, the anonymous reader, or a writable
 mount. Every connection handed out is a *lease*; a lease names the databases it needs and gets the newest engine that
 has all of them as the key's spec says. Which engines live, and when they are replaced and closed, is
-``engines.EngineLifecycle``'s; the pool lends under its lock and reads its current engines directly (the fast path).
-
+``lifecycle.EngineLifecycle``'s; the pool lends under its lock and reads its current engines directly (the fast path).
 The keys are the archive's (``engines.Specs``); ``engine``, ``mount_engine`` and ``context_engine``
 name them as ``EngineRef``s, which lease when asked for a cursor: a ``Lease`` of an ``Engine``.
 """
@@ -24,7 +23,8 @@ import pyarrow as pa
 from ..catalog.model import MYDB_ALIAS, ContextRef, Mount, Principal
 from ..errors import ArchiveError, held_elsewhere
 from ..languages import DEFAULT_LANGUAGE
-from .engines import Attachment, EngineLifecycle, Generation, Specs, engine_error, open_instance
+from .engines import Attachment, Specs, engine_error, open_instance
+from .lifecycle import EngineLifecycle, Generation
 
 # duckdb: imported where used, so a server at rest does not hold it (~12 MB) before its first query
 if TYPE_CHECKING:
@@ -184,18 +184,17 @@ class EnginePool:
         *,
         users: Callable[[str], Principal | None],
         running_jobs: Callable[[str], list[int]],
-        wait: float | None = 30.0,
-        threads: int | None = None,
+        wait: float | None = 30.0, threads: int | None = None,
         limits: dict[str, str | None] | None = None,  # open_instance's memory_limit and spill_limit
         connections: int = 8,
-        idle_seconds: float | None = None,
+        idle_seconds: float | None = None, most_open: int = 0,  # when engines close (``EngineLifecycle``)
         storage=None,  # storage.Storage: bounds the disk its engines' writes take
     ):
         self.specs = Specs(namespace, data_dir, users)  # what each key's engine attaches
         self._running_jobs = running_jobs
         self._wait = wait  # how long a lease waits by default: the quick-query time limit
         make = functools.partial(Engine, threads=threads, pool_size=connections, storage=storage, **(limits or {}))
-        self._life = EngineLifecycle(self.specs, make, idle_seconds=idle_seconds)
+        self._life = EngineLifecycle(self.specs, make, idle_seconds=idle_seconds, most_open=most_open)
         if storage is not None:
             storage.renew = self._life.renew  # a file a failed write left stale is shrunk by an engine of its own
 

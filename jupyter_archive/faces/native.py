@@ -49,6 +49,8 @@ class ContextsHandler(NativeHandler):
         for ref, doc in zip(refs, docs, strict=True):
             if ref.mount is None and not self.principal.anonymous:  # MyDB: what it takes of its quota
                 doc["storage"] = self.archive.storage.usage(self.archive.catalog.mydb_path(self.principal))
+            elif ref.mount is not None and ref.mount.kind == "hats" and ref.mount.owner:  # their imported catalogs'
+                doc["storage"] = await self.call(self.archive.hats_imports.usage, self.principal)
         self.send_json({"contexts": docs})
 
 
@@ -193,7 +195,8 @@ class JobsHandler(NativeHandler):
             self.archive.jobs.list, self.principal, all_users=everyone, states=states or None, kinds=kinds or None,
             offset=offset, limit=limit,
         )
-        self.send_json({"jobs": [job_json(self, j) for j in jobs], "total": total, "offset": offset, "limit": limit})
+        storage = await self.call(self.archive.results.usage, self.principal.ident)  # their stored results, of their quota
+        self.send_json({"jobs": [job_json(self, j) for j in jobs], "total": total, "offset": offset, "limit": limit, "storage": storage})
 
     @endpoint()
     async def post(self):

@@ -228,6 +228,10 @@ def test_job_results_past_the_owners_results_quota_fail_and_deleting_jobs_makes_
     assert again["state"] == "completed", again
     r = s.get(url + f"jobs/{kept[1]['id']}/results", params={"limit": 1})
     assert r.status_code == 200, r.text  # what was stored before is whole
+    # The listing says what the results take of the quota: the files of the owner's jobs (bob has none here).
+    files = sum((quota.data_dir / "results" / f"{j['id']}.parquet").stat().st_size for j in (kept[1], again))
+    storage = s.get(url + "jobs").json()["storage"]
+    assert storage["quota"] == RESULTS and files <= storage["bytes"] <= files + (1 << 20), (storage, files)
 
 
 def test_with_the_disk_below_the_reserve_writes_stop_before_they_start_and_a_drop_still_works(reserve):
@@ -300,12 +304,14 @@ def test_imported_hats_catalogs_stop_at_the_users_quota_and_deleting_one_makes_r
     assert imported("first")["state"] == "completed"
     (folder,) = (quota.data_dir / "hats-users").iterdir()  # the owner's: the one user who imported
     kept = sorted(p.name for p in folder.iterdir())
+    (mine,) = [c for c in s.get(url + "contexts").json()["contexts"] if c["name"].endswith("_HATS")]
+    on_disk = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert mine["storage"] == {"bytes": on_disk, "quota": HATS_QUOTA}, (mine, on_disk)
     second = imported("second")
     assert second["state"] == "failed" and second["error"]["code"] == "quota_exceeded", second
     assert "quota of 1.6 MB" in second["error"]["message"] and "DELETE" in second["error"]["message"], second
     assert sorted(p.name for p in folder.iterdir()) == kept, "the failed import left files"
-    context = next(c["name"] for c in s.get(url + "contexts").json()["contexts"] if c["name"].endswith("_HATS"))
-    assert s.delete(url + f"contexts/{context}/tables/first").status_code == 204
+    assert s.delete(url + f"contexts/{mine['name']}/tables/first").status_code == 204
     assert imported("second")["state"] == "completed"
-    assert s.delete(url + f"contexts/{context}/tables/second").status_code == 204
+    assert s.delete(url + f"contexts/{mine['name']}/tables/second").status_code == 204
     assert s.post(url + "query", json={"query": "DROP TABLE pts", "context": "MyDB"}).status_code == 200

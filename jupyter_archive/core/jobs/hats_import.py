@@ -90,12 +90,9 @@ class HatsImports:
         """A 507 when the disk is below the archive's reserve, or when the user's catalogs (``folder``) with the files
         of imports being built there and ``coming`` bytes more would pass their quota."""
         self._disk_room(folder)
-        if self.quota is None or not folder.is_dir():
+        if self.quota is None:
             return
-        kept = building = 0
-        for part in folder.iterdir():
-            size = sum(f.stat().st_size for f in part.rglob("*") if f.is_file())
-            kept, building = (kept, building + size) if part.name.startswith(".") else (kept + size, building)
+        kept, building = _sizes(folder)
         if kept + building + coming > self.quota:
             raise ArchiveError(
                 "quota_exceeded",
@@ -105,6 +102,10 @@ class HatsImports:
                 507,
                 details={"quota_bytes": self.quota, "catalogs_bytes": kept},
             )
+
+    def usage(self, principal: Principal) -> dict:
+        """What the user's catalogs take of the disk and of their quota (None: no quota), in bytes."""
+        return {"bytes": _sizes(self.user_folder(principal))[0], "quota": self.quota}
 
     @staticmethod
     def _margin_name(req: dict) -> str:
@@ -313,3 +314,12 @@ class HatsImports:
                 "owner": principal.ident, "description": f"HATS catalogs imported by {principal.name}"}  # fmt: skip
         self._mounts.replace_owned(spec)
         return context
+
+
+def _sizes(folder: Path) -> tuple[int, int]:
+    """Bytes of a user's folder of catalogs: (their catalogs, imports being built there)."""
+    kept = building = 0
+    for part in folder.iterdir() if folder.is_dir() else ():
+        size = sum(f.stat().st_size for f in part.rglob("*") if f.is_file())
+        kept, building = (kept, building + size) if part.name.startswith(".") else (kept + size, building)
+    return kept, building

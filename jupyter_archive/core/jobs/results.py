@@ -122,6 +122,10 @@ class ResultStore:
         with self._lock:
             return self._held_by(owner)
 
+    def usage(self, owner: str) -> dict:
+        """What the owner's results take of the disk and of their quota (None: no quota), in bytes."""
+        return {"bytes": self.held(owner), "quota": self.quota}
+
     def read(self, job_id: int, *, offset: int = 0, limit: int | None = None) -> QueryResult:
         """A page of a stored result as a streamed QueryResult (batches read lazily)."""
         import pyarrow.parquet as pq

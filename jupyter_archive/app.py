@@ -44,7 +44,8 @@ from .faces.soda import soda_handlers
 from .faces.tables import table_handlers
 from .faces.proxy import Forwarding, proxied, unproxy
 from .faces.tap import tap_handlers
-from .settings import JsonDict, JsonList, SettingError, disk_bound, memory_cap, setting_error, size_bytes, size_setting, usable_dir
+from .settings import (JsonDict, JsonList, SettingError, disk_bound, engines_bound, memory_cap, setting_error, size_bytes, size_setting,
+                       usable_dir)
 
 TAKE_OVER_EVERY = 2.0  # seconds between a forwarding server's tries to take a free data dir over
 
@@ -124,7 +125,8 @@ class ArchiveApp(ExtensionApp):
     engines_open = Int(
         64, min=0, config=True,
         help="Engines (one per active user) kept open at most: past it, the least recently used one nobody is using closes, "
-             "and its user's next query opens it again (0: any number). Each holds a DuckDB instance (~5 MB) and its threads.",
+             "and its user's next query opens it again (0: any number). Each holds a DuckDB instance (~5 MB), its threads and "
+             "its cache (up to engine_memory_limit): no more stay open than fill half of process_memory_limit.",
     )
     lookup_memory = Unicode(
         "256MB", config=True,
@@ -175,6 +177,7 @@ class ArchiveApp(ExtensionApp):
     _hats_quota: int | None = 10**10
     _disk_reserve: int | None = None  # None: auto (``storage.default_reserve``)
     _memory_cap: int | None = None  # process_memory_limit in bytes, once checked
+    _engines_open = 64  # engines_open, within the memory cap (``settings.engines_bound``)
     process_memory_limit = Unicode(
         "50%", config=True,
         help=(
@@ -254,7 +257,7 @@ class ArchiveApp(ExtensionApp):
             engine_memory_limit=self.engine_memory_limit or None,
             engine_spill_limit=self.engine_spill_limit or None,
             engine_idle_seconds=self.engine_idle_seconds or None,
-            engines_open=self.engines_open,
+            engines_open=self._engines_open,
             lookup_memory=size_bytes(self.lookup_memory) or 0,
             allow_anonymous=self.allow_anonymous,
             job_workers=self.job_workers,
@@ -315,6 +318,7 @@ class ArchiveApp(ExtensionApp):
         auto = self.disk_reserve.strip().lower() == "auto"
         self._disk_reserve = None if auto else disk_bound("ArchiveApp.disk_reserve", self.disk_reserve, disk=disk) or 0
         self._memory_cap = memory_cap("ArchiveApp.process_memory_limit", self.process_memory_limit, memory=memory_size(), using=data_size())
+        self._engines_open = engines_bound(self.engines_open, self._memory_cap, size_bytes(self.engine_memory_limit))
         try:
             valid_user_name(self.owner)
         except ArchiveError as exc:

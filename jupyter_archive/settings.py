@@ -168,3 +168,12 @@ def disk_bound(name: str, value: str, *, disk: int, least: int = 0) -> int | Non
     if size < least:
         raise SettingError(name, f"{value!r} is less than the least that works, {least // 2**20} MiB")
     return size
+
+
+def engines_bound(most: int, cap: int | None, engine_limit: int | None) -> int:
+    """The engines kept open at most: ``most`` (0: any number), and no more than half the process's memory ``cap``
+    holds of ``engine_limit`` each (at least 4), so what idle engines keep cached cannot starve the queries running."""
+    if not cap or not engine_limit:
+        return most
+    fit = max(4, cap // (2 * engine_limit))
+    return min(most, fit) if most else fit

@@ -264,3 +264,29 @@ def test_the_disk_reserve_is_auto_unless_set(tmp_path, arg, wanted):
         assert archive.storage.reserve == (min(1 << 30, total // 20) if got is None else got)
     finally:
         archive.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 500), st.one_of(st.none(), st.integers(1 << 30, 1 << 40)), st.one_of(st.none(), st.integers(16 << 20, 1 << 34)))
+def test_engines_kept_open_fit_half_the_memory_cap(most, cap, limit):
+    """``engines_open`` as the server applies it: never more than asked (0: any number), and, under a memory cap, no
+    more than half of it holds at each engine's memory limit, though at least 4."""
+    from jupyter_archive.settings import engines_bound
+
+    got = engines_bound(most, cap, limit)
+    if cap is None or limit is None:
+        assert got == most
+        return
+    assert most == 0 or got <= most  # never more than asked
+    assert got >= min(most or 4, 4)  # never fewer than 4 (unless asked for fewer)
+    assert got <= 4 or got * 2 * limit <= cap, (got, most, cap, limit)  # their limits fill at most half the cap
+    assert got == most or got == 4 or (got + 1) * 2 * limit > cap  # and as many as fit
+
+
+def test_a_small_memory_cap_keeps_fewer_engines_open(tmp_path):
+    app = command_line("--ArchiveApp.process_memory_limit=6GB", "--ArchiveApp.engine_memory_limit=500MB", f"--ArchiveApp.data_dir={tmp_path}")
+    app.check_settings()
+    assert app.archive_config().engines_open == 6  # 6 GB / (2 x 500 MB)
+    app = command_line("--ArchiveApp.process_memory_limit=0", f"--ArchiveApp.data_dir={tmp_path}")
+    app.check_settings()
+    assert app.archive_config().engines_open == 64

@@ -74,6 +74,7 @@ class Archive:
             connections=config.quick_workers + config.job_workers + 2,
             idle_seconds=config.engine_idle_seconds,  # idle engines close: their buffers are memory held at rest
             most_open=config.engines_open,  # and past this many, the least recently used: ~5 MB and 2 threads each
+            resting=config.engines_resting,  # once unused this long
             storage=self.storage,
         )
         self.catalog.engines = self.engines  # the namespace reads MyDB and writable mounts through them

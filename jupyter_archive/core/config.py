@@ -28,6 +28,7 @@ class ArchiveConfig:
     engine_spill_limit: str | None = "10GB"  # disk one engine may spill to (DuckDB: 90% of the free disk)
     engine_idle_seconds: float | None = 60.0  # an engine nobody uses is closed after this (None: never)
     engines_open: int = 64  # engines kept open at most: past it the least recently used idle one closes (0: any number)
+    engines_resting: float = 10.0  # seconds unused before an engine past engines_open may close (sooner, every request reopens one)
     lookup_memory: int = 256 << 20  # bytes of key indexes answering point lookups (0: none; execution/lookups.py)
     allow_anonymous: bool = False
     job_workers: int = 4

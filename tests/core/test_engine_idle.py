@@ -147,7 +147,7 @@ MOST = 3  # engines kept open at most in the test below
 def capped(tmp_path_factory, demo_dir):
     data = tmp_path_factory.mktemp("capped")
     copy_demo(demo_dir, data / "demo")
-    a = Archive(ArchiveConfig(data_dir=data, demo_rows=20_000, engine_idle_seconds=None, engines_open=MOST))
+    a = Archive(ArchiveConfig(data_dir=data, demo_rows=20_000, engine_idle_seconds=None, engines_open=MOST, engines_resting=0))
     a.start()
     yield a
     a.close()
@@ -180,3 +180,20 @@ def test_past_the_most_open_the_least_used_free_engines_close_and_held_ones_neve
     finally:
         for _user, result, _batches in held:
             result.close()
+
+
+def test_engines_used_lately_stay_open_past_the_most_so_busy_users_do_not_reopen_them(archive_data_dir):
+    """Five users taking turns on an archive that keeps three engines: none has rested, so none closes, and each
+    query finds its user's engine as it left it (closing them made every request reopen one)."""
+    a = Archive(ArchiveConfig(data_dir=archive_data_dir, demo_rows=20_000, engine_idle_seconds=None, engines_open=3, engines_resting=60))
+    try:
+        users = [a.users.principal(f"turn{i}") for i in range(5)]
+        seen: dict[str, object] = {}
+        for _ in range(3):
+            for user in users:
+                assert count(a, user, "SELECT count(*) FROM PhotoObj", context="DEMO") == 20_000
+                [engine] = a.engines.engines(key_of(a, user))
+                assert seen.setdefault(user.name, engine) is engine, f"the engine of {user.name} was closed and opened again"
+        assert len([e for e in a.engines.engines() if not e.closed]) == 5
+    finally:
+        a.close()

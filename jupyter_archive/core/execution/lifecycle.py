@@ -62,13 +62,15 @@ class EngineLifecycle:
     spill_dir=)`` opens an engine (the pool's ``Engine``).
     """
 
-    def __init__(self, specs: Specs, make: Callable[..., Engine], *, idle_seconds: float | None = None, most_open: int = 0):
+    def __init__(self, specs: Specs, make: Callable[..., Engine], *, idle_seconds: float | None = None, most_open: int = 0,
+                 resting: float = 10.0):  # fmt: skip
         self.specs = specs
         self._make = make
         self.idle_seconds = idle_seconds or None  # None: an engine in no one's use stays open
         # Past this many current engines, the least recently used with no lease out closes (0: any number). Each holds
         # a DuckDB instance (~5 MB) and its threads; a burst of a few hundred users must not keep them all until idle.
         self.most_open = most_open
+        self.resting = resting  # seconds an engine has been left unused before it may close for being past most_open
         self._idle_watch: threading.Thread | None = None
         self.cond = threading.Condition()
         self.current: dict[Hashable, Generation] = {}
@@ -146,8 +148,12 @@ class EngineLifecycle:
 
     def _close_least_used(self, opened: Generation) -> None:
         """Close engines nobody holds, least recently used first, until ``most_open`` are open (``opened``, about to
-        be leased, stays). Engines with a lease out stay open: they close when idle, or at a later opening."""
-        free = sorted((g for g in self.current.values() if g is not opened and g.engine.leases == 0), key=lambda g: g.engine.idle_since)
+        be leased, stays). Engines with a lease out, or used in the last ``resting`` seconds, stay open: they close
+        when idle, or at a later opening. (Closing those too made 50 users mixing queries on 40 engines reopen an
+        engine for nearly every request: 130 requests a second instead of 680.)"""
+        rested = time.monotonic() - self.resting
+        free = sorted((g for g in self.current.values() if g is not opened and g.engine.leases == 0 and g.engine.idle_since <= rested),
+                      key=lambda g: g.engine.idle_since)  # fmt: skip
         for gen in free[: len(self.current) - self.most_open]:
             log.debug("engine of %s closed: %d engines are open", describe(gen.key), len(self.current))
             self._retire(gen)  # no lease is out: closed at once

@@ -187,14 +187,14 @@ class EnginePool:
         wait: float | None = 30.0, threads: int | None = None,
         limits: dict[str, str | None] | None = None,  # open_instance's memory_limit and spill_limit
         connections: int = 8,
-        idle_seconds: float | None = None, most_open: int = 0,  # when engines close (``EngineLifecycle``)
+        idle_seconds: float | None = None, most_open: int = 0, resting: float = 10.0,  # when engines close (``EngineLifecycle``)
         storage=None,  # storage.Storage: bounds the disk its engines' writes take
     ):
         self.specs = Specs(namespace, data_dir, users)  # what each key's engine attaches
         self._running_jobs = running_jobs
         self._wait = wait  # how long a lease waits by default: the quick-query time limit
         make = functools.partial(Engine, threads=threads, pool_size=connections, storage=storage, **(limits or {}))
-        self._life = EngineLifecycle(self.specs, make, idle_seconds=idle_seconds, most_open=most_open)
+        self._life = EngineLifecycle(self.specs, make, idle_seconds=idle_seconds, most_open=most_open, resting=resting)
         if storage is not None:
             storage.renew = self._life.renew  # a file a failed write left stale is shrunk by an engine of its own
 

@@ -52,8 +52,8 @@ def _setup(server: LiveServer) -> None:
 
 @pytest.fixture(scope="module")
 def quota(tmp_path_factory, demo_dir):
-    s = LiveServer(tmp_path_factory.mktemp("quota"), demo_dir, extra=(f"--ArchiveApp.mydb_quota={QUOTA}B", f"--ArchiveApp.results_quota={RESULTS}",
-                                                                          f"--ArchiveApp.hats_quota={HATS_QUOTA}B"))
+    quotas = (f"--ArchiveApp.mydb_quota={QUOTA}B", f"--ArchiveApp.results_quota={RESULTS}", f"--ArchiveApp.hats_quota={HATS_QUOTA}B")
+    s = LiveServer(tmp_path_factory.mktemp("quota"), demo_dir, extra=quotas)
     _setup(s)
     yield s
     s.stop()

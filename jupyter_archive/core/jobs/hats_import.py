@@ -12,6 +12,7 @@ must see the data dir at the same path (a shared filesystem), as for every HATS 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import threading
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..backends.hats import open_location
 from ..catalog import MYDB
 from ..errors import ArchiveError, not_found
-from ..execution.storage import size_text
+from ..execution.storage import file_size, size_text
 from ..sql import quote_ident
 from .model import Job
 
@@ -317,9 +318,11 @@ class HatsImports:
 
 
 def _sizes(folder: Path) -> tuple[int, int]:
-    """Bytes of a user's folder of catalogs: (their catalogs, imports being built there)."""
+    """Bytes of a user's folder of catalogs: (their catalogs, imports being built there). Files that go while it
+    counts (an import's temporary ones, a catalog being deleted) count for nothing."""
     kept = building = 0
-    for part in folder.iterdir() if folder.is_dir() else ():
-        size = sum(f.stat().st_size for f in part.rglob("*") if f.is_file())
-        kept, building = (kept, building + size) if part.name.startswith(".") else (kept + size, building)
+    for top, _dirs, files in os.walk(folder):  # os.walk passes over a folder removed meanwhile
+        size = sum(file_size(Path(top) / f) for f in files)
+        part = Path(top).relative_to(folder).parts[:1]
+        kept, building = (kept, building + size) if part and part[0].startswith(".") else (kept + size, building)
     return kept, building

@@ -54,6 +54,7 @@ class HatsImports:
         # Held while a user's folder of catalogs and their mount change (an import's end, a delete), so the mount
         # always shows what the folder holds.
         self._lock = threading.Lock()
+        self._counted: dict[str, tuple[tuple[str, ...], int]] = {}  # user home -> (their folder's entries, bytes kept)
 
     # -- submitting ---------------------------------------------------------------------------------
     def submit(self, principal: Principal, table: str, *, name: str | None = None, ra: str = "ra", dec: str = "dec",
@@ -105,8 +106,17 @@ class HatsImports:
             )
 
     def usage(self, principal: Principal) -> dict:
-        """What the user's catalogs take of the disk and of their quota (None: no quota), in bytes."""
-        return {"bytes": _sizes(self.user_folder(principal))[0], "quota": self.quota}
+        """What the user's catalogs take of the disk and of their quota (None: no quota), in bytes. Counted again only
+        when their folder's entries change (a catalog in or out: the contexts listing asks on every call)."""
+        folder = self.user_folder(principal)
+        try:
+            entries = tuple(sorted(os.listdir(folder)))  # taken before counting: a change meanwhile shows next time
+        except OSError:
+            entries = ()
+        seen = self._counted.get(principal.home)
+        if seen is None or seen[0] != entries:
+            seen = self._counted[principal.home] = (entries, _sizes(folder)[0])
+        return {"bytes": seen[1], "quota": self.quota}
 
     @staticmethod
     def _margin_name(req: dict) -> str:
